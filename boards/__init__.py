@@ -1,0 +1,1 @@
+"""Board catalogue on amaranth-boards platforms: clocks, pins, toolchain, reports."""

@@ -1,0 +1,1 @@
+"""Complete top-level designs: cores, buffers, register map and transport bridges."""

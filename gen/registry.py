@@ -1,0 +1,82 @@
+"""Catalogue of generators that ``tiersolve generate`` and the benchmarks can build by name.
+
+Each unit or core module registers itself with :func:`register` when it is imported;
+:func:`units` imports the known modules and returns the catalogue. Importing this module does
+not import Amaranth.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+__all__ = ["Parameter", "UnitSpec", "register", "units", "get_unit"]
+
+#: Modules that register units; imported lazily by :func:`units`.
+_MODULES = [
+    "tiersolve.gen.mac",
+    "tiersolve.gen.recip",
+    "tiersolve.gen.cordic",
+]
+
+_UNITS: dict[str, UnitSpec] = {}
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One generator parameter as the command line sees it."""
+
+    name: str
+    type: Callable
+    default: object
+    help: str
+    choices: tuple | None = None
+
+
+@dataclass(frozen=True)
+class UnitSpec:
+    """A named generator.
+
+    Attributes
+    ----------
+    name : str
+        Name on the command line (``tiersolve generate NAME``).
+    summary : str
+        One line for ``tiersolve generate --list``.
+    build : callable
+        ``build(fmt, **params)`` returns an Amaranth ``wiring.Component``.
+    parameters : tuple of Parameter
+        Parameters other than the format.
+    """
+
+    name: str
+    summary: str
+    build: Callable
+    parameters: tuple[Parameter, ...] = field(default_factory=tuple)
+
+
+def register(spec: UnitSpec) -> UnitSpec:
+    if spec.name in _UNITS and _UNITS[spec.name] is not spec:
+        raise ValueError(f"unit {spec.name!r} is registered twice")
+    _UNITS[spec.name] = spec
+    return spec
+
+
+def units() -> dict[str, UnitSpec]:
+    """All registered units, importing the modules that define them."""
+    for module in _MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name != module:
+                raise
+    return dict(sorted(_UNITS.items()))
+
+
+def get_unit(name: str) -> UnitSpec:
+    catalogue = units()
+    if name not in catalogue:
+        known = ", ".join(catalogue) or "(none)"
+        raise ValueError(f"unknown unit {name!r}; known units: {known}")
+    return catalogue[name]

@@ -1,0 +1,1 @@
+"""Host side: transports, wire protocol, the Device API and the ``tiersolve`` command."""

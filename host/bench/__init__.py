@@ -1,0 +1,37 @@
+"""Benchmarks: ``tiersolve bench NAME``. Each prints a table and saves JSON (and plots).
+
+A benchmark module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args)``.
+Results go to ``--out`` (default ``bench-results/``) as ``<name>.json``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+#: benchmark name -> module that implements it
+BENCHMARKS = {
+    "arith": "tiersolve.host.bench.arith",
+}
+
+
+def _setup(parser):
+    sub = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
+    for name, module_name in BENCHMARKS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name != module_name:
+                raise
+            continue
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        p.add_argument("--out", default="bench-results",
+                       help="folder for the JSON results (default: bench-results)")
+        module.add_arguments(p)
+        p.set_defaults(_bench=module.run)
+
+
+def _run(args) -> int:
+    return args._bench(args) or 0
+
+
+COMMAND = (_setup, _run, "run a benchmark and save its figures")

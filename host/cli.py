@@ -1,0 +1,148 @@
+"""The ``tiersolve`` command.
+
+Each subcommand is a ``(setup(parser), run(args) -> int, help)`` triple: the built-in ones are in
+:data:`BUILTIN`, others come from their feature modules (see :func:`_extra_commands`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+__all__ = ["main", "CliError", "build_params"]
+
+
+class CliError(Exception):
+    """An error the command reports in one line, with exit status 2."""
+
+
+def _version() -> str:
+    try:
+        return version("tiersolve")
+    except PackageNotFoundError:  # pragma: no cover - running from a plain checkout
+        return "unknown"
+
+
+def _parse_param(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    name, value = text.split("=", 1)
+    return name.strip().replace("-", "_"), value.strip()
+
+
+# -- generate --------------------------------------------------------------------------------
+
+
+def _setup_generate(parser):
+    parser.add_argument("unit", nargs="?", help="unit or core to generate (see --list)")
+    parser.add_argument("--list", action="store_true", help="list the units and their parameters")
+    parser.add_argument("--format", default="Q6.12", help="fixed-point format (default Q6.12)")
+    parser.add_argument("--param", "-p", action="append", default=[], type=_parse_param,
+                        metavar="NAME=VALUE", help="generator parameter (repeatable)")
+    parser.add_argument("--output", "-o", default=None,
+                        help="Verilog file to write (default: <unit>.v)")
+    parser.add_argument("--name", default=None, help="Verilog module name (default: the unit's)")
+
+
+def _run_generate(args) -> int:
+    from tiersolve.gen.fixed import FixedFormat
+    from tiersolve.gen.registry import get_unit, units
+
+    if args.list or not args.unit:
+        for spec in units().values():
+            print(f"{spec.name:12s} {spec.summary}")
+            for p in spec.parameters:
+                choices = f" {{{', '.join(map(str, p.choices))}}}" if p.choices else ""
+                print(f"    {p.name}={p.default!s:<10}{choices}  {p.help}")
+        return 0
+    try:
+        spec = get_unit(args.unit)
+        fmt = FixedFormat.parse(args.format)
+        params = build_params(spec, dict(args.param))
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    from amaranth.back import verilog
+
+    component = spec.build(fmt, **params)
+    name = args.name or f"tiersolve_{spec.name}"
+    text = verilog.convert(component, name=name)
+    output = args.output or f"{spec.name}.v"
+    with open(output, "w") as file:
+        file.write(text)
+    print(f"wrote {output}: module {name} ({spec.name}, {fmt}, "
+          + ", ".join(f"{k}={v}" for k, v in params.items()) + ")")
+    return 0
+
+
+def build_params(spec, given: dict[str, str]) -> dict:
+    """Convert ``NAME=VALUE`` strings to the unit's parameter types, filling defaults."""
+    known = {p.name: p for p in spec.parameters}
+    unknown = set(given) - set(known)
+    if unknown:
+        raise ValueError(
+            f"unknown parameter(s) {', '.join(sorted(unknown))} for {spec.name}; "
+            f"known: {', '.join(known) or '(none)'}"
+        )
+    params = {}
+    for name, p in known.items():
+        if name in given:
+            try:
+                value = p.type(given[name])
+            except (TypeError, ValueError):
+                raise ValueError(f"parameter {name}={given[name]!r} is not a valid "
+                                 f"{getattr(p.type, '__name__', p.type)}") from None
+            if p.choices and value not in p.choices:
+                raise ValueError(f"parameter {name}={value!r} must be one of {p.choices}")
+            params[name] = value
+        else:
+            params[name] = p.default
+    return params
+
+
+BUILTIN = {
+    "generate": (_setup_generate, _run_generate, "write Verilog for a unit or core"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tiersolve",
+        description="Generate, simulate, build and drive tiersolve's FPGA least-squares cores.",
+    )
+    parser.add_argument("--version", action="version", version=f"tiersolve {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (setup, run, help_text) in {**BUILTIN, **_extra_commands()}.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        setup(p)
+        p.set_defaults(_run=run)
+    return parser
+
+
+def _extra_commands() -> dict:
+    """Subcommands defined in other modules (imported here so --help lists them)."""
+    extra = {}
+    from tiersolve.host.bench import COMMAND as bench_command
+
+    extra["bench"] = bench_command
+    return extra
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 0
+    try:
+        return args._run(args) or 0
+    except CliError as error:
+        print(f"tiersolve {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
