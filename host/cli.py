@@ -7,6 +7,7 @@ Each subcommand is a ``(setup(parser), run(args) -> int, help)`` triple: the bui
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
@@ -62,14 +63,23 @@ def _run_generate(args) -> int:
         params = build_params(spec, dict(args.param))
     except ValueError as error:
         raise CliError(str(error)) from None
-    from amaranth.back import verilog
-
-    component = spec.build(fmt, **params)
     name = args.name or f"tiersolve_{spec.name}"
-    text = verilog.convert(component, name=name)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", name):
+        raise CliError(f"--name {name!r} is not a plain Verilog identifier")
+    # Like amaranth.back.verilog.convert, but also for always_valid/always_ready streams.
+    from tiersolve.gen.crosssim import to_verilog
+
+    try:
+        component = spec.build(fmt, **params)
+    except (TypeError, ValueError) as error:  # the generator's own parameter checks
+        raise CliError(f"{spec.name}: {error}") from None
+    text = to_verilog(component, name)
     output = args.output or f"{spec.name}.v"
-    with open(output, "w") as file:
-        file.write(text)
+    try:
+        with open(output, "w") as file:
+            file.write(text)
+    except OSError as error:
+        raise CliError(f"cannot write {output}: {error.strerror}") from None
     print(f"wrote {output}: module {name} ({spec.name}, {fmt}, "
           + ", ".join(f"{k}={v}" for k, v in params.items()) + ")")
     return 0
@@ -89,9 +99,9 @@ def build_params(spec, given: dict[str, str]) -> dict:
         if name in given:
             try:
                 value = p.type(given[name])
-            except (TypeError, ValueError):
+            except (TypeError, ValueError) as error:
                 raise ValueError(f"parameter {name}={given[name]!r} is not a valid "
-                                 f"{getattr(p.type, '__name__', p.type)}") from None
+                                 f"{getattr(p.type, '__name__', p.type)}: {error}") from None
             if p.choices and value not in p.choices:
                 raise ValueError(f"parameter {name}={value!r} must be one of {p.choices}")
             params[name] = value
