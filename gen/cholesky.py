@@ -1,0 +1,771 @@
+"""Cholesky solver core: one-step ridge solve ``(HᵀH + λI) W = HᵀT`` in fixed point.
+
+The arithmetic (formats, rounding, flags) is defined by the bit-exact model
+:func:`tiersolve.gen.cholesky_model.cholesky_model`; read its module docstring first.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from . import registry
+from .cholesky_model import Phase, check_cholesky_parameters, check_inverse_format, wide_bits
+
+__all__ = ["CholeskySolver", "MODE_DIRECT", "MODE_GRAM"]
+
+#: ``command.mode`` values.
+MODE_GRAM = 0
+MODE_DIRECT = 1
+
+# which loop feeds the shared pipeline (held until the pipeline has drained)
+_KIND_CLEAR, _KIND_GRAM, _KIND_FACTOR, _KIND_BACK = range(4)
+
+
+def _ceil_log2(value: int) -> int:
+    return (value - 1).bit_length()
+
+
+def _clip(value, width: int):
+    """Clip a signed value to ``width`` bits: ``(result, clipped)``.
+
+    Same result as :func:`tiersolve.gen.hwfixed.saturate`, but the overflow test looks at the
+    bits above the sign (all equal: it fits) instead of comparing with the limits, so no carry
+    chain follows the one that produced ``value``.
+    """
+    value = Value.cast(value)
+    if len(value) <= width:
+        return value.as_signed(), Const(0, 1)
+    high = value[width - 1:]
+    clipped = ~(high.all() | ~high.any())
+    negative = value[-1]
+    limit = Mux(negative, -(1 << (width - 1)), (1 << (width - 1)) - 1)
+    result = Mux(clipped, limit, value[:width].as_signed())
+    return result[:width].as_signed(), clipped
+
+
+def _round_clip(value, shift: int, width: int):
+    """``saturate(round_shift(value, shift, "nearest-even"), width)`` with one adder.
+
+    Ties to even as ``floor((value + 2**(shift-1) - 1 + kept_lsb) / 2**shift)``, where
+    ``kept_lsb`` is bit ``shift`` of ``value``: below half rounds down, above half up, and an
+    exact half goes up only when the kept part is odd.
+    """
+    value = Value.cast(value)
+    if shift:
+        half = 1 << (shift - 1)
+        bias = Mux(value[shift], half, half - 1)
+        value = ((value + bias) >> shift).as_signed()
+    return _clip(value, width)
+
+
+class CholeskySolver(wiring.Component):
+    """Fixed-point Cholesky solver for ``(A + λI) X = B``, with ``A = HᵀH``, ``B = HᵀT``
+    accumulated on chip (Gram mode) or written directly (direct mode).
+
+    The core computes exactly what :func:`tiersolve.gen.cholesky_model.cholesky_model`
+    computes: ``A = L Lᵀ`` with ``1/L_jj`` from a reciprocal-square-root unit
+    (:class:`tiersolve.gen.recip.ReciprocalUnit`), so every entry of ``L`` is one multiply and
+    no divider or square root is built; the forward substitution ``Y = L⁻¹B`` runs as ``k``
+    extra rows of the factorisation; the back substitution ``Lᵀ X = Y`` follows; ``X`` streams
+    out. One bitstream serves every ``n <= n_max``, ``k <= k_max`` and λ.
+
+    Architecture
+    ------------
+    Storage is an *augmented* matrix of ``n + k`` rows and ``n`` columns (lower triangle of
+    ``A``, then ``Bᵀ``) in ``lanes`` banks of :class:`~amaranth.lib.memory.Memory`: row ``i``
+    lives in bank ``i mod lanes``. Every bank has two read ports: port A gives each lane its own
+    row, port B (the same address in every bank, one bank selected) broadcasts the pivot row.
+    Words are ``w + f + guard_bits`` bits: entries not yet factorised hold ``2f`` fractional
+    bits, factorised ones hold ``L`` (sign-extended ``fmt``).
+
+    * Gram mode: the memory is cleared to ``λ·I`` (``lanes`` words a cycle), then each row
+      ``[h | t]`` is received (one value a cycle) into a small row buffer and added in:
+      for each column ``j``, the lanes update rows ``j .. n+k-1`` of column ``j``, ``lanes``
+      multiply-adds per cycle.
+    * Factorisation, left-looking, column ``j``: the rows ``j .. n+k-1`` are taken ``lanes``
+      consecutive rows at a time (a block; the rows of a block always sit in different banks,
+      so a block may start in any bank); for each block the lanes form ``Σ_{q<j} L_iq·L_jq``
+      in ``j`` cycles (one product per lane per cycle, exact accumulators), read ``M_ij`` in
+      one more, round ``s_i`` and store it in place. The first block holds row ``j``: its pivot
+      ``s_j`` goes to the rsqrt unit while the other blocks are issued, so the unit's latency
+      is hidden once a column has more than ``≈ rsqrt latency`` cycles of work. A scaling pass
+      (one block a cycle) then rewrites every ``s_i`` as ``L_ij = s_i·(1/√s_j)``.
+    * Back substitution, ``i = n-1 .. 0``, each right-hand side ``c``: the lanes read column
+      ``i`` of ``L`` (rows ``> i``, ``lanes`` at a time, all banks in parallel) and ``X``
+      (banked the same way), an adder tree of ``log2(lanes)`` registered levels sums the
+      products, then ``Y_ci`` is subtracted, rounded and scaled by ``1/L_ii``.
+
+    Multipliers: ``2·lanes`` (one dot-product multiplier ``w × w`` and one scaling multiplier
+    ``w × inverse_format.width`` per lane), each fed straight from registers. Block RAM: the
+    matrix memory, ``ceil((n_max + k_max)/lanes)·2**ceil(log2 n_max)`` words of
+    ``w + f + guard_bits`` bits per bank, read by two ports (Yosys duplicates it), plus small
+    buffers (solution ``X``, one Gram row, the pivot inverses).
+
+    Parameters
+    ----------
+    n_max : int
+        Largest ``n`` (2..1024).
+    k_max : int
+        Largest number of right-hand sides ``k`` (1..256).
+    fmt : FixedFormat or str
+        Data format of ``H``, ``T``, ``A``, ``B``, λ, ``L``, ``1/L_jj`` and ``X`` (at most 24
+        bits, at least one fractional bit).
+    lanes : int
+        Parallel multiply-accumulate lanes, a power of two (1..64).
+    guard_bits : int
+        Extra integer bits of the wide (Gram) words (2..8, default 4).
+    inverse_format : FixedFormat or str or None
+        Format of the pivot inverses ``1/√s_j`` (default: ``fmt``). Pivots below
+        ``inverse_format.max**-2`` clip (flagged); give it more integer bits for
+        ill-conditioned systems. The scaling multipliers are ``w × inverse_format.width``.
+    rsqrt_mode : str
+        ``mode`` of the :class:`~tiersolve.gen.recip.ReciprocalUnit` (default ``"iterative"``:
+        one pivot per column does not need a pipelined unit).
+
+    Members
+    -------
+    command : ``In(stream.Signature(StructLayout({"mode": 1, "n", "k", "lam": signed(w)})))``
+        Starts a job: ``mode`` (:data:`MODE_GRAM` or :data:`MODE_DIRECT`), sizes ``n`` and
+        ``k`` and λ (stored integer of ``fmt``). Accepted only when idle or done.
+    i : ``In(stream.Signature(StructLayout({"value": signed(w), "last": 1})))``
+        Gram mode: rows ``[h | t]`` of ``n + k`` values; ``last`` on the final value of the
+        final row ends the accumulation (``last`` elsewhere is ignored). Direct mode: exactly
+        ``n`` rows ``[A_i | B_i]`` of ``n + k`` values (``last`` ignored; entries above the
+        diagonal of ``A`` are ignored).
+    o : ``Out(stream.Signature(StructLayout({"value": signed(w), "last": 1})))``
+        ``X`` in row-major order (``X[0, 0], X[0, 1], ...``), ``last`` on the final value.
+        Nothing is sent when the job fails (not positive definite or bad command).
+    busy, done : ``Out(1)``
+        ``busy`` from the accepted command to the end of the job; ``done`` after it until the
+        next command.
+    phase : ``Out(3)``
+        :class:`tiersolve.gen.cholesky_model.Phase` of the job.
+    cycles : ``Out(32)``
+        Cycles since the command was accepted (stops when the job ends).
+    npd, npd_index : ``Out(1)``, ``Out(range(n_max))``
+        A pivot was not positive; its column index. The job then ends without output.
+    saturated : ``Out(1)``
+        Sticky: a value was clipped during the job.
+    bad_command : ``Out(1)``
+        ``n`` or ``k`` was 0 or too large; the job ended at once.
+
+    Timing
+    ------
+    Cycle counts per phase are given exactly by
+    :func:`tiersolve.gen.cholesky_model.cycle_model` (a test checks them against simulation),
+    with ``B_j = ceil((n + k - j)/lanes)`` blocks in column ``j``. Gram mode, per row:
+    ``n + k`` input cycles, ``Σ_j B_j`` update cycles and 7 cycles of drain (the clear pass is
+    the same without the input). Factorisation, per column: ``B_j·(j + 1)`` issue cycles, then
+    ``max(7, j + 7 + rsqrt_latency - B_j·(j + 1) + 1)`` waiting for the last ``s`` and the
+    pivot inverse, ``B_j`` scaling cycles and 6 drain cycles. Back substitution, per row ``i``:
+    2 cycles to load ``1/L_ii``, ``k·max(1, ceil((n - 1 - i)/lanes))`` issue cycles and
+    ``9 + log2(lanes)`` drain cycles. Output: 2 cycles per element. The command is accepted in
+    the cycle after the previous job ends.
+    """
+
+    def __init__(self, n_max: int, k_max: int, fmt, lanes: int = 1, *, guard_bits: int = 4,
+                 inverse_format=None, rsqrt_mode: str = "iterative"):
+        from .recip import ReciprocalUnit
+
+        try:
+            self.fmt = check_cholesky_parameters(n_max, k_max, fmt, lanes, guard_bits)
+            self.inverse_format = check_inverse_format(inverse_format, self.fmt)
+            # built here (it validates rsqrt_mode and tells its latency), used by elaborate
+            self._rsqrt = ReciprocalUnit(self.fmt, self.inverse_format, "rsqrt", rsqrt_mode)
+        except (TypeError, ValueError):
+            self._MustUse__silence = True  # a rejected design is not an unused one
+            raise
+        self.n_max = int(n_max)
+        self.k_max = int(k_max)
+        self.lanes = int(lanes)
+        self.guard_bits = int(guard_bits)
+        self.rsqrt_mode = rsqrt_mode
+        self.rsqrt_latency = self._rsqrt.latency
+        w = self.fmt.width
+        super().__init__({
+            "command": In(stream.Signature(data.StructLayout({
+                "mode": 1, "n": range(self.n_max + 1), "k": range(self.k_max + 1),
+                "lam": signed(w)}))),
+            "i": In(stream.Signature(data.StructLayout({"value": signed(w), "last": 1}))),
+            "o": Out(stream.Signature(data.StructLayout({"value": signed(w), "last": 1}))),
+            "busy": Out(1),
+            "done": Out(1),
+            "phase": Out(3),
+            "cycles": Out(32),
+            "npd": Out(1),
+            "npd_index": Out(range(self.n_max)),
+            "saturated": Out(1),
+            "bad_command": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        fmt = self.fmt
+        w, f = fmt.width, fmt.frac_bits
+        w_inv, f_inv = self.inverse_format.width, self.inverse_format.frac_bits
+        lanes = self.lanes
+        shift = lanes.bit_length() - 1
+        n_max, k_max = self.n_max, self.k_max
+        rows_max = n_max + k_max
+        wide = wide_bits(fmt, self.guard_bits)
+        col_bits = _ceil_log2(n_max)
+        rhs_bits = _ceil_log2(k_max)
+        slots = -(-rows_max // lanes)
+        x_slots = -(-n_max // lanes)
+        acc_bits = 2 * w + n_max.bit_length() + 1
+        tree_depth = shift
+
+        m.submodules.rsqrt = rsqrt = self._rsqrt
+
+        # -- storage ----------------------------------------------------------------------
+        def make(name, shape, depth):
+            mem = memory.Memory(shape=shape, depth=depth, init=[])
+            m.submodules[name] = mem
+            return mem
+
+        mat = [make(f"matrix{b}", signed(wide), slots << col_bits) for b in range(lanes)]
+        mat_a = [mem.read_port() for mem in mat]
+        mat_b = [mem.read_port() for mem in mat]
+        mat_w = [mem.write_port() for mem in mat]
+        xmem = [make(f"solution{b}", signed(w), x_slots << rhs_bits) for b in range(lanes)]
+        x_rd = [mem.read_port() for mem in xmem]
+        x_out = [mem.read_port() for mem in xmem]
+        x_wr = [mem.write_port() for mem in xmem]
+        vmem = [make(f"row{b}", signed(w), slots) for b in range(lanes)]
+        v_rd = [mem.read_port() for mem in vmem]
+        v_wr = [mem.write_port() for mem in vmem]
+        vfull = make("row_broadcast", signed(w), rows_max)
+        vf_rd, vf_wr = vfull.read_port(), vfull.write_port()
+        invmem = make("pivot_inverse", signed(w_inv), n_max)
+        inv_rd, inv_wr = invmem.read_port(), invmem.write_port()
+
+        def lane_of(index):
+            return index[:shift] if shift else Const(0, 1)
+
+        def slot_of(index):
+            return index >> shift
+
+        def select(target, index, values):
+            if lanes == 1:
+                m.d.comb += target.eq(values[0])
+                return
+            with m.Switch(index):
+                for b, value in enumerate(values):
+                    with m.Case(b):
+                        m.d.comb += target.eq(value)
+
+        def bank_slot(bank, base_slot, first_bank):
+            # a block of `lanes` consecutive rows starting in bank `first_bank`: banks before
+            # it hold the block's rows of the next slot
+            if not shift:
+                return base_slot
+            return base_slot + (bank < first_bank)
+
+        def matrix_address(slot, col):
+            return Cat(col[:col_bits], slot)
+
+        # -- job registers ----------------------------------------------------------------
+        n = Signal(range(n_max + 1))
+        k = Signal(range(k_max + 1))
+        total = Signal(range(rows_max + 1))  # n + k
+        lam = Signal(signed(w))
+        mode = Signal()
+        kind = Signal(4)  # one-hot, bit _KIND_*: a register per pipeline multiplexer select
+        col = Signal(range(rows_max + 1))    # j (clear/gram/factor), i (back)
+        block_row = Signal(range(rows_max + lanes + 1))  # first row of the current block
+        slot = Signal(range(slots + 1))      # block_row >> shift
+        start = Signal(range(lanes))         # block_row mod lanes: the bank of the first row
+        step = Signal(range(n_max + 1))      # q (factor)
+        rhs = Signal(range(k_max + 1))       # c (back)
+        in_row = Signal(range(rows_max + 1))
+        in_col = Signal(range(rows_max + 1))
+        row_last = Signal()
+        saturated = Signal()
+        inv_reg = Signal(signed(w_inv))
+        next_block = Signal(range(rows_max + 2 * lanes + 1))
+        m.d.comb += [
+            self.saturated.eq(saturated),
+            slot.eq(block_row >> shift),
+            start.eq(block_row[:shift] if shift else 0),
+            next_block.eq(block_row + lanes),
+        ]
+
+        # -- pipeline tags ------------------------------------------------------------------
+        def tags(name):
+            return {
+                "valid": Signal(name=f"{name}_valid"),
+                "first": Signal(name=f"{name}_first"),
+                "last": Signal(name=f"{name}_last"),
+                "slot": Signal(range(slots + 1), name=f"{name}_slot"),
+                "start": Signal(range(lanes), name=f"{name}_start"),
+                "col": Signal(range(rows_max + 1), name=f"{name}_col"),
+                "rhs": Signal(range(k_max + 1), name=f"{name}_rhs"),
+                "diag": Signal(name=f"{name}_diag"),
+                "bsel": Signal(range(lanes), name=f"{name}_bsel"),
+                "mask": Signal(lanes, name=f"{name}_mask"),
+                "scale": Signal(name=f"{name}_scale"),
+            }
+
+        def follow(dst, src, *, hold=False):
+            m.d.sync += dst["valid"].eq(src["valid"])
+            fields = [dst[key].eq(src[key]) for key in dst if key != "valid"]
+            if hold:
+                with m.If(src["valid"]):
+                    m.d.sync += fields
+            else:
+                m.d.sync += fields
+
+        t0 = tags("issue")
+        t1, tr, t2, t3 = tags("read"), tags("fetched"), tags("operand"), tags("product")
+        follow(t1, t0)
+        follow(tr, t1)
+        follow(t2, tr)
+        follow(t3, t2)
+        in_flight = [t1["valid"], tr["valid"], t2["valid"], t3["valid"]]
+
+        lane_slot = [Signal(range(slots + 1), name=f"lane_slot_{b}") for b in range(lanes)]
+        m.d.comb += [lane_slot[b].eq(bank_slot(b, slot, start)) for b in range(lanes)]
+
+        # issue-stage lane masks
+        for b in range(lanes):
+            row_b = Cat(Const(b, shift), bank_slot(b, slot, start)) if shift else slot
+            with m.If(kind[_KIND_BACK]):
+                m.d.comb += t0["mask"][b].eq((row_b > col) & (row_b < n))
+            with m.Else():
+                m.d.comb += t0["mask"][b].eq((row_b >= col) & (row_b < total))
+        m.d.comb += [t0["slot"].eq(slot), t0["start"].eq(start), t0["col"].eq(col),
+                     t0["rhs"].eq(rhs), t0["diag"].eq(block_row == col)]
+
+        # read addresses (every port reads every cycle; only issued steps matter)
+        back_row = Signal(range(rows_max + 1))
+        m.d.comb += back_row.eq(n + rhs)
+        for b in range(lanes):
+            with m.If(kind[_KIND_FACTOR]):
+                step_col = Mux(t0["scale"], col, step)
+                m.d.comb += [mat_a[b].addr.eq(matrix_address(lane_slot[b], step_col)),
+                             mat_b[b].addr.eq(matrix_address(slot_of(col), step))]
+            with m.Elif(kind[_KIND_BACK]):
+                m.d.comb += [mat_a[b].addr.eq(matrix_address(lane_slot[b], col)),
+                             mat_b[b].addr.eq(matrix_address(slot_of(back_row), col))]
+            with m.Else():
+                m.d.comb += mat_a[b].addr.eq(matrix_address(lane_slot[b], col))
+            m.d.comb += [x_rd[b].addr.eq(Cat(rhs[:rhs_bits], lane_slot[b])),
+                         v_rd[b].addr.eq(lane_slot[b])]
+        m.d.comb += [vf_rd.addr.eq(col),
+                     t0["bsel"].eq(Mux(kind[_KIND_BACK], lane_of(back_row), lane_of(col)))]
+
+        # every memory output is registered first (block RAM clock-to-output is slow)
+        fetched_a = [Signal(signed(wide), name=f"fetched_a{b}") for b in range(lanes)]
+        fetched_b = [Signal(signed(w), name=f"fetched_b{b}") for b in range(lanes)]
+        fetched_x = [Signal(signed(w), name=f"fetched_x{b}") for b in range(lanes)]
+        fetched_v = [Signal(signed(w), name=f"fetched_v{b}") for b in range(lanes)]
+        fetched_vf = Signal(signed(w))
+        m.d.sync += fetched_vf.eq(vf_rd.data)
+        for b in range(lanes):
+            m.d.sync += [fetched_a[b].eq(mat_a[b].data),
+                         fetched_b[b].eq(mat_b[b].data[:w].as_signed()),
+                         fetched_x[b].eq(x_rd[b].data), fetched_v[b].eq(v_rd[b].data)]
+
+        # stage 1 -> 2: operand registers (the multipliers take their operands straight from
+        # registers; masked-off lanes multiply zero)
+        a1 = [Signal(signed(wide), name=f"a1_{b}") for b in range(lanes)]
+        left1 = [Signal(signed(w), name=f"left1_{b}") for b in range(lanes)]
+        right1 = [Signal(signed(w), name=f"right1_{b}") for b in range(lanes)]
+        p1 = Signal(signed(w))
+        broadcast = Signal(signed(w))
+        select(broadcast, tr["bsel"], fetched_b)
+        pivot_row = Mux(kind[_KIND_GRAM], fetched_vf, broadcast[:w].as_signed())
+        m.d.sync += p1.eq(pivot_row)
+        for b in range(lanes):
+            own = Mux(kind[_KIND_GRAM], fetched_v[b], fetched_a[b][:w].as_signed())
+            m.d.sync += [a1[b].eq(fetched_a[b]),
+                         left1[b].eq(Mux(tr["mask"][b], own, 0)),
+                         right1[b].eq(Mux(kind[_KIND_BACK], fetched_x[b], pivot_row))]
+
+        # stage 2 -> 3: products
+        prod2 = [Signal(signed(2 * w), name=f"prod2_{b}") for b in range(lanes)]
+        a2 = [Signal(signed(wide), name=f"a2_{b}") for b in range(lanes)]
+        p2 = Signal(signed(w))
+        m.d.sync += p2.eq(p1)
+        for b in range(lanes):
+            m.d.sync += [a2[b].eq(a1[b]), prod2[b].eq(left1[b] * right1[b])]
+
+        # -- Gram / clear: stage 3 adds, stage 4 writes -------------------------------------
+        t4 = tags("accumulated")
+        follow(t4, t3)
+        m.d.sync += t4["valid"].eq(t3["valid"] & t3["last"])  # one result per block
+        in_flight.append(t4["valid"])
+        g3 = [Signal(signed(wide), name=f"g3_{b}") for b in range(lanes)]
+        for b in range(lanes):
+            total_b = Signal(signed(max(wide, 2 * w) + 1), name=f"gram_sum_{b}")
+            m.d.comb += total_b.eq(a2[b] + prod2[b])
+            is_diag = t3["diag"] & (lane_of(t3["col"]) == b)
+            clipped_total, clipped = _clip(total_b, wide)
+            with m.If(kind[_KIND_CLEAR]):
+                m.d.sync += g3[b].eq(Mux(is_diag, lam << f, 0))
+            with m.Else():
+                m.d.sync += g3[b].eq(clipped_total)
+                with m.If(t3["valid"] & t3["mask"][b] & clipped & (kind[_KIND_GRAM])):
+                    m.d.sync += saturated.eq(1)
+
+        # -- factor: stage 3 accumulates, 4 rounds, 5 scales, 6 rounds, 7 writes ---------------
+        acc = [Signal(signed(acc_bits), name=f"acc_{b}") for b in range(lanes)]
+        s3 = [Signal(signed(max(wide, acc_bits) + 1), name=f"s3_{b}") for b in range(lanes)]
+        for b in range(lanes):
+            running = Mux(t3["first"], 0, acc[b])
+            with m.If(t3["valid"] & (kind[_KIND_FACTOR])):
+                with m.If(t3["last"]):
+                    m.d.sync += s3[b].eq(a2[b] - running)
+                with m.Else():
+                    m.d.sync += acc[b].eq(running + prod2[b])
+        t5 = tags("rounded")
+        follow(t5, t4, hold=True)
+        in_flight.append(t5["valid"])
+        s4 = [Signal(signed(w), name=f"s4_{b}") for b in range(lanes)]
+        with m.If(t4["valid"] & (kind[_KIND_FACTOR])):
+            for b in range(lanes):
+                value, clipped = _round_clip(s3[b], f, w)
+                m.d.sync += s4[b].eq(value)
+                with m.If(clipped & t4["mask"][b]):
+                    m.d.sync += saturated.eq(1)
+
+        # pivot -> rsqrt unit (factor, diagonal block); the result is kept until the column's
+        # scaling pass (the other blocks are issued meanwhile)
+        pending = Signal()
+        pivot = Signal(signed(w))
+        select(pivot, lane_of(col), s4)
+        send = (t5["valid"] & t5["diag"] & (kind[_KIND_FACTOR])) | pending
+        m.d.comb += [rsqrt.i.valid.eq(send), rsqrt.i.payload.eq(pivot)]
+        m.d.sync += pending.eq(send & ~rsqrt.i.ready)
+        in_flight.append(pending)
+        pivot_ready = Signal()
+        pivot_invalid = Signal()
+        m.d.comb += [rsqrt.o.ready.eq(1), inv_wr.addr.eq(col),
+                     inv_wr.data.eq(rsqrt.o.payload.value)]
+        with m.If(rsqrt.o.valid):
+            m.d.comb += inv_wr.en.eq(~rsqrt.o.payload.invalid)
+            m.d.sync += [inv_reg.eq(rsqrt.o.payload.value), pivot_ready.eq(1),
+                         pivot_invalid.eq(rsqrt.o.payload.invalid)]
+            with m.If(rsqrt.o.payload.saturated):
+                m.d.sync += saturated.eq(1)
+
+        # -- back substitution: adder tree, accumulate, round --------------------------------
+        level = [Signal(signed(acc_bits), name=f"tree0_{b}") for b in range(lanes)]
+        m.d.comb += [level[b].eq(prod2[b]) for b in range(lanes)]
+        back_tags = t3
+        y_delay = p2
+        for depth in range(tree_depth):
+            nxt = [Signal(signed(acc_bits), name=f"tree{depth + 1}_{b}")
+                   for b in range(len(level) // 2)]
+            m.d.sync += [nxt[b].eq(level[2 * b] + level[2 * b + 1]) for b in range(len(nxt))]
+            level = nxt
+            delayed = tags(f"tree{depth + 1}")
+            follow(delayed, back_tags)
+            if depth == 0:  # only back substitution uses the tree
+                m.d.sync += delayed["valid"].eq(back_tags["valid"] & (kind[_KIND_BACK]))
+            in_flight.append(delayed["valid"])
+            back_tags = delayed
+            y_next = Signal(signed(w), name=f"tree_y{depth + 1}")
+            m.d.sync += y_next.eq(y_delay)
+            y_delay = y_next
+        tree_sum = level[0]
+        back_acc = Signal(signed(acc_bits))
+        back_s = Signal(signed(acc_bits + 1))
+        tb1 = tags("back_sum")
+        m.d.sync += [tb1["valid"].eq(back_tags["valid"] & back_tags["last"]
+                                     & (kind[_KIND_BACK])),
+                     tb1["rhs"].eq(back_tags["rhs"])]
+        back_sum = Signal(signed(acc_bits))
+        m.d.comb += back_sum.eq(Mux(back_tags["first"], 0, back_acc) + tree_sum)
+        with m.If(back_tags["valid"] & (kind[_KIND_BACK])):
+            with m.If(back_tags["last"]):  # Y_ci is read by every step of (i, c)
+                m.d.sync += back_s.eq((y_delay << f) - back_sum)
+            with m.Else():
+                m.d.sync += back_acc.eq(back_sum)
+        tb2 = tags("back_rounded")
+        follow(tb2, tb1)
+        in_flight += [tb1["valid"], tb2["valid"]]
+        # lane 0's scaling operand: the rounded back-substitution value, or (factor) the
+        # stored s value like the other lanes
+        scale0 = Signal(signed(w))
+        back_rounded, clipped = _round_clip(back_s, f, w)
+        m.d.sync += scale0.eq(Mux(kind[_KIND_BACK], back_rounded,
+                                  fetched_a[0][:w].as_signed()))
+        with m.If(tb1["valid"] & clipped):
+            m.d.sync += saturated.eq(1)
+
+        # -- shared scaling: stage 5 multiplies by 1/L_jj, stage 6 rounds, then write --------
+        t6, t7 = tags("scaled"), tags("result")
+        in_flight += [t6["valid"], t7["valid"]]
+        # factor: the scaling pass re-reads the stored s values (stage 2 operand registers)
+        with m.If(kind[_KIND_BACK]):
+            follow(t6, tb2)
+        with m.Else():
+            follow(t6, t2)
+            m.d.sync += t6["valid"].eq(t2["valid"] & t2["scale"] & (kind[_KIND_FACTOR]))
+        prod5 = [Signal(signed(w + w_inv), name=f"prod5_{b}") for b in range(lanes)]
+        for b in range(lanes):
+            scaled = a1[b][:w].as_signed() if b else scale0
+            m.d.sync += prod5[b].eq(scaled * inv_reg)
+        follow(t7, t6)
+        out6 = [Signal(signed(w), name=f"out6_{b}") for b in range(lanes)]
+        for b in range(lanes):
+            value, clipped = _round_clip(prod5[b], f_inv, w)
+            m.d.sync += out6[b].eq(value)
+            write_lane = t6["mask"][b] & ~(t6["diag"] & (lane_of(t6["col"]) == b))
+            if b == 0:
+                write_lane = Mux(kind[_KIND_BACK], 1, write_lane)
+            with m.If(t6["valid"] & clipped & write_lane):
+                m.d.sync += saturated.eq(1)
+
+        # -- write ports ------------------------------------------------------------------
+        direct_write = Signal()
+        direct_row = Signal(range(rows_max + 1))
+        direct_col = Signal(range(rows_max + 1))
+        direct_value = Signal(signed(wide))
+        for b in range(lanes):
+            with m.If(direct_write):
+                m.d.comb += [
+                    mat_w[b].addr.eq(matrix_address(slot_of(direct_row), direct_col)),
+                    mat_w[b].data.eq(direct_value),
+                    mat_w[b].en.eq(lane_of(direct_row) == b),
+                ]
+            with m.Elif((kind[_KIND_GRAM]) | (kind[_KIND_CLEAR])):
+                m.d.comb += [
+                    mat_w[b].addr.eq(matrix_address(bank_slot(b, t4["slot"], t4["start"]),
+                                                    t4["col"])),
+                    mat_w[b].data.eq(g3[b]),
+                    mat_w[b].en.eq(t4["valid"] & t4["mask"][b]),
+                ]
+            with m.Elif((kind[_KIND_FACTOR]) & t7["valid"]):  # L (scaling pass)
+                is_pivot = t7["diag"] & (lane_of(t7["col"]) == b)
+                m.d.comb += [
+                    mat_w[b].addr.eq(matrix_address(bank_slot(b, t7["slot"], t7["start"]),
+                                                    t7["col"])),
+                    mat_w[b].data.eq(out6[b]),
+                    mat_w[b].en.eq(t7["mask"][b] & ~is_pivot),
+                ]
+            with m.Elif(kind[_KIND_FACTOR]):  # s (dot-product pass)
+                m.d.comb += [
+                    mat_w[b].addr.eq(matrix_address(bank_slot(b, t5["slot"], t5["start"]),
+                                                    t5["col"])),
+                    mat_w[b].data.eq(s4[b]),
+                    mat_w[b].en.eq(t5["valid"] & t5["mask"][b]),
+                ]
+            m.d.comb += [
+                x_wr[b].addr.eq(Cat(t7["rhs"][:rhs_bits], slot_of(col))),
+                x_wr[b].data.eq(out6[0]),
+                x_wr[b].en.eq(t7["valid"] & (kind[_KIND_BACK]) & (lane_of(col) == b)),
+            ]
+
+        # -- control ----------------------------------------------------------------------
+        busy = Signal()
+        m.d.comb += [self.busy.eq(busy), self.o.payload.last.eq(0)]
+        with m.If(busy):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+        pipeline_empty = ~Cat(*in_flight).any()
+
+        out_row = Signal(range(n_max + 1))
+        out_rhs = Signal(range(k_max + 1))
+        for b in range(lanes):
+            m.d.comb += x_out[b].addr.eq(Cat(out_rhs[:rhs_bits], slot_of(out_row)))
+        out_value = Signal(signed(w))
+        select(out_value, lane_of(out_row), [port.data for port in x_out])
+
+        with m.FSM(name="control"):
+            with m.State("IDLE"):  # also "done": accepts the next command
+                m.d.comb += [self.command.ready.eq(1),
+                             self.phase.eq(Mux(self.done, Phase.DONE, Phase.IDLE))]
+                with m.If(self.command.valid):
+                    m.d.sync += self._start(self.command.payload, n, k, total, lam, mode,
+                                            saturated)
+                    cmd = self.command.payload
+                    bad = (cmd.n == 0) | (cmd.n > n_max) | (cmd.k == 0) | (cmd.k > k_max)
+                    with m.If(bad):
+                        m.d.sync += [self.bad_command.eq(1), self.done.eq(1)]
+                    with m.Elif(cmd.mode == MODE_DIRECT):
+                        m.d.sync += [busy.eq(1), in_row.eq(0), in_col.eq(0)]
+                        m.next = "DIRECT_IN"
+                    with m.Else():
+                        m.d.sync += [busy.eq(1), kind.eq(1 << _KIND_CLEAR), col.eq(0),
+                                     block_row.eq(0)]
+                        m.next = "GRAM_PASS"
+
+            with m.State("DIRECT_IN"):
+                m.d.comb += [self.i.ready.eq(1), self.phase.eq(Phase.INPUT)]
+                in_a = in_col < n
+                m.d.comb += [
+                    direct_row.eq(Mux(in_a, in_row, in_col)),
+                    direct_col.eq(Mux(in_a, in_col, in_row)),
+                    direct_value.eq((self.i.payload.value
+                                     + Mux(in_col == in_row, lam, 0)) << f),
+                    direct_write.eq(self.i.valid & (~in_a | (in_col <= in_row))),
+                ]
+                with m.If(self.i.valid):
+                    with m.If(in_col == total - 1):
+                        m.d.sync += [in_col.eq(0), in_row.eq(in_row + 1)]
+                        with m.If(in_row == n - 1):
+                            m.d.sync += [kind.eq(1 << _KIND_FACTOR), col.eq(0), block_row.eq(0),
+                                         step.eq(0)]
+                            m.next = "FACTOR"
+                    with m.Else():
+                        m.d.sync += in_col.eq(in_col + 1)
+
+            with m.State("GRAM_PASS"):  # clear (kind CLEAR) or accumulate one row (kind GRAM)
+                m.d.comb += [t0["valid"].eq(1), t0["first"].eq(1), t0["last"].eq(1),
+                             self.phase.eq(Phase.INPUT)]
+                with m.If(next_block >= total):
+                    with m.If(col == n - 1):
+                        m.next = "GRAM_DRAIN"
+                    with m.Else():
+                        m.d.sync += [col.eq(col + 1), block_row.eq(col + 1)]
+                with m.Else():
+                    m.d.sync += block_row.eq(next_block)
+
+            with m.State("GRAM_DRAIN"):
+                m.d.comb += self.phase.eq(Phase.INPUT)
+                with m.If(pipeline_empty):
+                    with m.If((kind[_KIND_GRAM]) & row_last):
+                        m.d.sync += [kind.eq(1 << _KIND_FACTOR), col.eq(0), block_row.eq(0),
+                                     step.eq(0)]
+                        m.next = "FACTOR"
+                    with m.Else():
+                        m.d.sync += [kind.eq(1 << _KIND_GRAM), in_col.eq(0)]
+                        m.next = "ROW_IN"
+
+            with m.State("ROW_IN"):
+                m.d.comb += [self.i.ready.eq(1), self.phase.eq(Phase.INPUT)]
+                for b in range(lanes):
+                    m.d.comb += [v_wr[b].addr.eq(slot_of(in_col)),
+                                 v_wr[b].data.eq(self.i.payload.value),
+                                 v_wr[b].en.eq(self.i.valid & (lane_of(in_col) == b))]
+                m.d.comb += [vf_wr.addr.eq(in_col), vf_wr.data.eq(self.i.payload.value),
+                             vf_wr.en.eq(self.i.valid)]
+                with m.If(self.i.valid):
+                    m.d.sync += in_col.eq(in_col + 1)
+                    with m.If(in_col == total - 1):
+                        m.d.sync += [row_last.eq(self.i.payload.last), col.eq(0),
+                                     block_row.eq(0)]
+                        m.next = "GRAM_PASS"
+
+            with m.State("FACTOR"):  # dot products; s values are stored
+                m.d.comb += [t0["valid"].eq(1), t0["first"].eq(step == 0),
+                             t0["last"].eq(step == col), self.phase.eq(Phase.FACTOR)]
+                with m.If(step == col):
+                    m.d.sync += [step.eq(0), block_row.eq(next_block)]
+                    with m.If(next_block >= total):
+                        m.next = "FACTOR_WAIT"
+                with m.Else():
+                    m.d.sync += step.eq(step + 1)
+
+            with m.State("FACTOR_WAIT"):  # all s stored and 1/sqrt(s_j) known
+                m.d.comb += self.phase.eq(Phase.FACTOR)
+                with m.If(pipeline_empty & pivot_ready):
+                    m.d.sync += [pivot_ready.eq(0), block_row.eq(col)]
+                    with m.If(pivot_invalid):
+                        m.d.sync += [self.npd.eq(1), self.npd_index.eq(col), busy.eq(0),
+                                     self.done.eq(1), kind.eq(1 << _KIND_CLEAR)]
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.next = "FACTOR_SCALE"
+
+            with m.State("FACTOR_SCALE"):  # L_ij = s_i * inv_j, one block a cycle
+                m.d.comb += [t0["valid"].eq(1), t0["scale"].eq(1),
+                             self.phase.eq(Phase.FACTOR)]
+                m.d.sync += block_row.eq(next_block)
+                with m.If(next_block >= total):
+                    m.next = "FACTOR_DRAIN"
+
+            with m.State("FACTOR_DRAIN"):
+                m.d.comb += self.phase.eq(Phase.FACTOR)
+                with m.If(pipeline_empty):
+                    with m.If(col == n - 1):
+                        m.d.sync += [kind.eq(1 << _KIND_BACK), col.eq(n - 1)]
+                        m.next = "BACK_SETUP"
+                    with m.Else():
+                        m.d.sync += [col.eq(col + 1), block_row.eq(col + 1), step.eq(0)]
+                        m.next = "FACTOR"
+
+            with m.State("BACK_SETUP"):  # read 1/L_ii
+                m.d.comb += [inv_rd.addr.eq(col), self.phase.eq(Phase.SOLVE)]
+                m.next = "BACK_LOAD"
+
+            with m.State("BACK_LOAD"):
+                m.d.comb += [inv_rd.addr.eq(col), self.phase.eq(Phase.SOLVE)]
+                m.d.sync += [inv_reg.eq(inv_rd.data), rhs.eq(0), block_row.eq(col + 1),
+                             step.eq(0)]
+                m.next = "BACK"
+
+            with m.State("BACK"):
+                m.d.comb += [t0["valid"].eq(1), self.phase.eq(Phase.SOLVE)]
+                # one step per block of rows i+1 .. n-1 (at least one: it also reads Y_ci)
+                final_block = next_block >= n
+                m.d.comb += [t0["first"].eq(step == 0), t0["last"].eq(final_block)]
+                m.d.sync += step.eq(step + 1)
+                with m.If(~final_block):
+                    m.d.sync += block_row.eq(next_block)
+                with m.Else():
+                    m.d.sync += [block_row.eq(col + 1), step.eq(0), rhs.eq(rhs + 1)]
+                    with m.If(rhs == k - 1):
+                        m.next = "BACK_DRAIN"
+
+            with m.State("BACK_DRAIN"):
+                m.d.comb += self.phase.eq(Phase.SOLVE)
+                with m.If(pipeline_empty):
+                    with m.If(col == 0):
+                        m.d.sync += [out_row.eq(0), out_rhs.eq(0)]
+                        m.next = "OUT_READ"
+                    with m.Else():
+                        m.d.sync += col.eq(col - 1)
+                        m.next = "BACK_SETUP"
+
+            with m.State("OUT_READ"):
+                m.d.comb += self.phase.eq(Phase.OUTPUT)
+                m.next = "OUT_SEND"
+
+            with m.State("OUT_SEND"):
+                final = (out_row == n - 1) & (out_rhs == k - 1)
+                m.d.comb += [self.phase.eq(Phase.OUTPUT), self.o.valid.eq(1),
+                             self.o.payload.value.eq(out_value),
+                             self.o.payload.last.eq(final)]
+                with m.If(self.o.ready):
+                    with m.If(final):
+                        m.d.sync += [busy.eq(0), self.done.eq(1), kind.eq(1 << _KIND_CLEAR)]
+                        m.next = "IDLE"
+                    with m.Else():
+                        with m.If(out_rhs == k - 1):
+                            m.d.sync += [out_rhs.eq(0), out_row.eq(out_row + 1)]
+                        with m.Else():
+                            m.d.sync += out_rhs.eq(out_rhs + 1)
+                        m.next = "OUT_READ"
+        return m
+
+    def _start(self, cmd, n, k, total, lam, mode, saturated):
+        return [n.eq(cmd.n), k.eq(cmd.k), total.eq(cmd.n + cmd.k), lam.eq(cmd.lam),
+                mode.eq(cmd.mode), saturated.eq(0), self.cycles.eq(0), self.done.eq(0),
+                self.npd.eq(0), self.npd_index.eq(0), self.bad_command.eq(0)]
+
+
+def _build(fmt, n_max=16, k_max=4, lanes=4, guard_bits=4, inverse_format="",
+           rsqrt_mode="iterative"):
+    return CholeskySolver(n_max, k_max, fmt, lanes, guard_bits=guard_bits,
+                          inverse_format=inverse_format or None, rsqrt_mode=rsqrt_mode)
+
+
+registry.register(registry.UnitSpec(
+    name="cholesky",
+    summary="Cholesky ridge solver core: (HᵀH + λI) X = HᵀT, Gram or direct input",
+    build=_build,
+    parameters=(
+        registry.Parameter("n_max", int, 16, "largest system size n"),
+        registry.Parameter("k_max", int, 4, "largest number of right-hand sides k"),
+        registry.Parameter("lanes", int, 4, "parallel multiply-accumulate lanes (power of two)"),
+        registry.Parameter("guard_bits", int, 4, "extra integer bits of the Gram words"),
+        registry.Parameter("inverse_format", str, "",
+                           "format of the pivot inverses 1/sqrt(s), e.g. Q8.10 (default: fmt)"),
+        registry.Parameter("rsqrt_mode", str, "iterative", "reciprocal square root unit mode",
+                           choices=("iterative", "pipelined")),
+    ),
+))

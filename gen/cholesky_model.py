@@ -1,0 +1,377 @@
+"""Bit-exact NumPy model of the Cholesky solver core (:mod:`tiersolve.gen.cholesky`).
+
+This module imports NumPy only, so the host can predict, bit for bit, what the core returns.
+
+What the core computes
+----------------------
+Let ``fmt`` be the data format ``Q a.f`` (``w = a + f`` bits) and ``g`` the guard bits. The core
+keeps an *augmented* matrix ``M`` with ``n + k`` rows and ``n`` columns: rows ``0 .. n-1`` hold
+the lower triangle of ``A = HᵀH + λI`` (Gram mode) or ``A + λI`` (direct mode), and row
+``n + c`` holds column ``c`` of the right-hand side ``B = HᵀT`` (Gram) or ``B`` (direct),
+transposed. Before the factorisation every entry of ``M`` is a *wide* integer with ``2f``
+fractional bits and ``w + f + g`` bits in all (range ``±2**(a - 1 + g)``):
+
+* Gram mode: ``M`` starts as ``λ·2**f`` on the diagonal and 0 elsewhere. Each row
+  ``v = [h | t]`` (``n + k`` integers in ``fmt``) adds ``v_i·v_j`` (exact) to ``M[i, j]`` for
+  ``j < n``, ``j <= i``; each sum is clipped to the wide range (flagged ``saturated``).
+* Direct mode: row ``i`` of ``[A | B]`` sets ``M[i, j] = (A_ij + [i == j]·λ)·2**f`` for
+  ``j <= i`` and ``M[n + c, i] = B_ic·2**f``; entries above the diagonal are ignored (``A`` is
+  taken as symmetric).
+
+Factorisation ``A = L Lᵀ``, left-looking, one column ``j`` at a time, for every row
+``i = j .. n+k-1`` of the augmented matrix (the rows ``i >= n`` are the forward substitution
+``Y = L⁻¹B``, transposed: it comes for free as extra rows of the same loop)::
+
+    s_i   = sat(round((M[i, j] - Σ_{q<j} L[i, q]·L[j, q]) / 2**f))        # fmt
+    inv_j = rsqrt_model(s_j, fmt, fmt_inv)    # floor(2**fi / sqrt(s_j)); s_j <= 0: not PD, stop
+    L[i, j] = sat(round(s_i · inv_j / 2**fi))    for i > j                 # fmt
+
+Back substitution ``Lᵀ X = Y``, ``i = n-1 .. 0``, for each right-hand side ``c``::
+
+    s     = sat(round((Y[c, i]·2**f - Σ_{q>i} L[q, i]·X[q, c]) / 2**f))
+    X[i, c] = sat(round(s · inv_i / 2**fi))
+
+``fmt_inv`` (``fi`` fractional bits) is the format of the pivot inverses ``1/√s_j``: by default
+``fmt`` itself; give it more integer bits when pivots can be small (``1/√s`` clips at
+``fmt_inv.max``, i.e. pivots below ``fmt_inv.max**-2`` are flagged ``saturated``).
+
+``round`` is :func:`tiersolve.gen.fixed.round_shift` with ``nearest-even`` rounding, ``sat`` is
+:func:`tiersolve.gen.fixed.saturate` to ``fmt``; every dot product is summed exactly (the
+gateware accumulators are wide enough), so the order of summation does not matter. Any clipping
+(wide accumulation, ``s``, ``L``, ``inv`` or ``X``) sets the sticky ``saturated`` flag.
+
+Why ``L Lᵀ`` with a reciprocal square root rather than ``L D Lᵀ``: the core needs only
+``1/√s_j`` (never ``√s_j`` or a divide); each off-diagonal entry is one multiply; both
+substitutions scale by the same ``inv_i``; and ``L`` stays in ``±√max A_ii``, so one format
+holds it. ``L D Lᵀ`` needs a reciprocal *and* an extra multiply per product term (``L_ik d_k``)
+or a second stored matrix, for no gain in range.
+
+Scaling (what the host must guarantee): ``A``, ``B``, ``L``, ``Y = L⁻¹B`` and ``X`` all live in
+``fmt``; the Gram sums live in the wide words. Scale ``H`` by ``2**e`` and ``T`` by ``2**e'``
+(exact; then ``A`` scales by ``2**(2e)``, so λ must too, and ``X`` by ``2**(e' - e)``, which the
+host undoes) so that
+
+* ``max_i A_ii < 2**(a-1)`` (then ``|A_ij| <= A_ii`` and ``|L_ij| <= √A_ii`` fit) and, in Gram
+  mode, ``m·max|h|² < 2**(a-1+g)`` so that no partial sum clips;
+* ``|B|`` and ``|Y| <= ‖B‖₂/√λ_min(A)`` fit, and ``|X| <= ‖B‖₂/λ_min(A)`` fits;
+* the pivots (``s_j >= λ_min(A)``) stay above ``fmt_inv.max**-2``, or ``inv`` clips.
+
+Whatever still clips is flagged (sticky ``saturated``), never silently wrapped.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+
+from .fixed import FixedFormat, round_shift, saturate
+
+__all__ = [
+    "CholeskyResult",
+    "Phase",
+    "check_cholesky_parameters",
+    "check_inverse_format",
+    "cholesky_model",
+    "cycle_model",
+    "forward_error_bound",
+    "wide_bits",
+]
+
+class Phase(enum.IntEnum):
+    """Values of the core's ``phase`` port."""
+
+    IDLE = 0
+    INPUT = 1    # receiving rows (Gram: clearing and accumulating too)
+    FACTOR = 2   # factorisation with the forward substitution
+    SOLVE = 3    # back substitution
+    OUTPUT = 4   # streaming X out
+    DONE = 5     # job ended (see the flags); a new command may be given
+
+
+#: Rounding used everywhere in the core.
+ROUNDING = "nearest-even"
+
+
+def check_cholesky_parameters(n_max, k_max, fmt, lanes, guard_bits) -> FixedFormat:
+    """Validate generator parameters; return ``fmt`` as a :class:`FixedFormat`.
+
+    Raises
+    ------
+    TypeError
+        If a size is not an integer or ``fmt`` is not a format.
+    ValueError
+        If ``n_max < 2``, ``k_max < 1``, ``lanes`` is not a power of two in 1..64, ``fmt`` is
+        wider than 24 bits or ``guard_bits`` is outside 2..8.
+    """
+    for name, value in (("n_max", n_max), ("k_max", k_max), ("lanes", lanes),
+                        ("guard_bits", guard_bits)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be an integer, not {value!r}")
+    if isinstance(fmt, str):
+        fmt = FixedFormat.parse(fmt)
+    if not isinstance(fmt, FixedFormat):
+        raise TypeError(f"fmt must be a FixedFormat or a string like 'Q6.12', not {fmt!r}")
+    if not 2 <= n_max <= 1024:
+        raise ValueError(f"n_max must be in 2..1024, not {n_max}")
+    if not 1 <= k_max <= 256:
+        raise ValueError(f"k_max must be in 1..256, not {k_max}")
+    if not (1 <= lanes <= 64 and lanes & (lanes - 1) == 0):
+        raise ValueError(f"lanes must be a power of two in 1..64, not {lanes}")
+    if fmt.width > 24:
+        raise ValueError(f"fmt {fmt} is wider than 24 bits, the widest the core supports")
+    if fmt.frac_bits < 1:
+        raise ValueError(f"fmt {fmt} needs at least one fractional bit")
+    if not 2 <= guard_bits <= 8:
+        raise ValueError(f"guard_bits must be in 2..8, not {guard_bits}")
+    return fmt
+
+
+def check_inverse_format(inverse_format, fmt: FixedFormat) -> FixedFormat:
+    """Validate the pivot-inverse format (None means ``fmt``); return it as a FixedFormat."""
+    if inverse_format is None:
+        return fmt
+    if isinstance(inverse_format, str):
+        inverse_format = FixedFormat.parse(inverse_format)
+    if not isinstance(inverse_format, FixedFormat):
+        raise TypeError(f"inverse_format must be a FixedFormat, a string or None, "
+                        f"not {inverse_format!r}")
+    if inverse_format.width > 24 or inverse_format.width < 2:
+        raise ValueError(f"inverse_format {inverse_format} must be 2..24 bits wide")
+    return inverse_format
+
+
+def wide_bits(fmt: FixedFormat, guard_bits: int) -> int:
+    """Width of the wide (``2f`` fractional bits) storage words: ``w + f + guard_bits``."""
+    return fmt.width + fmt.frac_bits + guard_bits
+
+
+@dataclass
+class CholeskyResult:
+    """What one job of the core returns.
+
+    Attributes
+    ----------
+    x : numpy.ndarray of int64, shape (n, k), or None
+        The solution in ``fmt``; None when the matrix was not positive definite or the command
+        was bad.
+    npd : bool
+        A pivot ``s_j <= 0`` was met (not positive definite, or λ too small for the precision).
+    npd_index : int
+        Index ``j`` of the failing pivot (0 when ``npd`` is False).
+    saturated : bool
+        Some value was clipped (sticky over the job).
+    bad_command : bool
+        ``n`` or ``k`` was 0 or above ``n_max`` / ``k_max``.
+    """
+
+    x: np.ndarray | None
+    npd: bool = False
+    npd_index: int = 0
+    saturated: bool = False
+    bad_command: bool = False
+
+
+def _rsqrt(value: int, fmt: FixedFormat, fmt_inv: FixedFormat):
+    from .recip_model import rsqrt_model
+
+    result = rsqrt_model(np.array([value], dtype=np.int64), fmt, fmt_inv)
+    return int(result.y[0]), bool(result.invalid[0]), bool(result.saturated[0])
+
+
+def cholesky_model(fmt, mode: str, n: int, k: int, lam: int, rows, *, n_max: int, k_max: int,
+                   guard_bits: int = 4, inverse_format=None) -> CholeskyResult:
+    """Compute, bit for bit, what :class:`~tiersolve.gen.cholesky.CholeskySolver` returns.
+
+    Parameters
+    ----------
+    fmt : FixedFormat or str
+        Data format of the core.
+    mode : {"gram", "direct"}
+        Gram mode: ``rows`` are the rows ``[h | t]`` of ``[H | T]`` (any number ≥ 1).
+        Direct mode: ``rows`` are the ``n`` rows of ``[A | B]``.
+    n, k : int
+        Runtime sizes (``1 <= n <= n_max``, ``1 <= k <= k_max``; otherwise ``bad_command``).
+    lam : int
+        λ as a stored integer of ``fmt``.
+    rows : array_like of int, shape (m, n + k)
+        Stored integers of ``fmt``.
+    n_max, k_max, guard_bits : int
+        Generator parameters of the core.
+    inverse_format : FixedFormat or str or None
+        Format of the pivot inverses (generator parameter; None: ``fmt``).
+
+    Returns
+    -------
+    CholeskyResult
+    """
+    fmt = check_cholesky_parameters(n_max, k_max, fmt, 1, guard_bits)
+    fmt_inv = check_inverse_format(inverse_format, fmt)
+    if mode not in ("gram", "direct"):
+        raise ValueError(f"mode must be 'gram' or 'direct', not {mode!r}")
+    if not (1 <= n <= n_max and 1 <= k <= k_max):
+        return CholeskyResult(None, bad_command=True)
+    f = fmt.frac_bits
+    wide = wide_bits(fmt, guard_bits)
+    wide_min, wide_max = -(1 << (wide - 1)), (1 << (wide - 1)) - 1
+    rows = np.asarray(rows)
+    if rows.ndim != 2 or rows.shape[1] != n + k:
+        raise ValueError(f"rows must have shape (m, n + k) = (m, {n + k}), not {rows.shape}")
+    rows = fmt.check_ints(rows, "rows")
+    lam = int(fmt.check_ints(np.array(lam), "lam"))
+    saturated = False
+    total = n + k
+    lower = np.tril(np.ones((total, n), dtype=bool))  # j <= i, j < n
+    M = np.zeros((total, n), dtype=np.int64)
+    if mode == "gram":
+        M[np.arange(n), np.arange(n)] = lam << f
+        for v in rows:
+            update = np.where(lower, M + np.outer(v, v[:n]), M)
+            clipped = (update < wide_min) | (update > wide_max)
+            saturated |= bool(clipped.any())
+            M = np.clip(update, wide_min, wide_max)
+    else:
+        if rows.shape[0] != n:
+            raise ValueError(f"direct mode needs n = {n} rows, not {rows.shape[0]}")
+        A = rows[:, :n] + lam * np.eye(n, dtype=np.int64)
+        M[:n] = np.where(lower[:n], A << f, 0)
+        M[n:] = rows[:, n:].T << f
+
+    def rounded(x, shift=f):
+        nonlocal saturated
+        values, clipped = saturate(round_shift(x, shift, ROUNDING), fmt)
+        saturated |= bool(np.any(clipped))
+        return values
+
+    L = np.zeros((total, n), dtype=np.int64)
+    inv = np.zeros(n, dtype=np.int64)
+    for j in range(n):
+        acc = L[j:, :j] @ L[j, :j]
+        s = rounded(M[j:, j] - acc)
+        y, invalid, clipped = _rsqrt(int(s[0]), fmt, fmt_inv)
+        if invalid:
+            return CholeskyResult(None, npd=True, npd_index=j, saturated=saturated)
+        saturated |= clipped
+        inv[j] = y
+        L[j + 1:, j] = rounded(s[1:] * y, fmt_inv.frac_bits)
+    X = np.zeros((n, k), dtype=np.int64)
+    for i in range(n - 1, -1, -1):
+        acc = L[i + 1:n, i] @ X[i + 1:n]
+        s = rounded((L[n:, i] << f) - acc)
+        X[i] = rounded(s * inv[i], fmt_inv.frac_bits)
+    return CholeskyResult(X, saturated=saturated)
+
+
+def cycle_model(n: int, k: int, lanes: int, rows: int = 0, *, rsqrt_latency: int,
+                tree_depth: int | None = None) -> dict:
+    """Cycle counts of one job of the core, phase by phase (checked against simulation).
+
+    Parameters
+    ----------
+    n, k, lanes : int
+        Runtime sizes and the core's lane count.
+    rows : int
+        Rows ``m`` streamed in Gram mode (0: direct mode, not counted here).
+    rsqrt_latency : int
+        ``latency`` of the reciprocal-square-root unit the core was built with.
+    tree_depth : int or None
+        Adder-tree levels, ``log2(lanes)`` (default).
+
+    Returns
+    -------
+    dict
+        ``gram_per_row`` (input + accumulation of one row, the stream never stalling),
+        ``clear``, ``factor`` (factorisation with the forward substitution folded in),
+        ``solve`` (back substitution), ``output`` (2 cycles per element with ``o.ready`` high),
+        and where the factorisation's cycles go: ``factor_pivot_wait`` (waiting for
+        ``1/√s_j`` beyond the pipeline drain), ``factor_drain`` (pipeline drains, 13 per
+        column), the scaling pass (one cycle per block) and
+        ``factor_busy_lane_cycles`` (cycles issuing multiply-adds, partly idle lanes included).
+    """
+    if tree_depth is None:
+        tree_depth = lanes.bit_length() - 1
+    total = n + k
+    def blocks(first, end):  # blocks of `lanes` consecutive rows covering first .. end-1
+        return -(-(end - first) // lanes)
+
+    # each Gram / clear pass: per column j, one issue per block of rows j .. n+k-1
+    passes = sum(blocks(j, total) for j in range(n))
+    gram_drain = 7  # cycles after the last issue until the pipeline is seen empty
+    factor = pivot_wait = factor_drain = 0
+    for j in range(n):
+        column_blocks = blocks(j, total)
+        issue = column_blocks * (j + 1)  # dot products; s stored
+        # wait until the last s is stored (7 cycles after the last issue) and 1/sqrt(s_j) is
+        # known (the diagonal block ends at cycle j; its pivot reaches the rsqrt unit 6 cycles
+        # later)
+        wait = max(7, j + 7 + rsqrt_latency - (issue - 1))
+        # the scaling pass (one cycle per block), then 6 cycles until the last L is written
+        factor += issue + wait + column_blocks + 6
+        pivot_wait += wait - 7
+        factor_drain += 7 + 6
+    solve = 0
+    for i in range(n - 1, -1, -1):
+        # read 1/L_ii (2), k dot products of one step per block of rows i+1 .. n-1 (at least
+        # one), drain through the adder tree
+        solve += 2 + k * max(blocks(i + 1, n), 1) + 9 + tree_depth
+    return {
+        "gram_per_row": total + passes + gram_drain,
+        "clear": passes + gram_drain,
+        "factor": factor,
+        "factor_pivot_wait": pivot_wait,
+        "factor_drain": factor_drain,
+        "factor_busy_lane_cycles": sum(blocks(j, total) * (j + 1) for j in range(n)),
+        "solve": solve,
+        "output": 2 * n * k,
+    }
+
+
+def forward_error_bound(a, x, fmt, inverse_format=None) -> float:
+    """Bound on the relative forward error ``‖X̂ - X‖_F / ‖X‖_F`` of the core, or ``inf``.
+
+    ``a`` is the real matrix the core factorises (``A + λI`` or ``HᵀH + λI``, exactly as the
+    stored integers say), ``x`` the exact solution (float64), ``fmt`` the core's format; the
+    bound holds when nothing saturated. ``inverse_format`` as for :func:`cholesky_model`.
+
+    Derivation (``u = 2**-f``, ``a_max = max_i a_ii``, ``d_j = 1/inv_j`` the *effective*
+    diagonal of ``L``, ``v = 2**-fi`` the resolution of the inverses): dot products are exact,
+    so the only errors are the rounding of ``s`` (``|r1| <= u/2``), the truncation of
+    ``inv_j = 1/√s_j - δ`` (``0 <= δ < v``) and the
+    rounding of ``s·inv`` (``|r2| <= u/2``). With ``L̃`` = the computed ``L`` with diagonal
+    ``d_j``, every off-diagonal relation is exact up to ``r1 + r2·d_j``, and
+    ``d_j² = s_j / (1 - δ√s_j)² <= s_j + 2.5·v·s_j^{3/2}`` (for ``v√s_j <= 0.1``), so
+
+    * ``L̃ L̃ᵀ = A + E``, ``E`` symmetric, with ``|E_ij| <= e_off = u(½ + ½√a_max)`` off the
+      diagonal and ``|E_jj| <= e_diag = u/2 + 2.5·v·a_max^{3/2}``, hence
+      ``‖E‖₂ <= ‖E‖_F <= √(n·e_diag² + n(n-1)·e_off²)``;
+    * the forward substitution gives ``L̃ Y = B + e1`` and the back substitution
+      ``L̃ᵀ X̂ = Y + e2`` with ``|e1|, |e2| <= e_s = u·(½ + ½√a_max)`` per entry;
+    * so ``(A + E) X̂ = B + e1 + L̃ e2`` and, with ``‖L̃‖₂ = √‖A + E‖₂``,
+
+      ``‖X̂ - X‖_F <= (‖E‖₂‖X‖_F + √(nk)·e_s·(1 + √(‖A‖₂ + ‖E‖₂))) / (λ_min(A) - ‖E‖₂)``.
+
+    This is ``O(cond(A)·u)`` with constants from ``n``, ``k`` and ``a_max``. When
+    ``λ_min(A) <= ‖E‖₂`` (``cond(A)`` too large for the format) no bound is given (``inf``):
+    the factorisation may then meet a non-positive pivot, which the core flags.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64).reshape(a.shape[0], -1)
+    fmt = FixedFormat.parse(fmt) if isinstance(fmt, str) else fmt
+    fmt_inv = check_inverse_format(inverse_format, fmt)
+    n, k = x.shape
+    u, v = fmt.resolution, fmt_inv.resolution
+    a_max = float(np.max(np.diag(a)))
+    if v * np.sqrt(a_max) > 0.1:
+        return float("inf")
+    e_off = u * (0.5 + 0.5 * np.sqrt(a_max))
+    e_diag = u / 2 + 2.5 * v * a_max ** 1.5
+    e_norm = np.sqrt(n * e_diag**2 + n * (n - 1) * e_off**2)
+    e_solve = u * (0.5 + 0.5 * np.sqrt(a_max))
+    eig = np.linalg.eigvalsh(a)
+    margin = eig[0] - e_norm
+    x_norm = np.linalg.norm(x)
+    if margin <= 0 or x_norm == 0:
+        return float("inf")
+    numerator = e_norm * x_norm + np.sqrt(n * k) * e_solve * (1 + np.sqrt(eig[-1] + e_norm))
+    return float(numerator / (margin * x_norm))

@@ -1,0 +1,257 @@
+"""``tiersolve bench cholesky``: cycles, time and area of the Cholesky solver core.
+
+For each ``n`` in ``--n`` and each lane count in ``--lanes`` (``k`` right-hand sides):
+
+- **cycles** from :func:`tiersolve.gen.cholesky_model.cycle_model`, the core's cycle formula.
+  The formula is not an estimate: ``test_cycle_model_matches_simulation`` in
+  ``tests/gen/test_cholesky.py`` checks it, phase by phase, against the Amaranth simulation of
+  the gateware (small ``n``; the Python simulator is too slow for ``n = 128``). Columns: Gram
+  accumulation per row (row input included), factorisation (forward substitution included),
+  back substitution, and the ratio of factor + solve cycles to the bound
+  ``n³/(6·lanes) + n²·k/lanes``; where the ratio misses the 1.25 goal, ``pivot wait`` (cycles
+  waiting for ``1/√s_j`` that no other work hides) and ``drain`` (pipeline drains between
+  columns) say where the cycles go, the rest being partly filled blocks (``n + k - j`` rows
+  in whole blocks of ``lanes``), the scaling pass (one cycle per block) and, in the back
+  substitution, ``11 + log2(lanes)`` cycles per row.
+- **time** of factor + solve at the clock frequency (``--fmax-mhz``, or the lowest Fmax that
+  ``--synth`` measured, else an assumed 100 MHz, marked as such), beside the time of SciPy's
+  ``cho_factor`` + ``cho_solve`` for the same ``n``, ``k`` on this machine's CPU (median of
+  ``--repeats`` runs).
+- ``--synth``: synthesis and place-and-route on ECP5-85F (speed grade 6, out of context) of the
+  core for ``n_max`` 16 and 64 (LUTs, DSPs, block RAM, Fmax) with
+  :func:`tiersolve.boards.synth.synthesize`.
+- ``--plot PATH``: the accuracy sweep (relative forward error against ``cond(A)`` for two
+  formats, with the derived bound) as a PNG.
+
+Results: the table on stdout and ``<out>/cholesky.md``, everything in ``<out>/cholesky.json``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+from tiersolve.gen.cholesky_model import (
+    cholesky_model,
+    cycle_model,
+    forward_error_bound,
+)
+from tiersolve.gen.fixed import FixedFormat
+
+__all__ = ["HELP", "accuracy_sweep", "add_arguments", "cpu_time_us", "cycle_table",
+           "plot_accuracy", "run"]
+
+HELP = "cycles vs the n³/6P bound, time at Fmax vs SciPy, area and accuracy of the Cholesky core"
+
+#: (n_max, k_max, lanes) synthesised by ``--synth``.
+SYNTH_CONFIGS = ((16, 4, 4), (64, 16, 16))
+
+#: (data format, pivot-inverse format) pairs of the accuracy plot.
+ACCURACY_FORMATS = (("Q6.12", None), ("Q4.20", "Q8.16"))
+
+
+def add_arguments(parser):
+    parser.add_argument("--n", type=int, nargs="+", default=[8, 16, 32, 64, 128],
+                        help="system sizes (default: 8 16 32 64 128)")
+    parser.add_argument("--lanes", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32],
+                        help="lane counts (default: 1 2 4 8 16 32)")
+    parser.add_argument("--k", type=int, default=10, help="right-hand sides (default 10)")
+    parser.add_argument("--format", default="Q6.12", help="data format (default Q6.12)")
+    parser.add_argument("--inverse-format", default=None,
+                        help="format of the pivot inverses (default: the data format)")
+    parser.add_argument("--fmax-mhz", type=float, default=None,
+                        help="clock for the time column (default: from --synth, else 100)")
+    parser.add_argument("--synth", action="store_true",
+                        help="synthesise n_max 16 and 64 for ECP5-85F (minutes)")
+    parser.add_argument("--plot", default=None, metavar="PNG",
+                        help="write the accuracy plot here (e.g. docs/cholesky_accuracy.png)")
+    parser.add_argument("--repeats", type=int, default=50,
+                        help="CPU timing repetitions (default 50)")
+
+
+def _rsqrt_latency(fmt, inverse_format) -> int:
+    from tiersolve.gen.recip import ReciprocalUnit
+
+    unit = ReciprocalUnit(fmt, inverse_format or fmt, "rsqrt", "iterative")
+    unit._MustUse__silence = True  # only asked for its latency
+    return unit.latency
+
+
+def cpu_time_us(n: int, k: int, repeats: int = 50, seed: int = 0) -> float:
+    """Median time of ``scipy.linalg.cho_factor`` + ``cho_solve`` (float64), in µs."""
+    from scipy.linalg import cho_factor, cho_solve
+
+    rng = np.random.default_rng(seed)
+    h = rng.standard_normal((2 * n, n))
+    a = h.T @ h + np.eye(n)
+    b = rng.standard_normal((n, k))
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        cho_solve(cho_factor(a, lower=True, check_finite=False), b, check_finite=False)
+        times.append(time.perf_counter() - started)
+    return float(np.median(times) * 1e6)
+
+
+def cycle_table(ns, lanes_list, k, rsqrt_latency):
+    """One record per (n, lanes): the cycle formula, the bound and the ratio."""
+    records = []
+    for n in ns:
+        for lanes in lanes_list:
+            c = cycle_model(n, k, lanes, rows=1, rsqrt_latency=rsqrt_latency)
+            bound = n**3 / (6 * lanes) + n**2 * k / lanes
+            records.append({
+                "n": n, "k": k, "lanes": lanes,
+                "gram_cycles_per_row": c["gram_per_row"],
+                "factor_cycles": c["factor"],
+                "solve_cycles": c["solve"],
+                "factor_solve_cycles": c["factor"] + c["solve"],
+                "bound_cycles": bound,
+                "ratio_to_bound": (c["factor"] + c["solve"]) / bound,
+                "pivot_wait_cycles": c["factor_pivot_wait"],
+                "drain_cycles": c["factor_drain"],
+                "output_cycles": c["output"],
+                "multipliers": 2 * lanes,
+            })
+    return records
+
+
+def accuracy_sweep(fmt, inverse_format=None, n=16, k=2, conds=None, trials=4, seed=1):
+    """Relative forward error of the core (bit-exact model) against float64 over ``cond(A)``.
+
+    Returns a list of dicts: ``cond``, ``error``,
+    ``bound`` (None where none exists), ``npd``, ``saturated``; ``error`` is None when the core
+    flagged the matrix.
+    """
+    fmt = FixedFormat.parse(fmt)
+    rng = np.random.default_rng(seed)
+    conds = np.geomspace(1.0, 1e6, 25) if conds is None else conds
+    points = []
+    for cond in conds:
+        for _ in range(trials):
+            q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+            a = fmt.quantise((q * (4.0 * np.geomspace(1.0 / cond, 1.0, n))) @ q.T).values
+            a = np.tril(a) + np.tril(a, -1).T
+            a_real = fmt.dequantise(a)
+            b = fmt.quantise(a_real @ rng.uniform(-1, 1, (n, k))).values
+            result = cholesky_model(fmt, "direct", n, k, 0, np.hstack([a, b]), n_max=n,
+                                    k_max=k, inverse_format=inverse_format)
+            x = np.linalg.solve(a_real, fmt.dequantise(b))
+            error = (None if result.x is None else
+                     float(np.linalg.norm(fmt.dequantise(result.x) - x) / np.linalg.norm(x)))
+            bound = forward_error_bound(a_real, x, fmt, inverse_format)
+            points.append({"cond": float(np.linalg.cond(a_real)), "error": error,
+                           "bound": bound if np.isfinite(bound) else None,
+                           "npd": result.npd, "saturated": result.saturated})
+    return points
+
+
+def plot_accuracy(path, formats=ACCURACY_FORMATS):
+    """Plot :func:`accuracy_sweep` for ``formats`` to ``path`` (PNG); return the sweeps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    sweeps = {}
+    for (fmt, inverse_format), colour in zip(formats, ("tab:blue", "tab:orange"), strict=False):
+        label = fmt + (f" (1/√s in {inverse_format})" if inverse_format else "")
+        points = accuracy_sweep(fmt, inverse_format)
+        sweeps[label] = points
+        cond = np.array([p["cond"] for p in points])
+        error = np.array([np.nan if p["error"] is None else p["error"] for p in points])
+        bound = np.array([np.inf if p["bound"] is None else p["bound"] for p in points])
+        flagged = np.array([p["npd"] or p["saturated"] for p in points])
+        ok = ~flagged & np.isfinite(error)
+        ax.loglog(cond[ok], error[ok], "o", color=colour, ms=4, label=f"{label}: error")
+        if flagged.any():
+            ax.loglog(cond[flagged], np.full(flagged.sum(), 1.5), "x", color=colour,
+                      label=f"{label}: flagged (npd / saturated)")
+        finite = np.isfinite(bound)
+        order = np.argsort(cond[finite])
+        ax.loglog(cond[finite][order], bound[finite][order], "-", color=colour, alpha=0.6,
+                  label=f"{label}: derived bound")
+    ax.set_xlabel("cond(A)")
+    ax.set_ylabel("relative forward error ‖X̂ − X‖ / ‖X‖")
+    ax.set_title("Cholesky core (bit-exact model) vs float64, n = 16, k = 2")
+    ax.axhline(1.0, color="grey", lw=0.5)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return sweeps
+
+
+def _synthesise(fmt, inverse_format):
+    from tiersolve.boards.synth import synthesize
+    from tiersolve.gen.cholesky import CholeskySolver
+
+    reports = []
+    for n_max, k_max, lanes in SYNTH_CONFIGS:
+        print(f"synthesising n_max={n_max} k_max={k_max} lanes={lanes} ...", file=sys.stderr)
+        core = CholeskySolver(n_max, k_max, fmt, lanes, inverse_format=inverse_format)
+        report = synthesize(core, target="ecp5-85f", top="tiersolve_cholesky")
+        reports.append({"n_max": n_max, "k_max": k_max, "lanes": lanes, "fmt": str(fmt),
+                        "luts": report.luts.used, "ffs": report.ffs.used,
+                        "dsps": report.dsps.used, "block_rams": report.block_rams.used,
+                        "fmax_mhz": report.fmax_mhz, "report": report.to_dict()})
+    return reports
+
+
+def run(args) -> int:
+    from tiersolve.host.bench.arith import write_results
+
+    fmt = FixedFormat.parse(args.format)
+    inverse_format = FixedFormat.parse(args.inverse_format) if args.inverse_format else None
+    latency = _rsqrt_latency(fmt, inverse_format)
+    synth = _synthesise(fmt, inverse_format) if args.synth else []
+    if args.fmax_mhz:
+        fmax, fmax_source = args.fmax_mhz, "given"
+    elif synth and all(s["fmax_mhz"] for s in synth):
+        fmax, fmax_source = min(s["fmax_mhz"] for s in synth), "synthesis (lowest)"
+    else:
+        fmax, fmax_source = 100.0, "assumed"
+    records = cycle_table(args.n, args.lanes, args.k, latency)
+    cpu = {n: cpu_time_us(n, args.k, args.repeats) for n in args.n}
+    for record in records:
+        record["device_time_us"] = record["factor_solve_cycles"] / fmax
+        record["cpu_time_us"] = cpu[record["n"]]
+    lines = [
+        f"Cholesky core, {fmt}, k = {args.k}, rsqrt latency {latency}; time at {fmax:.1f} MHz "
+        f"({fmax_source}); CPU: scipy cho_factor + cho_solve (float64)",
+        "",
+        "| n | lanes | Gram cyc/row | factor cyc | solve cyc | bound | ratio | pivot wait |"
+        " drain | device µs | CPU µs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        lines.append(
+            f"| {r['n']} | {r['lanes']} | {r['gram_cycles_per_row']} | {r['factor_cycles']} | "
+            f"{r['solve_cycles']} | {r['bound_cycles']:.0f} | {r['ratio_to_bound']:.2f} | "
+            f"{r['pivot_wait_cycles']} | {r['drain_cycles']} | {r['device_time_us']:.1f} | "
+            f"{r['cpu_time_us']:.1f} |")
+    if synth:
+        lines += ["", "ECP5-85F (speed grade 6, out of context):", "",
+                  "| n_max | k_max | lanes | LUTs | FFs | DSPs | block RAM | Fmax MHz |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for s in synth:
+            lines.append(f"| {s['n_max']} | {s['k_max']} | {s['lanes']} | {s['luts']} | "
+                         f"{s['ffs']} | {s['dsps']} | {s['block_rams']} | "
+                         f"{s['fmax_mhz'] or float('nan'):.1f} |")
+    meta = {"format": str(fmt), "inverse_format": str(inverse_format or fmt),
+            "rsqrt_latency": latency, "fmax_mhz": fmax, "fmax_source": fmax_source,
+            "cycles_source": "tiersolve.gen.cholesky_model.cycle_model (checked against "
+                             "simulation by tests/gen/test_cholesky.py)",
+            "synthesis": synth}
+    if args.plot:
+        sweeps = plot_accuracy(args.plot)
+        meta["accuracy"] = sweeps
+        lines += ["", f"accuracy plot: {args.plot}"]
+    table = "\n".join(lines)
+    print(table)
+    for path in write_results(args.out, "cholesky", records, table, meta):
+        print(f"wrote {path}", file=sys.stderr)
+    return 0

@@ -1,0 +1,745 @@
+"""The Device API: NumPy in, NumPy out, over any transport.
+
+``tiersolve.host.open(url)`` connects to a device and returns a :class:`Device`::
+
+    import numpy as np
+    import tiersolve.host
+
+    with tiersolve.host.open("sim://?n_max=8&k_max=2&lanes=2&format=Q6.12") as device:
+        print(device.info())
+        x = device.solve(A, b)            # (A) x = b, A symmetric positive definite
+        w = device.fit(H, T, lam=1e-2)    # (HᵀH + λI) W = HᵀT
+
+URLs
+----
+``sim://?key=value&...``
+    The simulated device (:class:`~tiersolve.host.transport.SimTransport`): the same
+    :class:`~tiersolve.designs.top.SolverDesign` in Amaranth's simulator. Keys (all optional):
+    ``n_max`` (16), ``k_max`` (4), ``lanes`` (4), ``format`` (``Q6.12``), ``guard_bits`` (4),
+    ``inverse_format`` (the format), ``max_burst`` (64), ``clock_hz`` (12000000).
+``vsim://?key=value&...``
+    The same design's generated Verilog in Verilator
+    (:class:`~tiersolve.host.verilated.VerilatorTransport`), same keys as ``sim://``; the
+    first open of a configuration compiles it (about a minute), later ones reuse the build.
+``uart:///dev/ttyUSB1?baud=3000000&timeout=0.5&retries=5``
+    A serial port (a board, or ``tiersolve sim-serve``).
+
+What happens to the numbers
+---------------------------
+The device computes in the fixed-point format it reports (``info().fmt``, ``Q a.f``). Before
+sending, the host scales the inputs by powers of two (exact) so that, by a range analysis
+done in float64 on the host, every quantity the core holds stays within half the format's
+range ``2**(a-2)``: ``A`` (or ``HᵀH + λI``, whose diagonal bounds every entry and every Gram
+partial sum), ``B = HᵀT`` (by Cauchy–Schwarz on column norms, which bounds the partial sums
+too), ``Y = L⁻¹B`` and ``X``. It then rounds to the format (nearest, ties to even), streams
+the stored integers, and undoes the scaling on the result. Problems that cannot fit even after
+scaling raise :class:`~tiersolve.host.errors.Saturated` before anything is sent: a pivot of
+the factorisation below ``inverse_format.max**-2`` (the matrix is too ill-conditioned for the
+format), or a right-hand side that would round to zero everywhere once ``X`` fits.
+
+Device flags become exceptions: a non-positive pivot
+:class:`~tiersolve.host.errors.NotPositiveDefinite`, the sticky saturation flag
+:class:`~tiersolve.host.errors.Saturated`. Link failures are
+:class:`~tiersolve.host.errors.LinkError` and :class:`~tiersolve.host.errors.DeviceTimeout`;
+no result is ever returned after one of them. Every job starts by resetting the core, so the
+device is usable after any error.
+
+Bit-exactness: :meth:`Device.plan_solve` / :meth:`Device.plan_fit` return the quantised
+:class:`Job` (stored integers, λ, exponents) and :meth:`Device.run` its integer result, which
+equals :func:`tiersolve.gen.cholesky_model.cholesky_model` on the same integers.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+
+import numpy as np
+from tiersolve.designs import regmap
+from tiersolve.gen.fixed import FixedFormat
+
+from .errors import (
+    DeviceError,
+    DeviceTimeout,
+    IncompatibleDevice,
+    LinkError,
+    NotPositiveDefinite,
+    Saturated,
+)
+
+__all__ = ["Device", "DeviceInfo", "Job", "open", "parse_url"]
+
+_SIM_KEYS = {
+    "n_max": ("n_max", int), "k_max": ("k_max", int), "lanes": ("lanes", int),
+    "format": ("fmt", str), "guard_bits": ("guard_bits", int),
+    "inverse_format": ("inverse_format", str), "max_burst": ("max_burst", int),
+    "clock_hz": ("clock_frequency", int),
+}
+_UART_KEYS = {"baud": ("baud_rate", int), "timeout": ("timeout", float),
+              "retries": ("retries", int), "max_burst": ("max_burst", int)}
+
+
+def parse_url(url: str) -> tuple[str, str, dict]:
+    """Split a device URL into ``(scheme, path, parameters)`` with typed parameters.
+
+    Raises
+    ------
+    ValueError
+        For an unknown scheme, an unknown or repeated key, a value of the wrong type, or a
+        path where none belongs (or none where one is needed).
+    """
+    if not isinstance(url, str):
+        raise TypeError(f"device URL must be a string, not {url!r}")
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme
+    if scheme not in ("sim", "vsim", "uart", "pcie") or "://" not in url:
+        raise ValueError(f"malformed device URL {url!r}: expected sim://?..., "
+                         f"uart:///dev/ttyX?... or pcie://...")
+    if parts.fragment:
+        raise ValueError(f"malformed device URL {url!r}: unexpected fragment")
+    try:
+        pairs = urllib.parse.parse_qsl(parts.query, keep_blank_values=True,
+                                       strict_parsing=bool(parts.query))
+    except ValueError:
+        raise ValueError(f"malformed query in device URL {url!r}") from None
+    keys = {"sim": _SIM_KEYS, "vsim": _SIM_KEYS, "uart": _UART_KEYS}.get(scheme, {})
+    parameters = {}
+    for key, text in pairs:
+        if scheme == "pcie":
+            parameters[key] = text
+            continue
+        if key not in keys:
+            raise ValueError(f"unknown parameter {key!r} in {scheme} URL {url!r}; known: "
+                             f"{', '.join(keys)}")
+        name, kind = keys[key]
+        if name in parameters:
+            raise ValueError(f"parameter {key!r} given twice in {url!r}")
+        try:
+            parameters[name] = kind(text)
+        except ValueError:
+            raise ValueError(f"parameter {key}={text!r} in {url!r} is not a valid "
+                             f"{kind.__name__}") from None
+    path = parts.netloc + parts.path
+    if scheme in ("sim", "vsim") and path not in ("", "/"):
+        raise ValueError(f"a sim URL takes no path, got {path!r} in {url!r}")
+    if scheme == "uart" and not parts.path:
+        raise ValueError(f"a uart URL needs the serial device path, e.g. uart:///dev/ttyUSB1; "
+                         f"got {url!r}")
+    return scheme, path, parameters
+
+
+def open(url: str = "sim://", **options) -> Device:  # noqa: A001 - the public name
+    """Connect to the device at ``url`` and return a :class:`Device`.
+
+    ``options`` are passed to :class:`Device` (``job_timeout``).
+
+    Raises
+    ------
+    ValueError
+        A malformed URL or bad design parameters (nothing is built or opened).
+    LinkError, DeviceTimeout
+        The device cannot be reached.
+    IncompatibleDevice
+        The device does not identify as a tiersolve solver with this register map.
+    """
+    scheme, path, parameters = parse_url(url)
+    if scheme == "sim":
+        from .transport import SimTransport
+
+        transport = SimTransport(**parameters)
+    elif scheme == "vsim":
+        from .verilated import VerilatorTransport
+
+        transport = VerilatorTransport(**parameters)
+    elif scheme == "uart":
+        from .transport import UartTransport
+
+        transport = UartTransport(path, **parameters)
+    else:
+        try:
+            from . import pcie
+        except ImportError:
+            raise ValueError("the pcie transport is not available in this installation") \
+                from None
+        factory = getattr(pcie, "transport_from_url", None)
+        if factory is None:
+            raise ValueError("the pcie transport does not offer transport_from_url(url)")
+        transport = factory(url)
+    try:
+        return Device(transport, **options)
+    except BaseException:
+        transport.close()
+        raise
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What a device reports about itself (its identity registers).
+
+    Attributes
+    ----------
+    version, layout : int
+        Register map version and layout id (CRC-32 of the map's JSON).
+    cores : tuple of str
+        Cores built in.
+    n_max, k_max : int
+        Largest ``n`` and ``k``.
+    fmt, inverse_format : FixedFormat
+        Data format and the format of the Cholesky pivot inverses.
+    guard_bits, lanes : int
+        Cholesky core parameters.
+    clock_frequency : int
+        Design clock in Hz.
+    max_burst : int
+        Longest bridge burst in words (0: no frame bridge).
+    """
+
+    version: int
+    layout: int
+    cores: tuple[str, ...]
+    n_max: int
+    k_max: int
+    fmt: FixedFormat
+    inverse_format: FixedFormat
+    guard_bits: int
+    lanes: int
+    clock_frequency: int
+    max_burst: int
+
+
+@dataclass
+class Job:
+    """A quantised job, ready to send (what :meth:`Device.plan_solve` / ``plan_fit`` return).
+
+    Attributes
+    ----------
+    op : regmap.Op
+        ``CHOLESKY_DIRECT`` (solve) or ``CHOLESKY_GRAM`` (fit).
+    n, k : int
+        Sizes.
+    lam : int
+        λ as a stored integer of the format.
+    rows : numpy.ndarray of int64, shape (m, n + k)
+        Stored integers streamed to the core: ``[A | B]`` (direct) or ``[H | T]`` (Gram).
+    result_exponent : int
+        The real result is ``X_int * 2**(result_exponent - frac_bits)``.
+    vector : bool
+        The right-hand side was one-dimensional (the result is returned as such).
+    exponents : dict
+        The scale exponents applied to the inputs (for the record).
+    """
+
+    op: regmap.Op
+    n: int
+    k: int
+    lam: int
+    rows: np.ndarray
+    result_exponent: int
+    vector: bool = False
+    exponents: dict = field(default_factory=dict)
+
+
+def _as_real_array(name: str, value, ndims: tuple[int, ...]) -> np.ndarray:
+    try:
+        array = np.asarray(value)
+    except Exception as error:  # noqa: BLE001 - report any conversion failure the same way
+        raise TypeError(f"{name} must be array-like, not {type(value).__name__}") from error
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, not {array.dtype}")
+    array = array.astype(np.float64)
+    if array.ndim not in ndims:
+        raise ValueError(f"{name} must have {' or '.join(map(str, ndims))} dimension(s), "
+                         f"not shape {array.shape}")
+    if 0 in array.shape:
+        raise ValueError(f"{name} is empty (shape {array.shape})")
+    if not np.all(np.isfinite(array)):
+        index = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
+        raise ValueError(f"{name} holds a non-finite value {array[index]!r} at index {index}")
+    return array
+
+
+def _exponent(magnitude: float, limit: float) -> int | None:
+    """Largest integer ``e`` with ``magnitude * 2**e <= limit`` (None for a zero magnitude)."""
+    if magnitude == 0:
+        return None
+    e = math.floor(math.log2(limit / magnitude))
+    while math.ldexp(magnitude, e) > limit:
+        e -= 1
+    while math.ldexp(magnitude, e + 1) <= limit:
+        e += 1
+    return e
+
+
+def _min_exponent(*candidates) -> int:
+    values = [c for c in candidates if c is not None]
+    return min(values) if values else 0
+
+
+class Device:
+    """A tiersolve solver device behind a :class:`~tiersolve.host.transport.Transport`.
+
+    Parameters
+    ----------
+    transport : Transport
+    job_timeout : float
+        Seconds (wall clock) a job may take before :class:`DeviceTimeout` (default 60).
+
+    Attributes
+    ----------
+    last_run : dict
+        Of the last job: ``cycles`` (core), ``requests``, ``bytes_sent``, ``bytes_received``,
+        ``payload_bytes``, ``polls``, ``seconds``, and ``sim_cycles`` on the sim transport.
+    """
+
+    def __init__(self, transport, *, job_timeout: float = 60.0):
+        if not job_timeout > 0:
+            raise ValueError(f"job_timeout must be positive, not {job_timeout!r}")
+        self.transport = transport
+        self.job_timeout = job_timeout
+        self.last_run: dict = {}
+        self._info = self._read_info()
+
+    # -- identity -----------------------------------------------------------------------------
+
+    def _read_info(self) -> DeviceInfo:
+        names = ("MAGIC", "VERSION", "LAYOUT", "CORES", "N_MAX", "K_MAX", "FORMAT",
+                 "INVERSE_FORMAT", "LANES", "CLOCK_HZ", "MAX_BURST")
+        first = regmap.address(names[0])
+        if [regmap.address(name) - first for name in names] != list(range(len(names))):
+            raise AssertionError("identity registers are not consecutive")
+        words = dict(zip(names, self.transport.read(first, len(names)), strict=True))
+        if words["MAGIC"] != regmap.MAGIC:
+            raise IncompatibleDevice(f"not a tiersolve device: magic {words['MAGIC']:#010x}, "
+                                     f"expected {regmap.MAGIC:#010x}")
+        if words["VERSION"] != regmap.VERSION or words["LAYOUT"] != regmap.LAYOUT_ID:
+            raise IncompatibleDevice(
+                f"register map version {words['VERSION']} / layout {words['LAYOUT']:#010x} "
+                f"differs from the host's {regmap.VERSION} / {regmap.LAYOUT_ID:#010x}")
+        cores = tuple(name for name, bit in regmap.CORE_BITS.items()
+                      if words["CORES"] >> bit & 1)
+        if "cholesky" not in cores:
+            raise IncompatibleDevice(f"device has no Cholesky core (cores: {cores})")
+        fmt = regmap.decode_fields("FORMAT", words["FORMAT"])
+        inverse = regmap.decode_fields("INVERSE_FORMAT", words["INVERSE_FORMAT"])
+        try:
+            return DeviceInfo(
+                version=words["VERSION"], layout=words["LAYOUT"], cores=cores,
+                n_max=words["N_MAX"], k_max=words["K_MAX"],
+                fmt=FixedFormat(fmt["int_bits"], fmt["frac_bits"]),
+                inverse_format=FixedFormat(inverse["int_bits"], inverse["frac_bits"]),
+                guard_bits=fmt["guard_bits"], lanes=words["LANES"],
+                clock_frequency=words["CLOCK_HZ"], max_burst=words["MAX_BURST"])
+        except (TypeError, ValueError) as error:
+            raise IncompatibleDevice(f"device reports an unusable format: {error}") from None
+
+    def info(self) -> DeviceInfo:
+        """The device's identity (read once when connecting)."""
+        return self._info
+
+    # -- planning: checks, scaling, quantisation ----------------------------------------------
+
+    @property
+    def _limit(self) -> float:
+        """Half the format's range: the bound every scaled quantity is kept under."""
+        return math.ldexp(1.0, self._info.fmt.int_bits - 2)
+
+    def _check_sizes(self, n: int, k: int) -> None:
+        if n > self._info.n_max:
+            raise ValueError(f"n = {n} exceeds the device's n_max = {self._info.n_max}")
+        if k > self._info.k_max:
+            raise ValueError(f"k = {k} right-hand sides exceed the device's k_max = "
+                             f"{self._info.k_max}")
+
+    def _quantise(self, name: str, values: np.ndarray, exponent: int) -> np.ndarray:
+        quantised = self._info.fmt.quantise(np.ldexp(values, exponent))
+        if quantised.saturated.any():  # excluded by the range analysis; kept as a guard
+            raise Saturated(f"{name} does not fit {self._info.fmt} after scaling by "
+                            f"2**{exponent}")
+        return quantised.values
+
+    def _check_pivots(self, pivots: np.ndarray) -> None:
+        smallest = math.ldexp(1.0, 0) / self._info.inverse_format.max ** 2
+        if pivots.min() < 2 * smallest:
+            raise Saturated(
+                f"the scaled matrix's smallest pivot {pivots.min():.3g} is below "
+                f"{2 * smallest:.3g}: 1/sqrt(pivot) would clip in the device's inverse format "
+                f"{self._info.inverse_format} (the matrix is too ill-conditioned for the "
+                "format; add regularisation)")
+
+    def _check_not_vanishing(self, name: str, values: np.ndarray, exponent: int) -> None:
+        if np.any(values) and np.max(np.abs(np.ldexp(values, exponent))) < \
+                self._info.fmt.resolution / 2:
+            raise Saturated(f"{name} would round to zero once scaled (by 2**{exponent}) so that "
+                            f"the solution fits {self._info.fmt}: the result's range exceeds "
+                            "the format")
+
+    def plan_solve(self, A, B) -> Job:
+        """Check, scale and quantise the system ``A X = B`` (direct mode, λ = 0).
+
+        ``A`` is ``(n, n)`` and symmetric (only its lower triangle is sent), ``B`` is ``(n,)``
+        or ``(n, k)``. ``A`` is scaled by ``2**p`` so that ``max|A| <= 2**(a-2)``; ``B`` by
+        ``2**q`` with ``q`` the largest exponent keeping ``|B|``, ``|L⁻¹B|`` and ``|X|`` (from a
+        float64 analysis) within ``2**(a-2)``.
+        """
+        A = _as_real_array("A", A, (2,))
+        B = _as_real_array("B", B, (1, 2))
+        n = A.shape[0]
+        if A.shape != (n, n):
+            raise ValueError(f"A must be square, not shape {A.shape}")
+        vector = B.ndim == 1
+        B2 = B[:, None] if vector else B
+        if B2.shape[0] != n:
+            raise ValueError(f"B has {B2.shape[0]} rows, A has {n}")
+        k = B2.shape[1]
+        self._check_sizes(n, k)
+        scale = np.max(np.abs(A))
+        if np.max(np.abs(A - A.T)) > 1e-10 * scale:
+            raise ValueError("A must be symmetric (the device reads its lower triangle)")
+        limit = self._limit
+        p = _exponent(scale, limit)
+        if p is None:
+            raise NotPositiveDefinite("A is zero", 0)
+        candidates = [_exponent(np.max(np.abs(B2)), limit)]
+        try:
+            L = np.linalg.cholesky(A)
+        except np.linalg.LinAlgError:
+            L = None  # not positive definite in float64: let the device report where
+        if L is not None:
+            Y = np.linalg.solve(L, B2)
+            X = np.linalg.solve(A, B2)
+            y_max, x_max = np.max(np.abs(Y)), np.max(np.abs(X))
+            if y_max:
+                candidates.append(math.floor(math.log2(limit / y_max) + p / 2))
+            e_x = _exponent(x_max, limit)
+            candidates.append(None if e_x is None else e_x + p)
+            self._check_pivots(math.ldexp(1.0, p) * np.diag(L) ** 2)
+        q = _min_exponent(*candidates)
+        self._check_not_vanishing("B", B2, q)
+        A_int = np.tril(self._quantise("A", A, p))
+        B_int = self._quantise("B", B2, q)
+        rows = np.concatenate([A_int, B_int], axis=1)
+        return Job(regmap.Op.CHOLESKY_DIRECT, n, k, 0, rows, p - q, vector,
+                   {"A": p, "B": q})
+
+    def plan_fit(self, H, T, lam) -> Job:
+        """Check, scale and quantise the ridge problem ``(HᵀH + λI) W = HᵀT`` (Gram mode).
+
+        ``H`` is ``(m, n)``, ``T`` is ``(m,)`` or ``(m, k)``, ``lam >= 0``. ``H`` is scaled by
+        ``2**e`` (and λ by ``2**(2e)``) so that the largest column norm² of ``H`` plus λ, which
+        bounds every entry and partial sum of ``HᵀH + λI``, stays within ``2**(a-2)``; ``T`` by
+        ``2**e'`` with ``e'`` the largest exponent keeping ``|T|``, the column-norm product
+        bound of ``HᵀT``, ``|L⁻¹HᵀT|`` and ``|W|`` within ``2**(a-2)``.
+        """
+        H = _as_real_array("H", H, (2,))
+        T = _as_real_array("T", T, (1, 2))
+        m, n = H.shape
+        vector = T.ndim == 1
+        T2 = T[:, None] if vector else T
+        if T2.shape[0] != m:
+            raise ValueError(f"T has {T2.shape[0]} rows, H has {m}")
+        k = T2.shape[1]
+        self._check_sizes(n, k)
+        if isinstance(lam, bool) or not isinstance(lam, (int, float, np.integer, np.floating)):
+            raise TypeError(f"lam must be a real number, not {lam!r}")
+        lam = float(lam)
+        if not math.isfinite(lam) or lam < 0:
+            raise ValueError(f"lam must be finite and >= 0, not {lam!r}")
+        limit = self._limit
+        h_norms = np.sqrt(np.sum(H * H, axis=0))
+        t_norms = np.sqrt(np.sum(T2 * T2, axis=0))
+        diagonal_bound = float(np.max(h_norms) ** 2 + lam)
+        if diagonal_bound == 0:
+            raise NotPositiveDefinite("H is zero and lam is 0", 0)
+        e = math.floor(0.5 * math.log2(limit / diagonal_bound))
+        while math.ldexp(diagonal_bound, 2 * e) > limit:
+            e -= 1
+        e = min(e, _min_exponent(_exponent(np.max(np.abs(H)), limit)) if np.any(H) else e)
+        gram = H.T @ H + lam * np.eye(n)
+        B = H.T @ T2
+        candidates = [_exponent(np.max(np.abs(T2)), limit)]
+        cross = float(np.max(h_norms) * np.max(t_norms))
+        if cross:
+            candidates.append(_exponent(cross, limit) - e)
+        try:
+            L = np.linalg.cholesky(gram)
+        except np.linalg.LinAlgError:
+            L = None
+        if L is not None:
+            Y = np.linalg.solve(L, B)
+            W = np.linalg.solve(gram, B)
+            candidates.append(_exponent(np.max(np.abs(Y)), limit))
+            e_w = _exponent(np.max(np.abs(W)), limit)
+            candidates.append(None if e_w is None else e_w + e)
+            self._check_pivots(math.ldexp(1.0, 2 * e) * np.diag(L) ** 2)
+        e_t = _min_exponent(*candidates)
+        self._check_not_vanishing("T", T2, e_t)
+        lam_int = int(self._quantise("lam", np.array(lam), 2 * e))
+        rows = np.concatenate([self._quantise("H", H, e), self._quantise("T", T2, e_t)], axis=1)
+        return Job(regmap.Op.CHOLESKY_GRAM, n, k, lam_int, rows, e - e_t, vector,
+                   {"H": e, "T": e_t, "lam": 2 * e})
+
+    # -- running ------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Return the cores to idle (aborts a job)."""
+        self.transport.write(regmap.address("CONTROL"),
+                             [regmap.encode_fields("CONTROL", reset_cholesky=1)])
+
+    def run(self, job: Job) -> np.ndarray:
+        """Send ``job``, wait for it, and return the stored integers of ``X`` (``(n, k)``).
+
+        Raises
+        ------
+        NotPositiveDefinite, Saturated
+            From the device's flags.
+        DeviceTimeout
+            The job did not end within ``job_timeout`` (the core is reset).
+        LinkError
+            A link failure or an inconsistent device answer.
+        """
+        transport = self.transport
+        stats_before = dict(transport.statistics)
+        sim_before = getattr(transport, "cycles", None)
+        start = time.monotonic()
+        fmt = self._info.fmt
+        rows = fmt.check_ints(job.rows, "job rows")
+        words = [int(v) & 0xFFFFFFFF for v in rows.ravel()]
+        setup = [
+            regmap.encode_fields("CONTROL", reset_cholesky=1),
+            regmap.encode_fields("SIZE", n=job.n, k=job.k),
+            regmap.encode_fields("LAMBDA", value=job.lam),
+            regmap.encode_fields("COMMAND", op=int(job.op)),
+        ]
+        if [regmap.address(name) for name in ("CONTROL", "SIZE", "LAMBDA", "COMMAND")] != \
+                list(range(regmap.address("CONTROL"), regmap.address("CONTROL") + 4)):
+            raise AssertionError("job setup registers are not consecutive")
+        transport.write(regmap.address("CONTROL"), setup)
+        if job.op == regmap.Op.CHOLESKY_GRAM:
+            if len(words) > 1:
+                transport.write(regmap.address("ROW_DATA"), words[:-1], fixed_address=True)
+            transport.write(regmap.address("ROW_DATA_LAST"), words[-1:], fixed_address=True)
+        else:
+            transport.write(regmap.address("ROW_DATA"), words, fixed_address=True)
+        polls = 0
+        while True:
+            status_word, cycles, result_count = transport.read(regmap.address("STATUS"), 3)
+            polls += 1
+            status = regmap.decode_fields("STATUS", status_word)
+            if status["done"] and not status["busy"]:
+                break
+            if time.monotonic() - start > self.job_timeout:
+                self.reset()
+                raise DeviceTimeout(f"job did not finish within {self.job_timeout} s "
+                                    f"(phase {status['phase']}, {cycles} cycles); core reset")
+        if status["bad_command"]:
+            raise DeviceError(f"device rejected n={job.n}, k={job.k} (bad_command)")
+        if status["npd"]:
+            raise NotPositiveDefinite(
+                f"pivot {status['npd_index']} was not positive: the matrix is not positive "
+                f"definite (or lam is too small for {fmt})", status["npd_index"])
+        if status["saturated"]:
+            raise Saturated("the device clipped a value during the job (sticky saturated "
+                            "flag); the result is not returned")
+        expected = job.n * job.k
+        if result_count != expected:
+            raise LinkError(f"device produced {result_count} results, expected {expected}")
+        raw = transport.read(regmap.RESULT_WINDOW, expected)
+        values = np.array(raw, dtype=np.int64)
+        values = np.where(values >= 1 << 31, values - (1 << 32), values)
+        result = fmt.check_ints(values, "device results").reshape(job.n, job.k)
+        stats_after = transport.statistics
+        self.last_run = {
+            "cycles": int(cycles),
+            "polls": polls,
+            "seconds": time.monotonic() - start,
+            **{key: stats_after.get(key, 0) - stats_before.get(key, 0)
+               for key in ("requests", "retries", "bytes_sent", "bytes_received",
+                           "payload_bytes")},
+        }
+        if sim_before is not None:
+            self.last_run["sim_cycles"] = transport.cycles - sim_before
+        return result
+
+    def _finish(self, job: Job, result: np.ndarray) -> np.ndarray:
+        real = np.ldexp(result.astype(np.float64),
+                        job.result_exponent - self._info.fmt.frac_bits)
+        return real[:, 0] if job.vector else real
+
+    def solve(self, A, B) -> np.ndarray:
+        """Solve ``A X = B`` for a symmetric positive definite ``A`` on the device.
+
+        Parameters
+        ----------
+        A : array_like, shape (n, n)
+        B : array_like, shape (n,) or (n, k)
+
+        Returns
+        -------
+        numpy.ndarray of float64, the shape of ``B``
+        """
+        job = self.plan_solve(A, B)
+        return self._finish(job, self.run(job))
+
+    def fit(self, H, T, lam: float = 0.0) -> np.ndarray:
+        """Ridge regression on the device: ``W = (HᵀH + λI)⁻¹ HᵀT``.
+
+        Parameters
+        ----------
+        H : array_like, shape (m, n)
+        T : array_like, shape (m,) or (m, k)
+        lam : float
+            λ >= 0.
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (n,) or (n, k)
+        """
+        job = self.plan_fit(H, T, lam)
+        return self._finish(job, self.run(job))
+
+    # -- lifetime -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def __repr__(self):
+        info = self._info
+        return (f"<Device {'+'.join(info.cores)} n_max={info.n_max} k_max={info.k_max} "
+                f"{info.fmt} lanes={info.lanes}>")
+
+
+# -- command line: tiersolve info | solve | fit --device URL ------------------------------------
+
+
+def _load_array(path: str) -> np.ndarray:
+    from .cli import CliError
+
+    try:
+        if path.endswith(".npy"):
+            return np.load(path, allow_pickle=False)
+        if path.endswith(".csv"):
+            return np.loadtxt(path, delimiter=",", ndmin=1)
+    except (OSError, ValueError) as error:
+        raise CliError(f"cannot read {path}: {error}") from None
+    raise CliError(f"{path}: expected a .npy or .csv file")
+
+
+def _save_array(path: str | None, array: np.ndarray) -> None:
+    from .cli import CliError
+
+    if path is None:
+        with np.printoptions(precision=8, suppress=True):
+            print(array)
+        return
+    try:
+        if path.endswith(".npy"):
+            np.save(path, array)
+        elif path.endswith(".csv"):
+            np.savetxt(path, np.atleast_1d(array), delimiter=",", fmt="%.17g")
+        else:
+            raise CliError(f"{path}: the output must be a .npy or .csv file")
+    except OSError as error:
+        raise CliError(f"cannot write {path}: {error.strerror}") from None
+    print(f"wrote {path} {array.shape}")
+
+
+def _add_device_argument(parser) -> None:
+    parser.add_argument("--device", default="sim://",
+                        help="device URL, e.g. sim://?n_max=16&k_max=4 or uart:///dev/ttyUSB1 "
+                             "(default: sim://)")
+
+
+def _open_for_cli(url: str) -> Device:
+    from .cli import CliError
+
+    try:
+        return open(url)
+    except (ValueError, TypeError, DeviceError) as error:
+        raise CliError(f"{url}: {error}") from None
+
+
+def _setup_info(parser):
+    _add_device_argument(parser)
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--regmap", action="store_true",
+                        help="print the register map (JSON) instead of the device identity")
+
+
+def _run_info(args) -> int:
+    import json
+
+    if args.regmap:
+        print(regmap.register_map_json())
+        return 0
+    with _open_for_cli(args.device) as device:
+        info = device.info()
+    fields = {name: (str(value) if isinstance(value, FixedFormat) else value)
+              for name, value in info.__dict__.items()}
+    if args.json:
+        print(json.dumps(fields, indent=2))
+    else:
+        for name, value in fields.items():
+            print(f"{name:16s} {value}")
+    return 0
+
+
+def _run_job(args, method: str, inputs: list[str], **extra) -> int:
+    from .cli import CliError
+
+    try:
+        parse_url(args.device)  # a malformed URL is reported before any file is read
+    except (ValueError, TypeError) as error:
+        raise CliError(str(error)) from None
+    arrays = [_load_array(path) for path in inputs]
+    with _open_for_cli(args.device) as device:
+        try:
+            result = getattr(device, method)(*arrays, **extra)
+        except (ValueError, TypeError, DeviceError) as error:
+            raise CliError(f"{type(error).__name__}: {error}") from None
+        report = device.last_run
+    _save_array(args.output, result)
+    if args.verbose:
+        print(", ".join(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}"
+                        for key, value in report.items()))
+    return 0
+
+
+def _setup_solve(parser):
+    _add_device_argument(parser)
+    parser.add_argument("A", help="symmetric positive definite matrix (.npy or .csv)")
+    parser.add_argument("B", help="right-hand side(s), (n,) or (n, k) (.npy or .csv)")
+    parser.add_argument("--output", "-o", help="result file (.npy or .csv); default: print")
+    parser.add_argument("--verbose", "-v", action="store_true", help="print link statistics")
+
+
+def _run_solve(args) -> int:
+    return _run_job(args, "solve", [args.A, args.B])
+
+
+def _setup_fit(parser):
+    _add_device_argument(parser)
+    parser.add_argument("H", help="features, (m, n) (.npy or .csv)")
+    parser.add_argument("T", help="targets, (m,) or (m, k) (.npy or .csv)")
+    parser.add_argument("--lam", type=float, default=0.0, help="ridge λ >= 0 (default 0)")
+    parser.add_argument("--output", "-o", help="weights file (.npy or .csv); default: print")
+    parser.add_argument("--verbose", "-v", action="store_true", help="print link statistics")
+
+
+def _run_fit(args) -> int:
+    return _run_job(args, "fit", [args.H, args.T], lam=args.lam)
+
+
+#: Subcommands for :mod:`tiersolve.host.cli`: name -> (setup, run, help).
+COMMANDS = {
+    "info": (_setup_info, _run_info, "show a device's identity (or the register map)"),
+    "solve": (_setup_solve, _run_solve, "solve A X = B on a device"),
+    "fit": (_setup_fit, _run_fit, "ridge regression W = (HᵀH + λI)⁻¹HᵀT on a device"),
+}

@@ -1,0 +1,241 @@
+"""Tests of the register map declaration and of SolverDesign / SolverRegisters in simulation.
+
+The register-level tests master the bare register bus (``bus="register"``) with a small
+bus-functional model written here (strobe held until ``ack``, as :mod:`tiersolve.designs.bus`
+requires), so they check the map itself; the byte-stream path (frame bridge + map) is tested
+end to end through the Device API in ``tests/host/test_device.py``.
+"""
+
+import json
+
+import numpy as np
+import pytest
+from amaranth.hdl import Fragment
+from amaranth.sim import Simulator
+from tiersolve.designs import regmap
+from tiersolve.designs.top import SolverDesign, default_bus_timeout
+from tiersolve.gen.cholesky_model import cholesky_model
+from tiersolve.gen.fixed import FixedFormat
+
+FMT = FixedFormat(6, 12)
+N_MAX, K_MAX, LANES = 4, 2, 2
+
+
+# -- the declaration ----------------------------------------------------------------------------
+
+
+def test_regmap_json_round_trip_and_layout_id():
+    data = json.loads(regmap.register_map_json())
+    assert data["magic"] == regmap.MAGIC == int.from_bytes(b"TSLV", "little")
+    names = [reg["name"] for reg in data["registers"]]
+    assert names == [reg.name for reg in regmap.REGISTERS]
+    status = next(reg for reg in data["registers"] if reg["name"] == "STATUS")
+    assert {f["name"] for f in status["fields"]} >= {"busy", "done", "npd", "saturated"}
+    import zlib
+
+    assert regmap.LAYOUT_ID == zlib.crc32(regmap.register_map_json(indent=None).encode())
+
+
+def test_regmap_fields_encode_decode():
+    word = regmap.encode_fields("SIZE", n=7, k=3)
+    assert word == 7 | 3 << 16
+    assert regmap.decode_fields("SIZE", word) == {"n": 7, "k": 3}
+    assert regmap.decode_fields("LAMBDA", regmap.encode_fields("LAMBDA", value=-5)) == \
+        {"value": -5}
+    with pytest.raises(ValueError, match="does not fit"):
+        regmap.encode_fields("SIZE", n=1 << 16)
+    with pytest.raises(KeyError, match="no field 'x'"):
+        regmap.encode_fields("SIZE", x=1)
+    with pytest.raises(KeyError, match="no register"):
+        regmap.address("NOPE")
+
+
+def test_job_setup_registers_are_one_burst():
+    """The host writes CONTROL, SIZE, LAMBDA, COMMAND as one burst; STATUS, CYCLES,
+    RESULT_COUNT are read as one."""
+    start = regmap.address("CONTROL")
+    assert [regmap.address(n) for n in ("SIZE", "LAMBDA", "COMMAND")] == \
+        [start + 1, start + 2, start + 3]
+    start = regmap.address("STATUS")
+    assert [regmap.address(n) for n in ("CYCLES", "RESULT_COUNT")] == [start + 1, start + 2]
+
+
+# -- parameters ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"bus": "pci"}, ValueError, "bus must be one of"),
+    ({"cores": ("lu",)}, ValueError, "unknown core 'lu'"),
+    ({"cores": ()}, ValueError, "at least one core"),
+    ({"cores": 3}, TypeError, "cores must be"),
+    ({"n_max": 1}, ValueError, "n_max"),
+    ({"lanes": 3}, ValueError, "lanes"),
+    ({"fmt": "Q20.12"}, ValueError, "wider than 24"),
+    ({"max_burst": 0}, ValueError, "max_burst"),
+    ({"clock_frequency": 0}, ValueError, "clock_frequency"),
+    ({"bus": "uart", "clock_frequency": 1_000_000}, ValueError, "divisor"),
+])
+def test_design_parameters_are_checked(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        SolverDesign(**kwargs)
+
+
+@pytest.mark.parametrize("bus", ["bytes", "uart", "axi-lite", "register"])
+def test_every_bus_elaborates(bus):
+    design = SolverDesign(n_max=N_MAX, k_max=K_MAX, lanes=LANES, bus=bus)
+    Fragment.get(design, None)
+    members = set(design.signature.members)
+    expected = {"bytes": {"rx", "tx"}, "uart": {"rx", "tx"}, "axi-lite": {"axi"},
+                "register": {"bus"}}[bus]
+    assert members == expected
+
+
+def test_default_bus_timeout_covers_a_gram_pass():
+    passes = sum(-(-(16 + 4 - j) // 4) for j in range(16))
+    assert default_bus_timeout(16, 4, 4) > 4 * passes
+
+
+# -- register-level simulation -------------------------------------------------------------------
+
+
+async def bus_read(ctx, bus, address):
+    ctx.set(bus.addr, address)
+    ctx.set(bus.r_stb, 1)
+    (data,) = await ctx.tick().sample(bus.r_data).until(bus.ack)
+    ctx.set(bus.r_stb, 0)
+    return int(data)
+
+
+async def bus_write(ctx, bus, address, value, limit=5000):
+    ctx.set(bus.addr, address)
+    ctx.set(bus.w_data, value & 0xFFFFFFFF)
+    ctx.set(bus.w_stb, 1)
+    for _ in range(limit):
+        _, _, ack = await ctx.tick().sample(bus.ack)
+        if ack:
+            break
+    else:
+        raise AssertionError(f"write to {address:#x} not acknowledged in {limit} cycles")
+    ctx.set(bus.w_stb, 0)
+
+
+def simulate(design, bench):
+    sim = Simulator(design)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def to_signed(word):
+    return word - (1 << 32) if word >> 31 else word
+
+
+def test_identity_registers_and_scratch_registers():
+    design = SolverDesign(n_max=N_MAX, k_max=K_MAX, lanes=LANES, bus="register",
+                          clock_frequency=25_000_000)
+    expected = design.identity()
+    seen = {}
+
+    async def bench(ctx):
+        for name in expected:
+            seen[name] = await bus_read(ctx, design.bus, regmap.address(name))
+        await bus_write(ctx, design.bus, regmap.address("SIZE"), 3 | 2 << 16)
+        await bus_write(ctx, design.bus, regmap.address("LAMBDA"), -7)
+        seen["SIZE"] = await bus_read(ctx, design.bus, regmap.address("SIZE"))
+        seen["LAMBDA"] = await bus_read(ctx, design.bus, regmap.address("LAMBDA"))
+        seen["unused"] = await bus_read(ctx, design.bus, 0x3FF)
+        await bus_write(ctx, design.bus, regmap.address("MAGIC"), 0)  # ignored
+        seen["MAGIC again"] = await bus_read(ctx, design.bus, regmap.address("MAGIC"))
+        seen["STATUS"] = await bus_read(ctx, design.bus, regmap.address("STATUS"))
+
+    simulate(design, bench)
+    for name, value in expected.items():
+        assert seen[name] == value, name
+    assert seen["MAGIC"] == regmap.MAGIC and seen["LAYOUT"] == regmap.LAYOUT_ID
+    assert seen["CLOCK_HZ"] == 25_000_000
+    assert regmap.decode_fields("FORMAT", seen["FORMAT"]) == \
+        {"int_bits": 6, "frac_bits": 12, "guard_bits": 4}
+    assert seen["SIZE"] == 3 | 2 << 16 and to_signed(seen["LAMBDA"]) == -7
+    assert seen["unused"] == 0 and seen["MAGIC again"] == regmap.MAGIC
+    assert regmap.decode_fields("STATUS", seen["STATUS"])["busy"] == 0
+
+
+def run_register_job(design, op, n, k, lam, rows, *, reset_midway=False):
+    """Drive one job over the register bus; return (status fields, results)."""
+    out = {}
+
+    async def bench(ctx):
+        bus = design.bus
+        await bus_write(ctx, bus, regmap.address("CONTROL"), 1)
+        await bus_write(ctx, bus, regmap.address("SIZE"), n | k << 16)
+        await bus_write(ctx, bus, regmap.address("LAMBDA"), lam)
+        await bus_write(ctx, bus, regmap.address("COMMAND"), int(op))
+        values = [int(v) for v in np.asarray(rows).ravel()]
+        for index, value in enumerate(values):
+            last = index == len(values) - 1 and op == regmap.Op.CHOLESKY_GRAM
+            await bus_write(ctx, bus, regmap.address("ROW_DATA_LAST" if last else "ROW_DATA"),
+                            value)
+        if reset_midway:
+            await bus_write(ctx, bus, regmap.address("CONTROL"), 1)
+        for _ in range(2000):
+            status = regmap.decode_fields(
+                "STATUS", await bus_read(ctx, bus, regmap.address("STATUS")))
+            if status["done"] or reset_midway:
+                break
+        out["status"] = status
+        out["count"] = await bus_read(ctx, bus, regmap.address("RESULT_COUNT"))
+        out["cycles"] = await bus_read(ctx, bus, regmap.address("CYCLES"))
+        out["results"] = [to_signed(await bus_read(ctx, bus, regmap.RESULT_WINDOW + i))
+                          for i in range(n * k)]
+
+    simulate(design, bench)
+    return out
+
+
+def test_direct_job_over_register_bus_matches_model():
+    rng = np.random.default_rng(3)
+    n, k = 3, 2
+    h = rng.normal(size=(6, n))
+    a = FMT.quantise(h.T @ h / 4 + 0.5 * np.eye(n)).values
+    b = FMT.quantise(rng.normal(size=(n, k))).values
+    rows = np.concatenate([a, b], axis=1)
+    design = SolverDesign(n_max=N_MAX, k_max=K_MAX, lanes=LANES, bus="register")
+    out = run_register_job(design, regmap.Op.CHOLESKY_DIRECT, n, k, 0, rows)
+    model = cholesky_model(FMT, "direct", n, k, 0, rows, n_max=N_MAX, k_max=K_MAX)
+    assert out["status"]["done"] == 1 and out["status"]["npd"] == 0
+    assert out["count"] == n * k and out["cycles"] > 0
+    assert np.array_equal(np.array(out["results"]).reshape(n, k), model.x)
+
+
+def test_gram_job_over_register_bus_matches_model_and_flags_npd():
+    rng = np.random.default_rng(4)
+    n, k = 2, 1
+    rows = FMT.quantise(rng.normal(size=(3, n + k))).values
+    lam = FMT.const(0.25)
+    design = SolverDesign(n_max=N_MAX, k_max=K_MAX, lanes=LANES, bus="register")
+    out = run_register_job(design, regmap.Op.CHOLESKY_GRAM, n, k, lam, rows)
+    model = cholesky_model(FMT, "gram", n, k, lam, rows, n_max=N_MAX, k_max=K_MAX)
+    assert np.array_equal(np.array(out["results"]).reshape(n, k), model.x)
+
+    indefinite = FMT.quantise([[1.0, 0.0, 1.0], [0.0, -1.0, 1.0]]).values
+    out = run_register_job(design, regmap.Op.CHOLESKY_DIRECT, 2, 1, 0, indefinite)
+    assert out["status"]["npd"] == 1 and out["status"]["npd_index"] == 1
+    assert out["count"] == 0 and out["results"] == [0, 0]  # nothing captured
+
+
+def test_bad_sizes_flag_bad_command():
+    design = SolverDesign(n_max=N_MAX, k_max=K_MAX, lanes=LANES, bus="register")
+    out = run_register_job(design, regmap.Op.CHOLESKY_DIRECT, N_MAX + 1, 1, 0, [])
+    assert out["status"]["bad_command"] == 1 and out["status"]["done"] == 1
+    assert out["count"] == 0
+
+
+def test_control_reset_aborts_a_job():
+    """A job left waiting for rows is aborted by CONTROL.reset_cholesky: the core is idle."""
+    design = SolverDesign(n_max=N_MAX, k_max=K_MAX, lanes=LANES, bus="register")
+    rows = FMT.quantise(np.ones((1, 3))).values  # one row of a 2x1 direct job: incomplete
+    out = run_register_job(design, regmap.Op.CHOLESKY_DIRECT, 2, 1, 0, rows,
+                           reset_midway=True)
+    assert out["status"]["busy"] == 0 and out["status"]["done"] == 0
+    assert out["count"] == 0
+

@@ -1,0 +1,330 @@
+"""The Cholesky solver core equals its NumPy model bit for bit, flags failures and keeps working.
+
+Several jobs run in one simulation each (elaboration is the slow part), which also checks that
+the job after a failure works.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tiersolve.gen.cholesky_model import (
+    Phase,
+    check_cholesky_parameters,
+    cholesky_model,
+    cycle_model,
+)
+from tiersolve.gen.fixed import FixedFormat
+
+Q6_12 = FixedFormat(6, 12)
+Q4_10 = FixedFormat(4, 10)
+
+
+# -- problem generators ------------------------------------------------------------------------
+
+
+def spd_direct(rng, fmt, n, k, cond=10.0, scale=4.0):
+    """Rows of [A | B] (stored integers): A SPD with eigenvalues in [scale/cond, scale]."""
+    q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    eig = scale * np.geomspace(1.0 / cond, 1.0, n)
+    a = (q * eig) @ q.T
+    b = rng.uniform(-1, 1, (n, k))
+    return np.hstack([fmt.quantise(a).values, fmt.quantise(b).values])
+
+
+def gram_rows(rng, fmt, n, k, m, scale=0.5):
+    """Rows of [H | T] (stored integers)."""
+    return fmt.quantise(rng.uniform(-scale, scale, (m, n + k))).values
+
+
+def rounding_ties(rng, fmt, n, k):
+    """Rows of [A | B] that make many exact rounding ties: diagonal 4 (so 1/√s_0 = 0.5 exactly)
+    and odd stored integers elsewhere, so ``s·inv`` often ends in exactly half an LSB."""
+    a = np.diag(np.full(n, fmt.const(4.0)))
+    off = np.tril(rng.integers(-200, 200, (n, n)) * 2 + 1, -1)
+    b = rng.integers(-1000, 1000, (n, k)) * 2 + 1
+    return np.hstack([a + off + off.T, b])
+
+
+class Job:
+    """One command for the core plus the model's answer."""
+
+    def __init__(self, mode, n, k, lam, rows, core):
+        self.mode, self.n, self.k, self.lam = mode, n, k, lam
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.want = cholesky_model(core.fmt, mode, n, k, lam, self.rows, n_max=core.n_max,
+                                   k_max=core.k_max, guard_bits=core.guard_bits,
+                                   inverse_format=core.inverse_format)
+
+
+# -- simulation -------------------------------------------------------------------------------
+
+
+def simulate(core, jobs, *, check_cycles=False, deadline=5e-3):
+    """Run ``jobs`` back to back on ``core``; return per-job (x, flags, phase cycle counts)."""
+    from tiersolve.gen.cholesky import MODE_DIRECT, MODE_GRAM
+    from tiersolve.gen.sim import run_simulation, stream_put
+
+    results = []
+
+    async def bench(ctx):
+        for job in jobs:
+            await stream_put(ctx, core.command, {
+                "mode": MODE_GRAM if job.mode == "gram" else MODE_DIRECT,
+                "n": job.n, "k": job.k, "lam": job.lam})
+            if not job.want.bad_command:
+                for r, row in enumerate(job.rows):
+                    for q, value in enumerate(row):
+                        final = r == len(job.rows) - 1 and q == len(row) - 1
+                        await stream_put(ctx, core.i, {"value": int(value), "last": int(final)})
+            ctx.set(core.o.ready, 1)
+            out, phases = [], {}
+            async for _, _, valid, payload, done, phase in ctx.tick().sample(
+                    core.o.valid, core.o.payload, core.done, core.phase):
+                phases[Phase(phase)] = phases.get(Phase(phase), 0) + 1
+                if valid:
+                    out.append((payload.value, payload.last))
+                if done:
+                    break
+            ctx.set(core.o.ready, 0)
+            flags = {name: ctx.get(getattr(core, name)) for name in
+                     ("npd", "npd_index", "saturated", "bad_command", "cycles", "busy")}
+            results.append((out, flags, phases))
+
+    run_simulation(core, bench, deadline=deadline)
+    for job, (out, flags, _) in zip(jobs, results, strict=True):
+        want = job.want
+        assert flags["busy"] == 0
+        assert flags["bad_command"] == want.bad_command
+        assert flags["npd"] == want.npd
+        if want.npd:
+            assert flags["npd_index"] == want.npd_index
+        assert flags["saturated"] == want.saturated
+        if want.x is None:
+            assert out == []
+        else:
+            values = np.array([v for v, _ in out], dtype=np.int64).reshape(job.n, job.k)
+            np.testing.assert_array_equal(values, want.x)
+            assert [last for _, last in out] == [0] * (job.n * job.k - 1) + [1]
+    return results
+
+
+def make_core(n_max, k_max, fmt, lanes, **kwargs):
+    from tiersolve.gen.cholesky import CholeskySolver
+
+    return CholeskySolver(n_max, k_max, fmt, lanes, **kwargs)
+
+
+# -- bit-exact tests --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lanes", [1, 2, 4])
+def test_direct_random_spd(lanes):
+    """Random SPD systems of several sizes, n = 1 and n = n_max included."""
+    rng = np.random.default_rng(lanes)
+    core = make_core(6, 3, Q6_12, lanes)
+    jobs = []
+    for n, k in [(1, 1), (6, 3), (4, 2), (5, 1)]:
+        jobs.append(Job("direct", n, k, Q6_12.const(0.0), spd_direct(rng, Q6_12, n, k), core))
+    jobs.append(Job("direct", 6, 2, Q6_12.const(0.25), spd_direct(rng, Q6_12, 6, 2), core))
+    simulate(core, jobs)
+    assert all(not job.want.saturated and job.want.x is not None for job in jobs)
+
+
+def test_gram_random_and_other_format():
+    """Gram mode in Q4.10 (pivot inverses in Q7.9) with 4 lanes: several row counts, n + k not
+    a multiple of lanes."""
+    rng = np.random.default_rng(7)
+    core = make_core(7, 2, Q4_10, 4, inverse_format="Q7.9")
+    jobs = [
+        Job("gram", 7, 2, Q4_10.const(0.125), gram_rows(rng, Q4_10, 7, 2, 9), core),
+        Job("gram", 3, 1, Q4_10.const(0.5), gram_rows(rng, Q4_10, 3, 1, 1), core),
+        Job("gram", 5, 2, Q4_10.const(0.0625), gram_rows(rng, Q4_10, 5, 2, 6), core),
+    ]
+    simulate(core, jobs)
+    assert all(job.want.x is not None and not job.want.saturated for job in jobs)
+
+
+def test_edge_cases():
+    """Identity, diagonal, rounding ties (nearest-even must be honoured), singular Gram with
+    λ = 0, indefinite A, saturation, bad commands; every failure is followed by a job that must
+    work."""
+    fmt = Q6_12
+    rng = np.random.default_rng(3)
+    core = make_core(5, 2, fmt, 2)
+    eye = np.hstack([fmt.quantise(np.eye(5)).values, fmt.quantise(rng.uniform(-1, 1, (5, 2)))
+                     .values])
+    diag = np.hstack([fmt.quantise(np.diag([4.0, 0.25, 2.0, 9.0, 1.0])).values,
+                      fmt.quantise(rng.uniform(-1, 1, (5, 2))).values])
+    indefinite = np.array([[2, 1, 0, 0], [1, 2, 0, 0], [0, 0, -1, 0], [0, 0, 0, 1]], float)
+    indefinite[3, 2] = indefinite[2, 3] = 0.5
+    indefinite_rows = np.hstack([fmt.quantise(indefinite).values, np.zeros((4, 1), np.int64)])
+    big = np.hstack([fmt.quantise(np.diag([30.0, 30.0, 30.0])).values,
+                     np.full((3, 1), fmt.max_int)])  # X = 31.99 / 30 fits; B·2**f is fine
+    tiny = np.hstack([fmt.quantise(np.diag([1e-3, 1.0])).values,
+                      np.full((2, 1), fmt.quantise(8.0).values)])  # 1/sqrt(s) clips: flagged
+    good = spd_direct(rng, fmt, 5, 2)
+    jobs = [
+        Job("direct", 5, 2, 0, eye, core),
+        Job("direct", 5, 2, 0, diag, core),
+        Job("direct", 5, 2, 0, rounding_ties(rng, fmt, 5, 2), core),
+        # 3 rows of width 5: G = HᵀH has rank 3 -> a pivot is (rounded to) <= 0
+        Job("gram", 5, 1, 0, gram_rows(rng, fmt, 5, 1, 3), core),
+        Job("direct", 5, 2, 0, good, core),
+        Job("direct", 4, 1, 0, indefinite_rows, core),
+        Job("direct", 3, 1, 0, big, core),
+        Job("direct", 2, 1, 0, tiny, core),
+        Job("direct", 0, 1, 0, np.zeros((0, 1), np.int64), core),
+        Job("direct", 6, 1, 0, np.zeros((6, 7), np.int64), core),
+        Job("direct", 2, 3, 0, np.zeros((2, 5), np.int64), core),
+        Job("gram", 5, 2, fmt.const(0.5), gram_rows(rng, fmt, 5, 2, 4), core),
+    ]
+    assert jobs[3].want.npd
+    assert jobs[5].want.npd and jobs[5].want.npd_index == 2
+    assert jobs[7].want.saturated and not jobs[7].want.npd
+    assert [j.want.bad_command for j in jobs[8:11]] == [True] * 3
+    simulate(core, jobs)
+
+
+@pytest.mark.parametrize("n_max, k_max, lanes", [(2, 1, 4), (3, 1, 1)])
+def test_tiny_configurations(n_max, k_max, lanes):
+    """k_max = 1 (zero-bit RHS addresses) and more lanes than rows still work."""
+    rng = np.random.default_rng(n_max * 10 + lanes)
+    core = make_core(n_max, k_max, Q6_12, lanes)
+    simulate(core, [Job("direct", n_max, 1, 0, spd_direct(rng, Q6_12, n_max, 1), core),
+                    Job("gram", 1, 1, Q6_12.const(0.5), gram_rows(rng, Q6_12, 1, 1, 3), core)])
+
+
+def test_gram_saturation_flagged():
+    """Large H values overflow the wide Gram words: the flag is set, bit-exact with the model."""
+    fmt = FixedFormat(6, 12)
+    rng = np.random.default_rng(11)
+    core = make_core(3, 1, fmt, 2, guard_bits=2)
+    rows = fmt.quantise(rng.uniform(20, 31, (4, 4))).values
+    job = Job("gram", 3, 1, fmt.const(1.0), rows, core)
+    assert job.want.saturated
+    simulate(core, [job, Job("gram", 3, 1, fmt.const(1.0), gram_rows(rng, fmt, 3, 1, 4), core)])
+
+
+@pytest.mark.parametrize("lanes", [1, 4])
+def test_cycle_model_matches_simulation(lanes):
+    """The cycle formula used by ``tiersolve bench cholesky`` counts what the gateware does."""
+    rng = np.random.default_rng(5)
+    core = make_core(9, 3, Q6_12, lanes)
+    jobs = [Job("direct", 9, 3, 0, spd_direct(rng, Q6_12, 9, 3), core),
+            Job("direct", 4, 2, 0, spd_direct(rng, Q6_12, 4, 2), core)]
+    results = simulate(core, jobs)
+    for job, (_, _, phases) in zip(jobs, results, strict=True):
+        want = cycle_model(job.n, job.k, lanes, rsqrt_latency=core.rsqrt_latency)
+        assert phases[Phase.FACTOR] == want["factor"]
+        assert phases[Phase.SOLVE] == want["solve"]
+        assert phases[Phase.OUTPUT] == want["output"]
+    m = 3
+    job = Job("gram", 5, 2, Q6_12.const(0.5), gram_rows(rng, Q6_12, 5, 2, m), core)
+    (_, flags, phases), = simulate(core, [job])
+    want = cycle_model(5, 2, lanes, rows=m, rsqrt_latency=core.rsqrt_latency)
+    # input phase = clear + m rows, the rows streaming without a gap
+    assert flags["cycles"] == (want["clear"] + m * want["gram_per_row"] + want["factor"]
+                               + want["solve"] + want["output"])
+
+
+# -- parameters and generation ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    ({"n_max": 1}, ValueError), ({"k_max": 0}, ValueError), ({"lanes": 3}, ValueError),
+    ({"lanes": 2.0}, TypeError), ({"fmt": FixedFormat(12, 14)}, ValueError),
+    ({"fmt": 5}, TypeError), ({"guard_bits": 1}, ValueError), ({"fmt": "Q8.0"}, ValueError),
+])
+def test_parameters_are_validated(kwargs, error):
+    params = {"n_max": 4, "k_max": 2, "fmt": Q6_12, "lanes": 2, "guard_bits": 4, **kwargs}
+    with pytest.raises(error):
+        check_cholesky_parameters(**params)
+    with pytest.raises(error):
+        make_core(params["n_max"], params["k_max"], params["fmt"], params["lanes"],
+                  guard_bits=params["guard_bits"])
+
+
+def test_generate_command(tmp_path):
+    """``tiersolve generate cholesky -p n_max=16 -p k_max=4 -p lanes=4`` writes Verilog."""
+    from tiersolve.host.cli import main
+
+    output = tmp_path / "cholesky.v"
+    assert main(["generate", "cholesky", "-p", "n_max=16", "-p", "k_max=4", "-p", "lanes=4",
+                 "-o", str(output)]) == 0
+    assert "module tiersolve_cholesky" in output.read_text()
+
+
+# -- Verilator cross-simulation -------------------------------------------------------------
+
+
+@pytest.mark.verilator
+def test_verilator_matches_model():
+    """The generated Verilog of the ``tiersolve generate`` configuration (n_max=16, k_max=4,
+    lanes=4, Q6.12), run in Verilator with random stalls on every stream, gives the model's
+    integers for a sequence of jobs: Gram, direct, a not-positive-definite one, and more."""
+    from tiersolve.gen.cholesky import MODE_DIRECT, MODE_GRAM
+    from tiersolve.gen.crosssim import VerilatorSimulation
+
+    fmt = Q6_12
+    core = make_core(16, 4, fmt, 4)
+    rng = np.random.default_rng(21)
+    indefinite = spd_direct(rng, fmt, 6, 1)
+    indefinite[3, 3] = -indefinite[3, 3]
+    jobs = [
+        Job("gram", 16, 4, fmt.const(0.25), gram_rows(rng, fmt, 16, 4, 24), core),
+        Job("direct", 13, 3, fmt.const(0.0), spd_direct(rng, fmt, 13, 3, cond=100.0), core),
+        Job("direct", 6, 1, 0, indefinite, core),
+        Job("gram", 9, 2, fmt.const(0.5), gram_rows(rng, fmt, 9, 2, 5), core),
+        Job("direct", 16, 4, fmt.const(0.125), spd_direct(rng, fmt, 16, 4), core),
+    ]
+    assert jobs[2].want.npd
+    commands, inputs, expected = [], [], []
+    for job in jobs:
+        commands.append({"mode": MODE_GRAM if job.mode == "gram" else MODE_DIRECT,
+                         "n": job.n, "k": job.k, "lam": job.lam})
+        flat = job.rows.reshape(-1)
+        inputs += [{"value": int(v), "last": int(q == flat.size - 1)} for q, v in enumerate(flat)]
+        if job.want.x is not None:
+            expected += job.want.x.reshape(-1).tolist()
+    simulation = VerilatorSimulation(core, top="tiersolve_cholesky", log=None)
+    result = simulation.run({"command": commands, "i": inputs}, expect={"o": len(expected)},
+                            ready_seed=1, valid_seed=2, max_cycles=2_000_000, extra_cycles=50)
+    values = [payload["value"] for payload in result.values("o")]
+    assert values == expected
+    assert result.port_value("done") == 1
+    assert result.port_value("saturated") == jobs[-1].want.saturated
+
+
+@pytest.mark.parametrize("width, shift, out_width", [(40, 12, 18), (20, 3, 8), (12, 0, 8)])
+def test_round_clip_equals_model_primitives(width, shift, out_width):
+    """The core's one-adder round-to-nearest-even and clip equal ``round_shift`` + ``saturate``
+    on random values, every tie pattern near zero and the range limits."""
+    from amaranth.hdl import Module, Signal, signed
+    from amaranth.sim import Simulator
+    from tiersolve.gen.cholesky import _round_clip
+    from tiersolve.gen.fixed import round_shift, saturate
+
+    rng = np.random.default_rng(width)
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    values = np.concatenate([rng.integers(lo, hi + 1, 300), [lo, lo + 1, -1, 0, 1, hi - 1, hi],
+                             np.arange(-(4 << shift), 4 << shift)]).astype(np.int64)
+    fmt = FixedFormat(out_width - max(1, out_width // 2), max(1, out_width // 2))
+    want, want_clipped = saturate(round_shift(values, shift, "nearest-even"), fmt)
+    m = Module()
+    inp = Signal(signed(width))
+    result, clipped = _round_clip(inp, shift, out_width)
+    out, flag = Signal(signed(out_width)), Signal()
+    m.d.comb += [out.eq(result), flag.eq(clipped)]
+    got = []
+
+    async def bench(ctx):
+        for value in values:
+            ctx.set(inp, int(value))
+            got.append((ctx.get(out), ctx.get(flag)))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert [g for g, _ in got] == want.tolist()
+    assert [bool(c) for _, c in got] == want_clipped.tolist()

@@ -1,0 +1,256 @@
+"""Tests of the Device API over the simulated device (SolverDesign in Amaranth's simulator).
+
+The key check: results are bit-exact equal to :func:`tiersolve.gen.cholesky_model.cholesky_model`
+run on the integers the host sent (``Device.plan_solve`` / ``plan_fit``), and the device stays
+usable after an error. One simulated device (n_max=8, k_max=2, lanes=2, Q6.12) is shared by the
+module's tests; each job runs a few thousand cycles (about a second).
+"""
+
+import numpy as np
+import pytest
+import tiersolve.host
+from tiersolve.designs import regmap
+from tiersolve.gen.cholesky_model import cholesky_model, forward_error_bound
+from tiersolve.host.cli import main
+from tiersolve.host.device import Device, Job, parse_url
+from tiersolve.host.errors import (
+    DeviceTimeout,
+    IncompatibleDevice,
+    NotPositiveDefinite,
+    Saturated,
+)
+from tiersolve.host.transport import FramedTransport
+
+URL = "sim://?n_max=8&k_max=2&lanes=2&format=Q6.12"
+N_MAX, K_MAX = 8, 2
+
+
+@pytest.fixture(scope="module")
+def device():
+    with tiersolve.host.open(URL) as dev:
+        yield dev
+
+
+def model_of(device, job):
+    info = device.info()
+    mode = "direct" if job.op == regmap.Op.CHOLESKY_DIRECT else "gram"
+    return cholesky_model(info.fmt, mode, job.n, job.k, job.lam, job.rows, n_max=info.n_max,
+                          k_max=info.k_max, guard_bits=info.guard_bits,
+                          inverse_format=info.inverse_format)
+
+
+def spd(rng, n, m=None):
+    h = rng.normal(size=(m or 2 * n, n))
+    return h.T @ h / (m or 2 * n) + 0.2 * np.eye(n)
+
+
+def test_info(device):
+    info = device.info()
+    assert info.cores == ("cholesky",)
+    assert (info.n_max, info.k_max, info.lanes, str(info.fmt)) == (8, 2, 2, "Q6.12")
+    assert info.layout == regmap.LAYOUT_ID and info.max_burst == 64
+
+
+@pytest.mark.parametrize("n, k, seed", [(4, 1, 0), (6, 2, 1)])
+def test_solve_is_bit_exact_and_accurate(device, n, k, seed):
+    """Bit-exact with the model; and within forward_error_bound (cholesky_model) of the float64
+    solution of the quantised system the device was given."""
+    rng = np.random.default_rng(seed)
+    A = spd(rng, n) * 3.0
+    B = rng.normal(size=(n, k)) if k > 1 else rng.normal(size=n)
+    job = device.plan_solve(A, B)
+    assert job.op == regmap.Op.CHOLESKY_DIRECT and (job.n, job.k) == (n, k)
+    result = device.run(job)
+    model = model_of(device, job)
+    assert not model.saturated and not model.npd
+    assert np.array_equal(result, model.x)
+    x = device._finish(job, result)
+    assert x.shape == np.shape(B)
+    fmt = device.info().fmt
+    a_q = fmt.dequantise(job.rows[:, :n])
+    a_q = np.tril(a_q) + np.tril(a_q, -1).T
+    b_q = fmt.dequantise(job.rows[:, n:])
+    exact = np.linalg.solve(a_q, b_q)
+    x_dev = fmt.dequantise(result)
+    bound = forward_error_bound(a_q, exact, fmt)
+    assert np.isfinite(bound)
+    assert np.linalg.norm(x_dev - exact) <= bound * np.linalg.norm(exact)
+    # the public call returns the same numbers
+    assert np.array_equal(device.solve(A, B), x)
+    assert device.last_run["cycles"] > 0 and device.last_run["requests"] >= 4
+
+
+def test_fit_is_bit_exact(device):
+    rng = np.random.default_rng(5)
+    H = rng.normal(size=(10, 5)) * 4.0
+    T = rng.normal(size=(10, 2)) * 0.5
+    lam = 0.3
+    job = device.plan_fit(H, T, lam)
+    assert job.op == regmap.Op.CHOLESKY_GRAM and job.rows.shape == (10, 7)
+    result = device.run(job)
+    model = model_of(device, job)
+    assert not model.saturated
+    assert np.array_equal(result, model.x)
+    w = device._finish(job, result)
+    reference = np.linalg.solve(H.T @ H + lam * np.eye(5), H.T @ T)
+    # scaling and rounding only: a loose sanity check (the bit-exact check above is the test)
+    assert np.max(np.abs(w - reference)) < 0.05 * np.max(np.abs(reference))
+
+
+def test_not_positive_definite_then_usable(device):
+    A = np.diag([2.0, -1.0, 3.0, 1.0])
+    with pytest.raises(NotPositiveDefinite) as raised:
+        device.solve(A, np.ones(4))
+    assert raised.value.index == 1
+    assert np.allclose(device.solve(np.diag([1.0, 2.0, 4.0, 8.0]), np.ones(4)),
+                       [1, 0.5, 0.25, 0.125], atol=1e-3)
+
+
+def test_device_saturation_flag_raises(device):
+    """A hand-made job whose solution (100) exceeds Q6.12 (max 32): the device clips, flags, and
+    the host raises instead of returning the clipped numbers."""
+    fmt = device.info().fmt
+    A = fmt.quantise(0.01 * np.eye(2)).values
+    b = fmt.quantise(np.ones((2, 1))).values
+    job = Job(regmap.Op.CHOLESKY_DIRECT, 2, 1, 0, np.concatenate([A, b], axis=1), 0)
+    with pytest.raises(Saturated, match="clipped"):
+        device.run(job)
+
+
+def test_job_timeout_raises_and_returns_nothing(device):
+    rng = np.random.default_rng(7)
+    impatient = Device(device.transport, job_timeout=1e-9)
+    with pytest.raises(DeviceTimeout, match="core reset"):
+        impatient.solve(spd(rng, 8), rng.normal(size=8))
+    assert device.solve(np.eye(2), [1.0, 2.0]) == pytest.approx([1.0, 2.0], abs=1e-3)
+
+
+def requests(device):
+    return device.transport.statistics["requests"]
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda d: d.solve(np.ones((3, 4)), np.ones(3)), ValueError, "square"),
+    (lambda d: d.solve(np.eye(3), np.ones(4)), ValueError, "rows"),
+    (lambda d: d.solve(np.eye(9), np.ones(9)), ValueError, "n_max"),
+    (lambda d: d.solve(np.eye(3), np.ones((3, 3))), ValueError, "k_max"),
+    (lambda d: d.solve(np.eye(3) * np.nan, np.ones(3)), ValueError, "non-finite"),
+    (lambda d: d.solve(np.eye(3), [1.0, np.inf, 0.0]), ValueError, "non-finite"),
+    (lambda d: d.solve([[1.0, 2.0], [0.0, 1.0]], np.ones(2)), ValueError, "symmetric"),
+    (lambda d: d.solve(np.eye(2, dtype=complex), np.ones(2)), TypeError, "real"),
+    (lambda d: d.solve(np.eye(3), np.ones((3, 0))), ValueError, "empty"),
+    (lambda d: d.fit(np.ones((4, 3)), np.ones(5), 0.1), ValueError, "rows"),
+    (lambda d: d.fit(np.ones((4, 3)), np.ones(4), -1.0), ValueError, "lam"),
+    (lambda d: d.fit(np.ones((4, 3)), np.ones(4), float("nan")), ValueError, "lam"),
+    (lambda d: d.fit(np.ones((4, 3)), np.ones(4), "1"), TypeError, "lam"),
+    (lambda d: d.fit(np.ones((20, 9)), np.ones(20), 0.1), ValueError, "n_max"),
+    # too ill-conditioned for the pivot inverses, even after scaling
+    (lambda d: d.solve(np.diag([1.0, 1e-6]), np.ones(2)), Saturated, "pivot"),
+    # the solution's range (1e8) cannot be held together with b's
+    (lambda d: d.solve(np.diag([1.0, 1e-8]), [1.0, 0.0]), Saturated, "pivot|round to zero"),
+])
+def test_bad_input_raises_before_sending(device, call, error, match):
+    before = requests(device)
+    with pytest.raises(error, match=match):
+        call(device)
+    assert requests(device) == before
+
+
+@pytest.mark.parametrize("url, match", [
+    ("sim:/", "malformed"),
+    ("tcp://host", "malformed"),
+    ("sim://?n_max=abc", "not a valid int"),
+    ("sim://?bogus=1", "unknown parameter 'bogus'"),
+    ("sim://?n_max=4&n_max=5", "twice"),
+    ("sim://somewhere", "no path"),
+    ("uart://", "serial device path"),
+    ("sim://?n_max=4#x", "fragment"),
+])
+def test_malformed_urls(url, match):
+    with pytest.raises(ValueError, match=match):
+        tiersolve.host.open(url)
+
+
+def test_parse_url_defaults():
+    assert parse_url("sim://") == ("sim", "", {})
+    assert parse_url("sim://?format=Q4.10&lanes=1") == \
+        ("sim", "", {"fmt": "Q4.10", "lanes": 1})
+    assert parse_url("uart:///dev/ttyUSB1?baud=115200")[1:] == \
+        ("/dev/ttyUSB1", {"baud_rate": 115200})
+
+
+class FakeRegisters:
+    """A transport over a dict of words (for identity checks without a simulator)."""
+
+    max_burst = 64
+    statistics = {}
+
+    def __init__(self, words):
+        self.words = words
+
+    def read(self, address, count, *, fixed_address=False):
+        return [self.words.get(address + i, 0) for i in range(count)]
+
+    def write(self, address, words, *, fixed_address=False):
+        raise AssertionError("nothing may be written")
+
+    def close(self):
+        pass
+
+
+def test_incompatible_devices_are_refused():
+    good = {regmap.address("MAGIC"): regmap.MAGIC, regmap.address("VERSION"): regmap.VERSION,
+            regmap.address("LAYOUT"): regmap.LAYOUT_ID, regmap.address("CORES"): 1,
+            regmap.address("N_MAX"): 4, regmap.address("K_MAX"): 1,
+            regmap.address("FORMAT"): regmap.encode_fields("FORMAT", int_bits=6, frac_bits=12),
+            regmap.address("INVERSE_FORMAT"): regmap.encode_fields(
+                "INVERSE_FORMAT", int_bits=6, frac_bits=12)}
+    assert Device(FakeRegisters(good)).info().n_max == 4
+    for key, value, match in (("MAGIC", 0x12345678, "not a tiersolve device"),
+                              ("LAYOUT", regmap.LAYOUT_ID ^ 1, "layout"),
+                              ("VERSION", regmap.VERSION + 1, "version"),
+                              ("CORES", 2, "no Cholesky core"),
+                              ("FORMAT", 0, "unusable format")):
+        with pytest.raises(IncompatibleDevice, match=match):
+            Device(FakeRegisters({**good, regmap.address(key): value}))
+
+
+class SilentPort:
+    """A byte port whose device never answers."""
+
+    def __init__(self):
+        self.sent = 0
+
+    def write(self, data):
+        self.sent += len(data)
+
+    def read(self, size=1):
+        return b""
+
+
+def test_silent_link_raises_device_timeout():
+    port = SilentPort()
+    transport = FramedTransport(port, timeout=0.01, retries=2)
+    with pytest.raises(DeviceTimeout, match="no intact reply"):
+        Device(transport)
+    assert port.sent > 0
+
+
+def test_cli_info_solve_fit(tmp_path, capsys):
+    url = "sim://?n_max=4&k_max=1&lanes=1"
+    assert main(["info", "--regmap"]) == 0
+    assert '"RESULT_COUNT"' in capsys.readouterr().out
+    rng = np.random.default_rng(9)
+    A = spd(rng, 3)
+    b = rng.normal(size=3)
+    np.save(tmp_path / "A.npy", A)
+    np.savetxt(tmp_path / "b.csv", b, delimiter=",")
+    assert main(["solve", "--device", url, str(tmp_path / "A.npy"), str(tmp_path / "b.csv"),
+                 "-o", str(tmp_path / "x.csv")]) == 0
+    x = np.loadtxt(tmp_path / "x.csv", delimiter=",")
+    assert np.allclose(x, np.linalg.solve(A, b), atol=0.01)
+    assert main(["solve", "--device", "sim://?bogus=1", "a.npy", "b.npy"]) == 2
+    assert "unknown parameter" in capsys.readouterr().err
+    assert main(["fit", "--device", url, str(tmp_path / "A.npy"), str(tmp_path / "b.csv"),
+                 "--lam", "-1"]) == 2
+    assert "lam" in capsys.readouterr().err
