@@ -5,7 +5,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from tiersolve.gen.fixed import MAX_WIDTH, FixedFormat, round_shift, saturate
 
 
@@ -100,8 +99,8 @@ def test_dequantise_checks_range_and_type():
 
 def _reference_round_shift(x: int, shift: int, rounding: str) -> int:
     """Exact rational rounding with Python integers."""
-    from fractions import Fraction
     import math
+    from fractions import Fraction
 
     value = Fraction(x, 2**shift)
     if rounding == "truncate":

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from amaranth.hdl import Module, Signal, signed
 from amaranth.sim import Simulator
-
 from tiersolve.gen import hwfixed
 from tiersolve.gen.fixed import FixedFormat, round_shift, saturate
 
