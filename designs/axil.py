@@ -37,8 +37,9 @@ import enum
 from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+from tiersolve.gen.checks import check_int
 
-from .bus import RegisterBusSignature
+from .bus import BusSignature, RegisterBusSignature
 
 __all__ = ["AxiLiteBridge", "AxiLiteSignature", "AxiResponse"]
 
@@ -52,15 +53,7 @@ class AxiResponse(enum.IntEnum):
     DECERR = 3
 
 
-def _check_int(name, value, low, high):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be in {low}..{high}, not {value}")
-    return value
-
-
-class AxiLiteSignature(wiring.Signature):
+class AxiLiteSignature(BusSignature):
     """Signature of an AXI4-Lite interface, seen from the manager (the master).
 
     The members carry the names of the AXI specification in lower case, so that a flattened
@@ -89,7 +82,7 @@ class AxiLiteSignature(wiring.Signature):
     """
 
     def __init__(self, address_width: int, data_width: int = 32):
-        _check_int("address_width", address_width, 3, 64)
+        check_int("address_width", address_width, 3, 64)
         if data_width not in (32, 64):
             raise ValueError(f"data_width must be 32 or 64 for AXI4-Lite, not {data_width!r}")
         self._address_width = address_width
@@ -115,24 +108,6 @@ class AxiLiteSignature(wiring.Signature):
             "rvalid": In(1),
             "rready": Out(1),
         })
-
-    @property
-    def address_width(self) -> int:
-        return self._address_width
-
-    @property
-    def data_width(self) -> int:
-        return self._data_width
-
-    def __eq__(self, other):
-        return (type(other) is type(self) and other.address_width == self.address_width
-                and other.data_width == self.data_width)
-
-    def __hash__(self):
-        return hash((type(self), self._address_width, self._data_width))
-
-    def __repr__(self):
-        return f"AxiLiteSignature({self._address_width}, {self._data_width})"
 
 
 class AxiLiteBridge(wiring.Component):
@@ -186,13 +161,13 @@ class AxiLiteBridge(wiring.Component):
 
     def __init__(self, *, address_width: int = 16, axi_address_width: int | None = None,
                  bus_timeout: int | None = 1 << 20):
-        self._address_width = _check_int("address_width", address_width, 1, 32)
+        self._address_width = check_int("address_width", address_width, 1, 32)
         if axi_address_width is None:
             axi_address_width = address_width + 2
-        self._axi_address_width = _check_int("axi_address_width", axi_address_width,
+        self._axi_address_width = check_int("axi_address_width", axi_address_width,
                                              address_width + 2, 64)
         if bus_timeout is not None:
-            _check_int("bus_timeout", bus_timeout, 1, 1 << 32)
+            check_int("bus_timeout", bus_timeout, 1, 1 << 32)
         self._bus_timeout = bus_timeout
         super().__init__({
             "axi": In(AxiLiteSignature(self._axi_address_width)),

@@ -14,6 +14,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out, connect
+from tiersolve.gen.checks import check_int
 from tiersolve.host.protocol import (
     FLAG_FIXED_ADDRESS,
     OP_READ,
@@ -68,15 +69,6 @@ def crc16_next(crc: Value, byte: Value) -> Value:
     return Cat(*bits)
 
 
-def _check_int(name, value, low, high=None):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if value < low or (high is not None and value > high):
-        limit = f"{low}..{high}" if high is not None else f">= {low}"
-        raise ValueError(f"{name} must be {limit}, not {value}")
-    return value
-
-
 class FrameBridge(wiring.Component):
     """Device side of the framed register protocol: bytes in, bus bursts, bytes out.
 
@@ -125,10 +117,10 @@ class FrameBridge(wiring.Component):
 
     def __init__(self, *, max_burst: int = 64, address_width: int = 16,
                  bus_timeout: int | None = 1 << 20):
-        self._max_burst = _check_int("max_burst", max_burst, 1, 0xFFFF)
-        self._address_width = _check_int("address_width", address_width, 1, 32)
+        self._max_burst = check_int("max_burst", max_burst, 1, 0xFFFF)
+        self._address_width = check_int("address_width", address_width, 1, 32)
         if bus_timeout is not None:
-            _check_int("bus_timeout", bus_timeout, 1)
+            check_int("bus_timeout", bus_timeout, 1)
         self._bus_timeout = bus_timeout
         super().__init__({
             "rx": In(stream.Signature(8)),

@@ -31,10 +31,36 @@ from __future__ import annotations
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["RegisterBusSignature"]
+__all__ = ["BusSignature", "RegisterBusSignature"]
 
 
-class RegisterBusSignature(wiring.Signature):
+class BusSignature(wiring.Signature):
+    """Base of the bus signatures here: an address width and a data width, compared by value.
+
+    Subclasses set ``_address_width`` and ``_data_width`` before calling
+    ``super().__init__(members)``.
+    """
+
+    @property
+    def address_width(self) -> int:
+        return self._address_width
+
+    @property
+    def data_width(self) -> int:
+        return self._data_width
+
+    def __eq__(self, other):
+        return (type(other) is type(self) and other.address_width == self.address_width
+                and other.data_width == self.data_width)
+
+    def __hash__(self):
+        return hash((type(self), self._address_width, self._data_width))
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self._address_width}, {self._data_width})"
+
+
+class RegisterBusSignature(BusSignature):
     """Signature of the register bus, seen from the master.
 
     Parameters
@@ -77,21 +103,3 @@ class RegisterBusSignature(wiring.Signature):
             "r_data": In(data_width),
             "ack": In(1),
         })
-
-    @property
-    def address_width(self) -> int:
-        return self._address_width
-
-    @property
-    def data_width(self) -> int:
-        return self._data_width
-
-    def __eq__(self, other):
-        return (type(other) is type(self) and other.address_width == self.address_width
-                and other.data_width == self.data_width)
-
-    def __hash__(self):
-        return hash((type(self), self._address_width, self._data_width))
-
-    def __repr__(self):
-        return f"RegisterBusSignature({self._address_width}, {self._data_width})"

@@ -13,6 +13,7 @@ from __future__ import annotations
 from amaranth.hdl import Module, ResetInserter, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out, connect
+from tiersolve.gen.checks import check_int
 from tiersolve.gen.cholesky_model import check_cholesky_parameters, check_inverse_format
 from tiersolve.gen.fixed import FixedFormat
 
@@ -26,15 +27,6 @@ BUSES = ("bytes", "uart", "axi-lite", "register")
 
 #: Cores :class:`SolverDesign` can instantiate today.
 AVAILABLE_CORES = ("cholesky",)
-
-
-def _check_int(name, value, low, high=None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if value < low or (high is not None and value > high):
-        limit = f"{low}..{high}" if high is not None else f">= {low}"
-        raise ValueError(f"{name} must be {limit}, not {value}")
-    return value
 
 
 def default_bus_timeout(n_max: int, k_max: int, lanes: int) -> int:
@@ -98,8 +90,8 @@ class SolverRegisters(wiring.Component):
         self.n_max, self.k_max, self.lanes = n_max, k_max, lanes
         self.guard_bits = guard_bits
         self.rsqrt_mode = rsqrt_mode
-        self.clock_frequency = _check_int("clock_frequency", clock_frequency, 1, (1 << 32) - 1)
-        self.max_burst = _check_int("max_burst", max_burst, 0, 0xFFFF)
+        self.clock_frequency = check_int("clock_frequency", clock_frequency, 1, (1 << 32) - 1)
+        self.max_burst = check_int("max_burst", max_burst, 0, 0xFFFF)
         from tiersolve.gen.cholesky import CholeskySolver
 
         # built here so that bad parameters raise now
@@ -307,7 +299,7 @@ class SolverDesign(wiring.Component):
         if bus not in BUSES:
             raise ValueError(f"bus must be one of {BUSES}, not {bus!r}")
         self.bus_kind = bus
-        _check_int("max_burst", max_burst, 1, 0xFFFF)
+        check_int("max_burst", max_burst, 1, 0xFFFF)
         self.registers = SolverRegisters(
             n_max, k_max, fmt, lanes, cores=cores, guard_bits=guard_bits,
             inverse_format=inverse_format, rsqrt_mode=rsqrt_mode,
@@ -328,7 +320,7 @@ class SolverDesign(wiring.Component):
         if bus_timeout is None:
             bus_timeout = default_bus_timeout(n_max, k_max, lanes)
         else:
-            _check_int("bus_timeout", bus_timeout, 1)
+            check_int("bus_timeout", bus_timeout, 1)
         self.bus_timeout = bus_timeout
         self.max_burst = max_burst
         self.divisor = None
