@@ -12,7 +12,11 @@ import importlib
 BENCHMARKS = {
     "arith": "tiersolve.host.bench.arith",
     "cholesky": "tiersolve.host.bench.cholesky",
+    "qr": "tiersolve.host.bench.qr",
+    "update": "tiersolve.host.bench.qr",
     "learn": "tiersolve.host.bench.learn",
+    "build": "tiersolve.host.bench.build",
+    "link": "tiersolve.host.bench.link",
 }
 
 

@@ -1,0 +1,159 @@
+"""Tests of ``tiersolve bench link``: wire efficiency, frames per job, time split, outputs.
+
+Byte counts are checked against values derived by hand from the wire format of
+:mod:`tiersolve.host.protocol` (COBS plus delimiter around the raw frame), on the protocol's
+bridge model and on the gateware in Amaranth's simulator (a tiny design, a few seconds).
+"""
+
+import json
+
+import pytest
+import tiersolve.host
+from tiersolve.host.bench import link
+from tiersolve.host.cli import main
+from tiersolve.host.protocol import RegisterLink
+
+TINY = "n_max=3&k_max=1&lanes=2&format=Q6.12&max_burst=8"
+
+
+@pytest.fixture(scope="module")
+def tiny_device():
+    with tiersolve.host.open(f"sim://?{TINY}") as device:
+        yield device
+
+
+def model_link(max_burst):
+    return RegisterLink(link.ModelBytePort(max_burst), max_burst=max_burst)
+
+
+def test_full_burst_efficiency_equals_the_wire_format():
+    """A full 64-word burst of zero-free words, derived from the frame layout:
+
+    - write request: 10 raw bytes of header and CRC + 256 data = 266 raw bytes. The header's
+      zero bytes (address and count high bytes) become COBS code bytes; the zero-free run from
+      after the count's high byte to the end (256 data + 2 CRC bytes, >= 254) needs one extra
+      code byte; plus the leading code byte and the delimiter: 266 + 3 = 269 wire bytes.
+    - its reply: 7 raw bytes + code byte + delimiter = 9.
+    - read request: 10 + 2 = 12; read reply: 7 + 256 = 263 raw, + 3 = 266 (the same one
+      extra code byte after the count's zero high byte).
+    """
+    records = link.burst_efficiency(model_link(64), 64)
+    assert [r["words"] for r in records] == list(range(1, 65))
+    full = records[-1]
+    assert (full["write_request_bytes"], full["write_reply_bytes"]) == (269, 9)
+    assert (full["read_request_bytes"], full["read_reply_bytes"]) == (12, 266)
+    assert full["write_data_direction"] == 256 / 269
+    assert full["read_data_direction"] == 256 / 266
+    assert full["write_round_trip"] == 256 / 278
+    assert full["read_round_trip"] == 256 / 278
+    assert min(full["write_data_direction"], full["read_data_direction"]) >= 0.95
+
+
+def test_short_bursts_are_exact_and_long_ones_within_the_bound():
+    """Frames of at most 253 raw bytes cost exactly raw + 2 wire bytes; longer ones at most
+    the COBS bound."""
+    for record in link.burst_efficiency(model_link(64), 64):
+        words = record["words"]
+        assert record["write_request_bytes"] <= record["write_request_bound"]
+        assert record["read_reply_bytes"] <= record["read_reply_bound"]
+        if 10 + 4 * words <= 253:
+            assert record["write_request_bytes"] == 10 + 4 * words + 2
+        if 7 + 4 * words <= 253:
+            assert record["read_reply_bytes"] == 7 + 4 * words + 2
+        assert record["write_reply_bytes"] == 9
+        assert record["read_request_bytes"] == 12
+
+
+def test_gateware_bridge_sends_the_same_bytes_as_the_model(tiny_device):
+    on_device = link.burst_efficiency(tiny_device.transport.link, 8)
+    on_model = link.burst_efficiency(model_link(8), 8)
+    assert on_device == on_model
+
+
+def test_burst_efficiency_rejects_bursts_beyond_the_link():
+    with pytest.raises(ValueError, match="max_burst = 9"):
+        link.burst_efficiency(model_link(8), 9)
+    with pytest.raises(TypeError, match="max_burst"):
+        link.burst_efficiency(model_link(8), 2.0)
+
+
+@pytest.mark.parametrize("kind, n, k, m", [("solve", 3, 1, 0), ("fit", 3, 1, 5)])
+def test_job_frames_match_the_protocol(tiny_device, kind, n, k, m):
+    """With one poll, the measured requests and bytes of a job equal the frames the wire format
+    gives (all frames here are short, so the bound is exact); extra polls cost 12 + 21 bytes."""
+    record = link.job_link_profile(tiny_device, kind, n, k, m, seed=1)
+    bound = record["bound"]
+    assert record["requests_one_poll"] == bound["requests"]
+    assert record["bytes_sent_one_poll"] == bound["bytes_sent"]
+    assert record["bytes_received_one_poll"] == bound["bytes_received"]
+    assert record["payload_bytes_one_poll"] == bound["payload_bytes"]
+    assert record["bytes_sent"] - record["bytes_sent_one_poll"] == 12 * (record["polls"] - 1)
+    assert record["bytes_received"] - record["bytes_received_one_poll"] == \
+        21 * (record["polls"] - 1)
+    assert 0 < record["tail_cycles"] < record["core_cycles"]
+    # a solve of n=3, k=1 with bursts of 8: setup (4 words), 12 row words in bursts of 8 and
+    # 4, one poll, the 3 results
+    if kind == "solve":
+        assert bound["requests"] == 5
+        assert bound["payload_bytes"] == 4 * (4 + 12 + 3 + 3)
+
+
+def test_job_wire_bound_counts_frames():
+    # fit n=2, k=1, m=3: 9 row words -> 8 to ROW_DATA (one burst of 8) + 1 to ROW_DATA_LAST
+    bound = link.job_wire_bound("fit", 2, 1, 3, max_burst=8)
+    assert bound["requests"] == 1 + 1 + 1 + 1 + 1
+    assert bound["bytes_sent"] == (10 + 16 + 2) + (10 + 32 + 2) + (10 + 4 + 2) + 12 + 12
+    assert bound["bytes_received"] == 9 * 3 + (7 + 12 + 2) + (7 + 8 + 2)
+    with pytest.raises(ValueError, match="'update'"):
+        link.job_wire_bound("update", 2, 1)
+
+
+def test_uart_projection_splits_link_and_core():
+    job = {"kind": "solve", "n": 64, "k": 4, "m": 64, "requests_one_poll": 74,
+           "bytes_sent_one_poll": 18_000, "bytes_received_one_poll": 2_000,
+           "payload_bytes_one_poll": 18_000, "core_cycles": 48_000, "tail_cycles": 12_000}
+    records = link.uart_projection([job], clock_hz=12e6)
+    solve = [r for r in records if r["kind"] == "solve"]
+    assert [(r["baud"], r["clock_hz"], r["source"]) for r in solve] == [
+        (3e6, 12e6, "measured"), (12e6, 48e6, "measured")]
+    assert solve[0]["link_seconds"] == pytest.approx(20_000 * 10 / 3e6)
+    assert solve[0]["core_seconds"] == pytest.approx(48_000 / 12e6)
+    assert solve[1]["total_lower_seconds"] == pytest.approx(20_000 * 10 / 12e6 + 12_000 / 48e6)
+    fit = [r for r in records if r["kind"] == "fit"]
+    assert all(r["source"] == "protocol + cycle formula" for r in fit)
+    assert fit[0]["wire_bytes"] == sum(
+        link.job_wire_bound("fit", 64, 4, 128)[key] for key in ("bytes_sent", "bytes_received"))
+
+
+def test_command_writes_json_and_markdown(tmp_path, capsys):
+    code = main(["bench", "link", "--out", str(tmp_path), "--device", f"sim://?{TINY}",
+                 "--solve", "3,1", "4,1", "--fit", "3,1,4", "--no-sim", "--max-burst", "4"])
+    assert code == 0
+    document = json.loads((tmp_path / "link.json").read_text())
+    assert document["benchmark"] == "link"
+    assert document["not_integrated"] == ["update", "downdate"]
+    results = document["results"]
+    assert [r["words"] for r in results["efficiency"]] == [1, 2, 3, 4]
+    assert [(r["kind"], r["n"]) for r in results["jobs"]] == [("solve", 3), ("fit", 3)]
+    assert {r["source"] for r in results["uart_projection"]} == {"protocol + cycle formula"}
+    assert any("solve (4, 1)" in note for note in document["notes"])
+    markdown = (tmp_path / "link.md").read_text()
+    assert "not integrated" in markdown
+    assert markdown in capsys.readouterr().out
+
+
+def test_command_rejects_a_bad_size(tmp_path, capsys):
+    code = main(["bench", "link", "--out", str(tmp_path), "--device", f"sim://?{TINY}",
+                 "--solve", "3", "--no-sim"])
+    assert code == 2
+    assert "'3' must be 2 positive integers" in capsys.readouterr().err
+
+
+@pytest.mark.verilator
+def test_full_bursts_on_verilated_gateware_match_the_model(verilator):
+    """All burst lengths up to 64 words, through the gateware bridge in Verilator (the
+    configuration of ``tests/host/test_verilated.py``, so its build is shared)."""
+    with tiersolve.host.open("vsim://?n_max=8&k_max=2&lanes=2&format=Q6.12") as device:
+        on_device = link.burst_efficiency(device.transport.link, 64)
+    assert on_device == link.burst_efficiency(model_link(64), 64)
+    assert on_device[-1]["write_request_bytes"] == 269
