@@ -32,3 +32,10 @@ def bench(session):
     """Arithmetic-unit benchmark with synthesis (figures in bench-results/)."""
     session.install("-e", ".[dev]")
     session.run("tiersolve", "bench", "arith", *session.posargs)
+
+
+@nox.session(python="3.11")
+def build(session):
+    """Board build matrix: LUT/DSP/BRAM %, Fmax and fit time per board and n_max (build.md)."""
+    session.install("-e", ".[dev]")
+    session.run("tiersolve", "bench", "build", *session.posargs)

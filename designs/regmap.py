@@ -27,7 +27,11 @@ address    name              access  contents
 0x08       LANES             ro      multiply-accumulate lanes of the Cholesky core
 0x09       CLOCK_HZ          ro      design clock frequency in Hz
 0x0A       MAX_BURST         ro      longest burst of the frame bridge, in words (0: no bridge)
-0x10       CONTROL           wo      write 1 to bit ``reset_cholesky``: return the core to idle
+0x0B       UPDATER           ro      incremental-update core: rotation ``units``, ``rotation``
+                                     kind (0 CORDIC, 1 multiplier); 0 when it is not built
+0x10       CONTROL           wo      write 1 to bit ``reset_cholesky`` / ``reset_updater``:
+                                     return that core to idle (an updater must then be
+                                     re-initialised with its RESET or LOAD commands)
 0x11       SIZE              rw      runtime sizes ``n`` and ``k`` of the next job
 0x12       LAMBDA            rw      λ of the next job, stored integer of the data format
 0x13       COMMAND           wo      start a job (:class:`Op`); waits while the core is busy
@@ -37,15 +41,35 @@ address    name              access  contents
 0x20       ROW_DATA          wo      data port: one input value (sign-extended); waits (bus wait
                                      states) while the core cannot take it
 0x21       ROW_DATA_LAST     wo      as ROW_DATA, and marks the final value of the final row
+0x30       UPDATER_SIZE      rw      runtime sizes ``n`` and ``k`` of the next updater command
+0x31       UPDATER_VALUE     rw      ``√λ`` for RESET, stored integer of the data format
+0x32       UPDATER_FORGET    rw      ``b = round(√β·2**w)`` for UPDATE (``2**w``: no forgetting)
+0x33       UPDATER_COMMAND   wo      start an updater command (:class:`UpdaterOp`, ``select``);
+                                     waits while the updater is busy
+0x34       UPDATER_STATUS    ro      ``busy``, ``done``, ``refused``, ``saturated``,
+                                     ``bad_command``
+0x35       UPDATER_CYCLES    ro      updater cycles of the current / last command
+0x36       UPDATER_COUNT     ro      values captured in UPDATER_RESULT since the command
+0x38       UPDATER_DATA      wo      data port of the updater: one row value or LOAD entry
 0x40000..  RESULT            ro      window: the job's results in the order the core sends
                                      them (``X`` row major, ``X[i, c]`` at ``i * k + c``),
                                      sign-extended; up to ``n_max * k_max`` words
+0x80000..  UPDATER_RESULT    ro      window: the updater's PREDICT / READ output, row major,
+                                     sign-extended; up to ``n_max * max(n_max, k_max)`` words
 =========  ================  ======  ============================================================
 
 A job: write ``CONTROL`` (reset), ``SIZE``, ``LAMBDA`` and ``COMMAND`` in one burst (they are
 consecutive and a burst writes in address order), stream the rows to ``ROW_DATA`` with
 fixed-address bursts (the last value to ``ROW_DATA_LAST`` in Gram mode), poll ``STATUS``
 (with ``CYCLES`` and ``RESULT_COUNT``, one burst of three), then read the ``RESULT`` window.
+
+An updater command (the incremental-update core, :class:`tiersolve.gen.qr.IncrementalUpdater`,
+present when ``CORES.updater`` is set): write ``UPDATER_SIZE``, ``UPDATER_VALUE``,
+``UPDATER_FORGET`` and ``UPDATER_COMMAND`` in one burst, stream the command's values to
+``UPDATER_DATA`` (``n + k`` for UPDATE / DOWNDATE, ``n`` for PREDICT, the matrix for LOAD),
+poll ``UPDATER_STATUS`` (with ``UPDATER_CYCLES``, ``UPDATER_COUNT``), then read
+``UPDATER_RESULT``. The updater keeps ``R``, ``Z``, ``W`` between commands (and across
+Cholesky jobs): only its RESET command re-initialises them.
 """
 
 from __future__ import annotations
@@ -66,6 +90,9 @@ __all__ = [
     "RESULT_WINDOW",
     "RESULT_WINDOW_SIZE",
     "Register",
+    "UPDATER_RESULT_WINDOW",
+    "UpdaterOp",
+    "UpdaterSelect",
     "VERSION",
     "address",
     "decode_fields",
@@ -86,6 +113,11 @@ RESULT_WINDOW = 0x40000
 #: Words the RESULT window can span (``n_max * k_max`` must not exceed it).
 RESULT_WINDOW_SIZE = 1 << 18
 
+#: First word of the UPDATER_RESULT window.
+UPDATER_RESULT_WINDOW = 0x80000
+#: Rotation kinds of the updater, by their code in ``UPDATER.rotation``.
+UPDATER_ROTATIONS = ("cordic", "multiplier")
+
 #: Bit of each core in the ``CORES`` register.
 CORE_BITS = {"cholesky": 0, "qr": 1, "updater": 2}
 
@@ -97,6 +129,35 @@ class Op(enum.IntEnum):
     CHOLESKY_GRAM = 1
     #: Cholesky core, direct mode: ``n`` rows ``[A_i | B_i]`` stream in, ``(A + λI) X = B``.
     CHOLESKY_DIRECT = 2
+
+
+class UpdaterOp(enum.IntEnum):
+    """Values of the ``op`` field of ``UPDATER_COMMAND`` (those of
+    :class:`tiersolve.gen.qr.Op`, repeated here so that the host needs no Amaranth)."""
+
+    #: ``R = √λ·I`` (``UPDATER_VALUE``), ``Z = 0``, ``W = 0``; clears the flags.
+    RESET = 0
+    #: Fold the row ``[h | t]`` in after scaling ``[R | Z]`` by ``√β`` (``UPDATER_FORGET``).
+    UPDATE = 1
+    #: Take the row ``[h | t]`` out (hyperbolic rotations); refused if it would lose
+    #: positive definiteness, and then ``R``, ``Z`` are unchanged.
+    DOWNDATE = 2
+    #: ``W = R⁻¹Z``.
+    SOLVE = 3
+    #: ``k`` values ``hᵀW`` into UPDATER_RESULT.
+    PREDICT = 4
+    #: ``R``, ``Z`` or ``W`` (``select``) into UPDATER_RESULT.
+    READ = 5
+    #: Write ``R``, ``Z`` or ``W`` (``select``) from ``UPDATER_DATA``.
+    LOAD = 6
+
+
+class UpdaterSelect(enum.IntEnum):
+    """Values of the ``select`` field of ``UPDATER_COMMAND``: the matrix READ / LOAD move."""
+
+    R = 0
+    Z = 1
+    W = 2
 
 
 @dataclass(frozen=True)
@@ -144,8 +205,13 @@ REGISTERS: tuple[Register, ...] = (
     Register("LANES", 0x08, "ro", "multiply-accumulate lanes of the Cholesky core"),
     Register("CLOCK_HZ", 0x09, "ro", "design clock frequency in Hz"),
     Register("MAX_BURST", 0x0A, "ro", "longest burst of the frame bridge in words (0: none)"),
+    Register("UPDATER", 0x0B, "ro", "incremental-update core parameters (0: not built)", (
+        Field("units", 0, 8, "rotation units of the linear array"),
+        Field("rotation", 8, 1, "rotation kind: 0 CORDIC, 1 multiplier"))),
     Register("CONTROL", 0x10, "wo", "write-one actions", (
-        Field("reset_cholesky", 0, 1, "return the Cholesky core to idle (aborts a job)"),)),
+        Field("reset_cholesky", 0, 1, "return the Cholesky core to idle (aborts a job)"),
+        Field("reset_updater", 1, 1, "return the updater to idle (aborts a command; its "
+              "state must then be re-initialised by RESET or LOAD)"))),
     Register("SIZE", 0x11, "rw", "runtime sizes of the next job", (
         Field("n", 0, 16, "system size, 1..n_max"),
         Field("k", 16, 16, "right-hand sides, 1..k_max"))),
@@ -165,7 +231,31 @@ REGISTERS: tuple[Register, ...] = (
     Register("RESULT_COUNT", 0x16, "ro", "values captured in RESULT since the last command"),
     Register("ROW_DATA", 0x20, "port", "one input value, sign-extended stored integer"),
     Register("ROW_DATA_LAST", 0x21, "port", "one input value, the final one of a Gram job"),
+    Register("UPDATER_SIZE", 0x30, "rw", "runtime sizes of the next updater command", (
+        Field("n", 0, 16, "columns of H, 1..n_max"),
+        Field("k", 16, 16, "columns of T, 1..k_max"))),
+    Register("UPDATER_VALUE", 0x31, "rw", "sqrt(lambda) for RESET, stored integer", (
+        Field("value", 0, 32, "sign-extended stored integer", signed=True),)),
+    Register("UPDATER_FORGET", 0x32, "rw", "forgetting constant b = round(sqrt(beta) 2**w)", (
+        Field("value", 0, 32, "1..2**w; 2**w means beta = 1"),)),
+    Register("UPDATER_COMMAND", 0x33, "wo", "start an updater command; the write waits while "
+             "the updater is busy", (
+                 Field("op", 0, 4, "operation, see UpdaterOp"),
+                 Field("select", 4, 2, "matrix of READ / LOAD, see UpdaterSelect"))),
+    Register("UPDATER_STATUS", 0x34, "ro", "state and flags of the updater", (
+        Field("busy", 0, 1, "a command is running"),
+        Field("done", 1, 1, "the last command has ended"),
+        Field("refused", 2, 1, "the last DOWNDATE was refused (R, Z unchanged)"),
+        Field("saturated", 3, 1, "a value was clipped since RESET (sticky)"),
+        Field("bad_command", 4, 1, "n, k, op or forgetting constant out of range"))),
+    Register("UPDATER_CYCLES", 0x35, "ro", "updater cycles of the current / last command"),
+    Register("UPDATER_COUNT", 0x36, "ro", "values captured in UPDATER_RESULT since the "
+             "last command"),
+    Register("UPDATER_DATA", 0x38, "port", "one updater input value, sign-extended stored "
+             "integer"),
     Register("RESULT", RESULT_WINDOW, "ro", "results in the order the core sends them, "
+             "sign-extended stored integers", size=RESULT_WINDOW_SIZE),
+    Register("UPDATER_RESULT", UPDATER_RESULT_WINDOW, "ro", "updater PREDICT / READ output, "
              "sign-extended stored integers", size=RESULT_WINDOW_SIZE),
 )
 
@@ -230,6 +320,8 @@ def register_map() -> dict:
         "address_width": ADDRESS_WIDTH,
         "word_bits": 32,
         "ops": {op.name: int(op) for op in Op},
+        "updater_ops": {op.name: int(op) for op in UpdaterOp},
+        "updater_selects": {select.name: int(select) for select in UpdaterSelect},
         "registers": [
             {**asdict(reg), "fields": [asdict(f) for f in reg.fields]} for reg in REGISTERS
         ],

@@ -26,7 +26,7 @@ __all__ = ["BUSES", "SolverDesign", "SolverRegisters", "default_bus_timeout"]
 BUSES = ("bytes", "uart", "axi-lite", "register")
 
 #: Cores :class:`SolverDesign` can instantiate today.
-AVAILABLE_CORES = ("cholesky",)
+AVAILABLE_CORES = ("cholesky", "updater")
 
 
 def default_bus_timeout(n_max: int, k_max: int, lanes: int) -> int:
@@ -54,9 +54,13 @@ class SolverRegisters(wiring.Component):
     lanes : int
         Multiply-accumulate lanes of the Cholesky core.
     cores : tuple of str
-        Cores to build; today only ``("cholesky",)``.
+        Cores to build: ``"cholesky"`` (always), and ``"updater"`` for the incremental-update
+        core (:class:`~tiersolve.gen.qr.IncrementalUpdater`, same ``n_max``, ``k_max`` and
+        format).
     guard_bits, inverse_format, rsqrt_mode
         Passed to :class:`~tiersolve.gen.cholesky.CholeskySolver`.
+    updater_units, updater_rotation
+        ``units`` and ``rotation`` of the updater (ignored without it).
     clock_frequency : int
         Reported in ``CLOCK_HZ`` (Hz).
     max_burst : int
@@ -75,15 +79,33 @@ class SolverRegisters(wiring.Component):
     job is waiting for rows); writes to ``COMMAND`` wait while the core is busy. The reset of
     ``CONTROL`` takes effect at the edge that completes the write, so a burst of ``CONTROL``,
     ``SIZE``, ``LAMBDA``, ``COMMAND`` starts a job on a freshly reset core.
+
+    The updater's registers behave alike: ``UPDATER_COMMAND`` waits while the updater is busy,
+    ``UPDATER_DATA`` while it takes no input, and the ``UPDATER_RESULT`` window takes one wait
+    state. The updater's timing is :meth:`tiersolve.gen.qr.IncrementalUpdater.update_cycles`.
     """
 
     def __init__(self, n_max: int = 16, k_max: int = 4, fmt="Q6.12", lanes: int = 4, *,
                  cores=("cholesky",), guard_bits: int = 4, inverse_format=None,
                  rsqrt_mode: str = "iterative", clock_frequency: int = 12_000_000,
-                 max_burst: int = 0):
+                 max_burst: int = 0, updater_units: int = 1,
+                 updater_rotation: str = "multiplier"):
         self.fmt = check_cholesky_parameters(n_max, k_max, fmt, lanes, guard_bits)
         self.inverse_format = check_inverse_format(inverse_format, self.fmt)
         self.cores = _check_cores(cores)
+        self.updater = None
+        if "updater" in self.cores:
+            if n_max * max(n_max, k_max) > regmap.RESULT_WINDOW_SIZE:
+                raise ValueError(f"n_max * max(n_max, k_max) = {n_max * max(n_max, k_max)} "
+                                 f"exceeds the UPDATER_RESULT window of "
+                                 f"{regmap.RESULT_WINDOW_SIZE} words")
+            if updater_rotation not in regmap.UPDATER_ROTATIONS:
+                raise ValueError(f"updater_rotation must be one of {regmap.UPDATER_ROTATIONS}, "
+                                 f"not {updater_rotation!r}")
+            from tiersolve.gen.qr import IncrementalUpdater
+
+            self.updater = IncrementalUpdater(n_max, k_max, self.fmt, units=updater_units,
+                                              rotation=updater_rotation)
         if n_max * k_max > regmap.RESULT_WINDOW_SIZE:
             raise ValueError(f"n_max * k_max = {n_max * k_max} exceeds the RESULT window of "
                              f"{regmap.RESULT_WINDOW_SIZE} words")
@@ -118,6 +140,9 @@ class SolverRegisters(wiring.Component):
             "LANES": self.lanes,
             "CLOCK_HZ": self.clock_frequency,
             "MAX_BURST": self.max_burst,
+            "UPDATER": 0 if self.updater is None else regmap.encode_fields(
+                "UPDATER", units=self.updater.units,
+                rotation=regmap.UPDATER_ROTATIONS.index(self.updater.rotation)),
         }
 
     def elaborate(self, platform):
@@ -183,7 +208,24 @@ class SolverRegisters(wiring.Component):
             result_read.en.eq(1),
         ]
         identity = self.identity()
-        with m.If(bus.r_stb):
+        updater = self.updater
+        reset_updater = Signal()
+        in_updater_window = Signal()
+        if updater is not None:
+            updater_state = self._updater_elaborate(m, reset_updater)
+            updater_registers = updater_state["registers"]
+            m.d.comb += in_updater_window.eq(bus.addr >= regmap.UPDATER_RESULT_WINDOW)
+            in_window = in_window & ~in_updater_window
+            updater_read = updater_state["read"]
+            m.d.comb += [updater_read.addr.eq(bus.addr - regmap.UPDATER_RESULT_WINDOW),
+                         updater_read.en.eq(1)]
+        with m.If(bus.r_stb & in_updater_window):
+            m.d.comb += bus.ack.eq(read_waited)
+            m.d.sync += read_waited.eq(~read_waited)
+            if updater is not None:
+                with m.If(bus.addr - regmap.UPDATER_RESULT_WINDOW < updater_state["count"]):
+                    m.d.comb += bus.r_data.eq(updater_read.data.as_signed())
+        with m.Elif(bus.r_stb):
             with m.If(in_window):
                 m.d.comb += bus.ack.eq(read_waited)
                 m.d.sync += read_waited.eq(~read_waited)
@@ -205,10 +247,17 @@ class SolverRegisters(wiring.Component):
                         m.d.comb += bus.r_data.eq(core.cycles)
                     with m.Case(a("RESULT_COUNT")):
                         m.d.comb += bus.r_data.eq(result_count)
+                    if updater is not None:
+                        for name, value in updater_registers.items():
+                            with m.Case(a(name)):
+                                m.d.comb += bus.r_data.eq(value)
         with m.Elif(bus.w_stb):
             with m.Switch(bus.addr):
                 with m.Case(a("CONTROL")):
-                    m.d.comb += [bus.ack.eq(1), reset_cholesky.eq(bus.w_data[0])]
+                    m.d.comb += [bus.ack.eq(1), reset_cholesky.eq(bus.w_data[0]),
+                                 reset_updater.eq(bus.w_data[1])]
+                if updater is not None:
+                    self._updater_writes(m, updater, updater_state)
                 with m.Case(a("SIZE")):
                     m.d.comb += bus.ack.eq(1)
                     m.d.sync += [size_n.eq(bus.w_data[:16]), size_k.eq(bus.w_data[16:])]
@@ -230,10 +279,97 @@ class SolverRegisters(wiring.Component):
             m.d.sync += result_count.eq(0)
         return m
 
+    def _updater_elaborate(self, m, reset_updater):
+        """The updater, its command registers, status and output buffer (not the bus decode)."""
+        updater = self.updater
+        w = self.fmt.width
+        m.submodules.updater = ResetInserter({"sync": reset_updater})(updater)
+        size_n = Signal(16)
+        size_k = Signal(16)
+        value = Signal(32)
+        forgetting = Signal(32)
+        started = Signal()   # a command was taken since the last reset
+        depth = self.n_max * max(self.n_max, self.k_max)
+        count = Signal(range(depth + 1))
+        m.submodules.updater_results = results = memory.Memory(shape=w, depth=depth, init=[])
+        write = results.write_port()
+        m.d.comb += [
+            updater.o.ready.eq(1),
+            write.addr.eq(count),
+            write.data.eq(updater.o.payload.value),
+            write.en.eq(updater.o.valid & (count < depth)),
+        ]
+        with m.If(updater.o.valid & (count < depth)):
+            m.d.sync += count.eq(count + 1)
+        sizes_valid = ((size_n >= 1) & (size_n <= self.n_max)
+                       & (size_k >= 1) & (size_k <= self.k_max))
+        forgetting_valid = forgetting <= (1 << w)
+        payload = updater.command.payload
+        m.d.comb += [
+            # out-of-range sizes or constants become 0: the updater flags bad_command
+            payload.n.eq(size_n[:len(payload.n)]),
+            payload.k.eq(size_k[:len(payload.k)]),
+            payload.value.eq(value[:w]),
+            payload.forgetting.eq(forgetting[:len(payload.forgetting)]),
+            updater.i.payload.eq(self.bus.w_data[:w]),
+        ]
+        with m.If(~sizes_valid):
+            m.d.comb += payload.n.eq(0)
+        with m.If(~forgetting_valid):
+            m.d.comb += payload.forgetting.eq(0)
+        status = Signal(32)
+        fields = {f.name: f for f in regmap.register("UPDATER_STATUS").fields}
+        for name, flag in (("busy", updater.busy), ("done", started & ~updater.busy),
+                           ("refused", updater.refused), ("saturated", updater.saturated),
+                           ("bad_command", updater.bad_command)):
+            field = fields[name]
+            m.d.comb += status[field.offset:field.offset + field.width].eq(flag)
+        with m.If(reset_updater):
+            m.d.sync += [count.eq(0), started.eq(0)]
+        return {
+            "registers": {"UPDATER_SIZE": size_n | (size_k << 16), "UPDATER_VALUE": value,
+                          "UPDATER_FORGET": forgetting, "UPDATER_STATUS": status,
+                          "UPDATER_CYCLES": updater.cycles, "UPDATER_COUNT": count},
+            "size_n": size_n, "size_k": size_k, "value": value, "forgetting": forgetting,
+            "started": started, "count": count, "read": results.read_port(),
+        }
+
+    def _updater_writes(self, m, updater, state):
+        """Cases of the bus write decoder for the updater's registers and data port."""
+        bus = self.bus
+        a = regmap.address
+        with m.Case(a("UPDATER_SIZE")):
+            m.d.comb += bus.ack.eq(1)
+            m.d.sync += [state["size_n"].eq(bus.w_data[:16]), state["size_k"].eq(bus.w_data[16:])]
+        with m.Case(a("UPDATER_VALUE")):
+            m.d.comb += bus.ack.eq(1)
+            m.d.sync += state["value"].eq(bus.w_data)
+        with m.Case(a("UPDATER_FORGET")):
+            m.d.comb += bus.ack.eq(1)
+            m.d.sync += state["forgetting"].eq(bus.w_data)
+        with m.Case(a("UPDATER_COMMAND")):
+            fields = {f.name: f for f in regmap.register("UPDATER_COMMAND").fields}
+            op, select = fields["op"], fields["select"]
+            op_value = bus.w_data[op.offset:op.offset + op.width]
+            known = op_value <= max(regmap.UpdaterOp)
+            payload = updater.command.payload
+            m.d.comb += [
+                payload.op.eq(op_value[:len(payload.op)]),
+                payload.select.eq(bus.w_data[select.offset:select.offset + select.width]),
+            ]
+            with m.If(known):
+                m.d.comb += [updater.command.valid.eq(1), bus.ack.eq(updater.command.ready)]
+                with m.If(updater.command.ready):
+                    m.d.sync += [state["count"].eq(0), state["started"].eq(1)]
+            with m.Else():  # unknown operations are ignored
+                m.d.comb += bus.ack.eq(1)
+        with m.Case(a("UPDATER_DATA")):
+            m.d.comb += [updater.i.valid.eq(1), bus.ack.eq(updater.i.ready)]
+
 
 def _check_cores(cores) -> tuple[str, ...]:
-    if isinstance(cores, str):
-        cores = (cores,)
+    if isinstance(cores, str):  # "cholesky,updater" from the command line
+        cores = tuple(name.strip() for name in cores.split(",") if name.strip())
     try:
         cores = tuple(cores)
     except TypeError:
@@ -257,7 +393,8 @@ class SolverDesign(wiring.Component):
     Parameters
     ----------
     cores : tuple of str
-        Cores to build (today ``("cholesky",)``).
+        Cores to build: ``("cholesky",)`` or ``("cholesky", "updater")`` (the incremental
+        update core, :class:`~tiersolve.gen.qr.IncrementalUpdater`).
     n_max, k_max : int
         Largest system size ``n`` and number of right-hand sides ``k``.
     fmt : FixedFormat or str
@@ -278,6 +415,9 @@ class SolverDesign(wiring.Component):
         Bridge bus timeout in cycles (default :func:`default_bus_timeout`).
     guard_bits, inverse_format, rsqrt_mode
         Passed to :class:`~tiersolve.gen.cholesky.CholeskySolver`.
+    updater_units, updater_rotation : int, str
+        ``units`` (power of two) and ``rotation`` (``"multiplier"`` or ``"cordic"``) of the
+        updater.
 
     Members
     -------
@@ -295,7 +435,8 @@ class SolverDesign(wiring.Component):
                  lanes: int = 4, *, bus: str = "bytes", clock_frequency: int = 12_000_000,
                  baud_rate: int = 3_000_000, max_burst: int = 64,
                  bus_timeout: int | None = None, guard_bits: int = 4, inverse_format=None,
-                 rsqrt_mode: str = "iterative"):
+                 rsqrt_mode: str = "iterative", updater_units: int = 1,
+                 updater_rotation: str = "multiplier"):
         if bus not in BUSES:
             raise ValueError(f"bus must be one of {BUSES}, not {bus!r}")
         self.bus_kind = bus
@@ -304,7 +445,8 @@ class SolverDesign(wiring.Component):
             n_max, k_max, fmt, lanes, cores=cores, guard_bits=guard_bits,
             inverse_format=inverse_format, rsqrt_mode=rsqrt_mode,
             clock_frequency=clock_frequency,
-            max_burst=max_burst if bus in ("bytes", "uart") else 0)
+            max_burst=max_burst if bus in ("bytes", "uart") else 0,
+            updater_units=updater_units, updater_rotation=updater_rotation)
         try:
             self._build_bridge(bus, n_max, k_max, lanes, clock_frequency, baud_rate, max_burst,
                                bus_timeout)
@@ -313,6 +455,8 @@ class SolverDesign(wiring.Component):
             core = self.registers.cholesky
             core._MustUse__silence = True
             core._rsqrt._MustUse__silence = True
+            if self.registers.updater is not None:
+                self.registers.updater._MustUse__silence = True
             raise
 
     def _build_bridge(self, bus, n_max, k_max, lanes, clock_frequency, baud_rate, max_burst,
@@ -388,6 +532,11 @@ def _register_solver_unit():
             Parameter("n_max", int, 16, "largest n"),
             Parameter("k_max", int, 4, "largest k (right-hand sides)"),
             Parameter("lanes", int, 4, "multiply-accumulate lanes"),
+            Parameter("cores", str, "cholesky", "cores to build, comma separated "
+                      "(cholesky, or cholesky,updater)"),
+            Parameter("updater_units", int, 1, "rotation units of the updater"),
+            Parameter("updater_rotation", str, "multiplier", "rotation kind of the updater",
+                      ("multiplier", "cordic")),
             Parameter("clock_frequency", int, 12_000_000, "board clock in Hz"),
             Parameter("baud_rate", int, 3_000_000, "UART baud rate (bus=uart)"),
         ),

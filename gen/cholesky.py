@@ -89,13 +89,29 @@ class CholeskySolver(wiring.Component):
       so a block may start in any bank); for each block the lanes form ``Σ_{q<j} L_iq·L_jq``
       in ``j`` cycles (one product per lane per cycle, exact accumulators), read ``M_ij`` in
       one more, round ``s_i`` and store it in place. The first block holds row ``j``: its pivot
-      ``s_j`` goes to the rsqrt unit while the other blocks are issued, so the unit's latency
-      is hidden once a column has more than ``≈ rsqrt latency`` cycles of work. A scaling pass
-      (one block a cycle) then rewrites every ``s_i`` as ``L_ij = s_i·(1/√s_j)``.
+      ``s_j`` goes to the rsqrt unit while the other blocks are issued. A scaling pass (one
+      block a cycle) then rewrites every ``s_i`` as ``L_ij = s_i·(1/√s_j)``; it is not a
+      separate phase but interleaved with column ``j + 1``: the dot products of column
+      ``j + 1`` start at once, the pass's blocks are slipped in between them as soon as
+      ``1/√s_j`` is known, and only a step ``q = j`` (which reads column ``j``) waits, if it
+      comes before the pass's writes are readable. So the pipeline never drains between
+      columns, and the rsqrt latency costs cycles only while ``(j + 1)·B_j`` is short compared
+      with the pivot chain (``≈ 33 + rsqrt latency`` cycles a column).
     * Back substitution, ``i = n-1 .. 0``, each right-hand side ``c``: the lanes read column
       ``i`` of ``L`` (rows ``> i``, ``lanes`` at a time, all banks in parallel) and ``X``
       (banked the same way), an adder tree of ``log2(lanes)`` registered levels sums the
-      products, then ``Y_ci`` is subtracted, rounded and scaled by ``1/L_ii``.
+      products, then ``Y_ci`` is subtracted, rounded and scaled by ``1/L_ii`` (read from the
+      pivot-inverse buffer as the value travels, so rows overlap in the pipeline). Row
+      ``i - 1`` follows row ``i`` without a drain; only its first step, which reads
+      ``X[i, 0]``, waits until that value is written.
+
+    Pipelining (105 MHz on ECP5-85F speed 6 for ``n_max=16, k_max=4, lanes=4``; wide cores
+    are slower: the pivot-row broadcast and the issue-stage control fan out to every lane
+    unregistered): every memory output, multiplier operand and product is
+    registered; the rounding of the back-substitution sum has its own register before lane
+    0's operand multiplexer; every clip detector feeds a registered event, ORed into the
+    sticky ``saturated`` flag one cycle later; the issue stage decodes the current block and
+    the scaling pass's block in parallel and selects only the decoded slots and masks.
 
     Multipliers: ``2·lanes`` (one dot-product multiplier ``w × w`` and one scaling multiplier
     ``w × inverse_format.width`` per lane), each fed straight from registers. Block RAM: the
@@ -157,12 +173,17 @@ class CholeskySolver(wiring.Component):
     :func:`tiersolve.gen.cholesky_model.cycle_model` (a test checks them against simulation),
     with ``B_j = ceil((n + k - j)/lanes)`` blocks in column ``j``. Gram mode, per row:
     ``n + k`` input cycles, ``Σ_j B_j`` update cycles and 7 cycles of drain (the clear pass is
-    the same without the input). Factorisation, per column: ``B_j·(j + 1)`` issue cycles, then
-    ``max(7, j + 7 + rsqrt_latency - B_j·(j + 1) + 1)`` waiting for the last ``s`` and the
-    pivot inverse, ``B_j`` scaling cycles and 6 drain cycles. Back substitution, per row ``i``:
-    2 cycles to load ``1/L_ii``, ``k·max(1, ceil((n - 1 - i)/lanes))`` issue cycles and
-    ``9 + log2(lanes)`` drain cycles. Output: 2 cycles per element. The command is accepted in
-    the cycle after the previous job ends.
+    the same without the input). Factorisation: one issue a cycle (``B_j·(j + 1)`` dot-product
+    steps and ``B_j`` scaling blocks per column) plus the cycles a step ``q = j - 1`` waits
+    for column ``j - 1``'s pivot inverse and scaling pass (the pivot inverse is known
+    ``7 + rsqrt_latency`` cycles after the diagonal block's last step, a scaling block may be
+    issued 7 cycles after the column's last step, and its ``L`` is readable 6 cycles after
+    it), then 6 cycles of drain after the last scaling block; ``cycle_model`` replays this
+    schedule. Back substitution, per row ``i``: ``k·max(1, ceil((n - 1 - i)/lanes))`` issue
+    cycles, the next row's first step issued no earlier than ``10 + log2(lanes)`` cycles after
+    this row's first right-hand side ended, and ``10 + log2(lanes)`` cycles of drain after the
+    last row. Output: 2 cycles per element. The command is accepted in the cycle after the
+    previous job ends.
     """
 
     def __init__(self, n_max: int, k_max: int, fmt, lanes: int = 1, *, guard_bits: int = 4,
@@ -275,8 +296,8 @@ class CholeskySolver(wiring.Component):
         kind = Signal(4)  # one-hot, bit _KIND_*: a register per pipeline multiplexer select
         col = Signal(range(rows_max + 1))    # j (clear/gram/factor), i (back)
         block_row = Signal(range(rows_max + lanes + 1))  # first row of the current block
-        slot = Signal(range(slots + 1))      # block_row >> shift
-        start = Signal(range(lanes))         # block_row mod lanes: the bank of the first row
+        slot = Signal(range(slots + 1))      # slot of the issued block's first row
+        start = Signal(range(lanes))         # bank of the issued block's first row
         step = Signal(range(n_max + 1))      # q (factor)
         rhs = Signal(range(k_max + 1))       # c (back)
         in_row = Signal(range(rows_max + 1))
@@ -285,10 +306,28 @@ class CholeskySolver(wiring.Component):
         saturated = Signal()
         inv_reg = Signal(signed(w_inv))
         next_block = Signal(range(rows_max + 2 * lanes + 1))
+        # factor: the scaling pass of column `col - 1` is interleaved with the dot products of
+        # column `col` (see the FACTOR state)
+        scale_pending = Signal()                          # column scale_col awaits its pass
+        scale_col = Signal(range(rows_max + 1))
+        scale_row = Signal(range(rows_max + lanes + 1))   # first row of its next block
+        scale_issue = Signal()                            # this cycle issues a scaling block
+        scale_age = Signal(range(8))     # cycles since the column's last dot product (to 7)
+        scale_settle = Signal(range(8))  # cycles until the pass's last L write is readable
+        issue_col = Signal(range(rows_max + 1))           # column of the issued step
+        # every clip raises an event; the events are registered and only then ORed into the
+        # sticky flag, so no clip detector shares a cycle with the adder that feeds it and the
+        # wide OR
+        saturation_events = []
+
+        def saturation_event():
+            event = Signal(name=f"saturation_event{len(saturation_events)}")
+            saturation_events.append(event)
+            return event
+
         m.d.comb += [
             self.saturated.eq(saturated),
-            slot.eq(block_row >> shift),
-            start.eq(block_row[:shift] if shift else 0),
+            issue_col.eq(Mux(scale_issue, scale_col, col)),
             next_block.eq(block_row + lanes),
         ]
 
@@ -325,25 +364,46 @@ class CholeskySolver(wiring.Component):
         follow(t3, t2)
         in_flight = [t1["valid"], tr["valid"], t2["valid"], t3["valid"]]
 
+        # the issued block: the current one (block_row, col) or a block of the scaling pass
+        # (scale_row, scale_col); both are decoded from registers in parallel and only the
+        # decoded slots and masks are selected by scale_issue, which arrives late
+        def decode_block(row, column, name):
+            row_slot, row_start = row >> shift, (row[:shift] if shift else Const(0, 1))
+            slots_b = [Signal(range(slots + 1), name=f"{name}_slot_{b}") for b in range(lanes)]
+            m.d.comb += [slots_b[b].eq(bank_slot(b, row_slot, row_start))
+                         for b in range(lanes)]
+            rows_b = [Cat(Const(b, shift), slots_b[b]) if shift else slots_b[b]
+                      for b in range(lanes)]
+            mask = Signal(lanes, name=f"{name}_mask")
+            m.d.comb += [mask[b].eq((rows_b[b] >= column) & (rows_b[b] < total))
+                         for b in range(lanes)]
+            return row_slot, row_start, slots_b, rows_b, mask
+
+        dot_slot, dot_start, dot_slots, dot_rows, dot_mask = decode_block(block_row, col, "dot")
+        scale_slot, scale_start, scale_slots, _, scale_mask = decode_block(scale_row, scale_col,
+                                                                           "scale")
         lane_slot = [Signal(range(slots + 1), name=f"lane_slot_{b}") for b in range(lanes)]
-        m.d.comb += [lane_slot[b].eq(bank_slot(b, slot, start)) for b in range(lanes)]
+        m.d.comb += [lane_slot[b].eq(Mux(scale_issue, scale_slots[b], dot_slots[b]))
+                     for b in range(lanes)]
+        m.d.comb += [slot.eq(Mux(scale_issue, scale_slot, dot_slot)),
+                     start.eq(Mux(scale_issue, scale_start, dot_start))]
 
         # issue-stage lane masks
-        for b in range(lanes):
-            row_b = Cat(Const(b, shift), bank_slot(b, slot, start)) if shift else slot
-            with m.If(kind[_KIND_BACK]):
-                m.d.comb += t0["mask"][b].eq((row_b > col) & (row_b < n))
-            with m.Else():
-                m.d.comb += t0["mask"][b].eq((row_b >= col) & (row_b < total))
-        m.d.comb += [t0["slot"].eq(slot), t0["start"].eq(start), t0["col"].eq(col),
-                     t0["rhs"].eq(rhs), t0["diag"].eq(block_row == col)]
+        back_mask = Cat(*[(dot_rows[b] > col) & (dot_rows[b] < n) for b in range(lanes)])
+        with m.If(kind[_KIND_BACK]):
+            m.d.comb += t0["mask"].eq(back_mask)
+        with m.Else():
+            m.d.comb += t0["mask"].eq(Mux(scale_issue, scale_mask, dot_mask))
+        m.d.comb += [t0["slot"].eq(slot), t0["start"].eq(start), t0["col"].eq(issue_col),
+                     t0["rhs"].eq(rhs),
+                     t0["diag"].eq(Mux(scale_issue, scale_row == scale_col, block_row == col))]
 
         # read addresses (every port reads every cycle; only issued steps matter)
         back_row = Signal(range(rows_max + 1))
         m.d.comb += back_row.eq(n + rhs)
         for b in range(lanes):
             with m.If(kind[_KIND_FACTOR]):
-                step_col = Mux(t0["scale"], col, step)
+                step_col = Mux(scale_issue, scale_col, step)
                 m.d.comb += [mat_a[b].addr.eq(matrix_address(lane_slot[b], step_col)),
                              mat_b[b].addr.eq(matrix_address(slot_of(col), step))]
             with m.Elif(kind[_KIND_BACK]):
@@ -408,14 +468,14 @@ class CholeskySolver(wiring.Component):
             with m.Else():
                 m.d.sync += g3[b].eq(clipped_total)
                 with m.If(t3["valid"] & t3["mask"][b] & clipped & (kind[_KIND_GRAM])):
-                    m.d.sync += saturated.eq(1)
+                    m.d.comb += saturation_event().eq(1)
 
         # -- factor: stage 3 accumulates, 4 rounds, 5 scales, 6 rounds, 7 writes ---------------
         acc = [Signal(signed(acc_bits), name=f"acc_{b}") for b in range(lanes)]
         s3 = [Signal(signed(max(wide, acc_bits) + 1), name=f"s3_{b}") for b in range(lanes)]
         for b in range(lanes):
             running = Mux(t3["first"], 0, acc[b])
-            with m.If(t3["valid"] & (kind[_KIND_FACTOR])):
+            with m.If(t3["valid"] & ~t3["scale"] & (kind[_KIND_FACTOR])):
                 with m.If(t3["last"]):
                     m.d.sync += s3[b].eq(a2[b] - running)
                 with m.Else():
@@ -429,27 +489,30 @@ class CholeskySolver(wiring.Component):
                 value, clipped = _round_clip(s3[b], f, w)
                 m.d.sync += s4[b].eq(value)
                 with m.If(clipped & t4["mask"][b]):
-                    m.d.sync += saturated.eq(1)
+                    m.d.comb += saturation_event().eq(1)
 
         # pivot -> rsqrt unit (factor, diagonal block); the result is kept until the column's
         # scaling pass (the other blocks are issued meanwhile)
         pending = Signal()
         pivot = Signal(signed(w))
-        select(pivot, lane_of(col), s4)
+        pivot_col = Signal(range(n_max))
+        select(pivot, lane_of(t5["col"]), s4)
         send = (t5["valid"] & t5["diag"] & (kind[_KIND_FACTOR])) | pending
+        with m.If(send):
+            m.d.sync += pivot_col.eq(t5["col"])
         m.d.comb += [rsqrt.i.valid.eq(send), rsqrt.i.payload.eq(pivot)]
         m.d.sync += pending.eq(send & ~rsqrt.i.ready)
         in_flight.append(pending)
         pivot_ready = Signal()
         pivot_invalid = Signal()
-        m.d.comb += [rsqrt.o.ready.eq(1), inv_wr.addr.eq(col),
+        m.d.comb += [rsqrt.o.ready.eq(1), inv_wr.addr.eq(pivot_col),
                      inv_wr.data.eq(rsqrt.o.payload.value)]
         with m.If(rsqrt.o.valid):
             m.d.comb += inv_wr.en.eq(~rsqrt.o.payload.invalid)
             m.d.sync += [inv_reg.eq(rsqrt.o.payload.value), pivot_ready.eq(1),
                          pivot_invalid.eq(rsqrt.o.payload.invalid)]
             with m.If(rsqrt.o.payload.saturated):
-                m.d.sync += saturated.eq(1)
+                m.d.comb += saturation_event().eq(1)
 
         # -- back substitution: adder tree, accumulate, round --------------------------------
         level = [Signal(signed(acc_bits), name=f"tree0_{b}") for b in range(lanes)]
@@ -476,7 +539,7 @@ class CholeskySolver(wiring.Component):
         tb1 = tags("back_sum")
         m.d.sync += [tb1["valid"].eq(back_tags["valid"] & back_tags["last"]
                                      & (kind[_KIND_BACK])),
-                     tb1["rhs"].eq(back_tags["rhs"])]
+                     tb1["rhs"].eq(back_tags["rhs"]), tb1["col"].eq(back_tags["col"])]
         back_sum = Signal(signed(acc_bits))
         m.d.comb += back_sum.eq(Mux(back_tags["first"], 0, back_acc) + tree_sum)
         with m.If(back_tags["valid"] & (kind[_KIND_BACK])):
@@ -484,24 +547,34 @@ class CholeskySolver(wiring.Component):
                 m.d.sync += back_s.eq((y_delay << f) - back_sum)
             with m.Else():
                 m.d.sync += back_acc.eq(back_sum)
-        tb2 = tags("back_rounded")
+        tb2, tb3 = tags("back_rounded"), tags("back_operand")
         follow(tb2, tb1)
-        in_flight += [tb1["valid"], tb2["valid"]]
+        follow(tb3, tb2)
+        in_flight += [tb1["valid"], tb2["valid"], tb3["valid"]]
+        # the rounded back-substitution value gets its own register, so that the rounding
+        # adder and the clip do not share a cycle with lane 0's operand multiplexer
+        back_rounded = Signal(signed(w))
+        rounded_value, clipped = _round_clip(back_s, f, w)
+        m.d.sync += back_rounded.eq(rounded_value)
+        # 1/L_ii of the row at stage tb1 is read now and sits in inv_reg when that row's value
+        # is multiplied (stage tb3), so consecutive rows may overlap in the pipeline
+        m.d.comb += inv_rd.addr.eq(tb1["col"])
+        with m.If(kind[_KIND_BACK]):
+            m.d.sync += inv_reg.eq(inv_rd.data)
+        with m.If(tb1["valid"] & clipped):
+            m.d.comb += saturation_event().eq(1)
         # lane 0's scaling operand: the rounded back-substitution value, or (factor) the
         # stored s value like the other lanes
         scale0 = Signal(signed(w))
-        back_rounded, clipped = _round_clip(back_s, f, w)
         m.d.sync += scale0.eq(Mux(kind[_KIND_BACK], back_rounded,
                                   fetched_a[0][:w].as_signed()))
-        with m.If(tb1["valid"] & clipped):
-            m.d.sync += saturated.eq(1)
 
         # -- shared scaling: stage 5 multiplies by 1/L_jj, stage 6 rounds, then write --------
         t6, t7 = tags("scaled"), tags("result")
         in_flight += [t6["valid"], t7["valid"]]
         # factor: the scaling pass re-reads the stored s values (stage 2 operand registers)
         with m.If(kind[_KIND_BACK]):
-            follow(t6, tb2)
+            follow(t6, tb3)
         with m.Else():
             follow(t6, t2)
             m.d.sync += t6["valid"].eq(t2["valid"] & t2["scale"] & (kind[_KIND_FACTOR]))
@@ -518,7 +591,12 @@ class CholeskySolver(wiring.Component):
             if b == 0:
                 write_lane = Mux(kind[_KIND_BACK], 1, write_lane)
             with m.If(t6["valid"] & clipped & write_lane):
-                m.d.sync += saturated.eq(1)
+                m.d.comb += saturation_event().eq(1)
+
+        events = Signal(len(saturation_events))
+        m.d.sync += events.eq(Cat(*saturation_events))
+        with m.If(events.any()):
+            m.d.sync += saturated.eq(1)
 
         # -- write ports ------------------------------------------------------------------
         direct_write = Signal()
@@ -555,9 +633,9 @@ class CholeskySolver(wiring.Component):
                     mat_w[b].en.eq(t5["valid"] & t5["mask"][b]),
                 ]
             m.d.comb += [
-                x_wr[b].addr.eq(Cat(t7["rhs"][:rhs_bits], slot_of(col))),
+                x_wr[b].addr.eq(Cat(t7["rhs"][:rhs_bits], slot_of(t7["col"]))),
                 x_wr[b].data.eq(out6[0]),
-                x_wr[b].en.eq(t7["valid"] & (kind[_KIND_BACK]) & (lane_of(col) == b)),
+                x_wr[b].en.eq(t7["valid"] & (kind[_KIND_BACK]) & (lane_of(t7["col"]) == b)),
             ]
 
         # -- control ----------------------------------------------------------------------
@@ -573,6 +651,33 @@ class CholeskySolver(wiring.Component):
             m.d.comb += x_out[b].addr.eq(Cat(out_rhs[:rhs_bits], slot_of(out_row)))
         out_value = Signal(signed(w))
         select(out_value, lane_of(out_row), [port.data for port in x_out])
+
+        # the scaling pass: one block a cycle once the pivot inverse is known and the column's
+        # last s value is stored (7 cycles after its last dot product was issued)
+        scale_ready = Signal()
+        pivot_failed = Signal()
+        scale_next = Signal(range(rows_max + 2 * lanes + 1))
+        m.d.comb += [
+            scale_ready.eq(scale_pending & pivot_ready & ~pivot_invalid & (scale_age >= 6)),
+            pivot_failed.eq(pivot_ready & pivot_invalid),
+            scale_next.eq(scale_row + lanes),
+        ]
+        with m.If(scale_age != 7):
+            m.d.sync += scale_age.eq(scale_age + 1)
+        with m.If(scale_issue):
+            m.d.sync += scale_row.eq(scale_next)
+            with m.If(scale_next >= total):  # last block: its L is readable 6 cycles later
+                m.d.sync += [scale_pending.eq(0), pivot_ready.eq(0), scale_settle.eq(5)]
+        with m.Elif(scale_settle != 0):
+            m.d.sync += scale_settle.eq(scale_settle - 1)
+
+        # back substitution: cycles until X[i, 0] of the last row started is readable
+        x_wait = Signal(range(16))
+        x_wait_load = Signal()
+        with m.If(x_wait_load):
+            m.d.sync += x_wait.eq(9 + tree_depth)
+        with m.Elif(x_wait != 0):
+            m.d.sync += x_wait.eq(x_wait - 1)
 
         with m.FSM(name="control"):
             with m.State("IDLE"):  # also "done": accepts the next command
@@ -608,7 +713,7 @@ class CholeskySolver(wiring.Component):
                         m.d.sync += [in_col.eq(0), in_row.eq(in_row + 1)]
                         with m.If(in_row == n - 1):
                             m.d.sync += [kind.eq(1 << _KIND_FACTOR), col.eq(0), block_row.eq(0),
-                                         step.eq(0)]
+                                         step.eq(0), scale_pending.eq(0), scale_settle.eq(0)]
                             m.next = "FACTOR"
                     with m.Else():
                         m.d.sync += in_col.eq(in_col + 1)
@@ -629,7 +734,7 @@ class CholeskySolver(wiring.Component):
                 with m.If(pipeline_empty):
                     with m.If((kind[_KIND_GRAM]) & row_last):
                         m.d.sync += [kind.eq(1 << _KIND_FACTOR), col.eq(0), block_row.eq(0),
-                                     step.eq(0)]
+                                     step.eq(0), scale_pending.eq(0), scale_settle.eq(0)]
                         m.next = "FACTOR"
                     with m.Else():
                         m.d.sync += [kind.eq(1 << _KIND_GRAM), in_col.eq(0)]
@@ -650,76 +755,85 @@ class CholeskySolver(wiring.Component):
                                      block_row.eq(0)]
                         m.next = "GRAM_PASS"
 
-            with m.State("FACTOR"):  # dot products; s values are stored
-                m.d.comb += [t0["valid"].eq(1), t0["first"].eq(step == 0),
-                             t0["last"].eq(step == col), self.phase.eq(Phase.FACTOR)]
-                with m.If(step == col):
-                    m.d.sync += [step.eq(0), block_row.eq(next_block)]
-                    with m.If(next_block >= total):
-                        m.next = "FACTOR_WAIT"
+            with m.State("FACTOR"):
+                # one issue a cycle: a block of column col - 1's scaling pass when it may go,
+                # else the next dot-product step of column col, unless that step reads column
+                # col - 1 before its scaling pass is written (then nothing is issued)
+                m.d.comb += [scale_issue.eq(scale_ready), self.phase.eq(Phase.FACTOR)]
+                needs_previous = step + 1 == col
+                # a failed pivot ends the job once its column's s values are all issued (so
+                # the saturation flag covers the whole column, as in the model)
+                with m.If(pivot_failed & scale_pending):
+                    m.next = "FACTOR_FAIL"
+                with m.Elif(scale_ready):
+                    m.d.comb += [t0["valid"].eq(1), t0["scale"].eq(1)]
+                with m.Elif(needs_previous & (scale_pending | (scale_settle != 0))):
+                    pass
                 with m.Else():
-                    m.d.sync += step.eq(step + 1)
-
-            with m.State("FACTOR_WAIT"):  # all s stored and 1/sqrt(s_j) known
-                m.d.comb += self.phase.eq(Phase.FACTOR)
-                with m.If(pipeline_empty & pivot_ready):
-                    m.d.sync += [pivot_ready.eq(0), block_row.eq(col)]
-                    with m.If(pivot_invalid):
-                        m.d.sync += [self.npd.eq(1), self.npd_index.eq(col), busy.eq(0),
-                                     self.done.eq(1), kind.eq(1 << _KIND_CLEAR)]
-                        m.next = "IDLE"
+                    m.d.comb += [t0["valid"].eq(1), t0["first"].eq(step == 0),
+                                 t0["last"].eq(step == col)]
+                    with m.If(step == col):
+                        m.d.sync += [step.eq(0), block_row.eq(next_block)]
+                        with m.If(next_block >= total):  # column done: its pass is next
+                            m.d.sync += [scale_pending.eq(1), scale_col.eq(col),
+                                         scale_row.eq(col), scale_age.eq(0)]
+                            with m.If(col == n - 1):
+                                m.next = "FACTOR_TAIL"
+                            with m.Else():
+                                m.d.sync += [col.eq(col + 1), block_row.eq(col + 1)]
                     with m.Else():
-                        m.next = "FACTOR_SCALE"
+                        m.d.sync += step.eq(step + 1)
 
-            with m.State("FACTOR_SCALE"):  # L_ij = s_i * inv_j, one block a cycle
-                m.d.comb += [t0["valid"].eq(1), t0["scale"].eq(1),
-                             self.phase.eq(Phase.FACTOR)]
-                m.d.sync += block_row.eq(next_block)
-                with m.If(next_block >= total):
-                    m.next = "FACTOR_DRAIN"
+            with m.State("FACTOR_TAIL"):  # the last column's scaling pass
+                m.d.comb += [scale_issue.eq(scale_ready), self.phase.eq(Phase.FACTOR)]
+                with m.If(pivot_failed):
+                    m.next = "FACTOR_FAIL"
+                with m.Elif(scale_ready):
+                    m.d.comb += [t0["valid"].eq(1), t0["scale"].eq(1)]
+                    with m.If(scale_next >= total):
+                        m.next = "FACTOR_DRAIN"
+
+            with m.State("FACTOR_FAIL"):  # not positive definite: drain, then end the job
+                m.d.comb += self.phase.eq(Phase.FACTOR)
+                with m.If(pipeline_empty):
+                    m.d.sync += [self.npd.eq(1), self.npd_index.eq(pivot_col), busy.eq(0),
+                                 self.done.eq(1), kind.eq(1 << _KIND_CLEAR), pivot_ready.eq(0),
+                                 scale_pending.eq(0)]
+                    m.next = "IDLE"
 
             with m.State("FACTOR_DRAIN"):
                 m.d.comb += self.phase.eq(Phase.FACTOR)
                 with m.If(pipeline_empty):
-                    with m.If(col == n - 1):
-                        m.d.sync += [kind.eq(1 << _KIND_BACK), col.eq(n - 1)]
-                        m.next = "BACK_SETUP"
-                    with m.Else():
-                        m.d.sync += [col.eq(col + 1), block_row.eq(col + 1), step.eq(0)]
-                        m.next = "FACTOR"
-
-            with m.State("BACK_SETUP"):  # read 1/L_ii
-                m.d.comb += [inv_rd.addr.eq(col), self.phase.eq(Phase.SOLVE)]
-                m.next = "BACK_LOAD"
-
-            with m.State("BACK_LOAD"):
-                m.d.comb += [inv_rd.addr.eq(col), self.phase.eq(Phase.SOLVE)]
-                m.d.sync += [inv_reg.eq(inv_rd.data), rhs.eq(0), block_row.eq(col + 1),
-                             step.eq(0)]
-                m.next = "BACK"
+                    m.d.sync += [kind.eq(1 << _KIND_BACK), col.eq(n - 1), block_row.eq(n),
+                                 rhs.eq(0), step.eq(0), x_wait.eq(0)]
+                    m.next = "BACK"
 
             with m.State("BACK"):
-                m.d.comb += [t0["valid"].eq(1), self.phase.eq(Phase.SOLVE)]
-                # one step per block of rows i+1 .. n-1 (at least one: it also reads Y_ci)
+                # one step per block of rows i+1 .. n-1 (at least one: it also reads Y_ci); a
+                # row's first step reads X[i + 1, 0] and waits until it is written
+                m.d.comb += self.phase.eq(Phase.SOLVE)
                 final_block = next_block >= n
-                m.d.comb += [t0["first"].eq(step == 0), t0["last"].eq(final_block)]
-                m.d.sync += step.eq(step + 1)
-                with m.If(~final_block):
-                    m.d.sync += block_row.eq(next_block)
-                with m.Else():
-                    m.d.sync += [block_row.eq(col + 1), step.eq(0), rhs.eq(rhs + 1)]
-                    with m.If(rhs == k - 1):
-                        m.next = "BACK_DRAIN"
+                with m.If((step != 0) | (rhs != 0) | (x_wait == 0)):
+                    m.d.comb += [t0["valid"].eq(1), t0["first"].eq(step == 0),
+                                 t0["last"].eq(final_block)]
+                    m.d.sync += step.eq(step + 1)
+                    with m.If(~final_block):
+                        m.d.sync += block_row.eq(next_block)
+                    with m.Else():
+                        m.d.sync += [block_row.eq(col + 1), step.eq(0), rhs.eq(rhs + 1)]
+                        with m.If(rhs == 0):  # X[i, 0] is readable 10 + log2(lanes) later
+                            m.d.comb += x_wait_load.eq(1)
+                        with m.If(rhs == k - 1):
+                            with m.If(col == 0):
+                                m.next = "BACK_DRAIN"
+                            with m.Else():
+                                m.d.sync += [col.eq(col - 1), block_row.eq(col), rhs.eq(0)]
 
             with m.State("BACK_DRAIN"):
                 m.d.comb += self.phase.eq(Phase.SOLVE)
                 with m.If(pipeline_empty):
-                    with m.If(col == 0):
-                        m.d.sync += [out_row.eq(0), out_rhs.eq(0)]
-                        m.next = "OUT_READ"
-                    with m.Else():
-                        m.d.sync += col.eq(col - 1)
-                        m.next = "BACK_SETUP"
+                    m.d.sync += [out_row.eq(0), out_rhs.eq(0)]
+                    m.next = "OUT_READ"
 
             with m.State("OUT_READ"):
                 m.d.comb += self.phase.eq(Phase.OUTPUT)

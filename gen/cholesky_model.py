@@ -263,6 +263,50 @@ def cholesky_model(fmt, mode: str, n: int, k: int, lam: int, rows, *, n_max: int
     return CholeskyResult(X, saturated=saturated)
 
 
+def _factor_schedule(n: int, k: int, lanes: int, rsqrt_latency: int) -> dict:
+    """Replay, cycle by cycle, the factorisation's issue schedule (the FACTOR states).
+
+    Every cycle issues one thing: a block of the scaling pass of the previous column when its
+    pivot inverse is known (7 + ``rsqrt_latency`` cycles after the diagonal block's last dot
+    product) and its last ``s`` is stored (7 cycles after the column's last dot product); else
+    the next dot-product step of the current column, unless that step (``q = j - 1``) reads
+    the previous column before the scaling pass's writes are readable (6 cycles after its last
+    block): then nothing is issued (a stall).
+    """
+    total = n + k
+    cycle = col = step = block_row = scale_row = 0
+    scale_pending = tail = False
+    pivot_ready_at = None
+    scale_allowed_at = settled_at = 0
+    stalls = scale_cycles = 0
+    while True:
+        scale_ready = (scale_pending and pivot_ready_at is not None
+                       and cycle >= max(pivot_ready_at, scale_allowed_at))
+        if scale_ready:
+            scale_cycles += 1
+            scale_row += lanes
+            if scale_row >= total:
+                scale_pending, pivot_ready_at, settled_at = False, None, cycle + 6
+                if tail:  # FACTOR_DRAIN: 6 cycles until the last L is written
+                    return {"factor": cycle + 7, "stalls": stalls, "scale": scale_cycles,
+                            "drain": 6}
+        elif tail or (step + 1 == col and (scale_pending or cycle < settled_at)):
+            stalls += 1
+        elif step == col:
+            if block_row == col:
+                pivot_ready_at = cycle + 7 + rsqrt_latency
+            step, block_row = 0, block_row + lanes
+            if block_row >= total:
+                scale_pending, scale_row, scale_allowed_at = True, col, cycle + 7
+                if col == n - 1:
+                    tail = True
+                else:
+                    col, block_row = col + 1, col + 1
+        else:
+            step += 1
+        cycle += 1
+
+
 def cycle_model(n: int, k: int, lanes: int, rows: int = 0, *, rsqrt_latency: int,
                 tree_depth: int | None = None) -> dict:
     """Cycle counts of one job of the core, phase by phase (checked against simulation).
@@ -284,43 +328,41 @@ def cycle_model(n: int, k: int, lanes: int, rows: int = 0, *, rsqrt_latency: int
         ``gram_per_row`` (input + accumulation of one row, the stream never stalling),
         ``clear``, ``factor`` (factorisation with the forward substitution folded in),
         ``solve`` (back substitution), ``output`` (2 cycles per element with ``o.ready`` high),
-        and where the factorisation's cycles go: ``factor_pivot_wait`` (waiting for
-        ``1/√s_j`` beyond the pipeline drain), ``factor_drain`` (pipeline drains, 13 per
-        column), the scaling pass (one cycle per block) and
-        ``factor_busy_lane_cycles`` (cycles issuing multiply-adds, partly idle lanes included).
+        and where the factorisation's cycles go: ``factor_busy_lane_cycles`` (cycles issuing
+        dot-product steps, partly idle lanes included), ``factor_scale`` (the scaling passes,
+        one cycle per block), ``factor_pivot_wait`` (cycles that issue nothing: a column's
+        step ``q = j - 1`` waiting for the previous column's pivot inverse and scaling pass,
+        or the last column waiting for its own) and ``factor_drain`` (the final drain, 6).
     """
     if tree_depth is None:
         tree_depth = lanes.bit_length() - 1
     total = n + k
+
     def blocks(first, end):  # blocks of `lanes` consecutive rows covering first .. end-1
         return -(-(end - first) // lanes)
 
     # each Gram / clear pass: per column j, one issue per block of rows j .. n+k-1
     passes = sum(blocks(j, total) for j in range(n))
     gram_drain = 7  # cycles after the last issue until the pipeline is seen empty
-    factor = pivot_wait = factor_drain = 0
-    for j in range(n):
-        column_blocks = blocks(j, total)
-        issue = column_blocks * (j + 1)  # dot products; s stored
-        # wait until the last s is stored (7 cycles after the last issue) and 1/sqrt(s_j) is
-        # known (the diagonal block ends at cycle j; its pivot reaches the rsqrt unit 6 cycles
-        # later)
-        wait = max(7, j + 7 + rsqrt_latency - (issue - 1))
-        # the scaling pass (one cycle per block), then 6 cycles until the last L is written
-        factor += issue + wait + column_blocks + 6
-        pivot_wait += wait - 7
-        factor_drain += 7 + 6
-    solve = 0
+    schedule = _factor_schedule(n, k, lanes, rsqrt_latency)
+    # back substitution: row i issues k dot products of one step per block of rows
+    # i+1 .. n-1 (at least one); the next row follows at once, except that its first step
+    # (which reads X[i, 0]) waits until X[i, 0] is written, 10 + log2(lanes) cycles after its
+    # last step; the final drain lasts as long
+    solve = x_ready = 0
     for i in range(n - 1, -1, -1):
-        # read 1/L_ii (2), k dot products of one step per block of rows i+1 .. n-1 (at least
-        # one), drain through the adder tree
-        solve += 2 + k * max(blocks(i + 1, n), 1) + 9 + tree_depth
+        row_blocks = max(blocks(i + 1, n), 1)
+        solve = max(solve, x_ready)
+        x_ready = solve + row_blocks - 1 + 10 + tree_depth
+        solve += k * row_blocks
+    solve += 10 + tree_depth
     return {
         "gram_per_row": total + passes + gram_drain,
         "clear": passes + gram_drain,
-        "factor": factor,
-        "factor_pivot_wait": pivot_wait,
-        "factor_drain": factor_drain,
+        "factor": schedule["factor"],
+        "factor_pivot_wait": schedule["stalls"],
+        "factor_drain": schedule["drain"],
+        "factor_scale": schedule["scale"],
         "factor_busy_lane_cycles": sum(blocks(j, total) * (j + 1) for j in range(n)),
         "solve": solve,
         "output": 2 * n * k,

@@ -149,7 +149,8 @@ class QRConfig:
     mantissa_bits : int
         ``M``, even, ``>= w + 2``.
     mantissa_format, rsqrt_format : FixedFormat
-        ``Q3.(M-2)`` (unsigned values in ``[1, 4)``) and ``Q2.w``: input and output of the reciprocal square root.
+        ``Q3.(M-2)`` (values in ``[1, 4)``) and ``Q2.w``: input and output of the reciprocal
+        square root.
     forgetting_frac_bits : int
         ``w``: fractional bits of ``sqrt(beta)``.
     cordic : CordicConfig
@@ -353,7 +354,7 @@ def apply_rotation(config: QRConfig, rot: Rotation, upper, lower):
     sign = -1 if rot.hyperbolic else 1
     saturated = False
     new_upper, new_lower = [], []
-    for x, y in zip(upper, lower):
+    for x, y in zip(upper, lower, strict=True):
         u, u_clip = _clip(round_nearest_up(c * x + sign * s * y, w), fmt)
         v, v_clip = _clip(round_nearest_up(c * y - s * x, w), fmt)
         new_upper.append(u)
@@ -550,7 +551,7 @@ class QRSolverModel:
         H, T = np.atleast_2d(H), np.atleast_2d(T)
         if H.shape[0] != T.shape[0]:
             raise ValueError(f"H and T have {H.shape[0]} and {T.shape[0]} rows")
-        for h, t in zip(H, T):
+        for h, t in zip(H, T, strict=True):
             self.fold(h, t)
 
     def solve(self) -> np.ndarray:
@@ -578,8 +579,13 @@ class IncrementalUpdaterModel(QRSolverModel):
         return self.fold(h, t, forgetting)
 
     def update_with_constant(self, h, t, forgetting: int) -> FoldResult:
-        """:meth:`update` with ``b`` given as the integer the core's register holds."""
-        return self.fold(h, t, int(forgetting))
+        """:meth:`update` with ``b`` given as the integer the core's register holds
+        (``1 <= b <= 2**w``; the core rejects other values as a bad command)."""
+        forgetting = int(forgetting)
+        if not 1 <= forgetting <= 1 << self.config.forgetting_frac_bits:
+            raise ValueError(f"forgetting constant must be from 1 to "
+                             f"2**{self.config.forgetting_frac_bits}, not {forgetting}")
+        return self.fold(h, t, forgetting)
 
     def downdate(self, h, t) -> FoldResult:
         """Remove ``[h | t]`` by hyperbolic rotations; refused (state untouched) if it would
@@ -638,7 +644,8 @@ def ridge_error_bound(config: QRConfig, H, T, lam: float, R, W, rows: int | None
     moves its solution by at most ``(δ‖W‖ + δ)/(σ - δ) + δ‖res‖/(σ - δ)²`` with ``σ`` the
     smallest singular value of ``A = [H; √λ I]`` and ``res`` the ridge residual. The back
     substitution's residual ``|R_ii|·(LSB/2 + |acc_i|·ε_g)`` per entry (``1/R_ii``'s
-    relative error :attr:`QRConfig.coefficient_relative_error` and the output rounding) adds its norm over ``σ_min(R_computed)``.
+    relative error :attr:`QRConfig.coefficient_relative_error` and the output rounding) adds
+    its norm over ``σ_min(R_computed)``.
 
     Parameters
     ----------

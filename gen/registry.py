@@ -19,6 +19,7 @@ _MODULES = [
     "tiersolve.gen.recip",
     "tiersolve.gen.cordic",
     "tiersolve.gen.cholesky",
+    "tiersolve.gen.qr",
     "tiersolve.designs.top",
 ]
 

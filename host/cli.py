@@ -47,12 +47,19 @@ def _setup_generate(parser):
     parser.add_argument("--bus", default=None, choices=["bytes", "uart", "axi-lite", "register"],
                         help="for the 'solver' design: the transport in front of the register "
                              "map (same as -p bus=...)")
+    parser.add_argument("--board", default=None,
+                        help="write the solver's complete top level and constraints for this "
+                             "board into the --output folder (see `tiersolve boards`)")
 
 
 def _run_generate(args) -> int:
     from tiersolve.gen.fixed import FixedFormat
     from tiersolve.gen.registry import get_unit, units
 
+    if args.board:
+        from tiersolve.boards.build import run_generate_command
+
+        return run_generate_command(args)
     if args.list or not args.unit:
         for spec in units().values():
             print(f"{spec.name:12s} {spec.summary}")
@@ -176,6 +183,9 @@ def _extra_commands() -> dict:
     from tiersolve.host.simserve import COMMAND as sim_serve_command
 
     extra["sim-serve"] = sim_serve_command
+    from tiersolve.boards.build import COMMANDS as board_commands
+
+    extra.update(board_commands)
     return extra
 
 

@@ -16,7 +16,9 @@ URLs
     The simulated device (:class:`~tiersolve.host.transport.SimTransport`): the same
     :class:`~tiersolve.designs.top.SolverDesign` in Amaranth's simulator. Keys (all optional):
     ``n_max`` (16), ``k_max`` (4), ``lanes`` (4), ``format`` (``Q6.12``), ``guard_bits`` (4),
-    ``inverse_format`` (the format), ``max_burst`` (64), ``clock_hz`` (12000000).
+    ``inverse_format`` (the format), ``max_burst`` (64), ``clock_hz`` (12000000),
+    ``cores`` (``cholesky``; ``cholesky,updater`` adds the incremental-update core),
+    ``updater_units`` (1), ``updater_rotation`` (``multiplier``).
 ``vsim://?key=value&...``
     The same design's generated Verilog in Verilator
     (:class:`~tiersolve.host.verilated.VerilatorTransport`), same keys as ``sim://``; the
@@ -47,6 +49,26 @@ device is usable after any error.
 Bit-exactness: :meth:`Device.plan_solve` / :meth:`Device.plan_fit` return the quantised
 :class:`Job` (stored integers, λ, exponents) and :meth:`Device.run` its integer result, which
 equals :func:`tiersolve.gen.cholesky_model.cholesky_model` on the same integers.
+
+Incremental ridge (the updater)
+-------------------------------
+A device built with ``cores=cholesky,updater`` also holds an incremental-update core
+(:class:`tiersolve.gen.qr.IncrementalUpdater`, same format) whose ``R``, ``Z``, ``W`` stay on
+chip between calls::
+
+    device.reset(lam=0.1, n=8, k=2, feature_bound=1.0, target_bound=4.0, capacity=1000)
+    device.update(H, T, forget=0.99)   # fold rows in (R, Z scaled by √forget before each)
+    device.downdate(H_old, T_old)      # take rows out; DowndateRefused leaves R, Z unchanged
+    W = device.weights()               # W = R⁻¹Z (refreshed on the device)
+    y = device.predict(h)              # hᵀW on the device
+
+``reset(lam=...)`` fixes the scaling (:class:`HeadState`) from the bounds and the capacity;
+rows outside the bounds raise ValueError; the updater's sticky ``saturated`` flag raises
+:class:`~tiersolve.host.errors.Saturated` on every call until the next reset. Bit-exactness:
+:meth:`HeadState.quantise_rows` gives the integers sent, and
+:class:`~tiersolve.gen.qr_model.IncrementalUpdaterModel` fed the same integers holds the same
+``R``, ``Z``, ``W`` (:meth:`Device.updater_command` moves raw integers). ``tiersolve update``
+is the command-line face of it.
 """
 
 from __future__ import annotations
@@ -63,19 +85,30 @@ from tiersolve.gen.fixed import FixedFormat
 from .errors import (
     DeviceError,
     DeviceTimeout,
+    DowndateRefused,
     IncompatibleDevice,
     LinkError,
     NotPositiveDefinite,
     Saturated,
 )
 
-__all__ = ["Device", "DeviceInfo", "Job", "open", "parse_url"]
+__all__ = ["Device", "DeviceInfo", "HeadState", "Job", "open", "parse_url"]
+
+
+def core_list(text: str) -> tuple[str, ...]:
+    """``"cholesky,updater"`` -> ``("cholesky", "updater")`` (the ``cores`` URL key)."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise ValueError(f"no core named in {text!r}")
+    return names
+
 
 _SIM_KEYS = {
     "n_max": ("n_max", int), "k_max": ("k_max", int), "lanes": ("lanes", int),
     "format": ("fmt", str), "guard_bits": ("guard_bits", int),
     "inverse_format": ("inverse_format", str), "max_burst": ("max_burst", int),
-    "clock_hz": ("clock_frequency", int),
+    "clock_hz": ("clock_frequency", int), "cores": ("cores", core_list),
+    "updater_units": ("updater_units", int), "updater_rotation": ("updater_rotation", str),
 }
 _UART_KEYS = {"baud": ("baud_rate", int), "timeout": ("timeout", float),
               "retries": ("retries", int), "max_burst": ("max_burst", int)}
@@ -194,6 +227,10 @@ class DeviceInfo:
         Design clock in Hz.
     max_burst : int
         Longest bridge burst in words (0: no frame bridge).
+    updater_units : int
+        Rotation units of the incremental-update core (0: not built).
+    updater_rotation : str or None
+        ``"multiplier"`` or ``"cordic"`` (None: no updater).
     """
 
     version: int
@@ -207,6 +244,8 @@ class DeviceInfo:
     lanes: int
     clock_frequency: int
     max_burst: int
+    updater_units: int = 0
+    updater_rotation: str | None = None
 
 
 @dataclass
@@ -239,6 +278,74 @@ class Job:
     result_exponent: int
     vector: bool = False
     exponents: dict = field(default_factory=dict)
+
+
+@dataclass
+class HeadState:
+    """The scaling of the updater's problem, fixed by :meth:`Device.reset` (``lam`` given).
+
+    The updater holds ``R``, ``Z`` of the scaled problem ``[2**e_h H | 2**e_t T]`` with
+    ``R₀ = round(√λ·2**e_h)·I``; every row sent is quantised the same way.
+
+    Attributes
+    ----------
+    n, k : int
+        Sizes.
+    lam : float
+        λ as asked for (real units).
+    lam_sqrt : int
+        ``√λ·2**e_h`` as the stored integer sent with RESET.
+    h_exponent, t_exponent : int
+        ``e_h`` and ``e_t``.
+    feature_bound, target_bound : float
+        Largest ``|h|`` and ``|t|`` accepted (real units).
+    capacity : int
+        Rows the range analysis allows for (see :meth:`Device.reset`).
+    config : tiersolve.gen.qr_model.QRConfig
+        The updater's arithmetic (for :class:`~tiersolve.gen.qr_model.IncrementalUpdaterModel`).
+    rows : int
+        Rows folded in minus rows taken out since the reset.
+    stale : bool
+        ``W`` on the device is older than ``R``, ``Z`` (refreshed before a predict).
+    """
+
+    n: int
+    k: int
+    lam: float
+    lam_sqrt: int
+    h_exponent: int
+    t_exponent: int
+    feature_bound: float
+    target_bound: float
+    capacity: int
+    config: object
+    rows: int = 0
+    stale: bool = False
+
+    def quantise_rows(self, H, T=None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Check ``H`` (``(n,)`` or ``(m, n)``) and ``T`` (``(k,)`` / ``(m, k)``, or a scalar
+        per row when ``k = 1``) against the bounds, scale and round them: stored integers
+        ``(m, n)`` and ``(m, k)`` (None without ``T``)."""
+        fmt = self.config.fmt
+        H = _as_real_array("h", H, (1, 2))
+        H2 = H[None, :] if H.ndim == 1 else H
+        if H2.shape[1] != self.n:
+            raise ValueError(f"h must have n = {self.n} columns, not shape {H.shape}")
+        if np.max(np.abs(H2)) > self.feature_bound:
+            raise ValueError(f"|h| = {np.max(np.abs(H2)):.6g} exceeds the feature_bound "
+                             f"{self.feature_bound:.6g} given to reset()")
+        h_int = fmt.quantise(np.ldexp(H2, self.h_exponent)).values
+        if T is None:
+            return h_int, None
+        T = _as_real_array("t", T, (0, 1, 2))
+        T2 = T.reshape(H2.shape[0], -1) if T.size == H2.shape[0] * self.k else None
+        if T2 is None or T2.shape[1] != self.k:
+            raise ValueError(f"t must have {H2.shape[0]} row(s) of k = {self.k} value(s), not "
+                             f"shape {T.shape}")
+        if np.max(np.abs(T2)) > self.target_bound:
+            raise ValueError(f"|t| = {np.max(np.abs(T2)):.6g} exceeds the target_bound "
+                             f"{self.target_bound:.6g} given to reset()")
+        return h_int, fmt.quantise(np.ldexp(T2, self.t_exponent)).values
 
 
 def _as_real_array(name: str, value, ndims: tuple[int, ...]) -> np.ndarray:
@@ -299,13 +406,15 @@ class Device:
         self.transport = transport
         self.job_timeout = job_timeout
         self.last_run: dict = {}
+        #: Scaling of the updater's problem (None until ``reset(lam=...)``).
+        self.head: HeadState | None = None
         self._info = self._read_info()
 
     # -- identity -----------------------------------------------------------------------------
 
     def _read_info(self) -> DeviceInfo:
         names = ("MAGIC", "VERSION", "LAYOUT", "CORES", "N_MAX", "K_MAX", "FORMAT",
-                 "INVERSE_FORMAT", "LANES", "CLOCK_HZ", "MAX_BURST")
+                 "INVERSE_FORMAT", "LANES", "CLOCK_HZ", "MAX_BURST", "UPDATER")
         first = regmap.address(names[0])
         if [regmap.address(name) - first for name in names] != list(range(len(names))):
             raise AssertionError("identity registers are not consecutive")
@@ -323,6 +432,8 @@ class Device:
             raise IncompatibleDevice(f"device has no Cholesky core (cores: {cores})")
         fmt = regmap.decode_fields("FORMAT", words["FORMAT"])
         inverse = regmap.decode_fields("INVERSE_FORMAT", words["INVERSE_FORMAT"])
+        updater = regmap.decode_fields("UPDATER", words["UPDATER"])
+        has_updater = "updater" in cores
         try:
             return DeviceInfo(
                 version=words["VERSION"], layout=words["LAYOUT"], cores=cores,
@@ -330,7 +441,10 @@ class Device:
                 fmt=FixedFormat(fmt["int_bits"], fmt["frac_bits"]),
                 inverse_format=FixedFormat(inverse["int_bits"], inverse["frac_bits"]),
                 guard_bits=fmt["guard_bits"], lanes=words["LANES"],
-                clock_frequency=words["CLOCK_HZ"], max_burst=words["MAX_BURST"])
+                clock_frequency=words["CLOCK_HZ"], max_burst=words["MAX_BURST"],
+                updater_units=updater["units"] if has_updater else 0,
+                updater_rotation=(regmap.UPDATER_ROTATIONS[updater["rotation"]]
+                                  if has_updater else None))
         except (TypeError, ValueError) as error:
             raise IncompatibleDevice(f"device reports an unusable format: {error}") from None
 
@@ -482,10 +596,41 @@ class Device:
 
     # -- running ------------------------------------------------------------------------------
 
-    def reset(self) -> None:
-        """Return the cores to idle (aborts a job)."""
+    def reset(self, lam: float | None = None, *, n: int | None = None, k: int | None = None,
+              feature_bound: float = 1.0, target_bound: float = 1.0,
+              capacity: int = 1024) -> None:
+        """Return the cores to idle; with ``lam``, also start the updater at ``R = √λ·I``.
+
+        Without ``lam``: abort whatever runs (the updater's state is lost with it). With
+        ``lam > 0``: initialise the incremental-update core for rows of ``n`` features and
+        ``k`` targets, ``|h| <= feature_bound``, ``|t| <= target_bound``, and fix its scaling
+        (:class:`HeadState`): ``H`` by ``2**e_h`` (λ by ``2**(2 e_h)``) with ``e_h`` the
+        largest exponent keeping the column norm bound of ``[H; √λ I]``,
+        ``√(capacity·feature_bound² + λ)``, within half the format's range; ``T`` by
+        ``2**e_t`` keeping ``√capacity·target_bound`` (bound of ``|Z|``), the bound of ``|W|``
+        ``√capacity·target_bound/√λ`` (``σ_min(R) >= √λ``) and of a prediction
+        (``√n·feature_bound`` times that) within the same range. ``capacity`` is the number of
+        rows the state may hold (with forgetting ``β``, about ``1/(1-β)``); past it, or when
+        forgetting has worn ``σ_min(R)`` below ``√λ``, the bounds no longer hold and the
+        device's sticky ``saturated`` flag (raised as :class:`Saturated`) is the guard.
+
+        Raises
+        ------
+        Saturated
+            ``√λ`` or the bounds would round to zero at that scaling.
+        DeviceError
+            The device has no updater.
+        """
+        control = {"reset_cholesky": 1}
+        if "updater" in self._info.cores:
+            control["reset_updater"] = 1
         self.transport.write(regmap.address("CONTROL"),
-                             [regmap.encode_fields("CONTROL", reset_cholesky=1)])
+                             [regmap.encode_fields("CONTROL", **control)])
+        self.head = None
+        if lam is not None:
+            if n is None or k is None:
+                raise TypeError("reset(lam=...) needs n and k, the updater's problem sizes")
+            self._start_head(lam, n, k, feature_bound, target_bound, capacity)
 
     def run(self, job: Job) -> np.ndarray:
         """Send ``job``, wait for it, and return the stored integers of ``X`` (``(n, k)``).
@@ -598,6 +743,267 @@ class Device:
         """
         job = self.plan_fit(H, T, lam)
         return self._finish(job, self.run(job))
+
+    # -- the incremental-update core ----------------------------------------------------------
+
+    def _require_updater(self) -> None:
+        if "updater" not in self._info.cores:
+            raise DeviceError(f"the device has no incremental-update core (cores: "
+                              f"{', '.join(self._info.cores)}); build it with cores=cholesky,"
+                              "updater")
+
+    def _require_head(self) -> HeadState:
+        self._require_updater()
+        if self.head is None:
+            raise DeviceError("the updater is not initialised: call reset(lam=..., n=..., k=...) "
+                              "first")
+        return self.head
+
+    def updater_config(self):
+        """The updater's :class:`~tiersolve.gen.qr_model.QRConfig` (format, rotation kind)."""
+        from tiersolve.gen.qr_model import QRConfig
+
+        self._require_updater()
+        return QRConfig(self._info.fmt, self._info.updater_rotation)
+
+    def updater_command(self, op, n: int, k: int, *, value: int = 0,
+                        forgetting: int | None = None, select=regmap.UpdaterSelect.R,
+                        data=(), outputs: int = 0) -> tuple[dict, np.ndarray]:
+        """Run one updater command on stored integers (what the high-level calls are made of).
+
+        Parameters
+        ----------
+        op : regmap.UpdaterOp
+        n, k : int
+            Runtime sizes.
+        value : int
+            ``√λ`` (stored integer) for RESET.
+        forgetting : int or None
+            ``b = round(√β·2**w)`` for UPDATE (None: ``2**w``, no forgetting).
+        select : regmap.UpdaterSelect
+            Matrix of READ / LOAD.
+        data : sequence of int
+            Values for ``UPDATER_DATA`` (stored integers of the format).
+        outputs : int
+            Values the command produces (PREDICT ``k``, READ ``n·n`` or ``n·k``).
+
+        Returns
+        -------
+        (status, values) : (dict, numpy.ndarray of int64)
+            The ``UPDATER_STATUS`` fields after the command and its output integers. Flags are
+            not turned into exceptions here, except ``bad_command``.
+
+        Raises
+        ------
+        DeviceError
+            ``bad_command`` (sizes or constants out of range).
+        DeviceTimeout, LinkError
+            As :meth:`run`.
+        """
+        self._require_updater()
+        fmt = self._info.fmt
+        transport = self.transport
+        start = time.monotonic()
+        data = fmt.check_ints(np.asarray(data, dtype=np.int64).ravel(), "updater data")
+        if forgetting is None:
+            forgetting = 1 << fmt.width
+        names = ("UPDATER_SIZE", "UPDATER_VALUE", "UPDATER_FORGET", "UPDATER_COMMAND")
+        first = regmap.address(names[0])
+        if [regmap.address(name) - first for name in names] != list(range(len(names))):
+            raise AssertionError("updater command registers are not consecutive")
+        transport.write(first, [
+            regmap.encode_fields("UPDATER_SIZE", n=n, k=k),
+            regmap.encode_fields("UPDATER_VALUE", value=int(value)),
+            regmap.encode_fields("UPDATER_FORGET", value=int(forgetting)),
+            regmap.encode_fields("UPDATER_COMMAND", op=int(op), select=int(select)),
+        ])
+        if len(data):
+            transport.write(regmap.address("UPDATER_DATA"),
+                            [int(v) & 0xFFFFFFFF for v in data], fixed_address=True)
+        polls = 0
+        while True:
+            status_word, cycles, count = transport.read(regmap.address("UPDATER_STATUS"), 3)
+            polls += 1
+            status = regmap.decode_fields("UPDATER_STATUS", status_word)
+            if status["bad_command"] or (status["done"] and not status["busy"]):
+                break
+            if time.monotonic() - start > self.job_timeout:
+                self.reset()
+                raise DeviceTimeout(f"updater command {regmap.UpdaterOp(op).name} did not "
+                                    f"finish within {self.job_timeout} s; cores reset")
+        if status["bad_command"]:
+            raise DeviceError(f"updater rejected {regmap.UpdaterOp(op).name} with n={n}, "
+                              f"k={k}, forgetting={forgetting} (bad_command)")
+        values = np.zeros(0, dtype=np.int64)
+        if outputs:
+            if count != outputs:
+                raise LinkError(f"updater produced {count} values, expected {outputs}")
+            raw = np.array(transport.read(regmap.UPDATER_RESULT_WINDOW, outputs),
+                           dtype=np.int64)
+            values = fmt.check_ints(np.where(raw >= 1 << 31, raw - (1 << 32), raw),
+                                    "updater results")
+        self.last_run = {"cycles": int(cycles), "polls": polls,
+                         "seconds": time.monotonic() - start}
+        return status, values
+
+    def _head_command(self, op, *, raise_saturated=True, **kwargs):
+        head = self.head
+        status, values = self.updater_command(op, head.n, head.k, **kwargs)
+        if raise_saturated and status["saturated"]:
+            raise Saturated("the updater clipped a value since its reset (sticky saturated "
+                            "flag): its state is not trustworthy; reset it with a larger "
+                            "capacity or bounds")
+        return status, values
+
+    def _start_head(self, lam, n, k, feature_bound, target_bound, capacity) -> None:
+        self._require_updater()
+        for name, value in (("n", n), ("k", k), ("capacity", capacity)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"{name} must be an integer, not {value!r}")
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, not {value}")
+        self._check_sizes(n, k)
+        values = {}
+        for name, value in (("lam", lam), ("feature_bound", feature_bound),
+                            ("target_bound", target_bound)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer,
+                                                                 np.floating)):
+                raise TypeError(f"{name} must be a real number, not {value!r}")
+            value = float(value)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be finite and > 0, not {value!r}")
+            values[name] = value
+        lam, h_max, t_max = values["lam"], values["feature_bound"], values["target_bound"]
+        config = self.updater_config()
+        fmt, limit = config.fmt, self._limit
+        e_h = _exponent(math.sqrt(capacity * h_max ** 2 + lam), limit)
+        z_bound = math.sqrt(capacity) * t_max
+        e_t = _min_exponent(
+            _exponent(z_bound, limit),
+            _exponent(z_bound / math.sqrt(lam), limit) + e_h,
+            _exponent(z_bound * math.sqrt(n) * h_max / math.sqrt(lam), limit))
+        lam_sqrt = int(fmt.quantise(np.array(math.ldexp(math.sqrt(lam), e_h))).values)
+        if lam_sqrt < 1:
+            raise Saturated(f"sqrt(lam) = {math.sqrt(lam):.3g} rounds to zero in {fmt} once "
+                            f"scaled by 2**{e_h} for {capacity} rows of |h| <= {h_max:.3g}: "
+                            "raise lam or lower the capacity")
+        for name, bound, exponent in (("features", h_max, e_h), ("targets", t_max, e_t)):
+            if math.ldexp(bound, exponent) < fmt.resolution:
+                raise Saturated(f"{name} of magnitude {bound:.3g} would round to zero in {fmt} "
+                                f"once scaled by 2**{exponent} (the capacity or the solution "
+                                "range is too large for the format)")
+        self.head = HeadState(n, k, lam, lam_sqrt, e_h, e_t, h_max, t_max, int(capacity),
+                              config)
+        self._head_command(regmap.UpdaterOp.RESET, value=lam_sqrt)
+
+    def update(self, h, t, forget: float = 1.0) -> None:
+        """Fold rows ``[h | t]`` into the updater, each after forgetting: ``R``, ``Z`` are
+        scaled by ``√forget`` first (``0 < forget <= 1``; 1: remember everything).
+
+        ``h`` is ``(n,)`` or ``(m, n)``, ``t`` ``(k,)`` or ``(m, k)`` (a scalar per row when
+        ``k = 1``). Rows go in one command each, in order.
+
+        Raises
+        ------
+        ValueError
+            A value above the bounds given to :meth:`reset`, or bad shapes.
+        Saturated
+            The updater's sticky flag is set (a value was clipped since the reset).
+        """
+        head = self._require_head()
+        forgetting = head.config.forgetting_constant(forget)
+        h_int, t_int = head.quantise_rows(h, t)
+        for h_row, t_row in zip(h_int, t_int, strict=True):
+            head.stale = True
+            head.rows += 1
+            self._head_command(regmap.UpdaterOp.UPDATE, forgetting=forgetting,
+                               data=np.concatenate([h_row, t_row]))
+
+    def downdate(self, h, t) -> None:
+        """Take rows ``[h | t]`` out of the updater (shapes as :meth:`update`).
+
+        Raises
+        ------
+        DowndateRefused
+            The updater refused a row (the result would not be positive definite); the rows
+            before it are out, the refused one and those after it were not sent, and ``R``,
+            ``Z`` are exactly as they were before the refused row.
+        Saturated, ValueError
+            As :meth:`update`.
+        """
+        head = self._require_head()
+        h_int, t_int = head.quantise_rows(h, t)
+        for index, (h_row, t_row) in enumerate(zip(h_int, t_int, strict=True)):
+            status, _ = self._head_command(regmap.UpdaterOp.DOWNDATE,
+                                           data=np.concatenate([h_row, t_row]))
+            if status["refused"]:
+                raise DowndateRefused(f"the updater refused to remove row {index}: the result "
+                                      "would not be positive definite in "
+                                      f"{head.config.fmt}; the state is unchanged")
+            head.stale = True
+            head.rows -= 1
+
+    def _refresh(self) -> HeadState:
+        head = self._require_head()
+        if head.stale:
+            self._head_command(regmap.UpdaterOp.SOLVE)
+            head.stale = False
+        return head
+
+    def weights(self) -> np.ndarray:
+        """The updater's current solution ``W = R⁻¹Z`` (``(n, k)``, real units): the ridge
+        solution over the rows folded in (with forgetting), refreshed on the device first."""
+        head = self._refresh()
+        _, values = self._head_command(regmap.UpdaterOp.READ, select=regmap.UpdaterSelect.W,
+                                       outputs=head.n * head.k)
+        exponent = head.h_exponent - head.t_exponent - head.config.fmt.frac_bits
+        return np.ldexp(values.reshape(head.n, head.k).astype(np.float64), exponent)
+
+    def predict(self, h) -> np.ndarray:
+        """``hᵀW`` on the device for ``h`` ``(n,)`` or ``(m, n)``: ``(k,)`` or ``(m, k)``.
+        ``W`` is refreshed first if rows came in or out since the last solve."""
+        head = self._refresh()
+        h_int, _ = head.quantise_rows(h)
+        out = []
+        for row in h_int:
+            _, values = self._head_command(regmap.UpdaterOp.PREDICT, data=row, outputs=head.k)
+            out.append(values)
+        result = np.ldexp(np.array(out, dtype=np.float64),
+                          -head.t_exponent - head.config.fmt.frac_bits)
+        return result[0] if np.ndim(h) == 1 else result
+
+    def read_state(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(R, Z)`` of the updater in real units (``R`` upper triangular ``(n, n)``)."""
+        head = self._require_head()
+        f = head.config.fmt.frac_bits
+        _, r = self._head_command(regmap.UpdaterOp.READ, select=regmap.UpdaterSelect.R,
+                                  outputs=head.n * head.n, raise_saturated=False)
+        _, z = self._head_command(regmap.UpdaterOp.READ, select=regmap.UpdaterSelect.Z,
+                                  outputs=head.n * head.k, raise_saturated=False)
+        return (np.ldexp(r.reshape(head.n, head.n).astype(np.float64), -f - head.h_exponent),
+                np.ldexp(z.reshape(head.n, head.k).astype(np.float64), -f - head.t_exponent))
+
+    def load_state(self, R, Z) -> None:
+        """Load ``R`` (its upper triangle) and ``Z`` (real units, the scaling of the last
+        :meth:`reset`), e.g. saved by :meth:`read_state`.
+
+        Raises
+        ------
+        Saturated
+            A value does not fit the format at that scaling.
+        """
+        head = self._require_head()
+        R = _as_real_array("R", R, (2,))
+        Z = _as_real_array("Z", Z, (1, 2)).reshape(head.n, -1) if np.size(Z) == \
+            head.n * head.k else None
+        if R.shape != (head.n, head.n) or Z is None:
+            raise ValueError(f"R must be {head.n} x {head.n} and Z {head.n} x {head.k}")
+        for name, matrix, exponent, select in (
+                ("R", np.triu(R), head.h_exponent, regmap.UpdaterSelect.R),
+                ("Z", Z, head.t_exponent, regmap.UpdaterSelect.Z)):
+            self._head_command(regmap.UpdaterOp.LOAD, select=select,
+                               data=self._quantise(name, matrix, exponent))
+        head.stale = True
 
     # -- lifetime -----------------------------------------------------------------------------
 
@@ -737,9 +1143,76 @@ def _run_fit(args) -> int:
     return _run_job(args, "fit", [args.H, args.T], lam=args.lam)
 
 
+def _setup_update(parser):
+    _add_device_argument(parser)
+    parser.add_argument("H", help="rows to fold in, (m, n) (.npy or .csv)")
+    parser.add_argument("T", help="their targets, (m,) or (m, k) (.npy or .csv)")
+    parser.add_argument("--lam", type=float, default=1.0, help="ridge λ > 0 (default 1)")
+    parser.add_argument("--forget", type=float, default=1.0,
+                        help="forgetting factor β in (0, 1] applied before each row (default 1)")
+    parser.add_argument("--downdate", nargs=2, metavar=("HD", "TD"),
+                        help="rows to take out afterwards (.npy or .csv)")
+    parser.add_argument("--capacity", type=int,
+                        help="rows the range analysis allows for (default: the rows of H)")
+    parser.add_argument("--feature-bound", type=float,
+                        help="largest |h| (default: that of H)")
+    parser.add_argument("--target-bound", type=float,
+                        help="largest |t| (default: that of T)")
+    parser.add_argument("--predict", metavar="X",
+                        help="output predictions for these rows (.npy or .csv) instead of W")
+    parser.add_argument("--output", "-o", help="result file (.npy or .csv); default: print")
+    parser.add_argument("--verbose", "-v", action="store_true", help="print the scaling")
+
+
+def _run_update(args) -> int:
+    """Start the updater at √λ·I, fold the rows of H, T in (with forgetting), take the
+    --downdate rows out, and print or save W (or the predictions for --predict)."""
+    from .cli import CliError
+
+    try:
+        parse_url(args.device)
+    except (ValueError, TypeError) as error:
+        raise CliError(str(error)) from None
+    H = np.atleast_2d(_load_array(args.H))
+    T = _load_array(args.T)
+    T2 = T.reshape(len(T), -1) if T.ndim <= 2 else T
+    removed = [_load_array(path) for path in args.downdate] if args.downdate else None
+    X = _load_array(args.predict) if args.predict else None
+    feature_bound = args.feature_bound
+    target_bound = args.target_bound
+    if feature_bound is None:
+        feature_bound = float(np.max(np.abs(H))) or 1.0
+    if target_bound is None:
+        target_bound = float(np.max(np.abs(T2))) or 1.0
+    with _open_for_cli(args.device) as device:
+        try:
+            device.reset(args.lam, n=H.shape[1], k=T2.shape[1], feature_bound=feature_bound,
+                         target_bound=target_bound, capacity=args.capacity or len(H))
+            device.update(H, T2, forget=args.forget)
+            if removed is not None:
+                device.downdate(np.atleast_2d(removed[0]),
+                                removed[1].reshape(len(np.atleast_2d(removed[0])), -1))
+            result = device.predict(X) if X is not None else device.weights()
+        except (ValueError, TypeError, DeviceError) as error:
+            raise CliError(f"{type(error).__name__}: {error}") from None
+        head = device.head
+    if T.ndim == 1 and result.ndim == 2:
+        result = result[:, 0]
+    elif T.ndim == 1 and X is not None and np.ndim(X) == 1:
+        result = result[0]
+    _save_array(args.output, result)
+    if args.verbose:
+        print(f"rows={head.rows} h_exponent={head.h_exponent} t_exponent={head.t_exponent} "
+              f"lam_sqrt={head.lam_sqrt}")
+    return 0
+
+
 #: Subcommands for :mod:`tiersolve.host.cli`: name -> (setup, run, help).
 COMMANDS = {
     "info": (_setup_info, _run_info, "show a device's identity (or the register map)"),
     "solve": (_setup_solve, _run_solve, "solve A X = B on a device"),
     "fit": (_setup_fit, _run_fit, "ridge regression W = (HᵀH + λI)⁻¹HᵀT on a device"),
+    "update": (_setup_update, _run_update,
+               "incremental ridge on a device's updater: fold rows in (forgetting), take rows "
+               "out, print W or predictions"),
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "DeviceError",
     "DeviceTimeout",
+    "DowndateRefused",
     "IncompatibleDevice",
     "LinkError",
     "NotPositiveDefinite",
@@ -44,6 +45,12 @@ class Saturated(DeviceError, ArithmeticError):
     not fit the device's format, and after a job when the device's sticky ``saturated`` flag is
     set (the result is then not returned: it may be wrong).
     """
+
+
+class DowndateRefused(DeviceError, ArithmeticError):
+    """The updater refused to take a row out: the result would not be positive definite (the
+    row was never folded in, or too much of it was forgotten), or too close to singular for the
+    format. The updater's state is exactly what it was before the downdate."""
 
 
 class LinkError(DeviceError, OSError):

@@ -63,6 +63,7 @@ from tiersolve.gen.fixed import FixedFormat
 
 __all__ = [
     "ACTIVATIONS",
+    "DeviceBackend",
     "DowndateRefused",
     "FixedBackend",
     "Float64Backend",
@@ -404,9 +405,17 @@ class FixedBackend(SolverBackend):
     def ridge_solve(self, H, T, lam):
         return self.ridge_report(H, T, lam).W
 
+    def _gram_solve(self, n, k, lam_q, rows):
+        """The Cholesky core's Gram-mode job on stored integers (``.x``, ``.npd``,
+        ``.npd_index``, ``.saturated``): its model here, the device in :class:`DeviceBackend`."""
+        from tiersolve.gen.cholesky_model import cholesky_model
+
+        return cholesky_model(self.fmt, "gram", n, k, lam_q, rows, n_max=max(n, 2), k_max=k,
+                              guard_bits=self.guard_bits, inverse_format=self.inverse_format)
+
     def ridge_report(self, H, T, lam) -> RidgeReport:
         """Solve like :meth:`ridge_solve`; return the solution with its shifts and bounds."""
-        from tiersolve.gen.cholesky_model import cholesky_model, forward_error_bound
+        from tiersolve.gen.cholesky_model import forward_error_bound
 
         H, T = _as_2d_float(H, "H"), _as_2d_float(T, "T")
         _check_rows(H, T)
@@ -447,9 +456,7 @@ class FixedBackend(SolverBackend):
         Hq = fmt.quantise(np.ldexp(H, -h_shift)).values
         for t_shift in range(t_first, t_safe + 1):
             Tq = fmt.quantise(np.ldexp(T, -t_shift)).values
-            result = cholesky_model(fmt, "gram", n, k, lam_q, np.hstack([Hq, Tq]),
-                                    n_max=max(n, 2), k_max=k, guard_bits=self.guard_bits,
-                                    inverse_format=self.inverse_format)
+            result = self._gram_solve(n, k, lam_q, np.hstack([Hq, Tq]))
             if result.npd or not result.saturated:
                 break
         if result.npd:
@@ -593,6 +600,175 @@ class FixedBackend(SolverBackend):
         return np.ldexp(model.config.fmt.dequantise(W), state.t_shift - state.h_shift)
 
 
+class DeviceBackend(FixedBackend):
+    """The cores on a device: the :class:`FixedBackend`'s integers, computed by the gateware.
+
+    The device must have the Cholesky core and the incremental-update core
+    (``cores=cholesky,updater``). The backend takes the device's formats (data format for both
+    cores, pivot-inverse format, guard bits, rotation kind), plans every job exactly as a
+    :class:`FixedBackend` with those formats does (same shifts, same stored integers, same
+    retries on saturation), and has the device compute it: so ``FixedBackend(fmt=f,
+    inverse_format=i, guard_bits=g, head_format=f, head_rotation=r)`` and this backend give
+    the same results bit for bit (:meth:`matching_fixed_backend`).
+
+    Parameters
+    ----------
+    device : tiersolve.host.device.Device or str
+        An open device, or a device URL (opened here, closed by :meth:`close`).
+
+    Notes
+    -----
+    The device holds one head: a second :meth:`qr_init` replaces the first state (using the
+    first afterwards raises ``ValueError``). A refused or saturating downdate is undone with a
+    RESET and a LOAD of the saved ``R``, ``Z``, ``W`` (the device's flags are sticky until a
+    RESET).
+    """
+
+    name = "device"
+
+    def __init__(self, device):
+        from tiersolve.host.device import Device
+        from tiersolve.host.device import open as open_device
+
+        self._owned = not isinstance(device, Device)
+        self.device = open_device(device) if self._owned else device
+        info = self.device.info()
+        if "updater" not in info.cores:
+            if self._owned:
+                self.device.close()
+            raise ValueError(f"the device needs the incremental-update core (cores: "
+                             f"{', '.join(info.cores)}); build it with cores=cholesky,updater")
+        super().__init__(info.fmt, info.inverse_format, info.guard_bits, head_format=info.fmt,
+                         head_rotation=info.updater_rotation)
+        self._current = None
+
+    def matching_fixed_backend(self) -> FixedBackend:
+        """The :class:`FixedBackend` this device agrees with bit for bit."""
+        return FixedBackend(self.fmt, self.inverse_format, self.guard_bits,
+                            head_format=self.head_format, head_rotation=self.head_rotation)
+
+    def close(self) -> None:
+        """Close the device if this backend opened it."""
+        if self._owned:
+            self.device.close()
+
+    # -- one-step solves ----------------------------------------------------------------------
+
+    def _gram_solve(self, n, k, lam_q, rows):
+        from types import SimpleNamespace
+
+        from tiersolve.designs import regmap
+        from tiersolve.host.device import Job
+        from tiersolve.host.errors import NotPositiveDefinite, Saturated
+
+        job = Job(regmap.Op.CHOLESKY_GRAM, n, k, int(lam_q), np.asarray(rows, dtype=np.int64),
+                  0)
+        outcome = SimpleNamespace(x=None, npd=False, npd_index=0, saturated=False)
+        try:
+            outcome.x = self.device.run(job)
+        except NotPositiveDefinite as error:
+            outcome.npd, outcome.npd_index = True, error.index
+        except Saturated:
+            outcome.saturated = True
+        return outcome
+
+    # -- head -----------------------------------------------------------------------------------
+
+    def _command(self, state, op, *, new_saturation="raise", **kwargs):
+        from tiersolve.designs import regmap
+
+        if state is not self._current:
+            raise ValueError("this head state is no longer on the device (a later qr_init "
+                             "replaced it)")
+        model = state.model
+        status, values = self.device.updater_command(regmap.UpdaterOp(op), model.n, model.k,
+                                                     **kwargs)
+        if status["saturated"] and new_saturation == "raise":
+            raise ArithmeticError(f"the device's updater saturated during "
+                                  f"{regmap.UpdaterOp(op).name} (see FixedBackend.qr_init)")
+        return status, values
+
+    def _read(self, state, select, columns):
+        from tiersolve.designs import regmap
+
+        _, values = self._command(state, regmap.UpdaterOp.READ, select=select,
+                                  outputs=state.model.n * columns, new_saturation="ignore")
+        return values.reshape(state.model.n, columns)
+
+    def _restore(self, state, R, Z, W):
+        from tiersolve.designs import regmap
+
+        self._command(state, regmap.UpdaterOp.RESET, value=0)
+        for select, matrix in ((regmap.UpdaterSelect.R, R), (regmap.UpdaterSelect.Z, Z),
+                               (regmap.UpdaterSelect.W, W)):
+            self._command(state, regmap.UpdaterOp.LOAD, select=select, data=matrix)
+
+    def qr_init(self, n, k, lam, capacity=None, feature_bound=1.0, target_bound=1.0):
+        from tiersolve.designs import regmap
+
+        state = super().qr_init(n, k, lam, capacity, feature_bound, target_bound)
+        self._current = state
+        self._command(state, regmap.UpdaterOp.RESET, value=state.model.lam_sqrt)
+        return state
+
+    def qr_update(self, state, H, T, beta=1.0, forget_per="sample"):
+        from tiersolve.designs import regmap
+
+        Hq, Tq = self._quantise_rows(state, H, T)
+        config = state.model.config
+        constant = None if beta == 1 else config.forgetting_constant(beta)
+        for index, row in enumerate(np.hstack([Hq, Tq])):
+            forgetting = constant if (forget_per == "sample" or index == 0) else None
+            weight = (beta if forgetting is not None else 1.0) * state.weight + 1.0
+            if weight > state.capacity:
+                raise ValueError(f"the fixed head holds at most capacity={state.capacity:g} "
+                                 f"(forgetting-weighted) samples; give a larger capacity")
+            self._command(state, regmap.UpdaterOp.UPDATE, forgetting=forgetting, data=row)
+            state.weight = weight
+            state.rows += 1
+        return state
+
+    def qr_downdate(self, state, H, T):
+        from tiersolve.designs import regmap
+
+        Hq, Tq = self._quantise_rows(state, H, T)
+        saved = [self._read(state, select, columns) for select, columns in (
+            (regmap.UpdaterSelect.R, state.model.n), (regmap.UpdaterSelect.Z, state.model.k),
+            (regmap.UpdaterSelect.W, state.model.k))]
+        for row in np.hstack([Hq, Tq]):
+            status, _ = self._command(state, regmap.UpdaterOp.DOWNDATE, data=row,
+                                      new_saturation="ignore")
+            if status["refused"] or status["saturated"]:
+                self._restore(state, *saved)
+                raise DowndateRefused("the device's updater refused a downdate (it would lose "
+                                      "positive definiteness); R left unchanged")
+            state.weight -= 1.0
+        return state
+
+    def qr_add_outputs(self, state, count):
+        from tiersolve.designs import regmap
+        from tiersolve.gen.qr_model import IncrementalUpdaterModel
+
+        old = state.model
+        if old.k + count > self.device.info().k_max:
+            raise ValueError(f"{old.k + count} outputs exceed the device's k_max = "
+                             f"{self.device.info().k_max}")
+        R = self._read(state, regmap.UpdaterSelect.R, old.n)
+        pad = np.zeros((old.n, count), dtype=np.int64)
+        Z = np.hstack([self._read(state, regmap.UpdaterSelect.Z, old.k), pad])
+        W = np.hstack([self._read(state, regmap.UpdaterSelect.W, old.k), pad])
+        state.model = IncrementalUpdaterModel(old.config, old.n, old.k + count, lam_sqrt=0)
+        self._restore(state, R, Z, W)
+        return state
+
+    def qr_solve(self, state):
+        from tiersolve.designs import regmap
+
+        self._command(state, regmap.UpdaterOp.SOLVE)
+        W = self._read(state, regmap.UpdaterSelect.W, state.model.k)
+        return np.ldexp(state.model.config.fmt.dequantise(W), state.t_shift - state.h_shift)
+
+
 @dataclass
 class _FixedHeadState:
     model: object
@@ -680,7 +856,10 @@ def get_backend(backend) -> SolverBackend:
         return Float64Backend()
     if backend == "fixed":
         return FixedBackend()
-    raise ValueError(f"backend must be 'float64', 'fixed' or a SolverBackend, not {backend!r}")
+    if isinstance(backend, str) and backend.split("://")[0] in ("sim", "vsim", "uart", "pcie"):
+        return DeviceBackend(backend)
+    raise ValueError(f"backend must be 'float64', 'fixed', a device URL or a SolverBackend, "
+                     f"not {backend!r}")
 
 
 # -- helpers -----------------------------------------------------------------------------------

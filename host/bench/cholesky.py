@@ -8,11 +8,14 @@ For each ``n`` in ``--n`` and each lane count in ``--lanes`` (``k`` right-hand s
   the gateware (small ``n``; the Python simulator is too slow for ``n = 128``). Columns: Gram
   accumulation per row (row input included), factorisation (forward substitution included),
   back substitution, and the ratio of factor + solve cycles to the bound
-  ``n³/(6·lanes) + n²·k/lanes``; where the ratio misses the 1.25 goal, ``pivot wait`` (cycles
-  waiting for ``1/√s_j`` that no other work hides) and ``drain`` (pipeline drains between
-  columns) say where the cycles go, the rest being partly filled blocks (``n + k - j`` rows
-  in whole blocks of ``lanes``), the scaling pass (one cycle per block) and, in the back
-  substitution, ``11 + log2(lanes)`` cycles per row.
+  ``n³/(6·lanes) + n²·k/lanes``; where the ratio misses the 1.25 goal, the columns say where
+  the factorisation's cycles go: ``partial`` (cycles lost to partly filled blocks: column
+  ``j`` has ``n + k - j`` rows, issued in whole blocks of ``lanes``), ``scale`` (the scaling
+  passes, one cycle per block, interleaved with the next column), ``pivot wait`` (cycles that
+  issue nothing: a column waiting for the previous column's ``1/√s_j`` and scaling pass, the
+  chain that short columns cannot hide) and ``drain`` (the final drain); the back
+  substitution has no drain between rows, only a wait for ``X[i, 0]`` when a row is shorter
+  than the pipeline.
 - **time** of factor + solve at the clock frequency (``--fmax-mhz``, or the lowest Fmax that
   ``--synth`` measured, else an assumed 100 MHz, marked as such), beside the time of SciPy's
   ``cho_factor`` + ``cho_solve`` for the same ``n``, ``k`` on this machine's CPU (median of
@@ -44,7 +47,7 @@ __all__ = ["HELP", "accuracy_sweep", "add_arguments", "cpu_time_us", "cycle_tabl
 
 HELP = "cycles vs the n³/6P bound, time at Fmax vs SciPy, area and accuracy of the Cholesky core"
 
-#: (n_max, k_max, lanes) synthesised by ``--synth``.
+#: (n_max, k_max, lanes) synthesised by ``--synth`` (``--synth-config`` replaces them).
 SYNTH_CONFIGS = ((16, 4, 4), (64, 16, 16))
 
 #: (data format, pivot-inverse format) pairs of the accuracy plot.
@@ -64,6 +67,9 @@ def add_arguments(parser):
                         help="clock for the time column (default: from --synth, else 100)")
     parser.add_argument("--synth", action="store_true",
                         help="synthesise n_max 16 and 64 for ECP5-85F (minutes)")
+    parser.add_argument("--synth-config", nargs="+", default=None, metavar="N_MAX,K_MAX,LANES",
+                        help="configurations for --synth instead of 16,4,4 and 64,16,16 "
+                             "(e.g. 128,16,32: large ones take tens of minutes)")
     parser.add_argument("--plot", default=None, metavar="PNG",
                         help="write the accuracy plot here (e.g. docs/cholesky_accuracy.png)")
     parser.add_argument("--repeats", type=int, default=50,
@@ -101,6 +107,7 @@ def cycle_table(ns, lanes_list, k, rsqrt_latency):
         for lanes in lanes_list:
             c = cycle_model(n, k, lanes, rows=1, rsqrt_latency=rsqrt_latency)
             bound = n**3 / (6 * lanes) + n**2 * k / lanes
+            ideal_lane_cycles = sum((n + k - j) * (j + 1) for j in range(n))
             records.append({
                 "n": n, "k": k, "lanes": lanes,
                 "gram_cycles_per_row": c["gram_per_row"],
@@ -109,6 +116,9 @@ def cycle_table(ns, lanes_list, k, rsqrt_latency):
                 "factor_solve_cycles": c["factor"] + c["solve"],
                 "bound_cycles": bound,
                 "ratio_to_bound": (c["factor"] + c["solve"]) / bound,
+                "partial_block_cycles": round(
+                    (c["factor_busy_lane_cycles"] * lanes - ideal_lane_cycles) / lanes),
+                "scale_cycles": c["factor_scale"],
                 "pivot_wait_cycles": c["factor_pivot_wait"],
                 "drain_cycles": c["factor_drain"],
                 "output_cycles": c["output"],
@@ -185,12 +195,23 @@ def plot_accuracy(path, formats=ACCURACY_FORMATS):
     return sweeps
 
 
-def _synthesise(fmt, inverse_format):
+def _parse_synth_configs(texts):
+    configs = []
+    for text in texts:
+        try:
+            n_max, k_max, lanes = (int(part) for part in text.split(","))
+        except ValueError:
+            raise ValueError(f"--synth-config wants N_MAX,K_MAX,LANES, not {text!r}") from None
+        configs.append((n_max, k_max, lanes))
+    return tuple(configs)
+
+
+def _synthesise(fmt, inverse_format, configs=SYNTH_CONFIGS):
     from tiersolve.boards.synth import synthesize
     from tiersolve.gen.cholesky import CholeskySolver
 
     reports = []
-    for n_max, k_max, lanes in SYNTH_CONFIGS:
+    for n_max, k_max, lanes in configs:
         print(f"synthesising n_max={n_max} k_max={k_max} lanes={lanes} ...", file=sys.stderr)
         core = CholeskySolver(n_max, k_max, fmt, lanes, inverse_format=inverse_format)
         report = synthesize(core, target="ecp5-85f", top="tiersolve_cholesky")
@@ -207,7 +228,9 @@ def run(args) -> int:
     fmt = FixedFormat.parse(args.format)
     inverse_format = FixedFormat.parse(args.inverse_format) if args.inverse_format else None
     latency = _rsqrt_latency(fmt, inverse_format)
-    synth = _synthesise(fmt, inverse_format) if args.synth else []
+    configs = (_parse_synth_configs(args.synth_config) if getattr(args, "synth_config", None)
+               else SYNTH_CONFIGS)
+    synth = _synthesise(fmt, inverse_format, configs) if args.synth else []
     if args.fmax_mhz:
         fmax, fmax_source = args.fmax_mhz, "given"
     elif synth and all(s["fmax_mhz"] for s in synth):
@@ -223,14 +246,15 @@ def run(args) -> int:
         f"Cholesky core, {fmt}, k = {args.k}, rsqrt latency {latency}; time at {fmax:.1f} MHz "
         f"({fmax_source}); CPU: scipy cho_factor + cho_solve (float64)",
         "",
-        "| n | lanes | Gram cyc/row | factor cyc | solve cyc | bound | ratio | pivot wait |"
-        " drain | device µs | CPU µs |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| n | lanes | Gram cyc/row | factor cyc | solve cyc | bound | ratio | partial | scale |"
+        " pivot wait | drain | device µs | CPU µs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         lines.append(
             f"| {r['n']} | {r['lanes']} | {r['gram_cycles_per_row']} | {r['factor_cycles']} | "
             f"{r['solve_cycles']} | {r['bound_cycles']:.0f} | {r['ratio_to_bound']:.2f} | "
+            f"{r['partial_block_cycles']} | {r['scale_cycles']} | "
             f"{r['pivot_wait_cycles']} | {r['drain_cycles']} | {r['device_time_us']:.1f} | "
             f"{r['cpu_time_us']:.1f} |")
     if synth:

@@ -239,3 +239,114 @@ def test_control_reset_aborts_a_job():
     assert out["status"]["busy"] == 0 and out["status"]["done"] == 0
     assert out["count"] == 0
 
+
+
+# -- the incremental-update core behind the register map ----------------------------------------
+
+
+def test_updater_ops_match_the_gateware_ops():
+    from tiersolve.gen.qr import Op, Select
+
+    assert {op.name: int(op) for op in regmap.UpdaterOp} == {op.name: int(op) for op in Op}
+    assert {s.name: int(s) for s in regmap.UpdaterSelect} == {s.name: int(s) for s in Select}
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+def test_updater_parameters_are_checked():
+    with pytest.raises(ValueError, match="updater_rotation"):
+        SolverDesign(cores=("cholesky", "updater"), updater_rotation="systolic")
+    with pytest.raises(ValueError, match="units"):
+        SolverDesign(cores=("cholesky", "updater"), updater_units=3)
+    with pytest.raises(ValueError, match="not yet integrated"):
+        SolverDesign(cores=("cholesky", "qr"))
+
+
+async def updater_command(ctx, bus, op, n, k, *, value=0, forgetting=0, select=0, data=(),
+                          outputs=0):
+    """One updater command over the register bus: returns (status fields, outputs)."""
+    for name, word in (("UPDATER_SIZE", n | k << 16), ("UPDATER_VALUE", value),
+                       ("UPDATER_FORGET", forgetting),
+                       ("UPDATER_COMMAND", regmap.encode_fields("UPDATER_COMMAND", op=int(op),
+                                                                select=int(select)))):
+        await bus_write(ctx, bus, regmap.address(name), word)
+    for item in data:
+        await bus_write(ctx, bus, regmap.address("UPDATER_DATA"), int(item))
+    for _ in range(5000):
+        status = regmap.decode_fields(
+            "UPDATER_STATUS", await bus_read(ctx, bus, regmap.address("UPDATER_STATUS")))
+        if status["done"] or status["bad_command"]:
+            break
+    else:
+        raise AssertionError("updater command did not finish")
+    count = await bus_read(ctx, bus, regmap.address("UPDATER_COUNT"))
+    assert count == outputs
+    values = [to_signed(await bus_read(ctx, bus, regmap.UPDATER_RESULT_WINDOW + i))
+              for i in range(outputs)]
+    return status, np.array(values, dtype=np.int64)
+
+
+def test_updater_over_register_bus_is_bit_exact():
+    """RESET, UPDATE (with and without forgetting), a refused and an accepted DOWNDATE, SOLVE,
+    PREDICT, READ and LOAD of R, Z, W: every integer equals IncrementalUpdaterModel's."""
+    from tiersolve.gen.qr_model import IncrementalUpdaterModel, QRConfig
+
+    design = SolverDesign(cores=("cholesky", "updater"), n_max=N_MAX, k_max=K_MAX, lanes=LANES,
+                          bus="register")
+    assert regmap.decode_fields("UPDATER", design.identity()["UPDATER"]) == \
+        {"units": 1, "rotation": 1}
+    config = QRConfig(FMT, "multiplier")
+    n, k = 3, 2
+    rng = np.random.default_rng(11)
+    rows = FMT.quantise(rng.uniform(-1, 1, size=(5, n + k))).values
+    lam_sqrt = FMT.const(0.5)
+    model = IncrementalUpdaterModel(config, n, k, lam_sqrt=lam_sqrt)
+    Op, Select = regmap.UpdaterOp, regmap.UpdaterSelect
+    b = config.forgetting_constant(0.9)
+    one = 1 << FMT.width
+    seen = {}
+
+    async def bench(ctx):
+        bus = design.bus
+        status, _ = await updater_command(ctx, bus, Op.RESET, n, k, value=lam_sqrt)
+        assert status["done"] and not status["bad_command"]
+        for index, row in enumerate(rows[:4]):
+            status, _ = await updater_command(ctx, bus, Op.UPDATE, n, k, data=row,
+                                              forgetting=b if index == 2 else one)
+        seen["R"] = (await updater_command(ctx, bus, Op.READ, n, k, select=Select.R,
+                                           outputs=n * n))[1]
+        seen["Z"] = (await updater_command(ctx, bus, Op.READ, n, k, select=Select.Z,
+                                           outputs=n * k))[1]
+        big = FMT.quantise(np.full(n + k, 7.5)).values  # never folded in: refused
+        seen["refused"], _ = await updater_command(ctx, bus, Op.DOWNDATE, n, k, data=big)
+        seen["R after refusal"] = (await updater_command(ctx, bus, Op.READ, n, k,
+                                                         select=Select.R, outputs=n * n))[1]
+        seen["downdate"], _ = await updater_command(ctx, bus, Op.DOWNDATE, n, k, data=rows[3])
+        await updater_command(ctx, bus, Op.SOLVE, n, k)
+        seen["W"] = (await updater_command(ctx, bus, Op.READ, n, k, select=Select.W,
+                                           outputs=n * k))[1]
+        seen["y"] = (await updater_command(ctx, bus, Op.PREDICT, n, k, data=rows[4][:n],
+                                           outputs=k))[1]
+        seen["bad"], _ = await updater_command(ctx, bus, Op.UPDATE, n, k, forgetting=one + 1)
+        await updater_command(ctx, bus, Op.LOAD, n, k, select=Select.Z,
+                              data=rows[:n, :k].ravel())
+        seen["Z loaded"] = (await updater_command(ctx, bus, Op.READ, n, k, select=Select.Z,
+                                                  outputs=n * k))[1]
+        seen["status"] = regmap.decode_fields(
+            "UPDATER_STATUS", await bus_read(ctx, bus, regmap.address("UPDATER_STATUS")))
+
+    simulate(design, bench)
+    for index, row in enumerate(rows[:4]):
+        model.update(row[:n], row[n:], beta=0.9 if index == 2 else 1.0)
+    assert np.array_equal(seen["R"].reshape(n, n), model.R)
+    assert np.array_equal(seen["Z"].reshape(n, k), model.Z)
+    assert seen["refused"]["refused"] == 1
+    assert model.downdate(np.full(n, FMT.const(7.5)), np.full(k, FMT.const(7.5))).refused
+    assert np.array_equal(seen["R after refusal"].reshape(n, n), model.R)
+    assert seen["downdate"]["refused"] == 0
+    assert not model.downdate(rows[3][:n], rows[3][n:]).refused
+    W = model.solve()
+    assert np.array_equal(seen["W"].reshape(n, k), W)
+    assert np.array_equal(seen["y"], model.predict(rows[4][:n]))
+    assert seen["bad"]["bad_command"] == 1
+    assert np.array_equal(seen["Z loaded"].reshape(n, k), rows[:n, :k])
+    assert seen["status"]["saturated"] == int(model.saturated)

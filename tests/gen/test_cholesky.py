@@ -228,6 +228,48 @@ def test_cycle_model_matches_simulation(lanes):
                                + want["solve"] + want["output"])
 
 
+@pytest.mark.parametrize("n_max, k_max, lanes, jobs_nk", [
+    (20, 3, 2, [(20, 3), (11, 1)]),   # long columns: scaling passes slip in mid-column
+    (12, 2, 8, [(12, 2), (7, 2)]),    # short columns: steps q = j - 1 stall for the pass
+])
+def test_interleaved_schedule(n_max, k_max, lanes, jobs_nk):
+    """The factorisation interleaves column j's scaling pass with column j + 1's dot products
+    and the back substitution overlaps rows: both schedules still give the model's integers,
+    and ``cycle_model`` counts their cycles exactly."""
+    rng = np.random.default_rng(n_max + lanes)
+    core = make_core(n_max, k_max, Q6_12, lanes)
+    jobs = [Job("direct", n, k, Q6_12.const(0.125), spd_direct(rng, Q6_12, n, k, cond=50.0),
+                core) for n, k in jobs_nk]
+    results = simulate(core, jobs, deadline=2e-2)
+    for job, (_, _, phases) in zip(jobs, results, strict=True):
+        assert job.want.x is not None and not job.want.saturated
+        want = cycle_model(job.n, job.k, lanes, rsqrt_latency=core.rsqrt_latency)
+        assert phases[Phase.FACTOR] == want["factor"]
+        assert phases[Phase.SOLVE] == want["solve"]
+    schedule = cycle_model(20 if lanes == 2 else 12, 3 if lanes == 2 else 2, lanes,
+                           rsqrt_latency=core.rsqrt_latency)
+    assert schedule["factor_pivot_wait"] > 0  # the stall path is exercised
+
+
+def test_failed_pivot_flags_its_whole_column():
+    """A pivot found not positive while its column is still being issued: the job ends only
+    after the column's last s values (here one clips) are computed, as in the model, and the
+    next job works."""
+    fmt = Q6_12
+    n, k = 14, 2
+    core = make_core(n, k, fmt, 1)
+    a = np.eye(n)
+    a[0, 0], a[1, 1], a[1, 0] = 1 / 64, 0.5, 0.125  # L_10 = 1, s_1 = 0.5 - 1 < 0
+    a[0, 1] = a[1, 0]
+    b = np.zeros((n, k))
+    b[0, 1], b[1, 1] = 3.9, -20.0  # the last row's s in column 1 is -20 - 31.2: clips
+    failing = Job("direct", n, k, 0, np.hstack([fmt.quantise(a).values,
+                                                fmt.quantise(b).values]), core)
+    assert failing.want.npd and failing.want.npd_index == 1 and failing.want.saturated
+    rng = np.random.default_rng(2)
+    simulate(core, [failing, Job("direct", 5, 1, 0, spd_direct(rng, fmt, 5, 1), core)])
+
+
 # -- parameters and generation ----------------------------------------------------------------
 
 

@@ -14,7 +14,9 @@ from tiersolve.gen.cholesky_model import cholesky_model, forward_error_bound
 from tiersolve.host.cli import main
 from tiersolve.host.device import Device, Job, parse_url
 from tiersolve.host.errors import (
+    DeviceError,
     DeviceTimeout,
+    DowndateRefused,
     IncompatibleDevice,
     NotPositiveDefinite,
     Saturated,
@@ -254,3 +256,168 @@ def test_cli_info_solve_fit(tmp_path, capsys):
     assert main(["fit", "--device", url, str(tmp_path / "A.npy"), str(tmp_path / "b.csv"),
                  "--lam", "-1"]) == 2
     assert "lam" in capsys.readouterr().err
+
+
+# -- the incremental-update core (Device.reset(lam=...), update, downdate, predict, weights) -----
+
+UPDATER_URL = "sim://?n_max=4&k_max=2&lanes=1&format=Q6.12&cores=cholesky,updater"
+
+
+@pytest.fixture(scope="module")
+def updater_device():
+    with tiersolve.host.open(UPDATER_URL) as dev:
+        yield dev
+
+
+def head_model(device):
+    """The IncrementalUpdaterModel started as the device's updater was."""
+    from tiersolve.gen.qr_model import IncrementalUpdaterModel
+
+    head = device.head
+    return IncrementalUpdaterModel(head.config, head.n, head.k, lam_sqrt=head.lam_sqrt)
+
+
+def device_ints(device, select, columns):
+    head = device.head
+    _, values = device.updater_command(regmap.UpdaterOp.READ, head.n, head.k, select=select,
+                                       outputs=head.n * columns)
+    return values.reshape(head.n, columns)
+
+
+def check_head_session(device, rng, n, k, rows):
+    """Updates (one with forgetting), a downdate, a refused downdate, weights, predict: every
+    integer the device holds equals the model fed the same integers; W is within the model's
+    ridge_error_bound of the float64 ridge solution."""
+    from tiersolve.gen.qr_model import ridge_error_bound
+
+    H = rng.uniform(-1, 1, size=(rows, n))
+    T = H @ rng.uniform(-1, 1, size=(n, k)) + 0.05 * rng.normal(size=(rows, k))
+    lam = 0.25
+    device.reset(lam, n=n, k=k, feature_bound=1.0, target_bound=float(np.max(np.abs(T))),
+                 capacity=rows)
+    model = head_model(device)
+    head = device.head
+    h_int, t_int = head.quantise_rows(H, T)
+    device.update(H[:-1], T[:-1])
+    device.update(H[-1], T[-1], forget=0.95)
+    for index, (h, t) in enumerate(zip(h_int, t_int, strict=True)):
+        model.update(h, t, beta=0.95 if index == rows - 1 else 1.0)
+    assert np.array_equal(device_ints(device, regmap.UpdaterSelect.R, n), model.R)
+    assert np.array_equal(device_ints(device, regmap.UpdaterSelect.Z, k), model.Z)
+
+    # a row never folded in, far larger than the data: refused, R and Z untouched
+    R_before, Z_before = device.read_state()
+    with pytest.raises(DowndateRefused, match="unchanged"):
+        device.downdate(np.full(n, 1.0), np.full(k, head.target_bound))
+    R_after, Z_after = device.read_state()
+    assert np.array_equal(R_before, R_after) and np.array_equal(Z_before, Z_after)
+    h_big, t_big = head.quantise_rows(np.full(n, 1.0), np.full(k, head.target_bound))
+    assert model.downdate(h_big[0], t_big[0]).refused
+
+    device.downdate(H[0], T[0])
+    assert not model.downdate(h_int[0], t_int[0]).refused
+    W = device.weights()
+    W_int = model.solve()
+    scale = head.h_exponent - head.t_exponent - head.config.fmt.frac_bits
+    assert np.array_equal(W, np.ldexp(W_int.astype(float), scale))
+    y = device.predict(H[:2])
+    for row, h in enumerate(h_int[:2]):
+        assert np.array_equal(y[row], np.ldexp(model.predict(h).astype(float),
+                                               -head.t_exponent - head.config.fmt.frac_bits))
+    assert not model.saturated
+    # accuracy, on the rows 1..rows-2 at full weight (no forgetting): refit without it
+    device.reset(lam, n=n, k=k, feature_bound=1.0, target_bound=head.target_bound,
+                 capacity=rows)
+    device.update(H, T)
+    W = device.weights()
+    R, _ = device.read_state()
+    Hq = np.ldexp(h_int.astype(float), -head.h_exponent - head.config.fmt.frac_bits)
+    Tq = np.ldexp(t_int.astype(float), -head.t_exponent - head.config.fmt.frac_bits)
+    # the bound is stated for the scaled problem the core saw
+    s_h, s_t = 2.0 ** head.h_exponent, 2.0 ** head.t_exponent
+    bound = ridge_error_bound(head.config, Hq * s_h, Tq * s_t, lam * s_h ** 2, R * s_h,
+                              W * s_t / s_h)
+    exact = np.linalg.solve(Hq.T @ Hq + lam * np.eye(n), Hq.T @ Tq)
+    assert np.linalg.norm((W - exact) * s_t / s_h) <= bound
+
+
+def test_updater_session_is_bit_exact(updater_device):
+    info = updater_device.info()
+    assert info.cores == ("cholesky", "updater") and info.updater_rotation == "multiplier"
+    check_head_session(updater_device, np.random.default_rng(21), 3, 2, 6)
+
+
+def test_updater_checks_and_errors(updater_device):
+    device = updater_device
+    with pytest.raises(TypeError, match="needs n and k"):
+        device.reset(0.5)
+    with pytest.raises(ValueError, match="lam must be finite and > 0"):
+        device.reset(0.0, n=2, k=1)
+    with pytest.raises(ValueError, match="n = 5 exceeds"):
+        device.reset(0.5, n=5, k=1)
+    with pytest.raises(Saturated, match="rounds to zero"):
+        device.reset(1e-12, n=2, k=1, capacity=1000)
+    device.reset(0.5, n=2, k=1, feature_bound=1.0, target_bound=1.0, capacity=4)
+    with pytest.raises(ValueError, match="exceeds the feature_bound"):
+        device.update([2.0, 0.0], [0.0])
+    with pytest.raises(ValueError, match="t must have 1 row"):
+        device.update([0.5, 0.0], [0.0, 1.0])
+    with pytest.raises(ValueError, match="beta must be in"):
+        device.update([0.5, 0.0], [0.0], forget=1.5)
+    # far more rows than the declared capacity: the sticky flag becomes Saturated
+    device.reset(0.5, n=2, k=1, feature_bound=1.0, target_bound=1.0, capacity=1)
+    with pytest.raises(Saturated, match="sticky"):
+        for _ in range(40):
+            device.update([1.0, 1.0], [1.0])
+    # a reset recovers; load_state puts a saved state back
+    device.reset(0.5, n=2, k=1, capacity=4)
+    device.update([[0.5, -0.25], [0.125, 0.75]], [0.5, -0.5])
+    R, Z = device.read_state()
+    W = device.weights()
+    device.reset(0.5, n=2, k=1, capacity=4)
+    device.load_state(R, Z)
+    assert np.array_equal(device.read_state()[0], R)
+    assert np.array_equal(device.weights(), W)
+    device.reset()
+    with pytest.raises(DeviceError, match="not initialised"):
+        device.weights()
+
+
+def test_updater_absent_is_reported(device):
+    with pytest.raises(DeviceError, match="no incremental-update core"):
+        device.reset(0.5, n=2, k=1)
+
+
+@pytest.mark.verilator
+def test_updater_over_vsim_is_bit_exact(verilator):
+    """A bigger head (n = 12, k = 2, 40 rows) in Verilator: the same checks as over sim://."""
+    url = "vsim://?n_max=16&k_max=2&lanes=2&format=Q6.12&cores=cholesky,updater"
+    with tiersolve.host.open(url) as device:
+        check_head_session(device, np.random.default_rng(22), 12, 2, 40)
+
+
+def test_cli_update(tmp_path, capsys):
+    """`tiersolve update` folds rows in, takes one out and writes W; equal to the Device API."""
+    rng = np.random.default_rng(5)
+    H = rng.uniform(-1, 1, size=(5, 2))
+    T = H @ np.array([0.5, -0.25])
+    np.save(tmp_path / "H.npy", H)
+    np.savetxt(tmp_path / "T.csv", T, delimiter=",")
+    np.save(tmp_path / "Hd.npy", H[:1])
+    np.save(tmp_path / "Td.npy", T[:1])
+    args = ["update", "--device", UPDATER_URL, str(tmp_path / "H.npy"), str(tmp_path / "T.csv"),
+            "--lam", "0.5", "--downdate", str(tmp_path / "Hd.npy"), str(tmp_path / "Td.npy"),
+            "-o", str(tmp_path / "W.npy")]
+    assert main(args) == 0
+    W = np.load(tmp_path / "W.npy")
+    with tiersolve.host.open(UPDATER_URL) as device:
+        device.reset(0.5, n=2, k=1, feature_bound=np.max(np.abs(H)),
+                     target_bound=np.max(np.abs(T)), capacity=5)
+        device.update(H, T)
+        device.downdate(H[:1], T[:1])
+        assert np.array_equal(W, device.weights()[:, 0])
+    assert np.allclose(W, np.linalg.solve(H[1:].T @ H[1:] + 0.5 * np.eye(2), H[1:].T @ T[1:]),
+                       atol=0.01)
+    assert main(["update", "--device", "sim://", str(tmp_path / "H.npy"),
+                 str(tmp_path / "T.csv")]) == 2
+    assert "no incremental-update core" in capsys.readouterr().err

@@ -381,3 +381,41 @@ def test_activation_lipschitz_constants():
     for name, (function, lipschitz) in ACTIVATIONS.items():
         slopes = np.abs(np.diff(function(x)) / np.diff(x))
         assert slopes.max() <= lipschitz + 1e-9, name
+
+
+# -- device backend ------------------------------------------------------------------------------
+
+
+@pytest.mark.verilator
+def test_device_backend_equals_fixed_bit_for_bit(verilator):
+    """A small TwoTierClassifier trained on a vsim device (Cholesky core for the lower tier,
+    incremental-update core for the head, with a sliding window so that rows are downdated)
+    equals the same classifier on the FixedBackend with the device's formats: encoders, head
+    weights and predictions identical."""
+    from sklearn.datasets import load_iris
+    from tiersolve.host.learn import DeviceBackend
+
+    X, y = load_iris(return_X_y=True)
+    order = np.random.default_rng(0).permutation(len(X))
+    X, y = X[order], y[order]
+    url = ("vsim://?n_max=8&k_max=4&lanes=2&format=Q8.16&inverse_format=Q4.20"
+           "&cores=cholesky,updater")
+    backend = DeviceBackend(url)
+    try:
+        fixed = backend.matching_fixed_backend()
+        params = {"hidden_layer_sizes": (6,), "random_state": 0, "alpha": 0.5,
+                  "window": 40}
+        on_device = TwoTierClassifier(**params, backend=backend)
+        on_model = TwoTierClassifier(**params, backend=fixed)
+        for estimator in (on_device, on_model):
+            estimator.partial_fit(X[:30], y[:30], classes=np.unique(y))
+            for start in range(30, 90, 20):
+                estimator.partial_fit(X[start:start + 20], y[start:start + 20])
+        for a, b in zip(on_device.encoders_, on_model.encoders_, strict=True):
+            assert np.array_equal(a, b)
+        assert np.array_equal(on_device.coef_, on_model.coef_)
+        assert np.array_equal(on_device.predict(X), on_model.predict(X))
+        assert on_device.score(X[90:], y[90:]) > 0.7
+        assert backend.device.last_run["cycles"] > 0  # the device did the work
+    finally:
+        backend.close()

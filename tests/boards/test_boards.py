@@ -1,0 +1,362 @@
+"""Tests of the board catalogue, ``generate`` / ``build`` / ``program`` and their commands.
+
+One real bitstream is built from scratch with the YoWASP tools (iCEBreaker, the smallest solver;
+marked ``synth``, about 1.5 minutes). The failure paths of the build (a design that does not fit,
+one that misses timing) run the real build driver and report parsing against stand-in tools that
+print what nextpnr prints, so they take no time. The programmer is tested up to the command it
+would run.
+"""
+
+import gc
+import json
+import subprocess
+import sys
+
+import pytest
+from tiersolve.boards import build as board_build
+from tiersolve.boards import synth
+from tiersolve.boards.build import (
+    BoardError,
+    ProgrammerNotFoundError,
+    TimingNotMetError,
+    ecp5_pll_dividers,
+    generate,
+    program,
+    program_command,
+)
+from tiersolve.boards.catalogue import BOARDS, UnknownBoardError, get_board
+from tiersolve.host.cli import main
+
+# -- catalogue -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(BOARDS))
+def test_catalogue_entries_match_their_platforms(name):
+    board = get_board(name)
+    assert board.name == name
+    platform = board.platform()
+    assert platform.default_clk_frequency == board.oscillator_hz
+    if board.uart is not None:
+        uart = platform.lookup(board.uart, 0)
+        assert {io.name for io in uart.ios} >= {"rx", "tx"}
+    assert set(board.leds) <= {"busy", "done", "error"}
+    for led in board.leds.values():
+        resource = platform.lookup(led.resource, led.number)
+        if led.colour:
+            assert led.colour in {io.name for io in resource.ios}
+    if board.pll is None and board.bus == "uart":
+        assert board.clock_hz == board.oscillator_hz
+    else:
+        assert ecp5_pll_dividers(board.oscillator_hz, board.clock_hz)["output_hz"] == \
+            board.clock_hz
+    assert board.bus in ("uart", "axi-lite")
+    assert (board.uart is None) == (board.bus == "axi-lite")
+    if board.buildable:
+        assert board.family in ("ice40", "ecp5") and board.programmer
+
+
+def test_catalogue_covers_the_issue_boards():
+    families = [board.family for board in BOARDS.values()]
+    assert families.count("ecp5") >= 2 and "ice40" in families
+    assert any(not board.buildable and board.bus == "axi-lite" for board in BOARDS.values())
+    assert any(not board.buildable and board.bus == "uart" for board in BOARDS.values())
+
+
+def test_unknown_board_error_lists_the_known_boards(tmp_path):
+    for call in (lambda: get_board("nosuch"), lambda: generate("nosuch", tmp_path),
+                 lambda: board_build.build("nosuch", tmp_path),
+                 lambda: program("nosuch", dry_run=True)):
+        with pytest.raises(UnknownBoardError, match="nosuch") as error:
+            call()
+        for name in BOARDS:
+            assert name in str(error.value)
+    with pytest.raises(TypeError, match="str"):
+        get_board(3)
+
+
+@pytest.mark.parametrize("input_hz, output_hz", [(25e6, 45e6), (100e6, 48e6), (12e6, 100e6)])
+def test_ecp5_pll_dividers_are_in_range(input_hz, output_hz):
+    d = ecp5_pll_dividers(input_hz, output_hz)
+    assert d["output_hz"] == pytest.approx(input_hz * d["clkfb_div"] / d["clki_div"])
+    assert abs(d["output_hz"] - output_hz) <= output_hz * 1e-3
+    assert 3.125e6 <= input_hz / d["clki_div"] <= 400e6
+    assert 400e6 <= d["vco_hz"] == d["output_hz"] * d["clkop_div"] <= 800e6
+
+
+def test_ecp5_pll_rejects_what_it_cannot_make():
+    with pytest.raises(ValueError, match="48.0 MHz from 25.0 MHz"):
+        ecp5_pll_dividers(25e6, 48e6)  # 48/25 needs a 1 MHz phase-detector input
+    with pytest.raises(ValueError, match="outside"):
+        ecp5_pll_dividers(25e6, 500e6)
+
+
+# -- generate --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(BOARDS))
+def test_generate_writes_top_level_and_constraints(name, tmp_path):
+    board = get_board(name)
+    files = generate(board, tmp_path, n_max=4, k_max=1, lanes=1)
+    names = {path.name for path in files}
+    assert all(path.is_file() for path in files)
+    verilog = (tmp_path / "top.v").read_text()
+    assert "module top(" in verilog
+    if board.bus == "axi-lite":
+        assert names == {"top.v", "top.xdc"}
+        assert "axi__awvalid" in verilog
+        assert "create_clock -period 8.000" in (tmp_path / "top.xdc").read_text()
+        return
+    constraints = {"ice40": "top.pcf", "ecp5": "top.lpf", "xilinx7": "top.xdc"}[board.family]
+    assert {constraints, "build_top.sh", "build_top.json", "configuration.json"} <= names
+    text = (tmp_path / constraints).read_text()
+    platform = board.platform()
+    for pin in ("rx", "tx"):
+        location = next(io for io in platform.lookup("uart", 0).ios if io.name == pin)
+        assert location.ios[0].names[0] in text  # the UART pins are constrained
+    assert "CholeskySolver" in verilog or "cholesky" in verilog
+    configuration = json.loads((tmp_path / "configuration.json").read_text())
+    assert configuration["n_max"] == 4 and configuration["clock_hz"] == board.clock_hz
+    if board.pll == "ecp5":
+        dividers = ecp5_pll_dividers(board.oscillator_hz, board.clock_hz)
+        assert "EHXPLLL" in verilog
+        assert f"FREQUENCY NET \"pll_clock\" {float(board.clock_hz)} HZ" in text
+        assert f".CLKFB_DIV(32'd{dividers['clkfb_div']})" in verilog
+    if board.family in ("ice40", "ecp5"):
+        commands = json.loads((tmp_path / "build_top.json").read_text())["commands"]
+        assert [command[0] for command in commands][:2] == ["yosys", f"nextpnr-{board.family}"]
+        assert "--report" in commands[1]
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")  # the rejected design
+def test_generate_rejects_bad_solver_parameters(tmp_path):
+    with pytest.raises(ValueError):
+        generate("icebreaker", tmp_path, n_max=0)
+    with pytest.raises(TypeError, match="out"):
+        generate("icebreaker", 5)
+    gc.collect()  # the rejected design warns when collected: here, where that is ignored
+
+
+def test_generate_command_line(tmp_path, capsys):
+    out = tmp_path / "ulx3s"
+    assert main(["generate", "--board", "ulx3s-85f", "-p", "n_max=8", "-p", "k_max=2",
+                 "--output", str(out)]) == 0
+    assert "top.lpf" in capsys.readouterr().out
+    assert json.loads((out / "configuration.json").read_text())["n_max"] == 8
+    assert main(["generate", "--board", "ulx3s-85f", "-p", "clock_frequency=5",
+                 "--output", str(out)]) == 2
+    assert "only k_max, lanes, n_max" in capsys.readouterr().err
+    assert main(["generate", "--board", "nosuch", "--output", str(out)]) == 2
+    assert "known boards: icebreaker" in capsys.readouterr().err
+
+
+def test_boards_command_lists_every_board(capsys):
+    assert main(["boards", "-v"]) == 0
+    text = capsys.readouterr().out
+    for board in BOARDS.values():
+        assert board.name in text and board.description in text
+    assert "generate only" in text and "PLL from 25" in text
+
+
+# -- build -----------------------------------------------------------------------------------
+
+
+def test_build_refuses_generate_only_boards(tmp_path, capsys):
+    with pytest.raises(BoardError, match="vendor toolchain"):
+        board_build.build("arty-a7-35", tmp_path)
+    assert main(["build", "--board", "nitefury", "--out", str(tmp_path)]) == 2
+    assert "vendor toolchain" in capsys.readouterr().err
+
+
+def _fake_tools(monkeypatch, tmp_path, nextpnr_body: str):
+    """Stand-ins for yosys / nextpnr / ecppack: Python scripts run by the real build driver."""
+    scripts = {}
+    bodies = {
+        "yosys": "pass",
+        "nextpnr": nextpnr_body,
+        "pack": "import sys; open(sys.argv[sys.argv.index('--bit') + 1], 'w').write('bits')",
+    }
+    for name, body in bodies.items():
+        path = tmp_path / f"fake_{name}.py"
+        path.write_text(body + "\n")
+        scripts[name] = [sys.executable, str(path)]
+
+    def find(name):
+        return scripts["yosys" if name == "yosys" else
+                       "nextpnr" if name.startswith("nextpnr") else "pack"]
+
+    monkeypatch.setattr(board_build, "_find_build_tool", find)
+    monkeypatch.setattr(synth, "_tool_version", lambda command: "fake 1.0")
+
+
+_NEXTPNR_REPORT = """
+import json
+json.dump({{"utilization": {{"TRELLIS_COMB": {{"used": 30000, "available": 83640}},
+                             "TRELLIS_FF": {{"used": 9000, "available": 83640}},
+                             "MULT18X18D": {{"used": 12, "available": 156}},
+                             "DP16KD": {{"used": 20, "available": 208}}}},
+           "fmax": {{"pll_clock": {{"achieved": {fmax}, "constraint": 45.0}}}}}},
+          open("nextpnr-report.json", "w"))
+"""
+
+
+def test_build_reports_a_design_that_does_not_fit(monkeypatch, tmp_path):
+    _fake_tools(monkeypatch, tmp_path, "\n".join([
+        "print('Info: Device utilisation:')",
+        "print('Info:          TRELLIS_COMB: 99000/ 83640   118%')",
+        "print('Info:                DP16KD:    20/   208     9%')",
+        "raise SystemExit(1)",
+    ]))
+    with pytest.raises(synth.DesignDoesNotFitError, match="TRELLIS_COMB 99000/83640") as error:
+        board_build.build("ulx3s-85f", tmp_path / "out", n_max=4, k_max=1, lanes=1)
+    assert error.value.overused == {"TRELLIS_COMB": (99000, 83640)}
+
+
+def test_build_fails_on_missed_timing_with_the_numbers(monkeypatch, tmp_path, capsys):
+    _fake_tools(monkeypatch, tmp_path, _NEXTPNR_REPORT.format(fmax=40.5))
+    out = tmp_path / "out"
+    with pytest.raises(TimingNotMetError, match=r"pll_clock 40.5 MHz \(needs 45\)") as error:
+        board_build.build("ulx3s-85f", out, n_max=4, k_max=1, lanes=1)
+    report = json.loads((out / "report.json").read_text())
+    assert report == error.value.report
+    assert report["timing_met"] is False and report["fmax_mhz"] == 40.5
+    assert not (out / "top.bit").exists()
+    assert main(["build", "--board", "ulx3s-85f", "--n-max", "4", "--k-max", "1", "--lanes", "1",
+                 "--out", str(out)]) == 2
+    assert "timing not met" in capsys.readouterr().err
+
+
+def test_build_report_from_nextpnr_numbers(monkeypatch, tmp_path):
+    _fake_tools(monkeypatch, tmp_path, _NEXTPNR_REPORT.format(fmax=51.25))
+    lines = []
+    result = board_build.build("ulx3s-85f", tmp_path / "out", n_max=4, k_max=1, lanes=1,
+                               progress=lines.append)
+    report = result.report
+    assert report["resources"]["luts"] == {"used": 30000, "available": 83640,
+                                           "percent": round(100 * 30000 / 83640, 2)}
+    assert report["resources"]["dsps"]["used"] == 12
+    assert report["resources"]["block_rams"]["used"] == 20
+    assert report["timing_met"] is True and report["clock_mhz"] == 45
+    assert result.bitstream == tmp_path / "out" / "top.bit" and result.bitstream.is_file()
+    assert lines[1].startswith("[1/3] yosys") and lines[3].startswith("[2/3] nextpnr-ecp5")
+    assert "Fmax        pll_clock 51.2 MHz (needs 45): met" in result.summary
+    assert (tmp_path / "out" / "summary.txt").read_text() == result.summary
+
+
+@pytest.mark.synth
+def test_real_icebreaker_bitstream_from_scratch(tmp_path):
+    """The smallest solver on the iCEBreaker, built with the YoWASP tools (≈1.5 min)."""
+    lines = []
+    result = board_build.build("icebreaker", tmp_path, n_max=4, k_max=1, lanes=1,
+                               progress=lines.append)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report == result.report
+    assert report["configuration"]["n_max"] == 4
+    resources = report["resources"]
+    assert set(resources) == {"luts", "ffs", "dsps", "block_rams", "spram"}
+    assert resources["luts"]["available"] == 5280 and resources["dsps"]["available"] == 8
+    assert resources["block_rams"]["available"] == 30 and resources["spram"]["available"] == 4
+    for usage in resources.values():
+        assert 0 <= usage["used"] <= usage["available"]
+        assert usage["percent"] == round(100 * usage["used"] / usage["available"], 2)
+    # a solver has a multiplier, flip-flops, logic and memories
+    assert resources["dsps"]["used"] >= 1 and resources["block_rams"]["used"] >= 1
+    assert resources["luts"]["used"] > 500 and resources["ffs"]["used"] > 200
+    assert report["clock_mhz"] == 12 and report["timing_met"] is True
+    assert report["fmax_mhz"] >= 12
+    assert report["tools"]["yosys"].startswith("Yosys")
+    assert "nextpnr" in report["tools"]["nextpnr-ice40"]
+    # an iCE40UP5K bitstream (.bin) has a fixed size of 104,090 bytes
+    assert result.bitstream.stat().st_size == 104090
+    assert any(line.startswith("[3/3] icepack") for line in lines)
+
+
+# -- program ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def bitstream(tmp_path):
+    path = tmp_path / "top.bit"
+    path.write_bytes(b"\xff" * 16)
+    return path
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("icebreaker", ["iceprog", "{bitstream}"]),
+    ("ulx3s-85f", ["openFPGALoader", "-b", "ulx3s", "{bitstream}"]),
+    ("ecpix5-85f", ["openFPGALoader", "-c", "ft2232", "{bitstream}"]),
+    ("arty-a7-35", ["openFPGALoader", "-b", "arty", "{bitstream}"]),
+])
+def test_program_command_line(name, expected, bitstream, monkeypatch):
+    monkeypatch.delenv("ICEPROG", raising=False)
+    monkeypatch.delenv("OPENFPGALOADER", raising=False)
+    expected = [argument.replace("{bitstream}", str(bitstream)) for argument in expected]
+    assert program(name, bitstream, dry_run=True) == expected
+    assert program_command(name, bitstream) == expected
+
+
+def test_program_runs_the_programmer(bitstream, monkeypatch):
+    monkeypatch.delenv("OPENFPGALOADER", raising=False)
+    calls = []
+    monkeypatch.setattr(board_build.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    monkeypatch.setattr(board_build.subprocess, "run",
+                        lambda command: calls.append(command) or
+                        subprocess.CompletedProcess(command, 0))
+    assert program("ulx3s-85f", bitstream) == ["openFPGALoader", "-b", "ulx3s", str(bitstream)]
+    assert calls == [["/usr/bin/openFPGALoader", "-b", "ulx3s", str(bitstream)]]
+    monkeypatch.setattr(board_build.subprocess, "run",
+                        lambda command: subprocess.CompletedProcess(command, 1))
+    with pytest.raises(BoardError, match="status 1: is the .* connected over USB"):
+        program("ulx3s-85f", bitstream)
+
+
+def test_program_environment_override(bitstream, monkeypatch):
+    monkeypatch.setenv("ICEPROG", "/opt/icestorm/iceprog")
+    assert program("icebreaker", bitstream, dry_run=True) == ["/opt/icestorm/iceprog",
+                                                              str(bitstream)]
+
+
+@pytest.mark.parametrize("name, package", [("icebreaker", "fpga-icestorm"),
+                                           ("ecpix5-85f", "openfpgaloader")])
+def test_program_names_the_debian_package_of_a_missing_tool(name, package, bitstream,
+                                                            monkeypatch, capsys):
+    monkeypatch.delenv("ICEPROG", raising=False)
+    monkeypatch.delenv("OPENFPGALOADER", raising=False)
+    monkeypatch.setattr(board_build.shutil, "which", lambda tool: None)
+    with pytest.raises(ProgrammerNotFoundError, match=f"sudo apt install {package}"):
+        program(name, bitstream)
+    assert main(["program", "--board", name, str(bitstream)]) == 2
+    assert f"apt install {package}" in capsys.readouterr().err
+
+
+def test_program_errors(tmp_path, bitstream, capsys):
+    with pytest.raises(BoardError, match="no bitstream at .*tiersolve build --board icebreaker"):
+        program("icebreaker", tmp_path / "missing.bin")
+    with pytest.raises(BoardError, match="vendor tool"):
+        program("nitefury", bitstream)
+    assert main(["program", "--board", "nosuch", str(bitstream), "--dry-run"]) == 2
+    assert "known boards: icebreaker, ulx3s-85f" in capsys.readouterr().err
+    assert main(["program", "--board", "icebreaker", str(bitstream), "--dry-run"]) == 0
+    assert capsys.readouterr().out.strip().endswith(str(bitstream))
+
+
+# -- benchmark -------------------------------------------------------------------------------
+
+
+def test_bench_table_and_fit_cycles():
+    from tiersolve.gen.cholesky_model import cycle_model
+    from tiersolve.host.bench.build import fit_cycles, markdown_table
+    from tiersolve.host.bench.cholesky import _rsqrt_latency
+
+    model = cycle_model(16, 4, 4, rsqrt_latency=_rsqrt_latency("Q6.12", None))
+    assert fit_cycles(16, 4, 4) == model["factor"] + model["solve"] + model["output"]
+    row = {"board": "ulx3s-85f", "n_max": 16, "k_max": 4, "lanes": 4, "clock_mhz": 45.0,
+           "luts_percent": 12.345, "dsps_percent": 5.0, "block_rams_percent": 3.0,
+           "fmax_mhz": 60.0, "fit_cycles": 6000, "fit_us_at_fmax": 100.0,
+           "fit_us_at_clock": 133.3, "status": "fits"}
+    table = markdown_table([row, {**row, "n_max": 128, "status": "does not fit: DP16KD 300/208",
+                                  "luts_percent": None, "fmax_mhz": None,
+                                  "fit_us_at_fmax": None}])
+    lines = table.splitlines()
+    assert lines[2] == ("| ulx3s-85f | 16 / 4 / 4 | 12.3 | 5.0 | 3.0 | 60.0 | 45 | 6000 | 100.0 "
+                        "| 133.3 | not integrated | fits |")
+    assert "| — |" in lines[3] and "does not fit: DP16KD 300/208" in lines[3]

@@ -1,0 +1,292 @@
+"""Bit-exact simulation tests of :mod:`tiersolve.gen.qr` against :mod:`tiersolve.gen.qr_model`.
+
+Each test runs a script of commands through the Amaranth simulator and through the model and
+compares every integer read back (``R``, ``Z``, ``W``, predictions) and the flags. Sizes are
+small (n <= 5) because the Python simulator runs about 25k cycles/s.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tiersolve.gen.fixed import FixedFormat
+from tiersolve.gen.qr import IncrementalUpdater, Op, QRSolver, Select
+from tiersolve.gen.qr_model import IncrementalUpdaterModel, QRConfig, QRSolverModel
+from tiersolve.gen.sim import run_simulation, stream_get, stream_put
+
+
+def run_script(dut, script, n, k, deadline=2e-3):
+    """Run ``script`` (a list of ``(op, args)``) on ``dut``; return what came back.
+
+    Ops: ``("reset", lam_sqrt)``, ``("update", h, t, forgetting)``, ``("downdate", h, t)``,
+    ``("solve",)``, ``("predict", h)``, ``("read", select)``, ``("load", select, values)``.
+    Returns a list with, per op, ``(values_out, flags)``; ``flags`` are ``refused``,
+    ``saturated``, ``bad_command``, ``cycles`` after the op.
+    """
+    w = dut.fmt.width
+    results = []
+
+    async def bench(ctx):
+        for step in script:
+            name = step[0]
+            op = {"reset": Op.RESET, "update": Op.UPDATE, "downdate": Op.DOWNDATE,
+                  "solve": Op.SOLVE, "predict": Op.PREDICT, "read": Op.READ,
+                  "load": Op.LOAD}[name]
+            payload = {"op": op, "select": 0, "n": n, "k": k, "value": 0,
+                       "forgetting": 1 << w}
+            inputs, outputs = [], 0
+            if name == "reset":
+                payload["value"] = int(step[1])
+            elif name in ("update", "downdate"):
+                inputs = [int(v) for v in step[1]] + [int(v) for v in step[2]]
+                if name == "update" and len(step) > 3 and step[3] is not None:
+                    payload["forgetting"] = int(step[3])
+            elif name == "predict":
+                inputs = [int(v) for v in step[1]]
+                outputs = k
+            elif name == "read":
+                payload["select"] = step[1]
+                outputs = n * n if step[1] == Select.R else n * k
+            elif name == "load":
+                payload["select"] = step[1]
+                inputs = [int(v) for v in np.ravel(step[2])]
+            await stream_put(ctx, dut.command, payload)
+            if ctx.get(dut.bad_command):
+                inputs, outputs = [], 0
+            for value in inputs:
+                await stream_put(ctx, dut.i, value)
+            values = []
+            for _ in range(outputs):
+                out = await stream_get(ctx, dut.o)
+                values.append(out.value)
+            while ctx.get(dut.busy):
+                await ctx.tick()
+            results.append((values, {"refused": ctx.get(dut.refused),
+                                     "saturated": ctx.get(dut.saturated),
+                                     "bad_command": ctx.get(dut.bad_command),
+                                     "cycles": ctx.get(dut.cycles)}))
+
+    run_simulation(dut, bench, deadline=deadline)
+    return results
+
+
+def model_script(model, script):
+    """What :func:`run_script` must return, from the model (cycles excluded)."""
+    results = []
+    n, k = model.n, model.k
+    for step in script:
+        name = step[0]
+        values = []
+        if name == "reset":
+            model.__init__(model.config, n, k, int(step[1]))
+        elif name == "update":
+            forgetting = step[3] if len(step) > 3 else None
+            if isinstance(model, IncrementalUpdaterModel) and forgetting is not None:
+                model.update_with_constant(step[1], step[2], forgetting)
+            else:
+                model.fold(step[1], step[2])
+            model.last_refused = False
+        elif name == "downdate":
+            model.last_refused = model.downdate(step[1], step[2]).refused
+        elif name == "solve":
+            model.W = model.solve() if not isinstance(model, IncrementalUpdaterModel) \
+                else model.solve()
+        elif name == "predict":
+            values = [int(v) for v in model.predict(step[1])]
+        elif name == "read":
+            matrix = {Select.R: model.R, Select.Z: model.Z, Select.W: model.W}[step[1]]
+            values = [int(v) for v in np.ravel(matrix)]
+        elif name == "load":
+            key = {Select.R: "R", Select.Z: "Z", Select.W: "W"}[step[1]]
+            model.load(**{key: np.asarray(step[2])})
+        results.append((values, {"refused": int(getattr(model, "last_refused", False)),
+                                 "saturated": int(model.saturated), "bad_command": 0}))
+    return results
+
+
+def check_script(dut, model, script, n, k):
+    hardware = run_script(dut, script, n, k)
+    expected = model_script(model, script)
+    pairs = zip(hardware, expected, strict=True)
+    for index, ((got, got_flags), (want, want_flags)) in enumerate(pairs):
+        assert got == want, f"step {index} {script[index][0]}: {got} != {want}"
+        for flag, value in want_flags.items():
+            assert got_flags[flag] == value, f"step {index} {script[index][0]}: {flag}"
+    return hardware
+
+
+def random_rows(fmt, rng, count, n, k, scale=0.5):
+    values = fmt.quantise(rng.uniform(-scale, scale, (count, n + k))).values
+    return [(v[:n], v[n:]) for v in values]
+
+
+READ_ALL = [("read", Select.R), ("read", Select.Z)]
+
+
+@pytest.mark.parametrize("rotation", ["cordic", "multiplier"])
+@pytest.mark.parametrize("units, fmt, n, k", [
+    (1, FixedFormat(4, 12), 3, 1),
+    (2, FixedFormat(4, 12), 4, 2),
+    (4, FixedFormat(5, 14), 5, 1),
+])
+def test_updater_bit_exact(rotation, units, fmt, n, k):
+    """Updates with beta = 1 and beta < 1, an all-zero row, a repeated row, solve, predict."""
+    rng = np.random.default_rng(units * 10 + n)
+    config = QRConfig(fmt, rotation)
+    dut = IncrementalUpdater(5, 2, fmt, units=units, rotation=rotation)
+    model = IncrementalUpdaterModel(config, n, k, 0)
+    rows = random_rows(fmt, rng, 3, n, k)
+    forgetting = config.forgetting_constant(0.9)
+    zero = (np.zeros(n, np.int64), np.zeros(k, np.int64))
+    script = [("reset", fmt.const(0.5))]
+    script += [("update", h, t) for h, t in rows]
+    script += [("update", *zero), ("update", *rows[0]), ("update", *rows[0])]
+    script += [("update", h, t, forgetting) for h, t in rows[:2]]
+    script += READ_ALL + [("solve",), ("read", Select.W), ("predict", rows[1][0])]
+    check_script(dut, model, script, n, k)
+
+
+@pytest.mark.parametrize("rotation", ["cordic", "multiplier"])
+def test_downdate_and_refusal_bit_exact(rotation):
+    """Downdating every sample back returns (bit for bit with the model) to about √λ·I; a
+    downdate that must be refused sets ``refused`` and leaves R, Z as they were."""
+    fmt = FixedFormat(4, 12)
+    n, k = 3, 1
+    rng = np.random.default_rng(4)
+    dut = IncrementalUpdater(4, 2, fmt, units=2, rotation=rotation)
+    model = IncrementalUpdaterModel(QRConfig(fmt, rotation), n, k, 0)
+    rows = random_rows(fmt, rng, 3, n, k)
+    lam = fmt.const(1.0)
+    script = [("reset", lam)] + [("update", h, t) for h, t in rows]
+    script += [("downdate", h, t) for h, t in rows[::-1]] + READ_ALL
+    bad = (fmt.quantise([0.1, 0.2, 3.0]).values, fmt.quantise([0.0]).values)
+    script += [("update", *rows[0]), ("downdate", *bad)] + READ_ALL
+    results = check_script(dut, model, script, n, k)
+    R_back = np.array(results[1 + 3 + 3][0]).reshape(n, n)
+    assert np.abs(R_back - lam * np.eye(n)).max() <= 8
+    assert results[-3][1]["refused"] == 1
+    assert results[-4][1]["refused"] == 0
+
+
+@pytest.mark.parametrize("rotation", ["cordic", "multiplier"])
+def test_load_then_solve_bit_exact(rotation):
+    fmt = FixedFormat(4, 12)
+    n, k = 3, 2
+    rng = np.random.default_rng(8)
+    R = np.triu(fmt.quantise(rng.uniform(-1, 1, (n, n))).values)
+    R[np.arange(n), np.arange(n)] = fmt.quantise(rng.uniform(0.5, 1.5, n)).values
+    Z = fmt.quantise(rng.uniform(-1, 1, (n, k))).values
+    W = fmt.quantise(rng.uniform(-1, 1, (n, k))).values
+    dut = IncrementalUpdater(4, 2, fmt, units=1, rotation=rotation)
+    model = IncrementalUpdaterModel(QRConfig(fmt, rotation), n, k, 0)
+    script = [("reset", 0), ("load", Select.R, R), ("load", Select.Z, Z), ("load", Select.W, W),
+              ("predict", fmt.quantise([0.5, -0.25, 0.75]).values), ("solve",),
+              ("read", Select.W)] + READ_ALL
+    check_script(dut, model, script, n, k)
+
+
+@pytest.mark.parametrize("rotation", ["cordic", "multiplier"])
+def test_qr_solver_bit_exact_and_cycles(rotation):
+    """QRSolver: rows in, W out, bit-exact; UPDATE takes exactly ``update_cycles``."""
+    fmt = FixedFormat(5, 13)
+    n, k = 4, 1
+    rng = np.random.default_rng(1)
+    dut = QRSolver(4, 1, fmt, units=2, rotation=rotation)
+    model = QRSolverModel(QRConfig(fmt, rotation), n, k, 0)
+    script = [("reset", fmt.const(0.25))]
+    script += [("update", h, t) for h, t in random_rows(fmt, rng, 4, n, k)]
+    script += [("solve",), ("read", Select.W), ("read", Select.R)]
+    results = check_script(dut, model, script, n, k)
+    for _, flags in results[1:5]:
+        assert flags["cycles"] == dut.update_cycles(n, k)
+
+
+def test_cycles_formula_updater_downdate():
+    fmt = FixedFormat(4, 12)
+    dut = IncrementalUpdater(4, 2, fmt, units=4, rotation="cordic")
+    rows = random_rows(fmt, np.random.default_rng(2), 1, 3, 2)
+    results = run_script(dut, [("reset", fmt.const(1.0)), ("update", *rows[0]),
+                               ("downdate", *rows[0])], 3, 2)
+    assert results[1][1]["cycles"] == dut.update_cycles(3, 2)
+    assert results[2][1]["cycles"] == dut.update_cycles(3, 2, hyperbolic=True)
+
+
+def test_bad_commands():
+    fmt = FixedFormat(4, 12)
+    dut = QRSolver(3, 1, fmt, units=1, rotation="multiplier")
+    results = run_script(dut, [("reset", 0), ("solve",)], 4, 1)
+    assert results[0][1]["bad_command"] == 1  # n > n_max
+    results = run_script(dut, [("downdate", [0, 0, 0], [0])], 3, 1)
+    assert results[0][1]["bad_command"] == 1  # no downdate in the QR solver
+
+
+def test_parameter_validation():
+    with pytest.raises(ValueError, match="units"):
+        IncrementalUpdater(4, 1, "Q4.12", units=3)
+    with pytest.raises(TypeError, match="n_max"):
+        IncrementalUpdater(4.0, 1, "Q4.12")
+    with pytest.raises(ValueError, match="rotation"):
+        QRSolver(4, 1, "Q4.12", rotation="householder")
+
+
+def test_forgetting_run_in_simulation():
+    """A shorter long run: 25 updates with beta = 0.95 stay bit-exact (multiplier, n = 2)."""
+    fmt = FixedFormat(4, 12)
+    n, k = 2, 1
+    config = QRConfig(fmt, "multiplier")
+    rng = np.random.default_rng(6)
+    dut = IncrementalUpdater(2, 1, fmt, units=2, rotation="multiplier")
+    model = IncrementalUpdaterModel(config, n, k, 0)
+    forgetting = config.forgetting_constant(0.95)
+    script = [("reset", fmt.const(0.5))]
+    script += [("update", h, t, forgetting) for h, t in random_rows(fmt, rng, 25, n, k)]
+    script += READ_ALL
+    check_script(dut, model, script, n, k)
+
+
+@pytest.mark.verilator
+def test_verilator_cross_simulation(verilator):
+    """The generated Verilog of one IncrementalUpdater (CORDIC, 2 units, n = 6, k = 2) run in
+    Verilator gives the model's integers: updates with and without forgetting, a downdate, a
+    refused downdate, solve, predict, reads; and its UPDATE spacing is the cycle formula."""
+    from tiersolve.gen.crosssim import VerilatorSimulation
+    from tiersolve.host.bench.qr import script_streams
+
+    fmt = FixedFormat(5, 13)
+    n, k = 6, 2
+    config = QRConfig(fmt, "cordic")
+    rng = np.random.default_rng(12)
+    dut = IncrementalUpdater(6, 2, fmt, units=2, rotation="cordic")
+    rows = random_rows(fmt, rng, 10, n, k)
+    forgetting = config.forgetting_constant(0.97)
+    bad = (fmt.quantise([0, 0, 0, 0, 0, 3.5]).values, np.zeros(k, np.int64))
+    script = [("reset", fmt.const(0.25))] + [("update", h, t) for h, t in rows[:4]]
+    script += [("update", h, t, forgetting) for h, t in rows[4:]]
+    script += [("downdate", *rows[7]), ("downdate", *bad), ("solve",), ("predict", rows[0][0])]
+    script += READ_ALL + [("read", Select.W)]
+    commands, values, outputs = script_streams(script, n, k, fmt)
+    simulation = VerilatorSimulation(dut, top="qr_updater", log=None)
+    result = simulation.run({"command": commands, "i": values}, {"o": outputs},
+                            ready_seed=3, ready_probability=0.7)
+    expected = [v for values_, _ in model_script(IncrementalUpdaterModel(config, n, k, 0),
+                                                  script) for v in values_]
+    got = [payload["value"] for payload in result.values("o")]
+    assert got == expected
+    model = IncrementalUpdaterModel(config, n, k, 0)
+    model_script(model, script)
+    assert result.port_value("saturated") == int(model.saturated)
+    assert result.port_value("refused") == 1  # the last DOWNDATE (of `bad`) was refused
+    accepted = result.input_cycles["command"]
+    assert accepted[2] - accepted[1] == dut.update_cycles(n, k)
+
+
+def test_forgetting_constant_out_of_range_is_a_bad_command():
+    fmt = FixedFormat(4, 12)
+    dut = IncrementalUpdater(2, 1, fmt, units=1, rotation="multiplier")
+    results = run_script(dut, [("reset", fmt.const(1.0)), ("update", [1, 2], [3], 0),
+                               ("update", [1, 2], [3], (1 << fmt.width) + 1),
+                               ("update", [1, 2], [3], 1 << fmt.width)], 2, 1)
+    assert [flags["bad_command"] for _, flags in results] == [0, 1, 1, 0]
+    model = IncrementalUpdaterModel(QRConfig(fmt, "multiplier"), 2, 1, 0)
+    with pytest.raises(ValueError, match="forgetting constant"):
+        model.update_with_constant([1, 2], [3], 0)
