@@ -126,27 +126,48 @@ def build_params(spec, given: dict[str, str]) -> dict:
 
 def _setup_demo(parser):
     parser.add_argument("--backends", default="float64,fixed",
-                        help="comma-separated backends to compare (default: float64,fixed)")
+                        help="comma-separated backends to compare: float64, fixed, device "
+                             "(default: float64,fixed)")
     parser.add_argument("--out", default="demo-output",
                         help="folder for the plots (default: demo-output)")
-    parser.add_argument("--hidden", type=int, default=64,
-                        help="lower-tier width (default: 64)")
+    parser.add_argument("--hidden", type=int, default=None,
+                        help="lower-tier width (default: 64; with the device backend, the "
+                             "device's n_max - 1, 15 for the default device)")
     parser.add_argument("--batch-size", type=int, default=25,
                         help="samples per partial_fit call (default: 25)")
+    parser.add_argument("--device", default=None, metavar="URL",
+                        help="device of the 'device' backend (default: a Verilator-simulated "
+                             "design sized for the demo, compiled on first use: "
+                             "vsim://?n_max=16&k_max=10&format=Q8.16&...)")
+    parser.add_argument("--fmax-mhz", type=float, default=None,
+                        help="clock for converting the device's cycles to time (default: "
+                             "105.2, the Cholesky core's Fmax at n_max=16 on ECP5-85F)")
 
 
 def _run_demo(args) -> int:
     try:
-        from tiersolve.host.demo import run_demo
+        from tiersolve.host.demo import DEFAULT_DEVICE_URL, DEFAULT_FMAX_MHZ, run_demo
     except ModuleNotFoundError as error:  # scikit-learn / matplotlib missing
         raise CliError(f"the demo needs {error.name}: pip install -e '.[learn]'") from None
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     if not backends:
         raise CliError("--backends names no backend")
-    if args.hidden < 1 or args.batch_size < 1:
+    unknown = sorted(set(backends) - {"float64", "fixed", "device"})
+    if unknown:
+        raise CliError(f"unknown backend(s) {', '.join(unknown)}; known: float64, fixed, device")
+    if (args.hidden is not None and args.hidden < 1) or args.batch_size < 1:
         raise CliError("--hidden and --batch-size must be positive")
-    run_demo(backends, out=args.out, hidden_layer_sizes=(args.hidden,),
-             batch_size=args.batch_size)
+    if args.fmax_mhz is not None and not args.fmax_mhz > 0:
+        raise CliError(f"--fmax-mhz must be positive, not {args.fmax_mhz}")
+    if args.device is not None and "device" not in backends:
+        raise CliError("--device needs 'device' in --backends")
+    try:
+        run_demo(backends, out=args.out,
+                 hidden_layer_sizes=None if args.hidden is None else (args.hidden,),
+                 batch_size=args.batch_size, device=args.device or DEFAULT_DEVICE_URL,
+                 fmax_mhz=args.fmax_mhz or DEFAULT_FMAX_MHZ)
+    except ValueError as error:  # a device too small for the demo, a malformed URL
+        raise CliError(str(error)) from None
     return 0
 
 
@@ -203,6 +224,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `tiersolve boards | head`
+        sys.stdout = None
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

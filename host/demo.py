@@ -7,7 +7,17 @@ mini-batches (the head grows one output column per new class and is updated by t
 incremental updater; the lower tier stays as it is). After every step it measures the accuracy
 on the held-out samples of all ten classes, of the old classes and of the new ones, prints a
 progress line, and at the end saves the learning curve as a PNG. It runs each backend in
-turn (``"float64"``, ``"fixed"``; a device backend plugs in the same way).
+turn: ``"float64"``, ``"fixed"`` (the bit-exact models) and ``"device"`` (the cores on a device,
+by default the built-in Verilator-simulated one, :data:`DEFAULT_DEVICE_URL`).
+
+With a device, the demo's ``"fixed"`` backend is the device's
+:meth:`~tiersolve.host.learn.DeviceBackend.matching_fixed_backend` (same formats), both solve the
+lower tier's ridge problems in blocks of ``k_max`` right-hand-side columns
+(:class:`ColumnBlockedBackend`: the autoencoder of a layer has as many right-hand sides as the
+layer has inputs, 64 for digits, more than a small core's ``k_max``), and the demo checks that
+the two agree bit for bit. The device's core cycles (its ``CYCLES`` counters, summed over every
+job and updater command) are converted to time at ``fmax_mhz`` (default
+:data:`DEFAULT_FMAX_MHZ`, the Cholesky core's measured Fmax at ``n_max = 16`` on an ECP5-85F).
 """
 
 from __future__ import annotations
@@ -16,8 +26,115 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tiersolve.host.learn import DeviceBackend, SolverBackend
 
-__all__ = ["continual_curve", "plot_curves", "run_demo", "split_digits"]
+__all__ = ["DEFAULT_DEVICE_URL", "DEFAULT_FMAX_MHZ", "ColumnBlockedBackend",
+           "CycleCountingDeviceBackend", "continual_curve", "plot_curves", "run_demo",
+           "split_digits"]
+
+#: The demo's simulated device: both cores, ``n_max = 16`` (head of 15 hidden units and the
+#: bias), ``k_max = 10`` (the ten digit classes), Q8.16 data, Q4.20 pivot inverses.
+DEFAULT_DEVICE_URL = ("vsim://?n_max=16&k_max=10&lanes=4&format=Q8.16&inverse_format=Q4.20"
+                      "&guard_bits=4&cores=cholesky,updater")
+#: Fmax (MHz) of the Cholesky core at ``n_max = 16`` on an ECP5-85F (measured).
+DEFAULT_FMAX_MHZ = 105.2
+
+
+class ColumnBlockedBackend(SolverBackend):
+    """A backend whose one-step ridge solves take at most ``block`` right-hand sides at a time.
+
+    ``ridge_solve(H, T, lam)`` solves ``T[:, j:j + block]`` one block after another with the
+    wrapped backend (each block gets its own input scaling) and joins the solutions; the head
+    (``qr_*``) goes to the wrapped backend unchanged. The ridge problem separates by columns,
+    so in exact arithmetic nothing changes; in fixed point each block is scaled for its own
+    column norms. Wrapping a device backend and its matching fixed backend with the same
+    ``block`` keeps the two bit for bit equal. Other attributes (``core_cycles``,
+    ``matching_fixed_backend``, ...) are the wrapped backend's.
+
+    Parameters
+    ----------
+    backend : SolverBackend
+        The wrapped backend (its ``name`` becomes this one's).
+    block : int
+        Largest number of right-hand-side columns per solve (a device's ``k_max``).
+    """
+
+    def __init__(self, backend, block):
+        if not isinstance(backend, SolverBackend):
+            raise TypeError(f"backend must be a SolverBackend, not {backend!r}")
+        if isinstance(block, bool) or not isinstance(block, int):
+            raise TypeError(f"block must be an integer, not {block!r}")
+        if block < 1:
+            raise ValueError(f"block must be positive, not {block}")
+        self.backend = backend
+        self.block = block
+        self.name = backend.name
+
+    def __getattr__(self, name):
+        if name == "backend":  # not set yet (copying, unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.backend, name)
+
+    def ridge_solve(self, H, T, lam):
+        T = np.asarray(T, dtype=np.float64)
+        parts = [self.backend.ridge_solve(H, T[:, begin:begin + self.block], lam)
+                 for begin in range(0, T.shape[1], self.block)]
+        return np.hstack(parts)
+
+    def qr_init(self, n, k, lam, capacity=None, feature_bound=None, target_bound=None):
+        return self.backend.qr_init(n, k, lam, capacity, feature_bound, target_bound)
+
+    def qr_update(self, state, H, T, beta=1.0, forget_per="sample"):
+        return self.backend.qr_update(state, H, T, beta, forget_per)
+
+    def qr_downdate(self, state, H, T):
+        return self.backend.qr_downdate(state, H, T)
+
+    def qr_add_outputs(self, state, count):
+        return self.backend.qr_add_outputs(state, count)
+
+    def qr_solve(self, state):
+        return self.backend.qr_solve(state)
+
+
+class CycleCountingDeviceBackend(DeviceBackend):
+    """A :class:`~tiersolve.host.learn.DeviceBackend` that sums the device's cycle counts.
+
+    Parameters
+    ----------
+    device : tiersolve.host.device.Device or str
+        As for :class:`~tiersolve.host.learn.DeviceBackend`.
+
+    Members
+    -------
+    core_cycles : int
+        The cores' ``CYCLES`` counters summed over every Cholesky job and updater command:
+        the cycles the cores compute, without the link.
+    jobs, commands : int
+        Cholesky jobs and updater commands run.
+    """
+
+    def __init__(self, device):
+        super().__init__(device)
+        self.core_cycles = 0
+        self.jobs = 0
+        self.commands = 0
+
+    def simulated_cycles(self):
+        """All clock cycles a simulated device has run, link included (None on hardware)."""
+        return getattr(self.device.transport, "cycles", None)
+
+    def _gram_solve(self, n, k, lam_q, rows):
+        outcome = super()._gram_solve(n, k, lam_q, rows)
+        self.core_cycles += int(self.device.last_run.get("cycles", 0))
+        self.jobs += 1
+        return outcome
+
+    def _command(self, state, op, **kwargs):
+        result = super()._command(state, op, **kwargs)
+        self.core_cycles += int(self.device.last_run.get("cycles", 0))
+        self.commands += 1
+        return result
 
 
 def split_digits(seed: int = 0, test_size: float = 0.3):
@@ -41,7 +158,10 @@ def continual_curve(backend, data=None, *, hidden_layer_sizes=(64,), batch_size=
     dict
         ``samples`` (training samples seen after each step), ``accuracy``, ``accuracy_old``,
         ``accuracy_new`` (held-out accuracy over all, old and new classes), ``fit_seconds``,
-        ``update_seconds`` (total of the partial_fit calls), ``final_accuracy``.
+        ``update_seconds`` (total of the partial_fit calls), ``final_accuracy``, ``classes``,
+        ``encoders`` and ``coef`` (the trained lower tier and head). With a backend that
+        counts cycles (``core_cycles``, e.g. :class:`CycleCountingDeviceBackend`) also
+        ``fit_cycles`` and ``update_cycles``.
     """
     from tiersolve.host.learn import TwoTierClassifier
 
@@ -59,10 +179,16 @@ def continual_curve(backend, data=None, *, hidden_layer_sizes=(64,), batch_size=
         curve["accuracy_old"].append(float(correct[old_test].mean()))
         curve["accuracy_new"].append(float(correct[~old_test].mean()))
 
+    def cycles():
+        return getattr(backend, "core_cycles", None)
+
     curve = {"samples": [], "accuracy": [], "accuracy_old": [], "accuracy_new": []}
-    start = time.perf_counter()
+    start, cycles_before = time.perf_counter(), cycles()
     model.fit(X_train[first], y_train[first])
     curve["fit_seconds"] = time.perf_counter() - start
+    if cycles_before is not None:
+        curve["fit_cycles"] = cycles() - cycles_before
+        cycles_before = cycles()
     seen = int(first.sum())
     measure(seen)
     if progress:
@@ -81,8 +207,12 @@ def continual_curve(backend, data=None, *, hidden_layer_sizes=(64,), batch_size=
                      f" (old {curve['accuracy_old'][-1]:.3f}, new "
                      f"{curve['accuracy_new'][-1]:.3f})")
     curve["update_seconds"] = update_seconds
+    if cycles_before is not None:
+        curve["update_cycles"] = cycles() - cycles_before
     curve["final_accuracy"] = curve["accuracy"][-1]
     curve["classes"] = model.classes_.tolist()
+    curve["encoders"] = [encoder.copy() for encoder in model.encoders_]
+    curve["coef"] = model.coef_.copy()
     return curve
 
 
@@ -114,42 +244,123 @@ def plot_curves(curves: dict, path) -> Path:
     return path
 
 
-def run_demo(backends=("float64", "fixed"), *, out="demo-output", hidden_layer_sizes=(64,),
-             batch_size=25, progress=print) -> dict:
+def _same_bits(first: dict, second: dict) -> bool:
+    """Whether two curves have the same accuracies and the same trained weights, bit for bit."""
+    return (first["accuracy"] == second["accuracy"]
+            and len(first["encoders"]) == len(second["encoders"])
+            and all(np.array_equal(a, b) for a, b in zip(first["encoders"], second["encoders"],
+                                                          strict=True))
+            and np.array_equal(first["coef"], second["coef"]))
+
+
+def run_demo(backends=("float64", "fixed"), *, out="demo-output", hidden_layer_sizes=None,
+             batch_size=25, device=DEFAULT_DEVICE_URL, fmax_mhz=DEFAULT_FMAX_MHZ,
+             progress=print) -> dict:
     """Run the demo for each backend; print accuracies; save ``<out>/continual.png``.
 
     Parameters
     ----------
     backends : sequence of str or SolverBackend
-        Backends to compare (names as :func:`tiersolve.host.learn.get_backend` takes).
+        Backends to compare: ``"float64"``, ``"fixed"``, ``"device"`` (the device at
+        ``device``) or :class:`~tiersolve.host.learn.SolverBackend` objects.
     out : str or Path
         Folder for the plot.
-    hidden_layer_sizes : tuple of int
-        Lower-tier widths (default ``(64,)``: the fixed head is then 65 x 10).
+    hidden_layer_sizes : tuple of int or None
+        Lower-tier widths. None: ``(64,)`` without a device; with one, a single layer of
+        ``n_max - 1`` units (the head has one more input, the bias), 15 for the default device.
     batch_size : int
         Samples per partial_fit call.
+    device : str or tiersolve.host.device.Device
+        The device of the ``"device"`` backend (default :data:`DEFAULT_DEVICE_URL`: the
+        Verilator-simulated design, compiled on first use, about 30 s to 2 min, then cached).
+        It needs both cores (``cores=cholesky,updater``), ``k_max`` of at least 10 (the
+        classes) and ``n_max`` above the last hidden width.
+    fmax_mhz : float
+        Clock at which the device's core cycles are converted to time (default
+        :data:`DEFAULT_FMAX_MHZ`).
     progress : callable or None
         Called with one line of text per step (default ``print``).
 
     Returns
     -------
     dict
-        ``{backend name: curve}`` (see :func:`continual_curve`) and ``"plot"``: the PNG path.
+        ``{backend name: curve}`` (see :func:`continual_curve`), ``"plot"``: the PNG path and,
+        when both ``"fixed"`` and ``"device"`` ran, ``"bit_exact"``: whether they agree bit
+        for bit.
+
+    Notes
+    -----
+    With a device, ``"fixed"`` is the device's matching fixed backend (its formats, not the
+    :class:`~tiersolve.host.learn.FixedBackend` defaults), and both it and the device solve
+    the lower tier's ridge problems in blocks of ``k_max`` columns (:class:`ColumnBlockedBackend`).
     """
-    data = split_digits()
+    if not fmax_mhz > 0:
+        raise ValueError(f"fmax_mhz must be positive, not {fmax_mhz!r}")
     say = progress or (lambda text: None)
+    names = [backend if isinstance(backend, str) else getattr(backend, "name", str(backend))
+             for backend in backends]
+    device_backend = None
+    if "device" in backends:  # the name; a SolverBackend object is used as it is
+        say(f"opening the device {device if isinstance(device, str) else device!r}"
+            + (" (first use compiles it with Verilator: 30 s to 2 min, then cached)"
+               if isinstance(device, str) and device.startswith("vsim://") else ""))
+        start = time.perf_counter()
+        device_backend = CycleCountingDeviceBackend(device)
+        info = device_backend.device.info()
+        say(f"  device ready in {time.perf_counter() - start:.1f} s: {'+'.join(info.cores)}, "
+            f"n_max={info.n_max}, k_max={info.k_max}, {info.fmt}, inverses "
+            f"{info.inverse_format}")
+        if hidden_layer_sizes is None:
+            hidden_layer_sizes = (info.n_max - 1,)
+        if max(hidden_layer_sizes) > info.n_max or hidden_layer_sizes[-1] + 1 > info.n_max:
+            device_backend.close()
+            raise ValueError(f"hidden_layer_sizes={tuple(hidden_layer_sizes)} do not fit the "
+                             f"device's n_max={info.n_max} (the head needs the last width + 1)")
+        if info.k_max < 10:
+            device_backend.close()
+            raise ValueError(f"the device's k_max={info.k_max} is below the 10 digit classes")
+    if hidden_layer_sizes is None:
+        hidden_layer_sizes = (64,)
+    data = split_digits()
     curves = {}
-    for backend in backends:
-        name = backend if isinstance(backend, str) else getattr(backend, "name", str(backend))
-        say(f"backend {name}:")
-        curves[name] = continual_curve(backend, data, hidden_layer_sizes=hidden_layer_sizes,
-                                       batch_size=batch_size, progress=progress)
+    try:
+        for backend, name in zip(backends, names, strict=True):
+            if device_backend is not None and backend in ("fixed", "device"):
+                block = device_backend.device.info().k_max
+                inner = (device_backend if name == "device"
+                         else device_backend.matching_fixed_backend())
+                backend = ColumnBlockedBackend(inner, block)
+            say(f"backend {name}:")
+            curves[name] = continual_curve(
+                backend, data, hidden_layer_sizes=hidden_layer_sizes, batch_size=batch_size,
+                progress=progress)
+    finally:
+        if device_backend is not None:
+            device_backend.close()
     say("")
+    say(f"hidden layer {tuple(hidden_layer_sizes)}, head {hidden_layer_sizes[-1] + 1} x 10")
     say(f"{'backend':10s} {'after fit (0-4)':>16s} {'final (0-9)':>12s} {'fit s':>7s} "
         f"{'updates s':>10s}")
     for name, curve in curves.items():
         say(f"{name:10s} {curve['accuracy'][0]:16.3f} {curve['final_accuracy']:12.3f} "
             f"{curve['fit_seconds']:7.2f} {curve['update_seconds']:10.2f}")
+    result = {**curves}
+    if device_backend is not None and "device" in curves:
+        curve = curves["device"]
+        hz = fmax_mhz * 1e6
+        say(f"device core cycles: fit {curve['fit_cycles']:,} ({curve['fit_cycles'] / hz * 1e3:.2f}"
+            f" ms at {fmax_mhz:g} MHz), updates {curve['update_cycles']:,} "
+            f"({curve['update_cycles'] / hz * 1e3:.2f} ms); {device_backend.jobs} Cholesky jobs,"
+            f" {device_backend.commands} updater commands")
+        simulated = device_backend.simulated_cycles()
+        if simulated is not None:
+            say(f"simulated clock cycles, byte link included: {simulated:,} "
+                f"({simulated / hz * 1e3:.1f} ms at {fmax_mhz:g} MHz)")
+        if "fixed" in curves:
+            result["bit_exact"] = _same_bits(curves["fixed"], curve)
+            say("fixed and device agree bit for bit (weights and accuracies)"
+                if result["bit_exact"] else "fixed and device DIFFER: this is a bug")
     plot = plot_curves(curves, Path(out) / "continual.png")
     say(f"plot saved to {plot}")
-    return {**curves, "plot": str(plot)}
+    result["plot"] = str(plot)
+    return result

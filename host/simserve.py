@@ -167,7 +167,7 @@ class SimulatedDeviceServer:
         (default: the bridge's bus timeout plus the time to move the longest frames).
     **design_parameters
         Passed to :class:`~tiersolve.designs.top.SolverDesign` (``n_max``, ``k_max``, ``fmt``,
-        ``lanes``, ...); ``bus`` is ``"bytes"``.
+        ``lanes``, ``cores``, ...); ``bus`` is ``"bytes"``.
 
     Attributes
     ----------
@@ -252,16 +252,20 @@ class SimulatedDeviceServer:
     async def _serve(self, ctx):
         design = self.design
         rx, tx, bridge = design.rx, design.tx, design.bridge
-        core_busy = design.registers.cholesky.busy
+        registers = design.registers
+        busy_flags = [registers.cholesky.busy]
+        if registers.updater is not None:   # an update keeps the simulator running too
+            busy_flags.append(registers.updater.busy)
         to_device = collections.deque()
         from_device = bytearray()
         ctx.set(tx.ready, 1)
         offered = False
         quiet = 0               # cycles since the last byte moved, while the core is idle
         pulses = ("executed", "rejected", "replayed", "nacked")
-        samples = ctx.tick().sample(rx.ready, tx.valid, tx.payload, core_busy,
+        samples = ctx.tick().sample(rx.ready, tx.valid, tx.payload, *busy_flags,
                                     *(getattr(bridge, name) for name in pulses))
-        async for _clock, _reset, rx_ready, tx_valid, tx_byte, busy, *pulse_values in samples:
+        async for _clock, _reset, rx_ready, tx_valid, tx_byte, *values in samples:
+            busy, pulse_values = any(values[:len(busy_flags)]), values[len(busy_flags):]
             self.cycles += 1
             quiet += 1
             if offered and rx_ready:
@@ -356,6 +360,9 @@ def _setup_sim_serve(parser):
     parser.add_argument("--format", default="Q6.12", help="data format (default Q6.12)")
     parser.add_argument("--max-burst", type=int, default=64,
                         help="longest bridge burst in words (default 64)")
+    parser.add_argument("--cores", default="cholesky",
+                        help="comma-separated cores to build, e.g. cholesky,updater "
+                             "(default cholesky)")
     parser.add_argument("--link", metavar="PATH",
                         help="also make PATH a symbolic link to the pty (replaced if it is one)")
     parser.add_argument("--fault-rate", type=float, default=0.0,
@@ -365,13 +372,14 @@ def _setup_sim_serve(parser):
 
 def _run_sim_serve(args) -> int:
     from .cli import CliError
+    from .device import core_list
 
     try:
         faults = (LinkFaults(rate=args.fault_rate, seed=args.fault_seed)
                   if args.fault_rate else None)
         server = SimulatedDeviceServer(n_max=args.n_max, k_max=args.k_max, lanes=args.lanes,
                                        fmt=args.format, max_burst=args.max_burst,
-                                       faults=faults)
+                                       cores=core_list(args.cores), faults=faults)
     except (TypeError, ValueError) as error:
         raise CliError(str(error)) from None
     with server:

@@ -32,8 +32,15 @@ to and read from the port):
   clock is the device's, raised where needed to the lowest clock the UART PHY can divide down
   to the baud rate (4 cycles per bit: 12 Mbaud needs 48 MHz).
 
-The incremental update and downdate (QR core) are not integrated in the top-level design yet,
-so they have no link figures here; the output says so.
+- **incremental update and downdate** (devices with ``cores=cholesky,updater``): requests,
+  polls and bytes of one ``Device.update`` row (with forgetting) and one ``Device.downdate``
+  row after ``Device.reset(lam)`` and a few rows, at a few ``n``, ``k``
+  (:func:`updater_link_profile`); each is four command registers, the ``n + k`` row values to
+  ``UPDATER_DATA`` and the ``UPDATER_STATUS`` polls (:func:`updater_wire_bound`). They join the
+  jobs table (``m`` = 1 row) and the UART split at ``n = 64``, ``k = 4``, where the core's
+  share is the ``CYCLES`` register of the updater (or
+  :meth:`tiersolve.gen.qr.IncrementalUpdater.update_cycles`); the part after the last row
+  value, which no link hides, is the formula minus the ``1 + n + k`` input cycles.
 
 Results: the tables on stdout and in ``<out>/link.md``, everything in ``<out>/link.json``.
 """
@@ -68,6 +75,9 @@ __all__ = [
     "markdown_tables",
     "run",
     "uart_projection",
+    "updater_cycles_from_formula",
+    "updater_link_profile",
+    "updater_wire_bound",
 ]
 
 HELP = "wire efficiency, round trips per job and end-to-end time (link + core) of the host link"
@@ -84,8 +94,11 @@ WORST_CASE_WORD = 0x5A5A5A5A
 #: Smallest UART bit period in clock cycles (:data:`tiersolve.designs.uart.MIN_DIVISOR`).
 _MIN_DIVISOR = 4
 
-_DEFAULT_DEVICE = "vsim://?n_max=64&k_max=4&lanes=4&format=Q6.12"
-_DEFAULT_SIM_DEVICE = "sim://?n_max=3&k_max=1&lanes=2&format=Q6.12"
+_DEFAULT_DEVICE = "vsim://?n_max=64&k_max=4&lanes=4&format=Q6.12&cores=cholesky,updater"
+_DEFAULT_SIM_DEVICE = "sim://?n_max=3&k_max=1&lanes=2&format=Q6.12&cores=cholesky,updater"
+
+#: Kinds of the updater's per-row operations.
+UPDATER_KINDS = ("update", "downdate")
 
 
 class ModelBytePort:
@@ -181,6 +194,52 @@ def job_wire_bound(kind: str, n: int, k: int, m: int = 0, *, max_burst: int = 64
         received += reply
     return {"requests": len(writes) + len(reads), "bytes_sent": sent,
             "bytes_received": received, "payload_bytes": 4 * (sum(writes) + sum(reads))}
+
+
+def updater_wire_bound(n: int, k: int, *, max_burst: int = 64, polls: int = 1) -> dict:
+    """Requests and wire bytes of one ``Device.update`` or ``Device.downdate`` row.
+
+    The frames of :meth:`tiersolve.host.device.Device.updater_command`: one burst of the four
+    registers ``UPDATER_SIZE`` .. ``UPDATER_COMMAND``, the ``n + k`` row values to
+    ``UPDATER_DATA`` (bursts of at most ``max_burst``), ``polls`` reads of ``UPDATER_STATUS``,
+    ``UPDATER_CYCLES``, ``UPDATER_COUNT``. Nothing is read back (the state stays on the device).
+
+    Returns
+    -------
+    dict
+        As :func:`job_wire_bound`.
+    """
+    writes = [4] + _bursts(n + k, max_burst)
+    reads = [3] * polls
+    sent = received = 0
+    for count, write in [(c, True) for c in writes] + [(c, False) for c in reads]:
+        request, reply = _burst_bound(count, write)
+        sent += request
+        received += reply
+    return {"requests": len(writes) + len(reads), "bytes_sent": sent,
+            "bytes_received": received, "payload_bytes": 4 * (sum(writes) + sum(reads))}
+
+
+def updater_cycles_from_formula(kind: str, n: int, k: int, fmt, *, units: int = 1,
+                                rotation: str = "multiplier") -> dict:
+    """Updater cycles of one row from :meth:`~tiersolve.gen.qr.IncrementalUpdater.update_cycles`.
+
+    Returns
+    -------
+    dict
+        ``total``: the row with its values arriving one per cycle; ``tail``: the cycles after
+        the last value (``total - 1 - (n + k)``), which no link can hide.
+    """
+    from tiersolve.gen.fixed import FixedFormat
+    from tiersolve.gen.qr import IncrementalUpdater
+
+    if kind not in UPDATER_KINDS:
+        raise ValueError(f"kind must be one of {UPDATER_KINDS}, not {kind!r}")
+    fmt = FixedFormat.parse(fmt) if isinstance(fmt, str) else fmt
+    updater = IncrementalUpdater(n, k, fmt, units=units, rotation=rotation)
+    updater._MustUse__silence = True  # only asked for its timing
+    total = updater.update_cycles(n, k, hyperbolic=kind == "downdate")
+    return {"total": total, "tail": total - 1 - (n + k)}
 
 
 # -- measurements -----------------------------------------------------------------------------
@@ -311,6 +370,64 @@ def job_link_profile(device, kind: str, n: int, k: int, m: int = 0, *, seed: int
     return record
 
 
+def updater_link_profile(device, n: int, k: int, *, rows: int = 4, forget: float = 0.95,
+                         seed: int = 0) -> list[dict]:
+    """Measure one ``update`` and one ``downdate`` row of ``n`` features, ``k`` targets.
+
+    ``device.reset(lam=0.25, n, k)``, ``rows - 1`` updates, then the measured downdate (of the
+    first row, folded in at full weight, so the rest stays positive definite) and the measured
+    update (of the last row, with ``forget``).
+
+    Returns
+    -------
+    list of dict
+        One record per operation, with the keys of :func:`job_link_profile` (``m`` = 1; the
+        bound from :func:`updater_wire_bound`; ``core_cycles`` the updater's ``CYCLES``
+        register, ``tail_cycles`` from :func:`updater_cycles_from_formula`) but no
+        ``max_error``.
+    """
+    if rows < 2:
+        raise ValueError(f"rows must be at least 2 (the downdate removes one), not {rows}")
+    rng = np.random.default_rng(seed)
+    H = rng.uniform(-1, 1, (rows, n))
+    T = rng.uniform(-1, 1, (rows, k))
+    device.reset(0.25, n=n, k=k, feature_bound=1.0, target_bound=1.0, capacity=rows)
+    device.update(H[:-1], T[:-1])
+    info = device.info()
+    max_burst = info.max_burst or getattr(device.transport, "max_burst", 64)
+    poll_request, poll_reply = _burst_bound(3, False)
+    transport = device.transport
+    records = []
+    for kind, call in (("downdate", lambda: device.downdate(H[0], T[0])),
+                       ("update", lambda: device.update(H[-1], T[-1], forget=forget))):
+        before = dict(transport.statistics)
+        sim_before = getattr(transport, "cycles", None)
+        call()
+        run = dict(device.last_run)
+        stats = _delta(transport.statistics, before)
+        extra_polls = run["polls"] - 1
+        record = {
+            "kind": kind, "n": n, "k": k, "m": 1,
+            "requests": stats["requests"], "polls": run["polls"], "retries": stats["retries"],
+            "bytes_sent": stats["bytes_sent"], "bytes_received": stats["bytes_received"],
+            "payload_bytes": stats["payload_bytes"], "core_cycles": run["cycles"],
+            "sim_cycles": None if sim_before is None else transport.cycles - sim_before,
+            "wall_seconds": run["seconds"],
+            "requests_one_poll": stats["requests"] - extra_polls,
+            "bytes_sent_one_poll": stats["bytes_sent"] - extra_polls * poll_request,
+            "bytes_received_one_poll": stats["bytes_received"] - extra_polls * poll_reply,
+            "payload_bytes_one_poll": stats["payload_bytes"] - extra_polls * 12,
+            "bound": updater_wire_bound(n, k, max_burst=max_burst),
+            "tail_cycles": updater_cycles_from_formula(
+                kind, n, k, info.fmt, units=info.updater_units or 1,
+                rotation=info.updater_rotation or "multiplier")["tail"],
+        }
+        wire = record["bytes_sent_one_poll"] + record["bytes_received_one_poll"]
+        record["efficiency"] = record["payload_bytes_one_poll"] / wire
+        records.append(record)
+    return records
+
+
 def _link_seconds(wire_bytes: int, baud: float) -> float:
     return wire_bytes * BITS_PER_BYTE / baud
 
@@ -363,22 +480,31 @@ def core_cycles_from_formula(kind: str, n: int, k: int, m: int, lanes: int, fmt,
 
 def uart_projection(jobs: list[dict], *, n: int = 64, k: int = 4, m: int = 128,
                     bauds=UART_BAUDS, clock_hz: float = 12e6, round_trip_us: float = 0.0,
-                    max_burst: int = 64, lanes: int = 4, fmt: str = "Q6.12") -> list[dict]:
-    """End-to-end time of a solve and a fit of size ``n`` over a UART at each of ``bauds``.
+                    max_burst: int = 64, lanes: int = 4, fmt: str = "Q6.12",
+                    updater_units: int = 1, updater_rotation: str = "multiplier") -> list[dict]:
+    """End-to-end time of a solve and a fit of size ``n``, and of one update and one downdate
+    row, over a UART at each of ``bauds``.
 
     Uses the measured job of that size from ``jobs`` when there is one (``source`` =
-    ``"measured"``), else the wire-format bounds of :func:`job_wire_bound` and the core's cycle
-    formula for ``lanes`` and ``fmt`` (``source`` = ``"protocol + cycle formula"``).
+    ``"measured"``), else the wire-format bounds of :func:`job_wire_bound` (or
+    :func:`updater_wire_bound`) and the core's cycle formula for ``lanes`` (or
+    ``updater_units``, ``updater_rotation``) and ``fmt`` (``source`` =
+    ``"protocol + cycle formula"``).
     """
     records = []
-    for kind, rows in (("solve", n), ("fit", m)):
+    for kind, rows in (("solve", n), ("fit", m), ("update", 1), ("downdate", 1)):
         measured = [job for job in jobs if job["kind"] == kind and job["n"] == n
                     and job["k"] == k and job["m"] == rows]
         if measured:
             basis, source = measured[0], "measured"
         else:
-            bound = job_wire_bound(kind, n, k, rows, max_burst=max_burst)
-            core = core_cycles_from_formula(kind, n, k, rows, lanes, fmt)
+            if kind in UPDATER_KINDS:
+                bound = updater_wire_bound(n, k, max_burst=max_burst)
+                core = updater_cycles_from_formula(kind, n, k, fmt, units=updater_units,
+                                                   rotation=updater_rotation)
+            else:
+                bound = job_wire_bound(kind, n, k, rows, max_burst=max_burst)
+                core = core_cycles_from_formula(kind, n, k, rows, lanes, fmt)
             basis = {"requests_one_poll": bound["requests"],
                      "bytes_sent_one_poll": bound["bytes_sent"],
                      "bytes_received_one_poll": bound["bytes_received"],
@@ -472,7 +598,8 @@ def markdown_tables(efficiency: list[dict], jobs: list[dict], projection: list[d
     if projection:
         p = projection[0]
         lines += ["", f"### n = {p['n']} over a UART (k = {p['k']}, fit with m = "
-                  f"{[r['m'] for r in projection if r['kind'] == 'fit'][0]} rows)", ""]
+                  f"{[r['m'] for r in projection if r['kind'] == 'fit'][0]} rows; update "
+                  "and downdate: one row)", ""]
         rows = [[r["kind"], f"{r['baud'] / 1e6:g}", f"{r['clock_hz'] / 1e6:g}", r["requests"],
                  r["wire_bytes"], r["core_cycles"], r["tail_cycles"], _ms(r["link_seconds"]),
                  _ms(r["core_seconds"]), _ms(r["tail_seconds"]),
@@ -484,8 +611,11 @@ def markdown_tables(efficiency: list[dict], jobs: list[dict], projection: list[d
                          "core after last row ms", "total ms", "jobs/s", "from"], rows)
         lines += ["", "The clock is the device's, raised to 4 × baud where the UART needs it "
                   "(12 Mbaud: 48 MHz)."]
-    lines += ["", "Incremental update / downdate (QR core) are not integrated in the top-level "
-              "design yet: no link figures for them."]
+    if any(job["kind"] in UPDATER_KINDS for job in jobs):
+        lines += ["", "update / downdate: one row each (m = 1; the update with forgetting), "
+                  "after Device.reset(lam) and a few rows; core cycles are the updater's "
+                  "CYCLES register, core after last row its cycle formula minus the 1 + n + k "
+                  "input cycles."]
     lines += [f"{note}" for note in notes]
     return "\n".join(lines) + "\n"
 
@@ -521,10 +651,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--fit", nargs="*", default=["8,1,16", "16,4,32", "32,4,64", "64,4,128"],
                         metavar="N,K,M", help="fit sizes (default: 8,1,16 16,4,32 32,4,64 "
                                               "64,4,128)")
+    parser.add_argument("--update", nargs="*", default=["8,1", "16,4", "32,4", "64,4"],
+                        metavar="N,K", help="update/downdate sizes, on devices with the updater "
+                                            "(default: 8,1 16,4 32,4 64,4)")
     parser.add_argument("--sim-solve", default="3,1", metavar="N,K",
                         help="solve size of the tiny case (default 3,1)")
     parser.add_argument("--sim-fit", default="3,1,4", metavar="N,K,M",
                         help="fit size of the tiny case (default 3,1,4)")
+    parser.add_argument("--sim-update", default="3,1", metavar="N,K",
+                        help="update/downdate size of the tiny case (default 3,1)")
     parser.add_argument("--baud", type=float, default=3e6,
                         help="line rate of the per-job time split (default 3000000)")
     parser.add_argument("--round-trip-us", type=float, default=0.0,
@@ -540,8 +675,9 @@ def _progress(message: str) -> None:
 
 
 def _run_jobs(url: str, solves, fits, seed: int, label: str,
-              sweep_burst: int | None = None) -> tuple[list[dict], dict]:
-    """Open ``url`` and run the jobs that fit it; returns (records, device facts).
+              sweep_burst: int | None = None, updates=()) -> tuple[list[dict], dict]:
+    """Open ``url`` and run the jobs that fit it, and for each ``(n, k)`` of ``updates`` one
+    update and one downdate row if it has the updater; returns (records, device facts).
 
     With ``sweep_burst``, the facts also hold ``efficiency``: :func:`burst_efficiency` up to
     that length (at most the device's ``max_burst``) on the device's link, if it has one.
@@ -553,7 +689,9 @@ def _run_jobs(url: str, solves, fits, seed: int, label: str,
         info = device.info()
         facts = {"url": url, "n_max": info.n_max, "k_max": info.k_max, "lanes": info.lanes,
                  "format": str(info.fmt), "clock_hz": info.clock_frequency,
-                 "max_burst": info.max_burst, "skipped": []}
+                 "max_burst": info.max_burst, "cores": list(info.cores),
+                 "updater_units": info.updater_units,
+                 "updater_rotation": info.updater_rotation, "skipped": []}
         for kind, sizes in (("solve", solves), ("fit", fits)):
             for size in sizes:
                 n, k = size[0], size[1]
@@ -568,6 +706,20 @@ def _run_jobs(url: str, solves, fits, seed: int, label: str,
                 _progress(f"{label} {kind} n={n} k={k}{f' m={m}' if m else ''}: "
                           f"{record['requests']} requests, {record['core_cycles']} core cycles "
                           f"({time.monotonic() - started:.1f} s)")
+        for n, k in updates:
+            if "updater" not in info.cores:
+                facts["skipped"].append(f"update {(n, k)} (no updater)")
+                continue
+            if n > info.n_max or k > info.k_max:
+                facts["skipped"].append(f"update {(n, k)}")
+                continue
+            started = time.monotonic()
+            for record in updater_link_profile(device, n, k, seed=seed):
+                record["transport"] = label
+                records.append(record)
+                _progress(f"{label} {record['kind']} n={n} k={k}: {record['requests']} "
+                          f"requests, {record['core_cycles']} core cycles")
+            _progress(f"  ({time.monotonic() - started:.1f} s)")
         link = getattr(device.transport, "link", None)
         if sweep_burst is not None and link is not None and info.max_burst:
             facts["efficiency"] = burst_efficiency(link, min(sweep_burst, info.max_burst))
@@ -582,6 +734,7 @@ def run(args) -> int:
 
     solves = [_sizes(text, 2) for text in args.solve]
     fits = [_sizes(text, 3) for text in args.fit]
+    updates = [_sizes(text, 2) for text in args.update]
     if not args.baud > 0:
         raise CliError(f"--baud must be positive, not {args.baud}")
     notes = []
@@ -592,7 +745,8 @@ def run(args) -> int:
 
     try:
         records, facts = _run_jobs(args.device, solves, fits, args.seed,
-                                   args.device.split(":")[0], sweep_burst=args.max_burst or 1 << 16)
+                                   args.device.split(":")[0], sweep_burst=args.max_burst or 1 << 16,
+                                   updates=updates)
     except (ValueError, TypeError) as error:
         raise CliError(f"{args.device}: {error}") from None
     except (DeviceError, OSError, RuntimeError) as error:
@@ -619,7 +773,8 @@ def run(args) -> int:
     if not args.no_sim:
         try:
             records, facts = _run_jobs(args.sim_device, [_sizes(args.sim_solve, 2)],
-                                       [_sizes(args.sim_fit, 3)], args.seed, "sim")
+                                       [_sizes(args.sim_fit, 3)], args.seed, "sim",
+                                       updates=[_sizes(args.sim_update, 2)])
         except (ValueError, TypeError) as error:
             raise CliError(f"{args.sim_device}: {error}") from None
         jobs += records
@@ -630,7 +785,9 @@ def run(args) -> int:
     clock_hz = main["clock_hz"]
     projection = uart_projection(jobs, clock_hz=clock_hz, round_trip_us=args.round_trip_us,
                                  max_burst=main["max_burst"] or max_burst,
-                                 lanes=main["lanes"], fmt=main["format"])
+                                 lanes=main["lanes"], fmt=main["format"],
+                                 updater_units=main.get("updater_units") or 1,
+                                 updater_rotation=main.get("updater_rotation") or "multiplier")
     table = markdown_tables(efficiency, jobs, projection, baud=args.baud, clock_hz=clock_hz,
                             round_trip_us=args.round_trip_us,
                             efficiency_source=efficiency_source, notes=notes)
@@ -638,7 +795,7 @@ def run(args) -> int:
     results = {"efficiency": efficiency, "jobs": jobs, "uart_projection": projection}
     meta = {"devices": devices, "baud": args.baud, "bits_per_byte": BITS_PER_BYTE,
             "round_trip_us": args.round_trip_us, "efficiency_source": efficiency_source,
-            "not_integrated": ["update", "downdate"], "notes": notes}
+            "notes": notes}
     paths = write_results(args.out, "link", results, table, meta)
     print(f"saved {', '.join(str(path) for path in paths)}")
     return 0

@@ -126,19 +126,34 @@ def test_uart_projection_splits_link_and_core():
 
 
 def test_command_writes_json_and_markdown(tmp_path, capsys):
-    code = main(["bench", "link", "--out", str(tmp_path), "--device", f"sim://?{TINY}",
-                 "--solve", "3,1", "4,1", "--fit", "3,1,4", "--no-sim", "--max-burst", "4"])
+    """Also the updater: one update and one downdate row of n=3, k=1 cost exactly the frames
+    of the wire format with one poll (4 command words, 4 row values, one status poll)."""
+    code = main(["bench", "link", "--out", str(tmp_path), "--device",
+                 f"sim://?{TINY}&cores=cholesky,updater", "--solve", "3,1", "4,1",
+                 "--fit", "3,1,4", "--update", "3,1", "4,1", "--no-sim", "--max-burst", "4"])
     assert code == 0
     document = json.loads((tmp_path / "link.json").read_text())
     assert document["benchmark"] == "link"
-    assert document["not_integrated"] == ["update", "downdate"]
     results = document["results"]
     assert [r["words"] for r in results["efficiency"]] == [1, 2, 3, 4]
-    assert [(r["kind"], r["n"]) for r in results["jobs"]] == [("solve", 3), ("fit", 3)]
+    assert [(r["kind"], r["n"]) for r in results["jobs"]] == [
+        ("solve", 3), ("fit", 3), ("downdate", 3), ("update", 3)]
+    for record in results["jobs"][2:]:
+        bound = record["bound"]
+        assert bound == link.updater_wire_bound(3, 1, max_burst=8)
+        assert (record["requests_one_poll"], record["bytes_sent_one_poll"],
+                record["bytes_received_one_poll"], record["payload_bytes_one_poll"]) == (
+            bound["requests"], bound["bytes_sent"], bound["bytes_received"],
+            bound["payload_bytes"])
+        assert bound["requests"] == 3 and bound["payload_bytes"] == 4 * (4 + 4 + 3)
+        assert 0 < record["tail_cycles"] < record["core_cycles"]
     assert {r["source"] for r in results["uart_projection"]} == {"protocol + cycle formula"}
-    assert any("solve (4, 1)" in note for note in document["notes"])
+    assert [r["kind"] for r in results["uart_projection"]] == [
+        "solve", "solve", "fit", "fit", "update", "update", "downdate", "downdate"]
+    assert any("solve (4, 1)" in note and "update (4, 1)" in note
+               for note in document["notes"])
     markdown = (tmp_path / "link.md").read_text()
-    assert "not integrated" in markdown
+    assert "not integrated" not in markdown and "| update | 3 | 1 | 1 |" in markdown
     assert markdown in capsys.readouterr().out
 
 

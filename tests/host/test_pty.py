@@ -206,12 +206,12 @@ def test_link_faults_parameters():
 
 
 def test_sim_serve_command_in_a_subprocess(tmp_path):
-    """``tiersolve sim-serve`` prints its tty, serves a host through a symbolic link, and stops
-    cleanly on SIGINT (Ctrl-C), removing the link."""
+    """``tiersolve sim-serve --cores cholesky,updater`` prints its tty, serves a host through a
+    symbolic link, and stops cleanly on SIGINT (Ctrl-C), removing the link."""
     link = tmp_path / "solver-tty"
     process = subprocess.Popen(
         [sys.executable, "-m", "tiersolve.host.cli", "sim-serve", "--n-max", "3", "--k-max", "1",
-         "--lanes", "1", "--link", str(link)],
+         "--lanes", "1", "--cores", "cholesky,updater", "--link", str(link)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         first_line = process.stdout.readline()
@@ -219,7 +219,8 @@ def test_sim_serve_command_in_a_subprocess(tmp_path):
             first_line + process.stderr.read()
         assert os.path.islink(link)
         with tiersolve.host.open(f"uart://{link}?timeout=5") as device:
-            assert (device.info().n_max, device.info().k_max) == (3, 1)
+            info = device.info()
+            assert (info.n_max, info.k_max, info.cores) == (3, 1, ("cholesky", "updater"))
             x = device.solve(np.diag([2.0, 4.0, 8.0]), [1.0, 1.0, 1.0])
         assert x == pytest.approx([0.5, 0.25, 0.125], abs=1e-3)
         process.send_signal(signal.SIGINT)
@@ -328,3 +329,104 @@ def test_bit_level_uart_phy_in_the_loop():
     assert np.array_equal(device.run(job), model_of(device, job))
     assert device.transport.statistics["retries"] == 0
     assert port.cycles > 10 * 4 * device.transport.statistics["bytes_received"]
+
+
+# -- the incremental-update core over the pty (cores=cholesky,updater) ---------------------------
+
+
+@pytest.fixture(scope="module")
+def updater_server():
+    with SimulatedDeviceServer(n_max=N_MAX, k_max=K_MAX, lanes=1, fmt="Q6.12",
+                               cores=("cholesky", "updater")).start() as srv:
+        yield srv
+
+
+def updater_model(device):
+    """The IncrementalUpdaterModel started as the device's updater was by ``reset(lam)``."""
+    from tiersolve.gen.qr_model import IncrementalUpdaterModel
+
+    head = device.head
+    return IncrementalUpdaterModel(head.config, head.n, head.k, lam_sqrt=head.lam_sqrt)
+
+
+def updater_ints(device, select, columns):
+    """The updater's stored integers of R (``columns = n``) or Z (``columns = k``)."""
+    head = device.head
+    _, values = device.updater_command(regmap.UpdaterOp.READ, head.n, head.k, select=select,
+                                       outputs=head.n * columns)
+    return values.reshape(head.n, columns)
+
+
+def updater_rows(seed, rows=5, n=3, k=2):
+    rng = np.random.default_rng(seed)
+    H = rng.uniform(-1, 1, size=(rows, n))
+    T = H @ rng.uniform(-1, 1, size=(n, k)) + 0.05 * rng.normal(size=(rows, k))
+    return H, T
+
+
+def test_updater_session_is_bit_exact_over_the_pty(updater_server):
+    """reset(lam), updates (the last with forget=0.9), a downdate, weights and predict over
+    uart://<pty>: R, Z, W and the predictions equal the model fed the same integers."""
+    H, T = updater_rows(31)
+    executed_before = updater_server.events["executed"]
+    with open_device(updater_server) as device:
+        assert device.info().cores == ("cholesky", "updater")
+        device.reset(0.25, n=3, k=2, feature_bound=1.0, target_bound=float(np.max(np.abs(T))),
+                     capacity=len(H))
+        model = updater_model(device)
+        head = device.head
+        h_int, t_int = head.quantise_rows(H, T)
+        device.update(H[:-1], T[:-1])
+        device.update(H[-1], T[-1], forget=0.9)
+        for index, (h, t) in enumerate(zip(h_int, t_int, strict=True)):
+            model.update(h, t, beta=0.9 if index == len(H) - 1 else 1.0)
+        device.downdate(H[1], T[1])
+        assert not model.downdate(h_int[1], t_int[1]).refused
+        assert np.array_equal(updater_ints(device, regmap.UpdaterSelect.R, 3), model.R)
+        assert np.array_equal(updater_ints(device, regmap.UpdaterSelect.Z, 2), model.Z)
+        f = head.config.fmt.frac_bits
+        assert np.array_equal(device.weights(), np.ldexp(model.solve().astype(float),
+                                                         head.h_exponent - head.t_exponent - f))
+        y = device.predict(H[:2])
+        for row, h in enumerate(h_int[:2]):
+            assert np.array_equal(y[row], np.ldexp(model.predict(h).astype(float),
+                                                   -head.t_exponent - f))
+        assert not model.saturated
+        statistics = device.transport.statistics
+        assert statistics["retries"] == 0 and statistics["discarded_frames"] == 0
+        assert updater_server.events["executed"] - executed_before == statistics["requests"]
+
+
+def test_damaged_update_requests_are_applied_once(updater_server):
+    """During updates: the first update's command write has a bit flipped (NACKed, resent)
+    and its UPDATER_DATA write arrives twice (the copy is dropped as a duplicate); the second
+    update's UPDATER_DATA reply is lost (the retry is answered from the replay memory). Had any
+    row word been taken twice, R and Z would differ from the model's."""
+    H, T = updater_rows(32, rows=3)
+    before = dict(updater_server.events)
+    with open_device(updater_server, timeout=0.3) as device:
+        device.reset(0.25, n=3, k=2, feature_bound=1.0, target_bound=float(np.max(np.abs(T))),
+                     capacity=len(H))
+        model = updater_model(device)
+        h_int, t_int = device.head.quantise_rows(H, T)
+        # frames counted from here: 0 = command write, 1 = UPDATER_DATA write, 2.. = polls
+        first = LinkFaults(to_device={0: "flip", 1: "duplicate"})
+        updater_server.faults = first
+        device.update(H[0], T[0], forget=0.95)
+        second = LinkFaults(to_host={1: "lose"})
+        updater_server.faults = second
+        device.update(H[1], T[1])
+        updater_server.faults = None
+        device.update(H[2], T[2])
+        model.update(h_int[0], t_int[0], beta=0.95)
+        model.update(h_int[1], t_int[1])
+        model.update(h_int[2], t_int[2])
+        assert np.array_equal(updater_ints(device, regmap.UpdaterSelect.R, 3), model.R)
+        assert np.array_equal(updater_ints(device, regmap.UpdaterSelect.Z, 2), model.Z)
+        statistics = device.transport.statistics
+        delta = {name: updater_server.events[name] - before[name] for name in before}
+    assert first.to_device.damaged == {"flip": 1, "duplicate": 1}
+    assert second.to_host.damaged == {"lose": 1}
+    assert statistics["retries"] >= 2
+    assert delta["executed"] == statistics["requests"]
+    assert delta["nacked"] >= 1 and delta["replayed"] >= 1 and delta["rejected"] == 0
