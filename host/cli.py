@@ -125,9 +125,9 @@ def build_params(spec, given: dict[str, str]) -> dict:
 
 
 def _setup_demo(parser):
-    parser.add_argument("--backends", default="float64,fixed",
+    parser.add_argument("--backends", default="float64,fixed,device",
                         help="comma-separated backends to compare: float64, fixed, device "
-                             "(default: float64,fixed)")
+                             "(default: all three)")
     parser.add_argument("--out", default="demo-output",
                         help="folder for the plots (default: demo-output)")
     parser.add_argument("--hidden", type=int, default=None,

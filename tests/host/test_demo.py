@@ -80,7 +80,7 @@ def test_cli_demo(tmp_path, capsys):
     assert (tmp_path / "continual.png").exists()
     assert main(["demo", "--backends", "float64,gpu"]) == 2
     assert "unknown backend(s) gpu" in capsys.readouterr().err
-    assert main(["demo", "--device", "sim://"]) == 2
+    assert main(["demo", "--backends", "float64", "--device", "sim://"]) == 2
     assert "--device needs 'device'" in capsys.readouterr().err
     assert main(["demo", "--fmax-mhz", "0"]) == 2
     assert main(["demo", "--backends", "device", "--device", "sim://?n_max=4&k_max=2"]) == 2
