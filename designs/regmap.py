@@ -79,6 +79,9 @@ import json
 import zlib
 from dataclasses import asdict, dataclass
 
+from tiersolve.gen.qr_ops import Op as UpdaterOp
+from tiersolve.gen.qr_ops import Select as UpdaterSelect
+
 __all__ = [
     "ADDRESS_WIDTH",
     "CORE_BITS",
@@ -129,35 +132,6 @@ class Op(enum.IntEnum):
     CHOLESKY_GRAM = 1
     #: Cholesky core, direct mode: ``n`` rows ``[A_i | B_i]`` stream in, ``(A + λI) X = B``.
     CHOLESKY_DIRECT = 2
-
-
-class UpdaterOp(enum.IntEnum):
-    """Values of the ``op`` field of ``UPDATER_COMMAND`` (those of
-    :class:`tiersolve.gen.qr.Op`, repeated here so that the host needs no Amaranth)."""
-
-    #: ``R = √λ·I`` (``UPDATER_VALUE``), ``Z = 0``, ``W = 0``; clears the flags.
-    RESET = 0
-    #: Fold the row ``[h | t]`` in after scaling ``[R | Z]`` by ``√β`` (``UPDATER_FORGET``).
-    UPDATE = 1
-    #: Take the row ``[h | t]`` out (hyperbolic rotations); refused if it would lose
-    #: positive definiteness, and then ``R``, ``Z`` are unchanged.
-    DOWNDATE = 2
-    #: ``W = R⁻¹Z``.
-    SOLVE = 3
-    #: ``k`` values ``hᵀW`` into UPDATER_RESULT.
-    PREDICT = 4
-    #: ``R``, ``Z`` or ``W`` (``select``) into UPDATER_RESULT.
-    READ = 5
-    #: Write ``R``, ``Z`` or ``W`` (``select``) from ``UPDATER_DATA``.
-    LOAD = 6
-
-
-class UpdaterSelect(enum.IntEnum):
-    """Values of the ``select`` field of ``UPDATER_COMMAND``: the matrix READ / LOAD move."""
-
-    R = 0
-    Z = 1
-    W = 2
 
 
 @dataclass(frozen=True)

@@ -61,8 +61,6 @@ LOAD       the same entries as READ     write them (``R``: entries below the dia
 
 from __future__ import annotations
 
-import enum
-
 from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -71,29 +69,10 @@ from . import hwfixed, registry
 from .cordic import Cordic
 from .fixed import FixedFormat
 from .qr_model import QRConfig
+from .qr_ops import Op, Select
 from .recip import ReciprocalUnit
 
 __all__ = ["Op", "Select", "IncrementalUpdater", "QRSolver", "command_layout"]
-
-
-class Op(enum.IntEnum):
-    """Commands of the cores (``command.payload.op``)."""
-
-    RESET = 0
-    UPDATE = 1
-    DOWNDATE = 2
-    SOLVE = 3
-    PREDICT = 4
-    READ = 5
-    LOAD = 6
-
-
-class Select(enum.IntEnum):
-    """Matrix moved by READ and LOAD (``command.payload.select``)."""
-
-    R = 0
-    Z = 1
-    W = 2
 
 
 def command_layout(n_max: int, k_max: int, fmt: FixedFormat) -> data.StructLayout:

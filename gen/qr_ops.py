@@ -1,0 +1,36 @@
+"""Commands of the QR / incremental-updater cores, shared by the gateware, the register map and
+the host (standard library only, so the host needs no Amaranth to name them)."""
+
+import enum
+
+__all__ = ["Op", "Select"]
+
+
+class Op(enum.IntEnum):
+    """Commands of the cores: ``command.payload.op`` in the gateware, the ``op`` field of
+    ``UPDATER_COMMAND`` in the register map."""
+
+    #: ``R = √λ·I`` (``UPDATER_VALUE``), ``Z = 0``, ``W = 0``; clears the flags.
+    RESET = 0
+    #: Fold the row ``[h | t]`` in after scaling ``[R | Z]`` by ``√β`` (``UPDATER_FORGET``).
+    UPDATE = 1
+    #: Take the row ``[h | t]`` out (hyperbolic rotations); refused if it would lose
+    #: positive definiteness, and then ``R``, ``Z`` are unchanged.
+    DOWNDATE = 2
+    #: ``W = R⁻¹Z``.
+    SOLVE = 3
+    #: ``k`` values ``hᵀW`` into UPDATER_RESULT.
+    PREDICT = 4
+    #: ``R``, ``Z`` or ``W`` (``select``) into UPDATER_RESULT.
+    READ = 5
+    #: Write ``R``, ``Z`` or ``W`` (``select``) from ``UPDATER_DATA``.
+    LOAD = 6
+
+
+class Select(enum.IntEnum):
+    """Matrix moved by READ and LOAD (``command.payload.select``; ``select`` field of
+    ``UPDATER_COMMAND``)."""
+
+    R = 0
+    Z = 1
+    W = 2
