@@ -340,6 +340,12 @@ def table_notes(rows) -> str:
         "MACs count arithmetic only; the two-tier MACs are dominated by the Gram sums and the "
         "head's rotations, the MLP's by its epochs.",
     ]
+    slower = [r for r in rows if r["fpga_seconds"] is not None and r["method"].endswith(
+        f"float64 L={r['width']}") and r["fpga_seconds"] > r["seconds"]]
+    if slower:
+        lines.append(f"The estimated device time is LONGER than this machine's float64 wall time "
+                     f"in {len(slower)} of the float64 two-tier rows: at these widths the cores "
+                     f"(4 lanes, one updater row at a time, ~53-105 MHz) do not beat a CPU.")
     for name in dict.fromkeys(row["dataset"] for row in rows):
         mlp = next(r for r in rows if r["dataset"] == name and r["method"].startswith("MLP"))
         two_tier = [r for r in rows if r["dataset"] == name and r["method"].startswith("two")]
@@ -353,6 +359,15 @@ def table_notes(rows) -> str:
                      f"{verdict} the MLP ({mlp['accuracy']:.3f}) with {cost} MACs "
                      f"({best['macs']:.2e} vs {mlp['macs']:.2e}).")
     return "\n".join(lines)
+
+
+def _jsonable(value):
+    """NumPy arrays and scalars (the continual curves hold some) as JSON values."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot save {type(value).__name__} as JSON")
 
 
 def run(args) -> int:
@@ -388,7 +403,7 @@ def run(args) -> int:
               "cycles_source": "tiersolve.gen.cholesky_model.cycle_model and "
                                "IncrementalUpdater.update_cycles (checked against simulation)",
               "table": rows, "continual": curves, "plot": str(plot)}
-    (out / "learn.json").write_text(json.dumps(result, indent=1))
+    (out / "learn.json").write_text(json.dumps(result, indent=1, default=_jsonable))
     (out / "learn.md").write_text(f"# tiersolve bench learn\n\n```\n{table}\n```\n\n{notes}\n")
     print(f"results: {out / 'learn.json'}, {out / 'learn.md'}")
     return 0
