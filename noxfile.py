@@ -15,7 +15,7 @@ def tests(session):
 
 @nox.session(python="3.11")
 def slow(session):
-    """Only the long tests: big simulations, fuzzing, the full build matrix."""
+    """Only the long tests: big simulations, long fuzzing, formal checks."""
     session.install("-e", ".[dev]")
     session.run("python", "-m", "pytest", "-m", "slow", *session.posargs)
 
