@@ -23,7 +23,8 @@ from collections.abc import Iterable
 from .errors import DeviceTimeout, LinkError
 from .protocol import LinkTimeout, RegisterLink, RequestRejected
 
-__all__ = ["FramedTransport", "SimTransport", "SimulatedBytePort", "Transport", "UartTransport"]
+__all__ = ["FramedTransport", "ReplyQueuePort", "SimTransport", "SimulatedBytePort", "Transport",
+           "UartTransport"]
 
 
 class Transport:
@@ -108,7 +109,46 @@ class FramedTransport(Transport):
             close()
 
 
-class SimulatedBytePort:
+class ReplyQueuePort:
+    """Host side of a byte port whose far end is a simulated design.
+
+    Subclasses keep ``_to_device`` (queued request bytes, with ``extend``), ``_from_device``
+    (a ``bytearray`` of reply bytes), ``_frames_out`` (reply delimiters collected but not yet
+    handed over) and ``closed``, and implement :meth:`_run_until_reply`. :meth:`write` only
+    queues; :meth:`read` lets the design run until a whole reply frame is there, then hands
+    bytes over, so simulated time advances only while the host waits for an answer.
+    """
+
+    #: Word naming the device in errors ("the simulated device is closed").
+    device_kind = "simulated"
+
+    def _run_until_reply(self) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise LinkError(f"the {self.device_kind} device is closed")
+
+    def write(self, data: bytes) -> int:
+        self._check_open()
+        self._to_device.extend(bytes(data))
+        return len(data)
+
+    def read(self, size: int = 1) -> bytes:
+        self._check_open()
+        if not self._from_device or self._frames_out == 0:
+            self._run_until_reply()
+        data = bytes(self._from_device[:size])
+        del self._from_device[:size]
+        self._frames_out -= data.count(0)
+        return data
+
+    @property
+    def in_waiting(self) -> int:
+        return len(self._from_device)
+
+
+class SimulatedBytePort(ReplyQueuePort):
     """A byte port whose far end is a :class:`~tiersolve.designs.top.SolverDesign` in simulation.
 
     :meth:`write` only queues the bytes; :meth:`read` runs the simulator, feeding the queued
@@ -164,30 +204,10 @@ class SimulatedBytePort:
                 ctx.set(rx.payload, self._to_device[0])
             ctx.set(rx.valid, offered)
 
-    def write(self, data: bytes) -> int:
-        if self.closed:
-            raise LinkError("the simulated device is closed")
-        self._to_device.extend(bytes(data))
-        return len(data)
-
-    def _run(self):
+    def _run_until_reply(self):
         start = self.cycles
         while self._frames_out == 0 and self.cycles - start < self.wait_cycles:
             self._simulator.advance()
-
-    def read(self, size: int = 1) -> bytes:
-        if self.closed:
-            raise LinkError("the simulated device is closed")
-        if not self._from_device or self._frames_out == 0:
-            self._run()
-        data = bytes(self._from_device[:size])
-        del self._from_device[:size]
-        self._frames_out -= data.count(0)
-        return data
-
-    @property
-    def in_waiting(self) -> int:
-        return len(self._from_device)
 
     def run_cycles(self, cycles: int) -> None:
         """Let the design run ``cycles`` clock cycles (the host idles meanwhile)."""

@@ -59,7 +59,7 @@ import weakref
 from pathlib import Path
 
 from .errors import DeviceTimeout, LinkError
-from .transport import FramedTransport
+from .transport import FramedTransport, ReplyQueuePort
 
 __all__ = ["DRIVER_SOURCE", "VerilatedBytePort", "VerilatorTransport", "build_driver"]
 
@@ -264,7 +264,7 @@ def _stop_process(process: subprocess.Popen) -> None:
             pass
 
 
-class VerilatedBytePort:
+class VerilatedBytePort(ReplyQueuePort):
     """A byte port whose far end is a driver process built by :func:`build_driver`.
 
     Same behaviour as :class:`~tiersolve.host.transport.SimulatedBytePort`: :meth:`write`
@@ -288,6 +288,8 @@ class VerilatedBytePort:
     seconds : float
         Wall time spent waiting for the driver (simulating).
     """
+
+    device_kind = "verilated"
 
     def __init__(self, executable, *, wait_cycles: int = 1 << 16, reply_timeout: float = 30.0):
         if isinstance(wait_cycles, bool) or not isinstance(wait_cycles, int) or wait_cycles < 1:
@@ -332,8 +334,7 @@ class VerilatedBytePort:
 
     def _command(self, command: bytes) -> None:
         """Send the queued bytes and ``command``, then wait for and take in the answer."""
-        if self.closed:
-            raise LinkError("the verilated device is closed")
+        self._check_open()
         message = bytes(command)
         if self._to_device:
             message = b"W" + struct.pack("<I", len(self._to_device)) + self._to_device + message
@@ -375,25 +376,8 @@ class VerilatedBytePort:
 
     # -- byte port ---------------------------------------------------------------------------
 
-    def write(self, data: bytes) -> int:
-        if self.closed:
-            raise LinkError("the verilated device is closed")
-        self._to_device += bytes(data)
-        return len(data)
-
-    def read(self, size: int = 1) -> bytes:
-        if self.closed:
-            raise LinkError("the verilated device is closed")
-        if not self._from_device or self._frames_out == 0:
-            self._command(b"R" + struct.pack("<Q", self.wait_cycles))
-        data = bytes(self._from_device[:size])
-        del self._from_device[:size]
-        self._frames_out -= data.count(0)
-        return data
-
-    @property
-    def in_waiting(self) -> int:
-        return len(self._from_device)
+    def _run_until_reply(self) -> None:
+        self._command(b"R" + struct.pack("<Q", self.wait_cycles))
 
     def run_cycles(self, cycles: int) -> None:
         """Let the design run ``cycles`` clock cycles (the host idles meanwhile)."""
