@@ -187,6 +187,11 @@ def job_wire_bound(kind: str, n: int, k: int, m: int = 0, *, max_burst: int = 64
     else:
         writes += _bursts(row_words - 1, max_burst) + [1]
     reads = [3] * polls + _bursts(n * k, max_burst)
+    return _wire_totals(writes, reads)
+
+
+def _wire_totals(writes: list[int], reads: list[int]) -> dict:
+    """Requests, wire bytes and payload bytes of write and read bursts (word counts)."""
     sent = received = 0
     for count, write in [(c, True) for c in writes] + [(c, False) for c in reads]:
         request, reply = _burst_bound(count, write)
@@ -211,13 +216,7 @@ def updater_wire_bound(n: int, k: int, *, max_burst: int = 64, polls: int = 1) -
     """
     writes = [4] + _bursts(n + k, max_burst)
     reads = [3] * polls
-    sent = received = 0
-    for count, write in [(c, True) for c in writes] + [(c, False) for c in reads]:
-        request, reply = _burst_bound(count, write)
-        sent += request
-        received += reply
-    return {"requests": len(writes) + len(reads), "bytes_sent": sent,
-            "bytes_received": received, "payload_bytes": 4 * (sum(writes) + sum(reads))}
+    return _wire_totals(writes, reads)
 
 
 def updater_cycles_from_formula(kind: str, n: int, k: int, fmt, *, units: int = 1,
