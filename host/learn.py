@@ -547,22 +547,25 @@ class FixedBackend(SolverBackend):
 
     def qr_update(self, state, H, T, beta=1.0, forget_per="sample"):
         Hq, Tq = self._quantise_rows(state, H, T)
-        model = state.model
-        constant = None if beta == 1 else model.config.forgetting_constant(beta)
+        constant = None if beta == 1 else state.model.config.forgetting_constant(beta)
         for index, row in enumerate(np.hstack([Hq, Tq])):
             forgetting = constant if (forget_per == "sample" or index == 0) else None
             weight = (beta if forgetting is not None else 1.0) * state.weight + 1.0
             if weight > state.capacity:
                 raise ValueError(f"the fixed head holds at most capacity={state.capacity:g} "
                                  f"(forgetting-weighted) samples; give a larger capacity")
-            A, _, saturated = self._fold(state, row, forgetting, False)
-            if saturated:
-                raise ArithmeticError("the incremental-updater model saturated during an "
-                                      "update (see FixedBackend.qr_init)")
-            model.A = A
+            self._update_row(state, row, forgetting)
             state.weight = weight
             state.rows += 1
         return state
+
+    def _update_row(self, state, row, forgetting) -> None:
+        """Fold one quantised row in (after forgetting, if ``forgetting`` is not None)."""
+        A, _, saturated = self._fold(state, row, forgetting, False)
+        if saturated:
+            raise ArithmeticError("the incremental-updater model saturated during an "
+                                  "update (see FixedBackend.qr_init)")
+        state.model.A = A
 
     def qr_downdate(self, state, H, T):
         Hq, Tq = self._quantise_rows(state, H, T)
@@ -711,22 +714,10 @@ class DeviceBackend(FixedBackend):
         self._command(state, regmap.UpdaterOp.RESET, value=state.model.lam_sqrt)
         return state
 
-    def qr_update(self, state, H, T, beta=1.0, forget_per="sample"):
+    def _update_row(self, state, row, forgetting) -> None:
         from tiersolve.designs import regmap
 
-        Hq, Tq = self._quantise_rows(state, H, T)
-        config = state.model.config
-        constant = None if beta == 1 else config.forgetting_constant(beta)
-        for index, row in enumerate(np.hstack([Hq, Tq])):
-            forgetting = constant if (forget_per == "sample" or index == 0) else None
-            weight = (beta if forgetting is not None else 1.0) * state.weight + 1.0
-            if weight > state.capacity:
-                raise ValueError(f"the fixed head holds at most capacity={state.capacity:g} "
-                                 f"(forgetting-weighted) samples; give a larger capacity")
-            self._command(state, regmap.UpdaterOp.UPDATE, forgetting=forgetting, data=row)
-            state.weight = weight
-            state.rows += 1
-        return state
+        self._command(state, regmap.UpdaterOp.UPDATE, forgetting=forgetting, data=row)
 
     def qr_downdate(self, state, H, T):
         from tiersolve.designs import regmap
