@@ -159,21 +159,11 @@ class SolverRegisters(wiring.Component):
         size_n = Signal(16)
         size_k = Signal(16)
         lam = Signal(32)
-        result_count = Signal(range(self.n_max * self.k_max + 1))
 
         # -- result buffer: captures the core's output stream -----------------------------------
         depth = self.n_max * self.k_max
-        m.submodules.results = results = memory.Memory(shape=w, depth=depth, init=[])
-        result_write = results.write_port()
+        results, result_count = _result_buffer(m, "results", core.o, w, depth)
         result_read = results.read_port()
-        m.d.comb += [
-            core.o.ready.eq(1),
-            result_write.addr.eq(result_count),
-            result_write.data.eq(core.o.payload.value),
-            result_write.en.eq(core.o.valid & (result_count < depth)),
-        ]
-        with m.If(core.o.valid & (result_count < depth)):
-            m.d.sync += result_count.eq(result_count + 1)
 
         # -- command and data ports ---------------------------------------------------------------
         sizes_valid = ((size_n >= 1) & (size_n <= self.n_max)
@@ -290,17 +280,7 @@ class SolverRegisters(wiring.Component):
         forgetting = Signal(32)
         started = Signal()   # a command was taken since the last reset
         depth = self.n_max * max(self.n_max, self.k_max)
-        count = Signal(range(depth + 1))
-        m.submodules.updater_results = results = memory.Memory(shape=w, depth=depth, init=[])
-        write = results.write_port()
-        m.d.comb += [
-            updater.o.ready.eq(1),
-            write.addr.eq(count),
-            write.data.eq(updater.o.payload.value),
-            write.en.eq(updater.o.valid & (count < depth)),
-        ]
-        with m.If(updater.o.valid & (count < depth)):
-            m.d.sync += count.eq(count + 1)
+        results, count = _result_buffer(m, "updater_results", updater.o, w, depth)
         sizes_valid = ((size_n >= 1) & (size_n <= self.n_max)
                        & (size_k >= 1) & (size_k <= self.k_max))
         forgetting_valid = forgetting <= (1 << w)
@@ -519,6 +499,26 @@ class SolverDesign(wiring.Component):
             connect(m, wiring.flipped(self.axi), bridge.axi)
         return m
 
+
+
+def _result_buffer(m, name: str, stream, width: int, depth: int):
+    """Capture a core's output stream (always ready) into a ``depth``-word memory.
+
+    Returns ``(memory, count)``: ``count`` is the number of values written; values past
+    ``depth`` are dropped (the register map reports ``count``, so the host sees it).
+    """
+    count = Signal(range(depth + 1), name=f"{name}_count")
+    m.submodules[name] = results = memory.Memory(shape=width, depth=depth, init=[])
+    write = results.write_port()
+    m.d.comb += [
+        stream.ready.eq(1),
+        write.addr.eq(count),
+        write.data.eq(stream.payload.value),
+        write.en.eq(stream.valid & (count < depth)),
+    ]
+    with m.If(stream.valid & (count < depth)):
+        m.d.sync += count.eq(count + 1)
+    return results, count
 
 def _register_solver_unit():
     from tiersolve.gen.registry import Parameter, UnitSpec, register
