@@ -132,16 +132,17 @@ def _setup_demo(parser):
                         help="folder for the plots (default: demo-output)")
     parser.add_argument("--hidden", type=int, default=None,
                         help="lower-tier width (default: 64; with the device backend, the "
-                             "device's n_max - 1, 15 for the default device)")
+                             "device's n_max - 1, 63 for the default device)")
     parser.add_argument("--batch-size", type=int, default=25,
                         help="samples per partial_fit call (default: 25)")
     parser.add_argument("--device", default=None, metavar="URL",
                         help="device of the 'device' backend (default: a Verilator-simulated "
                              "design sized for the demo, compiled on first use: "
-                             "vsim://?n_max=16&k_max=10&format=Q8.16&...)")
+                             "vsim://?n_max=64&k_max=32&format=Q8.16&...)")
     parser.add_argument("--fmax-mhz", type=float, default=None,
-                        help="clock for converting the device's cycles to time (default: "
-                             "105.2, the Cholesky core's Fmax at n_max=16 on ECP5-85F)")
+                        help="clock for converting the device's cycles to time (default: the "
+                             "Fmax of the last recorded ulx3s-85f build, else the bare "
+                             "Cholesky core's 105.2 MHz)")
 
 
 def _run_demo(args) -> int:

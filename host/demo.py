@@ -16,8 +16,10 @@ lower tier's ridge problems in blocks of ``k_max`` right-hand-side columns
 (:class:`ColumnBlockedBackend`: the autoencoder of a layer has as many right-hand sides as the
 layer has inputs, 64 for digits, more than a small core's ``k_max``), and the demo checks that
 the two agree bit for bit. The device's core cycles (its ``CYCLES`` counters, summed over every
-job and updater command) are converted to time at ``fmax_mhz`` (default
-:data:`DEFAULT_FMAX_MHZ`, the Cholesky core's measured Fmax at ``n_max = 16`` on an ECP5-85F).
+job and updater command) are converted to time at the Fmax of the last recorded build of the
+default board (:data:`DEFAULT_BOARD`, looked up by :func:`board_fmax` in
+``tiersolve.boards.measured``); when no board build is recorded, at the bare Cholesky core's
+Fmax (:data:`CORE_FMAX_MHZ`), and the demo says so.
 """
 
 from __future__ import annotations
@@ -28,16 +30,97 @@ from pathlib import Path
 import numpy as np
 from tiersolve.host.learn import DeviceBackend, SolverBackend
 
-__all__ = ["DEFAULT_DEVICE_URL", "DEFAULT_FMAX_MHZ", "ColumnBlockedBackend",
-           "CycleCountingDeviceBackend", "continual_curve", "plot_curves", "run_demo",
-           "split_digits"]
+__all__ = ["CORE_FMAX_MHZ", "DEFAULT_BOARD", "DEFAULT_DEVICE_URL", "DEFAULT_FMAX_MHZ",
+           "UPDATER_FMAX_MHZ", "ColumnBlockedBackend", "CycleCountingDeviceBackend",
+           "board_fmax", "continual_curve", "plot_curves", "run_demo", "split_digits"]
 
-#: The demo's simulated device: both cores, ``n_max = 16`` (head of 15 hidden units and the
-#: bias), ``k_max = 10`` (the ten digit classes), Q8.16 data, Q4.20 pivot inverses.
-DEFAULT_DEVICE_URL = ("vsim://?n_max=16&k_max=10&lanes=4&format=Q8.16&inverse_format=Q4.20"
+#: The demo's simulated device: both cores, ``n_max = 64`` (a lower tier of 63 hidden units,
+#: and a head of those and the bias: about 0.93 held-out accuracy on all ten digits after the
+#: incremental phase, against 0.73 with 15 units), ``k_max = 32`` (the ten classes in the
+#: head; the autoencoder's 64 right-hand sides in two Cholesky jobs instead of seven: every
+#: job streams all of ``H`` over the link again), Q8.16 data, Q4.20 pivot inverses.
+DEFAULT_DEVICE_URL = ("vsim://?n_max=64&k_max=32&lanes=4&format=Q8.16&inverse_format=Q4.20"
                       "&guard_bits=4&cores=cholesky,updater")
-#: Fmax (MHz) of the Cholesky core at ``n_max = 16`` on an ECP5-85F (measured).
-DEFAULT_FMAX_MHZ = 105.2
+#: Board whose recorded build gives the clock at which device cycles become time.
+DEFAULT_BOARD = "ulx3s-85f"
+#: Fmax (MHz) of the bare Cholesky core at ``n_max = 16`` on an ECP5-85F (measured): the
+#: fallback when no board build is recorded.
+CORE_FMAX_MHZ = 105.2
+#: Fmax (MHz) of the bare incremental updater (``n_max = 16``, 4 units, multiplier rotations,
+#: ECP5-85F, measured): caps the clock when the board build used has no updater in it.
+UPDATER_FMAX_MHZ = 53.0
+#: Default ``fmax_mhz`` of :func:`run_demo`: None, i.e. the board build's Fmax (:func:`board_fmax`).
+DEFAULT_FMAX_MHZ = None
+
+
+def board_fmax(board=DEFAULT_BOARD, core_fmax_mhz=CORE_FMAX_MHZ, *,
+               updater_fmax_mhz=UPDATER_FMAX_MHZ, **config) -> dict:
+    """The clock at which a device's cycles are converted to time, and where it comes from.
+
+    Looks up a recorded build of ``board`` with
+    ``tiersolve.boards.measured.measured_build(board, **config)`` (``config``: the device's
+    ``n_max``, ``k_max``, ``lanes``, ``format``, ``cores``). When no build matches them all, it
+    asks again with ``cores`` only, then with no configuration (the board's most relevant
+    build of any kind), and the source names the build it used and says it is not the
+    device's configuration. When ``config`` asks for the updater and that build has none, the
+    clock is capped at ``updater_fmax_mhz`` (a design is no faster than its slowest core), and
+    the source says so. The module is imported defensively: when it is missing, or has no
+    build of the board at all, the bare core's Fmax ``core_fmax_mhz`` is used instead and the
+    source says so.
+
+    Returns
+    -------
+    dict
+        ``fmax_mhz``; ``board`` (None for the core fallback); ``build`` (the recorded build:
+        ``fmax_mhz``, ``clock_mhz``, ``n_max``, ``k_max``, ``lanes``, ``format``, ``cores``,
+        ``command``; or None); ``match``: ``"exact"``, ``"cores"``, ``"board"`` (what the
+        build has in common with ``config``) or None; ``source``, a phrase naming the board and
+        the build, or ``"core Fmax, no board build recorded"``.
+    """
+    try:
+        from tiersolve.boards.measured import measured_build
+    except ImportError:
+        measured_build = None
+    build = match = None
+    if measured_build is not None:
+        attempts = [("exact", config)]
+        if "cores" in config and set(config) != {"cores"}:
+            attempts.append(("cores", {"cores": config["cores"]}))
+        if config:
+            attempts.append(("board", {}))
+        for level, keys in attempts:
+            build, match = measured_build(board, **keys), level
+            if build and build.get("fmax_mhz"):
+                break
+    if build and build.get("fmax_mhz"):
+        shape = "/".join(str(build.get(key, "?")) for key in ("n_max", "k_max", "lanes"))
+        details = [f"n_max/k_max/lanes {shape}"]
+        for key in ("format", "cores"):
+            if build.get(key):
+                value = build[key]
+                details.append(",".join(value) if isinstance(value, (list, tuple)) else
+                               str(value))
+        if build.get("clock_mhz"):
+            details.append(f"runs at {float(build['clock_mhz']):g} MHz")
+        source = f"Fmax of the {board} build ({', '.join(details)})"
+        if build.get("command"):
+            source += f" recorded by `{build['command']}`"
+        if match != "exact" and config:
+            source += ("; no build of this configuration is recorded, so this is the closest "
+                       "recorded one (a larger design is usually a little slower)")
+        fmax = float(build["fmax_mhz"])
+        wanted = config.get("cores", ())
+        wanted = wanted.split(",") if isinstance(wanted, str) else list(wanted)
+        built = build.get("cores") or ()
+        built = built.split(",") if isinstance(built, str) else list(built)
+        if "updater" in wanted and "updater" not in built and updater_fmax_mhz < fmax:
+            fmax = float(updater_fmax_mhz)
+            source += (f"; that build has no updater, so the clock is capped at the bare "
+                       f"updater's {updater_fmax_mhz:g} MHz")
+        return {"fmax_mhz": fmax, "board": board, "build": build, "match": match,
+                "source": source}
+    return {"fmax_mhz": float(core_fmax_mhz), "board": None, "build": None, "match": None,
+            "source": "core Fmax, no board build recorded"}
 
 
 class ColumnBlockedBackend(SolverBackend):
@@ -267,17 +350,18 @@ def run_demo(backends=("float64", "fixed"), *, out="demo-output", hidden_layer_s
         Folder for the plot.
     hidden_layer_sizes : tuple of int or None
         Lower-tier widths. None: ``(64,)`` without a device; with one, a single layer of
-        ``n_max - 1`` units (the head has one more input, the bias), 15 for the default device.
+        ``n_max - 1`` units (the head has one more input, the bias), 63 for the default device.
     batch_size : int
         Samples per partial_fit call.
     device : str or tiersolve.host.device.Device
         The device of the ``"device"`` backend (default :data:`DEFAULT_DEVICE_URL`: the
-        Verilator-simulated design, compiled on first use, about 30 s to 2 min, then cached).
+        Verilator-simulated design, compiled on first use, about 1 to 2 min, then cached).
         It needs both cores (``cores=cholesky,updater``), ``k_max`` of at least 10 (the
         classes) and ``n_max`` above the last hidden width.
-    fmax_mhz : float
-        Clock at which the device's core cycles are converted to time (default
-        :data:`DEFAULT_FMAX_MHZ`).
+    fmax_mhz : float or None
+        Clock (MHz) at which the device's core cycles are converted to time. None (default):
+        the Fmax of the last recorded build of :data:`DEFAULT_BOARD` (:func:`board_fmax`),
+        else the bare core's Fmax with a printed caveat.
     progress : callable or None
         Called with one line of text per step (default ``print``).
 
@@ -286,7 +370,8 @@ def run_demo(backends=("float64", "fixed"), *, out="demo-output", hidden_layer_s
     dict
         ``{backend name: curve}`` (see :func:`continual_curve`), ``"plot"``: the PNG path and,
         when both ``"fixed"`` and ``"device"`` ran, ``"bit_exact"``: whether they agree bit
-        for bit.
+        for bit; with a device, ``"clock"``: ``{"fmax_mhz", "board", "build", "source"}`` (see
+        :func:`board_fmax`) of the time conversion.
 
     Notes
     -----
@@ -294,8 +379,8 @@ def run_demo(backends=("float64", "fixed"), *, out="demo-output", hidden_layer_s
     :class:`~tiersolve.host.learn.FixedBackend` defaults), and both it and the device solve
     the lower tier's ridge problems in blocks of ``k_max`` columns (:class:`ColumnBlockedBackend`).
     """
-    if not fmax_mhz > 0:
-        raise ValueError(f"fmax_mhz must be positive, not {fmax_mhz!r}")
+    if fmax_mhz is not None and not fmax_mhz > 0:
+        raise ValueError(f"fmax_mhz must be positive or None, not {fmax_mhz!r}")
     say = progress or (lambda text: None)
     names = [backend if isinstance(backend, str) else getattr(backend, "name", str(backend))
              for backend in backends]
@@ -347,15 +432,24 @@ def run_demo(backends=("float64", "fixed"), *, out="demo-output", hidden_layer_s
     result = {**curves}
     if device_backend is not None and "device" in curves:
         curve = curves["device"]
-        hz = fmax_mhz * 1e6
+        if fmax_mhz is None:
+            clock = board_fmax(n_max=info.n_max, k_max=info.k_max, lanes=info.lanes,
+                               format=str(info.fmt), cores=",".join(info.cores))
+        else:
+            clock = {"fmax_mhz": float(fmax_mhz), "board": None, "build": None, "match": None,
+                     "source": "given by the caller (--fmax-mhz)"}
+        result["clock"] = clock
+        mhz = clock["fmax_mhz"]
+        hz = mhz * 1e6
+        say(f"clock for device time: {mhz:g} MHz, {clock['source']}")
         say(f"device core cycles: fit {curve['fit_cycles']:,} ({curve['fit_cycles'] / hz * 1e3:.2f}"
-            f" ms at {fmax_mhz:g} MHz), updates {curve['update_cycles']:,} "
+            f" ms at {mhz:g} MHz), updates {curve['update_cycles']:,} "
             f"({curve['update_cycles'] / hz * 1e3:.2f} ms); {device_backend.jobs} Cholesky jobs,"
             f" {device_backend.commands} updater commands")
         simulated = device_backend.simulated_cycles()
         if simulated is not None:
             say(f"simulated clock cycles, byte link included: {simulated:,} "
-                f"({simulated / hz * 1e3:.1f} ms at {fmax_mhz:g} MHz)")
+                f"({simulated / hz * 1e3:.1f} ms at {mhz:g} MHz)")
         if "fixed" in curves:
             result["bit_exact"] = _same_bits(curves["fixed"], curve)
             say("fixed and device agree bit for bit (weights and accuracies)"

@@ -2,15 +2,29 @@
 
 The network
 -----------
+*Inputs*: standardised with the per-feature mean and standard deviation of the data given to
+:meth:`~TwoTierClassifier.fit` (stored, and used unchanged by ``predict`` and ``partial_fit``),
+then clipped to ``±input_clip`` (default 3: a pixel that is almost always 0 no longer becomes
+a ±30 outlier when it is not; ``None``: no clipping).
+
 *Lower tier*: one or more ELM-autoencoder layers. Layer ``l`` draws a random projection ``P``
 (``d × width``, orthonormalised Gaussian columns) and bias ``b``, computes
 ``H = g(X P + b)`` and solves, in ONE ridge step, the weights ``B`` (``width × d``) that
 reconstruct the layer's input from ``H``: ``B = (HᵀH + λ_ae I)⁻¹ HᵀX``. The layer's output is
-``g(X Bᵀ)``, so the learned ``Bᵀ`` is the encoder (Kasun et al.'s multilayer ELM).
+``g(X Bᵀ + b)``, so the learned ``Bᵀ`` is the encoder (Kasun et al.'s multilayer ELM); the
+random bias ``b`` is kept (``encoder_bias=True``, default) because without it the ``width``
+outputs are odd functions of one rank-``d`` linear map and, for ``width > d``, carry little
+more than the inputs did (on digits the bias is worth 1-2 points of accuracy).
 
-*Upper tier*: a ridge head ``W`` on the last layer's output with a constant column appended
-(the bias). It is kept in square-root form: ``R`` (upper triangular, starts as ``√λ I``) and
-``Z = QᵀT``, so that ``W = R⁻¹Z`` is the ridge solution over the rows folded in so far.
+*Direct link* (``direct_link=True``, random-vector-functional-link style): the head sees the
+lower tier's output AND the clipped standardised inputs divided by ``input_clip`` (so bounded
+by 1, like a tanh output), ``L + d + 1`` features in all. The head then contains a linear
+model of the raw inputs and the lower tier only has to add what that misses.
+
+*Upper tier*: a ridge head ``W`` on the last layer's output (and the direct inputs) with a
+constant column appended (the bias). It is kept in square-root form: ``R`` (upper
+triangular, starts as ``√λ I``) and ``Z = QᵀT``, so that ``W = R⁻¹Z`` is the ridge solution
+over the rows folded in so far.
 :meth:`TwoTierClassifier.fit` folds all rows in at once (β = 1, one step, no iteration);
 :meth:`~TwoTierClassifier.partial_fit` keeps folding rows in, one sample after the other, with
 a forgetting factor β applied before each sample (or once per call, ``forget_per="batch"``),
@@ -879,33 +893,45 @@ def _check_lambda(lam):
     return lam
 
 
-def training_macs(n_samples, n_features, hidden_layer_sizes, n_outputs, *, head="qr") -> dict:
+def training_macs(n_samples, n_features, hidden_layer_sizes, n_outputs, *, head="qr",
+                  direct_link=False) -> dict:
     """Multiply-accumulates of one :meth:`TwoTierClassifier.fit`, counted analytically.
 
-    Per ELM-autoencoder layer (input width ``d``, width ``L``, ``m`` samples): random projection
-    ``m·d·L``; Gram accumulation of ``[H | X]`` (lower triangle, NUMERICS.md)
-    ``m·(L(L+1)/2 + L·d)``; Cholesky ``L³/6``; substitutions ``L²·d``; encoding ``m·d·L``.
-    Head (``n = L_last + 1`` features with the bias, ``k`` outputs): Givens QR
-    ``m·(n(n+1)/2 + n·k)`` rotations applied (each ≈ 4 multiplies, counted as 4 MACs) and the
-    back substitution ``n²·k/2``. With ``head="gram"`` a Cholesky head is counted instead.
+    Inputs (``m`` samples, ``d₀`` features): standardisation ``m·d₀`` (one multiply each).
+    Per ELM-autoencoder layer (input width ``d``, width ``L``): random projection ``m·d·L``;
+    Gram accumulation of ``[H | X]`` (lower triangle, NUMERICS.md) ``m·(L(L+1)/2 + L·d)``;
+    Cholesky ``L³/6``; substitutions ``L²·d``; encoding ``m·d·L``.
+    Head (``n = L_last + 1`` features with the bias, ``n = L_last + d₀ + 1`` with
+    ``direct_link``; ``k`` outputs): Givens QR, per row ``n`` rotations generated (``a² + b²``
+    and three multiplies by the reciprocal square root: 4 MACs each) and
+    ``n(n+1)/2 + n·k`` rotations applied (4 multiplies each, counted as 4 MACs), then the back
+    substitution ``n²·k/2``. With ``head="gram"`` a Cholesky head is counted instead.
+
+    Returns
+    -------
+    dict
+        ``inputs`` (standardisation), ``layers`` (one count per layer), ``head`` and
+        ``total``.
     """
     layers = []
     d = n_features
-    total = 0
+    inputs = n_samples * n_features
+    total = inputs
     for width in hidden_layer_sizes:
         macs = (n_samples * d * width + n_samples * (width * (width + 1) // 2 + width * d)
                 + width**3 // 6 + width**2 * d + n_samples * d * width)
         layers.append(macs)
         total += macs
         d = width
-    n = d + 1
+    n = d + 1 + (n_features if direct_link else 0)
     if head == "qr":
-        head_macs = 4 * n_samples * (n * (n + 1) // 2 + n * n_outputs) + n * n * n_outputs // 2
+        head_macs = (4 * n_samples * (n + n * (n + 1) // 2 + n * n_outputs)
+                     + n * n * n_outputs // 2)
     else:
         head_macs = (n_samples * (n * (n + 1) // 2 + n * n_outputs) + n**3 // 6
                      + n * n * n_outputs)
     total += head_macs
-    return {"layers": layers, "head": head_macs, "total": total}
+    return {"inputs": inputs, "layers": layers, "head": head_macs, "total": total}
 
 
 # -- estimators --------------------------------------------------------------------------------
@@ -917,12 +943,16 @@ class _TwoTierBase(BaseEstimator):
     _multi_output = False
 
     def __init__(self, hidden_layer_sizes=(128,), activation="tanh", alpha=1.0, ae_alpha=1.0,
+                 input_clip=3.0, encoder_bias=True, direct_link=False,
                  forgetting_factor=1.0, forget_per="sample", window=None, backend="float64",
                  capacity=None, random_state=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.alpha = alpha
         self.ae_alpha = ae_alpha
+        self.input_clip = input_clip
+        self.encoder_bias = encoder_bias
+        self.direct_link = direct_link
         self.forgetting_factor = forgetting_factor
         self.forget_per = forget_per
         self.window = window
@@ -955,6 +985,18 @@ class _TwoTierBase(BaseEstimator):
                 raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, not {name!r}")
         for name in ("alpha", "ae_alpha"):
             _check_lambda(getattr(self, name))
+        clip = self.input_clip
+        if clip is not None:
+            if isinstance(clip, bool) or not isinstance(clip, (int, float, np.number)):
+                raise TypeError(f"input_clip must be a positive number or None, not {clip!r}")
+            if not (clip > 0 and math.isfinite(clip)):
+                raise ValueError(f"input_clip must be positive and finite or None, not {clip!r}")
+        for name in ("encoder_bias", "direct_link"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, not {getattr(self, name)!r}")
+        if self.direct_link and clip is None:
+            raise ValueError("direct_link=True needs input_clip (the direct inputs are the "
+                             "standardised inputs divided by input_clip, so bounded by 1)")
         beta = self.forgetting_factor
         if isinstance(beta, bool) or not isinstance(beta, (int, float, np.number)) \
                 or not 0 < beta <= 1:
@@ -979,8 +1021,9 @@ class _TwoTierBase(BaseEstimator):
         spread = X.std(axis=0)
         self.input_scale_ = np.where(spread > 1e-12 * max(1.0, float(np.abs(X).max())),
                                      spread, 1.0)
-        Z = (X - self.input_offset_) / self.input_scale_
+        Z = self.standardised_inputs(X)
         self.encoders_ = []
+        self.encoder_biases_ = []
         self.activations_ = activations
         for width, name in zip(sizes, activations, strict=True):
             g = ACTIVATIONS[name][0]
@@ -995,18 +1038,31 @@ class _TwoTierBase(BaseEstimator):
             H = g(Z @ projection + bias)
             B = backend.ridge_solve(H, Z, self.ae_alpha)  # width x d: reconstructs Z from H
             encoder = B.T  # d x width
+            encoder_bias = bias if self.encoder_bias else np.zeros(width)
             self.encoders_.append(encoder)
-            Z = g(Z @ encoder)
+            self.encoder_biases_.append(encoder_bias)
+            Z = g(Z @ encoder + encoder_bias)
+        return Z
+
+    def standardised_inputs(self, X):
+        """The lower tier's input: ``X`` standardised with the statistics of :meth:`fit`
+        (per-feature mean and standard deviation) and clipped to ``±input_clip``."""
+        Z = (X - self.input_offset_) / self.input_scale_
+        if self.input_clip is not None:
+            Z = np.clip(Z, -self.input_clip, self.input_clip)
         return Z
 
     def _transform(self, X):
-        Z = (X - self.input_offset_) / self.input_scale_
-        for encoder, name in zip(self.encoders_, self.activations_, strict=True):
-            Z = ACTIVATIONS[name][0](Z @ encoder)
-        return np.hstack([Z, np.ones((len(Z), 1))])
+        inputs = Z = self.standardised_inputs(X)
+        for encoder, encoder_bias, name in zip(self.encoders_, self.encoder_biases_,
+                                               self.activations_, strict=True):
+            Z = ACTIVATIONS[name][0](Z @ encoder + encoder_bias)
+        parts = [Z, inputs / self.input_clip] if self.direct_link else [Z]
+        return np.hstack([*parts, np.ones((len(Z), 1))])
 
     def features(self, X):
-        """Features the head sees (the last layer's output and the bias column)."""
+        """Features the head sees: the last layer's output, with ``direct_link`` the
+        standardised inputs divided by ``input_clip``, and the bias column."""
         check_is_fitted(self, "encoders_")
         X = validate_data(self, X, reset=False, dtype=np.float64)
         return self._transform(X)
@@ -1018,7 +1074,7 @@ class _TwoTierBase(BaseEstimator):
         if capacity is None:
             capacity = self.window if self.window is not None else 1 << 16
         if self.activations_ and self.activations_[-1] in ("tanh", "sigmoid"):
-            feature_bound = 1.0  # the activation's range, and the bias column
+            feature_bound = 1.0  # the activation's range, the bias column, the direct inputs
         else:
             feature_bound = 2.0 * max(1.0, float(np.abs(F).max()))
         self.head_ = backend.qr_init(F.shape[1], T.shape[1], self.alpha, capacity,
@@ -1118,6 +1174,15 @@ class TwoTierClassifier(ClassifierMixin, _TwoTierBase):
         Ridge λ of the head (``R`` starts as ``√alpha·I``).
     ae_alpha : float
         Ridge λ of the autoencoder solves.
+    input_clip : float or None
+        Standardised inputs are clipped to ``±input_clip`` (default 3.0; None: not clipped).
+    encoder_bias : bool
+        Add the layer's random bias to the encoder's pre-activation (default True; False: the
+        plain multilayer-ELM encoder ``g(X Bᵀ)``).
+    direct_link : bool
+        Feed the standardised inputs (divided by ``input_clip``) to the head beside the last
+        layer's output (default False; needs ``input_clip``). The head then has
+        ``width + n_features + 1`` inputs, which a device's ``n_max`` must hold.
     forgetting_factor : float in (0, 1]
         β of :meth:`partial_fit` (``fit`` always weighs its samples equally).
     forget_per : {"sample", "batch"}
@@ -1140,17 +1205,25 @@ class TwoTierClassifier(ClassifierMixin, _TwoTierBase):
         Known labels, in the order of the output columns (grows with ``new_classes="grow"``).
     encoders_ : list of numpy.ndarray
         The lower tier's encoder matrices (``d × width``).
-    coef_ : numpy.ndarray, shape (width + 1, n_classes)
-        The head's weights (last row: bias).
+    encoder_biases_ : list of numpy.ndarray
+        The bias added to each encoder's pre-activation (zeros with ``encoder_bias=False``).
+    input_offset_, input_scale_ : numpy.ndarray
+        Per-feature mean and standard deviation of the data of :meth:`fit`.
+    coef_ : numpy.ndarray, shape (width + 1, n_classes) or (width + n_features + 1, n_classes)
+        The head's weights (last row: bias; with ``direct_link`` the ``n_features`` rows
+        before it weigh the direct inputs).
     n_samples_seen_ : int
         Samples folded into the head since the last :meth:`fit`.
     """
 
     def __init__(self, hidden_layer_sizes=(128,), activation="tanh", alpha=1.0, ae_alpha=1.0,
+                 input_clip=3.0, encoder_bias=True, direct_link=False,
                  forgetting_factor=1.0, forget_per="sample", window=None, new_classes="grow",
                  backend="float64", capacity=None, random_state=None):
         super().__init__(hidden_layer_sizes=hidden_layer_sizes, activation=activation,
-                         alpha=alpha, ae_alpha=ae_alpha, forgetting_factor=forgetting_factor,
+                         alpha=alpha, ae_alpha=ae_alpha, input_clip=input_clip,
+                         encoder_bias=encoder_bias, direct_link=direct_link,
+                         forgetting_factor=forgetting_factor,
                          forget_per=forget_per, window=window, backend=backend,
                          capacity=capacity, random_state=random_state)
         self.new_classes = new_classes

@@ -25,9 +25,10 @@ def _tiny_problem(m=40, d=13, classes=3, seed=0):
     return X, y
 
 
-def _expected_cycles(m, d, width, classes):
+def _expected_cycles(m, d, width, classes, direct_link=False):
     """Lower tier: one ridge solve of ``m`` rows, ``n = width``, ``k = d`` right-hand sides in
-    blocks of ``k_max``; head: ``m`` UPDATEs of ``n = width + 1``, ``k = classes``."""
+    blocks of ``k_max``; head: ``m`` UPDATEs of ``n = width + 1`` (``+ d`` with the direct
+    link), ``k = classes``."""
     core = learn.CHOLESKY_CORE
     latency = learn._rsqrt_latency(core["format"], core["inverse_format"])
     cholesky = 0
@@ -36,9 +37,11 @@ def _expected_cycles(m, d, width, classes):
         c = cycle_model(width, block, core["lanes"], rows=m, rsqrt_latency=latency)
         cholesky += m * c["gram_per_row"] + c["factor"] + c["solve"]
     updater = learn.UPDATER_CORE
-    unit = IncrementalUpdater(width + 1, classes, updater["format"], updater["units"],
+    n = width + 1 + (d if direct_link else 0)
+    unit = IncrementalUpdater(n, classes, updater["format"], updater["units"],
                               updater["rotation"])
-    return cholesky, m * unit.update_cycles(width + 1, classes)
+    unit._MustUse__silence = True  # only its cycle formula is used
+    return cholesky, m * unit.update_cycles(n, classes)
 
 
 @pytest.mark.parametrize("backend", ["float64", "fixed"])
@@ -60,6 +63,21 @@ def test_fpga_cycles_equal_cycle_model_sum(backend):
     assert model.score(X, y) > 1 / classes  # it did train
 
 
+def test_fpga_cycles_with_direct_link_and_board_clock():
+    """The direct link widens the head to width + d + 1; a board clock converts both cores'
+    cycles at that one frequency."""
+    m, d, width, classes = 30, 5, 4, 3
+    X, y = _tiny_problem(m, d, classes)
+    _, _, cost = learn.train_two_tier(X, y, width, direct_link=True, clock=40.0)
+    cholesky, updater = _expected_cycles(m, d, width, classes, direct_link=True)
+    assert cost["n_max_updater"] == width + d + 1
+    assert cost["cholesky_cycles"] == cholesky and cost["updater_cycles"] == updater
+    assert cost["cholesky_mhz"] == cost["updater_mhz"] == 40.0
+    assert cost["seconds"] == pytest.approx((cholesky + updater) / 40e6, rel=1e-12)
+    with pytest.raises(ValueError, match="clock must be a positive"):
+        learn.fpga_cost([(10, 4, 2)], [], clock=0.0)
+
+
 def test_fpga_cost_blocks_wide_right_hand_sides():
     one = learn.fpga_cost([(20, 8, 10)], [])
     two = learn.fpga_cost([(20, 8, 11)], [])
@@ -68,12 +86,43 @@ def test_fpga_cost_blocks_wide_right_hand_sides():
     assert one["updater_cycles"] == 0 and one["cycles"] == one["cholesky_cycles"]
 
 
-def test_table_has_positive_cycle_columns(monkeypatch):
-    """run_datasets on one tiny data set: two-tier rows carry positive cycles and times, the
-    others none, and the printed table shows the two columns."""
+def _tiny_tables(monkeypatch):
     X, y = _tiny_problem(60, 5, 3, seed=1)
     monkeypatch.setattr(learn, "DATASETS", ("tiny",))
     monkeypatch.setattr(learn, "_load", lambda name: (X[:40], X[40:], y[:40], y[40:]))
+
+
+def test_sweep_judges_worst_seed_and_mac_ratio(monkeypatch):
+    """The sweep trains every (width, direct link) with each seed; a configuration meets the
+    goal only if its worst seed is within one point of the MLP AND it needs <= 1/10 of its
+    MACs (checked here against MLP rows that make each condition fail in turn)."""
+    _tiny_tables(monkeypatch)
+    from tiersolve.host.learn import training_macs
+
+    macs = training_macs(40, 5, (4,), 3)["total"]
+    generous = {"accuracy": 0.0, "macs": 10 * macs, "method": "MLP"}
+    rows = learn.sweep_widths(generous, widths=(4,), seeds=2, dataset="tiny",
+                              say=lambda *args: None)
+    assert [(r["width"], r["direct_link"]) for r in rows] == [(4, False), (4, True)]
+    plain = rows[0]
+    assert len(plain["accuracies"]) == 2 and plain["accuracy_min"] <= plain["accuracy_mean"]
+    assert plain["macs"] == macs and plain["mlp_mac_ratio"] == pytest.approx(10)
+    assert plain["meets_goal"]
+    costly = learn.sweep_widths({**generous, "macs": 9 * macs}, widths=(4,), seeds=2,
+                                dataset="tiny", say=lambda *args: None)
+    assert not costly[0]["meets_goal"]  # only 9x fewer MACs
+    better = {**generous, "accuracy": plain["accuracy_min"] + 0.011}
+    assert not learn.sweep_widths(better, widths=(4,), seeds=2, dataset="tiny",
+                                  say=lambda *args: None)[0]["meets_goal"]
+    assert "MET" in learn.format_sweep(rows, generous)
+    with pytest.raises(ValueError, match="seeds must be a positive integer"):
+        learn.sweep_widths(generous, widths=(4,), seeds=0, dataset="tiny")
+
+
+def test_table_has_positive_cycle_columns(monkeypatch):
+    """run_datasets on one tiny data set: two-tier rows carry positive cycles and times, the
+    others none, and the printed table shows the two columns."""
+    _tiny_tables(monkeypatch)
     rows = learn.run_datasets(width=4, mlp_width=4, fixed=False, wide_width=8,
                               say=lambda *args: None)
     two_tier = [r for r in rows if r["method"].startswith("two-tier")]
@@ -87,4 +136,8 @@ def test_table_has_positive_cycle_columns(monkeypatch):
         row["mlp_mac_ratio"] = 1.0
     table = learn.format_table(rows)
     assert "FPGA cycles" in table and "FPGA ms" in table
-    assert "tiny:" in learn.table_notes(rows)
+    notes = learn.table_notes(rows)
+    assert "tiny:" in notes and "core Fmax, no board build recorded" in notes
+    board = {"fmax_mhz": 70.0, "board": "ulx3s-85f", "source": "Fmax of the ulx3s-85f build"}
+    assert "both cores at 70 MHz, the Fmax of the ulx3s-85f build" in learn.table_notes(
+        rows, board)

@@ -14,8 +14,12 @@ pytest.importorskip("matplotlib")
 
 from tiersolve.host.cli import main  # noqa: E402
 from tiersolve.host.demo import (  # noqa: E402
+    CORE_FMAX_MHZ,
+    DEFAULT_BOARD,
     DEFAULT_DEVICE_URL,
+    UPDATER_FMAX_MHZ,
     ColumnBlockedBackend,
+    board_fmax,
     run_demo,
 )
 from tiersolve.host.learn import FixedBackend, Float64Backend  # noqa: E402
@@ -72,6 +76,92 @@ def test_column_blocked_backend():
         ColumnBlockedBackend("float64", 2)
 
 
+def _fake_measured(monkeypatch, builds):
+    """Install a stand-in ``tiersolve.boards.measured`` whose ``measured_build`` returns
+    ``builds.get(board)`` and records its calls."""
+    import sys
+    import types
+
+    calls = []
+    module = types.ModuleType("tiersolve.boards.measured")
+
+    def measured_build(board, **config):
+        calls.append((board, config))
+        return builds.get(board)
+
+    module.measured_build = measured_build
+    monkeypatch.setitem(sys.modules, "tiersolve.boards.measured", module)
+    return calls
+
+
+def test_board_fmax_uses_the_recorded_board_build(monkeypatch):
+    build = {"fmax_mhz": 71.5, "clock_mhz": 45.0, "n_max": 16, "k_max": 4, "lanes": 4,
+             "format": "Q8.16", "cores": ["cholesky", "updater"],
+             "command": "tiersolve bench build --record"}
+    calls = _fake_measured(monkeypatch, {DEFAULT_BOARD: build})
+    clock = board_fmax(n_max=64, k_max=32)
+    assert calls == [(DEFAULT_BOARD, {"n_max": 64, "k_max": 32})]
+    assert clock["fmax_mhz"] == 71.5 and clock["board"] == DEFAULT_BOARD
+    assert clock["build"] is build and clock["match"] == "exact"
+    for text in (DEFAULT_BOARD, "16/4/4", "Q8.16", "cholesky,updater", "runs at 45 MHz",
+                 "`tiersolve bench build --record`"):
+        assert text in clock["source"]
+    assert "closest" not in clock["source"]
+
+
+def test_board_fmax_relaxes_to_the_closest_recorded_build(monkeypatch):
+    """No build of the device's configuration: with the same cores, then any build of the
+    board, and the source says it is the closest one, not the device's."""
+    import sys
+    import types
+
+    build = {"fmax_mhz": 92.3, "clock_mhz": 90.0, "n_max": 16, "k_max": 4, "lanes": 4,
+             "format": "Q6.12", "cores": ("cholesky",), "command": "tiersolve build ..."}
+    calls = []
+    module = types.ModuleType("tiersolve.boards.measured")
+
+    def measured_build(board, **config):
+        calls.append(config)
+        return build if not config else None
+
+    module.measured_build = measured_build
+    monkeypatch.setitem(sys.modules, "tiersolve.boards.measured", module)
+    config = {"n_max": 64, "k_max": 32, "cores": "cholesky,updater"}
+    clock = board_fmax(**config)
+    assert calls == [config, {"cores": "cholesky,updater"}, {}]
+    assert clock["fmax_mhz"] == UPDATER_FMAX_MHZ and clock["match"] == "board"
+    assert "closest recorded" in clock["source"] and "Q6.12" in clock["source"]
+    assert "capped at the bare updater's 53 MHz" in clock["source"]
+    calls.clear()
+    alone = board_fmax(n_max=64, cores="cholesky")  # no updater wanted: no cap
+    assert alone["fmax_mhz"] == 92.3 and "capped" not in alone["source"]
+
+
+def test_board_fmax_falls_back_to_the_core_with_a_caveat(monkeypatch):
+    """No build of the board recorded, or no ``tiersolve.boards.measured`` at all: the bare
+    core's Fmax, and the source says so."""
+    _fake_measured(monkeypatch, {})
+    clock = board_fmax()
+    assert clock == {"fmax_mhz": CORE_FMAX_MHZ, "board": None, "build": None, "match": None,
+                     "source": "core Fmax, no board build recorded"}
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tiersolve.boards.measured", None)  # import fails
+    assert board_fmax(core_fmax_mhz=50.0)["fmax_mhz"] == 50.0
+    assert board_fmax()["source"] == "core Fmax, no board build recorded"
+
+
+def test_default_device_is_sized_for_a_useful_demo():
+    """The default demo device holds 63 hidden units (n_max = 64, the head adds the bias), ten
+    classes in the head, and the autoencoder's 64 right-hand sides in two blocks of 32."""
+    from tiersolve.host.device import parse_url
+
+    scheme, _, params = parse_url(DEFAULT_DEVICE_URL)
+    assert scheme == "vsim"
+    assert (params["n_max"], params["k_max"]) == (64, 32)
+    assert params["cores"] == ("cholesky", "updater")
+
+
 def test_cli_demo(tmp_path, capsys):
     """`tiersolve demo` runs; bad backends and options are one-line errors (status 2)."""
     assert main(["demo", "--backends", "float64", "--hidden", "6", "--batch-size", "400",
@@ -95,6 +185,9 @@ def test_demo_on_simulated_device(verilator, tmp_path):
                       batch_size=400, device=DEFAULT_DEVICE_URL, fmax_mhz=100.0,
                       progress=lines.append)
     assert result["bit_exact"] is True
+    assert result["clock"] == {"fmax_mhz": 100.0, "board": None, "build": None, "match": None,
+                               "source": "given by the caller (--fmax-mhz)"}
+    assert any(line.startswith("clock for device time: 100 MHz") for line in lines)
     assert result["device"]["accuracy"] == result["fixed"]["accuracy"]
     assert np.array_equal(result["device"]["coef"], result["fixed"]["coef"])
     assert result["device"]["fit_cycles"] > 0 and result["device"]["update_cycles"] > 0
