@@ -84,19 +84,28 @@ class CholeskySolver(wiring.Component):
       ``[h | t]`` is received (one value a cycle) into a small row buffer and added in:
       for each column ``j``, the lanes update rows ``j .. n+k-1`` of column ``j``, ``lanes``
       multiply-adds per cycle.
-    * Factorisation, left-looking, column ``j``: the rows ``j .. n+k-1`` are taken ``lanes``
-      consecutive rows at a time (a block; the rows of a block always sit in different banks,
-      so a block may start in any bank); for each block the lanes form ``Σ_{q<j} L_iq·L_jq``
-      in ``j`` cycles (one product per lane per cycle, exact accumulators), read ``M_ij`` in
-      one more, round ``s_i`` and store it in place. The first block holds row ``j``: its pivot
-      ``s_j`` goes to the rsqrt unit while the other blocks are issued. A scaling pass (one
-      block a cycle) then rewrites every ``s_i`` as ``L_ij = s_i·(1/√s_j)``; it is not a
-      separate phase but interleaved with column ``j + 1``: the dot products of column
-      ``j + 1`` start at once, the pass's blocks are slipped in between them as soon as
-      ``1/√s_j`` is known, and only a step ``q = j`` (which reads column ``j``) waits, if it
-      comes before the pass's writes are readable. So the pipeline never drains between
-      columns, and the rsqrt latency costs cycles only while ``(j + 1)·B_j`` is short compared
-      with the pivot chain (``≈ 33 + rsqrt latency`` cycles a column).
+    * Factorisation, left-looking, column ``j``: the rows ``j .. n+k-1`` are taken in blocks
+      of consecutive rows (the rows of a block always sit in different banks, so a block may
+      start in any bank): first the *head*, rows ``j .. j+t-1`` with
+      ``t = (n + k - j - 1) mod lanes + 1`` (it holds the pivot row), then whole blocks of
+      ``lanes`` rows. For each block the lanes form ``Σ_{q<j} L_iq·L_jq`` in ``j`` cycles (one
+      product per lane per cycle, exact accumulators), read ``M_ij`` in one more, round
+      ``s_i`` and store it in place; the pivot ``s_j`` goes to the rsqrt unit while the other
+      blocks are issued. A head of at most ``lanes/2`` rows (and ``j >= 3``) is *split*: lane
+      ``b`` sums ``q = j - h .. j - 1`` (``h = j // 2 + 1``) with the pivot row read by port
+      A of the pivot's bank, its partner lane ``b XOR lanes/2`` sums ``q = 0 .. j - h - 1``
+      from port B of bank ``b`` with the pivot row from port B, and the partner's sum is
+      subtracted from ``M_ij`` at the operand stage (it is complete one cycle before), so the
+      head takes ``h + 1`` cycles instead of ``j + 1`` and otherwise idle lanes work
+      (:func:`~tiersolve.gen.cholesky_model.head_is_split`). A scaling pass (one block a
+      cycle) then rewrites every ``s_i`` as ``L_ij = s_i·(1/√s_j)``, reading the ``s`` values
+      from a small per-lane buffer (written beside the matrix) in its own pipeline, so it
+      runs in parallel with the dot products of column ``j + 1`` and costs them no issue
+      cycle; only a block's step ``q = j`` (which reads column ``j``) waits, if it comes
+      before the pass's writes are readable. So the pipeline never drains between columns,
+      and the rsqrt latency costs cycles only while ``(j + 1)·B_j`` is short compared with
+      the pivot chain (``≈ 33 + rsqrt latency`` cycles a column). The matrix write ports are
+      never contended: while a pass is pending no block of the next column can end.
     * Back substitution, ``i = n-1 .. 0``, each right-hand side ``c``: the lanes read column
       ``i`` of ``L`` (rows ``> i``, ``lanes`` at a time, all banks in parallel) and ``X``
       (banked the same way), an adder tree of ``log2(lanes)`` registered levels sums the
@@ -105,19 +114,22 @@ class CholeskySolver(wiring.Component):
       ``i - 1`` follows row ``i`` without a drain; only its first step, which reads
       ``X[i, 0]``, waits until that value is written.
 
-    Pipelining (105 MHz on ECP5-85F speed 6 for ``n_max=16, k_max=4, lanes=4``; wide cores
-    are slower: the pivot-row broadcast and the issue-stage control fan out to every lane
-    unregistered): every memory output, multiplier operand and product is
-    registered; the rounding of the back-substitution sum has its own register before lane
+    Pipelining (104.9 MHz on ECP5-85F speed 6 for ``n_max=16, k_max=4, lanes=4``, from
+    ``tiersolve bench cholesky --synth --synth-config 16,4,4``; wide cores are slower: the
+    pivot-row broadcasts and the issue-stage control fan out to every lane unregistered):
+    every memory output, multiplier operand and product is registered; the write ports'
+    source is selected by registers (the direct-input state, the pipeline kind), never by a
+    comparator; the rounding of the back-substitution sum has its own register before lane
     0's operand multiplexer; every clip detector feeds a registered event, ORed into the
     sticky ``saturated`` flag one cycle later; the issue stage decodes the current block and
-    the scaling pass's block in parallel and selects only the decoded slots and masks.
+    the scaling pass's block in parallel, each into its own pipeline (no late selection).
 
     Multipliers: ``2·lanes`` (one dot-product multiplier ``w × w`` and one scaling multiplier
     ``w × inverse_format.width`` per lane), each fed straight from registers. Block RAM: the
     matrix memory, ``ceil((n_max + k_max)/lanes)·2**ceil(log2 n_max)`` words of
     ``w + f + guard_bits`` bits per bank, read by two ports (Yosys duplicates it), plus small
-    buffers (solution ``X``, one Gram row, the pivot inverses).
+    buffers (solution ``X``, one Gram row, the pivot inverses, and per lane one column's
+    ``s`` values, ``ceil((n_max + k_max)/lanes)`` words).
 
     Parameters
     ----------
@@ -173,17 +185,18 @@ class CholeskySolver(wiring.Component):
     :func:`tiersolve.gen.cholesky_model.cycle_model` (a test checks them against simulation),
     with ``B_j = ceil((n + k - j)/lanes)`` blocks in column ``j``. Gram mode, per row:
     ``n + k`` input cycles, ``Σ_j B_j`` update cycles and 7 cycles of drain (the clear pass is
-    the same without the input). Factorisation: one issue a cycle (``B_j·(j + 1)`` dot-product
-    steps and ``B_j`` scaling blocks per column) plus the cycles a step ``q = j - 1`` waits
-    for column ``j - 1``'s pivot inverse and scaling pass (the pivot inverse is known
-    ``7 + rsqrt_latency`` cycles after the diagonal block's last step, a scaling block may be
-    issued 7 cycles after the column's last step, and its ``L`` is readable 6 cycles after
-    it), then 6 cycles of drain after the last scaling block; ``cycle_model`` replays this
-    schedule. Back substitution, per row ``i``: ``k·max(1, ceil((n - 1 - i)/lanes))`` issue
-    cycles, the next row's first step issued no earlier than ``10 + log2(lanes)`` cycles after
-    this row's first right-hand side ended, and ``10 + log2(lanes)`` cycles of drain after the
-    last row. Output: 2 cycles per element. The command is accepted in the cycle after the
-    previous job ends.
+    the same without the input). Factorisation: one dot-product step a cycle (per column the
+    head's ``h + 1`` or ``j + 1`` steps and ``(B_j - 1)·(j + 1)`` for the whole blocks; the
+    ``B_j`` scaling blocks of the previous column go in parallel) plus the cycles a step
+    ``q = j - 1`` waits for column ``j - 1``'s pivot inverse and scaling pass (the pivot
+    inverse is known ``7 + rsqrt_latency`` cycles after the head's last step, a scaling block
+    may be issued 7 cycles after the column's last step, and its ``L`` is readable 6 cycles
+    after it), then the last column's scaling pass and 6 cycles of drain after it;
+    ``cycle_model`` replays this schedule. Back substitution, per row ``i``:
+    ``k·max(1, ceil((n - 1 - i)/lanes))`` issue cycles, the next row's first step issued no
+    earlier than ``10 + log2(lanes)`` cycles after this row's first right-hand side ended, and
+    ``10 + log2(lanes)`` cycles of drain after the last row. Output: 2 cycles per element.
+    The command is accepted in the cycle after the previous job ends.
     """
 
     def __init__(self, n_max: int, k_max: int, fmt, lanes: int = 1, *, guard_bits: int = 4,
@@ -302,6 +315,9 @@ class CholeskySolver(wiring.Component):
         rhs = Signal(range(k_max + 1))       # c (back)
         in_row = Signal(range(rows_max + 1))
         in_col = Signal(range(rows_max + 1))
+        # direct input: registered so that the write-port multiplexers are selected early
+        direct_input = Signal()  # in the DIRECT_IN state
+        in_lower = Signal()      # in_col < n: the value belongs to A (else to B)
         row_last = Signal()
         saturated = Signal()
         inv_reg = Signal(signed(w_inv))
@@ -315,6 +331,15 @@ class CholeskySolver(wiring.Component):
         scale_age = Signal(range(8))     # cycles since the column's last dot product (to 7)
         scale_settle = Signal(range(8))  # cycles until the pass's last L write is readable
         issue_col = Signal(range(rows_max + 1))           # column of the issued step
+        # factor: each column starts with its head block (1..lanes rows, the pivot row first),
+        # then whole blocks; a head of at most lanes/2 rows is split over paired lanes
+        head = Signal(range(lanes + 1))          # rows of the current column's head block
+        block_end = Signal(range(rows_max + lanes + 1))  # first row after the current block
+        in_head = Signal()                       # the current block is the head
+        split = Signal()                         # ... and it is split over paired lanes
+        last_step = Signal(range(n_max + 1))     # step index of the block's M read
+        a_col = Signal(range(n_max + 1))         # column port A reads at this step
+        partner_steps = Signal(range(n_max + 1))  # split: steps of the partner lanes
         # every clip raises an event; the events are registered and only then ORed into the
         # sticky flag, so no clip detector shares a cycle with the adder that feeds it and the
         # wide OR
@@ -327,9 +352,22 @@ class CholeskySolver(wiring.Component):
 
         m.d.comb += [
             self.saturated.eq(saturated),
-            issue_col.eq(Mux(scale_issue, scale_col, col)),
+            issue_col.eq(col),
             next_block.eq(block_row + lanes),
         ]
+
+        def start_column(column, head_rows):
+            """Assignments that start factor column ``column`` with a head of ``head_rows``."""
+            split_now = (column >= 3) & (head_rows <= lanes // 2) if lanes > 1 else Const(0)
+            half = (column >> 1) + 1  # h: steps of the lane half of a split head
+            return [col.eq(column), block_row.eq(column), step.eq(0), head.eq(head_rows),
+                    block_end.eq(column + head_rows), in_head.eq(1), split.eq(split_now),
+                    last_step.eq(Mux(split_now, half, column)),
+                    a_col.eq(Mux(split_now, column - half, 0)),
+                    partner_steps.eq(Mux(split_now, column - half, 0))]
+
+        first_head = Signal(range(lanes + 1))
+        m.d.comb += first_head.eq(((total - 1)[:shift] if shift else 0) + 1)
 
         # -- pipeline tags ------------------------------------------------------------------
         def tags(name):
@@ -345,6 +383,8 @@ class CholeskySolver(wiring.Component):
                 "bsel": Signal(range(lanes), name=f"{name}_bsel"),
                 "mask": Signal(lanes, name=f"{name}_mask"),
                 "scale": Signal(name=f"{name}_scale"),
+                "split": Signal(name=f"{name}_split"),
+                "partner": Signal(name=f"{name}_partner"),
             }
 
         def follow(dst, src, *, hold=False):
@@ -364,10 +404,9 @@ class CholeskySolver(wiring.Component):
         follow(t3, t2)
         in_flight = [t1["valid"], tr["valid"], t2["valid"], t3["valid"]]
 
-        # the issued block: the current one (block_row, col) or a block of the scaling pass
-        # (scale_row, scale_col); both are decoded from registers in parallel and only the
-        # decoded slots and masks are selected by scale_issue, which arrives late
-        def decode_block(row, column, name):
+        # the issued block (block_row, col) and the scaling pass's block (scale_row, scale_col)
+        # are decoded from registers in parallel; they go down separate pipelines
+        def decode_block(row, column, limit, name):
             row_slot, row_start = row >> shift, (row[:shift] if shift else Const(0, 1))
             slots_b = [Signal(range(slots + 1), name=f"{name}_slot_{b}") for b in range(lanes)]
             m.d.comb += [slots_b[b].eq(bank_slot(b, row_slot, row_start))
@@ -375,37 +414,39 @@ class CholeskySolver(wiring.Component):
             rows_b = [Cat(Const(b, shift), slots_b[b]) if shift else slots_b[b]
                       for b in range(lanes)]
             mask = Signal(lanes, name=f"{name}_mask")
-            m.d.comb += [mask[b].eq((rows_b[b] >= column) & (rows_b[b] < total))
+            m.d.comb += [mask[b].eq((rows_b[b] >= column) & (rows_b[b] < limit))
                          for b in range(lanes)]
             return row_slot, row_start, slots_b, rows_b, mask
 
-        dot_slot, dot_start, dot_slots, dot_rows, dot_mask = decode_block(block_row, col, "dot")
+        dot_limit = Signal(range(rows_max + 1))
+        m.d.comb += dot_limit.eq(Mux(in_head, block_end, total))
+        dot_slot, dot_start, dot_slots, dot_rows, dot_mask = decode_block(block_row, col,
+                                                                          dot_limit, "dot")
         scale_slot, scale_start, scale_slots, _, scale_mask = decode_block(scale_row, scale_col,
-                                                                           "scale")
-        lane_slot = [Signal(range(slots + 1), name=f"lane_slot_{b}") for b in range(lanes)]
-        m.d.comb += [lane_slot[b].eq(Mux(scale_issue, scale_slots[b], dot_slots[b]))
-                     for b in range(lanes)]
-        m.d.comb += [slot.eq(Mux(scale_issue, scale_slot, dot_slot)),
-                     start.eq(Mux(scale_issue, scale_start, dot_start))]
+                                                                           total, "scale")
+        lane_slot = dot_slots
+        m.d.comb += [slot.eq(dot_slot), start.eq(dot_start)]
 
         # issue-stage lane masks
         back_mask = Cat(*[(dot_rows[b] > col) & (dot_rows[b] < n) for b in range(lanes)])
         with m.If(kind[_KIND_BACK]):
             m.d.comb += t0["mask"].eq(back_mask)
         with m.Else():
-            m.d.comb += t0["mask"].eq(Mux(scale_issue, scale_mask, dot_mask))
+            m.d.comb += t0["mask"].eq(dot_mask)
         m.d.comb += [t0["slot"].eq(slot), t0["start"].eq(start), t0["col"].eq(issue_col),
                      t0["rhs"].eq(rhs),
-                     t0["diag"].eq(Mux(scale_issue, scale_row == scale_col, block_row == col))]
+                     t0["diag"].eq(block_row == col), t0["split"].eq(split),
+                     t0["partner"].eq(step < partner_steps)]
 
         # read addresses (every port reads every cycle; only issued steps matter)
         back_row = Signal(range(rows_max + 1))
         m.d.comb += back_row.eq(n + rhs)
         for b in range(lanes):
             with m.If(kind[_KIND_FACTOR]):
-                step_col = Mux(scale_issue, scale_col, step)
-                m.d.comb += [mat_a[b].addr.eq(matrix_address(lane_slot[b], step_col)),
-                             mat_b[b].addr.eq(matrix_address(slot_of(col), step))]
+                # split head: port B reads the lane's own row for its partner lane
+                b_slot = Mux(split, dot_slots[b], slot_of(col))
+                m.d.comb += [mat_a[b].addr.eq(matrix_address(lane_slot[b], a_col)),
+                             mat_b[b].addr.eq(matrix_address(b_slot, step))]
             with m.Elif(kind[_KIND_BACK]):
                 m.d.comb += [mat_a[b].addr.eq(matrix_address(lane_slot[b], col)),
                              mat_b[b].addr.eq(matrix_address(slot_of(back_row), col))]
@@ -438,19 +479,36 @@ class CholeskySolver(wiring.Component):
         select(broadcast, tr["bsel"], fetched_b)
         pivot_row = Mux(kind[_KIND_GRAM], fetched_vf, broadcast[:w].as_signed())
         m.d.sync += p1.eq(pivot_row)
+        # split head: lane b sums its row's q = col - h + step with the pivot row read by port
+        # A of the pivot's bank; its partner lane b ^ lanes/2 sums q = step from port B of
+        # bank b with the pivot row from port B (the usual broadcast)
+        broadcast_a = Signal(signed(w))
+        select(broadcast_a, tr["bsel"], [value[:w].as_signed() for value in fetched_a])
         for b in range(lanes):
             own = Mux(kind[_KIND_GRAM], fetched_v[b], fetched_a[b][:w].as_signed())
+            mate = b ^ (lanes >> 1)
+            if lanes > 1:
+                partner = tr["split"] & tr["partner"] & tr["mask"][mate]
+                left = Mux(tr["mask"][b], own, Mux(partner, fetched_b[mate], 0))
+                right = Mux(tr["split"] & tr["mask"][b], broadcast_a, pivot_row)
+            else:
+                left, right = Mux(tr["mask"][b], own, 0), pivot_row
             m.d.sync += [a1[b].eq(fetched_a[b]),
-                         left1[b].eq(Mux(tr["mask"][b], own, 0)),
-                         right1[b].eq(Mux(kind[_KIND_BACK], fetched_x[b], pivot_row))]
+                         left1[b].eq(left),
+                         right1[b].eq(Mux(kind[_KIND_BACK], fetched_x[b], right))]
 
         # stage 2 -> 3: products
+        acc = [Signal(signed(acc_bits), name=f"acc_{b}") for b in range(lanes)]
         prod2 = [Signal(signed(2 * w), name=f"prod2_{b}") for b in range(lanes)]
-        a2 = [Signal(signed(wide), name=f"a2_{b}") for b in range(lanes)]
+        # split head: the partner's sum is taken from M at its last step's operand stage (the
+        # partner's last product was accumulated at least one cycle before)
+        a2 = [Signal(signed(max(wide, acc_bits) + 1), name=f"a2_{b}") for b in range(lanes)]
         p2 = Signal(signed(w))
         m.d.sync += p2.eq(p1)
         for b in range(lanes):
-            m.d.sync += [a2[b].eq(a1[b]), prod2[b].eq(left1[b] * right1[b])]
+            partner_sum = acc[b ^ (lanes >> 1)] if lanes > 1 else 0
+            m.d.sync += [a2[b].eq(a1[b] - Mux(t2["split"], partner_sum, 0)),
+                         prod2[b].eq(left1[b] * right1[b])]
 
         # -- Gram / clear: stage 3 adds, stage 4 writes -------------------------------------
         t4 = tags("accumulated")
@@ -471,11 +529,12 @@ class CholeskySolver(wiring.Component):
                     m.d.comb += saturation_event().eq(1)
 
         # -- factor: stage 3 accumulates, 4 rounds, 5 scales, 6 rounds, 7 writes ---------------
-        acc = [Signal(signed(acc_bits), name=f"acc_{b}") for b in range(lanes)]
+        # s = M - (lane sum) - (partner sum) fits in max(wide, acc_bits) + 1 bits (the partial
+        # sums are parts of one exact dot product), so the wider a2 wraps back exactly here
         s3 = [Signal(signed(max(wide, acc_bits) + 1), name=f"s3_{b}") for b in range(lanes)]
         for b in range(lanes):
             running = Mux(t3["first"], 0, acc[b])
-            with m.If(t3["valid"] & ~t3["scale"] & (kind[_KIND_FACTOR])):
+            with m.If(t3["valid"] & (kind[_KIND_FACTOR])):
                 with m.If(t3["last"]):
                     m.d.sync += s3[b].eq(a2[b] - running)
                 with m.Else():
@@ -563,24 +622,50 @@ class CholeskySolver(wiring.Component):
             m.d.sync += inv_reg.eq(inv_rd.data)
         with m.If(tb1["valid"] & clipped):
             m.d.comb += saturation_event().eq(1)
+        # the scaling pass has its own pipeline, parallel to the dot products: the column's s
+        # values are also kept in a small buffer per lane (one word per slot), read back by
+        # the pass with the same latency as a matrix read; the pass writes L through the
+        # matrix write ports, which the dot products leave free while it is pending (no block
+        # of the next column ends before the pass is written)
+        sc0, sc1, scr, sc2 = (tags("scale_issue"), tags("scale_read"), tags("scale_fetched"),
+                              tags("scale_operand"))
+        m.d.comb += [sc0["valid"].eq(scale_issue), sc0["slot"].eq(scale_slot),
+                     sc0["start"].eq(scale_start), sc0["col"].eq(scale_col),
+                     sc0["mask"].eq(scale_mask), sc0["diag"].eq(scale_row == scale_col),
+                     sc0["scale"].eq(1)]
+        follow(sc1, sc0)
+        follow(scr, sc1)
+        follow(sc2, scr)
+        in_flight += [sc1["valid"], scr["valid"], sc2["valid"]]
+        scale_operand = []
+        for b in range(lanes):
+            column_s = make(f"column_s{b}", signed(w), slots)
+            s_rd, s_wr = column_s.read_port(), column_s.write_port()
+            m.d.comb += [s_rd.addr.eq(scale_slots[b]),
+                         s_wr.addr.eq(bank_slot(b, t5["slot"], t5["start"])),
+                         s_wr.data.eq(s4[b]),
+                         s_wr.en.eq(t5["valid"] & t5["mask"][b] & (kind[_KIND_FACTOR]))]
+            fetched_s = Signal(signed(w), name=f"fetched_s{b}")
+            operand_s = Signal(signed(w), name=f"operand_s{b}")
+            m.d.sync += [fetched_s.eq(s_rd.data), operand_s.eq(fetched_s)]
+            scale_operand.append((fetched_s, operand_s))
         # lane 0's scaling operand: the rounded back-substitution value, or (factor) the
         # stored s value like the other lanes
         scale0 = Signal(signed(w))
-        m.d.sync += scale0.eq(Mux(kind[_KIND_BACK], back_rounded,
-                                  fetched_a[0][:w].as_signed()))
+        m.d.sync += scale0.eq(Mux(kind[_KIND_BACK], back_rounded, scale_operand[0][0]))
 
         # -- shared scaling: stage 5 multiplies by 1/L_jj, stage 6 rounds, then write --------
         t6, t7 = tags("scaled"), tags("result")
         in_flight += [t6["valid"], t7["valid"]]
-        # factor: the scaling pass re-reads the stored s values (stage 2 operand registers)
+        # factor: the scaling pass's operand stage
         with m.If(kind[_KIND_BACK]):
             follow(t6, tb3)
         with m.Else():
-            follow(t6, t2)
-            m.d.sync += t6["valid"].eq(t2["valid"] & t2["scale"] & (kind[_KIND_FACTOR]))
+            follow(t6, sc2)
+            m.d.sync += t6["valid"].eq(sc2["valid"] & (kind[_KIND_FACTOR]))
         prod5 = [Signal(signed(w + w_inv), name=f"prod5_{b}") for b in range(lanes)]
         for b in range(lanes):
-            scaled = a1[b][:w].as_signed() if b else scale0
+            scaled = scale_operand[b][1] if b else scale0
             m.d.sync += prod5[b].eq(scaled * inv_reg)
         follow(t7, t6)
         out6 = [Signal(signed(w), name=f"out6_{b}") for b in range(lanes)]
@@ -604,11 +689,11 @@ class CholeskySolver(wiring.Component):
         direct_col = Signal(range(rows_max + 1))
         direct_value = Signal(signed(wide))
         for b in range(lanes):
-            with m.If(direct_write):
+            with m.If(direct_input):
                 m.d.comb += [
                     mat_w[b].addr.eq(matrix_address(slot_of(direct_row), direct_col)),
                     mat_w[b].data.eq(direct_value),
-                    mat_w[b].en.eq(lane_of(direct_row) == b),
+                    mat_w[b].en.eq(direct_write & (lane_of(direct_row) == b)),
                 ]
             with m.Elif((kind[_KIND_GRAM]) | (kind[_KIND_CLEAR])):
                 m.d.comb += [
@@ -662,6 +747,7 @@ class CholeskySolver(wiring.Component):
             pivot_failed.eq(pivot_ready & pivot_invalid),
             scale_next.eq(scale_row + lanes),
         ]
+        m.d.comb += scale_issue.eq(scale_ready & kind[_KIND_FACTOR])
         with m.If(scale_age != 7):
             m.d.sync += scale_age.eq(scale_age + 1)
         with m.If(scale_issue):
@@ -686,12 +772,14 @@ class CholeskySolver(wiring.Component):
                 with m.If(self.command.valid):
                     m.d.sync += self._start(self.command.payload, n, k, total, lam, mode,
                                             saturated)
+                    m.d.sync += [in_head.eq(0), split.eq(0)]
                     cmd = self.command.payload
                     bad = (cmd.n == 0) | (cmd.n > n_max) | (cmd.k == 0) | (cmd.k > k_max)
                     with m.If(bad):
                         m.d.sync += [self.bad_command.eq(1), self.done.eq(1)]
                     with m.Elif(cmd.mode == MODE_DIRECT):
-                        m.d.sync += [busy.eq(1), in_row.eq(0), in_col.eq(0)]
+                        m.d.sync += [busy.eq(1), in_row.eq(0), in_col.eq(0),
+                                     direct_input.eq(1), in_lower.eq(1)]
                         m.next = "DIRECT_IN"
                     with m.Else():
                         m.d.sync += [busy.eq(1), kind.eq(1 << _KIND_CLEAR), col.eq(0),
@@ -700,7 +788,7 @@ class CholeskySolver(wiring.Component):
 
             with m.State("DIRECT_IN"):
                 m.d.comb += [self.i.ready.eq(1), self.phase.eq(Phase.INPUT)]
-                in_a = in_col < n
+                in_a = in_lower
                 m.d.comb += [
                     direct_row.eq(Mux(in_a, in_row, in_col)),
                     direct_col.eq(Mux(in_a, in_col, in_row)),
@@ -710,13 +798,14 @@ class CholeskySolver(wiring.Component):
                 ]
                 with m.If(self.i.valid):
                     with m.If(in_col == total - 1):
-                        m.d.sync += [in_col.eq(0), in_row.eq(in_row + 1)]
+                        m.d.sync += [in_col.eq(0), in_row.eq(in_row + 1), in_lower.eq(1)]
                         with m.If(in_row == n - 1):
-                            m.d.sync += [kind.eq(1 << _KIND_FACTOR), col.eq(0), block_row.eq(0),
-                                         step.eq(0), scale_pending.eq(0), scale_settle.eq(0)]
+                            m.d.sync += [kind.eq(1 << _KIND_FACTOR), scale_pending.eq(0),
+                                         scale_settle.eq(0), direct_input.eq(0),
+                                         *start_column(0, first_head)]
                             m.next = "FACTOR"
                     with m.Else():
-                        m.d.sync += in_col.eq(in_col + 1)
+                        m.d.sync += [in_col.eq(in_col + 1), in_lower.eq(in_col + 1 < n)]
 
             with m.State("GRAM_PASS"):  # clear (kind CLEAR) or accumulate one row (kind GRAM)
                 m.d.comb += [t0["valid"].eq(1), t0["first"].eq(1), t0["last"].eq(1),
@@ -733,8 +822,8 @@ class CholeskySolver(wiring.Component):
                 m.d.comb += self.phase.eq(Phase.INPUT)
                 with m.If(pipeline_empty):
                     with m.If((kind[_KIND_GRAM]) & row_last):
-                        m.d.sync += [kind.eq(1 << _KIND_FACTOR), col.eq(0), block_row.eq(0),
-                                     step.eq(0), scale_pending.eq(0), scale_settle.eq(0)]
+                        m.d.sync += [kind.eq(1 << _KIND_FACTOR), scale_pending.eq(0),
+                                     scale_settle.eq(0), *start_column(0, first_head)]
                         m.next = "FACTOR"
                     with m.Else():
                         m.d.sync += [kind.eq(1 << _KIND_GRAM), in_col.eq(0)]
@@ -756,40 +845,40 @@ class CholeskySolver(wiring.Component):
                         m.next = "GRAM_PASS"
 
             with m.State("FACTOR"):
-                # one issue a cycle: a block of column col - 1's scaling pass when it may go,
-                # else the next dot-product step of column col, unless that step reads column
-                # col - 1 before its scaling pass is written (then nothing is issued)
-                m.d.comb += [scale_issue.eq(scale_ready), self.phase.eq(Phase.FACTOR)]
-                needs_previous = step + 1 == col
+                # each cycle: a block of column col - 1's scaling pass when it may go, and
+                # the next dot-product step of column col, unless that step reads column
+                # col - 1 before its scaling pass is written (then no step is issued)
+                m.d.comb += self.phase.eq(Phase.FACTOR)
+                needs_previous = step + 1 == last_step
                 # a failed pivot ends the job once its column's s values are all issued (so
                 # the saturation flag covers the whole column, as in the model)
                 with m.If(pivot_failed & scale_pending):
                     m.next = "FACTOR_FAIL"
-                with m.Elif(scale_ready):
-                    m.d.comb += [t0["valid"].eq(1), t0["scale"].eq(1)]
                 with m.Elif(needs_previous & (scale_pending | (scale_settle != 0))):
                     pass
                 with m.Else():
                     m.d.comb += [t0["valid"].eq(1), t0["first"].eq(step == 0),
-                                 t0["last"].eq(step == col)]
-                    with m.If(step == col):
-                        m.d.sync += [step.eq(0), block_row.eq(next_block)]
-                        with m.If(next_block >= total):  # column done: its pass is next
+                                 t0["last"].eq(step == last_step)]
+                    with m.If(step == last_step):
+                        m.d.sync += [step.eq(0), block_row.eq(block_end),
+                                     block_end.eq(block_end + lanes), in_head.eq(0),
+                                     split.eq(0), last_step.eq(col), a_col.eq(0)]
+                        with m.If(block_end >= total):  # column done: its pass is next
                             m.d.sync += [scale_pending.eq(1), scale_col.eq(col),
                                          scale_row.eq(col), scale_age.eq(0)]
                             with m.If(col == n - 1):
                                 m.next = "FACTOR_TAIL"
                             with m.Else():
-                                m.d.sync += [col.eq(col + 1), block_row.eq(col + 1)]
+                                m.d.sync += start_column(col + 1,
+                                                         Mux(head == 1, lanes, head - 1))
                     with m.Else():
-                        m.d.sync += step.eq(step + 1)
+                        m.d.sync += [step.eq(step + 1), a_col.eq(a_col + 1)]
 
             with m.State("FACTOR_TAIL"):  # the last column's scaling pass
-                m.d.comb += [scale_issue.eq(scale_ready), self.phase.eq(Phase.FACTOR)]
+                m.d.comb += self.phase.eq(Phase.FACTOR)
                 with m.If(pivot_failed):
                     m.next = "FACTOR_FAIL"
                 with m.Elif(scale_ready):
-                    m.d.comb += [t0["valid"].eq(1), t0["scale"].eq(1)]
                     with m.If(scale_next >= total):
                         m.next = "FACTOR_DRAIN"
 

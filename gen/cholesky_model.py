@@ -76,6 +76,9 @@ __all__ = [
     "cholesky_model",
     "cycle_model",
     "forward_error_bound",
+    "head_is_split",
+    "head_rows",
+    "head_steps",
     "wide_bits",
 ]
 
@@ -263,25 +266,55 @@ def cholesky_model(fmt, mode: str, n: int, k: int, lam: int, rows, *, n_max: int
     return CholeskyResult(X, saturated=saturated)
 
 
+def head_rows(n: int, k: int, lanes: int, col: int) -> int:
+    """Rows of column ``col``'s first block (the *head*): ``(n + k - col - 1) mod lanes + 1``.
+
+    Column ``col`` has ``n + k - col`` rows: a head of 1..``lanes`` rows (it holds the pivot row
+    ``col``), then whole blocks of ``lanes`` rows.
+    """
+    return (n + k - col - 1) % lanes + 1
+
+
+def head_is_split(n: int, k: int, lanes: int, col: int) -> bool:
+    """Whether column ``col``'s head block splits its dot products over paired lanes.
+
+    When the head fills at most half the lanes (and ``col >= 3``, where splitting saves a
+    cycle), lane ``b`` and its partner ``b XOR lanes/2`` share the row of lane ``b``: the
+    lane sums ``q = col - h .. col - 1`` and the partner ``q = 0 .. col - h - 1``, with
+    ``h = col // 2 + 1``, so the head takes ``h + 1`` steps instead of ``col + 1``.
+    """
+    return lanes >= 2 and col >= 3 and head_rows(n, k, lanes, col) <= lanes // 2
+
+
+def head_steps(n: int, k: int, lanes: int, col: int) -> int:
+    """Issue steps of column ``col``'s head block (its last step reads ``M[i, col]``)."""
+    return col // 2 + 2 if head_is_split(n, k, lanes, col) else col + 1
+
+
 def _factor_schedule(n: int, k: int, lanes: int, rsqrt_latency: int) -> dict:
     """Replay, cycle by cycle, the factorisation's issue schedule (the FACTOR states).
 
-    Every cycle issues one thing: a block of the scaling pass of the previous column when its
-    pivot inverse is known (7 + ``rsqrt_latency`` cycles after the diagonal block's last dot
-    product) and its last ``s`` is stored (7 cycles after the column's last dot product); else
-    the next dot-product step of the current column, unless that step (``q = j - 1``) reads
-    the previous column before the scaling pass's writes are readable (6 cycles after its last
-    block): then nothing is issued (a stall).
+    Every cycle may issue a block of the scaling pass of the previous column (its own
+    pipeline) when its pivot inverse is known (7 + ``rsqrt_latency`` cycles after the head
+    block's last step) and its last ``s`` is stored (7 cycles after the column's last step),
+    and issues the next step of the current column's current block (the head first, see
+    :func:`head_steps`, then whole blocks of ``col + 1`` steps), unless that step reads the
+    previous column (the step just before the block's last) while the scaling pass is pending
+    or its writes are not yet readable (6 cycles after its last block): then no step is issued
+    (a stall). After the last column only its scaling pass runs.
     """
     total = n + k
     cycle = col = step = block_row = scale_row = 0
+    in_head = True
     scale_pending = tail = False
     pivot_ready_at = None
     scale_allowed_at = settled_at = 0
     stalls = scale_cycles = 0
     while True:
+        last_step = head_steps(n, k, lanes, col) - 1 if in_head else col
         scale_ready = (scale_pending and pivot_ready_at is not None
                        and cycle >= max(pivot_ready_at, scale_allowed_at))
+        step_waits = step + 1 == last_step and (scale_pending or cycle < settled_at)
         if scale_ready:
             scale_cycles += 1
             scale_row += lanes
@@ -290,18 +323,21 @@ def _factor_schedule(n: int, k: int, lanes: int, rsqrt_latency: int) -> dict:
                 if tail:  # FACTOR_DRAIN: 6 cycles until the last L is written
                     return {"factor": cycle + 7, "stalls": stalls, "scale": scale_cycles,
                             "drain": 6}
-        elif tail or (step + 1 == col and (scale_pending or cycle < settled_at)):
+        if tail or step_waits:
             stalls += 1
-        elif step == col:
-            if block_row == col:
+        elif step == last_step:
+            if in_head:
                 pivot_ready_at = cycle + 7 + rsqrt_latency
-            step, block_row = 0, block_row + lanes
+                block_row += head_rows(n, k, lanes, col)
+            else:
+                block_row += lanes
+            step, in_head = 0, False
             if block_row >= total:
                 scale_pending, scale_row, scale_allowed_at = True, col, cycle + 7
                 if col == n - 1:
                     tail = True
                 else:
-                    col, block_row = col + 1, col + 1
+                    col, block_row, in_head = col + 1, col + 1, True
         else:
             step += 1
         cycle += 1
@@ -329,8 +365,9 @@ def cycle_model(n: int, k: int, lanes: int, rows: int = 0, *, rsqrt_latency: int
         ``clear``, ``factor`` (factorisation with the forward substitution folded in),
         ``solve`` (back substitution), ``output`` (2 cycles per element with ``o.ready`` high),
         and where the factorisation's cycles go: ``factor_busy_lane_cycles`` (cycles issuing
-        dot-product steps, partly idle lanes included), ``factor_scale`` (the scaling passes,
-        one cycle per block), ``factor_pivot_wait`` (cycles that issue nothing: a column's
+        dot-product steps, partly idle lanes included), ``factor_scale`` (scaling blocks, one
+        per block of rows; they run in parallel with the dot products and cost no cycle of
+        their own), ``factor_pivot_wait`` (cycles that issue no dot-product step: a column's
         step ``q = j - 1`` waiting for the previous column's pivot inverse and scaling pass,
         or the last column waiting for its own) and ``factor_drain`` (the final drain, 6).
     """
@@ -363,7 +400,8 @@ def cycle_model(n: int, k: int, lanes: int, rows: int = 0, *, rsqrt_latency: int
         "factor_pivot_wait": schedule["stalls"],
         "factor_drain": schedule["drain"],
         "factor_scale": schedule["scale"],
-        "factor_busy_lane_cycles": sum(blocks(j, total) * (j + 1) for j in range(n)),
+        "factor_busy_lane_cycles": sum(head_steps(n, k, lanes, j)
+                                       + (blocks(j, total) - 1) * (j + 1) for j in range(n)),
         "solve": solve,
         "output": 2 * n * k,
     }

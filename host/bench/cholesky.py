@@ -10,10 +10,12 @@ For each ``n`` in ``--n`` and each lane count in ``--lanes`` (``k`` right-hand s
   back substitution, and the ratio of factor + solve cycles to the bound
   ``n³/(6·lanes) + n²·k/lanes``; where the ratio misses the 1.25 goal, the columns say where
   the factorisation's cycles go: ``partial`` (cycles lost to partly filled blocks: column
-  ``j`` has ``n + k - j`` rows, issued in whole blocks of ``lanes``), ``scale`` (the scaling
-  passes, one cycle per block, interleaved with the next column), ``pivot wait`` (cycles that
-  issue nothing: a column waiting for the previous column's ``1/√s_j`` and scaling pass, the
-  chain that short columns cannot hide) and ``drain`` (the final drain); the back
+  ``j`` has ``n + k - j`` rows, issued as a head of 1..``lanes`` rows, split over lane pairs
+  when it fills at most half the lanes, then whole blocks of ``lanes``), ``scale`` (scaling
+  blocks; they run in parallel with the next column's dot products and cost no cycle of
+  their own), ``pivot wait`` (cycles that issue no dot-product step: a column waiting for
+  the previous column's ``1/√s_j`` and scaling pass, the chain that short columns cannot
+  hide, and the last column's scaling pass) and ``drain`` (the final drain); the back
   substitution has no drain between rows, only a wait for ``X[i, 0]`` when a row is shorter
   than the pipeline.
 - **time** of factor + solve at the clock frequency (``--fmax-mhz``, or the lowest Fmax that

@@ -251,6 +251,44 @@ def test_interleaved_schedule(n_max, k_max, lanes, jobs_nk):
     assert schedule["factor_pivot_wait"] > 0  # the stall path is exercised
 
 
+@pytest.mark.parametrize("lanes, jobs_nk", [
+    (8, [(13, 3), (9, 2)]),   # heads of 1..4 rows split over lane pairs b, b ^ 4
+    (2, [(9, 2), (7, 2)]),    # one-row heads split over lanes 0 and 1
+])
+def test_split_head_schedule(lanes, jobs_nk):
+    """A column's head block (the pivot row and the rows before the whole blocks) that fills
+    at most half the lanes splits each row's dot product over a lane and its partner; the
+    results stay the model's integers and ``cycle_model`` counts the shorter heads exactly."""
+    from tiersolve.gen.cholesky_model import head_is_split, head_steps
+
+    rng = np.random.default_rng(lanes + 40)
+    n_max, k_max = max(n for n, _ in jobs_nk), max(k for _, k in jobs_nk)
+    core = make_core(n_max, k_max, Q6_12, lanes)
+    jobs = [Job("direct", n, k, Q6_12.const(0.125), spd_direct(rng, Q6_12, n, k, cond=30.0),
+                core) for n, k in jobs_nk]
+    jobs.append(Job("gram", n_max, k_max, Q6_12.const(0.25),
+                    gram_rows(rng, Q6_12, n_max, k_max, 3), core))
+    for job in jobs:
+        split = [j for j in range(job.n) if head_is_split(job.n, job.k, lanes, j)]
+        assert len(split) >= 2  # the split path is exercised, with partner steps
+        assert any(head_steps(job.n, job.k, lanes, j) < j + 1 for j in split)
+    # a pivot that fails in a split head (column 6) is flagged with its index
+    n, k = jobs_nk[0]
+    failing = spd_direct(rng, Q6_12, n, k)
+    failing[6, 6] = -failing[6, 6]
+    assert head_is_split(n, k, lanes, 6)
+    jobs.insert(1, Job("direct", n, k, 0, failing, core))
+    assert jobs[1].want.npd and jobs[1].want.npd_index == 6
+    results = simulate(core, jobs, deadline=2e-2)
+    for job, (_, _, phases) in zip(jobs, results, strict=True):
+        if job.want.npd:
+            continue
+        assert job.want.x is not None and not job.want.saturated
+        want = cycle_model(job.n, job.k, lanes, rsqrt_latency=core.rsqrt_latency)
+        assert phases[Phase.FACTOR] == want["factor"]
+        assert phases[Phase.SOLVE] == want["solve"]
+
+
 def test_failed_pivot_flags_its_whole_column():
     """A pivot found not positive while its column is still being issued: the job ends only
     after the column's last s values (here one clips) are computed, as in the model, and the
