@@ -49,6 +49,7 @@ __all__ = [
     "build",
     "ecp5_pll_dividers",
     "generate",
+    "ice40_pll_dividers",
     "program",
     "program_command",
     "run_generate_command",
@@ -131,6 +132,62 @@ def ecp5_pll_dividers(input_hz: float, output_hz: float) -> dict:
             "output_hz": achieved * 1e6, "vco_hz": vco * 1e6}
 
 
+#: iCE40 SB_PLL40 limits (MHz) with FEEDBACK_PATH="SIMPLE": reference, phase detector, VCO,
+#: output (iCE40 sysCLOCK PLL design guide).
+_ICE40_INPUT_RANGE = (10.0, 133.0)
+_ICE40_PFD_RANGE = (10.0, 133.0)
+_ICE40_VCO_RANGE = (533.0, 1066.0)
+_ICE40_OUTPUT_RANGE = (16.0, 275.0)
+
+
+def ice40_pll_dividers(input_hz: float, output_hz: float) -> dict:
+    """SB_PLL40 dividers that make ``output_hz`` from ``input_hz`` (simple feedback).
+
+    ``PFD = input / (DIVR + 1)``, ``VCO = PFD * (DIVF + 1)``, ``output = VCO / 2**DIVQ``; the
+    search keeps the phase detector and the VCO in range and picks the closest output, then the
+    lowest ``DIVR``. ``FILTER_RANGE`` follows the phase-detector frequency as ``icepll`` sets it.
+
+    Returns
+    -------
+    dict
+        ``divr``, ``divf``, ``divq``, ``filter_range``, ``output_hz`` (achieved), ``vco_hz``.
+
+    Raises
+    ------
+    ValueError
+        If an input or output frequency is out of the PLL's range, or no setting comes within
+        0.1 % of ``output_hz``.
+    """
+    if not (input_hz > 0 and output_hz > 0):
+        raise ValueError(f"frequencies must be positive, not {input_hz!r} -> {output_hz!r}")
+    f_in, f_out = input_hz / 1e6, output_hz / 1e6
+    if not _ICE40_INPUT_RANGE[0] <= f_in <= _ICE40_INPUT_RANGE[1]:
+        raise ValueError(f"iCE40 PLL input {f_in} MHz is outside {_ICE40_INPUT_RANGE} MHz")
+    if not _ICE40_OUTPUT_RANGE[0] <= f_out <= _ICE40_OUTPUT_RANGE[1]:
+        raise ValueError(f"iCE40 PLL output {f_out} MHz is outside {_ICE40_OUTPUT_RANGE} MHz")
+    best = None
+    for divr in range(16):
+        pfd = f_in / (divr + 1)
+        if not _ICE40_PFD_RANGE[0] <= pfd <= _ICE40_PFD_RANGE[1]:
+            continue
+        for divf in range(128):
+            vco = pfd * (divf + 1)
+            if not _ICE40_VCO_RANGE[0] <= vco <= _ICE40_VCO_RANGE[1]:
+                continue
+            for divq in range(1, 7):
+                achieved = vco / (1 << divq)
+                key = (abs(achieved - f_out), divr)
+                if best is None or key < best[0]:
+                    best = (key, divr, divf, divq, achieved, vco, pfd)
+    if best is None or best[0][0] > f_out * 1e-3:
+        raise ValueError(f"no iCE40 PLL setting makes {f_out} MHz from {f_in} MHz")
+    _, divr, divf, divq, achieved, vco, pfd = best
+    filter_range = next(index for index, limit in enumerate(
+        (17.0, 26.0, 44.0, 66.0, 101.0), start=1) if pfd < limit) if pfd < 101.0 else 6
+    return {"divr": divr, "divf": divf, "divq": divq, "filter_range": filter_range,
+            "output_hz": achieved * 1e6, "vco_hz": vco * 1e6}
+
+
 # -- the top level ---------------------------------------------------------------------------
 
 
@@ -154,9 +211,10 @@ def _board_top_class():
             The design, built with ``bus="uart"`` and ``clock_frequency=board.clock_hz``.
 
         Clocking: with ``board.pll is None`` the platform's default clock drives the ``sync``
-        domain (with the platform's power-on reset). With ``"ecp5"`` an EHXPLLL makes
-        ``board.clock_hz`` from the oscillator; ``sync`` is held in reset until the PLL locks
-        (reset released synchronously).
+        domain (with the platform's power-on reset). With ``"ecp5"`` an EHXPLLL, with
+        ``"ice40"`` an SB_PLL40_PAD on the oscillator's pin, makes ``board.clock_hz`` from the
+        oscillator; ``sync`` is held in reset until the PLL locks (reset released
+        synchronously).
 
         LEDs: ``busy`` shows the core's busy flag, ``done`` its done flag, ``error`` the OR of
         its not-positive-definite, saturated and bad-command flags.
@@ -197,6 +255,24 @@ def _board_top_class():
                 )
                 platform.add_clock_constraint(pll_clock, dividers["output_hz"])
                 m.submodules.reset_synchronizer = ResetSynchronizer(~locked, domain="sync")
+            elif board.pll == "ice40":
+                # SB_PLL40_PAD: the oscillator's pin (a PLL input pad) feeds the PLL directly
+                dividers = ice40_pll_dividers(board.oscillator_hz, board.clock_hz)
+                oscillator = platform.request(platform.default_clk, 0, dir="-")
+                m.domains.sync = ClockDomain("sync")
+                locked = Signal()
+                pll_clock = Signal()
+                m.d.comb += ClockSignal("sync").eq(pll_clock)
+                m.submodules.pll = Instance(
+                    "SB_PLL40_PAD",
+                    p_FEEDBACK_PATH="SIMPLE",
+                    p_DIVR=dividers["divr"], p_DIVF=dividers["divf"], p_DIVQ=dividers["divq"],
+                    p_FILTER_RANGE=dividers["filter_range"],
+                    i_PACKAGEPIN=oscillator.io, i_RESETB=1, i_BYPASS=0,
+                    o_PLLOUTGLOBAL=pll_clock, o_LOCK=locked,
+                )
+                platform.add_clock_constraint(pll_clock, dividers["output_hz"])
+                m.submodules.reset_synchronizer = ResetSynchronizer(~locked, domain="sync")
             elif board.pll is not None:
                 raise ValueError(f"board {board.name}: unsupported PLL {board.pll!r}")
 
@@ -224,19 +300,26 @@ def _board_top_class():
     return BoardTop
 
 
-def _solver_design(board: Board, n_max: int, k_max: int, fmt, lanes: int):
+def _solver_design(board: Board, n_max: int, k_max: int, fmt, lanes: int,
+                   cores=("cholesky",)):
     from tiersolve.designs.top import SolverDesign
 
-    return SolverDesign(n_max=n_max, k_max=k_max, fmt=fmt, lanes=lanes, bus=board.bus,
-                        clock_frequency=board.clock_hz, baud_rate=board.baud_rate)
+    return SolverDesign(cores=cores, n_max=n_max, k_max=k_max, fmt=fmt, lanes=lanes,
+                        bus=board.bus, clock_frequency=board.clock_hz,
+                        baud_rate=board.baud_rate, spram=board.spram)
 
 
-def _configuration(board: Board, n_max, k_max, fmt, lanes) -> dict:
+def _configuration(board: Board, n_max, k_max, fmt, lanes, cores=None) -> dict:
     default = board.default
+    if cores is None:
+        cores = ("cholesky",)
+    elif isinstance(cores, str):  # "cholesky,updater" from the command line
+        cores = tuple(name.strip() for name in cores.split(",") if name.strip())
     return {"n_max": default.n_max if n_max is None else n_max,
             "k_max": default.k_max if k_max is None else k_max,
-            "format": str(fmt or "Q6.12"),
-            "lanes": default.lanes if lanes is None else lanes}
+            "format": str(fmt or default.format),
+            "lanes": default.lanes if lanes is None else lanes,
+            "cores": list(cores)}
 
 
 def _check_folder(out) -> Path:
@@ -248,7 +331,7 @@ def _check_folder(out) -> Path:
 
 
 def generate(board, out, *, n_max: int | None = None, k_max: int | None = None, fmt=None,
-             lanes: int | None = None) -> list[Path]:
+             lanes: int | None = None, cores=None) -> list[Path]:
     """Write the board's complete top level and its constraints into folder ``out``.
 
     Parameters
@@ -261,6 +344,9 @@ def generate(board, out, *, n_max: int | None = None, k_max: int | None = None, 
         Solver configuration (default: the board's ``default`` fit).
     fmt : str, FixedFormat or None
         Data format (default ``"Q6.12"``).
+    cores : tuple of str, str or None
+        Cores of the design: ``("cholesky",)`` (the default) or ``("cholesky", "updater")``
+        (also ``"cholesky,updater"``).
 
     Returns
     -------
@@ -280,9 +366,9 @@ def generate(board, out, *, n_max: int | None = None, k_max: int | None = None, 
     """
     board = board if isinstance(board, Board) else get_board(board)
     folder = _check_folder(out)
-    config = _configuration(board, n_max, k_max, fmt, lanes)
+    config = _configuration(board, n_max, k_max, fmt, lanes, cores)
     design = _solver_design(board, config["n_max"], config["k_max"], config["format"],
-                            config["lanes"])
+                            config["lanes"], tuple(config["cores"]))
     if board.bus == "axi-lite":
         return _generate_axi_lite(board, design, folder)
     platform = board.platform()
@@ -375,13 +461,13 @@ class BuildResult:
 
 
 def build(board, out, *, n_max: int | None = None, k_max: int | None = None, fmt=None,
-          lanes: int | None = None, allow_timing_failure: bool = False,
+          lanes: int | None = None, cores=None, allow_timing_failure: bool = False,
           progress: Callable[[str], None] | None = None) -> BuildResult:
     """Generate the board's top level into ``out`` and make its bitstream with YoWASP tools.
 
     Parameters
     ----------
-    board, out, n_max, k_max, fmt, lanes
+    board, out, n_max, k_max, fmt, lanes, cores
         As for :func:`generate`.
     allow_timing_failure : bool
         Pack the bitstream even when Fmax is below the clock constraint (the report says so).
@@ -420,7 +506,7 @@ def build(board, out, *, n_max: int | None = None, k_max: int | None = None, fmt
     started = time.monotonic()
     seconds = {}
     say(f"{board.name}: writing the top level ({board.description})")
-    generate(board, out, n_max=n_max, k_max=k_max, fmt=fmt, lanes=lanes)
+    generate(board, out, n_max=n_max, k_max=k_max, fmt=fmt, lanes=lanes, cores=cores)
     folder = Path(out).resolve()
     config = json.loads((folder / "configuration.json").read_text())
     seconds["generate"] = time.monotonic() - started
@@ -600,11 +686,13 @@ def program(board, bitstream=None, *, dry_run: bool = False) -> list[str]:
 
 def _add_configuration_arguments(parser, *, with_out: bool = True):
     parser.add_argument("--board", required=True, help="board name (see `tiersolve boards`)")
-    parser.add_argument("--core", default="cholesky", choices=["cholesky"],
-                        help="solver core (only cholesky is integrated in the top level)")
+    parser.add_argument("--core", "--cores", dest="cores", default="cholesky",
+                        choices=["cholesky", "cholesky,updater"],
+                        help="cores of the design: cholesky (default) or cholesky,updater")
     parser.add_argument("--n-max", type=int, default=None, help="largest n (default: board's)")
     parser.add_argument("--k-max", type=int, default=None, help="largest k (default: board's)")
-    parser.add_argument("--format", default="Q6.12", help="data format (default Q6.12)")
+    parser.add_argument("--format", default=None,
+                        help="data format (default: the board's default fit, Q6.12)")
     parser.add_argument("--lanes", type=int, default=None, help="MAC lanes (default: board's)")
     if with_out:
         parser.add_argument("--out", default=None,
@@ -622,6 +710,9 @@ def _setup_boards(parser):
 
 
 def _run_boards(args) -> int:
+    from .measured import load_measured_builds
+
+    recorded = load_measured_builds()
     for board in BOARDS.values():
         kind = "build" if board.buildable else "generate only"
         clock = f"{board.clock_mhz:g} MHz" + (f" (PLL from {board.oscillator_hz / 1e6:g})"
@@ -631,6 +722,12 @@ def _run_boards(args) -> int:
               f"{', '.join(f'{flag}={led}' for flag, led in board.leds.items()) or 'none'}")
         print(f"{'':12s} default {board.default}")
         print(f"{'':12s} largest {board.largest or 'not measured'}")
+        for entry in recorded:
+            if entry["board"] == board.name:
+                fmax = "does not fit" if entry["fmax_mhz"] is None else \
+                    f"Fmax {entry['fmax_mhz']:g} MHz at a {entry['clock_mhz']:g} MHz clock"
+                print(f"{'':12s} built   {entry['n_max']}/{entry['k_max']}/{entry['lanes']} "
+                      f"{entry['format']} {','.join(entry['cores'])}: {fmax}")
         if args.verbose:
             for note in board.notes:
                 print(f"{'':12s} note: {note}")
@@ -646,7 +743,7 @@ def _setup_build(parser):
 def _run_build(args) -> int:
     try:
         result = build(args.board, args.out or f"build-{args.board}", n_max=args.n_max,
-                       k_max=args.k_max, fmt=args.format, lanes=args.lanes,
+                       k_max=args.k_max, fmt=args.format, lanes=args.lanes, cores=args.cores,
                        allow_timing_failure=args.allow_timing_failure,
                        progress=lambda line: print(line, flush=True))
     except (UnknownBoardError, BoardError, synth.SynthesisError, TypeError,

@@ -12,15 +12,17 @@ demand.
 Boards
 ------
 ``icebreaker``
-    1BitSquared iCEBreaker, iCE40UP5K-SG48. The design runs at the 12 MHz oscillator (no PLL:
-    the frame bridge alone closes timing at about 37 MHz on this device, the Cholesky core
-    lower). UART over the FTDI chip's second channel.
+    1BitSquared iCEBreaker, iCE40UP5K-SG48. 12 MHz oscillator, SB_PLL40_PAD to 24 MHz (an
+    exact 8-cycle bit at 3 Mbaud; the complete design routes at 27-28 MHz). The Cholesky
+    result buffer and the bridge's request buffer sit in SPRAM, the block RAMs hold the core.
+    UART over the FTDI chip's second channel.
 ``ulx3s-85f``
-    Radiona ULX3S with the LFE5U-85F. 25 MHz oscillator, EHXPLLL to 45 MHz (an exact 15-cycle
+    Radiona ULX3S with the LFE5U-85F. 25 MHz oscillator, EHXPLLL to 90 MHz (an exact 30-cycle
     bit at 3 Mbaud). UART over the FTDI chip.
 ``ecpix5-85f``
-    LambdaConcept ECPIX-5 with the LFE5UM5G-85F. 100 MHz oscillator, EHXPLLL down to 48 MHz
-    (the Cholesky core does not close timing at 100 MHz). UART over the FT2232's second channel.
+    LambdaConcept ECPIX-5 with the LFE5UM5G-85F (speed grade 8). 100 MHz oscillator, EHXPLLL
+    to 105 MHz (an exact 35-cycle bit at 3 Mbaud; 100 MHz would be 1 % off). UART over the
+    FT2232's second channel.
 ``arty-a7-35``
     Digilent Arty A7-35T (XC7A35T), generate only (Vivado is not open source). 100 MHz
     oscillator used directly; UART over the FTDI chip.
@@ -73,6 +75,8 @@ class Fit:
     ----------
     n_max, k_max, lanes : int
         Solver configuration.
+    format : str
+        Data format (``tiersolve build --format``).
     measured : str
         How it is known to fit: ``"built <date>: LUT x%, DSP y%, BRAM z%, Fmax f MHz"``, or
         ``"not measured"``.
@@ -82,9 +86,11 @@ class Fit:
     k_max: int
     lanes: int
     measured: str = "not measured"
+    format: str = "Q6.12"
 
     def __str__(self) -> str:
-        return f"n_max={self.n_max} k_max={self.k_max} lanes={self.lanes} ({self.measured})"
+        return (f"n_max={self.n_max} k_max={self.k_max} lanes={self.lanes} {self.format} "
+                f"({self.measured})")
 
 
 @dataclass(frozen=True)
@@ -113,7 +119,8 @@ class Board:
         Design clock. Equal to ``oscillator_hz`` when a UART board uses no PLL; on an
         ``axi-lite`` board, the clock of the PCIe bridge's AXI side.
     pll : str or None
-        ``"ecp5"`` (EHXPLLL) when ``clock_hz`` differs from the oscillator, else None.
+        ``"ecp5"`` (EHXPLLL) or ``"ice40"`` (SB_PLL40_PAD) when ``clock_hz`` differs from the
+        oscillator, else None.
     bus : str
         Transport of the design: ``"uart"`` (host over a serial port) or ``"axi-lite"`` (behind
         a vendor PCIe bridge).
@@ -133,6 +140,9 @@ class Board:
         File ending of the bitstream the programmer takes (``.bin``, ``.bit``).
     synth_options : str
         Extra options of the Yosys ``synth_*`` command.
+    spram : bool
+        iCE40 UltraPlus: the design keeps its single-port buffers (the Cholesky result buffer,
+        the frame bridge's request buffer) in SPRAM (``SolverDesign(spram=True)``).
     default : Fit
         Configuration built when none is given.
     largest : Fit or None
@@ -157,6 +167,7 @@ class Board:
     programmer_package: str
     bitstream_suffix: str
     synth_options: str = ""
+    spram: bool = False
     baud_rate: int = 3_000_000
     default: Fit = field(default_factory=lambda: Fit(8, 2, 1))
     largest: Fit | None = None
@@ -185,8 +196,8 @@ BOARDS: dict[str, Board] = {board.name: board for board in (
         family="ice40",
         buildable=True,
         oscillator_hz=12_000_000,
-        clock_hz=12_000_000,
-        pll=None,
+        clock_hz=24_000_000,
+        pll="ice40",
         bus="uart",
         uart="uart",
         # The main board has a red and a green LED; busy uses the snap-off PMOD's first LED.
@@ -196,12 +207,21 @@ BOARDS: dict[str, Board] = {board.name: board for board in (
         programmer_package="fpga-icestorm",
         bitstream_suffix=".bin",
         synth_options="-dsp",
-        default=Fit(8, 2, 1, "built 2026-11-25: LUT 75.4%, DSP 75.0%, BRAM 60.0%, Fmax 27.2 MHz"),
-        largest=Fit(24, 4, 1, "built 2026-11-25: LUT 75.2%, DSP 75.0%, BRAM 96.7%, "
-                              "Fmax 25.3 MHz; n_max=32 k_max=8 needs 36/30 BRAMs"),
-        notes=("runs at the 12 MHz oscillator (no PLL)",
-               "block RAM only: the core's matrix memories have two read ports, so Yosys "
-               "cannot map them to the single-port SPRAM; block RAM limits n_max"),
+        spram=True,
+        default=Fit(24, 4, 1, "built 2026-11-25: LUT 77.8%, DSP 75.0%, BRAM 90.0%, "
+                              "Fmax 25.9 MHz at 24"),
+        largest=Fit(32, 8, 1, "built 2026-11-25: LUT 77.5%, DSP 25.0%, BRAM 70.0%, SPRAM 75%, "
+                              "Fmax 25.8 MHz at 24; in Q6.12 n_max=32 does not fit",
+                    format="Q4.12"),
+        notes=("SB_PLL40_PAD 12 -> 24 MHz (3 Mbaud = 8 clocks per bit); the complete design "
+               "routes at 25.8-25.9 MHz, limited inside the Cholesky core (input handshake "
+               "into its row counters)",
+               "SPRAM holds the Cholesky result buffer and the bridge's request buffer (4 "
+               "SB_SPRAM256KA with an 18-bit format, 3 with 16 bits); block RAM holds the "
+               "core's memories and limits n_max",
+               "n_max = 32 needs a 16-bit format (Q4.12: 21/30 block RAMs at k_max = 8): in "
+               "Q6.12 the core's memories alone take 31 block RAMs at 32/4/1 (the matrix, "
+               "34-bit words stored twice for its two read ports, takes 21)"),
     ),
     Board(
         name="ulx3s-85f",
@@ -210,7 +230,7 @@ BOARDS: dict[str, Board] = {board.name: board for board in (
         family="ecp5",
         buildable=True,
         oscillator_hz=25_000_000,
-        clock_hz=45_000_000,
+        clock_hz=90_000_000,
         pll="ecp5",
         bus="uart",
         uart="uart",
@@ -218,11 +238,18 @@ BOARDS: dict[str, Board] = {board.name: board for board in (
         programmer=("openFPGALoader", "-b", "ulx3s", "{bitstream}"),
         programmer_package="openfpgaloader",
         bitstream_suffix=".bit",
-        default=Fit(16, 4, 4, "built 2026-11-25: LUT 7.1%, DSP 5.1%, BRAM 4.8%, Fmax 67.6 MHz"),
-        largest=Fit(128, 8, 8, "built 2026-11-25: LUT 13.6%, DSP 10.3%, BRAM 48.6%, "
-                               "Fmax 52.9 MHz"),
-        notes=("EHXPLLL 25 -> 45 MHz (3 Mbaud = 15 clocks per bit; 48 MHz is out of the "
-               "PLL's reach from 25 MHz)",),
+        default=Fit(16, 4, 4, "built 2026-11-25: LUT 8.1%, DSP 5.1%, BRAM 4.8%, "
+                              "Fmax 92.3 MHz at 90"),
+        largest=Fit(32, 8, 4, "built 2026-11-25: LUT 9.7%, DSP 5.1%, BRAM 5.3%, "
+                              "Fmax 97.7 MHz at 90"),
+        notes=("EHXPLLL 25 -> 90 MHz (3 Mbaud = 30 clocks per bit); 16/4/4 routes at 92.3 MHz "
+               "(90.7 with the updater), limited inside the Cholesky core (rounding and "
+               "saturation of its back substitution and accumulators)",
+               "128/8/8 fits (LUT 13.6%, DSP 10.3%, BRAM 48.6%) but was last routed at "
+               "52.9 MHz, before the bus stage and against a 45 MHz clock: not re-measured "
+               "at 90 MHz",
+               "formats wider than 18 bits (Q8.16) split each product over several "
+               "MULT18X18D in one cycle: 16/10/4 Q8.16 with the updater routes at 65.3 MHz"),
     ),
     Board(
         name="ecpix5-85f",
@@ -231,7 +258,7 @@ BOARDS: dict[str, Board] = {board.name: board for board in (
         family="ecp5",
         buildable=True,
         oscillator_hz=100_000_000,
-        clock_hz=48_000_000,
+        clock_hz=105_000_000,
         pll="ecp5",
         bus="uart",
         uart="uart",
@@ -240,10 +267,11 @@ BOARDS: dict[str, Board] = {board.name: board for board in (
         programmer=("openFPGALoader", "-c", "ft2232", "{bitstream}"),
         programmer_package="openfpgaloader",
         bitstream_suffix=".bit",
-        default=Fit(16, 4, 4, "built 2026-11-25: LUT 7.2%, DSP 5.1%, BRAM 4.8%, "
-                              "Fmax 142.9 MHz"),
+        default=Fit(16, 4, 4, "built 2026-11-25: LUT 8.1%, DSP 5.1%, BRAM 4.8%, "
+                              "Fmax 131.5 MHz at 105"),
         largest=None,
-        notes=("EHXPLLL 100 -> 48 MHz: the Cholesky core does not close timing at 100 MHz",),
+        notes=("EHXPLLL 100 -> 105 MHz (3 Mbaud = 35 clocks per bit; 100 MHz would make "
+               "3 Mbaud 1 % off); 16/4/4 routes at 131.5 MHz at speed grade 8",),
     ),
     Board(
         name="arty-a7-35",

@@ -10,7 +10,7 @@ replay of the last reply). :class:`UartFrameBridge` puts it behind the UART PHY 
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, Value
+from amaranth.hdl import Cat, ClockSignal, Instance, Module, Mux, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out, connect
@@ -29,7 +29,7 @@ from tiersolve.host.protocol import (
 from .bus import RegisterBusSignature
 from .uart import UartReceiver, UartTransmitter
 
-__all__ = ["FrameBridge", "UartFrameBridge", "crc16_next"]
+__all__ = ["FrameBridge", "SinglePortRam", "UartFrameBridge", "crc16_next"]
 
 _CRC_POLYNOMIAL = 0x1021
 _CRC_INIT = 0xFFFF
@@ -69,6 +69,109 @@ def crc16_next(crc: Value, byte: Value) -> Value:
     return Cat(*bits)
 
 
+#: Geometry of the iCE40 UltraPlus single-port RAM block (SB_SPRAM256KA): words, data bits.
+SPRAM_DEPTH = 16384
+SPRAM_WIDTH = 16
+
+
+class SinglePortRam(wiring.Component):
+    """A RAM with one port shared by reads and writes: block RAM, or iCE40 UltraPlus SPRAM.
+
+    A buffer that never reads and writes in the same cycle needs only one address, and then
+    fits the iCE40UP5K's four 256-kbit single-port RAMs (SB_SPRAM256KA, 16384 x 16 bits) that
+    would otherwise lie unused, leaving the block RAMs to the cores.
+
+    Parameters
+    ----------
+    width : int
+        Data bits, 1..64. With ``spram`` each started 16 bits take one SB_SPRAM256KA.
+    depth : int
+        Words (at most 16384 with ``spram``).
+    spram : bool
+        Build SB_SPRAM256KA instances (when elaborated for a platform; the simulator and
+        :func:`amaranth.back.verilog.convert` elaborate without one and get the behavioural
+        memory instead). False: an :class:`amaranth.lib.memory.Memory` that synthesis maps to
+        block RAM or logic.
+
+    Members
+    -------
+    addr : In(range(depth))
+        Word address of the read or the write.
+    write_data : In(width)
+        Data written.
+    write_enable : In(1)
+        Write ``write_data`` at ``addr`` at the end of this cycle.
+    read_enable : In(1)
+        Read ``addr``: the word is on ``read_data`` in the next cycle.
+    read_data : Out(width)
+        The word last read. It holds while neither enable is high; a write cycle spoils it
+        (SB_SPRAM256KA drives undefined data: the behavioural memory shows the word that was
+        overwritten), so read again after a write.
+
+    Timing
+    ------
+    One cycle of read latency; one access (read or write) per cycle.
+    """
+
+    def __init__(self, width: int, depth: int, *, spram: bool = False):
+        self._width = check_int("width", width, 1, 64)
+        self._depth = check_int("depth", depth, 1)
+        if not isinstance(spram, bool):
+            raise TypeError(f"spram must be a bool, not {spram!r}")
+        if spram and depth > SPRAM_DEPTH:
+            raise ValueError(f"depth must be at most {SPRAM_DEPTH} with spram, not {depth}")
+        self._spram = spram
+        super().__init__({
+            "addr": In(range(depth)),
+            "write_data": In(width),
+            "write_enable": In(1),
+            "read_enable": In(1),
+            "read_data": Out(width),
+        })
+
+    @property
+    def width(self) -> int:
+        return self._width
+
+    @property
+    def depth(self) -> int:
+        return self._depth
+
+    @property
+    def spram_blocks(self) -> int:
+        """SB_SPRAM256KA instances this RAM takes with ``spram=True``."""
+        return -(-self._width // SPRAM_WIDTH)
+
+    def elaborate(self, platform):
+        m = Module()
+        if self._spram and platform is not None:
+            for block in range(self.spram_blocks):
+                low = block * SPRAM_WIDTH
+                high = min(low + SPRAM_WIDTH, self._width)
+                data_in = Signal(SPRAM_WIDTH, name=f"spram{block}_data_in")
+                data_out = Signal(SPRAM_WIDTH, name=f"spram{block}_data_out")
+                m.d.comb += [data_in.eq(self.write_data[low:high]),
+                             self.read_data[low:high].eq(data_out)]
+                m.submodules[f"spram{block}"] = Instance(
+                    "SB_SPRAM256KA",
+                    i_ADDRESS=self.addr, i_DATAIN=data_in, i_MASKWREN=0b1111,
+                    i_WREN=self.write_enable,
+                    i_CHIPSELECT=self.write_enable | self.read_enable,
+                    i_CLOCK=ClockSignal(), i_STANDBY=0, i_SLEEP=0, i_POWEROFF=1,
+                    o_DATAOUT=data_out)
+            return m
+        m.submodules.storage = storage = Memory(shape=self._width, depth=self._depth, init=[])
+        write = storage.write_port()
+        read = storage.read_port()
+        m.d.comb += [
+            write.addr.eq(self.addr), write.data.eq(self.write_data),
+            write.en.eq(self.write_enable),
+            read.addr.eq(self.addr), read.en.eq(self.read_enable | self.write_enable),
+            self.read_data.eq(read.data),
+        ]
+        return m
+
+
 class FrameBridge(wiring.Component):
     """Device side of the framed register protocol: bytes in, bus bursts, bytes out.
 
@@ -88,6 +191,10 @@ class FrameBridge(wiring.Component):
     bus_timeout : int or None
         Cycles the bridge waits for ``bus.ack`` before it abandons a burst and answers
         ``BUS_TIMEOUT``; ``None`` waits for ever. Default 2**20 (87 ms at 12 MHz).
+    spram : bool
+        Keep the request buffer in iCE40 UltraPlus SPRAM (two SB_SPRAM256KA, see
+        :class:`SinglePortRam`; ``max_burst`` at most 16384) instead of block RAM. The reply
+        buffer stays in block RAM.
 
     Members
     -------
@@ -116,8 +223,14 @@ class FrameBridge(wiring.Component):
     """
 
     def __init__(self, *, max_burst: int = 64, address_width: int = 16,
-                 bus_timeout: int | None = 1 << 20):
+                 bus_timeout: int | None = 1 << 20, spram: bool = False):
         self._max_burst = check_int("max_burst", max_burst, 1, 0xFFFF)
+        if not isinstance(spram, bool):
+            raise TypeError(f"spram must be a bool, not {spram!r}")
+        if spram and max_burst > SPRAM_DEPTH:
+            raise ValueError(f"max_burst must be at most {SPRAM_DEPTH} with spram, "
+                             f"not {max_burst}")
+        self._spram = spram
         self._address_width = check_int("address_width", address_width, 1, 32)
         if bus_timeout is not None:
             check_int("bus_timeout", bus_timeout, 1)
@@ -154,13 +267,12 @@ class FrameBridge(wiring.Component):
         max_burst = self._max_burst
         reply_depth = self.reply_buffer_depth
 
-        m.submodules.request_words = request_words = Memory(shape=32, depth=max_burst, init=[])
-        m.submodules.reply_bytes = reply_bytes = Memory(shape=8, depth=reply_depth, init=[])
-        request_write = request_words.write_port()
-        request_read = request_words.read_port()
-        reply_write = reply_bytes.write_port()
-        reply_read = reply_bytes.read_port()
-        m.d.comb += request_read.en.eq(0)
+        # Both buffers are single-port: the request buffer is written only while a frame is
+        # received or a burst reads the bus, and read only while a burst writes the bus or the
+        # reply is built; the reply buffer is written only while no reply is being sent.
+        m.submodules.request_words = request_words = SinglePortRam(32, max_burst,
+                                                                   spram=self._spram)
+        m.submodules.reply_bytes = reply_bytes = SinglePortRam(8, reply_depth)
 
         # --- Received frame: COBS decoder state, parsed fields, CRC --------------------------
         block_left = Signal(8)        # data bytes still expected in the current COBS block
@@ -227,9 +339,9 @@ class FrameBridge(wiring.Component):
                         m.d.sync += count.word_select(index, 8).eq(decoded)
             with m.If((position >= 8) & (position[:2] == 3) & (word_index < max_burst)):
                 m.d.comb += [
-                    request_write.en.eq(1),
-                    request_write.addr.eq(word_index),
-                    request_write.data.eq(Cat(word_shift, decoded)),
+                    request_words.write_enable.eq(1),
+                    request_words.addr.eq(word_index),
+                    request_words.write_data.eq(Cat(word_shift, decoded)),
                 ]
 
         # --- Checks on a received frame (evaluated from the registers in DISPATCH) -----------
@@ -284,10 +396,10 @@ class FrameBridge(wiring.Component):
 
         advance = ~self.tx.valid | self.tx.ready
         m.d.comb += [
-            reply_read.addr.eq(send_index),
-            reply_read.en.eq(advance),
+            reply_bytes.addr.eq(send_index),
+            reply_bytes.read_enable.eq(advance),
             self.tx.payload.eq(Mux(send_delimiter, 0,
-                                   Mux(send_from_rom, rom_byte, reply_read.data))),
+                                   Mux(send_from_rom, rom_byte, reply_bytes.read_data))),
         ]
         with m.If(advance):
             with m.If(sending & (send_index <= send_length)):
@@ -330,9 +442,9 @@ class FrameBridge(wiring.Component):
         with m.If(building):
             with m.If(~writer_ready):  # a block of 254 bytes is full: write its code byte
                 m.d.comb += [
-                    reply_write.en.eq(1),
-                    reply_write.addr.eq(code_position),
-                    reply_write.data.eq(0xFF),
+                    reply_bytes.write_enable.eq(1),
+                    reply_bytes.addr.eq(code_position),
+                    reply_bytes.write_data.eq(0xFF),
                 ]
                 m.d.sync += [
                     code_position.eq(write_position),
@@ -343,9 +455,9 @@ class FrameBridge(wiring.Component):
                 m.d.sync += [feed_valid.eq(0), reply_crc.eq(crc16_next(reply_crc, feed_byte))]
                 with m.If(feed_byte == 0):
                     m.d.comb += [
-                        reply_write.en.eq(1),
-                        reply_write.addr.eq(code_position),
-                        reply_write.data.eq(code),
+                        reply_bytes.write_enable.eq(1),
+                        reply_bytes.addr.eq(code_position),
+                        reply_bytes.write_data.eq(code),
                     ]
                     m.d.sync += [
                         code_position.eq(write_position),
@@ -354,16 +466,16 @@ class FrameBridge(wiring.Component):
                     ]
                 with m.Else():
                     m.d.comb += [
-                        reply_write.en.eq(1),
-                        reply_write.addr.eq(write_position),
-                        reply_write.data.eq(feed_byte),
+                        reply_bytes.write_enable.eq(1),
+                        reply_bytes.addr.eq(write_position),
+                        reply_bytes.write_data.eq(feed_byte),
                     ]
                     m.d.sync += [write_position.eq(write_position + 1), code.eq(code + 1)]
             with m.Elif(feed_finish):
                 m.d.comb += [
-                    reply_write.en.eq(1),
-                    reply_write.addr.eq(code_position),
-                    reply_write.data.eq(code),
+                    reply_bytes.write_enable.eq(1),
+                    reply_bytes.addr.eq(code_position),
+                    reply_bytes.write_data.eq(code),
                 ]
 
         # --- Controller --------------------------------------------------------------------
@@ -471,11 +583,11 @@ class FrameBridge(wiring.Component):
                     m.next = "BUILD_HEADER"
 
             with m.State("WRITE_FETCH"):
-                m.d.comb += [request_read.addr.eq(done), request_read.en.eq(1)]
+                m.d.comb += [request_words.addr.eq(done), request_words.read_enable.eq(1)]
                 m.next = "WRITE"
 
             with m.State("WRITE"):
-                m.d.comb += [self.bus.w_stb.eq(1), self.bus.w_data.eq(request_read.data)]
+                m.d.comb += [self.bus.w_stb.eq(1), self.bus.w_data.eq(request_words.read_data)]
                 with m.If(self.bus.ack):
                     finish_access("WRITE_FETCH")
                 with m.Else():
@@ -485,9 +597,9 @@ class FrameBridge(wiring.Component):
                 m.d.comb += self.bus.r_stb.eq(1)
                 with m.If(self.bus.ack):
                     m.d.comb += [
-                        request_write.en.eq(1),
-                        request_write.addr.eq(done),
-                        request_write.data.eq(self.bus.r_data),
+                        request_words.write_enable.eq(1),
+                        request_words.addr.eq(done),
+                        request_words.write_data.eq(self.bus.r_data),
                     ]
                     finish_access("READ")
                 with m.Else():
@@ -513,8 +625,8 @@ class FrameBridge(wiring.Component):
             with m.State("BUILD_FETCH"):
                 m.d.comb += [
                     building.eq(1),
-                    request_read.addr.eq(build_word),
-                    request_read.en.eq(1),
+                    request_words.addr.eq(build_word),
+                    request_words.read_enable.eq(1),
                 ]
                 m.next = "BUILD_DATA"
 
@@ -523,7 +635,7 @@ class FrameBridge(wiring.Component):
                 with m.If(feed_free):
                     m.d.sync += [
                         feed_valid.eq(1),
-                        feed_byte.eq(request_read.data.word_select(build_index[:2], 8)),
+                        feed_byte.eq(request_words.read_data.word_select(build_index[:2], 8)),
                     ]
                     m.d.sync += build_index.eq(build_index + 1)
                     with m.If(build_index == 3):
@@ -570,7 +682,7 @@ class UartFrameBridge(wiring.Component):
     ----------
     divisor : int
         UART bit period in clock cycles (see :func:`tiersolve.designs.uart.baud_divisor`).
-    max_burst, address_width, bus_timeout
+    max_burst, address_width, bus_timeout, spram
         As for :class:`FrameBridge`.
 
     Members
@@ -588,9 +700,9 @@ class UartFrameBridge(wiring.Component):
     """
 
     def __init__(self, divisor: int, *, max_burst: int = 64, address_width: int = 16,
-                 bus_timeout: int | None = 1 << 20):
+                 bus_timeout: int | None = 1 << 20, spram: bool = False):
         self._bridge = FrameBridge(max_burst=max_burst, address_width=address_width,
-                                   bus_timeout=bus_timeout)
+                                   bus_timeout=bus_timeout, spram=spram)
         self._receiver = UartReceiver(divisor)
         self._transmitter = UartTransmitter(divisor)
         super().__init__({

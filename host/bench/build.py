@@ -10,11 +10,17 @@ are not counted), divided by the Fmax measured (and by the board's clock, which 
 actually runs at). A configuration that does not fit is a row that says so, with the overused
 resource.
 
-The incremental-update core is not integrated in the board design yet: the update column says
-so instead of inventing a number.
+With ``--cores cholesky,updater`` the design also holds the incremental-update core
+(:class:`~tiersolve.gen.qr.IncrementalUpdater`, one unit), and the update column gives the time
+of one row update at ``n = n_max``, ``k = k_max``: its
+:meth:`~tiersolve.gen.qr.IncrementalUpdater.update_cycles` divided by the Fmax measured. Builds
+without the updater show "—" there.
 
 Results: the table on stdout and in ``<out>/build.md``, everything in ``<out>/build.json``, the
-build folders under ``<out>/build/<board>-n<n_max>``. Each build takes from about a minute
+build folders under ``<out>/build/<board>-n<n_max>[-updater]``. ``--record`` also merges the
+rows into the committed record ``tiersolve/boards/measured_builds.json`` (see
+:mod:`tiersolve.boards.measured`), which other code reads with
+:func:`~tiersolve.boards.measured.measured_build`. Each build takes from about a minute
 (iCE40, small) to tens of minutes (ECP5-85F, large) on a loaded 2-core machine.
 """
 
@@ -39,6 +45,15 @@ def add_arguments(parser):
     parser.add_argument("--lanes", type=int, default=None,
                         help="lanes (default: 1 on iCE40, 4 on ECP5)")
     parser.add_argument("--format", default="Q6.12", help="data format (default Q6.12)")
+    parser.add_argument("--cores", default="cholesky", choices=["cholesky", "cholesky,updater"],
+                        help="cores of the design (default cholesky)")
+    parser.add_argument("--record", action="store_true",
+                        help="merge the rows into tiersolve/boards/measured_builds.json")
+    parser.add_argument("--record-file", default=None,
+                        help="record file for --record / --from-record (default: the "
+                             "package's own)")
+    parser.add_argument("--from-record", action="store_true",
+                        help="build nothing: print the table of the recorded builds")
 
 
 def fit_cycles(n: int, k: int, lanes: int, fmt="Q6.12") -> int:
@@ -50,17 +65,31 @@ def fit_cycles(n: int, k: int, lanes: int, fmt="Q6.12") -> int:
     return cycles["factor"] + cycles["solve"] + cycles["output"]
 
 
-def _row(board, n_max, k_max, lanes, fmt, out: Path) -> dict:
+def update_cycles(n: int, k: int, fmt="Q6.12", units: int = 1) -> int:
+    """Cycles of one row update of the updater as the board design builds it (one unit)."""
+    from tiersolve.gen.qr import IncrementalUpdater
+
+    updater = IncrementalUpdater(n, k, fmt, units=units)
+    updater._MustUse__silence = True  # built for its cycle count only
+    return updater.update_cycles(n, k)
+
+
+def _row(board, n_max, k_max, lanes, fmt, out: Path, cores=("cholesky",)) -> dict:
     from tiersolve.boards import synth
     from tiersolve.boards.build import TimingNotMetError, build
+    from tiersolve.boards.measured import build_command
 
     row = {"board": board.name, "n_max": n_max, "k_max": k_max, "lanes": lanes,
-           "format": fmt, "clock_mhz": board.clock_mhz}
+           "format": fmt, "cores": list(cores), "clock_mhz": board.clock_mhz,
+           "command": build_command(board.name, n_max=n_max, k_max=k_max, lanes=lanes,
+                                    format=fmt, cores=cores),
+           "fmax_mhz": None}
     started = time.monotonic()
-    folder = out / "build" / f"{board.name}-n{n_max}"
+    suffix = "-updater" if "updater" in cores else ""
+    folder = out / "build" / f"{board.name}-n{n_max}{suffix}"
     try:
         result = build(board, folder, n_max=n_max, k_max=k_max, fmt=fmt, lanes=lanes,
-                       allow_timing_failure=True,
+                       cores=cores, allow_timing_failure=True,
                        progress=lambda line: print(f"  {line}", flush=True))
         report = result.report
         row.update(status="fits" if report["timing_met"] else "fits, timing missed")
@@ -84,33 +113,63 @@ def _row(board, n_max, k_max, lanes, fmt, out: Path) -> dict:
                 row[f"{name}_percent"] = report["resources"][name]["percent"]
                 row[name] = report["resources"][name]["used"]
         row["fmax_mhz"] = report["fmax_mhz"]
+        row["timing_met"] = report["timing_met"]
         row["fit_us_at_fmax"] = cycles / report["fmax_mhz"] if report["fmax_mhz"] else None
-    row["update"] = "update core not integrated in the board design yet"
+        row["tools"] = report["tools"]
+    if "updater" in cores:
+        row["update_cycles"] = update_cycles(n_max, k_max, fmt)
+        if row.get("fmax_mhz"):
+            row["update_us_at_fmax"] = row["update_cycles"] / row["fmax_mhz"]
     return row
 
 
+def update_cell(row) -> str:
+    """Update column: µs of one update at Fmax and its cycles; "—" without the updater."""
+    if row.get("update_cycles") is None:
+        return "—"
+    if row.get("update_us_at_fmax") is None:
+        return f"— ({row['update_cycles']} cycles)"
+    return f"{row['update_us_at_fmax']:.1f} µs ({row['update_cycles']} cycles)"
+
+
 def markdown_table(rows) -> str:
-    """The README table of :func:`run`'s rows."""
+    """The README table of :func:`run`'s rows (see :func:`format_note` for the sizes cell)."""
     lines = ["| board | n_max / k_max / lanes | LUT % | DSP % | BRAM % | Fmax (MHz) | clock (MHz) "
              "| fit cycles | fit µs at Fmax | fit µs at clock | update | status |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for row in rows:
         def cell(name, row=row):
             value = row.get(name)
             return "—" if value is None else f"{value:.1f}"
 
         lines.append(
-            f"| {row['board']} | {row['n_max']} / {row['k_max']} / {row['lanes']} "
+            f"| {row['board']} | {row['n_max']} / {row['k_max']} / {row['lanes']}"
+            f"{format_note(row)} "
             f"| {cell('luts_percent')} | {cell('dsps_percent')} | {cell('block_rams_percent')} "
             f"| {cell('fmax_mhz')} | {row['clock_mhz']:g} | {row['fit_cycles']} "
-            f"| {cell('fit_us_at_fmax')} | {cell('fit_us_at_clock')} | not integrated "
+            f"| {cell('fit_us_at_fmax')} | {cell('fit_us_at_clock')} | {update_cell(row)} "
             f"| {row['status']} |")
     return "\n".join(lines) + "\n"
 
 
+def format_note(row) -> str:
+    """What follows the sizes: the format if not Q6.12, ``+updater`` if the updater is in."""
+    parts = [] if row.get("format", "Q6.12") == "Q6.12" else [row["format"]]
+    if "updater" in row.get("cores", ()):
+        parts.append("+updater")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def run(args) -> int:
     from tiersolve.boards.catalogue import BOARDS, get_board
+    from tiersolve.boards.measured import load_measured_builds, record_builds
 
+    if args.from_record:
+        rows = [row for row in load_measured_builds(args.record_file)
+                if not args.boards or row["board"] in args.boards]
+        print(markdown_table(rows), end="")
+        return 0
+    cores = tuple(args.cores.split(","))
     boards = [get_board(name) for name in args.boards] if args.boards else \
         [board for board in BOARDS.values() if board.buildable]
     out = Path(args.out)
@@ -121,9 +180,12 @@ def run(args) -> int:
             k_max = args.k_max or max(1, n_max // 4)
             lanes = args.lanes or (1 if board.family == "ice40" else 4)
             print(f"{board.name} n_max={n_max} k_max={k_max} lanes={lanes}", flush=True)
-            rows.append(_row(board, n_max, k_max, lanes, args.format, out))
+            rows.append(_row(board, n_max, k_max, lanes, args.format, out, cores))
             # written after every build: a long matrix can be stopped and still be read
             (out / "build.json").write_text(json.dumps(rows, indent=2) + "\n")
             (out / "build.md").write_text(markdown_table(rows))
+            if args.record:
+                path = record_builds(rows[-1:], args.record_file)
+                print(f"recorded in {path}", flush=True)
     print(markdown_table(rows))
     return 0

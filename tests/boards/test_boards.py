@@ -21,6 +21,7 @@ from tiersolve.boards.build import (
     TimingNotMetError,
     ecp5_pll_dividers,
     generate,
+    ice40_pll_dividers,
     program,
     program_command,
 )
@@ -46,9 +47,15 @@ def test_catalogue_entries_match_their_platforms(name):
             assert led.colour in {io.name for io in resource.ios}
     if board.pll is None and board.bus == "uart":
         assert board.clock_hz == board.oscillator_hz
+    elif board.pll == "ice40":
+        assert ice40_pll_dividers(board.oscillator_hz, board.clock_hz)["output_hz"] == \
+            board.clock_hz
     else:
         assert ecp5_pll_dividers(board.oscillator_hz, board.clock_hz)["output_hz"] == \
             board.clock_hz
+    if board.bus == "uart":  # the UART divisor follows the clock: an exact bit period
+        assert board.clock_hz % board.baud_rate == 0 or board.family == "xilinx7"
+    assert not board.spram or board.family == "ice40"
     assert board.bus in ("uart", "axi-lite")
     assert (board.uart is None) == (board.bus == "axi-lite")
     if board.buildable:
@@ -81,6 +88,26 @@ def test_ecp5_pll_dividers_are_in_range(input_hz, output_hz):
     assert abs(d["output_hz"] - output_hz) <= output_hz * 1e-3
     assert 3.125e6 <= input_hz / d["clki_div"] <= 400e6
     assert 400e6 <= d["vco_hz"] == d["output_hz"] * d["clkop_div"] <= 800e6
+
+
+@pytest.mark.parametrize("output_hz, expected", [
+    # (DIVR, DIVF, DIVQ, FILTER_RANGE) as icestorm's icepll prints them for a 12 MHz input
+    (24e6, (0, 63, 5, 1)), (30e6, (0, 79, 5, 1)), (48e6, (0, 63, 4, 1)),
+])
+def test_ice40_pll_dividers_match_icepll(output_hz, expected):
+    d = ice40_pll_dividers(12e6, output_hz)
+    assert (d["divr"], d["divf"], d["divq"], d["filter_range"]) == expected
+    assert d["output_hz"] == output_hz == 12e6 * (d["divf"] + 1) / 2 ** d["divq"]
+    assert 533e6 <= d["vco_hz"] <= 1066e6
+
+
+def test_ice40_pll_rejects_what_it_cannot_make():
+    with pytest.raises(ValueError, match="outside"):
+        ice40_pll_dividers(12e6, 300e6)
+    with pytest.raises(ValueError, match="input"):
+        ice40_pll_dividers(5e6, 24e6)
+    with pytest.raises(ValueError, match="positive"):
+        ice40_pll_dividers(12e6, 0)
 
 
 def test_ecp5_pll_rejects_what_it_cannot_make():
@@ -121,6 +148,12 @@ def test_generate_writes_top_level_and_constraints(name, tmp_path):
         assert "EHXPLLL" in verilog
         assert f"FREQUENCY NET \"pll_clock\" {float(board.clock_hz)} HZ" in text
         assert f".CLKFB_DIV(32'd{dividers['clkfb_div']})" in verilog
+    if board.pll == "ice40":
+        dividers = ice40_pll_dividers(board.oscillator_hz, board.clock_hz)
+        assert "SB_PLL40_PAD" in verilog
+        assert f".DIVF(32'd{dividers['divf']})" in verilog
+    if board.spram:  # the result and request buffers: two SPRAMs each for Q6.12 / 32 bits
+        assert verilog.count("SB_SPRAM256KA ") == 4
     if board.family in ("ice40", "ecp5"):
         commands = json.loads((tmp_path / "build_top.json").read_text())["commands"]
         assert [command[0] for command in commands][:2] == ["yosys", f"nextpnr-{board.family}"]
@@ -155,6 +188,11 @@ def test_boards_command_lists_every_board(capsys):
     for board in BOARDS.values():
         assert board.name in text and board.description in text
     assert "generate only" in text and "PLL from 25" in text
+    from tiersolve.boards.measured import load_measured_builds
+
+    for entry in load_measured_builds():  # the recorded builds are listed too
+        assert f"built   {entry['n_max']}/{entry['k_max']}/{entry['lanes']} " \
+               f"{entry['format']} {','.join(entry['cores'])}:" in text
 
 
 # -- build -----------------------------------------------------------------------------------
@@ -235,7 +273,8 @@ def test_build_report_from_nextpnr_numbers(monkeypatch, tmp_path):
                                            "percent": round(100 * 30000 / 83640, 2)}
     assert report["resources"]["dsps"]["used"] == 12
     assert report["resources"]["block_rams"]["used"] == 20
-    assert report["timing_met"] is True and report["clock_mhz"] == 45
+    assert report["timing_met"] is True
+    assert report["clock_mhz"] == get_board("ulx3s-85f").clock_mhz
     assert result.bitstream == tmp_path / "out" / "top.bit" and result.bitstream.is_file()
     assert lines[1].startswith("[1/3] yosys") and lines[3].startswith("[2/3] nextpnr-ecp5")
     assert "Fmax        pll_clock 51.2 MHz (needs 45): met" in result.summary
@@ -261,8 +300,9 @@ def test_real_icebreaker_bitstream_from_scratch(tmp_path):
     # a solver has a multiplier, flip-flops, logic and memories
     assert resources["dsps"]["used"] >= 1 and resources["block_rams"]["used"] >= 1
     assert resources["luts"]["used"] > 500 and resources["ffs"]["used"] > 200
-    assert report["clock_mhz"] == 12 and report["timing_met"] is True
-    assert report["fmax_mhz"] >= 12
+    assert report["clock_mhz"] == 24 and report["timing_met"] is True  # SB_PLL40 12 -> 24 MHz
+    assert report["fmax_mhz"] >= 24
+    assert resources["spram"]["used"] == 4  # the result and request buffers
     assert report["tools"]["yosys"].startswith("Yosys")
     assert "nextpnr" in report["tools"]["nextpnr-ice40"]
     # an iCE40UP5K bitstream (.bin) has a fixed size of 104,090 bytes
@@ -358,5 +398,5 @@ def test_bench_table_and_fit_cycles():
                                   "fit_us_at_fmax": None}])
     lines = table.splitlines()
     assert lines[2] == ("| ulx3s-85f | 16 / 4 / 4 | 12.3 | 5.0 | 3.0 | 60.0 | 45 | 6000 | 100.0 "
-                        "| 133.3 | not integrated | fits |")
+                        "| 133.3 | — | fits |")
     assert "| — |" in lines[3] and "does not fit: DP16KD 300/208" in lines[3]

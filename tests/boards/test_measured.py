@@ -1,0 +1,137 @@
+"""Tests of the measured-build record (``boards/measured.py``) and the build benchmark's rows."""
+
+import json
+
+import pytest
+from tiersolve.boards import measured
+from tiersolve.boards.catalogue import BOARDS, UnknownBoardError
+from tiersolve.boards.measured import (
+    build_command,
+    load_measured_builds,
+    measured_build,
+    record_builds,
+)
+
+
+def _row(board="ulx3s-85f", n_max=16, k_max=4, lanes=4, fmt="Q6.12", cores=("cholesky",),
+         clock_mhz=90.0, fmax_mhz=95.0, **extra):
+    return {"board": board, "n_max": n_max, "k_max": k_max, "lanes": lanes, "format": fmt,
+            "cores": list(cores), "clock_mhz": clock_mhz, "fmax_mhz": fmax_mhz,
+            "command": build_command(board, n_max=n_max, k_max=k_max, lanes=lanes, format=fmt,
+                                     cores=cores), **extra}
+
+
+@pytest.fixture
+def record(tmp_path, monkeypatch):
+    path = tmp_path / "measured_builds.json"
+    monkeypatch.setattr(measured, "MEASURED_BUILDS_PATH", path)
+    return path
+
+
+def test_the_committed_record_is_readable_and_complete():
+    builds = load_measured_builds()
+    assert builds, "boards/measured_builds.json holds no build"
+    for entry in builds:
+        assert entry["board"] in BOARDS
+        for key in measured.RESULT_KEYS:
+            assert key in entry, (entry["board"], key)
+        assert entry["command"] == build_command(
+            entry["board"], n_max=entry["n_max"], k_max=entry["k_max"], lanes=entry["lanes"],
+            format=entry["format"], cores=entry["cores"])
+    fitted = [entry for entry in builds if entry["fmax_mhz"] is not None]
+    for entry in fitted:
+        found = measured_build(entry["board"], n_max=entry["n_max"], k_max=entry["k_max"],
+                               lanes=entry["lanes"], format=entry["format"],
+                               cores=tuple(entry["cores"]))
+        assert found["fmax_mhz"] == entry["fmax_mhz"]
+
+
+def test_the_record_ships_with_the_package():
+    assert measured.MEASURED_BUILDS_PATH.name == "measured_builds.json"
+    assert measured.MEASURED_BUILDS_PATH.parent.name == "boards"
+    with open("pyproject.toml") as file:
+        assert "measured_builds.json" in file.read()
+
+
+def test_measured_build_picks_the_exact_configuration(record):
+    record_builds([_row(), _row(n_max=32, k_max=8, fmax_mhz=88.0),
+                   _row(cores=("cholesky", "updater"), fmax_mhz=85.0)])
+    found = measured_build("ulx3s-85f", n_max=16, k_max=4, lanes=4, format="Q6.12",
+                           cores=("cholesky",))
+    assert found == {"fmax_mhz": 95.0, "clock_mhz": 90.0, "n_max": 16, "k_max": 4, "lanes": 4,
+                     "format": "Q6.12", "cores": ("cholesky",),
+                     "command": "tiersolve build --board ulx3s-85f --n-max 16 --k-max 4 "
+                                "--lanes 4 --format Q6.12 --cores cholesky"}
+    assert measured_build("ulx3s-85f", n_max=16, cores="cholesky,updater")["fmax_mhz"] == 85.0
+    assert measured_build("ulx3s-85f", n_max=32)["fmax_mhz"] == 88.0
+
+
+def test_measured_build_prefers_met_timing_then_the_latest(record):
+    record_builds([_row(n_max=8, fmax_mhz=80.0), _row(n_max=16, fmax_mhz=95.0)])
+    assert measured_build("ulx3s-85f", lanes=4)["n_max"] == 16  # met beats missed
+    record_builds([_row(n_max=8, fmax_mhz=91.0, recorded="2099-01-01T00:00:00Z")])
+    assert measured_build("ulx3s-85f", lanes=4)["n_max"] == 8   # both met: the latest
+
+
+def test_measured_build_falls_back_to_a_covering_build(record):
+    record_builds([_row(n_max=32, k_max=8, fmax_mhz=88.0), _row(n_max=128, k_max=8,
+                                                                fmax_mhz=70.0)])
+    assert measured_build("ulx3s-85f", n_max=24, k_max=4)["n_max"] == 32
+    assert measured_build("ulx3s-85f", n_max=200) is None
+    assert measured_build("ulx3s-85f", n_max=24, format="Q8.16") is None
+    assert measured_build("ecpix5-85f", n_max=16) is None
+    assert measured_build("ulx3s-85f", format="Q8.16") is None
+
+
+def test_builds_that_did_not_fit_are_never_returned(record):
+    record_builds([_row(board="icebreaker", n_max=32, lanes=1, fmax_mhz=None,
+                        status="does not fit: ICESTORM_RAM 32/30")])
+    assert measured_build("icebreaker", n_max=32) is None
+    assert len(load_measured_builds()) == 1
+
+
+def test_measured_build_checks_its_arguments(record):
+    with pytest.raises(UnknownBoardError, match="nosuch"):
+        measured_build("nosuch")
+    with pytest.raises(TypeError, match="unknown build configuration keys"):
+        measured_build("ulx3s-85f", size=16)
+    with pytest.raises(TypeError, match="n_max must be an int"):
+        measured_build("ulx3s-85f", n_max="16")
+
+
+def test_record_builds_replaces_the_same_configuration(record):
+    record_builds([_row(fmax_mhz=90.0)])
+    record_builds([_row(fmax_mhz=97.5, extra_note="rebuilt"), _row(n_max=8, fmax_mhz=99.0)])
+    builds = load_measured_builds()
+    assert [(entry["n_max"], entry["fmax_mhz"]) for entry in builds] == [(8, 99.0), (16, 97.5)]
+    assert builds[1]["extra_note"] == "rebuilt" and builds[1]["recorded"].endswith("Z")
+    assert json.loads(record.read_text())["builds"] == builds
+    with pytest.raises(ValueError, match="lacks"):
+        record_builds([{"board": "ulx3s-85f"}])
+    record.write_text("[]")
+    with pytest.raises(ValueError, match="not a measured-build record"):
+        load_measured_builds()
+
+
+# -- the build benchmark's rows ----------------------------------------------------------------
+
+
+def test_update_column_from_the_updater_cycle_model():
+    from tiersolve.gen.qr import IncrementalUpdater
+    from tiersolve.host.bench.build import markdown_table, update_cell, update_cycles
+
+    updater = IncrementalUpdater(16, 4, "Q6.12", units=1)
+    updater._MustUse__silence = True
+    cycles = updater.update_cycles(16, 4)
+    assert update_cycles(16, 4) == cycles
+    row = _row(cores=("cholesky", "updater"), fmax_mhz=80.0, luts_percent=9.0,
+               dsps_percent=7.0, block_rams_percent=5.0, fit_cycles=1000, fit_us_at_fmax=12.5,
+               fit_us_at_clock=11.1, status="fits", update_cycles=cycles,
+               update_us_at_fmax=cycles / 80.0)
+    assert update_cell(row) == f"{cycles / 80.0:.1f} µs ({cycles} cycles)"
+    assert update_cell(_row()) == "—"
+    table = markdown_table([row, {**row, "format": "Q4.12", "board": "icebreaker"}])
+    lines = table.splitlines()
+    assert f"| {cycles / 80.0:.1f} µs ({cycles} cycles) | fits |" in lines[2]
+    assert lines[2].startswith("| ulx3s-85f | 16 / 4 / 4 (+updater) |")
+    assert lines[3].startswith("| icebreaker | 16 / 4 / 4 (Q4.12, +updater) |")
