@@ -301,15 +301,17 @@ def _board_top_class():
 
 
 def _solver_design(board: Board, n_max: int, k_max: int, fmt, lanes: int,
-                   cores=("cholesky",)):
+                   cores=("cholesky",), inverse_format=None):
     from tiersolve.designs.top import SolverDesign
 
     return SolverDesign(cores=cores, n_max=n_max, k_max=k_max, fmt=fmt, lanes=lanes,
                         bus=board.bus, clock_frequency=board.clock_hz,
-                        baud_rate=board.baud_rate, spram=board.spram)
+                        baud_rate=board.baud_rate, spram=board.spram,
+                        inverse_format=inverse_format)
 
 
-def _configuration(board: Board, n_max, k_max, fmt, lanes, cores=None) -> dict:
+def _configuration(board: Board, n_max, k_max, fmt, lanes, cores=None,
+                   inverse_format=None) -> dict:
     default = board.default
     if cores is None:
         cores = ("cholesky",)
@@ -319,7 +321,9 @@ def _configuration(board: Board, n_max, k_max, fmt, lanes, cores=None) -> dict:
             "k_max": default.k_max if k_max is None else k_max,
             "format": str(fmt or default.format),
             "lanes": default.lanes if lanes is None else lanes,
-            "cores": list(cores)}
+            "cores": list(cores),
+            # the pivot inverses' format; None: the data format (the core's default)
+            "inverse_format": None if inverse_format is None else str(inverse_format)}
 
 
 def _check_folder(out) -> Path:
@@ -331,7 +335,7 @@ def _check_folder(out) -> Path:
 
 
 def generate(board, out, *, n_max: int | None = None, k_max: int | None = None, fmt=None,
-             lanes: int | None = None, cores=None) -> list[Path]:
+             lanes: int | None = None, cores=None, inverse_format=None) -> list[Path]:
     """Write the board's complete top level and its constraints into folder ``out``.
 
     Parameters
@@ -347,6 +351,9 @@ def generate(board, out, *, n_max: int | None = None, k_max: int | None = None, 
     cores : tuple of str, str or None
         Cores of the design: ``("cholesky",)`` (the default) or ``("cholesky", "updater")``
         (also ``"cholesky,updater"``).
+    inverse_format : str, FixedFormat or None
+        Format of the Cholesky core's pivot inverses (default: the data format), as
+        ``inverse_format`` of a ``vsim://`` device URL.
 
     Returns
     -------
@@ -366,9 +373,9 @@ def generate(board, out, *, n_max: int | None = None, k_max: int | None = None, 
     """
     board = board if isinstance(board, Board) else get_board(board)
     folder = _check_folder(out)
-    config = _configuration(board, n_max, k_max, fmt, lanes, cores)
+    config = _configuration(board, n_max, k_max, fmt, lanes, cores, inverse_format)
     design = _solver_design(board, config["n_max"], config["k_max"], config["format"],
-                            config["lanes"], tuple(config["cores"]))
+                            config["lanes"], tuple(config["cores"]), config["inverse_format"])
     if board.bus == "axi-lite":
         return _generate_axi_lite(board, design, folder)
     platform = board.platform()
@@ -461,13 +468,14 @@ class BuildResult:
 
 
 def build(board, out, *, n_max: int | None = None, k_max: int | None = None, fmt=None,
-          lanes: int | None = None, cores=None, allow_timing_failure: bool = False,
+          lanes: int | None = None, cores=None, inverse_format=None,
+          allow_timing_failure: bool = False,
           progress: Callable[[str], None] | None = None) -> BuildResult:
     """Generate the board's top level into ``out`` and make its bitstream with YoWASP tools.
 
     Parameters
     ----------
-    board, out, n_max, k_max, fmt, lanes, cores
+    board, out, n_max, k_max, fmt, lanes, cores, inverse_format
         As for :func:`generate`.
     allow_timing_failure : bool
         Pack the bitstream even when Fmax is below the clock constraint (the report says so).
@@ -506,7 +514,8 @@ def build(board, out, *, n_max: int | None = None, k_max: int | None = None, fmt
     started = time.monotonic()
     seconds = {}
     say(f"{board.name}: writing the top level ({board.description})")
-    generate(board, out, n_max=n_max, k_max=k_max, fmt=fmt, lanes=lanes, cores=cores)
+    generate(board, out, n_max=n_max, k_max=k_max, fmt=fmt, lanes=lanes, cores=cores,
+             inverse_format=inverse_format)
     folder = Path(out).resolve()
     config = json.loads((folder / "configuration.json").read_text())
     seconds["generate"] = time.monotonic() - started
@@ -694,6 +703,8 @@ def _add_configuration_arguments(parser, *, with_out: bool = True):
     parser.add_argument("--format", default=None,
                         help="data format (default: the board's default fit, Q6.12)")
     parser.add_argument("--lanes", type=int, default=None, help="MAC lanes (default: board's)")
+    parser.add_argument("--inverse-format", default=None,
+                        help="format of the pivot inverses (default: the data format)")
     if with_out:
         parser.add_argument("--out", default=None,
                             help="build folder (default: build-<board>)")
@@ -744,6 +755,7 @@ def _run_build(args) -> int:
     try:
         result = build(args.board, args.out or f"build-{args.board}", n_max=args.n_max,
                        k_max=args.k_max, fmt=args.format, lanes=args.lanes, cores=args.cores,
+                       inverse_format=args.inverse_format,
                        allow_timing_failure=args.allow_timing_failure,
                        progress=lambda line: print(line, flush=True))
     except (UnknownBoardError, BoardError, synth.SynthesisError, TypeError,
@@ -772,13 +784,14 @@ def _run_program(args) -> int:
 def run_generate_command(args) -> int:
     """``tiersolve generate --board NAME``: the board's top level into ``--output`` (a folder).
 
-    Solver parameters come from ``-p n_max=... -p k_max=... -p lanes=...`` and ``--format``.
+    Solver parameters come from ``-p n_max=... -p k_max=... -p lanes=...``,
+    ``-p cores=cholesky,updater``, ``-p inverse_format=Q4.20`` and ``--format``.
     """
     from tiersolve.host.cli import CliError
 
     if args.unit not in (None, "solver"):
         raise CliError("--board generates the 'solver' design; leave out the unit name")
-    known = {"n_max", "k_max", "lanes"}
+    known = {"n_max", "k_max", "lanes", "cores", "inverse_format"}
     given = dict(args.param)
     unknown = set(given) - known
     if unknown or args.bus:
@@ -786,7 +799,8 @@ def run_generate_command(args) -> int:
                        f"(not {', '.join(sorted(unknown)) or '--bus'}): the board fixes the "
                        f"clock and the transport")
     try:
-        sizes = {name: int(value) for name, value in given.items()}
+        sizes = {name: value if name in ("cores", "inverse_format") else int(value)
+                 for name, value in given.items()}
         out = args.output or f"build-{args.board}"
         files = generate(args.board, out, fmt=args.format, **sizes)
     except (UnknownBoardError, BoardError, TypeError, ValueError) as error:

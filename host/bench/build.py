@@ -45,6 +45,9 @@ def add_arguments(parser):
     parser.add_argument("--lanes", type=int, default=None,
                         help="lanes (default: 1 on iCE40, 4 on ECP5)")
     parser.add_argument("--format", default="Q6.12", help="data format (default Q6.12)")
+    parser.add_argument("--inverse-format", default=None,
+                        help="format of the Cholesky core's pivot inverses (default: the data "
+                             "format)")
     parser.add_argument("--cores", default="cholesky", choices=["cholesky", "cholesky,updater"],
                         help="cores of the design (default cholesky)")
     parser.add_argument("--record", action="store_true",
@@ -56,12 +59,13 @@ def add_arguments(parser):
                         help="build nothing: print the table of the recorded builds")
 
 
-def fit_cycles(n: int, k: int, lanes: int, fmt="Q6.12") -> int:
-    """Cycles of one direct-mode job of the core: factor + solve + output (``cycle_model``)."""
+def fit_cycles(n: int, k: int, lanes: int, fmt="Q6.12", inverse_format=None) -> int:
+    """Cycles of one direct-mode job of the core: factor + solve + output (``cycle_model``;
+    the pivot inverses' format, default the data format, sets the rsqrt latency)."""
     from tiersolve.gen.cholesky_model import cycle_model
     from tiersolve.host.bench.cholesky import _rsqrt_latency
 
-    cycles = cycle_model(n, k, lanes, rsqrt_latency=_rsqrt_latency(fmt, None))
+    cycles = cycle_model(n, k, lanes, rsqrt_latency=_rsqrt_latency(fmt, inverse_format))
     return cycles["factor"] + cycles["solve"] + cycles["output"]
 
 
@@ -74,7 +78,8 @@ def update_cycles(n: int, k: int, fmt="Q6.12", units: int = 1) -> int:
     return updater.update_cycles(n, k)
 
 
-def _row(board, n_max, k_max, lanes, fmt, out: Path, cores=("cholesky",)) -> dict:
+def _row(board, n_max, k_max, lanes, fmt, out: Path, cores=("cholesky",),
+         inverse_format=None) -> dict:
     from tiersolve.boards import synth
     from tiersolve.boards.build import TimingNotMetError, build
     from tiersolve.boards.measured import build_command
@@ -84,12 +89,15 @@ def _row(board, n_max, k_max, lanes, fmt, out: Path, cores=("cholesky",)) -> dic
            "command": build_command(board.name, n_max=n_max, k_max=k_max, lanes=lanes,
                                     format=fmt, cores=cores),
            "fmax_mhz": None}
+    if inverse_format is not None:
+        row["inverse_format"] = str(inverse_format)
+        row["command"] += f" --inverse-format {inverse_format}"
     started = time.monotonic()
     suffix = "-updater" if "updater" in cores else ""
     folder = out / "build" / f"{board.name}-n{n_max}{suffix}"
     try:
         result = build(board, folder, n_max=n_max, k_max=k_max, fmt=fmt, lanes=lanes,
-                       cores=cores, allow_timing_failure=True,
+                       cores=cores, inverse_format=inverse_format, allow_timing_failure=True,
                        progress=lambda line: print(f"  {line}", flush=True))
         report = result.report
         row.update(status="fits" if report["timing_met"] else "fits, timing missed")
@@ -104,7 +112,7 @@ def _row(board, n_max, k_max, lanes, fmt, out: Path, cores=("cholesky",)) -> dic
         row.update(status=f"failed: {str(error).splitlines()[0]}")
         report = None
     row["build_seconds"] = round(time.monotonic() - started, 1)
-    cycles = fit_cycles(n_max, k_max, lanes, fmt)
+    cycles = fit_cycles(n_max, k_max, lanes, fmt, inverse_format)
     row["fit_cycles"] = cycles
     row["fit_us_at_clock"] = cycles / board.clock_mhz
     if report is not None:
@@ -180,7 +188,8 @@ def run(args) -> int:
             k_max = args.k_max or max(1, n_max // 4)
             lanes = args.lanes or (1 if board.family == "ice40" else 4)
             print(f"{board.name} n_max={n_max} k_max={k_max} lanes={lanes}", flush=True)
-            rows.append(_row(board, n_max, k_max, lanes, args.format, out, cores))
+            rows.append(_row(board, n_max, k_max, lanes, args.format, out, cores,
+                             args.inverse_format))
             # written after every build: a long matrix can be stopped and still be read
             (out / "build.json").write_text(json.dumps(rows, indent=2) + "\n")
             (out / "build.md").write_text(markdown_table(rows))

@@ -175,9 +175,20 @@ def test_generate_command_line(tmp_path, capsys):
                  "--output", str(out)]) == 0
     assert "top.lpf" in capsys.readouterr().out
     assert json.loads((out / "configuration.json").read_text())["n_max"] == 8
+    # the demo device's knobs: both cores and the pivot inverses' format
+    assert main(["generate", "--board", "ulx3s-85f", "-p", "n_max=8", "-p", "k_max=2",
+                 "-p", "cores=cholesky,updater", "-p", "inverse_format=Q4.20",
+                 "--output", str(out)]) == 0
+    configuration = json.loads((out / "configuration.json").read_text())
+    assert configuration["inverse_format"] == "Q4.20"
+    assert configuration["cores"] == ["cholesky", "updater"]
+    capsys.readouterr()
     assert main(["generate", "--board", "ulx3s-85f", "-p", "clock_frequency=5",
                  "--output", str(out)]) == 2
-    assert "only k_max, lanes, n_max" in capsys.readouterr().err
+    assert "only cores, inverse_format, k_max, lanes, n_max" in capsys.readouterr().err
+    assert main(["generate", "--board", "ulx3s-85f", "-p", "inverse_format=Q9.99",
+                 "--output", str(out)]) == 2
+    assert "exceeds 32" in capsys.readouterr().err
     assert main(["generate", "--board", "nosuch", "--output", str(out)]) == 2
     assert "known boards: icebreaker" in capsys.readouterr().err
 
