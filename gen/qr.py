@@ -27,13 +27,30 @@ The generator of pivot ``i + 1`` waits until the array has written pivot ``i`` b
 do not overlap, and rows do not interleave), so an UPDATE takes
 (:meth:`IncrementalUpdater.update_cycles`, checked exactly against simulation and Verilator)::
 
-    2 + (n + k) + sum_{i<n} (6 + G + groups_i + D)
+    2 + (n + k) + sum_{i<n} (6 + S + G + groups_i + D)
 
-with ``G`` the generator latency (CORDIC ``iterations + 3``; multiplier
-``reciprocal latency + 9``), ``D`` the array's read-to-write-back latency (CORDIC
-``iterations + 6``, multiplier units 6) and ``groups_i`` the groups of ``units`` columns from
-the pivot's to the last. The latencies dominate: utilisation (rotations ÷ (units × cycles)) is
-far below what a row-interleaved (systolic) schedule would reach; see ``tiersolve bench qr``.
+with ``S`` the forgetting scale's latency (updater :attr:`~IncrementalUpdater.scale_latency`,
+QR solver 0), ``G`` the generator latency (CORDIC ``iterations + 3``; multiplier
+``reciprocal latency + L_sq + L_p + 8``), ``D = 4 + S + unit latency`` the array's
+read-to-write-back latency (unit: CORDIC ``iterations + 3``, multiplier
+:attr:`~IncrementalUpdater.multiplier_apply_latency`) and ``groups_i`` the groups of ``units``
+columns from the pivot's to the last. For the updater in Q6.12: ``S = 3``, ``G = 21``
+(CORDIC) or 34 (multiplier), ``D = 28`` (CORDIC) or 11 (multiplier). The latencies dominate:
+utilisation (rotations ÷ (units × cycles)) is far below what a row-interleaved (systolic)
+schedule would reach; see ``tiersolve bench qr``.
+
+Timing (ECP5 at 100 MHz)
+------------------------
+Every memory read is registered before any logic (block RAM clock-to-out is about 6 ns on
+ECP5-85F speed 6); every product wider than :data:`MULTIPLIER_WIDTH` x :data:`MULTIPLIER_WIDTH`
+bits is split into registered partial products that fit one DSP and summed pairwise, one
+registered level per cycle (:func:`product_latency`); variable-shift roundings take two cycles
+(shift, then add); the read addresses and the writes into ``A`` are registered once
+(ECP5 block RAM ports have no collision guarantee, so Yosys adds bypass logic that must start
+from flip-flops); addresses are bit fields (the
+memories are padded to powers of two: ``2 · 2**ceil(log2 n_max) · 2**ceil(log2 slots)`` words
+per bank, ``slots = ceil((n_max + k_max) / units)``), so no adder or multiplier sits in front
+of a memory port.
 
 Command port
 ------------
@@ -61,7 +78,7 @@ LOAD       the same entries as READ     write them (``R``: entries below the dia
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -87,12 +104,86 @@ def command_layout(n_max: int, k_max: int, fmt: FixedFormat) -> data.StructLayou
     })
 
 
-def _round_variable(value, shift):
-    """``round_nearest_up(value, shift)`` for an unsigned Value ``shift``: for ``shift >= 1``,
-    ``((value >> (shift - 1)) + 1) >> 1`` equals ``(value + 2**(shift-1)) >> shift``."""
-    minus_one = (shift - 1)[: len(shift)]
-    rounded = ((value >> minus_one) + 1) >> 1
-    return Mux(shift == 0, value, rounded)
+#: Signed operand width of one hardware multiplier (ECP5 ``MULT18X18D``). Wider products are
+#: split into partial products of at most this width, each registered (see
+#: :func:`_pipelined_product`), so that no carry chain follows a multiplier in the same cycle.
+MULTIPLIER_WIDTH = 18
+
+
+def _operand_chunks(width: int) -> int:
+    """Pieces :func:`_split_operand` cuts a signed ``width``-bit operand into."""
+    if width <= MULTIPLIER_WIDTH:
+        return 1
+    return 1 + -(-(width - MULTIPLIER_WIDTH) // (MULTIPLIER_WIDTH - 1))
+
+
+def product_latency(width_a: int, width_b: int) -> int:
+    """Cycles of :func:`_pipelined_product` for signed operands of these widths: one for the
+    registered partial products, then one per level of the pairwise sum."""
+    terms = _operand_chunks(width_a) * _operand_chunks(width_b)
+    return 1 + (terms - 1).bit_length()
+
+
+def _split_operand(value):
+    """``[(piece, shift)]`` with ``value = sum(piece << shift)``: unsigned low pieces of
+    ``MULTIPLIER_WIDTH - 1`` bits (zero-extended to signed) and a signed top piece."""
+    value = Value.cast(value)
+    if not value.shape().signed:
+        value = Cat(value, Const(0, 1)).as_signed()
+    pieces, low = [], 0
+    while len(value) - low > MULTIPLIER_WIDTH:
+        piece = Cat(value[low:low + MULTIPLIER_WIDTH - 1], Const(0, 1)).as_signed()
+        pieces.append((piece, low))
+        low += MULTIPLIER_WIDTH - 1
+    pieces.append((value[low:].as_signed(), low))
+    return pieces
+
+
+def _pipelined_product(m, a, b, name):
+    """Registered ``a * b`` (exact) after :func:`product_latency` cycles, free running.
+
+    Each partial product fits one hardware multiplier and is registered; the partial products
+    are then summed pairwise, one registered level per cycle.
+    """
+    terms = []
+    for piece_a, shift_a in _split_operand(a):
+        for piece_b, shift_b in _split_operand(b):
+            partial = Signal(signed(len(piece_a) + len(piece_b)),
+                             name=f"{name}_partial{len(terms)}")
+            m.d.sync += partial.eq(piece_a * piece_b)
+            terms.append((partial, shift_a + shift_b))
+    level = 0
+    while len(terms) > 1:
+        merged = []
+        for index in range(0, len(terms), 2):
+            pair = sorted(terms[index:index + 2], key=lambda term: term[1])
+            if len(pair) == 1:
+                expression, shift = pair[0]
+            else:
+                (low, shift), (high, high_shift) = pair
+                expression = (high << (high_shift - shift)) + low
+            total = Signal(expression.shape(), name=f"{name}_sum{level}_{index // 2}")
+            m.d.sync += total.eq(expression)
+            merged.append((total, shift))
+        terms = merged
+        level += 1
+    (product, shift), = terms
+    return product if shift == 0 else (product << shift)
+
+
+def _round_shift_first(value, shift_minus_one):
+    """First cycle of ``round_nearest_up(value, shift)`` for a variable ``shift``, given the
+    registered ``shift - 1``: ``value >> (shift - 1)`` (meaningless for ``shift = 0``; see
+    :func:`_round_shift_second`)."""
+    return value >> shift_minus_one
+
+
+def _round_shift_second(value, shifted, shift_is_zero=None):
+    """Second cycle: for ``shift >= 1``, ``(shifted + 1) >> 1`` equals
+    ``(value + 2**(shift-1)) >> shift``; ``shift = 0`` (``shift_is_zero``; None where the shift
+    is never 0) keeps ``value``."""
+    rounded = (shifted + 1) >> 1
+    return rounded if shift_is_zero is None else Mux(shift_is_zero, value, rounded)
 
 
 class IncrementalUpdater(wiring.Component):
@@ -132,7 +223,16 @@ class IncrementalUpdater(wiring.Component):
     ----------
     config : QRConfig
     apply_latency : int
-        Latency of a rotation unit: CORDIC ``iterations + 3``, multiplier unit 3.
+        Latency of a rotation unit: CORDIC ``iterations + 3``, else
+        :attr:`multiplier_apply_latency`.
+    multiplier_apply_latency : int
+        Latency of a four-multiplier unit: :func:`product_latency` ``(w + 4, w)`` (partial
+        products and their sum) + 2 (pair sums with the rounding half; shift and saturation).
+    scale_latency : int
+        Cycles of the forgetting scale after the registered memory data (updater:
+        :func:`product_latency` ``(w, w + 2)`` + 1 for the rounding; QR solver: 0).
+    square_latency, coefficient_product_latency : int
+        Latencies of the generator's products ``a²``, ``b²`` and ``a·g``, ``b·g``, ``p·g``.
 
     Timing
     ------
@@ -156,9 +256,18 @@ class IncrementalUpdater(wiring.Component):
         w = self.fmt.width
         # ReciprocalUnit's latency: output width + 1 (the unit is built in elaborate)
         self.reciprocal_latency = self.config.rsqrt_format.width + 1
-        self.multiplier_apply_latency = 3
+        coefficient_width = self.config.coefficient_format.width
+        g_width = self.config.rsqrt_format.width
+        # forgetting: A·b (b unsigned, w + 1 bits) in partial products, then the rounding
+        self.scale_latency = product_latency(w, w + 2) + 1 if self.incremental else 0
+        # multiplier unit: c·A, s·x, c·x, s·A, then the pair sums (rounding half included),
+        # then the shift and saturation
+        self.multiplier_apply_latency = product_latency(coefficient_width, w) + 2
         self.apply_latency = (self.config.cordic.iterations + 3 if rotation == "cordic"
                               else self.multiplier_apply_latency)
+        self.square_latency = product_latency(w, w)
+        self.coefficient_product_latency = max(product_latency(w, g_width),
+                                               product_latency(2 * w + 2, g_width))
         super().__init__({
             "command": In(stream.Signature(command_layout(n_max, k_max, self.fmt))),
             "i": In(stream.Signature(signed(w))),
@@ -173,26 +282,31 @@ class IncrementalUpdater(wiring.Component):
     # -- cycle model ---------------------------------------------------------------------------
 
     def generator_cycles(self, hyperbolic: bool = False) -> int:
-        """Cycles the sequencer waits for a rotation: the CORDIC vectoring latency, or the
-        reciprocal square root's latency plus 9 (square, sum, normalise, shift, hand-over,
-        products, their sum, rounding, coefficients)."""
+        """Cycles the sequencer waits for a rotation: the CORDIC vectoring latency, or (with
+        ``L_sq`` = :attr:`square_latency`, ``L_p`` = :attr:`coefficient_product_latency`)
+        ``reciprocal latency + L_sq + L_p + 8``: squares, sum, leading one, normalise, shift,
+        hand-over, reciprocal square root, the products for ``c``, ``s``, ``r``, the two
+        rounding cycles and the saturation."""
         if self.rotation == "cordic" and not hyperbolic:
             return self.config.cordic.iterations + 3
-        return self.reciprocal_latency + 9
+        return self.reciprocal_latency + self.square_latency + self.coefficient_product_latency + 8
 
     def array_cycles(self, hyperbolic: bool = False) -> int:
-        """Cycles from a group's read address to its write-back: read, forgetting product,
-        rounding, then the unit (CORDIC ``iterations + 3``, multiplier unit 3)."""
+        """Cycles from a group's issue to its write-back: the address register, the memory read,
+        the read register, the forgetting scale (:attr:`scale_latency`; updater only), the unit
+        (CORDIC ``iterations + 3``, multiplier unit :attr:`multiplier_apply_latency`), then the
+        registered write port."""
         if self.rotation == "cordic" and not hyperbolic:
-            return 3 + self.config.cordic.iterations + 3
-        return 3 + self.multiplier_apply_latency
+            return 4 + self.scale_latency + self.config.cordic.iterations + 3
+        return 4 + self.scale_latency + self.multiplier_apply_latency
 
     def update_cycles(self, n: int, k: int, hyperbolic: bool = False) -> int:
         """Cycles of one UPDATE (or DOWNDATE that is not refused), as :attr:`cycles` counts
         them, when the row arrives at one value per cycle::
 
-            1 + (n + k) + sum_{i<n} (6 + G + groups_i + D) + 1
+            1 + (n + k) + sum_{i<n} (6 + S + G + groups_i + D) + 1
 
+        ``S`` = :attr:`scale_latency` (the pivot's read waits for the forgetting scale),
         ``G`` = :meth:`generator_cycles`, ``D`` = :meth:`array_cycles`,
         ``groups_i = floor((n+k-1)/U) - floor(i/U) + 1`` (groups of ``U`` columns from the
         pivot's to the last). Checked against simulation in ``tests/gen/test_qr.py``.
@@ -202,7 +316,7 @@ class IncrementalUpdater(wiring.Component):
         cycles = 2 + total
         for i in range(n):
             groups = (total - 1) // self.units - i // self.units + 1
-            cycles += 6 + generate + groups + drain
+            cycles += 6 + self.scale_latency + generate + groups + drain
         return cycles
 
     @staticmethod
@@ -232,13 +346,28 @@ class IncrementalUpdater(wiring.Component):
             m.submodules[name] = mem
             return mem
 
-        a_mem = [make(f"matrix{u}", 2 * n_max * slots) for u in range(units)]
+        # addresses are bit fields (half, row, slot), padded to powers of two, so that no
+        # address needs an adder or multiplier in front of the memory
+        slot_bits = (slots - 1).bit_length()
+        row_bits = (n_max - 1).bit_length()
+        rhs_bits = (k_max - 1).bit_length()
+        a_mem = [make(f"matrix{u}", 2 << (row_bits + slot_bits)) for u in range(units)]
         a_rd = [mem.read_port() for mem in a_mem]
         a_wr = [mem.write_port() for mem in a_mem]
+        # the writes into A are registered once (a_write_* -> a_wr): the block RAM's write port
+        # then starts from flip-flops, off the sequencer's decode path
+        a_write_addr = [Signal.like(port.addr, name=f"a_write_addr_{u}")
+                        for u, port in enumerate(a_wr)]
+        a_write_data = [Signal.like(port.data, name=f"a_write_data_{u}")
+                        for u, port in enumerate(a_wr)]
+        a_write_en = [Signal.like(port.en, name=f"a_write_en_{u}") for u, port in enumerate(a_wr)]
+        for u in range(units):
+            m.d.sync += [a_wr[u].addr.eq(a_write_addr[u]), a_wr[u].data.eq(a_write_data[u]),
+                         a_wr[u].en.eq(a_write_en[u])]
         x_mem = [make(f"row{u}", slots) for u in range(units)]
         x_rd = [mem.read_port() for mem in x_mem]
         x_wr = [mem.write_port() for mem in x_mem]
-        w_mem = make("solution", n_max * k_max)
+        w_mem = make("solution", 1 << (row_bits + rhs_bits))
         w_rd, w_wr = w_mem.read_port(), w_mem.write_port()
 
         def bank_of(index):
@@ -248,7 +377,7 @@ class IncrementalUpdater(wiring.Component):
             return index >> shift
 
         def a_address(half, row, slot):
-            return (half * n_max + row) * slots + slot
+            return Cat(Value.cast(slot)[:slot_bits], Value.cast(row)[:row_bits], half)
 
         # -- command registers ------------------------------------------------------------
         op = Signal(3)
@@ -256,6 +385,13 @@ class IncrementalUpdater(wiring.Component):
         n = Signal(range(n_max + 1))
         k = Signal(range(k_max + 1))
         total = Signal(range(columns + 1))
+        # derived from the command when it is taken, so that no adder sits in the loops' tests
+        n_last = Signal(range(n_max))                   # n - 1
+        k_last = Signal(range(k_max))                   # k - 1
+        last_slot = Signal(range(slots))                # slot of column n + k - 1
+        reset_last_slot = Signal(range(max(slots, k_max)))  # RESET: last group or W column
+        row_in_last = Signal(range(columns))            # values of the row, minus one
+        walk_last_column = Signal(range(max(n_max, k_max)))  # READ / LOAD: columns minus one
         lam = Signal(signed(w))
         forgetting = Signal(unsigned(w + 1))
         hyperbolic = Signal()
@@ -278,7 +414,7 @@ class IncrementalUpdater(wiring.Component):
         col = Signal(range(columns + 1))
         rhs = Signal(range(k_max + 1))
         group = Signal(range(slots + 1))
-        drain_count = Signal(range(2 * self.apply_latency + 8))
+        drain_count = Signal(8)         # wait counter of the pivot read, drain and solve
         last_group = Signal(range(slots + 1))
 
         # -- generator ----------------------------------------------------------------------
@@ -292,6 +428,8 @@ class IncrementalUpdater(wiring.Component):
         rot_s = Signal(signed(coefficient.width))
         rot_g = Signal(signed(config.rsqrt_format.width))
         rot_shift = Signal(range(2 * w + mantissa_bits + 2))
+        shift_minus_one = Signal.like(rot_shift)        # rot_shift - 1 (wraps at 0: unused)
+        wide_shift_minus_one = Signal(range(3 * w + mantissa_bits + 2))  # rot_shift + w - 1
         rot_refused = Signal()
         rot_saturated = Signal()
         use_cordic = Signal()           # this fold's rotations are CORDIC ones
@@ -303,26 +441,29 @@ class IncrementalUpdater(wiring.Component):
         m.d.comb += reciprocal.o.ready.eq(1)
         p = Signal(signed(2 * w + 2))
         q = Signal(signed(mantissa_bits + 1))
-        leading = Signal(signed(8))
-        m.d.comb += leading.eq(0)
+        leading_one = Signal(signed(8))
+        m.d.comb += leading_one.eq(0)
         for bit in range(2 * w + 1):
             with m.If(p[bit]):
-                m.d.comb += leading.eq(bit + 1)
+                m.d.comb += leading_one.eq(bit + 1)
+        leading = Signal(signed(8))     # registered in LEADING
+        nonpositive = Signal()          # p <= 0, registered in LEADING
         exponent = Signal(signed(8))  # e = ceil((L - M) / 2)
         m.d.comb += exponent.eq((leading - mantissa_bits + 1) >> 1)
         half_m = (mantissa_bits - 2) // 2
-        g_width = config.rsqrt_format.width
-        c_product = Signal(signed(w + g_width))
-        s_product = Signal(signed(w + g_width))
-        r_product = Signal(signed(2 * w + 2 + g_width))
-        square = Signal(signed(2 * w))
-        split = w + 1
-        r_low = Signal(signed(split + g_width + 1))
-        r_high = Signal(signed(2 * w + 2 - split + g_width))
-        other = Signal(signed(2 * w))
-        c_rounded = Signal(signed(w + g_width + 1))
-        s_rounded = Signal(signed(w + g_width + 1))
-        r_rounded = Signal(signed(2 * w + 3 + g_width))
+        # free-running pipelined products; the generator's states wait for their latency
+        square = _pipelined_product(m, pivot, pivot, "square")
+        other = _pipelined_product(m, lower, lower, "other")
+        c_product = _pipelined_product(m, pivot, rot_g, "c_product")
+        s_product = _pipelined_product(m, lower, rot_g, "s_product")
+        r_product = _pipelined_product(m, p, rot_g, "r_product")
+        c_shifted = Signal.like(c_product)
+        s_shifted = Signal.like(s_product)
+        r_shifted = Signal.like(r_product)
+        c_rounded = Signal(signed(len(c_product) + 1))
+        s_rounded = Signal(signed(len(s_product) + 1))
+        r_rounded = Signal(signed(len(r_product) + 1))
+        wait_count = Signal(range(max(self.square_latency, self.coefficient_product_latency) + 1))
 
         if cordic_kind:
             m.submodules.vectoring = vectoring = Cordic(fmt, mode="vectoring")
@@ -356,14 +497,20 @@ class IncrementalUpdater(wiring.Component):
                         m.d.comb += gen_done.eq(1)
                         m.next = "IDLE"
             with m.State("SQUARE"):
-                m.d.sync += [square.eq(pivot * pivot), other.eq(lower * lower)]
-                m.next = "SUM"
+                # wait for square = pivot², other = lower²
+                m.d.sync += wait_count.eq(wait_count + 1)
+                with m.If(wait_count == self.square_latency - 1):
+                    m.d.sync += wait_count.eq(0)
+                    m.next = "SUM"
             with m.State("SUM"):
                 m.d.sync += p.eq(Mux(inverse_mode, square,
                                      Mux(hyperbolic, square - other, square + other)))
+                m.next = "LEADING"
+            with m.State("LEADING"):
+                m.d.sync += [leading.eq(leading_one), nonpositive.eq(p <= 0)]
                 m.next = "NORMALISE"
             with m.State("NORMALISE"):
-                with m.If(p <= 0):
+                with m.If(nonpositive):
                     m.d.sync += [
                         rot_r.eq(Mux(hyperbolic, pivot, 0)),
                         rot_c.eq(one),
@@ -376,7 +523,9 @@ class IncrementalUpdater(wiring.Component):
                     m.d.comb += gen_done.eq(1)
                     m.next = "IDLE"
                 with m.Else():
-                    m.d.sync += rot_shift.eq(exponent + half_m)
+                    m.d.sync += [rot_shift.eq(exponent + half_m),
+                                 shift_minus_one.eq(exponent + half_m - 1),
+                                 wide_shift_minus_one.eq(exponent + half_m + w - 1)]
                     m.next = "SHIFT"
             with m.State("SHIFT"):
                 m.d.sync += q.eq(((p << (mantissa_bits - 2)) >> (rot_shift << 1))[
@@ -391,22 +540,23 @@ class IncrementalUpdater(wiring.Component):
                     m.d.sync += rot_g.eq(reciprocal.o.payload.value)
                     m.next = "PRODUCTS"
             with m.State("PRODUCTS"):
+                # wait for a·g, b·g and p·g
+                m.d.sync += wait_count.eq(wait_count + 1)
+                with m.If(wait_count == self.coefficient_product_latency - 1):
+                    m.d.sync += wait_count.eq(0)
+                    m.next = "ROUND_SHIFT"
+            with m.State("ROUND_SHIFT"):
                 m.d.sync += [
-                    c_product.eq(pivot * rot_g),
-                    s_product.eq(lower * rot_g),
-                    r_low.eq(p[:split] * rot_g),
-                    r_high.eq(p[split:].as_signed() * rot_g),
+                    c_shifted.eq(_round_shift_first(c_product, shift_minus_one)),
+                    s_shifted.eq(_round_shift_first(s_product, shift_minus_one)),
+                    r_shifted.eq(_round_shift_first(r_product, wide_shift_minus_one)),
                 ]
-                m.next = "PRODUCT_SUM"
-            with m.State("PRODUCT_SUM"):
-                # p·g in two halves (p is 2w+2 bits wide), summed in their own cycle
-                m.d.sync += r_product.eq((r_high << split) + r_low)
                 m.next = "ROUND"
             with m.State("ROUND"):
                 m.d.sync += [
-                    c_rounded.eq(_round_variable(c_product, rot_shift)),
-                    s_rounded.eq(_round_variable(s_product, rot_shift)),
-                    r_rounded.eq(_round_variable(r_product, rot_shift + w)),
+                    c_rounded.eq(_round_shift_second(c_product, c_shifted, rot_shift == 0)),
+                    s_rounded.eq(_round_shift_second(s_product, s_shifted, rot_shift == 0)),
+                    r_rounded.eq(_round_shift_second(r_product, r_shifted)),
                 ]
                 m.next = "COEFFICIENTS"
             with m.State("COEFFICIENTS"):
@@ -427,35 +577,7 @@ class IncrementalUpdater(wiring.Component):
         issue_valid = Signal()
         issue_group = Signal(range(slots + 1))
         issue_row = Signal(range(n_max + 1))
-        # stage 1: memory data; stage 2: scaled operands; then the units
-        stage1_valid = Signal()
-        stage1_group = Signal(range(slots + 1))
-        product_stage_valid = Signal()
-        product_stage_group = Signal(range(slots + 1))
-        stage2_valid = Signal()
-        stage2_group = Signal(range(slots + 1))
-        m.d.sync += [
-            stage1_valid.eq(issue_valid),
-            stage1_group.eq(issue_group),
-            product_stage_valid.eq(stage1_valid),
-            product_stage_group.eq(stage1_group),
-            stage2_valid.eq(product_stage_valid),
-            stage2_group.eq(product_stage_group),
-        ]
-        upper_scaled = [Signal(signed(w), name=f"upper_scaled_{u}") for u in range(units)]
-        lower_in = [Signal(signed(w), name=f"lower_in_{u}") for u in range(units)]
-        for u in range(units):
-            # stage 1: memory data; product stage: A·b registered; stage 2: rounded
-            lower_delayed = Signal(signed(w), name=f"lower_delayed_{u}")
-            m.d.sync += [lower_delayed.eq(x_rd[u].data), lower_in[u].eq(lower_delayed)]
-            if incremental:
-                upper_product = Signal(signed(2 * w + 2), name=f"upper_product_{u}")
-                m.d.sync += upper_product.eq(a_rd[u].data * forgetting)
-                scaled = hwfixed.round_shift(upper_product, w, "nearest-up")
-                m.d.sync += upper_scaled[u].eq(scaled[:w])
-            else:
-                upper_delayed = Signal(signed(w), name=f"upper_delayed_{u}")
-                m.d.sync += [upper_delayed.eq(a_rd[u].data), upper_scaled[u].eq(upper_delayed)]
+        issue_mask = Signal(units)      # columns of the group inside pivot < j < n + k (cycle 1)
 
         def delay(signal, cycles_, name):
             for index in range(cycles_):
@@ -464,33 +586,61 @@ class IncrementalUpdater(wiring.Component):
                 signal = delayed
             return signal
 
+        # memory data (cycle 2 after the issue) registered straight away (cycle 3), then the
+        # forgetting scale (scale_latency cycles): the units see their operands in cycle
+        # 3 + scale_latency (the read address is registered too: cycle 1)
+        scale_latency = self.scale_latency
+        a_data = [Signal(signed(w), name=f"a_data_{u}") for u in range(units)]
+        x_data = [Signal(signed(w), name=f"x_data_{u}") for u in range(units)]
+        for u in range(units):
+            m.d.sync += [a_data[u].eq(a_rd[u].data), x_data[u].eq(x_rd[u].data)]
+        upper_scaled = [Signal(signed(w), name=f"upper_scaled_{u}") for u in range(units)]
+        lower_in = [delay(x_data[u], scale_latency, f"lower_in_{u}") for u in range(units)]
+        for u in range(units):
+            if incremental:
+                # round(A·b / 2**w): b <= 2**w, so the result fits w bits
+                upper_product = _pipelined_product(m, a_data[u], forgetting, f"forget_{u}")
+                half_lsb = 1 << (w - 1)
+                m.d.sync += upper_scaled[u].eq(((upper_product + half_lsb) >> w)[:w])
+            else:
+                m.d.comb += upper_scaled[u].eq(a_data[u])
+        operand_delay = 3 + scale_latency
+        stage2_valid = delay(issue_valid, operand_delay, "operand_valid")
+        stage2_group = delay(issue_group, operand_delay, "operand_group")
+        # the mask is computed from the registered issue (off the sequencer's decode path)
+        stage2_mask = delay(issue_mask, operand_delay - 1, "operand_mask")
+
         multiplier_latency = self.multiplier_apply_latency
         out_upper = [Signal(signed(w), name=f"out_upper_{u}") for u in range(units)]
         out_lower = [Signal(signed(w), name=f"out_lower_{u}") for u in range(units)]
         out_saturated = Signal(units)
         multiplier_results = []
         need_multipliers = not cordic_kind or incremental
+        rounding_half = 1 << (config.coefficient_frac_bits - 1)
         for u in range(units if need_multipliers else 0):
-            # four-multiplier unit: products registered, then sum, round, saturate registered
-            products = [Signal(signed(coefficient.width + w + 1), name=f"product_{u}_{p_}")
-                        for p_ in range(4)]
-            m.d.sync += [
-                products[0].eq(rot_c * upper_scaled[u]),
-                products[1].eq(rot_s * lower_in[u]),
-                products[2].eq(rot_c * lower_in[u]),
-                products[3].eq(rot_s * upper_scaled[u]),
-            ]
+            # four-multiplier unit: partial products registered and summed (product_latency),
+            # then the pair sums with the rounding half, then shift and saturate, registered
+            # a copy of c, s beside each unit ("keep": not merged), so that the coefficient
+            # registers do not fan out across the chip; they are stable from PIVOT_WRITE on,
+            # at least 3 cycles before the unit's first operands
+            unit_c = Signal.like(rot_c, name=f"unit_c_{u}", attrs={"keep": 1})
+            unit_s = Signal.like(rot_s, name=f"unit_s_{u}", attrs={"keep": 1})
+            m.d.sync += [unit_c.eq(rot_c), unit_s.eq(rot_s)]
+            c_upper = _pipelined_product(m, unit_c, upper_scaled[u], f"c_upper_{u}")
+            s_lower = _pipelined_product(m, unit_s, lower_in[u], f"s_lower_{u}")
+            c_lower = _pipelined_product(m, unit_c, lower_in[u], f"c_lower_{u}")
+            s_upper = _pipelined_product(m, unit_s, upper_scaled[u], f"s_upper_{u}")
             new_upper = Signal(signed(coefficient.width + w + 2), name=f"sum_upper_{u}")
             new_lower = Signal(signed(coefficient.width + w + 2), name=f"sum_lower_{u}")
             m.d.sync += [
-                new_upper.eq(Mux(hyperbolic, products[0] - products[1],
-                                 products[0] + products[1])),
-                new_lower.eq(products[2] - products[3]),
+                new_upper.eq(Mux(hyperbolic, c_upper - s_lower, c_upper + s_lower)
+                             + rounding_half),
+                new_lower.eq(c_lower - s_upper + rounding_half),
             ]
             up_value, up_clip = hwfixed.saturate(
-                hwfixed.round_shift(new_upper, config.coefficient_frac_bits, "nearest-up"), fmt)
+                new_upper >> config.coefficient_frac_bits, fmt)
             low_value, low_clip = hwfixed.saturate(
-                hwfixed.round_shift(new_lower, config.coefficient_frac_bits, "nearest-up"), fmt)
+                new_lower >> config.coefficient_frac_bits, fmt)
             result_upper = Signal(signed(w), name=f"mul_upper_{u}")
             result_lower = Signal(signed(w), name=f"mul_lower_{u}")
             result_clip = Signal(name=f"mul_saturated_{u}")
@@ -522,11 +672,14 @@ class IncrementalUpdater(wiring.Component):
                                      out_saturated[u].eq(mul_clip)]
             out_valid = delay(stage2_valid, cordic_latency, "cordic_valid")
             out_group = delay(stage2_group, cordic_latency, "cordic_group")
+            out_mask = delay(stage2_mask, cordic_latency, "cordic_mask")
             if need_multipliers:
                 out_valid = Mux(use_cordic, out_valid,
                                 delay(stage2_valid, multiplier_latency, "mul_valid"))
                 out_group = Mux(use_cordic, out_group,
                                 delay(stage2_group, multiplier_latency, "mul_group"))
+                out_mask = Mux(use_cordic, out_mask,
+                               delay(stage2_mask, multiplier_latency, "mul_mask"))
         else:
             for u in range(units):
                 mul_upper, mul_lower, mul_clip = multiplier_results[u]
@@ -534,66 +687,83 @@ class IncrementalUpdater(wiring.Component):
                              out_saturated[u].eq(mul_clip)]
             out_valid = delay(stage2_valid, multiplier_latency, "mul_valid")
             out_group = delay(stage2_group, multiplier_latency, "mul_group")
+            out_mask = delay(stage2_mask, multiplier_latency, "mul_mask")
 
-        # write-back of the array (columns pivot < j < n + k)
+        # write-back of the array (columns pivot < j < n + k, as masked at the issue)
         writeback = Signal()
         m.d.comb += writeback.eq(out_valid)
-        out_column = [Signal(range(slots * units + 1), name=f"out_column_{u}")
-                      for u in range(units)]
+        issued_group = Signal.like(issue_group)
+        issued_row = Signal.like(issue_row)
+        m.d.sync += [issued_group.eq(issue_group), issued_row.eq(issue_row)]
         for u in range(units):
-            m.d.comb += out_column[u].eq((out_group << shift) | u)
+            column = (issued_group << shift) | u
+            m.d.comb += issue_mask[u].eq((column > issued_row) & (column < total))
 
         # -- main sequencer ------------------------------------------------------------------
         acc_bits = 2 * w + max(n_max, 2).bit_length() + 2
         acc = Signal(signed(acc_bits))
-        solve_product = Signal(signed(acc_bits + config.rsqrt_format.width + 1))
-        solve_rounded = Signal(signed(acc_bits + config.rsqrt_format.width + 2))
-        acc_split = acc_bits // 2
         signed_g = Signal(signed(config.rsqrt_format.width + 1))
-        solve_low = Signal(signed(acc_split + config.rsqrt_format.width + 2))
-        solve_high = Signal(signed(acc_bits - acc_split + config.rsqrt_format.width + 1))
-        mac_product = Signal(signed(2 * w))
-        product_valid = Signal()
-        mac_valid = Signal()
-        mac_bank = Signal(range(units))
+        solve_product = _pipelined_product(m, acc, signed_g, "solve_product")
+        solve_latency = product_latency(acc_bits, config.rsqrt_format.width + 1)
+        solve_shifted = Signal.like(solve_product)
+        solve_rounded = Signal(signed(len(solve_product) + 1))
         read_value = Signal(signed(w))
         read_zero = Signal()
-        read_bank = Signal(range(units))
+        z_column = Signal(range(columns + 1))  # n + rhs during SOLVE
+        result_clip = Signal()          # the value in read_value was clipped (SOLVE, PREDICT)
+        predict_rounded = Signal(signed(acc_bits - f + 1))
+        read_bank = Signal(range(units))        # bank of the address issued last cycle
         read_from_w = Signal()
+        # bank of the data in a_data / x_data (registered memory data)
+        data_bank = Signal(range(units))
+        m.d.sync += data_bank.eq(delay(read_bank, 1, "address_bank"))
+        w_read_addr = Signal.like(w_rd.addr)
+        m.d.sync += w_rd.addr.eq(w_read_addr)
+        w_data = Signal(signed(w))
+        m.d.sync += w_data.eq(w_rd.data)
 
         a_read_data = Signal(signed(w))
-        with m.Switch(read_bank):
-            for u in range(units):
-                with m.Case(u):
-                    m.d.comb += a_read_data.eq(a_rd[u].data)
         x_read_data = Signal(signed(w))
-        with m.Switch(mac_bank):
+        with m.Switch(data_bank):
             for u in range(units):
                 with m.Case(u):
-                    m.d.comb += x_read_data.eq(x_rd[u].data)
+                    m.d.comb += [a_read_data.eq(a_data[u]), x_read_data.eq(x_data[u])]
 
-        # default read addresses: the array's issue
+        # multiply-accumulate pipeline of SOLVE and PREDICT: issue (cycle 0), address (1),
+        # memory (2), registered data (3), selected operands (4), product mac_latency later
+        mac_issue = Signal()
+        mac_from_x = Signal()
+        mac_left = Signal(signed(w))
+        mac_right = Signal(signed(w))
+        m.d.sync += [mac_left.eq(Mux(mac_from_x, x_read_data, a_read_data)),
+                     mac_right.eq(w_data)]
+        mac_product = _pipelined_product(m, mac_left, mac_right, "mac_product")
+        mac_latency = product_latency(w, w)
+        mac_in_flight = Signal(4 + mac_latency)
+        m.d.sync += mac_in_flight.eq(Cat(mac_issue, mac_in_flight[:-1]))
+        product_valid = mac_in_flight[-1]
+
+        # read addresses: the issue, registered
         for u in range(units):
-            m.d.comb += [
+            m.d.sync += [
                 a_rd[u].addr.eq(a_address(half, issue_row, issue_group)),
                 x_rd[u].addr.eq(issue_group),
             ]
         # default writes: the array's write-back into the other half and the work row
         for u in range(units):
-            in_range = (out_column[u] > row) & (out_column[u] < total)
             m.d.comb += [
-                a_wr[u].addr.eq(a_address(~half, row, out_group)),
-                a_wr[u].data.eq(out_upper[u]),
-                a_wr[u].en.eq(writeback & in_range),
+                a_write_addr[u].eq(a_address(~half, row, out_group)),
+                a_write_data[u].eq(out_upper[u]),
+                a_write_en[u].eq(writeback & out_mask[u]),
                 x_wr[u].addr.eq(out_group),
                 x_wr[u].data.eq(out_lower[u]),
-                x_wr[u].en.eq(writeback & in_range),
+                x_wr[u].en.eq(writeback & out_mask[u]),
             ]
-        with m.If(writeback & (out_saturated != 0)):
+        with m.If(writeback & ((out_saturated & out_mask) != 0)):
             m.d.sync += saturated.eq(1)
 
         def w_address(index_row, index_rhs):
-            return index_row * k_max + index_rhs
+            return Cat(Value.cast(index_rhs)[:rhs_bits], Value.cast(index_row)[:row_bits])
 
         ops_available = {Op.RESET, Op.UPDATE, Op.SOLVE, Op.READ}
         if incremental:
@@ -621,6 +791,16 @@ class IncrementalUpdater(wiring.Component):
                         k.eq(command.k),
                         total.eq(command.n + command.k),
                         lam.eq(command.value),
+                        n_last.eq(command.n - 1),
+                        k_last.eq(command.k - 1),
+                        last_slot.eq(slot_of(command.n + command.k - 1)),
+                        reset_last_slot.eq(Mux(slot_of(command.n + command.k - 1) > command.k - 1,
+                                               slot_of(command.n + command.k - 1),
+                                               command.k - 1)),
+                        row_in_last.eq(Mux(command.op == Op.PREDICT, command.n,
+                                           command.n + command.k) - 1),
+                        walk_last_column.eq(Mux(command.select == Select.R, command.n,
+                                                command.k) - 1),
                         forgetting.eq(Mux(command.op == Op.UPDATE, command.forgetting,
                                           1 << w)),
                         hyperbolic.eq(command.op == Op.DOWNDATE),
@@ -655,18 +835,17 @@ class IncrementalUpdater(wiring.Component):
                 for u in range(units):
                     column = (group << shift) | u
                     m.d.comb += [
-                        a_wr[u].addr.eq(a_address(half, row, group)),
-                        a_wr[u].data.eq(Mux(column == row, lam, 0)),
-                        a_wr[u].en.eq(group <= slot_of(total - 1)),
+                        a_write_addr[u].eq(a_address(half, row, group)),
+                        a_write_data[u].eq(Mux(column == row, lam, 0)),
+                        a_write_en[u].eq(group <= last_slot),
                     ]
                 with m.If(rhs < k):
                     m.d.comb += [w_wr.addr.eq(w_address(row, rhs)), w_wr.data.eq(0),
                                  w_wr.en.eq(1)]
                 m.d.sync += [group.eq(group + 1), rhs.eq(rhs + 1)]
-                last_slot = Mux(slot_of(total - 1) > k - 1, slot_of(total - 1), k - 1)
-                with m.If(group == last_slot):
+                with m.If(group == reset_last_slot):
                     m.d.sync += [group.eq(0), rhs.eq(0), row.eq(row + 1)]
-                    with m.If(row == n - 1):
+                    with m.If(row == n_last):
                         m.next = "FINISH"
 
             # a row [h | t] (or h) into the work row
@@ -677,7 +856,7 @@ class IncrementalUpdater(wiring.Component):
                                  x_wr[u].en.eq(self.i.valid & (bank_of(col) == u))]
                 with m.If(self.i.valid):
                     m.d.sync += col.eq(col + 1)
-                    with m.If(col == Mux(op == Op.PREDICT, n, total) - 1):
+                    with m.If(col == row_in_last):
                         m.d.sync += [col.eq(0), row.eq(0)]
                         m.next = "PIVOT_READ"
                         if incremental:
@@ -688,15 +867,14 @@ class IncrementalUpdater(wiring.Component):
             with m.State("PIVOT_READ"):
                 m.d.comb += issue_row.eq(row)
                 m.d.comb += issue_group.eq(slot_of(row))
-                m.d.sync += read_bank.eq(bank_of(row))
-                m.next = "PIVOT_DATA"
-            with m.State("PIVOT_DATA"):
-                m.d.comb += issue_row.eq(row)
-                m.d.comb += issue_group.eq(slot_of(row))
-                m.next = "PIVOT_PRODUCT"
-            with m.State("PIVOT_PRODUCT"):
-                # the product stage, then "upper_scaled" registers the scaled pivot
-                m.next = "PIVOT_SCALED"
+                m.d.sync += [read_bank.eq(bank_of(row)), drain_count.eq(0)]
+                m.next = "PIVOT_WAIT"
+            with m.State("PIVOT_WAIT"):
+                # address register, memory, read register, forgetting scale: upper_scaled
+                # holds the pivot's group in cycle 3 + scale_latency after PIVOT_READ
+                m.d.sync += drain_count.eq(drain_count + 1)
+                with m.If(drain_count == scale_latency + 1):
+                    m.next = "PIVOT_SCALED"
             with m.State("PIVOT_SCALED"):
                 scaled_pivot = Signal(signed(w))
                 lower_pivot = Signal(signed(w))
@@ -722,11 +900,11 @@ class IncrementalUpdater(wiring.Component):
                         m.d.sync += saturated.eq(1)
                     for u in range(units):
                         m.d.comb += [
-                            a_wr[u].addr.eq(a_address(~half, row, slot_of(row))),
-                            a_wr[u].data.eq(rot_r),
-                            a_wr[u].en.eq(bank_of(row) == u),
+                            a_write_addr[u].eq(a_address(~half, row, slot_of(row))),
+                            a_write_data[u].eq(rot_r),
+                            a_write_en[u].eq(bank_of(row) == u),
                         ]
-                    m.d.sync += [group.eq(slot_of(row)), last_group.eq(slot_of(total - 1))]
+                    m.d.sync += [group.eq(slot_of(row)), last_group.eq(last_slot)]
                     m.next = "APPLY"
             with m.State("APPLY"):
                 m.d.comb += [issue_valid.eq(1), issue_row.eq(row), issue_group.eq(group)]
@@ -737,11 +915,11 @@ class IncrementalUpdater(wiring.Component):
             with m.State("DRAIN"):
                 # wait until the array has written its last group back
                 m.d.sync += drain_count.eq(drain_count + 1)
-                drain = 3 + multiplier_latency
+                drain = operand_delay + multiplier_latency + 1
                 if cordic_kind:
-                    drain = Mux(use_cordic, 3 + self.apply_latency, drain)
+                    drain = Mux(use_cordic, operand_delay + self.apply_latency + 1, drain)
                 with m.If(drain_count == drain - 1):
-                    with m.If(row == n - 1):
+                    with m.If(row == n_last):
                         m.d.sync += half.eq(~half)
                         m.next = "FINISH"
                     with m.Else():
@@ -752,6 +930,10 @@ class IncrementalUpdater(wiring.Component):
             with m.State("SOLVE_PIVOT"):
                 m.d.comb += [issue_row.eq(row), issue_group.eq(slot_of(row))]
                 m.d.sync += read_bank.eq(bank_of(row))
+                m.next = "SOLVE_PIVOT_WAIT"
+            with m.State("SOLVE_PIVOT_WAIT"):
+                m.next = "SOLVE_PIVOT_MEMORY"
+            with m.State("SOLVE_PIVOT_MEMORY"):
                 m.next = "SOLVE_PIVOT_DATA"
             with m.State("SOLVE_PIVOT_DATA"):
                 m.d.sync += [pivot.eq(a_read_data), lower.eq(0), inverse_mode.eq(1)]
@@ -761,56 +943,64 @@ class IncrementalUpdater(wiring.Component):
                 m.next = "SOLVE_GENERATE_WAIT"
             with m.State("SOLVE_GENERATE_WAIT"):
                 with m.If(gen_done):
-                    m.d.sync += rhs.eq(0)
+                    m.d.sync += [rhs.eq(0), z_column.eq(n)]
                     m.next = "SOLVE_Z"
             with m.State("SOLVE_Z"):
-                z_column = n + rhs
                 m.d.comb += [issue_row.eq(row), issue_group.eq(slot_of(z_column))]
                 m.d.sync += [read_bank.eq(bank_of(z_column)), col.eq(row + 1)]
+                m.next = "SOLVE_Z_WAIT"
+            with m.State("SOLVE_Z_WAIT"):
+                m.next = "SOLVE_Z_MEMORY"
+            with m.State("SOLVE_Z_MEMORY"):
                 m.next = "SOLVE_Z_DATA"
             with m.State("SOLVE_Z_DATA"):
                 m.d.sync += acc.eq(a_read_data << f)
-                m.d.sync += [mac_valid.eq(0), product_valid.eq(0),
-                             signed_g.eq(Mux(pivot < 0, -rot_g, rot_g))]
+                m.d.sync += signed_g.eq(Mux(pivot < 0, -rot_g, rot_g))
                 m.next = "SOLVE_MAC"
             with m.State("SOLVE_MAC"):
-                # issue R[i, col] and W[col, rhs]; accumulate the previous issue
+                # issue R[i, col] and W[col, rhs]; accumulate the products as they arrive
                 issuing = col < n
                 m.d.comb += [
                     issue_row.eq(row),
                     issue_group.eq(slot_of(col)),
-                    w_rd.addr.eq(w_address(col, rhs)),
+                    w_read_addr.eq(w_address(col, rhs)),
+                    mac_issue.eq(issuing),
+                    mac_from_x.eq(0),
                 ]
-                m.d.sync += [mac_valid.eq(issuing), read_bank.eq(bank_of(col)),
-                             product_valid.eq(mac_valid),
-                             mac_product.eq(a_read_data * w_rd.data)]
+                m.d.sync += read_bank.eq(bank_of(col))
                 with m.If(issuing):
                     m.d.sync += col.eq(col + 1)
                 with m.If(product_valid):
                     m.d.sync += acc.eq(acc - mac_product)
-                with m.If(~issuing & ~mac_valid & ~product_valid):
+                with m.If(~issuing & (mac_in_flight == 0)):
+                    m.d.sync += drain_count.eq(0)
                     m.next = "SOLVE_PRODUCT"
             with m.State("SOLVE_PRODUCT"):
-                m.d.sync += [
-                    solve_low.eq(acc[:acc_split] * signed_g),
-                    solve_high.eq(acc[acc_split:].as_signed() * signed_g),
-                ]
-                m.next = "SOLVE_SUM"
-            with m.State("SOLVE_SUM"):
-                m.d.sync += solve_product.eq((solve_high << acc_split) + solve_low)
+                # wait for acc·g
+                m.d.sync += drain_count.eq(drain_count + 1)
+                with m.If(drain_count == solve_latency - 1):
+                    m.next = "SOLVE_SHIFT"
+            with m.State("SOLVE_SHIFT"):
+                m.d.sync += solve_shifted.eq(_round_shift_first(solve_product,
+                                                                wide_shift_minus_one))
                 m.next = "SOLVE_ROUND"
             with m.State("SOLVE_ROUND"):
-                m.d.sync += solve_rounded.eq(_round_variable(solve_product, rot_shift + w))
-                m.next = "SOLVE_WRITE"
-            with m.State("SOLVE_WRITE"):
+                m.d.sync += solve_rounded.eq(
+                    _round_shift_second(solve_product, solve_shifted))
+                m.next = "SOLVE_SATURATE"
+            with m.State("SOLVE_SATURATE"):
                 value, clip = hwfixed.saturate(solve_rounded, fmt)
                 zero_pivot = pivot == 0
-                m.d.comb += [w_wr.addr.eq(w_address(row, rhs)),
-                             w_wr.data.eq(Mux(zero_pivot, 0, value)), w_wr.en.eq(1)]
-                with m.If(clip | zero_pivot):
+                m.d.sync += [read_value.eq(Mux(zero_pivot, 0, value)),
+                             result_clip.eq(clip | zero_pivot)]
+                m.next = "SOLVE_WRITE"
+            with m.State("SOLVE_WRITE"):
+                m.d.comb += [w_wr.addr.eq(w_address(row, rhs)), w_wr.data.eq(read_value),
+                             w_wr.en.eq(1)]
+                with m.If(result_clip):
                     m.d.sync += saturated.eq(1)
-                m.d.sync += rhs.eq(rhs + 1)
-                with m.If(rhs == k - 1):
+                m.d.sync += [rhs.eq(rhs + 1), z_column.eq(z_column + 1)]
+                with m.If(rhs == k_last):
                     with m.If(row == 0):
                         m.next = "FINISH"
                     with m.Else():
@@ -822,55 +1012,63 @@ class IncrementalUpdater(wiring.Component):
             if incremental:
                 # predict: y[rhs] = sum_j x[j] W[j, rhs]
                 with m.State("PREDICT"):
-                    m.d.sync += [acc.eq(0), col.eq(0), mac_valid.eq(0), product_valid.eq(0)]
+                    m.d.sync += [acc.eq(0), col.eq(0)]
                     m.next = "PREDICT_MAC"
                 with m.State("PREDICT_MAC"):
                     issuing = col < n
                     m.d.comb += [issue_group.eq(slot_of(col)),
-                                 w_rd.addr.eq(w_address(col, rhs))]
-                    m.d.sync += [mac_valid.eq(issuing), mac_bank.eq(bank_of(col)),
-                                 product_valid.eq(mac_valid),
-                                 mac_product.eq(x_read_data * w_rd.data)]
+                                 w_read_addr.eq(w_address(col, rhs)),
+                                 mac_issue.eq(issuing),
+                                 mac_from_x.eq(1)]
+                    m.d.sync += read_bank.eq(bank_of(col))
                     with m.If(issuing):
                         m.d.sync += col.eq(col + 1)
                     with m.If(product_valid):
                         m.d.sync += acc.eq(acc + mac_product)
-                    with m.If(~issuing & ~mac_valid & ~product_valid):
-                        m.next = "PREDICT_OUT"
+                    with m.If(~issuing & (mac_in_flight == 0)):
+                        m.next = "PREDICT_ROUND"
+                with m.State("PREDICT_ROUND"):
+                    m.d.sync += predict_rounded.eq(hwfixed.round_shift(acc, f, "nearest-up"))
+                    m.next = "PREDICT_SATURATE"
+                with m.State("PREDICT_SATURATE"):
+                    value, clip = hwfixed.saturate(predict_rounded, fmt)
+                    m.d.sync += [read_value.eq(value), result_clip.eq(clip)]
+                    m.next = "PREDICT_OUT"
                 with m.State("PREDICT_OUT"):
-                    value, clip = hwfixed.saturate(hwfixed.round_shift(acc, f, "nearest-up"),
-                                                   fmt)
-                    m.d.comb += [self.o.valid.eq(1), self.o.payload.value.eq(value),
-                                 self.o.payload.last.eq(rhs == k - 1)]
+                    m.d.comb += [self.o.valid.eq(1), self.o.payload.value.eq(read_value),
+                                 self.o.payload.last.eq(rhs == k_last)]
                     with m.If(self.o.ready):
-                        with m.If(clip):
+                        with m.If(result_clip):
                             m.d.sync += saturated.eq(1)
                         m.d.sync += [rhs.eq(rhs + 1), acc.eq(0), col.eq(0)]
-                        with m.If(rhs == k - 1):
+                        with m.If(rhs == k_last):
                             m.next = "FINISH"
                         with m.Else():
                             m.next = "PREDICT_MAC"
 
             # READ / LOAD walk: row over n, col over n (R) or k (Z, W)
-            walk_cols = Mux(select == Select.R, n, k)
             a_column = Mux(select == Select.R, col, n + col)
-            walk_last = (row == n - 1) & (col == walk_cols - 1)
+            walk_last = (row == n_last) & (col == walk_last_column)
 
             def walk_next():
-                with m.If(col == walk_cols - 1):
+                with m.If(col == walk_last_column):
                     m.d.sync += [col.eq(0), row.eq(row + 1)]
                 with m.Else():
                     m.d.sync += col.eq(col + 1)
 
             with m.State("READ_ADDRESS"):
                 m.d.comb += [issue_row.eq(row), issue_group.eq(slot_of(a_column)),
-                             w_rd.addr.eq(w_address(row, col))]
+                             w_read_addr.eq(w_address(row, col))]
                 m.d.sync += [read_bank.eq(bank_of(a_column)), read_from_w.eq(select == Select.W),
                              read_zero.eq((select == Select.R) & (col < row))]
+                m.next = "READ_WAIT"
+            with m.State("READ_WAIT"):
+                m.next = "READ_MEMORY"
+            with m.State("READ_MEMORY"):
                 m.next = "READ_DATA"
             with m.State("READ_DATA"):
                 m.d.sync += read_value.eq(Mux(read_zero, 0,
-                                              Mux(read_from_w, w_rd.data, a_read_data)))
+                                              Mux(read_from_w, w_data, a_read_data)))
                 m.next = "READ_OUT"
             with m.State("READ_OUT"):
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.value.eq(read_value),
@@ -893,9 +1091,9 @@ class IncrementalUpdater(wiring.Component):
                                      w_wr.en.eq(to_w)]
                         for u in range(units):
                             m.d.comb += [
-                                a_wr[u].addr.eq(a_address(half, row, slot_of(a_column))),
-                                a_wr[u].data.eq(self.i.payload),
-                                a_wr[u].en.eq(~to_w & keep & (bank_of(a_column) == u)),
+                                a_write_addr[u].eq(a_address(half, row, slot_of(a_column))),
+                                a_write_data[u].eq(self.i.payload),
+                                a_write_en[u].eq(~to_w & keep & (bank_of(a_column) == u)),
                             ]
                         walk_next()
                         with m.If(walk_last):

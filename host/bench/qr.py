@@ -9,9 +9,11 @@ rotation kinds (``--rotation``):
   ``--verilator``, against the generated Verilog run in Verilator for ``n = 16`` here.
 - **utilisation**: rotations done (``n(n+1)/2 + nk`` per row, pivots included) divided by
   ``U x cycles``. ``update`` also lists DOWNDATE cycles (hyperbolic, multiplier units).
-- ``--synth``: LUTs, flip-flops, DSPs, block RAM, Fmax on ECP5-85F (speed grade 6, out of
-  context) and iCE40UP5K via :func:`tiersolve.boards.synth.synthesize`, CORDIC against
-  multiplier rotations.
+- ``--synth``: LUTs, flip-flops, DSPs, block RAM, Fmax of the benchmark's core
+  (:data:`SYNTH_CONFIGS`) on ECP5-85F (speed grade 6, out of context; ``n_max = 16``,
+  ``k_max = 2``, 4 units, CORDIC against multiplier rotations) and iCE40UP5K (``n_max = 8``,
+  ``k_max = 1``, 1 unit, multiplier rotations) via :func:`tiersolve.boards.synth.synthesize`;
+  about 5 to 8 minutes per ECP5 run on a loaded 2-core machine.
 - ``--plot PATH``: error against float64 least squares over ``cond(H)`` (1 to 1e6, n = 8,
   m = 48, λ = 0) for the QR model (both rotation kinds) and for the Gram/Cholesky model
   (:mod:`tiersolve.gen.cholesky_model`), in Q6.12 and Q4.20 (Cholesky pivot inverses Q10.14).
@@ -32,14 +34,13 @@ __all__ = ["HELP", "add_arguments", "accuracy_sweep", "cycle_table", "plot_accur
 
 HELP = "cycles per row, rotation-unit utilisation, area and accuracy of the Givens QR cores"
 
-#: (core, rotation, target, n_max, k_max, units) synthesised by ``--synth``.
+#: (rotation, target, n_max, k_max, units) synthesised by ``--synth``, for the benchmark's
+#: core (``qr``: QRSolver, ``update``: IncrementalUpdater). The iCE40UP5K line is the smallest
+#: useful size (multiplier rotations; CORDIC is larger).
 SYNTH_CONFIGS = (
-    ("updater", "cordic", "ecp5-85f", 16, 2, 4),
-    ("updater", "multiplier", "ecp5-85f", 16, 2, 4),
-    ("qr", "cordic", "ecp5-85f", 16, 2, 4),
-    ("qr", "multiplier", "ecp5-85f", 16, 2, 4),
-    ("qr", "multiplier", "ice40-up5k", 8, 1, 1),
-    ("qr", "cordic", "ice40-up5k", 8, 1, 1),
+    ("cordic", "ecp5-85f", 16, 2, 4),
+    ("multiplier", "ecp5-85f", 16, 2, 4),
+    ("multiplier", "ice40-up5k", 8, 1, 1),
 )
 
 
@@ -156,11 +157,12 @@ def verilator_update_cycles(name, n, k, fmt, units, rotation, rows=4, seed=0):
     return [b - a for a, b in zip(accepted[1:-1], accepted[2:], strict=True)]
 
 
-def _synthesise(fmt):
+def _synthesise(bench, fmt):
     from tiersolve.boards.synth import SynthesisError, synthesize
 
+    name = "updater" if bench == "update" else "qr"
     records = []
-    for name, rotation, target, n_max, k_max, units in SYNTH_CONFIGS:
+    for rotation, target, n_max, k_max, units in SYNTH_CONFIGS:
         print(f"synthesising {name} {rotation} n_max={n_max} units={units} for {target} ...",
               file=sys.stderr)
         record = {"core": name, "rotation": rotation, "target": target, "n_max": n_max,
@@ -296,7 +298,7 @@ def run(args) -> int:
         lines += [f"- {c['rotation']}: measured {c['measured']}, formula {c['formula']}"
                   for c in checks]
     if args.synth:
-        synth = _synthesise(fmt)
+        synth = _synthesise(name, fmt)
         meta["synthesis"] = synth
         lines += ["", "| core | rotation | target | n_max | units | LUT | FF | DSP | BRAM | "
                   "Fmax MHz |", "|---|---|---|---|---|---|---|---|---|---|"]
