@@ -224,6 +224,14 @@ def _board_top_class():
             self.board = board
             self.design = design
 
+        @staticmethod
+        def _pll_domain(m):
+            """The ``sync`` domain clocked by a PLL output: (that clock, the PLL's lock)."""
+            m.domains.sync = ClockDomain("sync")
+            pll_clock, locked = Signal(), Signal()
+            m.d.comb += ClockSignal("sync").eq(pll_clock)
+            return pll_clock, locked
+
         def elaborate(self, platform):
             m = Module()
             board = self.board
@@ -231,10 +239,7 @@ def _board_top_class():
                 dividers = ecp5_pll_dividers(board.oscillator_hz, board.clock_hz)
                 m.submodules.oscillator = oscillator = io.Buffer(
                     "i", platform.request(platform.default_clk, 0, dir="-"))
-                m.domains.sync = ClockDomain("sync")
-                locked = Signal()
-                pll_clock = Signal()
-                m.d.comb += ClockSignal("sync").eq(pll_clock)
+                pll_clock, locked = self._pll_domain(m)
                 m.submodules.pll = Instance(
                     "EHXPLLL",
                     a_FREQUENCY_PIN_CLKI=f"{board.oscillator_hz / 1e6:g}",
@@ -259,10 +264,7 @@ def _board_top_class():
                 # SB_PLL40_PAD: the oscillator's pin (a PLL input pad) feeds the PLL directly
                 dividers = ice40_pll_dividers(board.oscillator_hz, board.clock_hz)
                 oscillator = platform.request(platform.default_clk, 0, dir="-")
-                m.domains.sync = ClockDomain("sync")
-                locked = Signal()
-                pll_clock = Signal()
-                m.d.comb += ClockSignal("sync").eq(pll_clock)
+                pll_clock, locked = self._pll_domain(m)
                 m.submodules.pll = Instance(
                     "SB_PLL40_PAD",
                     p_FEEDBACK_PATH="SIMPLE",
