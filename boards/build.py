@@ -228,7 +228,7 @@ def _board_top_class():
         def _pll_domain(m):
             """The ``sync`` domain clocked by a PLL output: (that clock, the PLL's lock)."""
             m.domains.sync = ClockDomain("sync")
-            pll_clock, locked = Signal(), Signal()
+            pll_clock, locked = Signal(name="pll_clock"), Signal(name="locked")
             m.d.comb += ClockSignal("sync").eq(pll_clock)
             return pll_clock, locked
 
