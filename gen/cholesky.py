@@ -11,7 +11,15 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import registry
-from .cholesky_model import Phase, check_cholesky_parameters, check_inverse_format, wide_bits
+from .cholesky_model import (
+    MULTIPLIER_WIDTH,
+    Phase,
+    check_cholesky_parameters,
+    check_inverse_format,
+    multiplier_latencies,
+    pipeline_delays,
+    wide_bits,
+)
 
 __all__ = ["CholeskySolver", "MODE_DIRECT", "MODE_GRAM"]
 
@@ -45,19 +53,74 @@ def _clip(value, width: int):
     return result[:width].as_signed(), clipped
 
 
-def _round_clip(value, shift: int, width: int):
-    """``saturate(round_shift(value, shift, "nearest-even"), width)`` with one adder.
+def _round(value, shift: int):
+    """``round_shift(value, shift, "nearest-even")`` with one adder (exact, no clipping).
 
     Ties to even as ``floor((value + 2**(shift-1) - 1 + kept_lsb) / 2**shift)``, where
     ``kept_lsb`` is bit ``shift`` of ``value``: below half rounds down, above half up, and an
     exact half goes up only when the kept part is odd.
     """
     value = Value.cast(value)
-    if shift:
-        half = 1 << (shift - 1)
-        bias = Mux(value[shift], half, half - 1)
-        value = ((value + bias) >> shift).as_signed()
-    return _clip(value, width)
+    if not shift:
+        return value.as_signed()
+    half = 1 << (shift - 1)
+    bias = Mux(value[shift], half, half - 1)
+    return ((value + bias) >> shift).as_signed()
+
+
+def _round_clip(value, shift: int, width: int):
+    """``saturate(round_shift(value, shift, "nearest-even"), width)``: :func:`_round`, then
+    :func:`_clip` (the core registers between the two)."""
+    return _clip(_round(value, shift), width)
+
+
+def _split_operand(value):
+    """``[(piece, shift)]`` with ``value = Σ piece·2**shift``: unsigned low pieces of
+    ``MULTIPLIER_WIDTH - 1`` bits (as non-negative signed values) and a signed top piece of at
+    most ``MULTIPLIER_WIDTH`` bits, so that each product of two pieces fits one multiplier."""
+    value = Value.cast(value)
+    pieces, low = [], 0
+    while len(value) - low > MULTIPLIER_WIDTH:
+        pieces.append((Cat(value[low:low + MULTIPLIER_WIDTH - 1], Const(0, 1)).as_signed(),
+                       low))
+        low += MULTIPLIER_WIDTH - 1
+    pieces.append((value[low:].as_signed(), low))
+    return pieces
+
+
+def _pipelined_product(m, a, b, name: str):
+    """Exact signed ``a·b``, registered, after
+    :func:`~tiersolve.gen.cholesky_model.product_latency` cycles (free running).
+
+    Operands of at most ``MULTIPLIER_WIDTH`` bits give one registered product. Wider ones are
+    cut (:func:`_split_operand`); every partial product is registered (one hardware multiplier
+    each, no adder after it in that cycle), then the partial products are summed pairwise, one
+    registered level per cycle.
+    """
+    terms = []
+    for piece_a, shift_a in _split_operand(a):
+        for piece_b, shift_b in _split_operand(b):
+            partial = Signal(signed(len(piece_a) + len(piece_b)),
+                             name=f"{name}_partial{len(terms)}")
+            m.d.sync += partial.eq(piece_a * piece_b)
+            terms.append((partial, shift_a + shift_b))
+    level = 0
+    while len(terms) > 1:
+        merged = []
+        for index in range(0, len(terms), 2):
+            pair = sorted(terms[index:index + 2], key=lambda term: term[1])
+            if len(pair) == 1:  # an odd term out is registered too, to stay aligned
+                (expression, low_shift), = pair
+            else:
+                (low, low_shift), (high, high_shift) = pair
+                expression = (high << (high_shift - low_shift)) + low
+            partial_sum = Signal(expression.shape(), name=f"{name}_sum{level}_{index // 2}")
+            m.d.sync += partial_sum.eq(expression)
+            merged.append((partial_sum, low_shift))
+        terms = merged
+        level += 1
+    (product, shift), = terms
+    return product << shift if shift else product
 
 
 class CholeskySolver(wiring.Component):
@@ -104,7 +167,7 @@ class CholeskySolver(wiring.Component):
       cycle; only a block's step ``q = j`` (which reads column ``j``) waits, if it comes
       before the pass's writes are readable. So the pipeline never drains between columns,
       and the rsqrt latency costs cycles only while ``(j + 1)·B_j`` is short compared with
-      the pivot chain (``≈ 33 + rsqrt latency`` cycles a column). The matrix write ports are
+      the pivot chain (``≈ 35 + rsqrt latency`` cycles a column). The matrix write ports are
       never contended: while a pass is pending no block of the next column can end.
     * Back substitution, ``i = n-1 .. 0``, each right-hand side ``c``: the lanes read column
       ``i`` of ``L`` (rows ``> i``, ``lanes`` at a time, all banks in parallel) and ``X``
@@ -117,15 +180,23 @@ class CholeskySolver(wiring.Component):
     Pipelining (104.9 MHz on ECP5-85F speed 6 for ``n_max=16, k_max=4, lanes=4``, from
     ``tiersolve bench cholesky --synth --synth-config 16,4,4``; wide cores are slower: the
     pivot-row broadcasts and the issue-stage control fan out to every lane unregistered):
-    every memory output, multiplier operand and product is registered; the write ports'
-    source is selected by registers (the direct-input state, the pipeline kind), never by a
-    comparator; the rounding of the back-substitution sum has its own register before lane
-    0's operand multiplexer; every clip detector feeds a registered event, ORed into the
-    sticky ``saturated`` flag one cycle later; the issue stage decodes the current block and
-    the scaling pass's block in parallel, each into its own pipeline (no late selection).
+    every memory output, multiplier operand and product is registered; a product whose
+    operands are wider than one 18x18 hardware multiplier is cut into partial products that
+    each fit one (``MULTIPLIER_WIDTH``), every partial product is registered and they are
+    summed pairwise one registered level per cycle
+    (:func:`~tiersolve.gen.cholesky_model.product_latency`: 3 cycles for 24 × 24, so Q8.16
+    cores pay a few cycles of latency, see Timing); the write ports' source is selected by
+    registers (the direct-input state, the pipeline kind), never by a comparator; every
+    round-and-clip (``s``, ``L``, the back-substitution sum, ``X``) takes two cycles, the
+    rounding adder and the clip each with its own register, and the back-substitution value
+    has a third register before lane 0's operand multiplexer; every clip detector feeds a
+    registered event, ORed into the sticky ``saturated`` flag one cycle later; the issue
+    stage decodes the current block and the scaling pass's block in parallel, each into its
+    own pipeline (no late selection).
 
-    Multipliers: ``2·lanes`` (one dot-product multiplier ``w × w`` and one scaling multiplier
-    ``w × inverse_format.width`` per lane), each fed straight from registers. Block RAM: the
+    Multipliers: ``2·lanes`` products (one dot-product multiplier ``w × w`` and one scaling
+    multiplier ``w × inverse_format.width`` per lane; each is one hardware multiplier up to 18
+    × 18 bits, four for 24 × 24), fed straight from registers. Block RAM: the
     matrix memory, ``ceil((n_max + k_max)/lanes)·2**ceil(log2 n_max)`` words of
     ``w + f + guard_bits`` bits per bank, read by two ports (Yosys duplicates it), plus small
     buffers (solution ``X``, one Gram row, the pivot inverses, and per lane one column's
@@ -183,19 +254,22 @@ class CholeskySolver(wiring.Component):
     ------
     Cycle counts per phase are given exactly by
     :func:`tiersolve.gen.cholesky_model.cycle_model` (a test checks them against simulation),
-    with ``B_j = ceil((n + k - j)/lanes)`` blocks in column ``j``. Gram mode, per row:
-    ``n + k`` input cycles, ``Σ_j B_j`` update cycles and 7 cycles of drain (the clear pass is
-    the same without the input). Factorisation: one dot-product step a cycle (per column the
-    head's ``h + 1`` or ``j + 1`` steps and ``(B_j - 1)·(j + 1)`` for the whole blocks; the
-    ``B_j`` scaling blocks of the previous column go in parallel) plus the cycles a step
-    ``q = j - 1`` waits for column ``j - 1``'s pivot inverse and scaling pass (the pivot
-    inverse is known ``7 + rsqrt_latency`` cycles after the head's last step, a scaling block
-    may be issued 7 cycles after the column's last step, and its ``L`` is readable 6 cycles
-    after it), then the last column's scaling pass and 6 cycles of drain after it;
-    ``cycle_model`` replays this schedule. Back substitution, per row ``i``:
+    with ``B_j = ceil((n + k - j)/lanes)`` blocks in column ``j`` and the product latencies
+    ``P_d`` (``w × w``) and ``P_s`` (``w × inverse_format.width``), 1 up to 18 bits and 3 for
+    24 × 24 (:func:`~tiersolve.gen.cholesky_model.pipeline_delays` collects the delays below).
+    Gram mode, per row: ``n + k`` input cycles, ``Σ_j B_j`` update cycles and ``6 + P_d``
+    cycles of drain (the clear pass is the same without the input). Factorisation: one
+    dot-product step a cycle (per column the head's ``h + 1`` or ``j + 1`` steps and
+    ``(B_j - 1)·(j + 1)`` for the whole blocks; the ``B_j`` scaling blocks of the previous
+    column go in parallel) plus the cycles a step ``q = j - 1`` waits for column ``j - 1``'s
+    pivot inverse and scaling pass (the pivot inverse is known ``7 + P_d + rsqrt_latency``
+    cycles after the head's last step, a scaling block may be issued ``7 + P_d`` cycles after
+    the column's last step, and its ``L`` is readable ``6 + P_s`` cycles after it), then the
+    last column's scaling pass and ``6 + P_s`` cycles of drain after it; ``cycle_model``
+    replays this schedule. Back substitution, per row ``i``:
     ``k·max(1, ceil((n - 1 - i)/lanes))`` issue cycles, the next row's first step issued no
-    earlier than ``10 + log2(lanes)`` cycles after this row's first right-hand side ended, and
-    ``10 + log2(lanes)`` cycles of drain after the last row. Output: 2 cycles per element.
+    earlier than ``10 + log2(lanes) + P_d + P_s`` cycles after this row's first right-hand
+    side ended, and as many cycles of drain after the last row. Output: 2 cycles per element.
     The command is accepted in the cycle after the previous job ends.
     """
 
@@ -250,6 +324,8 @@ class CholeskySolver(wiring.Component):
         x_slots = -(-n_max // lanes)
         acc_bits = 2 * w + n_max.bit_length() + 1
         tree_depth = shift
+        dot_latency, scale_latency = multiplier_latencies(fmt, self.inverse_format)
+        delays = pipeline_delays(lanes, fmt, self.inverse_format)
 
         m.submodules.rsqrt = rsqrt = self._rsqrt
 
@@ -328,8 +404,10 @@ class CholeskySolver(wiring.Component):
         scale_col = Signal(range(rows_max + 1))
         scale_row = Signal(range(rows_max + lanes + 1))   # first row of its next block
         scale_issue = Signal()                            # this cycle issues a scaling block
-        scale_age = Signal(range(8))     # cycles since the column's last dot product (to 7)
-        scale_settle = Signal(range(8))  # cycles until the pass's last L write is readable
+        # cycles since the column's last dot product (up to delays["s_stored"])
+        scale_age = Signal(range(delays["s_stored"] + 1))
+        # cycles until the pass's last L write is readable
+        scale_settle = Signal(range(delays["l_readable"]))
         issue_col = Signal(range(rows_max + 1))           # column of the issued step
         # factor: each column starts with its head block (1..lanes rows, the pivot row first),
         # then whole blocks; a head of at most lanes/2 rows is split over paired lanes
@@ -401,8 +479,17 @@ class CholeskySolver(wiring.Component):
         follow(t1, t0)
         follow(tr, t1)
         follow(t2, tr)
-        follow(t3, t2)
-        in_flight = [t1["valid"], tr["valid"], t2["valid"], t3["valid"]]
+        in_flight = [t1["valid"], tr["valid"], t2["valid"]]
+        # wide operands: the product takes dot_latency cycles; t2_last is the stage one cycle
+        # before the product is ready (t2 itself when it takes one)
+        t2_last = t2
+        for depth in range(dot_latency - 1):
+            delayed = tags(f"multiplying{depth + 1}")
+            follow(delayed, t2_last)
+            in_flight.append(delayed["valid"])
+            t2_last = delayed
+        follow(t3, t2_last)
+        in_flight.append(t3["valid"])
 
         # the issued block (block_row, col) and the scaling pass's block (scale_row, scale_col)
         # are decoded from registers in parallel; they go down separate pipelines
@@ -504,11 +591,24 @@ class CholeskySolver(wiring.Component):
         # partner's last product was accumulated at least one cycle before)
         a2 = [Signal(signed(max(wide, acc_bits) + 1), name=f"a2_{b}") for b in range(lanes)]
         p2 = Signal(signed(w))
-        m.d.sync += p2.eq(p1)
+
+        def delay(value, cycles, name):
+            for index in range(cycles):
+                delayed_value = Signal.like(value, name=f"{name}_delay{index + 1}")
+                m.d.sync += delayed_value.eq(value)
+                value = delayed_value
+            return value
+
+        m.d.sync += p2.eq(delay(p1, dot_latency - 1, "p1"))
         for b in range(lanes):
             partner_sum = acc[b ^ (lanes >> 1)] if lanes > 1 else 0
-            m.d.sync += [a2[b].eq(a1[b] - Mux(t2["split"], partner_sum, 0)),
-                         prod2[b].eq(left1[b] * right1[b])]
+            a1_last = delay(a1[b], dot_latency - 1, f"a1_{b}")
+            m.d.sync += a2[b].eq(a1_last - Mux(t2_last["split"], partner_sum, 0))
+            if dot_latency == 1:
+                m.d.sync += prod2[b].eq(left1[b] * right1[b])
+            else:
+                m.d.comb += prod2[b].eq(_pipelined_product(m, left1[b], right1[b],
+                                                           f"dot_product{b}"))
 
         # -- Gram / clear: stage 3 adds, stage 4 writes -------------------------------------
         t4 = tags("accumulated")
@@ -539,15 +639,22 @@ class CholeskySolver(wiring.Component):
                     m.d.sync += s3[b].eq(a2[b] - running)
                 with m.Else():
                     m.d.sync += acc[b].eq(running + prod2[b])
-        t5 = tags("rounded")
-        follow(t5, t4, hold=True)
-        in_flight.append(t5["valid"])
+        # rounding (stage t4) and clipping (stage t4r) in separate cycles
+        t4r, t5 = tags("rounded"), tags("clipped")
+        follow(t4r, t4, hold=True)
+        follow(t5, t4r, hold=True)
+        m.d.sync += t5["valid"].eq(t4r["valid"] & (kind[_KIND_FACTOR]))
+        in_flight += [t4r["valid"], t5["valid"]]
+        s_rounded = [Signal(_round(s3[b], f).shape(), name=f"s_rounded_{b}")
+                     for b in range(lanes)]
         s4 = [Signal(signed(w), name=f"s4_{b}") for b in range(lanes)]
         with m.If(t4["valid"] & (kind[_KIND_FACTOR])):
+            m.d.sync += [s_rounded[b].eq(_round(s3[b], f)) for b in range(lanes)]
+        with m.If(t4r["valid"] & (kind[_KIND_FACTOR])):
             for b in range(lanes):
-                value, clipped = _round_clip(s3[b], f, w)
+                value, clipped = _clip(s_rounded[b], w)
                 m.d.sync += s4[b].eq(value)
-                with m.If(clipped & t4["mask"][b]):
+                with m.If(clipped & t4r["mask"][b]):
                     m.d.comb += saturation_event().eq(1)
 
         # pivot -> rsqrt unit (factor, diagonal block); the result is kept until the column's
@@ -606,21 +713,24 @@ class CholeskySolver(wiring.Component):
                 m.d.sync += back_s.eq((y_delay << f) - back_sum)
             with m.Else():
                 m.d.sync += back_acc.eq(back_sum)
-        tb2, tb3 = tags("back_rounded"), tags("back_operand")
+        tb2, tbc, tb3 = tags("back_rounded"), tags("back_clipped"), tags("back_operand")
         follow(tb2, tb1)
-        follow(tb3, tb2)
-        in_flight += [tb1["valid"], tb2["valid"], tb3["valid"]]
-        # the rounded back-substitution value gets its own register, so that the rounding
-        # adder and the clip do not share a cycle with lane 0's operand multiplexer
+        follow(tbc, tb2)
+        follow(tb3, tbc)
+        in_flight += [tb1["valid"], tb2["valid"], tbc["valid"], tb3["valid"]]
+        # the back-substitution value is rounded (stage tb1), clipped (tb2) and selected as
+        # lane 0's scaling operand (tbc) in three cycles, each with its own register
+        back_round = Signal(_round(back_s, f).shape())
+        m.d.sync += back_round.eq(_round(back_s, f))
         back_rounded = Signal(signed(w))
-        rounded_value, clipped = _round_clip(back_s, f, w)
-        m.d.sync += back_rounded.eq(rounded_value)
-        # 1/L_ii of the row at stage tb1 is read now and sits in inv_reg when that row's value
+        clipped_value, clipped = _clip(back_round, w)
+        m.d.sync += back_rounded.eq(clipped_value)
+        # 1/L_ii of the row at stage tb2 is read now and sits in inv_reg when that row's value
         # is multiplied (stage tb3), so consecutive rows may overlap in the pipeline
-        m.d.comb += inv_rd.addr.eq(tb1["col"])
+        m.d.comb += inv_rd.addr.eq(tb2["col"])
         with m.If(kind[_KIND_BACK]):
             m.d.sync += inv_reg.eq(inv_rd.data)
-        with m.If(tb1["valid"] & clipped):
+        with m.If(tb2["valid"] & clipped):
             m.d.comb += saturation_event().eq(1)
         # the scaling pass has its own pipeline, parallel to the dot products: the column's s
         # values are also kept in a small buffer per lane (one word per slot), read back by
@@ -655,27 +765,44 @@ class CholeskySolver(wiring.Component):
         m.d.sync += scale0.eq(Mux(kind[_KIND_BACK], back_rounded, scale_operand[0][0]))
 
         # -- shared scaling: stage 5 multiplies by 1/L_jj, stage 6 rounds, then write --------
-        t6, t7 = tags("scaled"), tags("result")
-        in_flight += [t6["valid"], t7["valid"]]
-        # factor: the scaling pass's operand stage
+        # stages: operand (tb3 | sc2), product ready (t6, scale_latency cycles later: wide
+        # operands are cut into registered partial products), rounded (t6r), clipped (t7)
+        t6_first = tags("scaling1")
         with m.If(kind[_KIND_BACK]):
-            follow(t6, tb3)
+            follow(t6_first, tb3)
         with m.Else():
-            follow(t6, sc2)
-            m.d.sync += t6["valid"].eq(sc2["valid"] & (kind[_KIND_FACTOR]))
+            follow(t6_first, sc2)
+            m.d.sync += t6_first["valid"].eq(sc2["valid"] & (kind[_KIND_FACTOR]))
+        in_flight.append(t6_first["valid"])
+        t6 = t6_first
+        for depth in range(1, scale_latency):
+            delayed = tags(f"scaling{depth + 1}")
+            follow(delayed, t6)
+            in_flight.append(delayed["valid"])
+            t6 = delayed
+        t6r, t7 = tags("scaled_rounded"), tags("result")
+        follow(t6r, t6)
+        follow(t7, t6r)
+        in_flight += [t6r["valid"], t7["valid"]]
         prod5 = [Signal(signed(w + w_inv), name=f"prod5_{b}") for b in range(lanes)]
         for b in range(lanes):
             scaled = scale_operand[b][1] if b else scale0
-            m.d.sync += prod5[b].eq(scaled * inv_reg)
-        follow(t7, t6)
+            if scale_latency == 1:
+                m.d.sync += prod5[b].eq(scaled * inv_reg)
+            else:
+                m.d.comb += prod5[b].eq(_pipelined_product(m, scaled, inv_reg,
+                                                           f"scale_product{b}"))
+        out_rounded = [Signal(_round(prod5[b], f_inv).shape(), name=f"out_rounded_{b}")
+                       for b in range(lanes)]
         out6 = [Signal(signed(w), name=f"out6_{b}") for b in range(lanes)]
         for b in range(lanes):
-            value, clipped = _round_clip(prod5[b], f_inv, w)
+            m.d.sync += out_rounded[b].eq(_round(prod5[b], f_inv))
+            value, clipped = _clip(out_rounded[b], w)
             m.d.sync += out6[b].eq(value)
-            write_lane = t6["mask"][b] & ~(t6["diag"] & (lane_of(t6["col"]) == b))
+            write_lane = t6r["mask"][b] & ~(t6r["diag"] & (lane_of(t6r["col"]) == b))
             if b == 0:
                 write_lane = Mux(kind[_KIND_BACK], 1, write_lane)
-            with m.If(t6["valid"] & clipped & write_lane):
+            with m.If(t6r["valid"] & clipped & write_lane):
                 m.d.comb += saturation_event().eq(1)
 
         events = Signal(len(saturation_events))
@@ -738,30 +865,32 @@ class CholeskySolver(wiring.Component):
         select(out_value, lane_of(out_row), [port.data for port in x_out])
 
         # the scaling pass: one block a cycle once the pivot inverse is known and the column's
-        # last s value is stored (7 cycles after its last dot product was issued)
+        # last s value is stored (delays["s_stored"] cycles after its last dot product was issued)
         scale_ready = Signal()
         pivot_failed = Signal()
         scale_next = Signal(range(rows_max + 2 * lanes + 1))
         m.d.comb += [
-            scale_ready.eq(scale_pending & pivot_ready & ~pivot_invalid & (scale_age >= 6)),
+            scale_ready.eq(scale_pending & pivot_ready & ~pivot_invalid
+                           & (scale_age >= delays["s_stored"] - 1)),
             pivot_failed.eq(pivot_ready & pivot_invalid),
             scale_next.eq(scale_row + lanes),
         ]
         m.d.comb += scale_issue.eq(scale_ready & kind[_KIND_FACTOR])
-        with m.If(scale_age != 7):
+        with m.If(scale_age != delays["s_stored"]):
             m.d.sync += scale_age.eq(scale_age + 1)
         with m.If(scale_issue):
             m.d.sync += scale_row.eq(scale_next)
-            with m.If(scale_next >= total):  # last block: its L is readable 6 cycles later
-                m.d.sync += [scale_pending.eq(0), pivot_ready.eq(0), scale_settle.eq(5)]
+            with m.If(scale_next >= total):  # last block: L readable delays["l_readable"] later
+                m.d.sync += [scale_pending.eq(0), pivot_ready.eq(0),
+                             scale_settle.eq(delays["l_readable"] - 1)]
         with m.Elif(scale_settle != 0):
             m.d.sync += scale_settle.eq(scale_settle - 1)
 
         # back substitution: cycles until X[i, 0] of the last row started is readable
-        x_wait = Signal(range(16))
+        x_wait = Signal(range(delays["back"]))
         x_wait_load = Signal()
         with m.If(x_wait_load):
-            m.d.sync += x_wait.eq(9 + tree_depth)
+            m.d.sync += x_wait.eq(delays["back"] - 1)
         with m.Elif(x_wait != 0):
             m.d.sync += x_wait.eq(x_wait - 1)
 
@@ -910,7 +1039,7 @@ class CholeskySolver(wiring.Component):
                         m.d.sync += block_row.eq(next_block)
                     with m.Else():
                         m.d.sync += [block_row.eq(col + 1), step.eq(0), rhs.eq(rhs + 1)]
-                        with m.If(rhs == 0):  # X[i, 0] is readable 10 + log2(lanes) later
+                        with m.If(rhs == 0):  # X[i, 0] is readable delays["back"] later
                             m.d.comb += x_wait_load.eq(1)
                         with m.If(rhs == k - 1):
                             with m.If(col == 0):

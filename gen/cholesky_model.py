@@ -79,6 +79,9 @@ __all__ = [
     "head_is_split",
     "head_rows",
     "head_steps",
+    "multiplier_latencies",
+    "pipeline_delays",
+    "product_latency",
     "wide_bits",
 ]
 
@@ -174,6 +177,38 @@ class CholeskyResult:
     npd_index: int = 0
     saturated: bool = False
     bad_command: bool = False
+
+
+#: Signed operand width of one hardware multiplier (ECP5 ``MULT18X18D``). The core cuts wider
+#: operands into pieces of at most this width, registers every partial product and sums them
+#: one registered level per cycle (:func:`product_latency`).
+MULTIPLIER_WIDTH = 18
+
+
+def multiplier_pieces(width: int) -> int:
+    """Pieces a signed ``width``-bit operand is cut into: unsigned low pieces of
+    ``MULTIPLIER_WIDTH - 1`` bits and a signed top piece of at most ``MULTIPLIER_WIDTH``."""
+    if width <= MULTIPLIER_WIDTH:
+        return 1
+    return 1 + -(-(width - MULTIPLIER_WIDTH) // (MULTIPLIER_WIDTH - 1))
+
+
+def product_latency(width_a: int, width_b: int) -> int:
+    """Cycles from registered operands to the registered exact product ``a·b`` in the core:
+    1 for the partial products (one hardware multiplier each), plus one per level of their
+    pairwise sum. Operands of at most 18 bits: 1."""
+    terms = multiplier_pieces(width_a) * multiplier_pieces(width_b)
+    return 1 + (terms - 1).bit_length()
+
+
+def multiplier_latencies(fmt, inverse_format=None) -> tuple[int, int]:
+    """``(dot_product, scaling)`` product latencies of a core in ``fmt`` whose pivot inverses
+    are in ``inverse_format`` (None: ``fmt``): :func:`product_latency` of ``w × w`` and of
+    ``w × inverse_format.width``. Both are 1 for formats of at most 18 bits, 3 for Q8.16."""
+    fmt = FixedFormat.parse(fmt) if isinstance(fmt, str) else fmt
+    fmt_inv = check_inverse_format(inverse_format, fmt)
+    return (product_latency(fmt.width, fmt.width),
+            product_latency(fmt.width, fmt_inv.width))
 
 
 def _rsqrt(value: int, fmt: FixedFormat, fmt_inv: FixedFormat):
@@ -291,17 +326,18 @@ def head_steps(n: int, k: int, lanes: int, col: int) -> int:
     return col // 2 + 2 if head_is_split(n, k, lanes, col) else col + 1
 
 
-def _factor_schedule(n: int, k: int, lanes: int, rsqrt_latency: int) -> dict:
+def _factor_schedule(n: int, k: int, lanes: int, rsqrt_latency: int, s_stored: int,
+                     l_readable: int) -> dict:
     """Replay, cycle by cycle, the factorisation's issue schedule (the FACTOR states).
 
     Every cycle may issue a block of the scaling pass of the previous column (its own
-    pipeline) when its pivot inverse is known (7 + ``rsqrt_latency`` cycles after the head
-    block's last step) and its last ``s`` is stored (7 cycles after the column's last step),
-    and issues the next step of the current column's current block (the head first, see
-    :func:`head_steps`, then whole blocks of ``col + 1`` steps), unless that step reads the
-    previous column (the step just before the block's last) while the scaling pass is pending
-    or its writes are not yet readable (6 cycles after its last block): then no step is issued
-    (a stall). After the last column only its scaling pass runs.
+    pipeline) when its pivot inverse is known (``s_stored + rsqrt_latency`` cycles after the
+    head block's last step) and its last ``s`` is stored (``s_stored`` cycles after the
+    column's last step), and issues the next step of the current column's current block (the
+    head first, see :func:`head_steps`, then whole blocks of ``col + 1`` steps), unless that
+    step reads the previous column (the step just before the block's last) while the scaling
+    pass is pending or its writes are not yet readable (``l_readable`` cycles after its last
+    block): then no step is issued (a stall). After the last column only its scaling pass runs.
     """
     total = n + k
     cycle = col = step = block_row = scale_row = 0
@@ -319,21 +355,22 @@ def _factor_schedule(n: int, k: int, lanes: int, rsqrt_latency: int) -> dict:
             scale_cycles += 1
             scale_row += lanes
             if scale_row >= total:
-                scale_pending, pivot_ready_at, settled_at = False, None, cycle + 6
-                if tail:  # FACTOR_DRAIN: 6 cycles until the last L is written
-                    return {"factor": cycle + 7, "stalls": stalls, "scale": scale_cycles,
-                            "drain": 6}
+                scale_pending, pivot_ready_at = False, None
+                settled_at = cycle + l_readable
+                if tail:  # FACTOR_DRAIN: until the last L is written
+                    return {"factor": cycle + 1 + l_readable, "stalls": stalls,
+                            "scale": scale_cycles, "drain": l_readable}
         if tail or step_waits:
             stalls += 1
         elif step == last_step:
             if in_head:
-                pivot_ready_at = cycle + 7 + rsqrt_latency
+                pivot_ready_at = cycle + s_stored + rsqrt_latency
                 block_row += head_rows(n, k, lanes, col)
             else:
                 block_row += lanes
             step, in_head = 0, False
             if block_row >= total:
-                scale_pending, scale_row, scale_allowed_at = True, col, cycle + 7
+                scale_pending, scale_row, scale_allowed_at = True, col, cycle + s_stored
                 if col == n - 1:
                     tail = True
                 else:
@@ -343,8 +380,37 @@ def _factor_schedule(n: int, k: int, lanes: int, rsqrt_latency: int) -> dict:
         cycle += 1
 
 
+def pipeline_delays(lanes: int, fmt=None, inverse_format=None) -> dict:
+    """Pipeline delays of the core (cycles) that the schedule depends on.
+
+    Parameters
+    ----------
+    lanes : int
+        Lanes of the core (the back substitution's adder tree has ``log2(lanes)`` levels).
+    fmt, inverse_format : FixedFormat or str or None
+        Data format and pivot-inverse format; they set the product latencies
+        ``P_d, P_s`` (:func:`multiplier_latencies`; None: formats of at most 18 bits, 1 and 1).
+
+    Returns
+    -------
+    dict
+        ``gram_drain`` (``6 + P_d``): cycles after a Gram or clear pass's last issue until the
+        pipeline is empty; ``s_stored`` (``7 + P_d``): cycles after a factor column's last step
+        until its last ``s`` is readable by the scaling pass (its pivot inverse is known
+        ``s_stored + rsqrt_latency`` cycles after the head block's last step);
+        ``l_readable`` (``6 + P_s``): cycles after a scaling block is issued until its ``L``
+        is readable; ``back`` (``10 + log2(lanes) + P_d + P_s``): cycles after a back
+        substitution row's first right-hand side ends until ``X[i, 0]`` is readable (also the
+        final drain).
+    """
+    dot, scaling = (1, 1) if fmt is None else multiplier_latencies(fmt, inverse_format)
+    tree_depth = lanes.bit_length() - 1
+    return {"gram_drain": 6 + dot, "s_stored": 7 + dot, "l_readable": 6 + scaling,
+            "back": 10 + tree_depth + dot + scaling}
+
+
 def cycle_model(n: int, k: int, lanes: int, rows: int = 0, *, rsqrt_latency: int,
-                tree_depth: int | None = None) -> dict:
+                fmt=None, inverse_format=None) -> dict:
     """Cycle counts of one job of the core, phase by phase (checked against simulation).
 
     Parameters
@@ -355,8 +421,9 @@ def cycle_model(n: int, k: int, lanes: int, rows: int = 0, *, rsqrt_latency: int
         Rows ``m`` streamed in Gram mode (0: direct mode, not counted here).
     rsqrt_latency : int
         ``latency`` of the reciprocal-square-root unit the core was built with.
-    tree_depth : int or None
-        Adder-tree levels, ``log2(lanes)`` (default).
+    fmt, inverse_format : FixedFormat or str or None
+        The core's data and pivot-inverse formats: operands wider than 18 bits make the
+        products longer (:func:`pipeline_delays`). None: formats of at most 18 bits.
 
     Returns
     -------
@@ -369,10 +436,10 @@ def cycle_model(n: int, k: int, lanes: int, rows: int = 0, *, rsqrt_latency: int
         per block of rows; they run in parallel with the dot products and cost no cycle of
         their own), ``factor_pivot_wait`` (cycles that issue no dot-product step: a column's
         step ``q = j - 1`` waiting for the previous column's pivot inverse and scaling pass,
-        or the last column waiting for its own) and ``factor_drain`` (the final drain, 6).
+        or the last column waiting for its own) and ``factor_drain`` (the final drain,
+        ``l_readable`` of :func:`pipeline_delays`).
     """
-    if tree_depth is None:
-        tree_depth = lanes.bit_length() - 1
+    delays = pipeline_delays(lanes, fmt, inverse_format)
     total = n + k
 
     def blocks(first, end):  # blocks of `lanes` consecutive rows covering first .. end-1
@@ -380,22 +447,22 @@ def cycle_model(n: int, k: int, lanes: int, rows: int = 0, *, rsqrt_latency: int
 
     # each Gram / clear pass: per column j, one issue per block of rows j .. n+k-1
     passes = sum(blocks(j, total) for j in range(n))
-    gram_drain = 7  # cycles after the last issue until the pipeline is seen empty
-    schedule = _factor_schedule(n, k, lanes, rsqrt_latency)
+    schedule = _factor_schedule(n, k, lanes, rsqrt_latency, delays["s_stored"],
+                                delays["l_readable"])
     # back substitution: row i issues k dot products of one step per block of rows
     # i+1 .. n-1 (at least one); the next row follows at once, except that its first step
-    # (which reads X[i, 0]) waits until X[i, 0] is written, 10 + log2(lanes) cycles after its
+    # (which reads X[i, 0]) waits until X[i, 0] is written, delays["back"] cycles after its
     # last step; the final drain lasts as long
     solve = x_ready = 0
     for i in range(n - 1, -1, -1):
         row_blocks = max(blocks(i + 1, n), 1)
         solve = max(solve, x_ready)
-        x_ready = solve + row_blocks - 1 + 10 + tree_depth
+        x_ready = solve + row_blocks - 1 + delays["back"]
         solve += k * row_blocks
-    solve += 10 + tree_depth
+    solve += delays["back"]
     return {
-        "gram_per_row": total + passes + gram_drain,
-        "clear": passes + gram_drain,
+        "gram_per_row": total + passes + delays["gram_drain"],
+        "clear": passes + delays["gram_drain"],
         "factor": schedule["factor"],
         "factor_pivot_wait": schedule["stalls"],
         "factor_drain": schedule["drain"],

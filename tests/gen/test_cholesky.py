@@ -115,6 +115,12 @@ def make_core(n_max, k_max, fmt, lanes, **kwargs):
     return CholeskySolver(n_max, k_max, fmt, lanes, **kwargs)
 
 
+def core_cycles(core, n, k, rows=0):
+    """``cycle_model`` for the configuration of ``core``."""
+    return cycle_model(n, k, core.lanes, rows, rsqrt_latency=core.rsqrt_latency, fmt=core.fmt,
+                       inverse_format=core.inverse_format)
+
+
 # -- bit-exact tests --------------------------------------------------------------------------
 
 
@@ -215,14 +221,14 @@ def test_cycle_model_matches_simulation(lanes):
             Job("direct", 4, 2, 0, spd_direct(rng, Q6_12, 4, 2), core)]
     results = simulate(core, jobs)
     for job, (_, _, phases) in zip(jobs, results, strict=True):
-        want = cycle_model(job.n, job.k, lanes, rsqrt_latency=core.rsqrt_latency)
+        want = core_cycles(core, job.n, job.k)
         assert phases[Phase.FACTOR] == want["factor"]
         assert phases[Phase.SOLVE] == want["solve"]
         assert phases[Phase.OUTPUT] == want["output"]
     m = 3
     job = Job("gram", 5, 2, Q6_12.const(0.5), gram_rows(rng, Q6_12, 5, 2, m), core)
     (_, flags, phases), = simulate(core, [job])
-    want = cycle_model(5, 2, lanes, rows=m, rsqrt_latency=core.rsqrt_latency)
+    want = core_cycles(core, 5, 2, rows=m)
     # input phase = clear + m rows, the rows streaming without a gap
     assert flags["cycles"] == (want["clear"] + m * want["gram_per_row"] + want["factor"]
                                + want["solve"] + want["output"])
@@ -243,11 +249,10 @@ def test_interleaved_schedule(n_max, k_max, lanes, jobs_nk):
     results = simulate(core, jobs, deadline=2e-2)
     for job, (_, _, phases) in zip(jobs, results, strict=True):
         assert job.want.x is not None and not job.want.saturated
-        want = cycle_model(job.n, job.k, lanes, rsqrt_latency=core.rsqrt_latency)
+        want = core_cycles(core, job.n, job.k)
         assert phases[Phase.FACTOR] == want["factor"]
         assert phases[Phase.SOLVE] == want["solve"]
-    schedule = cycle_model(20 if lanes == 2 else 12, 3 if lanes == 2 else 2, lanes,
-                           rsqrt_latency=core.rsqrt_latency)
+    schedule = core_cycles(core, 20 if lanes == 2 else 12, 3 if lanes == 2 else 2)
     assert schedule["factor_pivot_wait"] > 0  # the stall path is exercised
 
 
@@ -284,9 +289,88 @@ def test_split_head_schedule(lanes, jobs_nk):
         if job.want.npd:
             continue
         assert job.want.x is not None and not job.want.saturated
-        want = cycle_model(job.n, job.k, lanes, rsqrt_latency=core.rsqrt_latency)
+        want = core_cycles(core, job.n, job.k)
         assert phases[Phase.FACTOR] == want["factor"]
         assert phases[Phase.SOLVE] == want["solve"]
+
+
+@pytest.mark.parametrize("fmt, inverse_format, lanes, latencies", [
+    (FixedFormat(8, 16), None, 2, (3, 3)),       # the demo's format: both products split
+    (FixedFormat(8, 16), "Q8.10", 4, (3, 2)),    # 24 x 18 scaling: two partial products
+    (FixedFormat(6, 14), "Q4.20", 1, (3, 3)),    # 20-bit data, 24-bit inverses
+])
+def test_wide_formats_split_products(fmt, inverse_format, lanes, latencies):
+    """Formats wider than one 18x18 multiplier: the dot products and the scaling products are
+    cut into registered partial products (longer pipelines); the results stay the model's
+    integers (Gram and direct mode, a split head, a failing pivot, a saturating job) and
+    ``cycle_model`` still counts every phase exactly."""
+    from tiersolve.gen.cholesky_model import multiplier_latencies
+
+    assert multiplier_latencies(fmt, inverse_format) == latencies
+    rng = np.random.default_rng(fmt.width + lanes)
+    core = make_core(8, 2, fmt, lanes, inverse_format=inverse_format)
+    failing = spd_direct(rng, fmt, 6, 1)
+    failing[4, 4] = -failing[4, 4]
+    tiny = np.hstack([fmt.quantise(np.diag([2 * fmt.resolution, 1.0])).values,  # inv clips
+                      np.full((2, 1), fmt.quantise(8.0).values)])
+    jobs = [
+        Job("direct", 8, 2, fmt.const(0.125), spd_direct(rng, fmt, 8, 2, cond=30.0), core),
+        Job("direct", 6, 1, 0, failing, core),
+        Job("gram", 7, 2, fmt.const(0.25), gram_rows(rng, fmt, 7, 2, 4), core),
+        Job("direct", 2, 1, 0, tiny, core),
+        Job("direct", 5, 1, 0, rounding_ties(rng, fmt, 5, 1), core),
+    ]
+    assert jobs[1].want.npd and jobs[1].want.npd_index == 4
+    assert jobs[3].want.saturated
+    results = simulate(core, jobs, deadline=2e-2)
+    for job, (_, flags, phases) in zip(jobs, results, strict=True):
+        if job.want.x is None:
+            continue
+        want = core_cycles(core, job.n, job.k, rows=len(job.rows) if job.mode == "gram" else 0)
+        assert phases[Phase.FACTOR] == want["factor"]
+        assert phases[Phase.SOLVE] == want["solve"]
+        if job.mode == "gram":
+            assert flags["cycles"] == (want["clear"] + len(job.rows) * want["gram_per_row"]
+                                       + want["factor"] + want["solve"] + want["output"])
+
+
+@pytest.mark.parametrize("width_a, width_b", [(24, 24), (24, 18), (18, 18), (36, 20), (7, 30)])
+def test_pipelined_product_is_exact(width_a, width_b):
+    """The split multiplier gives the exact signed product, ``product_latency`` cycles after
+    its operands, on random operands and every pair of range limits."""
+    from amaranth.hdl import Module, Signal, signed
+    from amaranth.sim import Simulator
+    from tiersolve.gen.cholesky import _pipelined_product
+    from tiersolve.gen.cholesky_model import product_latency
+
+    rng = np.random.default_rng(width_a * 100 + width_b)
+    limits_a = [-(1 << (width_a - 1)), -1, 0, 1, (1 << (width_a - 1)) - 1]
+    limits_b = [-(1 << (width_b - 1)), -1, 0, 1, (1 << (width_b - 1)) - 1]
+    pairs = [(a, b) for a in limits_a for b in limits_b]
+    pairs += [(int(a), int(b)) for a, b in zip(rng.integers(limits_a[0], limits_a[-1] + 1, 200),
+                                               rng.integers(limits_b[0], limits_b[-1] + 1, 200),
+                                               strict=True)]
+    latency = product_latency(width_a, width_b)
+    m = Module()
+    a, b = Signal(signed(width_a)), Signal(signed(width_b))
+    product = Signal(signed(width_a + width_b))
+    m.d.comb += product.eq(_pipelined_product(m, a, b, "product"))
+    got = []
+
+    async def bench(ctx):
+        for cycle in range(len(pairs) + latency):
+            if cycle < len(pairs):
+                ctx.set(a, pairs[cycle][0])
+                ctx.set(b, pairs[cycle][1])
+            await ctx.tick()
+            if cycle >= latency - 1 and len(got) < len(pairs):
+                got.append(ctx.get(product))
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == [x * y for x, y in pairs]
 
 
 def test_failed_pivot_flags_its_whole_column():
@@ -339,15 +423,16 @@ def test_generate_command(tmp_path):
 
 
 @pytest.mark.verilator
-def test_verilator_matches_model():
+@pytest.mark.parametrize("fmt, k_max", [(Q6_12, 4), (FixedFormat(8, 16), 10)])
+def test_verilator_matches_model(fmt, k_max):
     """The generated Verilog of the ``tiersolve generate`` configuration (n_max=16, k_max=4,
-    lanes=4, Q6.12), run in Verilator with random stalls on every stream, gives the model's
-    integers for a sequence of jobs: Gram, direct, a not-positive-definite one, and more."""
+    lanes=4, Q6.12) and of the demo's (k_max=10, Q8.16: split multipliers), run in Verilator
+    with random stalls on every stream, gives the model's integers for a sequence of jobs:
+    Gram, direct, a not-positive-definite one, and more."""
     from tiersolve.gen.cholesky import MODE_DIRECT, MODE_GRAM
     from tiersolve.gen.crosssim import VerilatorSimulation
 
-    fmt = Q6_12
-    core = make_core(16, 4, fmt, 4)
+    core = make_core(16, k_max, fmt, 4)
     rng = np.random.default_rng(21)
     indefinite = spd_direct(rng, fmt, 6, 1)
     indefinite[3, 3] = -indefinite[3, 3]
@@ -356,7 +441,7 @@ def test_verilator_matches_model():
         Job("direct", 13, 3, fmt.const(0.0), spd_direct(rng, fmt, 13, 3, cond=100.0), core),
         Job("direct", 6, 1, 0, indefinite, core),
         Job("gram", 9, 2, fmt.const(0.5), gram_rows(rng, fmt, 9, 2, 5), core),
-        Job("direct", 16, 4, fmt.const(0.125), spd_direct(rng, fmt, 16, 4), core),
+        Job("direct", 16, k_max, fmt.const(0.125), spd_direct(rng, fmt, 16, k_max), core),
     ]
     assert jobs[2].want.npd
     commands, inputs, expected = [], [], []
