@@ -434,6 +434,7 @@ class FrameBridge(wiring.Component):
         # the byte selection apart from the COBS and CRC logic); the writer drains it.
         feed_valid = Signal()
         feed_byte = Signal(8)
+        build_data = Signal(32)       # the reply word being sent, registered after its read
         feed_finish = Signal()
         building = Signal()
         writer_ready = code != 0xFF
@@ -628,6 +629,14 @@ class FrameBridge(wiring.Component):
                     request_words.addr.eq(build_word),
                     request_words.read_enable.eq(1),
                 ]
+                m.next = "BUILD_LATCH"
+
+            with m.State("BUILD_LATCH"):
+                # The word read goes into a register before any logic: a block RAM's output
+                # is slow (about 5.6 ns on ECP5 speed 6), too slow to select a byte from and
+                # reach feed_byte in one cycle at 100 MHz.
+                m.d.comb += building.eq(1)
+                m.d.sync += build_data.eq(request_words.read_data)
                 m.next = "BUILD_DATA"
 
             with m.State("BUILD_DATA"):
@@ -635,7 +644,7 @@ class FrameBridge(wiring.Component):
                 with m.If(feed_free):
                     m.d.sync += [
                         feed_valid.eq(1),
-                        feed_byte.eq(request_words.read_data.word_select(build_index[:2], 8)),
+                        feed_byte.eq(build_data.word_select(build_index[:2], 8)),
                     ]
                     m.d.sync += build_index.eq(build_index + 1)
                     with m.If(build_index == 3):

@@ -65,7 +65,8 @@ def fit_cycles(n: int, k: int, lanes: int, fmt="Q6.12", inverse_format=None) -> 
     from tiersolve.gen.cholesky_model import cycle_model
     from tiersolve.host.bench.cholesky import _rsqrt_latency
 
-    cycles = cycle_model(n, k, lanes, rsqrt_latency=_rsqrt_latency(fmt, inverse_format))
+    cycles = cycle_model(n, k, lanes, rsqrt_latency=_rsqrt_latency(fmt, inverse_format),
+                         fmt=fmt, inverse_format=inverse_format)
     return cycles["factor"] + cycles["solve"] + cycles["output"]
 
 

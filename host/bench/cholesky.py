@@ -102,12 +102,14 @@ def cpu_time_us(n: int, k: int, repeats: int = 50, seed: int = 0) -> float:
     return float(np.median(times) * 1e6)
 
 
-def cycle_table(ns, lanes_list, k, rsqrt_latency):
-    """One record per (n, lanes): the cycle formula, the bound and the ratio."""
+def cycle_table(ns, lanes_list, k, rsqrt_latency, fmt=None, inverse_format=None):
+    """One record per (n, lanes): the cycle formula, the bound and the ratio (``fmt`` and
+    ``inverse_format``: the core's formats, None for at most 18 bits)."""
     records = []
     for n in ns:
         for lanes in lanes_list:
-            c = cycle_model(n, k, lanes, rows=1, rsqrt_latency=rsqrt_latency)
+            c = cycle_model(n, k, lanes, rows=1, rsqrt_latency=rsqrt_latency, fmt=fmt,
+                            inverse_format=inverse_format)
             bound = n**3 / (6 * lanes) + n**2 * k / lanes
             ideal_lane_cycles = sum((n + k - j) * (j + 1) for j in range(n))
             records.append({
@@ -239,7 +241,7 @@ def run(args) -> int:
         fmax, fmax_source = min(s["fmax_mhz"] for s in synth), "synthesis (lowest)"
     else:
         fmax, fmax_source = 100.0, "assumed"
-    records = cycle_table(args.n, args.lanes, args.k, latency)
+    records = cycle_table(args.n, args.lanes, args.k, latency, fmt, inverse_format)
     cpu = {n: cpu_time_us(n, args.k, args.repeats) for n in args.n}
     for record in records:
         record["device_time_us"] = record["factor_solve_cycles"] / fmax

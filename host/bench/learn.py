@@ -206,7 +206,8 @@ def fpga_cost(ridge_jobs, head_rows, cholesky=None, updater=None, clock=None) ->
     for m, n, k in ridge_jobs:
         for begin in range(0, k, k_max):
             block = min(k_max, k - begin)
-            c = cycle_model(n, block, lanes, rows=m, rsqrt_latency=rsqrt_latency)
+            c = cycle_model(n, block, lanes, rows=m, rsqrt_latency=rsqrt_latency,
+                            fmt=cholesky["format"], inverse_format=cholesky["inverse_format"])
             cholesky_cycles += m * c["gram_per_row"] + c["factor"] + c["solve"]
             jobs += 1
     updater_cycles = 0

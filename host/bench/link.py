@@ -469,7 +469,7 @@ def core_cycles_from_formula(kind: str, n: int, k: int, m: int, lanes: int, fmt,
     unit = ReciprocalUnit(fmt, inverse_format, "rsqrt", "iterative")
     unit._MustUse__silence = True  # only asked for its latency
     cycles = cycle_model(n, k, lanes, rows=m if kind == "fit" else 0,
-                         rsqrt_latency=unit.latency)
+                         rsqrt_latency=unit.latency, fmt=fmt, inverse_format=inverse_format)
     tail = cycles["factor"] + cycles["solve"] + cycles["output"]
     if kind == "fit":
         return {"tail": cycles["gram_per_row"] + tail,

@@ -34,7 +34,8 @@ def _expected_cycles(m, d, width, classes, direct_link=False):
     cholesky = 0
     for begin in range(0, d, core["k_max"]):
         block = min(core["k_max"], d - begin)
-        c = cycle_model(width, block, core["lanes"], rows=m, rsqrt_latency=latency)
+        c = cycle_model(width, block, core["lanes"], rows=m, rsqrt_latency=latency,
+                        fmt=core["format"], inverse_format=core["inverse_format"])
         cholesky += m * c["gram_per_row"] + c["factor"] + c["solve"]
     updater = learn.UPDATER_CORE
     n = width + 1 + (d if direct_link else 0)
