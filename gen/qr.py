@@ -50,7 +50,10 @@ registered level per cycle (:func:`product_latency`); variable-shift roundings t
 from flip-flops); addresses are bit fields (the
 memories are padded to powers of two: ``2 · 2**ceil(log2 n_max) · 2**ceil(log2 slots)`` words
 per bank, ``slots = ceil((n_max + k_max) / units)``), so no adder or multiplier sits in front
-of a memory port.
+of a memory port. The CORDIC vectoring unit takes its operands from registers of its own and its
+start from a registered pulse, both loaded in the cycle before the generator starts (no cycle
+added), so that no decode of the sequencer's state reaches the unit's pre-rotation (a negation);
+the rotation units take the directions word through one more register.
 
 Command port
 ------------
@@ -294,10 +297,10 @@ class IncrementalUpdater(wiring.Component):
     def array_cycles(self, hyperbolic: bool = False) -> int:
         """Cycles from a group's issue to its write-back: the address register, the memory read,
         the read register, the forgetting scale (:attr:`scale_latency`; updater only), the unit
-        (CORDIC ``iterations + 3``, multiplier unit :attr:`multiplier_apply_latency`), then the
-        registered write port."""
+        (:attr:`apply_latency`: CORDIC ``iterations + 3``, multiplier unit
+        :attr:`multiplier_apply_latency`), then the registered write port."""
         if self.rotation == "cordic" and not hyperbolic:
-            return 4 + self.scale_latency + self.config.cordic.iterations + 3
+            return 4 + self.scale_latency + self.apply_latency
         return 4 + self.scale_latency + self.multiplier_apply_latency
 
     def update_cycles(self, n: int, k: int, hyperbolic: bool = False) -> int:
@@ -469,17 +472,27 @@ class IncrementalUpdater(wiring.Component):
             m.submodules.vectoring = vectoring = Cordic(fmt, mode="vectoring")
             m.d.comb += vectoring.o.ready.eq(1)
             directions = Signal(vectoring.directions_layout)
+            # The vectoring unit's inputs come from registers of their own, loaded with the
+            # pivot pair in PIVOT_SCALED (the cycle before GENERATE), and its valid is a
+            # registered start pulse: no decode of the sequencer's state sits in front of the
+            # unit's pre-rotation (a negation, a carry chain). No cycle is added.
+            vectoring_x = Signal(signed(w))
+            vectoring_y = Signal(signed(w))
+            vectoring_start = Signal()
+            m.d.sync += vectoring_start.eq(0)   # a one-cycle pulse (set in PIVOT_SCALED)
+            m.d.comb += [
+                vectoring.i.valid.eq(vectoring_start),
+                vectoring.i.payload.x.eq(vectoring_x),
+                vectoring.i.payload.y.eq(vectoring_y),
+            ]
 
         with m.FSM(name="generator"):
             with m.State("IDLE"):
                 with m.If(gen_start):
                     if cordic_kind:
-                        with m.If(use_cordic & ~inverse_mode):
-                            m.d.comb += [
-                                vectoring.i.valid.eq(1),
-                                vectoring.i.payload.x.eq(pivot),
-                                vectoring.i.payload.y.eq(lower),
-                            ]
+                        # vectoring_start is high with gen_start exactly when this fold's
+                        # rotations are CORDIC ones (never in back substitution)
+                        with m.If(vectoring_start):
                             m.next = "CORDIC"
                         with m.Else():
                             m.next = "SQUARE"
@@ -653,12 +666,20 @@ class IncrementalUpdater(wiring.Component):
             for u in range(units):
                 unit = Cordic(fmt, mode="rotation")
                 m.submodules[f"rotator{u}"] = unit
+                # a registered copy of the directions per unit, meant to sit beside it so that
+                # the pre-rotation bit does not fan out across the chip into every unit's
+                # negation; stable from the first APPLY cycle on, operand_delay cycles before
+                # the unit's first operands. (Yosys's opt_merge still merges the four copies
+                # into one register: "keep" on a wire does not keep a flip-flop cell.)
+                unit_directions = Signal(vectoring.directions_layout,
+                                         name=f"unit_directions_{u}", attrs={"keep": 1})
+                m.d.sync += unit_directions.eq(directions)
                 m.d.comb += [
                     unit.o.ready.eq(1),
                     unit.i.valid.eq(stage2_valid & use_cordic),
                     unit.i.payload.x.eq(upper_scaled[u]),
                     unit.i.payload.y.eq(lower_in[u]),
-                    unit.i.payload.directions.eq(directions),
+                    unit.i.payload.directions.eq(unit_directions),
                 ]
                 m.d.comb += [
                     out_upper[u].eq(unit.o.payload.x),
@@ -884,6 +905,9 @@ class IncrementalUpdater(wiring.Component):
                             m.d.comb += [scaled_pivot.eq(upper_scaled[u]),
                                          lower_pivot.eq(lower_in[u])]
                 m.d.sync += [pivot.eq(scaled_pivot), lower.eq(lower_pivot), inverse_mode.eq(0)]
+                if cordic_kind:
+                    m.d.sync += [vectoring_x.eq(scaled_pivot), vectoring_y.eq(lower_pivot),
+                                 vectoring_start.eq(use_cordic)]
                 m.next = "GENERATE"
             with m.State("GENERATE"):
                 m.d.comb += gen_start.eq(1)

@@ -322,3 +322,15 @@ def test_forgetting_constant_out_of_range_is_a_bad_command():
     model = IncrementalUpdaterModel(QRConfig(fmt, "multiplier"), 2, 1, 0)
     with pytest.raises(ValueError, match="forgetting constant"):
         model.update_with_constant([1, 2], [3], 0)
+
+
+@pytest.mark.parametrize("rotation, generator, array", [("cordic", 21, 28),
+                                                         ("multiplier", 34, 11)])
+def test_documented_latencies_q6_12(rotation, generator, array):
+    """The latencies :mod:`tiersolve.gen.qr` documents for the updater in Q6.12 (``S = 3``,
+    ``G``, ``D``) are the cycle model's (that model is checked against simulation above)."""
+    dut = IncrementalUpdater(16, 2, "Q6.12", units=4, rotation=rotation)
+    dut._MustUse__silence = True    # never elaborated
+    assert dut.scale_latency == 3
+    assert dut.generator_cycles() == generator
+    assert dut.array_cycles() == array
