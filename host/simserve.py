@@ -32,6 +32,7 @@ import collections
 import os
 import random
 import select
+import signal
 import sys
 import threading
 import tty
@@ -395,11 +396,24 @@ def _run_sim_serve(args) -> int:
               f"{server.design.identity()['K_MAX']} {server.design.fmt} solver on {server.path}",
               flush=True)
         print(f"connect with: --device '{server.url}?timeout=2'  (Ctrl-C stops)", flush=True)
+        # Ctrl-C asks the serving loop to stop at its next poll (within about 50 ms when
+        # idle) instead of raising KeyboardInterrupt wherever the simulator happens to be.
+        interrupted = threading.Event()
+
+        def stop_serving(_signum, _frame):
+            interrupted.set()
+            server._stop.set()
+
+        previous = signal.signal(signal.SIGINT, stop_serving)
         try:
             server.serve_forever()
         finally:
+            signal.signal(signal.SIGINT, previous)
             if args.link and os.path.islink(args.link):
                 os.unlink(args.link)
+    if interrupted.is_set():
+        print("interrupted", file=sys.stderr)
+        return 130
     return 0
 
 
