@@ -12,7 +12,6 @@ from amaranth.lib.wiring import In, Out
 
 from . import registry
 from .cholesky_model import (
-    MULTIPLIER_WIDTH,
     Phase,
     check_cholesky_parameters,
     check_inverse_format,
@@ -20,6 +19,7 @@ from .cholesky_model import (
     pipeline_delays,
     wide_bits,
 )
+from .hwfixed import pipelined_product
 
 __all__ = ["CholeskySolver", "MODE_DIRECT", "MODE_GRAM"]
 
@@ -72,55 +72,6 @@ def _round_clip(value, shift: int, width: int):
     """``saturate(round_shift(value, shift, "nearest-even"), width)``: :func:`_round`, then
     :func:`_clip` (the core registers between the two)."""
     return _clip(_round(value, shift), width)
-
-
-def _split_operand(value):
-    """``[(piece, shift)]`` with ``value = Σ piece·2**shift``: unsigned low pieces of
-    ``MULTIPLIER_WIDTH - 1`` bits (as non-negative signed values) and a signed top piece of at
-    most ``MULTIPLIER_WIDTH`` bits, so that each product of two pieces fits one multiplier."""
-    value = Value.cast(value)
-    pieces, low = [], 0
-    while len(value) - low > MULTIPLIER_WIDTH:
-        pieces.append((Cat(value[low:low + MULTIPLIER_WIDTH - 1], Const(0, 1)).as_signed(),
-                       low))
-        low += MULTIPLIER_WIDTH - 1
-    pieces.append((value[low:].as_signed(), low))
-    return pieces
-
-
-def _pipelined_product(m, a, b, name: str):
-    """Exact signed ``a·b``, registered, after
-    :func:`~tiersolve.gen.cholesky_model.product_latency` cycles (free running).
-
-    Operands of at most ``MULTIPLIER_WIDTH`` bits give one registered product. Wider ones are
-    cut (:func:`_split_operand`); every partial product is registered (one hardware multiplier
-    each, no adder after it in that cycle), then the partial products are summed pairwise, one
-    registered level per cycle.
-    """
-    terms = []
-    for piece_a, shift_a in _split_operand(a):
-        for piece_b, shift_b in _split_operand(b):
-            partial = Signal(signed(len(piece_a) + len(piece_b)),
-                             name=f"{name}_partial{len(terms)}")
-            m.d.sync += partial.eq(piece_a * piece_b)
-            terms.append((partial, shift_a + shift_b))
-    level = 0
-    while len(terms) > 1:
-        merged = []
-        for index in range(0, len(terms), 2):
-            pair = sorted(terms[index:index + 2], key=lambda term: term[1])
-            if len(pair) == 1:  # an odd term out is registered too, to stay aligned
-                (expression, low_shift), = pair
-            else:
-                (low, low_shift), (high, high_shift) = pair
-                expression = (high << (high_shift - low_shift)) + low
-            partial_sum = Signal(expression.shape(), name=f"{name}_sum{level}_{index // 2}")
-            m.d.sync += partial_sum.eq(expression)
-            merged.append((partial_sum, low_shift))
-        terms = merged
-        level += 1
-    (product, shift), = terms
-    return product << shift if shift else product
 
 
 class CholeskySolver(wiring.Component):
@@ -607,7 +558,7 @@ class CholeskySolver(wiring.Component):
             if dot_latency == 1:
                 m.d.sync += prod2[b].eq(left1[b] * right1[b])
             else:
-                m.d.comb += prod2[b].eq(_pipelined_product(m, left1[b], right1[b],
+                m.d.comb += prod2[b].eq(pipelined_product(m, left1[b], right1[b],
                                                            f"dot_product{b}"))
 
         # -- Gram / clear: stage 3 adds, stage 4 writes -------------------------------------
@@ -790,7 +741,7 @@ class CholeskySolver(wiring.Component):
             if scale_latency == 1:
                 m.d.sync += prod5[b].eq(scaled * inv_reg)
             else:
-                m.d.comb += prod5[b].eq(_pipelined_product(m, scaled, inv_reg,
+                m.d.comb += prod5[b].eq(pipelined_product(m, scaled, inv_reg,
                                                            f"scale_product{b}"))
         out_rounded = [Signal(_round(prod5[b], f_inv).shape(), name=f"out_rounded_{b}")
                        for b in range(lanes)]

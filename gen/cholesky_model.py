@@ -66,7 +66,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fixed import FixedFormat, round_shift, saturate
+from .fixed import FixedFormat, product_latency, round_shift, saturate
 
 __all__ = [
     "CholeskyResult",
@@ -177,28 +177,6 @@ class CholeskyResult:
     npd_index: int = 0
     saturated: bool = False
     bad_command: bool = False
-
-
-#: Signed operand width of one hardware multiplier (ECP5 ``MULT18X18D``). The core cuts wider
-#: operands into pieces of at most this width, registers every partial product and sums them
-#: one registered level per cycle (:func:`product_latency`).
-MULTIPLIER_WIDTH = 18
-
-
-def multiplier_pieces(width: int) -> int:
-    """Pieces a signed ``width``-bit operand is cut into: unsigned low pieces of
-    ``MULTIPLIER_WIDTH - 1`` bits and a signed top piece of at most ``MULTIPLIER_WIDTH``."""
-    if width <= MULTIPLIER_WIDTH:
-        return 1
-    return 1 + -(-(width - MULTIPLIER_WIDTH) // (MULTIPLIER_WIDTH - 1))
-
-
-def product_latency(width_a: int, width_b: int) -> int:
-    """Cycles from registered operands to the registered exact product ``a·b`` in the core:
-    1 for the partial products (one hardware multiplier each), plus one per level of their
-    pairwise sum. Operands of at most 18 bits: 1."""
-    terms = multiplier_pieces(width_a) * multiplier_pieces(width_b)
-    return 1 + (terms - 1).bit_length()
 
 
 def multiplier_latencies(fmt, inverse_format=None) -> tuple[int, int]:

@@ -22,9 +22,12 @@ import numpy as np
 
 __all__ = [
     "MAX_WIDTH",
+    "MULTIPLIER_WIDTH",
     "ROUNDING_MODES",
     "FixedFormat",
     "Quantised",
+    "multiplier_pieces",
+    "product_latency",
     "round_shift",
     "saturate",
 ]
@@ -315,3 +318,29 @@ def saturate(x, fmt: FixedFormat) -> tuple[np.ndarray, np.ndarray]:
     high = x > fmt.max_int
     values = np.where(low, fmt.min_int, np.where(high, fmt.max_int, x)).astype(np.int64)
     return values, np.asarray(low | high, dtype=bool)
+
+
+# -- hardware multipliers ----------------------------------------------------------------------
+
+#: Signed operand width of one hardware multiplier (ECP5 ``MULT18X18D``). The cores cut wider
+#: operands into pieces of at most this width, register every partial product and sum them one
+#: registered level per cycle (:func:`tiersolve.gen.hwfixed.pipelined_product`), so that no
+#: carry chain follows a multiplier in the same cycle.
+MULTIPLIER_WIDTH = 18
+
+
+def multiplier_pieces(width: int) -> int:
+    """Pieces a signed ``width``-bit operand is cut into: unsigned low pieces of
+    ``MULTIPLIER_WIDTH - 1`` bits and a signed top piece of at most ``MULTIPLIER_WIDTH``."""
+    if width <= MULTIPLIER_WIDTH:
+        return 1
+    return 1 + -(-(width - MULTIPLIER_WIDTH) // (MULTIPLIER_WIDTH - 1))
+
+
+def product_latency(width_a: int, width_b: int) -> int:
+    """Cycles from registered operands to the registered exact product ``a·b`` of
+    :func:`tiersolve.gen.hwfixed.pipelined_product` for signed operands of these widths: 1 for
+    the partial products (one hardware multiplier each), plus one per level of their pairwise
+    sum. Operands of at most 18 bits: 1."""
+    terms = multiplier_pieces(width_a) * multiplier_pieces(width_b)
+    return 1 + (terms - 1).bit_length()

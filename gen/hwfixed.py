@@ -1,18 +1,20 @@
 """Gateware counterparts of :func:`tiersolve.gen.fixed.round_shift` and
-:func:`tiersolve.gen.fixed.saturate`.
+:func:`tiersolve.gen.fixed.saturate`, and the pipelined wide multiplier whose latency
+:func:`tiersolve.gen.fixed.product_latency` gives.
 
-These are combinational helpers that return Amaranth values; put registers around them where the
-timing needs it. Each one computes exactly what its NumPy twin computes, so a model written with
-the NumPy helpers is bit-exact against gateware written with these.
+``round_shift`` and ``saturate`` are combinational helpers that return Amaranth values; put
+registers around them where the timing needs it. Each one computes exactly what its NumPy
+twin computes, so a model written with the NumPy helpers is bit-exact against gateware written
+with these.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Mux, Value
+from amaranth.hdl import Cat, Const, Mux, Signal, Value, signed
 
-from .fixed import FixedFormat, _check_rounding
+from .fixed import MULTIPLIER_WIDTH, FixedFormat, _check_rounding
 
-__all__ = ["round_shift", "saturate"]
+__all__ = ["pipelined_product", "round_shift", "saturate", "split_operand"]
 
 
 def round_shift(value: Value, shift: int, rounding: str = "nearest-even") -> Value:
@@ -59,3 +61,56 @@ def saturate(value: Value, fmt: FixedFormat) -> tuple[Value, Value]:
     low = value < fmt.min_int
     result = Mux(high, fmt.max_int, Mux(low, fmt.min_int, value[:width].as_signed()))
     return result[:width].as_signed(), high | low
+
+
+def split_operand(value) -> list:
+    """``[(piece, shift)]`` with ``value = sum(piece << shift)``: unsigned low pieces of
+    ``MULTIPLIER_WIDTH - 1`` bits (zero-extended to signed) and a signed top piece of at most
+    ``MULTIPLIER_WIDTH`` bits, so that the product of two pieces fits one hardware multiplier.
+    An unsigned ``value`` is zero-extended by one bit first."""
+    value = Value.cast(value)
+    if not value.shape().signed:
+        value = Cat(value, Const(0, 1)).as_signed()
+    pieces, low = [], 0
+    while len(value) - low > MULTIPLIER_WIDTH:
+        piece = Cat(value[low:low + MULTIPLIER_WIDTH - 1], Const(0, 1)).as_signed()
+        pieces.append((piece, low))
+        low += MULTIPLIER_WIDTH - 1
+    pieces.append((value[low:].as_signed(), low))
+    return pieces
+
+
+def pipelined_product(m, a, b, name: str) -> Value:
+    """The exact product ``a * b``, registered, after
+    :func:`~tiersolve.gen.fixed.product_latency` cycles (free running: a new pair every cycle).
+
+    Operands of at most ``MULTIPLIER_WIDTH`` bits give one registered product. Wider ones are
+    cut (:func:`split_operand`); every partial product is registered (one hardware multiplier
+    each, no adder after it in that cycle), then the partial products are summed pairwise, one
+    registered level per cycle. ``m`` is the module that gets the registers (``sync`` domain),
+    ``name`` prefixes their names.
+    """
+    terms = []
+    for piece_a, shift_a in split_operand(a):
+        for piece_b, shift_b in split_operand(b):
+            partial = Signal(signed(len(piece_a) + len(piece_b)),
+                             name=f"{name}_partial{len(terms)}")
+            m.d.sync += partial.eq(piece_a * piece_b)
+            terms.append((partial, shift_a + shift_b))
+    level = 0
+    while len(terms) > 1:
+        merged = []
+        for index in range(0, len(terms), 2):
+            pair = sorted(terms[index:index + 2], key=lambda term: term[1])
+            if len(pair) == 1:  # an odd term out is registered too, to stay aligned
+                (expression, low_shift), = pair
+            else:
+                (low, low_shift), (high, high_shift) = pair
+                expression = (high << (high_shift - low_shift)) + low
+            partial_sum = Signal(expression.shape(), name=f"{name}_sum{level}_{index // 2}")
+            m.d.sync += partial_sum.eq(expression)
+            merged.append((partial_sum, low_shift))
+        terms = merged
+        level += 1
+    (product, shift), = terms
+    return product << shift if shift else product

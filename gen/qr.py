@@ -42,7 +42,7 @@ schedule would reach; see ``tiersolve bench qr``.
 Timing (ECP5 at 100 MHz)
 ------------------------
 Every memory read is registered before any logic (block RAM clock-to-out is about 6 ns on
-ECP5-85F speed 6); every product wider than :data:`MULTIPLIER_WIDTH` x :data:`MULTIPLIER_WIDTH`
+ECP5-85F speed 6); every product wider than ``MULTIPLIER_WIDTH`` x ``MULTIPLIER_WIDTH``
 bits is split into registered partial products that fit one DSP and summed pairwise, one
 registered level per cycle (:func:`product_latency`); variable-shift roundings take two cycles
 (shift, then add); the read addresses and the writes into ``A`` are registered once
@@ -87,7 +87,7 @@ from amaranth.lib.wiring import In, Out
 
 from . import hwfixed, registry
 from .cordic import Cordic
-from .fixed import FixedFormat
+from .fixed import FixedFormat, product_latency
 from .qr_model import QRConfig
 from .qr_ops import Op, Select
 from .recip import ReciprocalUnit
@@ -105,73 +105,6 @@ def command_layout(n_max: int, k_max: int, fmt: FixedFormat) -> data.StructLayou
         "value": signed(fmt.width),
         "forgetting": unsigned(fmt.width + 1),
     })
-
-
-#: Signed operand width of one hardware multiplier (ECP5 ``MULT18X18D``). Wider products are
-#: split into partial products of at most this width, each registered (see
-#: :func:`_pipelined_product`), so that no carry chain follows a multiplier in the same cycle.
-MULTIPLIER_WIDTH = 18
-
-
-def _operand_chunks(width: int) -> int:
-    """Pieces :func:`_split_operand` cuts a signed ``width``-bit operand into."""
-    if width <= MULTIPLIER_WIDTH:
-        return 1
-    return 1 + -(-(width - MULTIPLIER_WIDTH) // (MULTIPLIER_WIDTH - 1))
-
-
-def product_latency(width_a: int, width_b: int) -> int:
-    """Cycles of :func:`_pipelined_product` for signed operands of these widths: one for the
-    registered partial products, then one per level of the pairwise sum."""
-    terms = _operand_chunks(width_a) * _operand_chunks(width_b)
-    return 1 + (terms - 1).bit_length()
-
-
-def _split_operand(value):
-    """``[(piece, shift)]`` with ``value = sum(piece << shift)``: unsigned low pieces of
-    ``MULTIPLIER_WIDTH - 1`` bits (zero-extended to signed) and a signed top piece."""
-    value = Value.cast(value)
-    if not value.shape().signed:
-        value = Cat(value, Const(0, 1)).as_signed()
-    pieces, low = [], 0
-    while len(value) - low > MULTIPLIER_WIDTH:
-        piece = Cat(value[low:low + MULTIPLIER_WIDTH - 1], Const(0, 1)).as_signed()
-        pieces.append((piece, low))
-        low += MULTIPLIER_WIDTH - 1
-    pieces.append((value[low:].as_signed(), low))
-    return pieces
-
-
-def _pipelined_product(m, a, b, name):
-    """Registered ``a * b`` (exact) after :func:`product_latency` cycles, free running.
-
-    Each partial product fits one hardware multiplier and is registered; the partial products
-    are then summed pairwise, one registered level per cycle.
-    """
-    terms = []
-    for piece_a, shift_a in _split_operand(a):
-        for piece_b, shift_b in _split_operand(b):
-            partial = Signal(signed(len(piece_a) + len(piece_b)),
-                             name=f"{name}_partial{len(terms)}")
-            m.d.sync += partial.eq(piece_a * piece_b)
-            terms.append((partial, shift_a + shift_b))
-    level = 0
-    while len(terms) > 1:
-        merged = []
-        for index in range(0, len(terms), 2):
-            pair = sorted(terms[index:index + 2], key=lambda term: term[1])
-            if len(pair) == 1:
-                expression, shift = pair[0]
-            else:
-                (low, shift), (high, high_shift) = pair
-                expression = (high << (high_shift - shift)) + low
-            total = Signal(expression.shape(), name=f"{name}_sum{level}_{index // 2}")
-            m.d.sync += total.eq(expression)
-            merged.append((total, shift))
-        terms = merged
-        level += 1
-    (product, shift), = terms
-    return product if shift == 0 else (product << shift)
 
 
 def _round_shift_first(value, shift_minus_one):
@@ -455,11 +388,11 @@ class IncrementalUpdater(wiring.Component):
         m.d.comb += exponent.eq((leading - mantissa_bits + 1) >> 1)
         half_m = (mantissa_bits - 2) // 2
         # free-running pipelined products; the generator's states wait for their latency
-        square = _pipelined_product(m, pivot, pivot, "square")
-        other = _pipelined_product(m, lower, lower, "other")
-        c_product = _pipelined_product(m, pivot, rot_g, "c_product")
-        s_product = _pipelined_product(m, lower, rot_g, "s_product")
-        r_product = _pipelined_product(m, p, rot_g, "r_product")
+        square = hwfixed.pipelined_product(m, pivot, pivot, "square")
+        other = hwfixed.pipelined_product(m, lower, lower, "other")
+        c_product = hwfixed.pipelined_product(m, pivot, rot_g, "c_product")
+        s_product = hwfixed.pipelined_product(m, lower, rot_g, "s_product")
+        r_product = hwfixed.pipelined_product(m, p, rot_g, "r_product")
         c_shifted = Signal.like(c_product)
         s_shifted = Signal.like(s_product)
         r_shifted = Signal.like(r_product)
@@ -612,7 +545,7 @@ class IncrementalUpdater(wiring.Component):
         for u in range(units):
             if incremental:
                 # round(A·b / 2**w): b <= 2**w, so the result fits w bits
-                upper_product = _pipelined_product(m, a_data[u], forgetting, f"forget_{u}")
+                upper_product = hwfixed.pipelined_product(m, a_data[u], forgetting, f"forget_{u}")
                 half_lsb = 1 << (w - 1)
                 m.d.sync += upper_scaled[u].eq(((upper_product + half_lsb) >> w)[:w])
             else:
@@ -639,10 +572,10 @@ class IncrementalUpdater(wiring.Component):
             unit_c = Signal.like(rot_c, name=f"unit_c_{u}", attrs={"keep": 1})
             unit_s = Signal.like(rot_s, name=f"unit_s_{u}", attrs={"keep": 1})
             m.d.sync += [unit_c.eq(rot_c), unit_s.eq(rot_s)]
-            c_upper = _pipelined_product(m, unit_c, upper_scaled[u], f"c_upper_{u}")
-            s_lower = _pipelined_product(m, unit_s, lower_in[u], f"s_lower_{u}")
-            c_lower = _pipelined_product(m, unit_c, lower_in[u], f"c_lower_{u}")
-            s_upper = _pipelined_product(m, unit_s, upper_scaled[u], f"s_upper_{u}")
+            c_upper = hwfixed.pipelined_product(m, unit_c, upper_scaled[u], f"c_upper_{u}")
+            s_lower = hwfixed.pipelined_product(m, unit_s, lower_in[u], f"s_lower_{u}")
+            c_lower = hwfixed.pipelined_product(m, unit_c, lower_in[u], f"c_lower_{u}")
+            s_upper = hwfixed.pipelined_product(m, unit_s, upper_scaled[u], f"s_upper_{u}")
             new_upper = Signal(signed(coefficient.width + w + 2), name=f"sum_upper_{u}")
             new_lower = Signal(signed(coefficient.width + w + 2), name=f"sum_lower_{u}")
             m.d.sync += [
@@ -724,7 +657,7 @@ class IncrementalUpdater(wiring.Component):
         acc_bits = 2 * w + max(n_max, 2).bit_length() + 2
         acc = Signal(signed(acc_bits))
         signed_g = Signal(signed(config.rsqrt_format.width + 1))
-        solve_product = _pipelined_product(m, acc, signed_g, "solve_product")
+        solve_product = hwfixed.pipelined_product(m, acc, signed_g, "solve_product")
         solve_latency = product_latency(acc_bits, config.rsqrt_format.width + 1)
         solve_shifted = Signal.like(solve_product)
         solve_rounded = Signal(signed(len(solve_product) + 1))
@@ -758,7 +691,7 @@ class IncrementalUpdater(wiring.Component):
         mac_right = Signal(signed(w))
         m.d.sync += [mac_left.eq(Mux(mac_from_x, x_read_data, a_read_data)),
                      mac_right.eq(w_data)]
-        mac_product = _pipelined_product(m, mac_left, mac_right, "mac_product")
+        mac_product = hwfixed.pipelined_product(m, mac_left, mac_right, "mac_product")
         mac_latency = product_latency(w, w)
         mac_in_flight = Signal(4 + mac_latency)
         m.d.sync += mac_in_flight.eq(Cat(mac_issue, mac_in_flight[:-1]))

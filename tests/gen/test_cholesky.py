@@ -334,45 +334,6 @@ def test_wide_formats_split_products(fmt, inverse_format, lanes, latencies):
                                        + want["factor"] + want["solve"] + want["output"])
 
 
-@pytest.mark.parametrize("width_a, width_b", [(24, 24), (24, 18), (18, 18), (36, 20), (7, 30)])
-def test_pipelined_product_is_exact(width_a, width_b):
-    """The split multiplier gives the exact signed product, ``product_latency`` cycles after
-    its operands, on random operands and every pair of range limits."""
-    from amaranth.hdl import Module, Signal, signed
-    from amaranth.sim import Simulator
-    from tiersolve.gen.cholesky import _pipelined_product
-    from tiersolve.gen.cholesky_model import product_latency
-
-    rng = np.random.default_rng(width_a * 100 + width_b)
-    limits_a = [-(1 << (width_a - 1)), -1, 0, 1, (1 << (width_a - 1)) - 1]
-    limits_b = [-(1 << (width_b - 1)), -1, 0, 1, (1 << (width_b - 1)) - 1]
-    pairs = [(a, b) for a in limits_a for b in limits_b]
-    pairs += [(int(a), int(b)) for a, b in zip(rng.integers(limits_a[0], limits_a[-1] + 1, 200),
-                                               rng.integers(limits_b[0], limits_b[-1] + 1, 200),
-                                               strict=True)]
-    latency = product_latency(width_a, width_b)
-    m = Module()
-    a, b = Signal(signed(width_a)), Signal(signed(width_b))
-    product = Signal(signed(width_a + width_b))
-    m.d.comb += product.eq(_pipelined_product(m, a, b, "product"))
-    got = []
-
-    async def bench(ctx):
-        for cycle in range(len(pairs) + latency):
-            if cycle < len(pairs):
-                ctx.set(a, pairs[cycle][0])
-                ctx.set(b, pairs[cycle][1])
-            await ctx.tick()
-            if cycle >= latency - 1 and len(got) < len(pairs):
-                got.append(ctx.get(product))
-
-    sim = Simulator(m)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
-    assert got == [x * y for x, y in pairs]
-
-
 def test_failed_pivot_flags_its_whole_column():
     """A pivot found not positive while its column is still being issued: the job ends only
     after the column's last s values (here one clips) are computed, as in the model, and the

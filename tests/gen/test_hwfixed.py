@@ -6,6 +6,7 @@ from amaranth.hdl import Module, Signal, signed
 from amaranth.sim import Simulator
 from tiersolve.gen import hwfixed
 from tiersolve.gen.fixed import FixedFormat, round_shift, saturate
+from tiersolve.gen.sim import run_simulation
 
 
 def _simulate(width, build, values):
@@ -69,3 +70,51 @@ def test_saturate_narrow_value_passes_through():
 def test_round_shift_rejects_unsigned():
     with pytest.raises(TypeError, match="signed"):
         hwfixed.round_shift(Signal(8), 2)
+
+
+@pytest.mark.parametrize("width_a, width_b, signed_b",
+                         [(24, 24, True), (24, 18, True), (18, 18, True), (36, 20, True),
+                          (7, 30, True), (43, 21, True), (22, 18, False), (19, 19, False)])
+def test_pipelined_product_is_exact(width_a, width_b, signed_b):
+    """The split multiplier gives the exact product, ``product_latency`` cycles after its
+    operands, free running (a new pair every cycle), on every pair of range limits and random
+    operands; an unsigned operand is zero-extended (it would differ on a lost carry or sign)."""
+    from amaranth.hdl import unsigned
+    from tiersolve.gen.fixed import product_latency
+    from tiersolve.gen.hwfixed import pipelined_product
+
+    rng = np.random.default_rng(width_a * 100 + width_b)
+    limits_a = [-(1 << (width_a - 1)), -1, 0, 1, (1 << (width_a - 1)) - 1]
+    limits_b = ([-(1 << (width_b - 1)), -1, 0, 1, (1 << (width_b - 1)) - 1] if signed_b
+                else [0, 1, (1 << width_b) - 1])
+    pairs = [(a, b) for a in limits_a for b in limits_b]
+    pairs += [(int(a), int(b)) for a, b in zip(rng.integers(limits_a[0], limits_a[-1] + 1, 200),
+                                               rng.integers(limits_b[0], limits_b[-1] + 1, 200),
+                                               strict=True)]
+    latency = product_latency(width_a, width_b + (0 if signed_b else 1))
+    m = Module()
+    a = Signal(signed(width_a))
+    b = Signal(signed(width_b) if signed_b else unsigned(width_b))
+    product = Signal(signed(width_a + width_b + 1))
+    m.d.comb += product.eq(pipelined_product(m, a, b, "product"))
+    got = []
+
+    async def bench(ctx):
+        for cycle in range(len(pairs) + latency):
+            if cycle < len(pairs):
+                ctx.set(a, pairs[cycle][0])
+                ctx.set(b, pairs[cycle][1])
+            await ctx.tick()
+            if cycle >= latency - 1 and len(got) < len(pairs):
+                got.append(ctx.get(product))
+
+    run_simulation(m, bench)
+    assert got == [x * y for x, y in pairs]
+
+
+def test_product_latency():
+    """One cycle up to 18 x 18 bits, then one more per level of the partial products' sum."""
+    from tiersolve.gen.fixed import product_latency
+
+    assert [product_latency(*widths) for widths in
+            [(18, 18), (22, 18), (24, 24), (38, 20), (43, 21), (7, 30)]] == [1, 2, 3, 4, 4, 2]

@@ -220,38 +220,6 @@ def test_bad_commands():
     assert results[0][1]["bad_command"] == 1  # no downdate in the QR solver
 
 
-@pytest.mark.parametrize("width_a, width_b", [(18, 18), (22, 18), (38, 20), (43, 21)])
-def test_pipelined_product_is_exact(width_a, width_b):
-    """The split multiplier gives ``a * b`` exactly, ``product_latency`` cycles after its
-    operands, for extreme and random operands (it would differ on a lost carry or sign)."""
-    from amaranth.hdl import Module, Signal, signed
-    from tiersolve.gen.qr import _pipelined_product, product_latency
-
-    m = Module()
-    a, b = Signal(signed(width_a)), Signal(signed(width_b))
-    product = _pipelined_product(m, a, b, "product")
-    latency = product_latency(width_a, width_b)
-    rng = np.random.default_rng(width_a)
-    low_a, high_a = -(1 << (width_a - 1)), (1 << (width_a - 1)) - 1
-    low_b, high_b = -(1 << (width_b - 1)), (1 << (width_b - 1)) - 1
-    pairs = [(low_a, low_b), (low_a, high_b), (high_a, low_b), (high_a, high_b), (-1, 1)]
-    pairs += [(int(rng.integers(low_a, high_a + 1)), int(rng.integers(low_b, high_b + 1)))
-              for _ in range(20)]
-    got = []
-
-    async def bench(ctx):
-        for value_a, value_b in pairs:
-            ctx.set(a, value_a)
-            ctx.set(b, value_b)
-            for _ in range(latency):
-                await ctx.tick()
-            got.append(ctx.get(product))
-
-    run_simulation(m, bench)
-    assert got == [value_a * value_b for value_a, value_b in pairs]
-    assert latency == {(18, 18): 1, (22, 18): 2, (38, 20): 4, (43, 21): 4}[width_a, width_b]
-
-
 def test_parameter_validation():
     with pytest.raises(ValueError, match="units"):
         IncrementalUpdater(4, 1, "Q4.12", units=3)
