@@ -19,7 +19,7 @@ from .cholesky_model import (
     pipeline_delays,
     wide_bits,
 )
-from .hwfixed import pipelined_product
+from .hwfixed import delay_line, pipelined_product
 
 __all__ = ["CholeskySolver", "MODE_DIRECT", "MODE_GRAM"]
 
@@ -544,11 +544,7 @@ class CholeskySolver(wiring.Component):
         p2 = Signal(signed(w))
 
         def delay(value, cycles, name):
-            for index in range(cycles):
-                delayed_value = Signal.like(value, name=f"{name}_delay{index + 1}")
-                m.d.sync += delayed_value.eq(value)
-                value = delayed_value
-            return value
+            return delay_line(m, value, cycles, name)
 
         m.d.sync += p2.eq(delay(p1, dot_latency - 1, "p1"))
         for b in range(lanes):

@@ -14,7 +14,7 @@ from amaranth.hdl import Cat, Const, Mux, Signal, Value, signed
 
 from .fixed import MULTIPLIER_WIDTH, FixedFormat, _check_rounding
 
-__all__ = ["pipelined_product", "round_shift", "saturate", "split_operand"]
+__all__ = ["delay_line", "pipelined_product", "round_shift", "saturate", "split_operand"]
 
 
 def round_shift(value: Value, shift: int, rounding: str = "nearest-even") -> Value:
@@ -114,3 +114,13 @@ def pipelined_product(m, a, b, name: str) -> Value:
         level += 1
     (product, shift), = terms
     return product << shift if shift else product
+
+
+def delay_line(m, value, cycles: int, name: str) -> Value:
+    """``value`` delayed by ``cycles`` registers in ``m``'s ``sync`` domain (``cycles = 0``:
+    ``value`` itself); the registers are named ``{name}_delay1`` ... ``{name}_delay{cycles}``."""
+    for index in range(cycles):
+        delayed = Signal.like(value, name=f"{name}_delay{index + 1}")
+        m.d.sync += delayed.eq(value)
+        value = delayed
+    return value

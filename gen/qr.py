@@ -526,11 +526,7 @@ class IncrementalUpdater(wiring.Component):
         issue_mask = Signal(units)      # columns of the group inside pivot < j < n + k (cycle 1)
 
         def delay(signal, cycles_, name):
-            for index in range(cycles_):
-                delayed = Signal.like(signal, name=f"{name}_{index}")
-                m.d.sync += delayed.eq(signal)
-                signal = delayed
-            return signal
+            return hwfixed.delay_line(m, signal, cycles_, name)
 
         # memory data (cycle 2 after the issue) registered straight away (cycle 3), then the
         # forgetting scale (scale_latency cycles): the units see their operands in cycle
