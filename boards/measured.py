@@ -65,11 +65,13 @@ def _normalise(config: dict) -> dict:
 
 
 def build_command(board: str, *, n_max: int, k_max: int, lanes: int, format: str,
-                  cores=("cholesky",)) -> str:
-    """The ``tiersolve build`` command line that makes this configuration's bitstream."""
+                  cores=("cholesky",), inverse_format=None) -> str:
+    """The ``tiersolve build`` command line that makes this configuration's bitstream
+    (``inverse_format``: the pivot inverses' format, None for the data format)."""
     cores = ",".join(_cores(cores))
-    return (f"tiersolve build --board {board} --n-max {n_max} --k-max {k_max} "
-            f"--lanes {lanes} --format {format} --cores {cores}")
+    command = (f"tiersolve build --board {board} --n-max {n_max} --k-max {k_max} "
+               f"--lanes {lanes} --format {format} --cores {cores}")
+    return command if inverse_format is None else f"{command} --inverse-format {inverse_format}"
 
 
 def load_measured_builds(path=None) -> list[dict]:

@@ -88,11 +88,10 @@ def _row(board, n_max, k_max, lanes, fmt, out: Path, cores=("cholesky",),
     row = {"board": board.name, "n_max": n_max, "k_max": k_max, "lanes": lanes,
            "format": fmt, "cores": list(cores), "clock_mhz": board.clock_mhz,
            "command": build_command(board.name, n_max=n_max, k_max=k_max, lanes=lanes,
-                                    format=fmt, cores=cores),
+                                    format=fmt, cores=cores, inverse_format=inverse_format),
            "fmax_mhz": None}
     if inverse_format is not None:
         row["inverse_format"] = str(inverse_format)
-        row["command"] += f" --inverse-format {inverse_format}"
     started = time.monotonic()
     suffix = "-updater" if "updater" in cores else ""
     folder = out / "build" / f"{board.name}-n{n_max}{suffix}"

@@ -37,7 +37,8 @@ def test_the_committed_record_is_readable_and_complete():
             assert key in entry, (entry["board"], key)
         assert entry["command"] == build_command(
             entry["board"], n_max=entry["n_max"], k_max=entry["k_max"], lanes=entry["lanes"],
-            format=entry["format"], cores=entry["cores"])
+            format=entry["format"], cores=entry["cores"],
+            inverse_format=entry.get("inverse_format"))
     fitted = [entry for entry in builds if entry["fmax_mhz"] is not None]
     for entry in fitted:
         found = measured_build(entry["board"], n_max=entry["n_max"], k_max=entry["k_max"],
