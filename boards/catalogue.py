@@ -13,7 +13,7 @@ Boards
 ------
 ``icebreaker``
     1BitSquared iCEBreaker, iCE40UP5K-SG48. 12 MHz oscillator, SB_PLL40_PAD to 24 MHz (an
-    exact 8-cycle bit at 3 Mbaud; the complete design routes at 27-28 MHz). The Cholesky
+    exact 8-cycle bit at 3 Mbaud). The Cholesky
     result buffer and the bridge's request buffer sit in SPRAM, the block RAMs hold the core.
     UART over the FTDI chip's second channel.
 ``ulx3s-85f``
@@ -67,6 +67,11 @@ class LedPin:
         return f"{self.resource}#{self.number}{colour}"
 
 
+#: ``Fit.measured`` of a configuration whose build is in ``boards/measured_builds.json``: the
+#: figures live there only (``tiersolve boards`` lists them), so they cannot go stale here.
+RECORDED = "built, see its recorded build"
+
+
 @dataclass(frozen=True)
 class Fit:
     """A solver configuration on a board and what measured it.
@@ -78,8 +83,8 @@ class Fit:
     format : str
         Data format (``tiersolve build --format``).
     measured : str
-        How it is known to fit: ``"built <date>: LUT x%, DSP y%, BRAM z%, Fmax f MHz"``, or
-        ``"not measured"``.
+        How it is known to fit: :data:`RECORDED` (its figures are in the recorded builds,
+        :mod:`tiersolve.boards.measured`) or ``"not measured"``.
     """
 
     n_max: int
@@ -208,14 +213,10 @@ BOARDS: dict[str, Board] = {board.name: board for board in (
         bitstream_suffix=".bin",
         synth_options="-dsp",
         spram=True,
-        default=Fit(24, 4, 1, "built 2026-11-25: LUT 77.8%, DSP 75.0%, BRAM 90.0%, "
-                              "Fmax 25.9 MHz at 24"),
-        largest=Fit(32, 8, 1, "built 2026-11-25: LUT 77.5%, DSP 25.0%, BRAM 70.0%, SPRAM 75%, "
-                              "Fmax 25.8 MHz at 24; in Q6.12 n_max=32 does not fit",
-                    format="Q4.12"),
-        notes=("SB_PLL40_PAD 12 -> 24 MHz (3 Mbaud = 8 clocks per bit); the complete design "
-               "routes at 25.8-25.9 MHz, limited inside the Cholesky core (input handshake "
-               "into its row counters)",
+        default=Fit(24, 4, 1, RECORDED),
+        largest=Fit(32, 8, 1, RECORDED + "; in Q6.12 n_max=32 does not fit", format="Q4.12"),
+        notes=("SB_PLL40_PAD 12 -> 24 MHz (3 Mbaud = 8 clocks per bit); Fmax is limited inside "
+               "the Cholesky core",
                "SPRAM holds the Cholesky result buffer and the bridge's request buffer (4 "
                "SB_SPRAM256KA with an 18-bit format, 3 with 16 bits); block RAM holds the "
                "core's memories and limits n_max",
@@ -238,18 +239,10 @@ BOARDS: dict[str, Board] = {board.name: board for board in (
         programmer=("openFPGALoader", "-b", "ulx3s", "{bitstream}"),
         programmer_package="openfpgaloader",
         bitstream_suffix=".bit",
-        default=Fit(16, 4, 4, "built 2026-11-25: LUT 8.1%, DSP 5.1%, BRAM 4.8%, "
-                              "Fmax 92.3 MHz at 90"),
-        largest=Fit(32, 8, 4, "built 2026-11-25: LUT 9.7%, DSP 5.1%, BRAM 5.3%, "
-                              "Fmax 97.7 MHz at 90"),
-        notes=("EHXPLLL 25 -> 90 MHz (3 Mbaud = 30 clocks per bit); 16/4/4 routes at 92.3 MHz "
-               "(90.7 with the updater), limited inside the Cholesky core (rounding and "
-               "saturation of its back substitution and accumulators)",
-               "128/8/8 fits (LUT 13.6%, DSP 10.3%, BRAM 48.6%) but was last routed at "
-               "52.9 MHz, before the bus stage and against a 45 MHz clock: not re-measured "
-               "at 90 MHz",
-               "formats wider than 18 bits (Q8.16) split each product over several "
-               "MULT18X18D in one cycle: 16/10/4 Q8.16 with the updater routes at 65.3 MHz"),
+        default=Fit(16, 4, 4, RECORDED),
+        largest=Fit(128, 8, 8, RECORDED + "; misses the 90 MHz clock"),
+        notes=("EHXPLLL 25 -> 90 MHz (3 Mbaud = 30 clocks per bit); larger designs and the "
+               "updater miss that clock (their recorded Fmax is below 90 MHz)",),
     ),
     Board(
         name="ecpix5-85f",
@@ -267,11 +260,10 @@ BOARDS: dict[str, Board] = {board.name: board for board in (
         programmer=("openFPGALoader", "-c", "ft2232", "{bitstream}"),
         programmer_package="openfpgaloader",
         bitstream_suffix=".bit",
-        default=Fit(16, 4, 4, "built 2026-11-25: LUT 8.1%, DSP 5.1%, BRAM 4.8%, "
-                              "Fmax 131.5 MHz at 105"),
+        default=Fit(16, 4, 4, RECORDED),
         largest=None,
         notes=("EHXPLLL 100 -> 105 MHz (3 Mbaud = 35 clocks per bit; 100 MHz would make "
-               "3 Mbaud 1 % off); 16/4/4 routes at 131.5 MHz at speed grade 8",),
+               "3 Mbaud 1 % off)",),
     ),
     Board(
         name="arty-a7-35",
