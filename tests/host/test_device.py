@@ -22,6 +22,7 @@ from tiersolve.host.errors import (
     Saturated,
 )
 from tiersolve.host.transport import FramedTransport
+from updater_state import device_ints, head_model
 
 URL = "sim://?n_max=8&k_max=2&lanes=2&format=Q6.12"
 N_MAX, K_MAX = 8, 2
@@ -267,21 +268,6 @@ UPDATER_URL = "sim://?n_max=4&k_max=2&lanes=1&format=Q6.12&cores=cholesky,update
 def updater_device():
     with tiersolve.host.open(UPDATER_URL) as dev:
         yield dev
-
-
-def head_model(device):
-    """The IncrementalUpdaterModel started as the device's updater was."""
-    from tiersolve.gen.qr_model import IncrementalUpdaterModel
-
-    head = device.head
-    return IncrementalUpdaterModel(head.config, head.n, head.k, lam_sqrt=head.lam_sqrt)
-
-
-def device_ints(device, select, columns):
-    head = device.head
-    _, values = device.updater_command(regmap.UpdaterOp.READ, head.n, head.k, select=select,
-                                       outputs=head.n * columns)
-    return values.reshape(head.n, columns)
 
 
 def check_head_session(device, rng, n, k, rows):

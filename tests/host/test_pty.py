@@ -25,6 +25,7 @@ from tiersolve.gen.cholesky_model import cholesky_model
 from tiersolve.host.errors import DeviceTimeout, LinkError
 from tiersolve.host.protocol import OP_READ, RegisterLink, Request
 from tiersolve.host.simserve import FAULT_ACTIONS, LinkFaults, SimulatedDeviceServer
+from updater_state import device_ints, head_model
 
 pytest.importorskip("serial")
 
@@ -341,22 +342,6 @@ def updater_server():
         yield srv
 
 
-def updater_model(device):
-    """The IncrementalUpdaterModel started as the device's updater was by ``reset(lam)``."""
-    from tiersolve.gen.qr_model import IncrementalUpdaterModel
-
-    head = device.head
-    return IncrementalUpdaterModel(head.config, head.n, head.k, lam_sqrt=head.lam_sqrt)
-
-
-def updater_ints(device, select, columns):
-    """The updater's stored integers of R (``columns = n``) or Z (``columns = k``)."""
-    head = device.head
-    _, values = device.updater_command(regmap.UpdaterOp.READ, head.n, head.k, select=select,
-                                       outputs=head.n * columns)
-    return values.reshape(head.n, columns)
-
-
 def updater_rows(seed, rows=5, n=3, k=2):
     rng = np.random.default_rng(seed)
     H = rng.uniform(-1, 1, size=(rows, n))
@@ -373,7 +358,7 @@ def test_updater_session_is_bit_exact_over_the_pty(updater_server):
         assert device.info().cores == ("cholesky", "updater")
         device.reset(0.25, n=3, k=2, feature_bound=1.0, target_bound=float(np.max(np.abs(T))),
                      capacity=len(H))
-        model = updater_model(device)
+        model = head_model(device)
         head = device.head
         h_int, t_int = head.quantise_rows(H, T)
         device.update(H[:-1], T[:-1])
@@ -382,8 +367,8 @@ def test_updater_session_is_bit_exact_over_the_pty(updater_server):
             model.update(h, t, beta=0.9 if index == len(H) - 1 else 1.0)
         device.downdate(H[1], T[1])
         assert not model.downdate(h_int[1], t_int[1]).refused
-        assert np.array_equal(updater_ints(device, regmap.UpdaterSelect.R, 3), model.R)
-        assert np.array_equal(updater_ints(device, regmap.UpdaterSelect.Z, 2), model.Z)
+        assert np.array_equal(device_ints(device, regmap.UpdaterSelect.R, 3), model.R)
+        assert np.array_equal(device_ints(device, regmap.UpdaterSelect.Z, 2), model.Z)
         f = head.config.fmt.frac_bits
         assert np.array_equal(device.weights(), np.ldexp(model.solve().astype(float),
                                                          head.h_exponent - head.t_exponent - f))
@@ -407,7 +392,7 @@ def test_damaged_update_requests_are_applied_once(updater_server):
     with open_device(updater_server, timeout=0.3) as device:
         device.reset(0.25, n=3, k=2, feature_bound=1.0, target_bound=float(np.max(np.abs(T))),
                      capacity=len(H))
-        model = updater_model(device)
+        model = head_model(device)
         h_int, t_int = device.head.quantise_rows(H, T)
         # frames counted from here: 0 = command write, 1 = UPDATER_DATA write, 2.. = polls
         first = LinkFaults(to_device={0: "flip", 1: "duplicate"})
@@ -421,8 +406,8 @@ def test_damaged_update_requests_are_applied_once(updater_server):
         model.update(h_int[0], t_int[0], beta=0.95)
         model.update(h_int[1], t_int[1])
         model.update(h_int[2], t_int[2])
-        assert np.array_equal(updater_ints(device, regmap.UpdaterSelect.R, 3), model.R)
-        assert np.array_equal(updater_ints(device, regmap.UpdaterSelect.Z, 2), model.Z)
+        assert np.array_equal(device_ints(device, regmap.UpdaterSelect.R, 3), model.R)
+        assert np.array_equal(device_ints(device, regmap.UpdaterSelect.Z, 2), model.Z)
         statistics = device.transport.statistics
         delta = {name: updater_server.events[name] - before[name] for name in before}
     assert first.to_device.damaged == {"flip": 1, "duplicate": 1}

@@ -1,0 +1,22 @@
+"""Helpers shared by the host tests of the updater: what the device's updater holds, read back
+as integers, and the model started as the device's updater was (``Device.reset``)."""
+
+from __future__ import annotations
+
+from tiersolve.designs import regmap
+
+
+def head_model(device):
+    """The IncrementalUpdaterModel started as the device's updater was by ``reset(lam)``."""
+    from tiersolve.gen.qr_model import IncrementalUpdaterModel
+
+    head = device.head
+    return IncrementalUpdaterModel(head.config, head.n, head.k, lam_sqrt=head.lam_sqrt)
+
+
+def device_ints(device, select, columns):
+    """The updater's stored integers of R (``columns = n``) or Z (``columns = k``)."""
+    head = device.head
+    _, values = device.updater_command(regmap.UpdaterOp.READ, head.n, head.k, select=select,
+                                       outputs=head.n * columns)
+    return values.reshape(head.n, columns)
