@@ -401,6 +401,13 @@ class IncrementalUpdater(wiring.Component):
         r_rounded = Signal(signed(len(r_product) + 1))
         wait_count = Signal(range(max(self.square_latency, self.coefficient_product_latency) + 1))
 
+        def wait_then(latency, next_state):
+            """Stay in this state ``latency`` cycles (a pipelined product), then go on."""
+            m.d.sync += wait_count.eq(wait_count + 1)
+            with m.If(wait_count == latency - 1):
+                m.d.sync += wait_count.eq(0)
+                m.next = next_state
+
         if cordic_kind:
             m.submodules.vectoring = vectoring = Cordic(fmt, mode="vectoring")
             m.d.comb += vectoring.o.ready.eq(1)
@@ -443,11 +450,7 @@ class IncrementalUpdater(wiring.Component):
                         m.d.comb += gen_done.eq(1)
                         m.next = "IDLE"
             with m.State("SQUARE"):
-                # wait for square = pivot², other = lower²
-                m.d.sync += wait_count.eq(wait_count + 1)
-                with m.If(wait_count == self.square_latency - 1):
-                    m.d.sync += wait_count.eq(0)
-                    m.next = "SUM"
+                wait_then(self.square_latency, "SUM")  # square = pivot², other = lower²
             with m.State("SUM"):
                 m.d.sync += p.eq(Mux(inverse_mode, square,
                                      Mux(hyperbolic, square - other, square + other)))
@@ -486,11 +489,7 @@ class IncrementalUpdater(wiring.Component):
                     m.d.sync += rot_g.eq(reciprocal.o.payload.value)
                     m.next = "PRODUCTS"
             with m.State("PRODUCTS"):
-                # wait for a·g, b·g and p·g
-                m.d.sync += wait_count.eq(wait_count + 1)
-                with m.If(wait_count == self.coefficient_product_latency - 1):
-                    m.d.sync += wait_count.eq(0)
-                    m.next = "ROUND_SHIFT"
+                wait_then(self.coefficient_product_latency, "ROUND_SHIFT")  # a·g, b·g, p·g
             with m.State("ROUND_SHIFT"):
                 m.d.sync += [
                     c_shifted.eq(_round_shift_first(c_product, shift_minus_one)),
