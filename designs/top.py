@@ -22,7 +22,8 @@ from tiersolve.gen.fixed import FixedFormat
 from . import regmap
 from .bus import RegisterBusSignature
 
-__all__ = ["BUSES", "RegisterBusStage", "SolverDesign", "SolverRegisters", "default_bus_timeout"]
+__all__ = ["BUSES", "RegisterBusStage", "SolverDesign", "SolverRegisters", "StreamRegister",
+           "default_bus_timeout"]
 
 #: Transports :class:`SolverDesign` can be built with.
 BUSES = ("bytes", "uart", "axi-lite", "register")
@@ -178,6 +179,11 @@ class SolverRegisters(wiring.Component):
         size_k = Signal(16)
         lam = Signal(32)
 
+        # the command and data streams reach the core through register stages
+        command = _staged_stream(m, "cholesky_command", core.command, reset_cholesky_pending)
+        row_data = _staged_stream(m, "cholesky_data", core.i, reset_cholesky_pending)
+        command_pending = core.command.valid  # taken by the stage, not yet by the core
+
         # -- result buffer: captures the core's output stream -----------------------------------
         depth = self.n_max * self.k_max
         results, result_count, capturing = _result_buffer(m, "results", core.o, w, depth,
@@ -190,19 +196,21 @@ class SolverRegisters(wiring.Component):
         known_op = (op == regmap.Op.CHOLESKY_GRAM) | (op == regmap.Op.CHOLESKY_DIRECT)
         m.d.comb += [
             # out-of-range sizes become n = 0: the core flags bad_command
-            core.command.payload.n.eq(size_n[:len(core.command.payload.n)]),
-            core.command.payload.k.eq(size_k[:len(core.command.payload.k)]),
-            core.command.payload.lam.eq(lam[:w]),
-            core.command.payload.mode.eq(op == regmap.Op.CHOLESKY_DIRECT),
-            core.i.payload.value.eq(bus.w_data[:w]),
-            core.i.payload.last.eq(bus.addr == a("ROW_DATA_LAST")),
+            command.payload.n.eq(size_n[:len(command.payload.n)]),
+            command.payload.k.eq(size_k[:len(command.payload.k)]),
+            command.payload.lam.eq(lam[:w]),
+            command.payload.mode.eq(op == regmap.Op.CHOLESKY_DIRECT),
+            row_data.payload.value.eq(bus.w_data[:w]),
+            row_data.payload.last.eq(bus.addr == a("ROW_DATA_LAST")),
         ]
         with m.If(~sizes_valid):
-            m.d.comb += core.command.payload.n.eq(0)
+            m.d.comb += command.payload.n.eq(0)
 
         status_word = Signal(32)
         fields = {f.name: f for f in regmap.register("STATUS").fields}
-        for name, value in (("busy", core.busy), ("done", core.done), ("npd", core.npd),
+        # a command still in its stage counts as busy, not done (the previous job's done)
+        for name, value in (("busy", core.busy | command_pending),
+                            ("done", core.done & ~command_pending), ("npd", core.npd),
                             ("saturated", core.saturated), ("bad_command", core.bad_command),
                             ("phase", core.phase), ("npd_index", core.npd_index)):
             field = fields[name]
@@ -279,13 +287,13 @@ class SolverRegisters(wiring.Component):
                     m.d.sync += lam.eq(bus.w_data)
                 with m.Case(a("COMMAND")):
                     with m.If(known_op):
-                        m.d.comb += [core.command.valid.eq(1), bus.ack.eq(core.command.ready)]
-                        with m.If(core.command.ready):
+                        m.d.comb += [command.valid.eq(1), bus.ack.eq(command.ready)]
+                        with m.If(command.ready):
                             m.d.sync += result_count.eq(0)
                     with m.Else():  # unknown operations are ignored
                         m.d.comb += bus.ack.eq(1)
                 with m.Case(a("ROW_DATA"), a("ROW_DATA_LAST")):
-                    m.d.comb += [core.i.valid.eq(1), bus.ack.eq(core.i.ready)]
+                    m.d.comb += [row_data.valid.eq(1), bus.ack.eq(row_data.ready)]
                 with m.Default():  # read-only and unused addresses ignore writes
                     m.d.comb += bus.ack.eq(1)
         with m.If(reset_cholesky_pending):
@@ -304,17 +312,20 @@ class SolverRegisters(wiring.Component):
         started = Signal()   # a command was taken since the last reset
         depth = self.n_max * max(self.n_max, self.k_max)
         results, count, capturing = _result_buffer(m, "updater_results", updater.o, w, depth)
+        command = _staged_stream(m, "updater_command", updater.command, reset_updater)
+        data = _staged_stream(m, "updater_data", updater.i, reset_updater)
+        command_pending = updater.command.valid  # taken by the stage, not yet by the core
         sizes_valid = ((size_n >= 1) & (size_n <= self.n_max)
                        & (size_k >= 1) & (size_k <= self.k_max))
         forgetting_valid = forgetting <= (1 << w)
-        payload = updater.command.payload
+        payload = command.payload
         m.d.comb += [
             # out-of-range sizes or constants become 0: the updater flags bad_command
             payload.n.eq(size_n[:len(payload.n)]),
             payload.k.eq(size_k[:len(payload.k)]),
             payload.value.eq(value[:w]),
             payload.forgetting.eq(forgetting[:len(payload.forgetting)]),
-            updater.i.payload.eq(self.bus.w_data[:w]),
+            data.payload.eq(self.bus.w_data[:w]),
         ]
         with m.If(~sizes_valid):
             m.d.comb += payload.n.eq(0)
@@ -322,7 +333,8 @@ class SolverRegisters(wiring.Component):
             m.d.comb += payload.forgetting.eq(0)
         status = Signal(32)
         fields = {f.name: f for f in regmap.register("UPDATER_STATUS").fields}
-        for name, flag in (("busy", updater.busy), ("done", started & ~updater.busy),
+        busy = updater.busy | command_pending  # a command in its stage counts as busy
+        for name, flag in (("busy", busy), ("done", started & ~busy),
                            ("refused", updater.refused), ("saturated", updater.saturated),
                            ("bad_command", updater.bad_command)):
             field = fields[name]
@@ -335,6 +347,7 @@ class SolverRegisters(wiring.Component):
                           "UPDATER_CYCLES": updater.cycles, "UPDATER_COUNT": count},
             "size_n": size_n, "size_k": size_k, "value": value, "forgetting": forgetting,
             "started": started, "count": count, "buffer": results, "capturing": capturing,
+            "command": command, "data": data,
         }
 
     def _updater_writes(self, m, updater, state):
@@ -355,19 +368,19 @@ class SolverRegisters(wiring.Component):
             op, select = fields["op"], fields["select"]
             op_value = bus.w_data[op.offset:op.offset + op.width]
             known = op_value <= max(regmap.UpdaterOp)
-            payload = updater.command.payload
+            command = state["command"]
             m.d.comb += [
-                payload.op.eq(op_value[:len(payload.op)]),
-                payload.select.eq(bus.w_data[select.offset:select.offset + select.width]),
+                command.payload.op.eq(op_value[:len(command.payload.op)]),
+                command.payload.select.eq(bus.w_data[select.offset:select.offset + select.width]),
             ]
             with m.If(known):
-                m.d.comb += [updater.command.valid.eq(1), bus.ack.eq(updater.command.ready)]
-                with m.If(updater.command.ready):
+                m.d.comb += [command.valid.eq(1), bus.ack.eq(command.ready)]
+                with m.If(command.ready):
                     m.d.sync += [state["count"].eq(0), state["started"].eq(1)]
             with m.Else():  # unknown operations are ignored
                 m.d.comb += bus.ack.eq(1)
         with m.Case(a("UPDATER_DATA")):
-            m.d.comb += [updater.i.valid.eq(1), bus.ack.eq(updater.i.ready)]
+            m.d.comb += [state["data"].valid.eq(1), bus.ack.eq(state["data"].ready)]
 
 
 def _check_cores(cores) -> tuple[str, ...]:
@@ -590,6 +603,58 @@ class RegisterBusStage(wiring.Component):
                          downstream.w_stb.eq(upstream.w_stb),
                          downstream.r_stb.eq(upstream.r_stb)]
         return m
+
+
+class StreamRegister(wiring.Component):
+    """One register stage on a stream: ``valid``, ``payload`` and ``ready`` are all registered.
+
+    The register map drives the cores' command and data streams from its address decoder;
+    without a stage, the decoder, a core's ``ready`` and the core's job-start logic form one
+    combinational path (the worst one of a whole board build). Here the sink side's ``ready``
+    is "the stage is empty" and the source side's ``valid`` and ``payload`` come from
+    flip-flops, so neither handshake passes through combinationally.
+
+    Parameters
+    ----------
+    payload_shape : shape-like
+        Shape of the stream's payload.
+
+    Members
+    -------
+    i : In(stream.Signature(payload_shape))
+        Sink.
+    o : Out(stream.Signature(payload_shape))
+        Source.
+
+    Timing
+    ------
+    A payload taken in cycle ``t`` is offered on ``o`` from cycle ``t + 1``. The stage holds one
+    payload and takes the next only once it is empty, so it passes at most one payload every
+    two cycles (a register access takes at least three).
+    """
+
+    def __init__(self, payload_shape):
+        super().__init__({"i": In(stream.Signature(payload_shape)),
+                          "o": Out(stream.Signature(payload_shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.i.ready.eq(~self.o.valid)
+        with m.If(self.o.valid):
+            with m.If(self.o.ready):
+                m.d.sync += self.o.valid.eq(0)
+        with m.Elif(self.i.valid):
+            m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(self.i.payload)]
+        return m
+
+
+def _staged_stream(m, name: str, core_stream, reset):
+    """A :class:`StreamRegister` in front of ``core_stream`` (a core's input stream), reset
+    with the core; returns the stage's sink for the register map to drive."""
+    stage = StreamRegister(core_stream.signature.members["payload"].shape)
+    m.submodules[name] = ResetInserter({"sync": reset})(stage)
+    connect(m, stage.o, core_stream)
+    return stage.i
 
 
 def _result_buffer(m, name: str, stream, width: int, depth: int, *, spram: bool = False):

@@ -20,6 +20,7 @@ from .cholesky_model import (
     wide_bits,
 )
 from .hwfixed import delay_line, pipelined_product
+from .hwmem import chunked_memory
 
 __all__ = ["CholeskySolver", "MODE_DIRECT", "MODE_GRAM"]
 
@@ -286,10 +287,13 @@ class CholeskySolver(wiring.Component):
             m.submodules[name] = mem
             return mem
 
-        mat = [make(f"matrix{b}", signed(wide), slots << col_bits) for b in range(lanes)]
-        mat_a = [mem.read_port() for mem in mat]
-        mat_b = [mem.read_port() for mem in mat]
-        mat_w = [mem.write_port() for mem in mat]
+        # the banks can be deeper than a block RAM: chunked, each chunk's reads registered
+        # beside it (the data below is the registered word, two cycles after the address)
+        banks = [chunked_memory(m, f"matrix{b}", signed(wide), slots << col_bits, read_ports=2)
+                 for b in range(lanes)]
+        mat_a = [reads[0] for reads, _ in banks]
+        mat_b = [reads[1] for reads, _ in banks]
+        mat_w = [write for _, write in banks]
         xmem = [make(f"solution{b}", signed(w), x_slots << rhs_bits) for b in range(lanes)]
         x_rd = [mem.read_port() for mem in xmem]
         x_out = [mem.read_port() for mem in xmem]
@@ -495,17 +499,16 @@ class CholeskySolver(wiring.Component):
         m.d.comb += [vf_rd.addr.eq(col),
                      t0["bsel"].eq(Mux(kind[_KIND_BACK], lane_of(back_row), lane_of(col)))]
 
-        # every memory output is registered first (block RAM clock-to-output is slow)
-        fetched_a = [Signal(signed(wide), name=f"fetched_a{b}") for b in range(lanes)]
-        fetched_b = [Signal(signed(w), name=f"fetched_b{b}") for b in range(lanes)]
+        # every memory output is registered first (block RAM clock-to-output is slow); the
+        # matrix banks register theirs per chunk (gen/hwmem.py)
+        fetched_a = [bank.data for bank in mat_a]
+        fetched_b = [bank.data[:w].as_signed() for bank in mat_b]
         fetched_x = [Signal(signed(w), name=f"fetched_x{b}") for b in range(lanes)]
         fetched_v = [Signal(signed(w), name=f"fetched_v{b}") for b in range(lanes)]
         fetched_vf = Signal(signed(w))
         m.d.sync += fetched_vf.eq(vf_rd.data)
         for b in range(lanes):
-            m.d.sync += [fetched_a[b].eq(mat_a[b].data),
-                         fetched_b[b].eq(mat_b[b].data[:w].as_signed()),
-                         fetched_x[b].eq(x_rd[b].data), fetched_v[b].eq(v_rd[b].data)]
+            m.d.sync += [fetched_x[b].eq(x_rd[b].data), fetched_v[b].eq(v_rd[b].data)]
 
         # stage 1 -> 2: operand registers (the multipliers take their operands straight from
         # registers; masked-off lanes multiply zero)

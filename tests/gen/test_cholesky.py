@@ -256,6 +256,24 @@ def test_interleaved_schedule(n_max, k_max, lanes, jobs_nk):
     assert schedule["factor_pivot_wait"] > 0  # the stall path is exercised
 
 
+def test_bank_deeper_than_a_block_ram():
+    """A lane's bank deeper than one block RAM is built as chunks whose reads are registered
+    one by one (gen/hwmem.py): 26 slots x 32 columns = 832 words, two chunks of 512; the
+    results and cycle counts are unchanged."""
+    from tiersolve.gen.hwmem import BLOCK_RAM_WORDS
+
+    rng = np.random.default_rng(77)
+    core = make_core(24, 2, Q6_12, 1)
+    assert -(-(24 + 2) // 1) * 32 > BLOCK_RAM_WORDS
+    jobs = [Job("direct", 24, 2, Q6_12.const(0.125), spd_direct(rng, Q6_12, 24, 2, cond=20.0),
+                core),
+            Job("gram", 21, 2, Q6_12.const(0.25), gram_rows(rng, Q6_12, 21, 2, 4), core)]
+    results = simulate(core, jobs, deadline=2e-2)
+    for job, (_, _, phases) in zip(jobs, results, strict=True):
+        assert job.want.x is not None
+        assert phases[Phase.FACTOR] == core_cycles(core, job.n, job.k)["factor"]
+
+
 @pytest.mark.parametrize("lanes, jobs_nk", [
     (8, [(13, 3), (9, 2)]),   # heads of 1..4 rows split over lane pairs b, b ^ 4
     (2, [(9, 2), (7, 2)]),    # one-row heads split over lanes 0 and 1
