@@ -761,16 +761,26 @@ class CholeskySolver(wiring.Component):
             m.d.sync += saturated.eq(1)
 
         # -- write ports ------------------------------------------------------------------
+        # direct input: the word, its place and λ's addition are registered before the write
+        # (the DIRECT_END state gives the last write its cycle before FACTOR reads)
         direct_write = Signal()
         direct_row = Signal(range(rows_max + 1))
         direct_col = Signal(range(rows_max + 1))
         direct_value = Signal(signed(wide))
+        written = {"en": Signal(name="direct_written"),
+                   "addr": Signal.like(mat_w[0].addr, name="direct_written_addr"),
+                   "lane": Signal(range(lanes), name="direct_written_lane"),
+                   "value": Signal(signed(wide), name="direct_written_value")}
+        m.d.sync += [written["en"].eq(direct_write),
+                     written["addr"].eq(matrix_address(slot_of(direct_row), direct_col)),
+                     written["lane"].eq(lane_of(direct_row)),
+                     written["value"].eq(direct_value)]
         for b in range(lanes):
-            with m.If(direct_input):
+            with m.If(written["en"]):
                 m.d.comb += [
-                    mat_w[b].addr.eq(matrix_address(slot_of(direct_row), direct_col)),
-                    mat_w[b].data.eq(direct_value),
-                    mat_w[b].en.eq(direct_write & (lane_of(direct_row) == b)),
+                    mat_w[b].addr.eq(written["addr"]),
+                    mat_w[b].data.eq(written["value"]),
+                    mat_w[b].en.eq(written["lane"] == b),
                 ]
             with m.Elif((kind[_KIND_GRAM]) | (kind[_KIND_CLEAR])):
                 m.d.comb += [
@@ -879,12 +889,16 @@ class CholeskySolver(wiring.Component):
                     with m.If(in_col == total - 1):
                         m.d.sync += [in_col.eq(0), in_row.eq(in_row + 1), in_lower.eq(1)]
                         with m.If(in_row == n - 1):
-                            m.d.sync += [kind.eq(1 << _KIND_FACTOR), scale_pending.eq(0),
-                                         scale_settle.eq(0), direct_input.eq(0),
-                                         *start_column(0, first_head)]
-                            m.next = "FACTOR"
+                            m.d.sync += direct_input.eq(0)
+                            m.next = "DIRECT_END"
                     with m.Else():
                         m.d.sync += [in_col.eq(in_col + 1), in_lower.eq(in_col + 1 < n)]
+
+            with m.State("DIRECT_END"):  # the last value's (registered) write
+                m.d.comb += self.phase.eq(Phase.INPUT)
+                m.d.sync += [kind.eq(1 << _KIND_FACTOR), scale_pending.eq(0),
+                             scale_settle.eq(0), *start_column(0, first_head)]
+                m.next = "FACTOR"
 
             with m.State("GRAM_PASS"):  # clear (kind CLEAR) or accumulate one row (kind GRAM)
                 m.d.comb += [t0["valid"].eq(1), t0["first"].eq(1), t0["last"].eq(1),
