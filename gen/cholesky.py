@@ -13,6 +13,7 @@ from amaranth.lib.wiring import In, Out
 from . import registry
 from .cholesky_model import (
     Phase,
+    broadcast_stage,
     check_cholesky_parameters,
     check_inverse_format,
     multiplier_latencies,
@@ -433,8 +434,15 @@ class CholeskySolver(wiring.Component):
         t1, tr, t2, t3 = tags("read"), tags("fetched"), tags("operand"), tags("product")
         follow(t1, t0)
         follow(tr, t1)
-        follow(t2, tr)
         in_flight = [t1["valid"], tr["valid"], t2["valid"]]
+        # wide cores: one more register stage carries the fetched words and the broadcast
+        # (a lanes-to-1 multiplexer) before they fan out to every lane's operand registers
+        t_op = tr
+        if broadcast_stage(lanes):
+            t_op = tags("broadcast")
+            follow(t_op, tr)
+            in_flight.append(t_op["valid"])
+        follow(t2, t_op)
         # wide operands: the product takes dot_latency cycles; t2_last is the stage one cycle
         # before the product is ready (t2 itself when it takes one)
         t2_last = t2
@@ -518,22 +526,32 @@ class CholeskySolver(wiring.Component):
         p1 = Signal(signed(w))
         broadcast = Signal(signed(w))
         select(broadcast, tr["bsel"], fetched_b)
-        pivot_row = Mux(kind[_KIND_GRAM], fetched_vf, broadcast[:w].as_signed())
-        m.d.sync += p1.eq(pivot_row)
         # split head: lane b sums its row's q = col - h + step with the pivot row read by port
         # A of the pivot's bank; its partner lane b ^ lanes/2 sums q = step from port B of
         # bank b with the pivot row from port B (the usual broadcast)
         broadcast_a = Signal(signed(w))
         select(broadcast_a, tr["bsel"], [value[:w].as_signed() for value in fetched_a])
+        if t_op is not tr:
+            def held(value, name):
+                return delay_line(m, value, 1, name)
+
+            broadcast, broadcast_a = held(broadcast, "broadcast"), held(broadcast_a, "broadcast_a")
+            fetched_vf = held(fetched_vf, "fetched_vf")
+            fetched_a = [held(value, f"fetched_a{b}") for b, value in enumerate(fetched_a)]
+            fetched_b = [held(value, f"fetched_b{b}") for b, value in enumerate(fetched_b)]
+            fetched_x = [held(value, f"fetched_x{b}") for b, value in enumerate(fetched_x)]
+            fetched_v = [held(value, f"fetched_v{b}") for b, value in enumerate(fetched_v)]
+        pivot_row = Mux(kind[_KIND_GRAM], fetched_vf, broadcast[:w].as_signed())
+        m.d.sync += p1.eq(pivot_row)
         for b in range(lanes):
             own = Mux(kind[_KIND_GRAM], fetched_v[b], fetched_a[b][:w].as_signed())
             mate = b ^ (lanes >> 1)
             if lanes > 1:
-                partner = tr["split"] & tr["partner"] & tr["mask"][mate]
-                left = Mux(tr["mask"][b], own, Mux(partner, fetched_b[mate], 0))
-                right = Mux(tr["split"] & tr["mask"][b], broadcast_a, pivot_row)
+                partner = t_op["split"] & t_op["partner"] & t_op["mask"][mate]
+                left = Mux(t_op["mask"][b], own, Mux(partner, fetched_b[mate], 0))
+                right = Mux(t_op["split"] & t_op["mask"][b], broadcast_a, pivot_row)
             else:
-                left, right = Mux(tr["mask"][b], own, 0), pivot_row
+                left, right = Mux(t_op["mask"][b], own, 0), pivot_row
             m.d.sync += [a1[b].eq(fetched_a[b]),
                          left1[b].eq(left),
                          right1[b].eq(Mux(kind[_KIND_BACK], fetched_x[b], right))]

@@ -358,6 +358,16 @@ def _factor_schedule(n: int, k: int, lanes: int, rsqrt_latency: int, s_stored: i
         cycle += 1
 
 
+#: Lanes from which the core registers the fetched words and the broadcast once more before
+#: they fan out to the lanes' operand registers (:func:`broadcast_stage`).
+BROADCAST_STAGE_LANES = 16
+
+
+def broadcast_stage(lanes: int) -> int:
+    """1 when a core of ``lanes`` lanes has the extra broadcast register stage, else 0."""
+    return int(lanes >= BROADCAST_STAGE_LANES)
+
+
 def pipeline_delays(lanes: int, fmt=None, inverse_format=None) -> dict:
     """Pipeline delays of the core (cycles) that the schedule depends on.
 
@@ -368,6 +378,8 @@ def pipeline_delays(lanes: int, fmt=None, inverse_format=None) -> dict:
     fmt, inverse_format : FixedFormat or str or None
         Data format and pivot-inverse format; they set the product latencies
         ``P_d, P_s`` (:func:`multiplier_latencies`; None: formats of at most 18 bits, 1 and 1).
+        From :data:`BROADCAST_STAGE_LANES` lanes, ``P_d`` below counts one more cycle: the
+        broadcast register stage before the operand registers.
 
     Returns
     -------
@@ -382,6 +394,7 @@ def pipeline_delays(lanes: int, fmt=None, inverse_format=None) -> dict:
         final drain).
     """
     dot, scaling = (1, 1) if fmt is None else multiplier_latencies(fmt, inverse_format)
+    dot += broadcast_stage(lanes)  # the stage lengthens every path through the dot products
     tree_depth = lanes.bit_length() - 1
     return {"gram_drain": 6 + dot, "s_stored": 7 + dot, "l_readable": 6 + scaling,
             "back": 10 + tree_depth + dot + scaling}

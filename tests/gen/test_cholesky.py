@@ -256,6 +256,27 @@ def test_interleaved_schedule(n_max, k_max, lanes, jobs_nk):
     assert schedule["factor_pivot_wait"] > 0  # the stall path is exercised
 
 
+def test_wide_core_broadcast_stage():
+    """From 16 lanes the fetched words and the broadcast pass one more register stage before
+    the operand registers: integers unchanged, and ``cycle_model`` (whose dot-product delays
+    count the stage) still counts the factorisation and the back substitution exactly."""
+    from tiersolve.gen.cholesky_model import broadcast_stage
+
+    assert broadcast_stage(16) == 1 and broadcast_stage(8) == 0
+    rng = np.random.default_rng(16)
+    core = make_core(20, 3, Q6_12, 16)
+    jobs = [Job("direct", 20, 3, Q6_12.const(0.125), spd_direct(rng, Q6_12, 20, 3, cond=30.0),
+                core),
+            Job("direct", 9, 2, Q6_12.const(0.0), spd_direct(rng, Q6_12, 9, 2), core),
+            Job("gram", 20, 3, Q6_12.const(0.25), gram_rows(rng, Q6_12, 20, 3, 3), core)]
+    results = simulate(core, jobs, deadline=2e-2)
+    for job, (_, _, phases) in zip(jobs, results, strict=True):
+        assert job.want.x is not None and not job.want.saturated
+        want = core_cycles(core, job.n, job.k)
+        assert phases[Phase.FACTOR] == want["factor"]
+        assert phases[Phase.SOLVE] == want["solve"]
+
+
 def test_bank_deeper_than_a_block_ram():
     """A lane's bank deeper than one block RAM is built as chunks whose reads are registered
     one by one (gen/hwmem.py): 26 slots x 32 columns = 832 words, two chunks of 512; the
