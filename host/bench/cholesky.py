@@ -59,8 +59,8 @@ ACCURACY_FORMATS = (("Q6.12", None), ("Q4.20", "Q8.16"))
 def add_arguments(parser):
     parser.add_argument("--n", type=int, nargs="+", default=[8, 16, 32, 64, 128],
                         help="system sizes (default: 8 16 32 64 128)")
-    parser.add_argument("--lanes", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32],
-                        help="lane counts (default: 1 2 4 8 16 32)")
+    parser.add_argument("--lanes", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64],
+                        help="lane counts (default: 1 2 4 8 16 32 64)")
     parser.add_argument("--k", type=int, default=10, help="right-hand sides (default 10)")
     parser.add_argument("--format", default="Q6.12", help="data format (default Q6.12)")
     parser.add_argument("--inverse-format", default=None,
@@ -262,13 +262,28 @@ def run(args) -> int:
             f"{r['pivot_wait_cycles']} | {r['drain_cycles']} | {r['device_time_us']:.1f} | "
             f"{r['cpu_time_us']:.1f} |")
     if synth:
-        lines += ["", "ECP5-85F (speed grade 6, out of context):", "",
-                  "| n_max | k_max | lanes | LUTs | FFs | DSPs | block RAM | Fmax MHz |",
-                  "|---|---|---|---|---|---|---|---|"]
+        # each synthesised core at its own Fmax, on an n = n_max problem with the table's k
+        # (k_max if that is smaller), beside the CPU on the same problem
+        lines += ["", "ECP5-85F (speed grade 6, out of context); the last columns solve "
+                  f"n = n_max, k = min({args.k}, k_max) on that core at its own Fmax:", "",
+                  "| n_max | k_max | lanes | LUTs | FFs | DSPs | block RAM | Fmax MHz | k |"
+                  " factor+solve cyc | device µs | CPU µs |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for s in synth:
+            k = s["k"] = min(args.k, s["k_max"])
+            c = cycle_model(s["n_max"], k, s["lanes"], rows=1, rsqrt_latency=latency,
+                            fmt=fmt, inverse_format=inverse_format)
+            s["factor_solve_cycles"] = c["factor"] + c["solve"]
+            s["cpu_time_us"] = (cpu[s["n_max"]] if k == args.k and s["n_max"] in cpu
+                                else cpu_time_us(s["n_max"], k, args.repeats))
+            s["device_time_us"] = (s["factor_solve_cycles"] / s["fmax_mhz"]
+                                   if s["fmax_mhz"] else None)
+            device = f"{s['device_time_us']:.1f}" if s["device_time_us"] else "n/a"
             lines.append(f"| {s['n_max']} | {s['k_max']} | {s['lanes']} | {s['luts']} | "
                          f"{s['ffs']} | {s['dsps']} | {s['block_rams']} | "
-                         f"{s['fmax_mhz'] or float('nan'):.1f} |")
+                         f"{s['fmax_mhz'] or float('nan'):.1f} | {k} | "
+                         f"{s['factor_solve_cycles']} | {device} | "
+                         f"{s['cpu_time_us']:.1f} |")
     meta = {"format": str(fmt), "inverse_format": str(inverse_format or fmt),
             "rsqrt_latency": latency, "fmax_mhz": fmax, "fmax_source": fmax_source,
             "cycles_source": "tiersolve.gen.cholesky_model.cycle_model (checked against "
