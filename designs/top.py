@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Const, Module, ResetInserter, Signal
+from amaranth.hdl import Const, Module, Mux, ResetInserter, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out, connect
 from tiersolve.gen.checks import check_int
@@ -217,21 +217,26 @@ class SolverRegisters(wiring.Component):
             m.d.comb += status_word[field.offset:field.offset + field.width].eq(value)
 
         # -- bus decoding -------------------------------------------------------------------------
-        read_waited = Signal()  # a result window's word was read from its buffer last cycle
+        # a result window's read: 0 = not started, 1 = read from its buffer last cycle,
+        # 2 = the word is in read_word (a block RAM's output goes to a register first)
+        read_step = Signal(range(3))
+        read_word = Signal(32)
         in_window = bus.addr >= regmap.RESULT_WINDOW
 
         def read_window(buffer, buffer_capturing, offset, count):
             # The buffer has one port, and capturing a core's output has it first: the read
-            # waits for a cycle without a capture, then answers in the next one.
-            with m.If(~read_waited):
+            # waits for a cycle without a capture, registers the word in the next one and
+            # answers in the one after.
+            with m.If(read_step == 0):
                 with m.If(~buffer_capturing):
                     m.d.comb += [buffer.addr.eq(offset), buffer.read_enable.eq(1)]
-                    m.d.sync += read_waited.eq(1)
+                    m.d.sync += read_step.eq(1)
+            with m.Elif(read_step == 1):
+                m.d.sync += [read_word.eq(Mux(offset < count, buffer.read_data.as_signed(), 0)),
+                             read_step.eq(2)]
             with m.Else():
-                m.d.comb += bus.ack.eq(1)
-                m.d.sync += read_waited.eq(0)
-                with m.If(offset < count):
-                    m.d.comb += bus.r_data.eq(buffer.read_data.as_signed())
+                m.d.comb += [bus.ack.eq(1), bus.r_data.eq(read_word)]
+                m.d.sync += read_step.eq(0)
 
         identity = self.identity()
         updater = self.updater
