@@ -369,6 +369,7 @@ class CholeskySolver(wiring.Component):
         # then whole blocks; a head of at most lanes/2 rows is split over paired lanes
         head = Signal(range(lanes + 1))          # rows of the current column's head block
         block_end = Signal(range(rows_max + lanes + 1))  # first row after the current block
+        column_last = Signal()  # block_end >= total: the current block ends its column
         in_head = Signal()                       # the current block is the head
         split = Signal()                         # ... and it is split over paired lanes
         last_step = Signal(range(n_max + 1))     # step index of the block's M read
@@ -395,7 +396,8 @@ class CholeskySolver(wiring.Component):
             split_now = (column >= 3) & (head_rows <= lanes // 2) if lanes > 1 else Const(0)
             half = (column >> 1) + 1  # h: steps of the lane half of a split head
             return [col.eq(column), block_row.eq(column), step.eq(0), head.eq(head_rows),
-                    block_end.eq(column + head_rows), in_head.eq(1), split.eq(split_now),
+                    block_end.eq(column + head_rows), column_last.eq(column + head_rows >= total),
+                    in_head.eq(1), split.eq(split_now),
                     last_step.eq(Mux(split_now, half, column)),
                     a_col.eq(Mux(split_now, column - half, 0)),
                     partner_steps.eq(Mux(split_now, column - half, 0))]
@@ -972,9 +974,10 @@ class CholeskySolver(wiring.Component):
                                  t0["last"].eq(step == last_step)]
                     with m.If(step == last_step):
                         m.d.sync += [step.eq(0), block_row.eq(block_end),
-                                     block_end.eq(block_end + lanes), in_head.eq(0),
+                                     block_end.eq(block_end + lanes),
+                                     column_last.eq(block_end + lanes >= total), in_head.eq(0),
                                      split.eq(0), last_step.eq(col), a_col.eq(0)]
-                        with m.If(block_end >= total):  # column done: its pass is next
+                        with m.If(column_last):  # column done: its pass is next
                             m.d.sync += [scale_pending.eq(1), scale_col.eq(col),
                                          scale_row.eq(col), scale_age.eq(0)]
                             with m.If(col == n - 1):
