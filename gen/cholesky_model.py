@@ -360,7 +360,7 @@ def _factor_schedule(n: int, k: int, lanes: int, rsqrt_latency: int, s_stored: i
 
 #: Lanes from which the core registers the fetched words and the broadcast once more before
 #: they fan out to the lanes' operand registers (:func:`broadcast_stage`).
-BROADCAST_STAGE_LANES = 16
+BROADCAST_STAGE_LANES = 8
 
 
 def broadcast_stage(lanes: int) -> int:
