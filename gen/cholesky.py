@@ -837,12 +837,18 @@ class CholeskySolver(wiring.Component):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         pipeline_empty = ~Cat(*in_flight).any()
 
+        # output: every bank reads the element's address a cycle ahead (the element after the
+        # one being sent, or X[0, 0] while the back substitution drains), each bank's word is
+        # registered beside it in OUT_READ, and the bank is selected from the registers
         out_row = Signal(range(n_max + 1))
         out_rhs = Signal(range(k_max + 1))
+        out_read_row = Signal(range(n_max + 1))
+        out_read_rhs = Signal(range(k_max + 1))
+        out_held = [Signal(signed(w), name=f"out_held{b}") for b in range(lanes)]
         for b in range(lanes):
-            m.d.comb += x_out[b].addr.eq(Cat(out_rhs[:rhs_bits], slot_of(out_row)))
+            m.d.comb += x_out[b].addr.eq(Cat(out_read_rhs[:rhs_bits], slot_of(out_read_row)))
         out_value = Signal(signed(w))
-        select(out_value, lane_of(out_row), [port.data for port in x_out])
+        select(out_value, lane_of(out_row), out_held)
 
         # the scaling pass: one block a cycle once the pivot inverse is known and the column's
         # last s value is stored (delays["s_stored"] cycles after its last dot product was issued)
@@ -1040,10 +1046,15 @@ class CholeskySolver(wiring.Component):
 
             with m.State("OUT_READ"):
                 m.d.comb += self.phase.eq(Phase.OUTPUT)
+                m.d.sync += [held.eq(port.data) for held, port in zip(out_held, x_out, strict=True)]
                 m.next = "OUT_SEND"
 
             with m.State("OUT_SEND"):
                 final = (out_row == n - 1) & (out_rhs == k - 1)
+                with m.If(out_rhs == k - 1):  # the next element's address, read ahead
+                    m.d.comb += [out_read_row.eq(out_row + 1), out_read_rhs.eq(0)]
+                with m.Else():
+                    m.d.comb += [out_read_row.eq(out_row), out_read_rhs.eq(out_rhs + 1)]
                 m.d.comb += [self.phase.eq(Phase.OUTPUT), self.o.valid.eq(1),
                              self.o.payload.value.eq(out_value),
                              self.o.payload.last.eq(final)]
