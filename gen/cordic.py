@@ -14,11 +14,16 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigne
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from . import hwfixed, registry
+from . import registry
+from .cholesky import _clip, _round
 from .cordic_model import OUTPUT_ROUNDING, CordicConfig
 from .fixed import FixedFormat
 
 __all__ = ["MODES", "Cordic", "directions_layout"]
+
+# The gateware rounds with the Cholesky core's one-adder ties-to-even rounding (and clips with
+# its carry-free saturation); the model must round the same way.
+assert OUTPUT_ROUNDING == "nearest-even", OUTPUT_ROUNDING
 
 #: Operating modes of :class:`Cordic`.
 MODES = ("vectoring", "rotation")
@@ -39,10 +44,10 @@ class Cordic(wiring.Component):
     the current ``y`` is negative (bit ``counterclockwise[i]``). Rotation applies the
     micro-rotations its ``directions`` name, so it replays, bit for bit, the arithmetic of the
     vectoring that produced them. The internal datapath is ``Q<I+2>.<F+G>``; outputs are
-    rounded once (to nearest, ties to even) and saturated. What is computed, exactly, is
-    :mod:`tiersolve.gen.cordic_model`; its error bounds at full scale with the defaults are
-    below 0.81 LSB (magnitude), 0.64 LSB (each rotated coordinate) and 0.89 LSB of the angle
-    format (angle), and the replay residual ``|y'|`` is below 1.6 LSB.
+    rounded once (to nearest, ties to even) and, a cycle later, saturated. What is computed,
+    exactly, is :mod:`tiersolve.gen.cordic_model`; its error bounds at full scale with the
+    defaults are below 0.81 LSB (magnitude), 0.64 LSB (each rotated coordinate) and 0.89 LSB of
+    the angle format (angle), and the replay residual ``|y'|`` is below 1.6 LSB.
 
     Parameters
     ----------
@@ -84,10 +89,12 @@ class Cordic(wiring.Component):
         Layout of the ``directions`` field (:func:`directions_layout`), for the units that pass
         directions from a vectoring unit to rotation units.
     latency : int
-        ``n + 3`` with gain compensation, else ``n + 2``, in both pipelined and iterative
-        form: with ``o.ready`` high, an input transferred in cycle ``t`` has its result valid in
-        cycle ``t + latency``. Cycles: input/pre-rotation register, ``n`` iterations, the gain
-        multiply (if compensated), round and saturate into the output register.
+        ``n + 4`` with gain compensation, else ``n + 3``, in both pipelined and iterative
+        form (:meth:`latency_of`): with ``o.ready`` high, an input transferred in cycle ``t``
+        has its result valid in cycle ``t + latency``. Cycles: input/pre-rotation register,
+        ``n`` iterations, the gain multiply (if compensated), the rounding (and, vectoring, the
+        angle's ``+-pi`` term), then the saturation (and the angle's rounding) into the output
+        register.
     initiation_interval : int
         Pipelined: 1. Iterative: ``latency - 1`` (the next input is taken in the cycle the
         result is written to the output register).
@@ -114,7 +121,7 @@ class Cordic(wiring.Component):
         self.pipelined = pipelined
         self.angle_format = self.config.angle_format
         n = self.config.iterations
-        self.latency = n + (3 if self.config.compensate_gain else 2)
+        self.latency = self.latency_of(self.config)
         self.initiation_interval = 1 if pipelined else self.latency - 1
 
         directions = directions_layout(n)
@@ -136,6 +143,15 @@ class Cordic(wiring.Component):
             "i": In(stream.Signature(input_layout)),
             "o": Out(stream.Signature(output_layout)),
         })
+
+    @staticmethod
+    def latency_of(config: CordicConfig) -> int:
+        """:attr:`latency` of a unit built with ``config`` (either mode, either form), for the
+        cores that schedule around a unit: ``iterations + 4`` compensated, else
+        ``iterations + 3``."""
+        if not isinstance(config, CordicConfig):
+            raise TypeError(f"config must be a CordicConfig, not {config!r}")
+        return config.iterations + (4 if config.compensate_gain else 3)
 
     # -- datapath pieces shared by both forms ------------------------------------------------
 
@@ -187,33 +203,51 @@ class Cordic(wiring.Component):
             terms = pairs + ([terms[-1]] if len(terms) % 2 else [])
         return terms[0]
 
-    def _round_saturate(self, value):
-        """Output rounding (once) and saturation of a gain stage value."""
-        rounded = hwfixed.round_shift(value, self.config.output_shift, OUTPUT_ROUNDING)
-        return hwfixed.saturate(rounded, self.fmt)
+    def _rounded(self, value):
+        """Output rounding (once) of a gain stage value; :meth:`_output_statements` saturates it
+        a cycle later (a register between the two carry chains)."""
+        return _round(value, self.config.output_shift)
 
-    def _angle_output(self, z, prerotate):
-        """``-z`` (plus ``+-pi`` when pre-rotated) rounded into the angle format."""
-        config = self.config
-        pi = Const(config.pi_constant, signed(config.angle_width + 1))
+    def _angle_sum(self, z, prerotate):
+        """``-z`` plus ``+-pi`` when pre-rotated: the angle before its rounding, in the internal
+        angle format."""
+        pi = Const(self.config.pi_constant, signed(self.config.angle_width + 1))
         pi_term = Mux(z >= 0, pi, -pi)
-        angle = Mux(prerotate, pi_term, 0) - z
-        rounded = hwfixed.round_shift(angle, config.angle_guard_bits, OUTPUT_ROUNDING)
-        value, _ = hwfixed.saturate(rounded, self.angle_format)  # never clips: |angle| <= pi
-        return value
+        return Mux(prerotate, pi_term, 0) - z
 
-    def _output_statements(self, payload, x, y, z, prerotate, counterclockwise):
-        """Assignments of the output payload from the gain stage values."""
-        x_value, x_saturated = self._round_saturate(x)
+    def _round_stage(self, x, y, z, prerotate):
+        """The round stage from the gain stage values: ``(stage, statements)``, with ``stage``
+        the registers ``(x, y, angle)`` between the rounding and the saturation (``y``
+        rotation only, ``angle`` vectoring only, else None) and ``statements`` their
+        assignments, for the caller to put in ``sync`` where the stage advances."""
+        values = [self._rounded(x), self._rounded(y) if not self._vectoring else None,
+                  self._angle_sum(z, prerotate) if self._vectoring else None]
+        stage, statements = [], []
+        for name, value in zip(("round_x", "round_y", "round_angle"), values, strict=True):
+            if value is None:
+                stage.append(None)
+                continue
+            register = Signal(value.shape(), name=name)
+            stage.append(register)
+            statements.append(register.eq(value))
+        return tuple(stage), statements
+
+    def _output_statements(self, payload, stage, prerotate, counterclockwise):
+        """Assignments of the output payload from the round stage registers: saturation, and
+        the angle's rounding into ``angle_format`` (it never clips: ``|angle| <= pi``)."""
+        round_x, round_y, round_angle = stage
+        x_value, x_saturated = _clip(round_x, self.fmt.width)
         if self._vectoring:
+            angle_rounded = _round(round_angle, self.config.angle_guard_bits)
+            angle, _ = _clip(angle_rounded, self.angle_format.width)
             return [
                 payload.magnitude.eq(x_value),
-                payload.angle.eq(self._angle_output(z, prerotate)),
+                payload.angle.eq(angle),
                 payload.directions.prerotate.eq(prerotate),
                 payload.directions.counterclockwise.eq(counterclockwise),
                 payload.saturated.eq(x_saturated),
             ]
-        y_value, y_saturated = self._round_saturate(y)
+        y_value, y_saturated = _clip(round_y, self.fmt.width)
         return [
             payload.x.eq(x_value),
             payload.y.eq(y_value),
@@ -297,10 +331,18 @@ class Cordic(wiring.Component):
             last_valid, last_x, last_y = gain_valid, gain_x, gain_y
             last_prerotate, last_ccw = gain_prerotate, gain_ccw
 
+        round_valid, round_prerotate, round_ccw = Signal(), Signal(), Signal(n)
+        stage, round_statements = self._round_stage(last_x, last_y, last_z, last_prerotate)
         with m.If(advance):
-            m.d.sync += self.o.valid.eq(last_valid)
-            m.d.sync += self._output_statements(
-                self.o.payload, last_x, last_y, last_z, last_prerotate, last_ccw)
+            m.d.sync += [
+                round_valid.eq(last_valid),
+                round_prerotate.eq(last_prerotate),
+                round_ccw.eq(last_ccw),
+            ]
+            m.d.sync += round_statements
+            m.d.sync += self.o.valid.eq(round_valid)
+            m.d.sync += self._output_statements(self.o.payload, stage, round_prerotate,
+                                                round_ccw)
         return m
 
     def _elaborate_iterative(self):
@@ -319,6 +361,8 @@ class Cordic(wiring.Component):
             gain_x, gain_y = self._product("gain_x"), self._product("gain_y")
         else:
             gain_x, gain_y = x, y
+
+        stage, round_statements = self._round_stage(gain_x, gain_y, z, prerotate)
 
         output_free = Signal()
         m.d.comb += output_free.eq(~self.o.valid | self.o.ready)
@@ -351,18 +395,20 @@ class Cordic(wiring.Component):
                         ccw.bit_select(count, 1).eq(counterclockwise),
                     ]
                 with m.If(count == n - 1):
-                    m.next = "GAIN" if compensate else "FINISH"
+                    m.next = "GAIN" if compensate else "ROUND"
             if compensate:
                 with m.State("GAIN"):
                     m.d.sync += gain_x.eq(self._compensate(x))
                     if not self._vectoring:
                         m.d.sync += gain_y.eq(self._compensate(y))
-                    m.next = "FINISH"
+                    m.next = "ROUND"
+            with m.State("ROUND"):
+                m.d.sync += round_statements
+                m.next = "FINISH"
             with m.State("FINISH"):
                 with m.If(output_free):
                     m.d.sync += self.o.valid.eq(1)
-                    m.d.sync += self._output_statements(
-                        self.o.payload, gain_x, gain_y, z, prerotate, ccw)
+                    m.d.sync += self._output_statements(self.o.payload, stage, prerotate, ccw)
                     m.d.comb += self.i.ready.eq(1)
                     with m.If(self.i.valid):
                         m.d.sync += load
@@ -395,7 +441,7 @@ def _build(fmt, iterations=None, mode="vectoring", pipelined=True, compensate_ga
 
 registry.register(registry.UnitSpec(
     name="cordic",
-    summary="CORDIC vectoring/rotation (multiplier-free Givens), latency iterations+3 (+2 raw)",
+    summary="CORDIC vectoring/rotation (multiplier-free Givens), latency iterations+4 (+3 raw)",
     build=_build,
     parameters=(
         registry.Parameter("iterations", int, None,

@@ -27,15 +27,15 @@ The generator of pivot ``i + 1`` waits until the array has written pivot ``i`` b
 do not overlap, and rows do not interleave), so an UPDATE takes
 (:meth:`IncrementalUpdater.update_cycles`, checked exactly against simulation and Verilator)::
 
-    2 + (n + k) + sum_{i<n} (6 + S + G + groups_i + D)
+    3 + (n + k) + sum_{i<n} (6 + S + G + groups_i + D)
 
 with ``S`` the forgetting scale's latency (updater :attr:`~IncrementalUpdater.scale_latency`,
-QR solver 0), ``G`` the generator latency (CORDIC ``iterations + 3``; multiplier
+QR solver 0), ``G`` the generator latency (CORDIC ``iterations + 4``; multiplier
 ``reciprocal latency + L_sq + L_p + 8``), ``D = 4 + S + unit latency`` the array's
-read-to-write-back latency (unit: CORDIC ``iterations + 3``, multiplier
+read-to-write-back latency (unit: CORDIC ``iterations + 4``, multiplier
 :attr:`~IncrementalUpdater.multiplier_apply_latency`) and ``groups_i`` the groups of ``units``
-columns from the pivot's to the last. For the updater in Q6.12: ``S = 3``, ``G = 21``
-(CORDIC) or 34 (multiplier), ``D = 28`` (CORDIC) or 11 (multiplier). The latencies dominate:
+columns from the pivot's to the last. For the updater in Q6.12: ``S = 3``, ``G = 22``
+(CORDIC) or 34 (multiplier), ``D = 29`` (CORDIC) or 11 (multiplier). The latencies dominate:
 utilisation (rotations ÷ (units × cycles)) is far below what a row-interleaved (systolic)
 schedule would reach; see ``tiersolve bench qr``.
 
@@ -53,7 +53,10 @@ per bank, ``slots = ceil((n_max + k_max) / units)``), so no adder or multiplier 
 of a memory port. The CORDIC vectoring unit takes its operands from registers of its own and its
 start from a registered pulse, both loaded in the cycle before the generator starts (no cycle
 added), so that no decode of the sequencer's state reaches the unit's pre-rotation (a negation);
-the rotation units take the directions word through one more register.
+the rotation units take the directions word through one more register. A command's fields, and
+its checks as one bit, are registered as it is taken; the next cycle (``CHECK``, one cycle per
+command) acts on them, so neither a range comparison nor the decision's fan-out sits between
+the command port and the sequencer.
 
 Command port
 ------------
@@ -86,6 +89,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import hwfixed, registry
+from .cholesky import _clip
 from .cordic import Cordic
 from .fixed import FixedFormat, product_latency
 from .qr_model import QRConfig
@@ -151,7 +155,10 @@ class IncrementalUpdater(wiring.Component):
     saturated : ``Out(1)``
         Sticky since RESET: a value was clipped.
     bad_command : ``Out(1)``
-        The last command had ``n`` or ``k`` out of range, or an op this core lacks.
+        The last command had ``n`` or ``k`` out of range, an op this core lacks, or (updater,
+        UPDATE) a forgetting constant outside ``1 .. 2**w``. Decided in the cycle after the
+        transfer: low, with ``busy`` high, in that cycle; final when ``busy`` falls (a refused
+        command keeps ``busy`` high for that one cycle only).
     cycles : ``Out(32)``
         Cycles the last command took (from its transfer to idle).
 
@@ -159,7 +166,8 @@ class IncrementalUpdater(wiring.Component):
     ----------
     config : QRConfig
     apply_latency : int
-        Latency of a rotation unit: CORDIC ``iterations + 3``, else
+        Latency of a rotation unit: CORDIC ``iterations + 4``
+        (:meth:`Cordic.latency_of <tiersolve.gen.cordic.Cordic.latency_of>`), else
         :attr:`multiplier_apply_latency`.
     multiplier_apply_latency : int
         Latency of a four-multiplier unit: :func:`product_latency` ``(w + 4, w)`` (partial
@@ -172,8 +180,11 @@ class IncrementalUpdater(wiring.Component):
 
     Timing
     ------
-    Commands are taken only while idle (``busy`` low). An UPDATE takes
-    :meth:`update_cycles` cycles; ``cycles`` reports what each command took.
+    Commands are taken only while idle (``busy`` low). The command's checks (sizes, op,
+    forgetting constant) are registered into one bit as it is taken; the next cycle acts on
+    that bit: the command runs, or the core returns to idle with ``bad_command`` set
+    (``cycles`` = 2). An UPDATE takes :meth:`update_cycles` cycles; ``cycles`` reports what
+    each command took.
     """
 
     incremental = True
@@ -199,7 +210,7 @@ class IncrementalUpdater(wiring.Component):
         # multiplier unit: c·A, s·x, c·x, s·A, then the pair sums (rounding half included),
         # then the shift and saturation
         self.multiplier_apply_latency = product_latency(coefficient_width, w) + 2
-        self.apply_latency = (self.config.cordic.iterations + 3 if rotation == "cordic"
+        self.apply_latency = (Cordic.latency_of(self.config.cordic) if rotation == "cordic"
                               else self.multiplier_apply_latency)
         self.square_latency = product_latency(w, w)
         self.coefficient_product_latency = max(product_latency(w, g_width),
@@ -224,13 +235,13 @@ class IncrementalUpdater(wiring.Component):
         hand-over, reciprocal square root, the products for ``c``, ``s``, ``r``, the two
         rounding cycles and the saturation."""
         if self.rotation == "cordic" and not hyperbolic:
-            return self.config.cordic.iterations + 3
+            return Cordic.latency_of(self.config.cordic)
         return self.reciprocal_latency + self.square_latency + self.coefficient_product_latency + 8
 
     def array_cycles(self, hyperbolic: bool = False) -> int:
         """Cycles from a group's issue to its write-back: the address register, the memory read,
         the read register, the forgetting scale (:attr:`scale_latency`; updater only), the unit
-        (:attr:`apply_latency`: CORDIC ``iterations + 3``, multiplier unit
+        (:attr:`apply_latency`: CORDIC ``iterations + 4``, multiplier unit
         :attr:`multiplier_apply_latency`), then the registered write port."""
         if self.rotation == "cordic" and not hyperbolic:
             return 4 + self.scale_latency + self.apply_latency
@@ -240,8 +251,9 @@ class IncrementalUpdater(wiring.Component):
         """Cycles of one UPDATE (or DOWNDATE that is not refused), as :attr:`cycles` counts
         them, when the row arrives at one value per cycle::
 
-            1 + (n + k) + sum_{i<n} (6 + S + G + groups_i + D) + 1
+            2 + (n + k) + sum_{i<n} (6 + S + G + groups_i + D) + 1
 
+        (the transfer and the command's check, the row, the pivots, the return to idle).
         ``S`` = :attr:`scale_latency` (the pivot's read waits for the forgetting scale),
         ``G`` = :meth:`generator_cycles`, ``D`` = :meth:`array_cycles`,
         ``groups_i = floor((n+k-1)/U) - floor(i/U) + 1`` (groups of ``U`` columns from the
@@ -249,7 +261,7 @@ class IncrementalUpdater(wiring.Component):
         """
         total = n + k
         generate, drain = self.generator_cycles(hyperbolic), self.array_cycles(hyperbolic)
-        cycles = 2 + total
+        cycles = 3 + total
         for i in range(n):
             groups = (total - 1) // self.units - i // self.units + 1
             cycles += 6 + self.scale_latency + generate + groups + drain
@@ -410,6 +422,7 @@ class IncrementalUpdater(wiring.Component):
 
         if cordic_kind:
             m.submodules.vectoring = vectoring = Cordic(fmt, mode="vectoring")
+            assert vectoring.latency == self.generator_cycles()
             m.d.comb += vectoring.o.ready.eq(1)
             directions = Signal(vectoring.directions_layout)
             # The vectoring unit's inputs come from registers of their own, loaded with the
@@ -505,9 +518,11 @@ class IncrementalUpdater(wiring.Component):
                 ]
                 m.next = "COEFFICIENTS"
             with m.State("COEFFICIENTS"):
-                c_value, c_clip = hwfixed.saturate(c_rounded, coefficient)
-                s_value, s_clip = hwfixed.saturate(s_rounded, coefficient)
-                r_value, r_clip = hwfixed.saturate(r_rounded, fmt)
+                # every clip in this core tests the bits above the sign (no carry chain after
+                # the register: r_rounded is about 2w + 20 bits wide)
+                c_value, c_clip = _clip(c_rounded, coefficient.width)
+                s_value, s_clip = _clip(s_rounded, coefficient.width)
+                r_value, r_clip = _clip(r_rounded, fmt.width)
                 m.d.sync += [
                     rot_c.eq(c_value),
                     rot_s.eq(s_value),
@@ -578,10 +593,8 @@ class IncrementalUpdater(wiring.Component):
                              + rounding_half),
                 new_lower.eq(c_lower - s_upper + rounding_half),
             ]
-            up_value, up_clip = hwfixed.saturate(
-                new_upper >> config.coefficient_frac_bits, fmt)
-            low_value, low_clip = hwfixed.saturate(
-                new_lower >> config.coefficient_frac_bits, fmt)
+            up_value, up_clip = _clip(new_upper >> config.coefficient_frac_bits, w)
+            low_value, low_clip = _clip(new_lower >> config.coefficient_frac_bits, w)
             result_upper = Signal(signed(w), name=f"mul_upper_{u}")
             result_lower = Signal(signed(w), name=f"mul_lower_{u}")
             result_clip = Signal(name=f"mul_saturated_{u}")
@@ -593,6 +606,7 @@ class IncrementalUpdater(wiring.Component):
             cordic_latency = self.apply_latency
             for u in range(units):
                 unit = Cordic(fmt, mode="rotation")
+                assert unit.latency == cordic_latency
                 m.submodules[f"rotator{u}"] = unit
                 # a registered copy of the directions per unit, meant to sit beside it so that
                 # the pre-rotation bit does not fan out across the chip into every unit's
@@ -719,65 +733,80 @@ class IncrementalUpdater(wiring.Component):
             ops_available |= {Op.DOWNDATE, Op.PREDICT, Op.LOAD}
 
         command = self.command.payload
+        # The command's checks are registered from the port every cycle, into one flip-flop and
+        # nothing else; CHECK, the cycle after a transfer, acts on that bit (which then holds
+        # the checks of the command taken). So neither the range comparisons nor the decision
+        # sits between the command port and the sequencer in the cycle the command is taken.
+        size_ok = ((command.n >= 1) & (command.n <= n_max) & (command.k >= 1)
+                   & (command.k <= k_max))
+        op_ok = Const(0, 1)
+        for available in ops_available:
+            op_ok = op_ok | (command.op == available)
+        if incremental:
+            # b = round(sqrt(beta)·2**w) must lie in 1 .. 2**w: not zero, and below 2**w
+            # unless it is 2**w itself (bit tests, no carry chain)
+            forgetting_ok = (command.forgetting.any()
+                             & (~command.forgetting[w] | ~command.forgetting[:w].any()))
+            op_ok = op_ok & ((command.op != Op.UPDATE) | forgetting_ok)
+        command_ok = Signal()
+        m.d.sync += command_ok.eq(size_ok & op_ok)
+        command_forgetting = Signal.like(forgetting)    # the field, taken with the command
         with m.FSM(name="sequencer"):
             with m.State("IDLE"):
                 m.d.comb += self.command.ready.eq(1)
                 with m.If(self.command.valid):
-                    size_ok = ((command.n >= 1) & (command.n <= n_max) & (command.k >= 1)
-                               & (command.k <= k_max))
-                    op_ok = Const(0, 1)
-                    for available in ops_available:
-                        op_ok = op_ok | (command.op == available)
-                    if incremental:
-                        # b = round(sqrt(beta)·2**w) must lie in 1 .. 2**w
-                        forgetting_ok = ((command.forgetting >= 1)
-                                         & (command.forgetting <= (1 << w)))
-                        op_ok = op_ok & ((command.op != Op.UPDATE) | forgetting_ok)
                     m.d.sync += [
                         op.eq(command.op),
                         select.eq(command.select),
                         n.eq(command.n),
                         k.eq(command.k),
-                        total.eq(command.n + command.k),
                         lam.eq(command.value),
-                        n_last.eq(command.n - 1),
-                        k_last.eq(command.k - 1),
-                        last_slot.eq(slot_of(command.n + command.k - 1)),
-                        reset_last_slot.eq(Mux(slot_of(command.n + command.k - 1) > command.k - 1,
-                                               slot_of(command.n + command.k - 1),
-                                               command.k - 1)),
-                        row_in_last.eq(Mux(command.op == Op.PREDICT, command.n,
-                                           command.n + command.k) - 1),
-                        walk_last_column.eq(Mux(command.select == Select.R, command.n,
-                                                command.k) - 1),
-                        forgetting.eq(Mux(command.op == Op.UPDATE, command.forgetting,
-                                          1 << w)),
-                        hyperbolic.eq(command.op == Op.DOWNDATE),
-                        use_cordic.eq(command.op != Op.DOWNDATE),
-                        bad.eq(~(size_ok & op_ok)),
-                        refused.eq(Mux(command.op == Op.DOWNDATE, 0, refused)),
+                        command_forgetting.eq(command.forgetting),
+                        bad.eq(0),
+                        self.busy.eq(1),
                         cycles.eq(1),
                         row.eq(0),
                         col.eq(0),
                         rhs.eq(0),
                         group.eq(0),
                     ]
-                    with m.If(size_ok & op_ok):
-                        m.d.sync += self.busy.eq(1)
-                        with m.Switch(command.op):
-                            with m.Case(Op.RESET):
-                                m.d.sync += [saturated.eq(0), refused.eq(0)]
-                                m.next = "RESET"
-                            with m.Case(Op.UPDATE, Op.DOWNDATE, Op.PREDICT):
-                                m.next = "ROW_IN"
-                            with m.Case(Op.SOLVE):
-                                m.d.sync += row.eq(command.n - 1)
-                                m.next = "SOLVE_PIVOT"
-                            with m.Case(Op.READ):
-                                m.next = "READ_ADDRESS"
-                            if incremental:
-                                with m.Case(Op.LOAD):
-                                    m.next = "LOAD"
+                    m.next = "CHECK"
+
+            # the decision, one cycle after the transfer (busy is high, bad_command low)
+            with m.State("CHECK"):
+                m.d.sync += [
+                    total.eq(n + k),
+                    n_last.eq(n - 1),
+                    k_last.eq(k - 1),
+                    last_slot.eq(slot_of(n + k - 1)),
+                    reset_last_slot.eq(Mux(slot_of(n + k - 1) > k - 1, slot_of(n + k - 1),
+                                           k - 1)),
+                    row_in_last.eq(Mux(op == Op.PREDICT, n, n + k) - 1),
+                    walk_last_column.eq(Mux(select == Select.R, n, k) - 1),
+                    forgetting.eq(Mux(op == Op.UPDATE, command_forgetting, 1 << w)),
+                    hyperbolic.eq(op == Op.DOWNDATE),
+                    use_cordic.eq(op != Op.DOWNDATE),
+                    bad.eq(~command_ok),
+                    refused.eq(Mux(op == Op.DOWNDATE, 0, refused)),
+                ]
+                with m.If(command_ok):
+                    with m.Switch(op):
+                        with m.Case(Op.RESET):
+                            m.d.sync += [saturated.eq(0), refused.eq(0)]
+                            m.next = "RESET"
+                        with m.Case(Op.UPDATE, Op.DOWNDATE, Op.PREDICT):
+                            m.next = "ROW_IN"
+                        with m.Case(Op.SOLVE):
+                            m.d.sync += row.eq(n - 1)
+                            m.next = "SOLVE_PIVOT"
+                        with m.Case(Op.READ):
+                            m.next = "READ_ADDRESS"
+                        if incremental:
+                            with m.Case(Op.LOAD):
+                                m.next = "LOAD"
+                with m.Else():
+                    m.d.sync += self.busy.eq(0)
+                    m.next = "IDLE"
 
             # RESET: A = lam·I in the current half, W = 0
             with m.State("RESET"):
@@ -806,7 +835,7 @@ class IncrementalUpdater(wiring.Component):
                 with m.If(self.i.valid):
                     m.d.sync += col.eq(col + 1)
                     with m.If(col == row_in_last):
-                        m.d.sync += [col.eq(0), row.eq(0)]
+                        m.d.sync += col.eq(0)   # row is 0 since the command was taken
                         m.next = "PIVOT_READ"
                         if incremental:
                             with m.If(op == Op.PREDICT):
@@ -941,7 +970,7 @@ class IncrementalUpdater(wiring.Component):
                     _round_shift_second(solve_product, solve_shifted))
                 m.next = "SOLVE_SATURATE"
             with m.State("SOLVE_SATURATE"):
-                value, clip = hwfixed.saturate(solve_rounded, fmt)
+                value, clip = _clip(solve_rounded, w)     # bit tests, no carry chain
                 zero_pivot = pivot == 0
                 m.d.sync += [read_value.eq(Mux(zero_pivot, 0, value)),
                              result_clip.eq(clip | zero_pivot)]
@@ -983,7 +1012,7 @@ class IncrementalUpdater(wiring.Component):
                     m.d.sync += predict_rounded.eq(hwfixed.round_shift(acc, f, "nearest-up"))
                     m.next = "PREDICT_SATURATE"
                 with m.State("PREDICT_SATURATE"):
-                    value, clip = hwfixed.saturate(predict_rounded, fmt)
+                    value, clip = _clip(predict_rounded, w)
                     m.d.sync += [read_value.eq(value), result_clip.eq(clip)]
                     m.next = "PREDICT_OUT"
                 with m.State("PREDICT_OUT"):

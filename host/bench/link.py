@@ -227,7 +227,8 @@ def updater_cycles_from_formula(kind: str, n: int, k: int, fmt, *, units: int = 
     -------
     dict
         ``total``: the row with its values arriving one per cycle; ``tail``: the cycles after
-        the last value (``total - 1 - (n + k)``), which no link can hide.
+        the last value (``total - 2 - (n + k)``: the command's cycle and its check come before
+        the row), which no link can hide.
     """
     from tiersolve.gen.fixed import FixedFormat
     from tiersolve.gen.qr import IncrementalUpdater
@@ -238,7 +239,7 @@ def updater_cycles_from_formula(kind: str, n: int, k: int, fmt, *, units: int = 
     updater = IncrementalUpdater(n, k, fmt, units=units, rotation=rotation)
     updater._MustUse__silence = True  # only asked for its timing
     total = updater.update_cycles(n, k, hyperbolic=kind == "downdate")
-    return {"total": total, "tail": total - 1 - (n + k)}
+    return {"total": total, "tail": total - 2 - (n + k)}
 
 
 # -- measurements -----------------------------------------------------------------------------

@@ -426,7 +426,8 @@ def test_latency_and_throughput(pipelined, compensate_gain):
     fmt = FixedFormat(4, 4)
     dut = Cordic(fmt, iterations=6, mode="vectoring", pipelined=pipelined,
                  compensate_gain=compensate_gain)
-    assert dut.latency == 6 + (3 if compensate_gain else 2)
+    assert dut.latency == 6 + (4 if compensate_gain else 3)
+    assert dut.latency == Cordic.latency_of(dut.config)
     assert dut.initiation_interval == (1 if pipelined else dut.latency - 1)
     x, y = random_values(fmt, 5, np.random.default_rng(12))
     outputs, input_cycles, output_cycles = simulate(dut, x, y)

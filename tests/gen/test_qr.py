@@ -51,6 +51,7 @@ def run_script(dut, script, n, k, deadline=2e-3):
                 payload["select"] = step[1]
                 inputs = [int(v) for v in np.ravel(step[2])]
             await stream_put(ctx, dut.command, payload)
+            await ctx.tick()    # the core checks the command in the cycle after the transfer
             if ctx.get(dut.bad_command):
                 inputs, outputs = [], 0
             for value in inputs:
@@ -220,6 +221,48 @@ def test_bad_commands():
     assert results[0][1]["bad_command"] == 1  # no downdate in the QR solver
 
 
+def test_forgetting_constant_edges():
+    """UPDATE's forgetting constant is refused exactly outside ``1 .. 2**w`` (the check works
+    on bits; this pins it to the range at its edges), and the QR solver ignores it."""
+    fmt = FixedFormat(4, 4)
+    w = fmt.width
+    constants = [0, 1, 2, (1 << w) - 1, 1 << w, (1 << w) + 1, (1 << w) + (1 << (w - 1)),
+                 (1 << (w + 1)) - 1]
+    row = ([fmt.const(0.5)], [fmt.const(0.25)])
+    script = [("reset", fmt.const(1.0))] + [("update", *row, b) for b in constants]
+    results = run_script(IncrementalUpdater(1, 1, fmt, units=1, rotation="multiplier"),
+                         script, 1, 1)
+    assert [flags["bad_command"] for _, flags in results[1:]] == [
+        int(not 1 <= b <= 1 << w) for b in constants]
+    results = run_script(QRSolver(1, 1, fmt, units=1, rotation="multiplier"),
+                         [("reset", fmt.const(1.0)), ("update", *row, 0)], 1, 1)
+    assert results[1][1]["bad_command"] == 0
+
+
+def test_command_check_cycle():
+    """The cycle after a transfer checks the command: ``busy`` high and ``bad_command`` low
+    (even after a refused command); then a refused command leaves ``busy`` low with
+    ``bad_command`` set and ``cycles`` = 2, and a good one runs."""
+    fmt = FixedFormat(4, 12)
+    dut = IncrementalUpdater(2, 1, fmt, units=1, rotation="cordic")
+    seen = []
+
+    async def bench(ctx):
+        for n in (3, 3, 2):     # n_max = 2: two refused RESETs, then a good one
+            await stream_put(ctx, dut.command, {"op": Op.RESET, "n": n, "k": 1, "value": 0,
+                                                "forgetting": 1 << fmt.width})
+            checking = (ctx.get(dut.busy), ctx.get(dut.bad_command))
+            await ctx.tick()
+            seen.append((checking, ctx.get(dut.busy), ctx.get(dut.bad_command)))
+            while ctx.get(dut.busy):
+                await ctx.tick()
+            seen.append(ctx.get(dut.cycles))
+
+    run_simulation(dut, bench, deadline=1e-4)
+    assert seen[:4] == [((1, 0), 0, 1), 2, ((1, 0), 0, 1), 2]
+    assert seen[4] == ((1, 0), 1, 0) and seen[5] > 2
+
+
 def test_parameter_validation():
     with pytest.raises(ValueError, match="units"):
         IncrementalUpdater(4, 1, "Q4.12", units=3)
@@ -292,7 +335,7 @@ def test_forgetting_constant_out_of_range_is_a_bad_command():
         model.update_with_constant([1, 2], [3], 0)
 
 
-@pytest.mark.parametrize("rotation, generator, array", [("cordic", 21, 28),
+@pytest.mark.parametrize("rotation, generator, array", [("cordic", 22, 29),
                                                          ("multiplier", 34, 11)])
 def test_documented_latencies_q6_12(rotation, generator, array):
     """The latencies :mod:`tiersolve.gen.qr` documents for the updater in Q6.12 (``S = 3``,
