@@ -338,7 +338,9 @@ class ReciprocalUnit(wiring.Component):
             kept = Mux(keep, difference, state["remainder"])
             return {
                 "remainder": Cat(fed, kept),  # 4*kept + fed, fed < 4
-                "partial": (state["partial"] << 1) + Mux(keep, magnitude, 0),
+                # both candidates are formed beside the trial subtraction and `keep` only
+                # selects one: no adder waits for the subtraction's sign
+                "partial": Mux(keep, (state["partial"] << 1) + magnitude, state["partial"] << 1),
                 "result": Cat(keep, state["result"]),
             }
         difference = state["remainder"] - magnitude
