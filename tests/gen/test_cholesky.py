@@ -121,6 +121,20 @@ def core_cycles(core, n, k, rows=0):
                        inverse_format=core.inverse_format)
 
 
+def check_schedule(core, jobs):
+    """Simulate ``jobs`` (integers compared with the model by :func:`simulate`) and check that
+    ``cycle_model`` counts the factorisation and back substitution of each solved job exactly
+    (jobs the model flags not positive definite are skipped)."""
+    results = simulate(core, jobs, deadline=2e-2)
+    for job, (_, _, phases) in zip(jobs, results, strict=True):
+        if job.want.npd:
+            continue
+        assert job.want.x is not None and not job.want.saturated
+        want = core_cycles(core, job.n, job.k)
+        assert phases[Phase.FACTOR] == want["factor"]
+        assert phases[Phase.SOLVE] == want["solve"]
+
+
 # -- bit-exact tests --------------------------------------------------------------------------
 
 
@@ -246,12 +260,7 @@ def test_interleaved_schedule(n_max, k_max, lanes, jobs_nk):
     core = make_core(n_max, k_max, Q6_12, lanes)
     jobs = [Job("direct", n, k, Q6_12.const(0.125), spd_direct(rng, Q6_12, n, k, cond=50.0),
                 core) for n, k in jobs_nk]
-    results = simulate(core, jobs, deadline=2e-2)
-    for job, (_, _, phases) in zip(jobs, results, strict=True):
-        assert job.want.x is not None and not job.want.saturated
-        want = core_cycles(core, job.n, job.k)
-        assert phases[Phase.FACTOR] == want["factor"]
-        assert phases[Phase.SOLVE] == want["solve"]
+    check_schedule(core, jobs)
     schedule = core_cycles(core, 20 if lanes == 2 else 12, 3 if lanes == 2 else 2)
     assert schedule["factor_pivot_wait"] > 0  # the stall path is exercised
 
@@ -269,12 +278,7 @@ def test_wide_core_broadcast_stage():
                 core),
             Job("direct", 9, 2, Q6_12.const(0.0), spd_direct(rng, Q6_12, 9, 2), core),
             Job("gram", 20, 3, Q6_12.const(0.25), gram_rows(rng, Q6_12, 20, 3, 3), core)]
-    results = simulate(core, jobs, deadline=2e-2)
-    for job, (_, _, phases) in zip(jobs, results, strict=True):
-        assert job.want.x is not None and not job.want.saturated
-        want = core_cycles(core, job.n, job.k)
-        assert phases[Phase.FACTOR] == want["factor"]
-        assert phases[Phase.SOLVE] == want["solve"]
+    check_schedule(core, jobs)
 
 
 def test_bank_deeper_than_a_block_ram():
@@ -289,10 +293,7 @@ def test_bank_deeper_than_a_block_ram():
     jobs = [Job("direct", 24, 2, Q6_12.const(0.125), spd_direct(rng, Q6_12, 24, 2, cond=20.0),
                 core),
             Job("gram", 21, 2, Q6_12.const(0.25), gram_rows(rng, Q6_12, 21, 2, 4), core)]
-    results = simulate(core, jobs, deadline=2e-2)
-    for job, (_, _, phases) in zip(jobs, results, strict=True):
-        assert job.want.x is not None
-        assert phases[Phase.FACTOR] == core_cycles(core, job.n, job.k)["factor"]
+    check_schedule(core, jobs)
 
 
 @pytest.mark.parametrize("lanes, jobs_nk", [
@@ -323,14 +324,7 @@ def test_split_head_schedule(lanes, jobs_nk):
     assert head_is_split(n, k, lanes, 6)
     jobs.insert(1, Job("direct", n, k, 0, failing, core))
     assert jobs[1].want.npd and jobs[1].want.npd_index == 6
-    results = simulate(core, jobs, deadline=2e-2)
-    for job, (_, _, phases) in zip(jobs, results, strict=True):
-        if job.want.npd:
-            continue
-        assert job.want.x is not None and not job.want.saturated
-        want = core_cycles(core, job.n, job.k)
-        assert phases[Phase.FACTOR] == want["factor"]
-        assert phases[Phase.SOLVE] == want["solve"]
+    check_schedule(core, jobs)
 
 
 @pytest.mark.parametrize("fmt, inverse_format, lanes, latencies", [
