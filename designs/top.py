@@ -80,18 +80,21 @@ class SolverRegisters(wiring.Component):
     Timing
     ------
     Registers answer in the cycle of the strobe (zero wait states). Reads of the ``RESULT``
-    window take one wait state (synchronous memory), more while the core's output is being
-    captured (the buffer has a single port, and capturing comes first). Writes to ``ROW_DATA`` /
-    ``ROW_DATA_LAST`` wait while the core does not take input (between Gram rows, or when no
-    job is waiting for rows); writes to ``COMMAND`` wait while the core is busy. A reset
+    window take two wait states (synchronous memory, then a register), more while the core's
+    output is being captured (the buffer has a single port, and capturing comes first).
+    ``COMMAND`` and ``ROW_DATA`` / ``ROW_DATA_LAST`` writes go to the core through a
+    :class:`StreamRegister` each: a write is taken when the stage is empty and reaches the core
+    a cycle later, so a write waits while the previous one has not been taken (between Gram
+    rows, when no job is waiting for rows, or while the core is busy); a command still in its
+    stage reads as busy (and not done) in ``STATUS``. A reset
     written to ``CONTROL`` is registered: it resets the core (and clears the result count) at
     the edge after the one that completes the write, and the access after it waits that one
     cycle, so a burst of ``CONTROL``, ``SIZE``, ``LAMBDA``, ``COMMAND`` starts a job on a
     freshly reset core.
 
-    The updater's registers behave alike: ``UPDATER_COMMAND`` waits while the updater is busy,
-    ``UPDATER_DATA`` while it takes no input, and the ``UPDATER_RESULT`` window takes one wait
-    state. The updater's timing is :meth:`tiersolve.gen.qr.IncrementalUpdater.update_cycles`.
+    The updater's registers behave alike: ``UPDATER_COMMAND`` and ``UPDATER_DATA`` pass
+    through stages of their own, and the ``UPDATER_RESULT`` window takes two wait states. The
+    updater's timing is :meth:`tiersolve.gen.qr.IncrementalUpdater.update_cycles`.
     """
 
     def __init__(self, n_max: int = 16, k_max: int = 4, fmt="Q6.12", lanes: int = 4, *,
