@@ -838,11 +838,11 @@ class CholeskySolver(wiring.Component):
         pipeline_empty = ~Cat(*in_flight).any()
 
         # output: every bank reads the element's address a cycle ahead (the element after the
-        # one being sent, or X[0, 0] while the back substitution drains), each bank's word is
-        # registered beside it in OUT_READ, and the bank is selected from the registers
+        # one being sent, or X[0, 0] while the back substitution drains) from registers, each
+        # bank's word is registered beside it in OUT_READ, and the bank is selected from those
         out_row = Signal(range(n_max + 1))
         out_rhs = Signal(range(k_max + 1))
-        out_read_row = Signal(range(n_max + 1))
+        out_read_row = Signal(range(n_max + 1))  # the address the banks read, registered
         out_read_rhs = Signal(range(k_max + 1))
         out_held = [Signal(signed(w), name=f"out_held{b}") for b in range(lanes)]
         for b in range(lanes):
@@ -1034,6 +1034,7 @@ class CholeskySolver(wiring.Component):
                             m.d.comb += x_wait_load.eq(1)
                         with m.If(rhs == k - 1):
                             with m.If(col == 0):
+                                m.d.sync += [out_read_row.eq(0), out_read_rhs.eq(0)]
                                 m.next = "BACK_DRAIN"
                             with m.Else():
                                 m.d.sync += [col.eq(col - 1), block_row.eq(col), rhs.eq(0)]
@@ -1047,14 +1048,14 @@ class CholeskySolver(wiring.Component):
             with m.State("OUT_READ"):
                 m.d.comb += self.phase.eq(Phase.OUTPUT)
                 m.d.sync += [held.eq(port.data) for held, port in zip(out_held, x_out, strict=True)]
+                with m.If(out_rhs == k - 1):  # the next element's address, read during OUT_SEND
+                    m.d.sync += [out_read_row.eq(out_row + 1), out_read_rhs.eq(0)]
+                with m.Else():
+                    m.d.sync += [out_read_row.eq(out_row), out_read_rhs.eq(out_rhs + 1)]
                 m.next = "OUT_SEND"
 
             with m.State("OUT_SEND"):
                 final = (out_row == n - 1) & (out_rhs == k - 1)
-                with m.If(out_rhs == k - 1):  # the next element's address, read ahead
-                    m.d.comb += [out_read_row.eq(out_row + 1), out_read_rhs.eq(0)]
-                with m.Else():
-                    m.d.comb += [out_read_row.eq(out_row), out_read_rhs.eq(out_rhs + 1)]
                 m.d.comb += [self.phase.eq(Phase.OUTPUT), self.o.valid.eq(1),
                              self.o.payload.value.eq(out_value),
                              self.o.payload.last.eq(final)]
