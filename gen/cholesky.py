@@ -6,7 +6,7 @@ The arithmetic (formats, rounding, flags) is defined by the bit-exact model
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -20,7 +20,7 @@ from .cholesky_model import (
     pipeline_delays,
     wide_bits,
 )
-from .hwfixed import delay_line, pipelined_product
+from .hwfixed import clip_width, delay_line, pipelined_product, round_even
 from .hwmem import chunked_memory
 
 __all__ = ["CholeskySolver", "MODE_DIRECT", "MODE_GRAM"]
@@ -35,45 +35,6 @@ _KIND_CLEAR, _KIND_GRAM, _KIND_FACTOR, _KIND_BACK = range(4)
 
 def _ceil_log2(value: int) -> int:
     return (value - 1).bit_length()
-
-
-def _clip(value, width: int):
-    """Clip a signed value to ``width`` bits: ``(result, clipped)``.
-
-    Same result as :func:`tiersolve.gen.hwfixed.saturate`, but the overflow test looks at the
-    bits above the sign (all equal: it fits) instead of comparing with the limits, so no carry
-    chain follows the one that produced ``value``.
-    """
-    value = Value.cast(value)
-    if len(value) <= width:
-        return value.as_signed(), Const(0, 1)
-    high = value[width - 1:]
-    clipped = ~(high.all() | ~high.any())
-    negative = value[-1]
-    limit = Mux(negative, -(1 << (width - 1)), (1 << (width - 1)) - 1)
-    result = Mux(clipped, limit, value[:width].as_signed())
-    return result[:width].as_signed(), clipped
-
-
-def _round(value, shift: int):
-    """``round_shift(value, shift, "nearest-even")`` with one adder (exact, no clipping).
-
-    Ties to even as ``floor((value + 2**(shift-1) - 1 + kept_lsb) / 2**shift)``, where
-    ``kept_lsb`` is bit ``shift`` of ``value``: below half rounds down, above half up, and an
-    exact half goes up only when the kept part is odd.
-    """
-    value = Value.cast(value)
-    if not shift:
-        return value.as_signed()
-    half = 1 << (shift - 1)
-    bias = Mux(value[shift], half, half - 1)
-    return ((value + bias) >> shift).as_signed()
-
-
-def _round_clip(value, shift: int, width: int):
-    """``saturate(round_shift(value, shift, "nearest-even"), width)``: :func:`_round`, then
-    :func:`_clip` (the core registers between the two)."""
-    return _clip(_round(value, shift), width)
 
 
 class CholeskySolver(wiring.Component):
@@ -590,7 +551,7 @@ class CholeskySolver(wiring.Component):
             total_b = Signal(signed(max(wide, 2 * w) + 1), name=f"gram_sum_{b}")
             m.d.comb += total_b.eq(a2[b] + prod2[b])
             is_diag = t3["diag"] & (lane_of(t3["col"]) == b)
-            clipped_total, clipped = _clip(total_b, wide)
+            clipped_total, clipped = clip_width(total_b, wide)
             with m.If(kind[_KIND_CLEAR]):
                 m.d.sync += g3[b].eq(Mux(is_diag, lam << f, 0))
             with m.Else():
@@ -615,14 +576,14 @@ class CholeskySolver(wiring.Component):
         follow(t5, t4r, hold=True)
         m.d.sync += t5["valid"].eq(t4r["valid"] & (kind[_KIND_FACTOR]))
         in_flight += [t4r["valid"], t5["valid"]]
-        s_rounded = [Signal(_round(s3[b], f).shape(), name=f"s_rounded_{b}")
+        s_rounded = [Signal(round_even(s3[b], f).shape(), name=f"s_rounded_{b}")
                      for b in range(lanes)]
         s4 = [Signal(signed(w), name=f"s4_{b}") for b in range(lanes)]
         with m.If(t4["valid"] & (kind[_KIND_FACTOR])):
-            m.d.sync += [s_rounded[b].eq(_round(s3[b], f)) for b in range(lanes)]
+            m.d.sync += [s_rounded[b].eq(round_even(s3[b], f)) for b in range(lanes)]
         with m.If(t4r["valid"] & (kind[_KIND_FACTOR])):
             for b in range(lanes):
-                value, clipped = _clip(s_rounded[b], w)
+                value, clipped = clip_width(s_rounded[b], w)
                 m.d.sync += s4[b].eq(value)
                 with m.If(clipped & t4r["mask"][b]):
                     m.d.comb += saturation_event().eq(1)
@@ -690,10 +651,10 @@ class CholeskySolver(wiring.Component):
         in_flight += [tb1["valid"], tb2["valid"], tbc["valid"], tb3["valid"]]
         # the back-substitution value is rounded (stage tb1), clipped (tb2) and selected as
         # lane 0's scaling operand (tbc) in three cycles, each with its own register
-        back_round = Signal(_round(back_s, f).shape())
-        m.d.sync += back_round.eq(_round(back_s, f))
+        back_round = Signal(round_even(back_s, f).shape())
+        m.d.sync += back_round.eq(round_even(back_s, f))
         back_rounded = Signal(signed(w))
-        clipped_value, clipped = _clip(back_round, w)
+        clipped_value, clipped = clip_width(back_round, w)
         m.d.sync += back_rounded.eq(clipped_value)
         # 1/L_ii of the row at stage tb2 is read now and sits in inv_reg when that row's value
         # is multiplied (stage tb3), so consecutive rows may overlap in the pipeline
@@ -762,12 +723,12 @@ class CholeskySolver(wiring.Component):
             else:
                 m.d.comb += prod5[b].eq(pipelined_product(m, scaled, inv_reg,
                                                            f"scale_product{b}"))
-        out_rounded = [Signal(_round(prod5[b], f_inv).shape(), name=f"out_rounded_{b}")
+        out_rounded = [Signal(round_even(prod5[b], f_inv).shape(), name=f"out_rounded_{b}")
                        for b in range(lanes)]
         out6 = [Signal(signed(w), name=f"out6_{b}") for b in range(lanes)]
         for b in range(lanes):
-            m.d.sync += out_rounded[b].eq(_round(prod5[b], f_inv))
-            value, clipped = _clip(out_rounded[b], w)
+            m.d.sync += out_rounded[b].eq(round_even(prod5[b], f_inv))
+            value, clipped = clip_width(out_rounded[b], w)
             m.d.sync += out6[b].eq(value)
             write_lane = t6r["mask"][b] & ~(t6r["diag"] & (lane_of(t6r["col"]) == b))
             if b == 0:

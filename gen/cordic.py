@@ -15,9 +15,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import registry
-from .cholesky import _clip, _round
 from .cordic_model import OUTPUT_ROUNDING, CordicConfig
 from .fixed import FixedFormat
+from .hwfixed import clip_width, round_even
 
 __all__ = ["MODES", "Cordic", "directions_layout"]
 
@@ -206,7 +206,7 @@ class Cordic(wiring.Component):
     def _rounded(self, value):
         """Output rounding (once) of a gain stage value; :meth:`_output_statements` saturates it
         a cycle later (a register between the two carry chains)."""
-        return _round(value, self.config.output_shift)
+        return round_even(value, self.config.output_shift)
 
     def _angle_sum(self, z, prerotate):
         """``-z`` plus ``+-pi`` when pre-rotated: the angle before its rounding, in the internal
@@ -236,10 +236,10 @@ class Cordic(wiring.Component):
         """Assignments of the output payload from the round stage registers: saturation, and
         the angle's rounding into ``angle_format`` (it never clips: ``|angle| <= pi``)."""
         round_x, round_y, round_angle = stage
-        x_value, x_saturated = _clip(round_x, self.fmt.width)
+        x_value, x_saturated = clip_width(round_x, self.fmt.width)
         if self._vectoring:
-            angle_rounded = _round(round_angle, self.config.angle_guard_bits)
-            angle, _ = _clip(angle_rounded, self.angle_format.width)
+            angle_rounded = round_even(round_angle, self.config.angle_guard_bits)
+            angle, _ = clip_width(angle_rounded, self.angle_format.width)
             return [
                 payload.magnitude.eq(x_value),
                 payload.angle.eq(angle),
@@ -247,7 +247,7 @@ class Cordic(wiring.Component):
                 payload.directions.counterclockwise.eq(counterclockwise),
                 payload.saturated.eq(x_saturated),
             ]
-        y_value, y_saturated = _clip(round_y, self.fmt.width)
+        y_value, y_saturated = clip_width(round_y, self.fmt.width)
         return [
             payload.x.eq(x_value),
             payload.y.eq(y_value),

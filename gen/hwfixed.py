@@ -14,7 +14,8 @@ from amaranth.hdl import Cat, Const, Mux, Signal, Value, signed
 
 from .fixed import MULTIPLIER_WIDTH, FixedFormat, _check_rounding
 
-__all__ = ["delay_line", "pipelined_product", "round_shift", "saturate", "split_operand"]
+__all__ = ["clip_width", "delay_line", "pipelined_product", "round_even", "round_shift", "saturate",
+           "split_operand"]
 
 
 def round_shift(value: Value, shift: int, rounding: str = "nearest-even") -> Value:
@@ -61,6 +62,39 @@ def saturate(value: Value, fmt: FixedFormat) -> tuple[Value, Value]:
     low = value < fmt.min_int
     result = Mux(high, fmt.max_int, Mux(low, fmt.min_int, value[:width].as_signed()))
     return result[:width].as_signed(), high | low
+
+
+def clip_width(value, width: int):
+    """Clip a signed value to ``width`` bits: ``(result, clipped)``.
+
+    Same result as :func:`saturate`, but the overflow test looks at the
+    bits above the sign (all equal: it fits) instead of comparing with the limits, so no carry
+    chain follows the one that produced ``value``.
+    """
+    value = Value.cast(value)
+    if len(value) <= width:
+        return value.as_signed(), Const(0, 1)
+    high = value[width - 1:]
+    clipped = ~(high.all() | ~high.any())
+    negative = value[-1]
+    limit = Mux(negative, -(1 << (width - 1)), (1 << (width - 1)) - 1)
+    result = Mux(clipped, limit, value[:width].as_signed())
+    return result[:width].as_signed(), clipped
+
+
+def round_even(value, shift: int):
+    """``round_shift(value, shift, "nearest-even")`` with one adder (exact, no clipping).
+
+    Ties to even as ``floor((value + 2**(shift-1) - 1 + kept_lsb) / 2**shift)``, where
+    ``kept_lsb`` is bit ``shift`` of ``value``: below half rounds down, above half up, and an
+    exact half goes up only when the kept part is odd.
+    """
+    value = Value.cast(value)
+    if not shift:
+        return value.as_signed()
+    half = 1 << (shift - 1)
+    bias = Mux(value[shift], half, half - 1)
+    return ((value + bias) >> shift).as_signed()
 
 
 def split_operand(value) -> list:

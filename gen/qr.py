@@ -89,9 +89,9 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import hwfixed, registry
-from .cholesky import _clip
 from .cordic import Cordic
 from .fixed import FixedFormat, product_latency
+from .hwfixed import clip_width
 from .qr_model import QRConfig
 from .qr_ops import Op, Select
 from .recip import ReciprocalUnit
@@ -520,9 +520,9 @@ class IncrementalUpdater(wiring.Component):
             with m.State("COEFFICIENTS"):
                 # every clip in this core tests the bits above the sign (no carry chain after
                 # the register: r_rounded is about 2w + 20 bits wide)
-                c_value, c_clip = _clip(c_rounded, coefficient.width)
-                s_value, s_clip = _clip(s_rounded, coefficient.width)
-                r_value, r_clip = _clip(r_rounded, fmt.width)
+                c_value, c_clip = clip_width(c_rounded, coefficient.width)
+                s_value, s_clip = clip_width(s_rounded, coefficient.width)
+                r_value, r_clip = clip_width(r_rounded, fmt.width)
                 m.d.sync += [
                     rot_c.eq(c_value),
                     rot_s.eq(s_value),
@@ -593,8 +593,8 @@ class IncrementalUpdater(wiring.Component):
                              + rounding_half),
                 new_lower.eq(c_lower - s_upper + rounding_half),
             ]
-            up_value, up_clip = _clip(new_upper >> config.coefficient_frac_bits, w)
-            low_value, low_clip = _clip(new_lower >> config.coefficient_frac_bits, w)
+            up_value, up_clip = clip_width(new_upper >> config.coefficient_frac_bits, w)
+            low_value, low_clip = clip_width(new_lower >> config.coefficient_frac_bits, w)
             result_upper = Signal(signed(w), name=f"mul_upper_{u}")
             result_lower = Signal(signed(w), name=f"mul_lower_{u}")
             result_clip = Signal(name=f"mul_saturated_{u}")
@@ -970,7 +970,7 @@ class IncrementalUpdater(wiring.Component):
                     _round_shift_second(solve_product, solve_shifted))
                 m.next = "SOLVE_SATURATE"
             with m.State("SOLVE_SATURATE"):
-                value, clip = _clip(solve_rounded, w)     # bit tests, no carry chain
+                value, clip = clip_width(solve_rounded, w)     # bit tests, no carry chain
                 zero_pivot = pivot == 0
                 m.d.sync += [read_value.eq(Mux(zero_pivot, 0, value)),
                              result_clip.eq(clip | zero_pivot)]
@@ -1012,7 +1012,7 @@ class IncrementalUpdater(wiring.Component):
                     m.d.sync += predict_rounded.eq(hwfixed.round_shift(acc, f, "nearest-up"))
                     m.next = "PREDICT_SATURATE"
                 with m.State("PREDICT_SATURATE"):
-                    value, clip = _clip(predict_rounded, w)
+                    value, clip = clip_width(predict_rounded, w)
                     m.d.sync += [read_value.eq(value), result_clip.eq(clip)]
                     m.next = "PREDICT_OUT"
                 with m.State("PREDICT_OUT"):
