@@ -91,10 +91,15 @@ class CholeskySolver(wiring.Component):
       ``i - 1`` follows row ``i`` without a drain; only its first step, which reads
       ``X[i, 0]``, waits until that value is written.
 
-    Pipelining (104.9 MHz on ECP5-85F speed 6 for ``n_max=16, k_max=4, lanes=4``, from
-    ``tiersolve bench cholesky --synth --synth-config 16,4,4``; wide cores are slower: the
-    pivot-row broadcasts and the issue-stage control fan out to every lane unregistered):
-    every memory output, multiplier operand and product is registered; a product whose
+    Pipelining (out of context on ECP5-85F speed 6: 118.3 MHz for ``n_max=16, k_max=4,
+    lanes=4`` and 111.1 MHz for ``64, 10, 4``, from ``tiersolve bench cholesky --synth
+    --synth-config 16,4,4 64,10,4``; wide cores are slower: the issue-stage control still fans
+    out to every lane unregistered): every memory output, multiplier operand and product is
+    registered; a matrix bank deeper than one block RAM is built in block-RAM-sized chunks,
+    each read into a register beside it before the chunk is selected
+    (:func:`~tiersolve.gen.hwmem.chunked_memory`); from 8 lanes
+    (:func:`~tiersolve.gen.cholesky_model.broadcast_stage`) the fetched words and the pivot-row
+    broadcast pass one more register stage before they fan out to the lanes; a product whose
     operands are wider than one 18x18 hardware multiplier is cut into partial products that
     each fit one (``MULTIPLIER_WIDTH``), every partial product is registered and they are
     summed pairwise one registered level per cycle
@@ -112,8 +117,8 @@ class CholeskySolver(wiring.Component):
     multiplier ``w × inverse_format.width`` per lane; each is one hardware multiplier up to 18
     × 18 bits, four for 24 × 24), fed straight from registers. Block RAM: the
     matrix memory, ``ceil((n_max + k_max)/lanes)·2**ceil(log2 n_max)`` words of
-    ``w + f + guard_bits`` bits per bank, read by two ports (Yosys duplicates it), plus small
-    buffers (solution ``X``, one Gram row, the pivot inverses, and per lane one column's
+    ``w + f + guard_bits`` bits per bank, read by two ports (Yosys duplicates each chunk), plus
+    small buffers (solution ``X``, one Gram row, the pivot inverses, and per lane one column's
     ``s`` values, ``ceil((n_max + k_max)/lanes)`` words).
 
     Parameters
@@ -393,6 +398,16 @@ class CholeskySolver(wiring.Component):
             else:
                 m.d.sync += fields
 
+        def tag_chain(src, stages, name):
+            """``stages`` tag registers after ``src`` (``name1`` ...), each in ``in_flight``;
+            returns the last (``src`` when ``stages`` is 0)."""
+            for depth in range(stages):
+                delayed = tags(f"{name}{depth + 1}")
+                follow(delayed, src)
+                in_flight.append(delayed["valid"])
+                src = delayed
+            return src
+
         t0 = tags("issue")
         t1, tr, t2, t3 = tags("read"), tags("fetched"), tags("operand"), tags("product")
         follow(t1, t0)
@@ -400,20 +415,11 @@ class CholeskySolver(wiring.Component):
         in_flight = [t1["valid"], tr["valid"], t2["valid"]]
         # wide cores: one more register stage carries the fetched words and the broadcast
         # (a lanes-to-1 multiplexer) before they fan out to every lane's operand registers
-        t_op = tr
-        if broadcast_stage(lanes):
-            t_op = tags("broadcast")
-            follow(t_op, tr)
-            in_flight.append(t_op["valid"])
+        t_op = tag_chain(tr, broadcast_stage(lanes), "broadcast")
         follow(t2, t_op)
         # wide operands: the product takes dot_latency cycles; t2_last is the stage one cycle
         # before the product is ready (t2 itself when it takes one)
-        t2_last = t2
-        for depth in range(dot_latency - 1):
-            delayed = tags(f"multiplying{depth + 1}")
-            follow(delayed, t2_last)
-            in_flight.append(delayed["valid"])
-            t2_last = delayed
+        t2_last = tag_chain(t2, dot_latency - 1, "multiplying")
         follow(t3, t2_last)
         in_flight.append(t3["valid"])
 
@@ -495,15 +501,13 @@ class CholeskySolver(wiring.Component):
         broadcast_a = Signal(signed(w))
         select(broadcast_a, tr["bsel"], [value[:w].as_signed() for value in fetched_a])
         if t_op is not tr:
-            def held(value, name):
-                return delay_line(m, value, 1, name)
-
-            broadcast, broadcast_a = held(broadcast, "broadcast"), held(broadcast_a, "broadcast_a")
-            fetched_vf = held(fetched_vf, "fetched_vf")
-            fetched_a = [held(value, f"fetched_a{b}") for b, value in enumerate(fetched_a)]
-            fetched_b = [held(value, f"fetched_b{b}") for b, value in enumerate(fetched_b)]
-            fetched_x = [held(value, f"fetched_x{b}") for b, value in enumerate(fetched_x)]
-            fetched_v = [held(value, f"fetched_v{b}") for b, value in enumerate(fetched_v)]
+            broadcast = delay_line(m, broadcast, 1, "broadcast")
+            broadcast_a = delay_line(m, broadcast_a, 1, "broadcast_a")
+            fetched_vf = delay_line(m, fetched_vf, 1, "fetched_vf")
+            fetched_a, fetched_b, fetched_x, fetched_v = (
+                [delay_line(m, value, 1, f"{name}{b}") for b, value in enumerate(values)]
+                for name, values in (("fetched_a", fetched_a), ("fetched_b", fetched_b),
+                                     ("fetched_x", fetched_x), ("fetched_v", fetched_v)))
         pivot_row = Mux(kind[_KIND_GRAM], fetched_vf, broadcast[:w].as_signed())
         m.d.sync += p1.eq(pivot_row)
         for b in range(lanes):
@@ -526,14 +530,10 @@ class CholeskySolver(wiring.Component):
         # partner's last product was accumulated at least one cycle before)
         a2 = [Signal(signed(max(wide, acc_bits) + 1), name=f"a2_{b}") for b in range(lanes)]
         p2 = Signal(signed(w))
-
-        def delay(value, cycles, name):
-            return delay_line(m, value, cycles, name)
-
-        m.d.sync += p2.eq(delay(p1, dot_latency - 1, "p1"))
+        m.d.sync += p2.eq(delay_line(m, p1, dot_latency - 1, "p1"))
         for b in range(lanes):
             partner_sum = acc[b ^ (lanes >> 1)] if lanes > 1 else 0
-            a1_last = delay(a1[b], dot_latency - 1, f"a1_{b}")
+            a1_last = delay_line(m, a1[b], dot_latency - 1, f"a1_{b}")
             m.d.sync += a2[b].eq(a1_last - Mux(t2_last["split"], partner_sum, 0))
             if dot_latency == 1:
                 m.d.sync += prod2[b].eq(left1[b] * right1[b])
@@ -705,12 +705,7 @@ class CholeskySolver(wiring.Component):
             follow(t6_first, sc2)
             m.d.sync += t6_first["valid"].eq(sc2["valid"] & (kind[_KIND_FACTOR]))
         in_flight.append(t6_first["valid"])
-        t6 = t6_first
-        for depth in range(1, scale_latency):
-            delayed = tags(f"scaling{depth + 1}")
-            follow(delayed, t6)
-            in_flight.append(delayed["valid"])
-            t6 = delayed
+        t6 = tag_chain(t6_first, scale_latency - 1, "scaling_product")
         t6r, t7 = tags("scaled_rounded"), tags("result")
         follow(t6r, t6)
         follow(t7, t6r)
