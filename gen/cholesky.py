@@ -118,8 +118,9 @@ class CholeskySolver(wiring.Component):
     × 18 bits, four for 24 × 24), fed straight from registers. Block RAM: the
     matrix memory, ``ceil((n_max + k_max)/lanes)·2**ceil(log2 n_max)`` words of
     ``w + f + guard_bits`` bits per bank, read by two ports (Yosys duplicates each chunk), plus
-    small buffers (solution ``X``, one Gram row, the pivot inverses, and per lane one column's
-    ``s`` values, ``ceil((n_max + k_max)/lanes)`` words).
+    small buffers (solution ``X``, banked for the lanes, and an unbanked copy of it,
+    ``n_max·2**ceil(log2 k_max)`` words, that only the output reads; one Gram row; the pivot
+    inverses; and per lane one column's ``s`` values, ``ceil((n_max + k_max)/lanes)`` words).
 
     Parameters
     ----------
@@ -263,7 +264,11 @@ class CholeskySolver(wiring.Component):
         mat_w = [write for _, write in banks]
         xmem = [make(f"solution{b}", signed(w), x_slots << rhs_bits) for b in range(lanes)]
         x_rd = [mem.read_port() for mem in xmem]
-        x_out = [mem.read_port() for mem in xmem]
+        # X once more, unbanked (row i at n_max-aligned rows of 2**rhs_bits words), for the
+        # output alone: its block RAM can sit by the output logic, away from the lanes, and
+        # the output needs no bank multiplexer
+        out_mem = make("solution_out", signed(w), n_max << rhs_bits)
+        out_rd, out_wr = out_mem.read_port(), out_mem.write_port()
         x_wr = [mem.write_port() for mem in xmem]
         vmem = [make(f"row{b}", signed(w), slots) for b in range(lanes)]
         v_rd = [mem.read_port() for mem in vmem]
@@ -302,6 +307,14 @@ class CholeskySolver(wiring.Component):
         n = Signal(range(n_max + 1))
         k = Signal(range(k_max + 1))
         total = Signal(range(rows_max + 1))  # n + k
+        # job constants derived from n and k when the command is taken, so that the control
+        # compares registers with registers (no adder in front of a compare)
+        last_row = Signal(range(-1, rows_max))              # n + k - 1
+        last_col = Signal(range(-1, n_max))                 # n - 1
+        last_rhs = Signal(range(-1, k_max))                 # k - 1
+        total_less_lanes = Signal(range(-lanes - 1, rows_max + 1))  # n + k - lanes
+        total_less_lanes_1 = Signal(range(-lanes - 2, rows_max + 1))  # n + k - lanes - 1
+        n_less_lanes = Signal(range(-lanes, n_max + 1))     # n - lanes
         lam = Signal(signed(w))
         mode = Signal()
         kind = Signal(4)  # one-hot, bit _KIND_*: a register per pipeline multiplexer select
@@ -357,18 +370,21 @@ class CholeskySolver(wiring.Component):
             next_block.eq(block_row + lanes),
         ]
 
-        def start_column(column, head_rows):
-            """Assignments that start factor column ``column`` with a head of ``head_rows``."""
+        def start_column(column, head_rows, short):
+            """Assignments that start factor column ``column`` with a head of ``head_rows``;
+            ``short``: the column has at most ``lanes`` rows (the head is the whole column)."""
             split_now = (column >= 3) & (head_rows <= lanes // 2) if lanes > 1 else Const(0)
             half = (column >> 1) + 1  # h: steps of the lane half of a split head
             return [col.eq(column), block_row.eq(column), step.eq(0), head.eq(head_rows),
-                    block_end.eq(column + head_rows), column_last.eq(column + head_rows >= total),
+                    block_end.eq(column + head_rows),
+                    column_last.eq(short),
                     in_head.eq(1), split.eq(split_now),
                     last_step.eq(Mux(split_now, half, column)),
                     a_col.eq(Mux(split_now, column - half, 0)),
                     partner_steps.eq(Mux(split_now, column - half, 0))]
 
         first_head = Signal(range(lanes + 1))
+        first_column = start_column(0, first_head, total_less_lanes <= 0)
         m.d.comb += first_head.eq(((total - 1)[:shift] if shift else 0) + 1)
 
         # -- pipeline tags ------------------------------------------------------------------
@@ -785,6 +801,9 @@ class CholeskySolver(wiring.Component):
                 x_wr[b].data.eq(out6[0]),
                 x_wr[b].en.eq(t7["valid"] & (kind[_KIND_BACK]) & (lane_of(t7["col"]) == b)),
             ]
+        m.d.comb += [out_wr.addr.eq(Cat(t7["rhs"][:rhs_bits], t7["col"][:col_bits])),
+                     out_wr.data.eq(out6[0]),
+                     out_wr.en.eq(t7["valid"] & (kind[_KIND_BACK]))]
 
         # -- control ----------------------------------------------------------------------
         busy = Signal()
@@ -793,18 +812,15 @@ class CholeskySolver(wiring.Component):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         pipeline_empty = ~Cat(*in_flight).any()
 
-        # output: every bank reads the element's address a cycle ahead (the element after the
-        # one being sent, or X[0, 0] while the back substitution drains) from registers, each
-        # bank's word is registered beside it in OUT_READ, and the bank is selected from those
+        # output: the output copy of X is read at the element's address a cycle ahead (the
+        # element after the one being sent, or X[0, 0] while the back substitution drains),
+        # from registers, and its word is registered in OUT_READ
         out_row = Signal(range(n_max + 1))
         out_rhs = Signal(range(k_max + 1))
-        out_read_row = Signal(range(n_max + 1))  # the address the banks read, registered
+        out_read_row = Signal(range(n_max + 1))  # the address the copy reads, registered
         out_read_rhs = Signal(range(k_max + 1))
-        out_held = [Signal(signed(w), name=f"out_held{b}") for b in range(lanes)]
-        for b in range(lanes):
-            m.d.comb += x_out[b].addr.eq(Cat(out_read_rhs[:rhs_bits], slot_of(out_read_row)))
         out_value = Signal(signed(w))
-        select(out_value, lane_of(out_row), out_held)
+        m.d.comb += out_rd.addr.eq(Cat(out_read_rhs[:rhs_bits], out_read_row[:col_bits]))
 
         # the scaling pass: one block a cycle once the pivot inverse is known and the column's
         # last s value is stored (delays["s_stored"] cycles after its last dot product was issued)
@@ -822,7 +838,8 @@ class CholeskySolver(wiring.Component):
             m.d.sync += scale_age.eq(scale_age + 1)
         with m.If(scale_issue):
             m.d.sync += scale_row.eq(scale_next)
-            with m.If(scale_next >= total):  # last block: L readable delays["l_readable"] later
+            # scale_next >= total: the last block, its L readable delays["l_readable"] later
+            with m.If(scale_row >= total_less_lanes):
                 m.d.sync += [scale_pending.eq(0), pivot_ready.eq(0),
                              scale_settle.eq(delays["l_readable"] - 1)]
         with m.Elif(scale_settle != 0):
@@ -842,6 +859,8 @@ class CholeskySolver(wiring.Component):
                              self.phase.eq(Mux(self.done, Phase.DONE, Phase.IDLE))]
                 with m.If(self.command.valid):
                     m.d.sync += self._start(self.command.payload, n, k, total, lam, mode,
+                                            (last_row, last_col, last_rhs, total_less_lanes,
+                                             total_less_lanes_1, n_less_lanes),
                                             saturated)
                     m.d.sync += [in_head.eq(0), split.eq(0)]
                     cmd = self.command.payload
@@ -868,9 +887,9 @@ class CholeskySolver(wiring.Component):
                     direct_write.eq(self.i.valid & (~in_a | (in_col <= in_row))),
                 ]
                 with m.If(self.i.valid):
-                    with m.If(in_col == total - 1):
+                    with m.If(in_col == last_row):
                         m.d.sync += [in_col.eq(0), in_row.eq(in_row + 1), in_lower.eq(1)]
-                        with m.If(in_row == n - 1):
+                        with m.If(in_row == last_col):
                             m.d.sync += direct_input.eq(0)
                             m.next = "DIRECT_END"
                     with m.Else():
@@ -879,14 +898,14 @@ class CholeskySolver(wiring.Component):
             with m.State("DIRECT_END"):  # the last value's (registered) write
                 m.d.comb += self.phase.eq(Phase.INPUT)
                 m.d.sync += [kind.eq(1 << _KIND_FACTOR), scale_pending.eq(0),
-                             scale_settle.eq(0), *start_column(0, first_head)]
+                             scale_settle.eq(0), *first_column]
                 m.next = "FACTOR"
 
             with m.State("GRAM_PASS"):  # clear (kind CLEAR) or accumulate one row (kind GRAM)
                 m.d.comb += [t0["valid"].eq(1), t0["first"].eq(1), t0["last"].eq(1),
                              self.phase.eq(Phase.INPUT)]
-                with m.If(next_block >= total):
-                    with m.If(col == n - 1):
+                with m.If(block_row >= total_less_lanes):  # next_block >= total
+                    with m.If(col == last_col):
                         m.next = "GRAM_DRAIN"
                     with m.Else():
                         m.d.sync += [col.eq(col + 1), block_row.eq(col + 1)]
@@ -898,7 +917,7 @@ class CholeskySolver(wiring.Component):
                 with m.If(pipeline_empty):
                     with m.If((kind[_KIND_GRAM]) & row_last):
                         m.d.sync += [kind.eq(1 << _KIND_FACTOR), scale_pending.eq(0),
-                                     scale_settle.eq(0), *start_column(0, first_head)]
+                                     scale_settle.eq(0), *first_column]
                         m.next = "FACTOR"
                     with m.Else():
                         m.d.sync += [kind.eq(1 << _KIND_GRAM), in_col.eq(0)]
@@ -914,7 +933,7 @@ class CholeskySolver(wiring.Component):
                              vf_wr.en.eq(self.i.valid)]
                 with m.If(self.i.valid):
                     m.d.sync += in_col.eq(in_col + 1)
-                    with m.If(in_col == total - 1):
+                    with m.If(in_col == last_row):
                         m.d.sync += [row_last.eq(self.i.payload.last), col.eq(0),
                                      block_row.eq(0)]
                         m.next = "GRAM_PASS"
@@ -937,16 +956,18 @@ class CholeskySolver(wiring.Component):
                     with m.If(step == last_step):
                         m.d.sync += [step.eq(0), block_row.eq(block_end),
                                      block_end.eq(block_end + lanes),
-                                     column_last.eq(block_end + lanes >= total), in_head.eq(0),
+                                     column_last.eq(block_end >= total_less_lanes),
+                                     in_head.eq(0),
                                      split.eq(0), last_step.eq(col), a_col.eq(0)]
                         with m.If(column_last):  # column done: its pass is next
                             m.d.sync += [scale_pending.eq(1), scale_col.eq(col),
                                          scale_row.eq(col), scale_age.eq(0)]
-                            with m.If(col == n - 1):
+                            with m.If(col == last_col):
                                 m.next = "FACTOR_TAIL"
                             with m.Else():
                                 m.d.sync += start_column(col + 1,
-                                                         Mux(head == 1, lanes, head - 1))
+                                                         Mux(head == 1, lanes, head - 1),
+                                                         col >= total_less_lanes_1)
                     with m.Else():
                         m.d.sync += [step.eq(step + 1), a_col.eq(a_col + 1)]
 
@@ -955,7 +976,7 @@ class CholeskySolver(wiring.Component):
                 with m.If(pivot_failed):
                     m.next = "FACTOR_FAIL"
                 with m.Elif(scale_ready):
-                    with m.If(scale_next >= total):
+                    with m.If(scale_row >= total_less_lanes):
                         m.next = "FACTOR_DRAIN"
 
             with m.State("FACTOR_FAIL"):  # not positive definite: drain, then end the job
@@ -977,7 +998,7 @@ class CholeskySolver(wiring.Component):
                 # one step per block of rows i+1 .. n-1 (at least one: it also reads Y_ci); a
                 # row's first step reads X[i + 1, 0] and waits until it is written
                 m.d.comb += self.phase.eq(Phase.SOLVE)
-                final_block = next_block >= n
+                final_block = block_row >= n_less_lanes  # next_block >= n
                 with m.If((step != 0) | (rhs != 0) | (x_wait == 0)):
                     m.d.comb += [t0["valid"].eq(1), t0["first"].eq(step == 0),
                                  t0["last"].eq(final_block)]
@@ -988,7 +1009,7 @@ class CholeskySolver(wiring.Component):
                         m.d.sync += [block_row.eq(col + 1), step.eq(0), rhs.eq(rhs + 1)]
                         with m.If(rhs == 0):  # X[i, 0] is readable delays["back"] later
                             m.d.comb += x_wait_load.eq(1)
-                        with m.If(rhs == k - 1):
+                        with m.If(rhs == last_rhs):
                             with m.If(col == 0):
                                 m.d.sync += [out_read_row.eq(0), out_read_rhs.eq(0)]
                                 m.next = "BACK_DRAIN"
@@ -1003,15 +1024,15 @@ class CholeskySolver(wiring.Component):
 
             with m.State("OUT_READ"):
                 m.d.comb += self.phase.eq(Phase.OUTPUT)
-                m.d.sync += [held.eq(port.data) for held, port in zip(out_held, x_out, strict=True)]
-                with m.If(out_rhs == k - 1):  # the next element's address, read during OUT_SEND
+                m.d.sync += out_value.eq(out_rd.data)
+                with m.If(out_rhs == last_rhs):  # the next element's address, read during OUT_SEND
                     m.d.sync += [out_read_row.eq(out_row + 1), out_read_rhs.eq(0)]
                 with m.Else():
                     m.d.sync += [out_read_row.eq(out_row), out_read_rhs.eq(out_rhs + 1)]
                 m.next = "OUT_SEND"
 
             with m.State("OUT_SEND"):
-                final = (out_row == n - 1) & (out_rhs == k - 1)
+                final = (out_row == last_col) & (out_rhs == last_rhs)
                 m.d.comb += [self.phase.eq(Phase.OUTPUT), self.o.valid.eq(1),
                              self.o.payload.value.eq(out_value),
                              self.o.payload.last.eq(final)]
@@ -1020,15 +1041,20 @@ class CholeskySolver(wiring.Component):
                         m.d.sync += [busy.eq(0), self.done.eq(1), kind.eq(1 << _KIND_CLEAR)]
                         m.next = "IDLE"
                     with m.Else():
-                        with m.If(out_rhs == k - 1):
+                        with m.If(out_rhs == last_rhs):
                             m.d.sync += [out_rhs.eq(0), out_row.eq(out_row + 1)]
                         with m.Else():
                             m.d.sync += out_rhs.eq(out_rhs + 1)
                         m.next = "OUT_READ"
         return m
 
-    def _start(self, cmd, n, k, total, lam, mode, saturated):
+    def _start(self, cmd, n, k, total, lam, mode, derived, saturated):
+        last_row, last_col, last_rhs, total_less_lanes, total_less_lanes_1, n_less_lanes = derived
         return [n.eq(cmd.n), k.eq(cmd.k), total.eq(cmd.n + cmd.k), lam.eq(cmd.lam),
+                last_row.eq(cmd.n + cmd.k - 1), last_col.eq(cmd.n - 1), last_rhs.eq(cmd.k - 1),
+                total_less_lanes.eq(cmd.n + cmd.k - self.lanes),
+                total_less_lanes_1.eq(cmd.n + cmd.k - self.lanes - 1),
+                n_less_lanes.eq(cmd.n - self.lanes),
                 mode.eq(cmd.mode), saturated.eq(0), self.cycles.eq(0), self.done.eq(0),
                 self.npd.eq(0), self.npd_index.eq(0), self.bad_command.eq(0)]
 
