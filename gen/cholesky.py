@@ -94,8 +94,8 @@ class CholeskySolver(wiring.Component):
     Pipelining (out of context on ECP5-85F speed 6: 118.3 MHz for ``n_max=16, k_max=4,
     lanes=4`` and 111.1 MHz for ``64, 10, 4``, from ``tiersolve bench cholesky --synth
     --synth-config 16,4,4 64,10,4``; wide cores are slower: the issue-stage control still fans
-    out to every lane unregistered): every memory output, multiplier operand and product is
-    registered; a matrix bank deeper than one block RAM is built in block-RAM-sized chunks,
+    out to every lane unregistered): every memory read address (beside each block RAM chunk
+    of a matrix bank), memory output, multiplier operand and product is registered; a matrix bank deeper than one block RAM is built in block-RAM-sized chunks,
     each read into a register beside it before the chunk is selected
     (:func:`~tiersolve.gen.hwmem.chunked_memory`); from 8 lanes
     (:func:`~tiersolve.gen.cholesky_model.broadcast_stage`) the fetched words and the pivot-row
@@ -177,19 +177,19 @@ class CholeskySolver(wiring.Component):
     with ``B_j = ceil((n + k - j)/lanes)`` blocks in column ``j`` and the product latencies
     ``P_d`` (``w × w``) and ``P_s`` (``w × inverse_format.width``), 1 up to 18 bits and 3 for
     24 × 24 (:func:`~tiersolve.gen.cholesky_model.pipeline_delays` collects the delays below).
-    Gram mode, per row: ``n + k`` input cycles, ``Σ_j B_j`` update cycles and ``6 + P_d``
+    Gram mode, per row: ``n + k`` input cycles, ``Σ_j B_j`` update cycles and ``7 + P_d``
     cycles of drain (the clear pass is the same without the input). Factorisation: one
     dot-product step a cycle (per column the head's ``h + 1`` or ``j + 1`` steps and
     ``(B_j - 1)·(j + 1)`` for the whole blocks; the ``B_j`` scaling blocks of the previous
     column go in parallel) plus the cycles a step ``q = j - 1`` waits for column ``j - 1``'s
-    pivot inverse and scaling pass (the pivot inverse is known ``7 + P_d + rsqrt_latency``
+    pivot inverse and scaling pass (the pivot inverse is known ``8 + P_d + rsqrt_latency``
     cycles after the head's last step, a scaling block may be issued ``7 + P_d`` cycles after
     the column's last step, and its ``L`` is readable ``6 + P_s`` cycles after it), then the
-    last column's scaling pass and ``6 + P_s`` cycles of drain after it; ``cycle_model``
+    last column's scaling pass and ``7 + P_s`` cycles of drain after it; ``cycle_model``
     replays this schedule. Back substitution, per row ``i``:
     ``k·max(1, ceil((n - 1 - i)/lanes))`` issue cycles, the next row's first step issued no
     earlier than ``10 + log2(lanes) + P_d + P_s`` cycles after this row's first right-hand
-    side ended, and as many cycles of drain after the last row. Output: 2 cycles per element.
+    side ended, and one cycle more of drain after the last row. Output: 2 cycles per element.
     The command is accepted in the cycle after the previous job ends.
     """
 
@@ -257,7 +257,11 @@ class CholeskySolver(wiring.Component):
 
         # the banks can be deeper than a block RAM: chunked, each chunk's reads registered
         # beside it (the data below is the registered word, two cycles after the address)
-        banks = [chunked_memory(m, f"matrix{b}", signed(wide), slots << col_bits, read_ports=2)
+        # every read address is registered before the memory (beside each chunk of a bank), so
+        # the issue logic and the route to the block RAMs each have a cycle: the word read at
+        # an address decided in cycle t is in a register in cycle t + 3
+        banks = [chunked_memory(m, f"matrix{b}", signed(wide), slots << col_bits, read_ports=2,
+                                address_register=True)
                  for b in range(lanes)]
         mat_a = [reads[0] for reads, _ in banks]
         mat_b = [reads[1] for reads, _ in banks]
@@ -277,6 +281,11 @@ class CholeskySolver(wiring.Component):
         vf_rd, vf_wr = vfull.read_port(), vfull.write_port()
         invmem = make("pivot_inverse", signed(w_inv), n_max)
         inv_rd, inv_wr = invmem.read_port(), invmem.write_port()
+
+        def registered_address(port, value, name):
+            address = Signal.like(port.addr, name=name)
+            m.d.sync += address.eq(value)
+            m.d.comb += port.addr.eq(address)
 
         def lane_of(index):
             return index[:shift] if shift else Const(0, 1)
@@ -425,10 +434,12 @@ class CholeskySolver(wiring.Component):
             return src
 
         t0 = tags("issue")
-        t1, tr, t2, t3 = tags("read"), tags("fetched"), tags("operand"), tags("product")
-        follow(t1, t0)
+        ta, t1, tr = tags("address"), tags("read"), tags("fetched")
+        t2, t3 = tags("operand"), tags("product")
+        follow(ta, t0)
+        follow(t1, ta)
         follow(tr, t1)
-        in_flight = [t1["valid"], tr["valid"], t2["valid"]]
+        in_flight = [ta["valid"], t1["valid"], tr["valid"], t2["valid"]]
         # wide cores: one more register stage carries the fetched words and the broadcast
         # (a lanes-to-1 multiplexer) before they fan out to every lane's operand registers
         t_op = tag_chain(tr, broadcast_stage(lanes), "broadcast")
@@ -487,10 +498,10 @@ class CholeskySolver(wiring.Component):
                              mat_b[b].addr.eq(matrix_address(slot_of(back_row), col))]
             with m.Else():
                 m.d.comb += mat_a[b].addr.eq(matrix_address(lane_slot[b], col))
-            m.d.comb += [x_rd[b].addr.eq(Cat(rhs[:rhs_bits], lane_slot[b])),
-                         v_rd[b].addr.eq(lane_slot[b])]
-        m.d.comb += [vf_rd.addr.eq(col),
-                     t0["bsel"].eq(Mux(kind[_KIND_BACK], lane_of(back_row), lane_of(col)))]
+            registered_address(x_rd[b], Cat(rhs[:rhs_bits], lane_slot[b]), f"x_raddr{b}")
+            registered_address(v_rd[b], lane_slot[b], f"v_raddr{b}")
+        registered_address(vf_rd, col, "vf_raddr")
+        m.d.comb += [t0["bsel"].eq(Mux(kind[_KIND_BACK], lane_of(back_row), lane_of(col)))]
 
         # every memory output is registered first (block RAM clock-to-output is slow); the
         # matrix banks register theirs per chunk (gen/hwmem.py)
@@ -684,22 +695,23 @@ class CholeskySolver(wiring.Component):
         # the pass with the same latency as a matrix read; the pass writes L through the
         # matrix write ports, which the dot products leave free while it is pending (no block
         # of the next column ends before the pass is written)
-        sc0, sc1, scr, sc2 = (tags("scale_issue"), tags("scale_read"), tags("scale_fetched"),
-                              tags("scale_operand"))
+        sc0, sca, sc1 = tags("scale_issue"), tags("scale_address"), tags("scale_read")
+        scr, sc2 = tags("scale_fetched"), tags("scale_operand")
         m.d.comb += [sc0["valid"].eq(scale_issue), sc0["slot"].eq(scale_slot),
                      sc0["start"].eq(scale_start), sc0["col"].eq(scale_col),
                      sc0["mask"].eq(scale_mask), sc0["diag"].eq(scale_row == scale_col),
                      sc0["scale"].eq(1)]
-        follow(sc1, sc0)
+        follow(sca, sc0)
+        follow(sc1, sca)
         follow(scr, sc1)
         follow(sc2, scr)
-        in_flight += [sc1["valid"], scr["valid"], sc2["valid"]]
+        in_flight += [sca["valid"], sc1["valid"], scr["valid"], sc2["valid"]]
         scale_operand = []
         for b in range(lanes):
             column_s = make(f"column_s{b}", signed(w), slots)
             s_rd, s_wr = column_s.read_port(), column_s.write_port()
-            m.d.comb += [s_rd.addr.eq(scale_slots[b]),
-                         s_wr.addr.eq(bank_slot(b, t5["slot"], t5["start"])),
+            registered_address(s_rd, scale_slots[b], f"column_s_raddr{b}")
+            m.d.comb += [s_wr.addr.eq(bank_slot(b, t5["slot"], t5["start"])),
                          s_wr.data.eq(s4[b]),
                          s_wr.en.eq(t5["valid"] & t5["mask"][b] & (kind[_KIND_FACTOR]))]
             fetched_s = Signal(signed(w), name=f"fetched_s{b}")

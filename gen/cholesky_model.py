@@ -304,19 +304,21 @@ def head_steps(n: int, k: int, lanes: int, col: int) -> int:
     return col // 2 + 2 if head_is_split(n, k, lanes, col) else col + 1
 
 
-def _factor_schedule(n: int, k: int, lanes: int, rsqrt_latency: int, s_stored: int,
-                     l_readable: int) -> dict:
+def _factor_schedule(n: int, k: int, lanes: int, rsqrt_latency: int, delays: dict) -> dict:
     """Replay, cycle by cycle, the factorisation's issue schedule (the FACTOR states).
 
     Every cycle may issue a block of the scaling pass of the previous column (its own
-    pipeline) when its pivot inverse is known (``s_stored + rsqrt_latency`` cycles after the
+    pipeline) when its pivot inverse is known (``pivot + rsqrt_latency`` cycles after the
     head block's last step) and its last ``s`` is stored (``s_stored`` cycles after the
     column's last step), and issues the next step of the current column's current block (the
     head first, see :func:`head_steps`, then whole blocks of ``col + 1`` steps), unless that
     step reads the previous column (the step just before the block's last) while the scaling
     pass is pending or its writes are not yet readable (``l_readable`` cycles after its last
-    block): then no step is issued (a stall). After the last column only its scaling pass runs.
+    block): then no step is issued (a stall). After the last column only its scaling pass runs,
+    then the pipeline drains (``factor_drain``). The delays are those of
+    :func:`pipeline_delays`.
     """
+    s_stored, l_readable = delays["s_stored"], delays["l_readable"]
     total = n + k
     cycle = col = step = block_row = scale_row = 0
     in_head = True
@@ -336,13 +338,13 @@ def _factor_schedule(n: int, k: int, lanes: int, rsqrt_latency: int, s_stored: i
                 scale_pending, pivot_ready_at = False, None
                 settled_at = cycle + l_readable
                 if tail:  # FACTOR_DRAIN: until the last L is written
-                    return {"factor": cycle + 1 + l_readable, "stalls": stalls,
-                            "scale": scale_cycles, "drain": l_readable}
+                    return {"factor": cycle + 1 + delays["factor_drain"], "stalls": stalls,
+                            "scale": scale_cycles, "drain": delays["factor_drain"]}
         if tail or step_waits:
             stalls += 1
         elif step == last_step:
             if in_head:
-                pivot_ready_at = cycle + s_stored + rsqrt_latency
+                pivot_ready_at = cycle + delays["pivot"] + rsqrt_latency
                 block_row += head_rows(n, k, lanes, col)
             else:
                 block_row += lanes
@@ -384,20 +386,31 @@ def pipeline_delays(lanes: int, fmt=None, inverse_format=None) -> dict:
     Returns
     -------
     dict
-        ``gram_drain`` (``6 + P_d``): cycles after a Gram or clear pass's last issue until the
+        ``gram_drain`` (``7 + P_d``): cycles after a Gram or clear pass's last issue until the
         pipeline is empty; ``s_stored`` (``7 + P_d``): cycles after a factor column's last step
-        until its last ``s`` is readable by the scaling pass (its pivot inverse is known
-        ``s_stored + rsqrt_latency`` cycles after the head block's last step);
-        ``l_readable`` (``6 + P_s``): cycles after a scaling block is issued until its ``L``
-        is readable; ``back`` (``10 + log2(lanes) + P_d + P_s``): cycles after a back
-        substitution row's first right-hand side ends until ``X[i, 0]`` is readable (also the
-        final drain).
+        until its last ``s`` is readable by the scaling pass; ``pivot`` (``8 + P_d``): its
+        pivot inverse is known ``pivot + rsqrt_latency`` cycles after the head block's last
+        step; ``l_readable`` (``6 + P_s``): cycles after a scaling block is issued until its
+        ``L`` is readable by a dot-product step; ``factor_drain`` (``7 + P_s``): cycles after
+        the last scaling block until the pipeline is empty; ``back``
+        (``10 + log2(lanes) + P_d + P_s``): cycles after a back substitution row's first
+        right-hand side ends until ``X[i, 0]`` is readable by the next row; ``back_drain``
+        (``back + 1``): the final drain after the last row.
+
+        Every read address is registered before its memory, so a read happens one cycle
+        after its step is issued; a write happens when its pipeline stage drives it. The
+        distances from a write to a read of the same word (``s_stored``, ``l_readable``,
+        ``back``) count from issue to issue and are the same as without the address
+        registers; the paths that end elsewhere (the pivot to the rsqrt unit, the drains) are
+        one cycle longer.
     """
     dot, scaling = (1, 1) if fmt is None else multiplier_latencies(fmt, inverse_format)
     dot += broadcast_stage(lanes)  # the stage lengthens every path through the dot products
     tree_depth = lanes.bit_length() - 1
-    return {"gram_drain": 6 + dot, "s_stored": 7 + dot, "l_readable": 6 + scaling,
-            "back": 10 + tree_depth + dot + scaling}
+    back = 10 + tree_depth + dot + scaling
+    return {"gram_drain": 7 + dot, "s_stored": 7 + dot, "pivot": 8 + dot,
+            "l_readable": 6 + scaling, "factor_drain": 7 + scaling,
+            "back": back, "back_drain": back + 1}
 
 
 def cycle_model(n: int, k: int, lanes: int, rows: int = 0, *, rsqrt_latency: int,
@@ -428,7 +441,7 @@ def cycle_model(n: int, k: int, lanes: int, rows: int = 0, *, rsqrt_latency: int
         their own), ``factor_pivot_wait`` (cycles that issue no dot-product step: a column's
         step ``q = j - 1`` waiting for the previous column's pivot inverse and scaling pass,
         or the last column waiting for its own) and ``factor_drain`` (the final drain,
-        ``l_readable`` of :func:`pipeline_delays`).
+        ``factor_drain`` of :func:`pipeline_delays`).
     """
     delays = pipeline_delays(lanes, fmt, inverse_format)
     total = n + k
@@ -438,8 +451,7 @@ def cycle_model(n: int, k: int, lanes: int, rows: int = 0, *, rsqrt_latency: int
 
     # each Gram / clear pass: per column j, one issue per block of rows j .. n+k-1
     passes = sum(blocks(j, total) for j in range(n))
-    schedule = _factor_schedule(n, k, lanes, rsqrt_latency, delays["s_stored"],
-                                delays["l_readable"])
+    schedule = _factor_schedule(n, k, lanes, rsqrt_latency, delays)
     # back substitution: row i issues k dot products of one step per block of rows
     # i+1 .. n-1 (at least one); the next row follows at once, except that its first step
     # (which reads X[i, 0]) waits until X[i, 0] is written, delays["back"] cycles after its
@@ -450,7 +462,7 @@ def cycle_model(n: int, k: int, lanes: int, rows: int = 0, *, rsqrt_latency: int
         solve = max(solve, x_ready)
         x_ready = solve + row_blocks - 1 + delays["back"]
         solve += k * row_blocks
-    solve += delays["back"]
+    solve += delays["back_drain"]
     return {
         "gram_per_row": total + passes + delays["gram_drain"],
         "clear": passes + delays["gram_drain"],

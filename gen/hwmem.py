@@ -11,6 +11,11 @@ each chunk's read data next to its block RAM, and only then selects the chunk (w
 address bits delayed to match). The data of a read issued in cycle ``t`` is selected from those
 registers in cycle ``t + 2``: the same timing as a read port whose data goes straight into a
 register, which is what it replaces, and with the multiplexer moved after the registers.
+
+With ``address_register=True`` every chunk also registers its read address before its block
+RAM: the logic that computes an address (and the route to the block RAMs, which can be far
+apart) then has a cycle of its own, and the data arrives one cycle later (``t + 3``). Writes
+are not delayed.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ BLOCK_RAM_WORDS = 512
 
 
 def chunked_memory(m, name: str, shape, depth: int, *, read_ports: int,
-                   chunk_depth: int = BLOCK_RAM_WORDS):
+                   chunk_depth: int = BLOCK_RAM_WORDS, address_register: bool = False):
     """A ``depth``-word memory as chunks of ``chunk_depth`` words with registered reads.
 
     Parameters
@@ -45,12 +50,17 @@ def chunked_memory(m, name: str, shape, depth: int, *, read_ports: int,
         Read ports (every chunk gets that many).
     chunk_depth : int
         Words per chunk, a power of two (default :data:`BLOCK_RAM_WORDS`).
+    address_register : bool
+        Register each chunk's read address beside it (reads take one more cycle).
 
     Returns
     -------
     reads : list of SimpleNamespace
         One per read port: ``addr`` (drive it; ``range(depth)``) and ``data``, the word at the
-        address driven two cycles earlier, from registers (do not register it again).
+        address driven two cycles earlier (three with ``address_register``), from registers
+        (do not register it again). The memory is accessed when the address is driven (one cycle
+        later with ``address_register``): a read accessing a word in the cycle it is written
+        gets the old word.
     write : SimpleNamespace
         The write port: ``addr``, ``data``, ``en`` (drive them).
 
@@ -78,7 +88,12 @@ def chunked_memory(m, name: str, shape, depth: int, *, read_ports: int,
         for p, read in enumerate(reads):
             port = mem.read_port()
             held = Signal(shape, name=f"{name}_c{c}_rdata{p}")
-            m.d.comb += port.addr.eq(read.addr[:low_bits])
+            if address_register:
+                address = Signal(max(low_bits, 1), name=f"{name}_c{c}_raddr{p}")
+                m.d.sync += address.eq(read.addr[:low_bits])
+                m.d.comb += port.addr.eq(address)
+            else:
+                m.d.comb += port.addr.eq(read.addr[:low_bits])
             m.d.sync += held.eq(port.data)
             parts[p].append(held)
     for p, read in enumerate(reads):
@@ -86,9 +101,11 @@ def chunked_memory(m, name: str, shape, depth: int, *, read_ports: int,
             m.d.comb += read.data.eq(parts[p][0])
             continue
         # the chunk number, delayed to meet the registered data
-        issued = Signal(range(chunks), name=f"{name}_chunk{p}_issued")
-        held = Signal(range(chunks), name=f"{name}_chunk{p}_held")
-        m.d.sync += [issued.eq(read.addr >> low_bits), held.eq(issued)]
+        held = read.addr >> low_bits
+        for stage in range(3 if address_register else 2):
+            delayed = Signal(range(chunks), name=f"{name}_chunk{p}_stage{stage}")
+            m.d.sync += delayed.eq(held)
+            held = delayed
         with m.Switch(held):
             for c, part in enumerate(parts[p]):
                 with m.Case(c):
