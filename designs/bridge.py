@@ -434,10 +434,16 @@ class FrameBridge(wiring.Component):
         # the byte selection apart from the COBS and CRC logic); the writer drains it.
         feed_valid = Signal()
         feed_byte = Signal(8)
+        feed_zero = Signal()          # feed_byte == 0, registered with it
+        code_full = Signal()          # code == 0xFF, registered with it
+
+        def feed(value):
+            """Load a raw reply byte into the feed register."""
+            return [feed_valid.eq(1), feed_byte.eq(value), feed_zero.eq(value == 0)]
         build_data = Signal(32)       # the reply word being sent, registered after its read
         feed_finish = Signal()
         building = Signal()
-        writer_ready = code != 0xFF
+        writer_ready = ~code_full
         feed_free = ~feed_valid | writer_ready  # the builder may load a byte this cycle
         reply_crc = Signal(16)
         with m.If(building):
@@ -450,11 +456,11 @@ class FrameBridge(wiring.Component):
                 m.d.sync += [
                     code_position.eq(write_position),
                     write_position.eq(write_position + 1),
-                    code.eq(1),
+                    code.eq(1), code_full.eq(0),
                 ]
             with m.Elif(feed_valid):
                 m.d.sync += [feed_valid.eq(0), reply_crc.eq(crc16_next(reply_crc, feed_byte))]
-                with m.If(feed_byte == 0):
+                with m.If(feed_zero):
                     m.d.comb += [
                         reply_bytes.write_enable.eq(1),
                         reply_bytes.addr.eq(code_position),
@@ -463,7 +469,7 @@ class FrameBridge(wiring.Component):
                     m.d.sync += [
                         code_position.eq(write_position),
                         write_position.eq(write_position + 1),
-                        code.eq(1),
+                        code.eq(1), code_full.eq(0),
                     ]
                 with m.Else():
                     m.d.comb += [
@@ -471,7 +477,8 @@ class FrameBridge(wiring.Component):
                         reply_bytes.addr.eq(write_position),
                         reply_bytes.write_data.eq(feed_byte),
                     ]
-                    m.d.sync += [write_position.eq(write_position + 1), code.eq(code + 1)]
+                    m.d.sync += [write_position.eq(write_position + 1), code.eq(code + 1),
+                                 code_full.eq(code == 0xFE)]
             with m.Elif(feed_finish):
                 m.d.comb += [
                     reply_bytes.write_enable.eq(1),
@@ -495,7 +502,7 @@ class FrameBridge(wiring.Component):
 
         def start_reply_writer():
             return [
-                code_position.eq(0), write_position.eq(1), code.eq(1),
+                code_position.eq(0), write_position.eq(1), code.eq(1), code_full.eq(0),
                 reply_crc.eq(_CRC_INIT), build_index.eq(0), build_word.eq(0), feed_valid.eq(0),
             ]
 
@@ -611,10 +618,7 @@ class FrameBridge(wiring.Component):
                 header = Cat(seq, status, command, done)
                 m.d.sync += last_word.eq(done - 1)
                 with m.If(feed_free):
-                    m.d.sync += [
-                        feed_valid.eq(1),
-                        feed_byte.eq(header.word_select(build_index, 8)),
-                    ]
+                    m.d.sync += feed(header.word_select(build_index, 8))
                     m.d.sync += build_index.eq(build_index + 1)
                     with m.If(build_index == 4):
                         m.d.sync += build_index.eq(0)
@@ -642,10 +646,7 @@ class FrameBridge(wiring.Component):
             with m.State("BUILD_DATA"):
                 m.d.comb += building.eq(1)
                 with m.If(feed_free):
-                    m.d.sync += [
-                        feed_valid.eq(1),
-                        feed_byte.eq(build_data.word_select(build_index[:2], 8)),
-                    ]
+                    m.d.sync += feed(build_data.word_select(build_index[:2], 8))
                     m.d.sync += build_index.eq(build_index + 1)
                     with m.If(build_index == 3):
                         m.d.sync += [build_index.eq(0), build_word.eq(build_word + 1)]
@@ -660,11 +661,10 @@ class FrameBridge(wiring.Component):
                 # The CRC is final once the writer has taken the last data byte.
                 with m.If((build_index == 0) & ~feed_valid):
                     m.d.sync += [
-                        feed_valid.eq(1), feed_byte.eq(reply_crc[8:]),
-                        build_index.eq(1), crc_saved.eq(reply_crc[:8]),
+                        *feed(reply_crc[8:]), build_index.eq(1), crc_saved.eq(reply_crc[:8]),
                     ]
                 with m.Elif((build_index == 1) & feed_free):
-                    m.d.sync += [feed_valid.eq(1), feed_byte.eq(crc_saved), build_index.eq(2)]
+                    m.d.sync += [*feed(crc_saved), build_index.eq(2)]
                 with m.Elif((build_index == 2) & ~feed_valid & writer_ready):
                     m.d.comb += [
                         feed_finish.eq(1),
