@@ -95,8 +95,9 @@ class CholeskySolver(wiring.Component):
     lanes=4`` and 111.1 MHz for ``64, 10, 4``, from ``tiersolve bench cholesky --synth
     --synth-config 16,4,4 64,10,4``; wide cores are slower: the issue-stage control still fans
     out to every lane unregistered): every memory read address (beside each block RAM chunk
-    of a matrix bank), memory output, multiplier operand and product is registered; a matrix bank deeper than one block RAM is built in block-RAM-sized chunks,
-    each read into a register beside it before the chunk is selected
+    of a matrix bank), memory output, multiplier operand and product is registered; a matrix
+    bank deeper than one block RAM is built in block-RAM-sized chunks, each read into a
+    register beside it before the chunk is selected
     (:func:`~tiersolve.gen.hwmem.chunked_memory`); from 8 lanes
     (:func:`~tiersolve.gen.cholesky_model.broadcast_stage`) the fetched words and the pivot-row
     broadcast pass one more register stage before they fan out to the lanes; a product whose
@@ -361,6 +362,12 @@ class CholeskySolver(wiring.Component):
         in_head = Signal()                       # the current block is the head
         split = Signal()                         # ... and it is split over paired lanes
         last_step = Signal(range(n_max + 1))     # step index of the block's M read
+        # the issue decision reads flags, not compares: step == last_step, step + 1 ==
+        # last_step (the step reads the previous column), col == n - 1, scale_settle != 0
+        at_last_step = Signal()
+        before_last_step = Signal()
+        col_is_last = Signal()
+        settling = Signal()
         a_col = Signal(range(n_max + 1))         # column port A reads at this step
         partner_steps = Signal(range(n_max + 1))  # split: steps of the partner lanes
         # every clip raises an event; the events are registered and only then ORed into the
@@ -384,11 +391,14 @@ class CholeskySolver(wiring.Component):
             ``short``: the column has at most ``lanes`` rows (the head is the whole column)."""
             split_now = (column >= 3) & (head_rows <= lanes // 2) if lanes > 1 else Const(0)
             half = (column >> 1) + 1  # h: steps of the lane half of a split head
-            return [col.eq(column), block_row.eq(column), step.eq(0), head.eq(head_rows),
+            last_value = Mux(split_now, half, column)
+            return [col.eq(column), col_is_last.eq(column == last_col),
+                    block_row.eq(column), step.eq(0), head.eq(head_rows),
                     block_end.eq(column + head_rows),
                     column_last.eq(short),
                     in_head.eq(1), split.eq(split_now),
-                    last_step.eq(Mux(split_now, half, column)),
+                    last_step.eq(last_value), at_last_step.eq(last_value == 0),
+                    before_last_step.eq(last_value == 1),
                     a_col.eq(Mux(split_now, column - half, 0)),
                     partner_steps.eq(Mux(split_now, column - half, 0))]
 
@@ -853,9 +863,9 @@ class CholeskySolver(wiring.Component):
             # scale_next >= total: the last block, its L readable delays["l_readable"] later
             with m.If(scale_row >= total_less_lanes):
                 m.d.sync += [scale_pending.eq(0), pivot_ready.eq(0),
-                             scale_settle.eq(delays["l_readable"] - 1)]
-        with m.Elif(scale_settle != 0):
-            m.d.sync += scale_settle.eq(scale_settle - 1)
+                             scale_settle.eq(delays["l_readable"] - 1), settling.eq(1)]
+        with m.Elif(settling):
+            m.d.sync += [scale_settle.eq(scale_settle - 1), settling.eq(scale_settle != 1)]
 
         # back substitution: cycles until X[i, 0] of the last row started is readable
         x_wait = Signal(range(delays["back"]))
@@ -910,7 +920,8 @@ class CholeskySolver(wiring.Component):
             with m.State("DIRECT_END"):  # the last value's (registered) write
                 m.d.comb += self.phase.eq(Phase.INPUT)
                 m.d.sync += [kind.eq(1 << _KIND_FACTOR), scale_pending.eq(0),
-                             scale_settle.eq(0), *first_column]
+                             scale_settle.eq(0), settling.eq(0),
+                             *first_column]
                 m.next = "FACTOR"
 
             with m.State("GRAM_PASS"):  # clear (kind CLEAR) or accumulate one row (kind GRAM)
@@ -929,7 +940,8 @@ class CholeskySolver(wiring.Component):
                 with m.If(pipeline_empty):
                     with m.If((kind[_KIND_GRAM]) & row_last):
                         m.d.sync += [kind.eq(1 << _KIND_FACTOR), scale_pending.eq(0),
-                                     scale_settle.eq(0), *first_column]
+                                     scale_settle.eq(0), settling.eq(0),
+                                     *first_column]
                         m.next = "FACTOR"
                     with m.Else():
                         m.d.sync += [kind.eq(1 << _KIND_GRAM), in_col.eq(0)]
@@ -955,33 +967,36 @@ class CholeskySolver(wiring.Component):
                 # the next dot-product step of column col, unless that step reads column
                 # col - 1 before its scaling pass is written (then no step is issued)
                 m.d.comb += self.phase.eq(Phase.FACTOR)
-                needs_previous = step + 1 == last_step
+                needs_previous = before_last_step
                 # a failed pivot ends the job once its column's s values are all issued (so
                 # the saturation flag covers the whole column, as in the model)
                 with m.If(pivot_failed & scale_pending):
                     m.next = "FACTOR_FAIL"
-                with m.Elif(needs_previous & (scale_pending | (scale_settle != 0))):
+                with m.Elif(needs_previous & (scale_pending | settling)):
                     pass
                 with m.Else():
                     m.d.comb += [t0["valid"].eq(1), t0["first"].eq(step == 0),
-                                 t0["last"].eq(step == last_step)]
-                    with m.If(step == last_step):
+                                 t0["last"].eq(at_last_step)]
+                    with m.If(at_last_step):
                         m.d.sync += [step.eq(0), block_row.eq(block_end),
                                      block_end.eq(block_end + lanes),
                                      column_last.eq(block_end >= total_less_lanes),
                                      in_head.eq(0),
-                                     split.eq(0), last_step.eq(col), a_col.eq(0)]
+                                     split.eq(0), last_step.eq(col), a_col.eq(0),
+                                     at_last_step.eq(col == 0), before_last_step.eq(col == 1)]
                         with m.If(column_last):  # column done: its pass is next
                             m.d.sync += [scale_pending.eq(1), scale_col.eq(col),
                                          scale_row.eq(col), scale_age.eq(0)]
-                            with m.If(col == last_col):
+                            with m.If(col_is_last):
                                 m.next = "FACTOR_TAIL"
                             with m.Else():
                                 m.d.sync += start_column(col + 1,
                                                          Mux(head == 1, lanes, head - 1),
                                                          col >= total_less_lanes_1)
                     with m.Else():
-                        m.d.sync += [step.eq(step + 1), a_col.eq(a_col + 1)]
+                        m.d.sync += [step.eq(step + 1), a_col.eq(a_col + 1),
+                                     at_last_step.eq(before_last_step),
+                                     before_last_step.eq(step + 2 == last_step)]
 
             with m.State("FACTOR_TAIL"):  # the last column's scaling pass
                 m.d.comb += self.phase.eq(Phase.FACTOR)
