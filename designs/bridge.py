@@ -214,7 +214,7 @@ class FrameBridge(wiring.Component):
     ------
     The bridge takes one byte per cycle while receiving. After the delimiter it stops taking
     bytes until the frame's reply is in the reply buffer: it waits for the previous reply to
-    leave ``tx``, then needs 2 cycles to decide, ``2 * count`` (write) or ``count`` (read) cycles
+    leave ``tx``, then needs 2 cycles to decide, ``3 * count`` (write) or ``count`` (read) cycles
     plus bus wait states for the burst, and about ``10`` cycles (plus ``5 * count`` for a read,
     plus one per 254 reply bytes) to write the reply. The reply then streams out at one byte per
     cycle (as fast as ``tx`` takes it) while the next frame is being received. Transport
@@ -440,7 +440,12 @@ class FrameBridge(wiring.Component):
         def feed(value):
             """Load a raw reply byte into the feed register."""
             return [feed_valid.eq(1), feed_byte.eq(value), feed_zero.eq(value == 0)]
-        build_data = Signal(32)       # the reply word being sent, registered after its read
+
+        # every word read from the request buffer goes into this register before any logic:
+        # a block RAM's output is slow (about 5.8 ns on ECP5 speed 6) and the buffer may sit
+        # far from its users; the register holds the word while the buffer is not accessed
+        build_data = Signal(32)
+        m.d.sync += build_data.eq(request_words.read_data)
         feed_finish = Signal()
         building = Signal()
         writer_ready = ~code_full
@@ -592,10 +597,13 @@ class FrameBridge(wiring.Component):
 
             with m.State("WRITE_FETCH"):
                 m.d.comb += [request_words.addr.eq(done), request_words.read_enable.eq(1)]
+                m.next = "WRITE_LATCH"
+
+            with m.State("WRITE_LATCH"):  # the word reaches build_data
                 m.next = "WRITE"
 
             with m.State("WRITE"):
-                m.d.comb += [self.bus.w_stb.eq(1), self.bus.w_data.eq(request_words.read_data)]
+                m.d.comb += [self.bus.w_stb.eq(1), self.bus.w_data.eq(build_data)]
                 with m.If(self.bus.ack):
                     finish_access("WRITE_FETCH")
                 with m.Else():
@@ -635,12 +643,8 @@ class FrameBridge(wiring.Component):
                 ]
                 m.next = "BUILD_LATCH"
 
-            with m.State("BUILD_LATCH"):
-                # The word read goes into a register before any logic: a block RAM's output
-                # is slow (about 5.6 ns on ECP5 speed 6), too slow to select a byte from and
-                # reach feed_byte in one cycle at 100 MHz.
+            with m.State("BUILD_LATCH"):  # the word reaches build_data
                 m.d.comb += building.eq(1)
-                m.d.sync += build_data.eq(request_words.read_data)
                 m.next = "BUILD_DATA"
 
             with m.State("BUILD_DATA"):
