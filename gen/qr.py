@@ -52,11 +52,37 @@ memories are padded to powers of two: ``2 · 2**ceil(log2 n_max) · 2**ceil(log2
 per bank, ``slots = ceil((n_max + k_max) / units)``), so no adder or multiplier sits in front
 of a memory port. The CORDIC vectoring unit takes its operands from registers of its own and its
 start from a registered pulse, both loaded in the cycle before the generator starts (no cycle
-added), so that no decode of the sequencer's state reaches the unit's pre-rotation (a negation);
-the rotation units take the directions word through one more register. A command's fields, and
-its checks as one bit, are registered as it is taken; the next cycle (``CHECK``, one cycle per
-command) acts on them, so neither a range comparison nor the decision's fan-out sits between
-the command port and the sequencer.
+added), so that no decode of the sequencer's state reaches the unit's pre-rotation (a negation).
+A command's fields, and its checks as one bit, are registered as it is taken; the next cycle
+(``CHECK``, one cycle per command) acts on them, so neither a range comparison nor the
+decision's fan-out sits between the command port and the sequencer.
+
+No wide state decode sits on a long path (the sequencer has about 40 binary-coded states):
+
+* the two state machines hand over through flip-flops only (the generator's start is a pulse
+  the sequencer registers a cycle early; its "done" is the OR of a "last cycle next" flag the
+  generator registers a cycle early and the CORDIC unit's registered valid);
+* the command registers, and those derived from them in ``CHECK`` (the forgetting constant,
+  the rotation kind, the loop bounds), load under enables that are flip-flops (``~busy`` is
+  IDLE, the registered transfer is CHECK), not under a decode of the state;
+* every rotation unit gets its own copy of the coefficients ``c``, ``s`` (or the CORDIC
+  directions) and of the forgetting constant, loaded as a chain of registers so that Yosys
+  does not merge the copies back into one register that fans out across the chip; the copies
+  settle before the first operands (at least a cycle to spare);
+* the generator's products (``a²``, ``b²``, ``a·g``, ``b·g``, ``p·g``) and the back
+  substitution's ``acc·g`` take their operands other than ``g`` through registers of their
+  own beside the multipliers, in cycles the schedule already waited;
+* the clip tests of ``r`` and of the back substitution's result (values about ``2w + 20``
+  bits wide) are bit tests of the shifted value, made beside the rounding's adder and
+  registered with it, so the saturating cycle after it is a multiplexer only.
+
+None of this adds a cycle: the cycle counts below, and :mod:`tiersolve.gen.qr_model`'s, are
+unchanged. Out of context on ECP5-85F speed 6 (``n_max`` 16, ``k_max`` 2, Q6.12, 4 units,
+nextpnr seed 1; ``bench-results/h4/synth_updater.py``): multiplier rotations 109.0 MHz (worst
+path: the sequencer's next state, 9.2 ns, 7 LUTs, of which 7.2 ns routing), CORDIC rotations
+101.3 MHz (worst path: a coefficient copy through a DSP to its partial-product register, 4.5
+ns of it routing). Placement moves these by about ±5 %; the near-critical paths left are
+register -> DSP (3.9 ns, no internal registers used) -> register with long routes.
 
 Command port
 ------------
@@ -124,6 +150,54 @@ def _round_shift_second(value, shifted, shift_is_zero=None):
     is never 0) keeps ``value``."""
     rounded = (shifted + 1) >> 1
     return rounded if shift_is_zero is None else Mux(shift_is_zero, value, rounded)
+
+
+def _spread_copies(m, source, count: int, max_depth: int, name: str) -> list:
+    """``count`` registered copies of ``source``, one per far-apart consumer (a rotation unit's
+    multipliers), loaded as a chain: copy 0 from ``source``, copy ``u`` from copy ``u - 1``.
+    Yosys merges flip-flops that have the same input into one ("keep" on the signal or not),
+    so copies loaded side by side from one register would end up as one register fanning out
+    across the chip; copies loaded from one another stay apart, each placed beside its
+    consumer.
+
+    Copy ``u`` follows ``source`` ``1 + min(u, max_depth)`` cycles later: copies past
+    ``max_depth`` all load from copy ``max_depth - 1`` (so Yosys merges them into one), and no
+    copy lags ``source`` by more than ``1 + max_depth`` cycles.
+    """
+    copies = []
+    for u in range(count):
+        parent = min(u, max_depth) - 1     # -1: from the source
+        copy = Signal.like(source, name=f"{name}_{u}")
+        m.d.sync += copy.eq(source if parent < 0 else copies[parent])
+        copies.append(copy)
+    return copies
+
+
+def _rounded_clips(shifted, width: int):
+    """Whether :func:`_round_shift_second`'s ``(shifted + 1) >> 1`` does *not* fit ``width``
+    signed bits, from ``shifted`` alone (bit tests, formed beside the rounding's adder and
+    registered with it, so that no wide reduction follows the rounded value's register).
+
+    The rounded value fits when ``floor((shifted + 1) / 2**width)`` is 0 or -1. That is
+    ``H + carry`` with ``H = shifted >> width`` and ``carry`` = the low ``width`` bits all ones:
+    without the carry ``H`` must be 0 or -1 (its bits all equal), with it -1 or -2 (its bits
+    above the lowest all ones). Same flag as :func:`~tiersolve.gen.hwfixed.clip_width` on the
+    rounded value.
+    """
+    shifted = Value.cast(shifted)
+    assert len(shifted) >= width + 2
+    high = shifted[width:]
+    carry = shifted[:width].all()
+    fits = Mux(carry, shifted[width + 1:].all(), high.all() | ~high.any())
+    return ~fits
+
+
+def _clip_flagged(value, width: int, clipped):
+    """:func:`~tiersolve.gen.hwfixed.clip_width`'s result with the flag given (registered):
+    the limit of ``value``'s sign where ``clipped``, else ``value``'s low ``width`` bits."""
+    value = Value.cast(value)
+    limit = Mux(value[-1], -(1 << (width - 1)), (1 << (width - 1)) - 1)
+    return Mux(clipped, limit, value[:width].as_signed())[:width].as_signed()
 
 
 class IncrementalUpdater(wiring.Component):
@@ -369,8 +443,14 @@ class IncrementalUpdater(wiring.Component):
         pivot = Signal(signed(w))       # a (scaled)
         lower = Signal(signed(w))       # b
         inverse_mode = Signal()         # p = a*a only (back substitution)
-        gen_start = Signal()
+        # The two state machines talk through registers only: gen_start is a pulse registered
+        # by the sequencer in the cycle before GENERATE (SOLVE_GENERATE), gen_done is the OR of
+        # flip-flops (the generator's "last state next" flag and the vectoring unit's
+        # registered valid), so neither machine's state decode reaches the other's next state.
+        gen_start = Signal()            # high in GENERATE / SOLVE_GENERATE
+        gen_finishing = Signal()        # high in the generator's last cycle (not CORDIC)
         gen_done = Signal()
+        m.d.sync += [gen_start.eq(0), gen_finishing.eq(0)]     # pulses, set below
         rot_r = Signal(signed(w))
         rot_c = Signal(signed(coefficient.width))
         rot_s = Signal(signed(coefficient.width))
@@ -399,18 +479,34 @@ class IncrementalUpdater(wiring.Component):
         exponent = Signal(signed(8))  # e = ceil((L - M) / 2)
         m.d.comb += exponent.eq((leading - mantissa_bits + 1) >> 1)
         half_m = (mantissa_bits - 2) // 2
-        # free-running pipelined products; the generator's states wait for their latency
-        square = hwfixed.pipelined_product(m, pivot, pivot, "square")
-        other = hwfixed.pipelined_product(m, lower, lower, "other")
-        c_product = hwfixed.pipelined_product(m, pivot, rot_g, "c_product")
-        s_product = hwfixed.pipelined_product(m, lower, rot_g, "s_product")
-        r_product = hwfixed.pipelined_product(m, p, rot_g, "r_product")
+        # free-running pipelined products; the generator's states wait for their latency.
+        # The squares take their operands through registers of their own, beside the
+        # multipliers (pivot also feeds a·g and the refusal's r): pivot and lower are loaded
+        # in PIVOT_SCALED / SOLVE_PIVOT_DATA (cycle t), the copies hold them from t + 2, and
+        # SUM reads the squares in t + 2 + square_latency (GENERATE in t + 1, then
+        # square_latency cycles of SQUARE), when the copies' squares arrive. No cycle is added.
+        square_operand = Signal.like(pivot, name="square_operand")
+        other_operand = Signal.like(lower, name="other_operand")
+        m.d.sync += [square_operand.eq(pivot), other_operand.eq(lower)]
+        square = hwfixed.pipelined_product(m, square_operand, square_operand, "square")
+        other = hwfixed.pipelined_product(m, other_operand, other_operand, "other")
+        # a·g, b·g and p·g take a, b, p through registers of their own too (a, b from the
+        # squares' copies, so that Yosys keeps the two apart): a, b hold from t + 1 and p
+        # from SUM + 1 on, many cycles before PRODUCTS (the reciprocal square root lies between)
+        c_operand = Signal.like(pivot, name="c_operand")
+        s_operand = Signal.like(lower, name="s_operand")
+        r_operand = Signal.like(p, name="r_operand")
+        m.d.sync += [c_operand.eq(square_operand), s_operand.eq(other_operand), r_operand.eq(p)]
+        c_product = hwfixed.pipelined_product(m, c_operand, rot_g, "c_product")
+        s_product = hwfixed.pipelined_product(m, s_operand, rot_g, "s_product")
+        r_product = hwfixed.pipelined_product(m, r_operand, rot_g, "r_product")
         c_shifted = Signal.like(c_product)
         s_shifted = Signal.like(s_product)
         r_shifted = Signal.like(r_product)
         c_rounded = Signal(signed(len(c_product) + 1))
         s_rounded = Signal(signed(len(s_product) + 1))
         r_rounded = Signal(signed(len(r_product) + 1))
+        r_clips = Signal()              # r_rounded does not fit w bits (set with it)
         wait_count = Signal(range(max(self.square_latency, self.coefficient_product_latency) + 1))
 
         def wait_then(latency, next_state):
@@ -438,6 +534,10 @@ class IncrementalUpdater(wiring.Component):
                 vectoring.i.payload.x.eq(vectoring_x),
                 vectoring.i.payload.y.eq(vectoring_y),
             ]
+            # the unit's registered valid ends a CORDIC rotation (only one is ever in flight)
+            m.d.comb += gen_done.eq(gen_finishing | vectoring.o.valid)
+        else:
+            m.d.comb += gen_done.eq(gen_finishing)
 
         with m.FSM(name="generator"):
             with m.State("IDLE"):
@@ -460,7 +560,6 @@ class IncrementalUpdater(wiring.Component):
                             rot_refused.eq(0),
                             rot_saturated.eq(vectoring.o.payload.saturated),
                         ]
-                        m.d.comb += gen_done.eq(1)
                         m.next = "IDLE"
             with m.State("SQUARE"):
                 wait_then(self.square_latency, "SUM")  # square = pivot², other = lower²
@@ -469,7 +568,8 @@ class IncrementalUpdater(wiring.Component):
                                      Mux(hyperbolic, square - other, square + other)))
                 m.next = "LEADING"
             with m.State("LEADING"):
-                m.d.sync += [leading.eq(leading_one), nonpositive.eq(p <= 0)]
+                m.d.sync += [leading.eq(leading_one), nonpositive.eq(p <= 0),
+                             gen_finishing.eq(p <= 0)]    # NORMALISE ends the rotation
                 m.next = "NORMALISE"
             with m.State("NORMALISE"):
                 with m.If(nonpositive):
@@ -482,7 +582,6 @@ class IncrementalUpdater(wiring.Component):
                         rot_refused.eq(hyperbolic & ~inverse_mode),
                         rot_saturated.eq(0),
                     ]
-                    m.d.comb += gen_done.eq(1)
                     m.next = "IDLE"
                 with m.Else():
                     m.d.sync += [rot_shift.eq(exponent + half_m),
@@ -511,18 +610,20 @@ class IncrementalUpdater(wiring.Component):
                 ]
                 m.next = "ROUND"
             with m.State("ROUND"):
+                m.d.sync += gen_finishing.eq(1)     # COEFFICIENTS is the last cycle
                 m.d.sync += [
                     c_rounded.eq(_round_shift_second(c_product, c_shifted, rot_shift == 0)),
                     s_rounded.eq(_round_shift_second(s_product, s_shifted, rot_shift == 0)),
                     r_rounded.eq(_round_shift_second(r_product, r_shifted)),
+                    r_clips.eq(_rounded_clips(r_shifted, fmt.width)),
                 ]
                 m.next = "COEFFICIENTS"
             with m.State("COEFFICIENTS"):
                 # every clip in this core tests the bits above the sign (no carry chain after
-                # the register: r_rounded is about 2w + 20 bits wide)
+                # the register); r_rounded's (about 2w + 20 bits) was tested in ROUND
                 c_value, c_clip = clip_width(c_rounded, coefficient.width)
                 s_value, s_clip = clip_width(s_rounded, coefficient.width)
-                r_value, r_clip = clip_width(r_rounded, fmt.width)
+                r_value, r_clip = _clip_flagged(r_rounded, fmt.width, r_clips), r_clips
                 m.d.sync += [
                     rot_c.eq(c_value),
                     rot_s.eq(s_value),
@@ -530,7 +631,6 @@ class IncrementalUpdater(wiring.Component):
                     rot_refused.eq(hyperbolic & ~inverse_mode & (c_clip | s_clip)),
                     rot_saturated.eq(~inverse_mode & (c_clip | s_clip | r_clip)),
                 ]
-                m.d.comb += gen_done.eq(1)
                 m.next = "IDLE"
 
         # -- rotation array -----------------------------------------------------------------
@@ -552,10 +652,17 @@ class IncrementalUpdater(wiring.Component):
             m.d.sync += [a_data[u].eq(a_rd[u].data), x_data[u].eq(x_rd[u].data)]
         upper_scaled = [Signal(signed(w), name=f"upper_scaled_{u}") for u in range(units)]
         lower_in = [delay(x_data[u], scale_latency, f"lower_in_{u}") for u in range(units)]
+        if incremental:
+            # a copy of the forgetting constant per unit (see _spread_copies). It changes only
+            # in CHECK (visible from CHECK + 1); a fold's first read reaches the multipliers in
+            # PIVOT_READ + 3 >= CHECK + 6 (the row takes n + k >= 2 cycles), and copy u
+            # follows in CHECK + 2 + min(u, 3): a cycle to spare
+            unit_forgetting = _spread_copies(m, forgetting, units, 3, "unit_forgetting")
         for u in range(units):
             if incremental:
                 # round(A·b / 2**w): b <= 2**w, so the result fits w bits
-                upper_product = hwfixed.pipelined_product(m, a_data[u], forgetting, f"forget_{u}")
+                upper_product = hwfixed.pipelined_product(m, a_data[u], unit_forgetting[u],
+                                                          f"forget_{u}")
                 half_lsb = 1 << (w - 1)
                 m.d.sync += upper_scaled[u].eq(((upper_product + half_lsb) >> w)[:w])
             else:
@@ -573,15 +680,19 @@ class IncrementalUpdater(wiring.Component):
         multiplier_results = []
         need_multipliers = not cordic_kind or incremental
         rounding_half = 1 << (config.coefficient_frac_bits - 1)
+        # A rotation's coefficients (rot_c, rot_s, directions) are written in the generator's
+        # last cycle and hold from PIVOT_WRITE (cycle t) on; the units get their first
+        # operands in cycle t + 1 + operand_delay. Copy u per unit (_spread_copies) holds them
+        # from t + 1 + min(u, copy_depth): copy_depth = operand_delay - 1 leaves a cycle to
+        # spare.
+        copy_depth = operand_delay - 1
+        if need_multipliers:
+            unit_cs = _spread_copies(m, rot_c, units, copy_depth, "unit_c")
+            unit_ss = _spread_copies(m, rot_s, units, copy_depth, "unit_s")
         for u in range(units if need_multipliers else 0):
             # four-multiplier unit: partial products registered and summed (product_latency),
             # then the pair sums with the rounding half, then shift and saturate, registered
-            # a copy of c, s beside each unit ("keep": not merged), so that the coefficient
-            # registers do not fan out across the chip; they are stable from PIVOT_WRITE on,
-            # at least 3 cycles before the unit's first operands
-            unit_c = Signal.like(rot_c, name=f"unit_c_{u}", attrs={"keep": 1})
-            unit_s = Signal.like(rot_s, name=f"unit_s_{u}", attrs={"keep": 1})
-            m.d.sync += [unit_c.eq(rot_c), unit_s.eq(rot_s)]
+            unit_c, unit_s = unit_cs[u], unit_ss[u]
             c_upper = hwfixed.pipelined_product(m, unit_c, upper_scaled[u], f"c_upper_{u}")
             s_lower = hwfixed.pipelined_product(m, unit_s, lower_in[u], f"s_lower_{u}")
             c_lower = hwfixed.pipelined_product(m, unit_c, lower_in[u], f"c_lower_{u}")
@@ -604,18 +715,15 @@ class IncrementalUpdater(wiring.Component):
 
         if cordic_kind:
             cordic_latency = self.apply_latency
+            unit_directions_copies = _spread_copies(m, directions, units, copy_depth,
+                                                    "unit_directions")
             for u in range(units):
                 unit = Cordic(fmt, mode="rotation")
                 assert unit.latency == cordic_latency
                 m.submodules[f"rotator{u}"] = unit
-                # a registered copy of the directions per unit, meant to sit beside it so that
-                # the pre-rotation bit does not fan out across the chip into every unit's
-                # negation; stable from the first APPLY cycle on, operand_delay cycles before
-                # the unit's first operands. (Yosys's opt_merge still merges the four copies
-                # into one register: "keep" on a wire does not keep a flip-flop cell.)
-                unit_directions = Signal(vectoring.directions_layout,
-                                         name=f"unit_directions_{u}", attrs={"keep": 1})
-                m.d.sync += unit_directions.eq(directions)
+                # a registered copy of the directions per unit, beside it, so that the
+                # pre-rotation bit does not fan out across the chip into every unit's negation
+                unit_directions = unit_directions_copies[u]
                 m.d.comb += [
                     unit.o.ready.eq(1),
                     unit.i.valid.eq(stage2_valid & use_cordic),
@@ -666,10 +774,17 @@ class IncrementalUpdater(wiring.Component):
         acc_bits = 2 * w + max(n_max, 2).bit_length() + 2
         acc = Signal(signed(acc_bits))
         signed_g = Signal(signed(config.rsqrt_format.width + 1))
-        solve_product = hwfixed.pipelined_product(m, acc, signed_g, "solve_product")
+        # acc·g takes acc through a register of its own, beside the multipliers: acc is final
+        # in SOLVE_MAC's last cycle t (no product in flight), the copy holds it from t + 1,
+        # and SOLVE_SHIFT reads the product in t + 1 + solve_latency, when the copy's product
+        # arrives. No cycle is added.
+        solve_operand = Signal.like(acc, name="solve_operand")
+        m.d.sync += solve_operand.eq(acc)
+        solve_product = hwfixed.pipelined_product(m, solve_operand, signed_g, "solve_product")
         solve_latency = product_latency(acc_bits, config.rsqrt_format.width + 1)
         solve_shifted = Signal.like(solve_product)
         solve_rounded = Signal(signed(len(solve_product) + 1))
+        solve_clips = Signal()          # solve_rounded does not fit w bits (set with it)
         read_value = Signal(signed(w))
         read_zero = Signal()
         z_column = Signal(range(columns + 1))  # n + rhs during SOLVE
@@ -751,44 +866,57 @@ class IncrementalUpdater(wiring.Component):
         command_ok = Signal()
         m.d.sync += command_ok.eq(size_ok & op_ok)
         command_forgetting = Signal.like(forgetting)    # the field, taken with the command
+        # The command is taken, and its derived registers loaded, under enables that come
+        # from flip-flops, not from a decode of the sequencer's state: ``busy`` is low exactly
+        # in IDLE, and ``checking`` (the transfer, registered) is high exactly in CHECK. These
+        # registers feed the whole core (the array's forgetting scale and rotation kind among
+        # them), and their enables no longer share logic with the sequencer's next state.
+        checking = Signal()
+        taken = self.command.valid & ~self.busy
+        m.d.comb += self.command.ready.eq(~self.busy)
+        m.d.sync += checking.eq(taken)
+        with m.If(taken):
+            m.d.sync += [
+                op.eq(command.op),
+                select.eq(command.select),
+                n.eq(command.n),
+                k.eq(command.k),
+                lam.eq(command.value),
+                command_forgetting.eq(command.forgetting),
+                bad.eq(0),
+                self.busy.eq(1),
+                cycles.eq(1),
+                row.eq(0),
+                col.eq(0),
+                rhs.eq(0),
+                group.eq(0),
+            ]
+        # the decision's registers, one cycle after the transfer (the sequencer's CHECK
+        # state overrides row, saturated and refused where the op needs it)
+        with m.If(checking):
+            m.d.sync += [
+                total.eq(n + k),
+                n_last.eq(n - 1),
+                k_last.eq(k - 1),
+                last_slot.eq(slot_of(n + k - 1)),
+                reset_last_slot.eq(Mux(slot_of(n + k - 1) > k - 1, slot_of(n + k - 1),
+                                       k - 1)),
+                row_in_last.eq(Mux(op == Op.PREDICT, n, n + k) - 1),
+                walk_last_column.eq(Mux(select == Select.R, n, k) - 1),
+                forgetting.eq(Mux(op == Op.UPDATE, command_forgetting, 1 << w)),
+                hyperbolic.eq(op == Op.DOWNDATE),
+                use_cordic.eq(op != Op.DOWNDATE),
+                bad.eq(~command_ok),
+                refused.eq(Mux(op == Op.DOWNDATE, 0, refused)),
+            ]
         with m.FSM(name="sequencer"):
             with m.State("IDLE"):
-                m.d.comb += self.command.ready.eq(1)
+                # command.ready is ~busy: high exactly in this state
                 with m.If(self.command.valid):
-                    m.d.sync += [
-                        op.eq(command.op),
-                        select.eq(command.select),
-                        n.eq(command.n),
-                        k.eq(command.k),
-                        lam.eq(command.value),
-                        command_forgetting.eq(command.forgetting),
-                        bad.eq(0),
-                        self.busy.eq(1),
-                        cycles.eq(1),
-                        row.eq(0),
-                        col.eq(0),
-                        rhs.eq(0),
-                        group.eq(0),
-                    ]
                     m.next = "CHECK"
 
             # the decision, one cycle after the transfer (busy is high, bad_command low)
             with m.State("CHECK"):
-                m.d.sync += [
-                    total.eq(n + k),
-                    n_last.eq(n - 1),
-                    k_last.eq(k - 1),
-                    last_slot.eq(slot_of(n + k - 1)),
-                    reset_last_slot.eq(Mux(slot_of(n + k - 1) > k - 1, slot_of(n + k - 1),
-                                           k - 1)),
-                    row_in_last.eq(Mux(op == Op.PREDICT, n, n + k) - 1),
-                    walk_last_column.eq(Mux(select == Select.R, n, k) - 1),
-                    forgetting.eq(Mux(op == Op.UPDATE, command_forgetting, 1 << w)),
-                    hyperbolic.eq(op == Op.DOWNDATE),
-                    use_cordic.eq(op != Op.DOWNDATE),
-                    bad.eq(~command_ok),
-                    refused.eq(Mux(op == Op.DOWNDATE, 0, refused)),
-                ]
                 with m.If(command_ok):
                     with m.Switch(op):
                         with m.Case(Op.RESET):
@@ -865,9 +993,10 @@ class IncrementalUpdater(wiring.Component):
                 if cordic_kind:
                     m.d.sync += [vectoring_x.eq(scaled_pivot), vectoring_y.eq(lower_pivot),
                                  vectoring_start.eq(use_cordic)]
+                m.d.sync += gen_start.eq(1)
                 m.next = "GENERATE"
             with m.State("GENERATE"):
-                m.d.comb += gen_start.eq(1)
+                # gen_start is high (registered in PIVOT_SCALED)
                 m.next = "GENERATE_WAIT"
             with m.State("GENERATE_WAIT"):
                 with m.If(gen_done):
@@ -917,10 +1046,11 @@ class IncrementalUpdater(wiring.Component):
             with m.State("SOLVE_PIVOT_MEMORY"):
                 m.next = "SOLVE_PIVOT_DATA"
             with m.State("SOLVE_PIVOT_DATA"):
-                m.d.sync += [pivot.eq(a_read_data), lower.eq(0), inverse_mode.eq(1)]
+                m.d.sync += [pivot.eq(a_read_data), lower.eq(0), inverse_mode.eq(1),
+                             gen_start.eq(1)]
                 m.next = "SOLVE_GENERATE"
             with m.State("SOLVE_GENERATE"):
-                m.d.comb += gen_start.eq(1)
+                # gen_start is high (registered in SOLVE_PIVOT_DATA)
                 m.next = "SOLVE_GENERATE_WAIT"
             with m.State("SOLVE_GENERATE_WAIT"):
                 with m.If(gen_done):
@@ -966,11 +1096,12 @@ class IncrementalUpdater(wiring.Component):
                                                                 wide_shift_minus_one))
                 m.next = "SOLVE_ROUND"
             with m.State("SOLVE_ROUND"):
-                m.d.sync += solve_rounded.eq(
-                    _round_shift_second(solve_product, solve_shifted))
+                m.d.sync += [solve_rounded.eq(_round_shift_second(solve_product, solve_shifted)),
+                             solve_clips.eq(_rounded_clips(solve_shifted, w))]
                 m.next = "SOLVE_SATURATE"
             with m.State("SOLVE_SATURATE"):
-                value, clip = clip_width(solve_rounded, w)     # bit tests, no carry chain
+                # the clip test was made in SOLVE_ROUND, beside the rounding
+                value, clip = _clip_flagged(solve_rounded, w, solve_clips), solve_clips
                 zero_pivot = pivot == 0
                 m.d.sync += [read_value.eq(Mux(zero_pivot, 0, value)),
                              result_clip.eq(clip | zero_pivot)]

@@ -141,18 +141,23 @@ class ReciprocalUnit(wiring.Component):
     free.
 
     The longest path of a step is, for ``recip``, one ``Wi + 1``-bit subtraction and a
-    multiplexer; for ``rsqrt``, an addition ``4*P + x`` then a subtraction (up to about
-    ``Wo + Wi/2 + 3`` bits), then a multiplexer. The input stage has a negation (``recip``)
-    and comparisons with constants; the output stage a negation (``recip``) and multiplexers.
+    multiplexer; for ``rsqrt``, pipelined, an addition ``4*P + x`` then a subtraction (up to
+    about ``Wo + Wi/2 + 3`` bits), then a multiplexer; for ``rsqrt``, iterative, the trial
+    ``4*P + x`` is a register of its own (with ``3*x`` beside ``x``), so a step is one
+    subtraction and multiplexers. The input stage has a negation (``recip``), ``3*x``
+    (iterative ``rsqrt``) and comparisons with constants; the output stage a negation
+    (``recip``) and multiplexers.
 
     Cost
     ----
     Per step (``Wi = fmt_in.width``, ``Wo = fmt_out.width``): ``recip`` needs one subtractor
     of at most ``Wi + 1`` bits and a multiplexer of the remainder; ``rsqrt`` three
-    adders/subtractors (``4*P + x``, ``S - (4*P + x)``, ``2*P + d*x``) and multiplexers, about
-    ``Wo + Wi/2`` bits wide at the last step and narrower before. Iterative mode builds one step
-    at the widest widths plus a step counter; pipelined mode builds all ``Wo - 1`` steps with
-    their registers (remainder, ``P``, the result bits so far, ``|x|`` and four flags).
+    adders/subtractors (pipelined: ``4*P + x``, ``S - (4*P + x)``, ``2*P + d*x``; iterative:
+    ``S - T``, ``2*T + 3*x``, ``2*T - x``) and multiplexers, about ``Wo + Wi/2`` bits wide at
+    the last step and narrower before. Iterative mode builds one step at the widest widths plus
+    a step counter (and, for ``rsqrt``, ``3*x`` when an input is taken); pipelined mode builds
+    all ``Wo - 1`` steps with their registers (remainder, ``P``, the result bits so far, ``|x|``
+    and four flags).
 
     Measured for Q6.12 in and out on ECP5 (``synth_ecp5``, ``nextpnr-ecp5 --25k``):
 
@@ -165,8 +170,12 @@ class ReciprocalUnit(wiring.Component):
     ``rsqrt`` pipelined       1153    336    1075   110 MHz
     ========================  ======  =====  =====  ========
 
-    ``rsqrt`` is limited by its two chained carry chains per step (``4*P + x`` then the
-    comparison with ``S``).
+    Pipelined ``rsqrt`` is limited by its two chained carry chains per step (``4*P + x`` then
+    the comparison with ``S``); iterative ``rsqrt`` has one (``S - T``). The iterative row of
+    the table predates the trial register; the unit the QR cores use (Q3.18 in, Q2.18 out,
+    iterative), out of context on ECP5-85F speed 6 (``--seed 1``), went from 148 MHz (288
+    LUT4, 144 FF) with ``4*P + x`` formed in the step to 164 MHz (309 LUT4, 168 FF) with the
+    trial register (``bench-results/h4/synth_rsqrt.py``).
 
     Raises
     ------
@@ -273,6 +282,13 @@ class ReciprocalUnit(wiring.Component):
         return max(1, self._prefix_times_x_bound(self.steps - step, step, odd=False)
                    .bit_length())
 
+    def _trial_width(self) -> int:
+        """Bits of the trial ``T = 4*P + x`` (rsqrt, iterative mode) over every step, from
+        :meth:`_partial_width` and the largest valid ``x``."""
+        largest_x = (1 << self._magnitude_width) - 1
+        return max((4 * ((1 << self._partial_width(step)) - 1) + largest_x).bit_length()
+                   for step in range(self.steps))
+
     def _initial_remainder(self) -> int:
         """``floor(dividend / base**b_top)``, clipped to the first remainder's width.
 
@@ -329,20 +345,34 @@ class ReciprocalUnit(wiring.Component):
         saturated = ~invalid & Mux(negative, magnitude <= negative_threshold, big)
         return magnitude, invalid, big, saturated, negative
 
-    def _step(self, state: dict, magnitude, fed) -> dict:
-        """Next recurrence state (combinational) from ``state`` and the fed dividend bits."""
+    def _step(self, state: dict, magnitude, fed, three_magnitude=None) -> dict:
+        """Next recurrence state (combinational) from ``state`` and the fed dividend bits.
+
+        rsqrt keeps either ``P`` (``state["partial"]``; pipelined mode) and forms the trial
+        ``4*P + x`` in the step, or the trial ``T = 4*P + x`` itself (``state["trial"]``;
+        iterative mode, which then passes ``three_magnitude = 3*x`` from a register): the
+        step is then one subtraction ``S - T`` and multiplexers, with the next trial
+        ``4*(2*P + d*x) + x``, that is ``2*T + 3*x`` or ``2*T - x``, formed beside it.
+        """
         if self._is_rsqrt:
-            trial = (state["partial"] << 2) + magnitude
+            iterative_form = "trial" in state
+            trial = state["trial"] if iterative_form else (state["partial"] << 2) + magnitude
             difference = state["remainder"] - trial
             keep = difference >= 0
             kept = Mux(keep, difference, state["remainder"])
-            return {
+            following = {
                 "remainder": Cat(fed, kept),  # 4*kept + fed, fed < 4
-                # both candidates are formed beside the trial subtraction and `keep` only
-                # selects one: no adder waits for the subtraction's sign
-                "partial": Mux(keep, (state["partial"] << 1) + magnitude, state["partial"] << 1),
                 "result": Cat(keep, state["result"]),
             }
+            # both candidates are formed beside the trial subtraction and `keep` only selects
+            # one: no adder waits for the subtraction's sign
+            if iterative_form:
+                following["trial"] = Mux(keep, (trial << 1) + three_magnitude,
+                                         (trial << 1) - magnitude)
+            else:
+                following["partial"] = Mux(keep, (state["partial"] << 1) + magnitude,
+                                           state["partial"] << 1)
+            return following
         difference = state["remainder"] - magnitude
         keep = difference >= 0
         kept = Mux(keep, difference, state["remainder"])
@@ -452,9 +482,10 @@ class ReciprocalUnit(wiring.Component):
             "result": Signal(self.steps, name="state_result"),
         }
         if self._is_rsqrt:
-            state["partial"] = Signal(max(map(self._partial_width, range(self.steps))),
-                                      name="state_partial")
+            # the trial 4*P + x is kept instead of P: one carry chain per step (see _step)
+            state["trial"] = Signal(self._trial_width(), name="state_trial")
         magnitude = Signal(self._magnitude_width)
+        three_magnitude = Signal(self._magnitude_width + 2) if self._is_rsqrt else None
         invalid = Signal()
         big = Signal()
         saturated = Signal()
@@ -486,7 +517,7 @@ class ReciprocalUnit(wiring.Component):
 
         # One recurrence step per cycle.
         with m.If(stepping):
-            following = self._step(state, magnitude, self._fed_bits(bit))
+            following = self._step(state, magnitude, self._fed_bits(bit), three_magnitude)
             m.d.sync += [state[key].eq(following[key]) for key in state]
             m.d.sync += bit.eq(bit - 1)
             with m.If(bit == 0):
@@ -497,6 +528,10 @@ class ReciprocalUnit(wiring.Component):
             in_magnitude, in_invalid, in_big, in_saturated, in_negative = \
                 self._classify(self.i.payload)
             initial = self._initial_state()
+            if self._is_rsqrt:
+                initial = {"remainder": initial["remainder"], "result": initial["result"],
+                           "trial": in_magnitude}  # 4*0 + x
+                m.d.sync += three_magnitude.eq((in_magnitude << 1) + in_magnitude)
             m.d.sync += [state[key].eq(initial[key]) for key in state]
             m.d.sync += [
                 magnitude.eq(in_magnitude),

@@ -345,3 +345,70 @@ def test_documented_latencies_q6_12(rotation, generator, array):
     assert dut.scale_latency == 3
     assert dut.generator_cycles() == generator
     assert dut.array_cycles() == array
+
+
+def test_rounded_clip_flag_matches_clip_width_exhaustively():
+    """The clip flag the cores register beside the rounding (``_rounded_clips``, from the
+    shifted value alone) and the value clipped with it (``_clip_flagged``) equal
+    ``clip_width`` on the rounded value ``(shifted + 1) >> 1``, for every 10-bit ``shifted``
+    and ``width`` 4: the carry into the high bits, both signs and both limits included."""
+    from amaranth.hdl import Module, Signal, signed
+    from amaranth.sim import Simulator
+    from tiersolve.gen.hwfixed import clip_width
+    from tiersolve.gen.qr import _clip_flagged, _rounded_clips
+
+    bits, width = 10, 4
+    m = Module()
+    shifted = Signal(signed(bits))
+    rounded = Signal(signed(bits + 1))
+    m.d.comb += rounded.eq((shifted + 1) >> 1)
+    expected_value, expected_clip = clip_width(rounded, width)
+    flag = _rounded_clips(shifted, width)
+    value, clip, reference, reference_clip = (Signal(signed(width)), Signal(),
+                                              Signal(signed(width)), Signal())
+    m.d.comb += [value.eq(_clip_flagged(rounded, width, flag)), clip.eq(flag),
+                 reference.eq(expected_value), reference_clip.eq(expected_clip)]
+    mismatches, clipped = [], 0
+
+    async def testbench(ctx):
+        nonlocal clipped
+        for x in range(-(1 << (bits - 1)), 1 << (bits - 1)):
+            ctx.set(shifted, x)
+            clipped += ctx.get(reference_clip)
+            if (ctx.get(value), ctx.get(clip)) != (ctx.get(reference), ctx.get(reference_clip)):
+                mismatches.append(x)
+
+    simulator = Simulator(m)
+    simulator.add_testbench(testbench)
+    simulator.run()
+    assert mismatches == []
+    assert 0 < clipped < 1 << bits      # both outcomes were exercised
+
+
+def test_spread_copies_are_a_chain_with_bounded_lag():
+    """``_spread_copies`` loads copy ``u`` from copy ``u - 1`` (so Yosys cannot merge them)
+    and copy ``u`` follows the source ``1 + min(u, max_depth)`` cycles later."""
+    from amaranth.hdl import Module, Signal
+    from amaranth.sim import Simulator
+    from tiersolve.gen.qr import _spread_copies
+
+    m = Module()
+    source = Signal(8)
+    copies = _spread_copies(m, source, 6, 3, "copy")
+    seen = []
+
+    async def testbench(ctx):
+        ctx.set(source, 0)
+        await ctx.tick().repeat(6)
+        ctx.set(source, 0xA5)
+        for _ in range(6):
+            await ctx.tick()
+            seen.append([ctx.get(copy) for copy in copies])
+
+    simulator = Simulator(m)
+    simulator.add_clock(1e-6)
+    simulator.add_testbench(testbench)
+    simulator.run()
+    for u in range(6):
+        arrival = next(cycle for cycle, values in enumerate(seen, 1) if values[u] == 0xA5)
+        assert arrival == 1 + min(u, 3), u

@@ -466,3 +466,17 @@ def test_square_root_identity_in_simulation():
         if exact <= fmt_out.max_int:
             assert value == exact
     assert values[8] == 1 << 16  # x = 1.0 -> 1.0
+
+
+@pytest.mark.parametrize(("fmt_in", "fmt_out"),
+                         [(Q("Q3.3"), Q("Q3.3")), (Q("Q2.5"), Q("Q5.2")), (Q("Q8.8"), Q("Q2.14"))],
+                         ids=str)
+def test_iterative_rsqrt_trial_fits_its_register(fmt_in, fmt_out):
+    """The iterative rsqrt keeps the trial ``T = 4*P + x`` in a register of
+    ``_trial_width()`` bits: every trial of every valid input fits it (every input)."""
+    unit = ReciprocalUnit(fmt_in, fmt_out, "rsqrt", "iterative")
+    widest = 0
+    for x in range(1, fmt_in.max_int + 1):
+        _, trace = emulate_recurrence(unit, x)
+        widest = max(widest, max((4 * partial + x).bit_length() for _, partial in trace))
+    assert widest <= unit._trial_width()
