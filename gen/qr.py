@@ -434,6 +434,7 @@ class IncrementalUpdater(wiring.Component):
         # loop counters
         row = Signal(range(max(n_max, columns) + 1))
         col = Signal(range(columns + 1))
+        col_in_range = Signal()  # SOLVE_MAC / PREDICT_MAC: col < n
         rhs = Signal(range(k_max + 1))
         group = Signal(range(slots + 1))
         drain_count = Signal(8)         # wait counter of the pivot read, drain and solve
@@ -1058,7 +1059,8 @@ class IncrementalUpdater(wiring.Component):
                     m.next = "SOLVE_Z"
             with m.State("SOLVE_Z"):
                 m.d.comb += [issue_row.eq(row), issue_group.eq(slot_of(z_column))]
-                m.d.sync += [read_bank.eq(bank_of(z_column)), col.eq(row + 1)]
+                m.d.sync += [read_bank.eq(bank_of(z_column)), col.eq(row + 1),
+                             col_in_range.eq(row != n_last)]
                 m.next = "SOLVE_Z_WAIT"
             with m.State("SOLVE_Z_WAIT"):
                 m.next = "SOLVE_Z_MEMORY"
@@ -1070,7 +1072,7 @@ class IncrementalUpdater(wiring.Component):
                 m.next = "SOLVE_MAC"
             with m.State("SOLVE_MAC"):
                 # issue R[i, col] and W[col, rhs]; accumulate the products as they arrive
-                issuing = col < n
+                issuing = col_in_range  # col < n, registered with col
                 m.d.comb += [
                     issue_row.eq(row),
                     issue_group.eq(slot_of(col)),
@@ -1080,7 +1082,7 @@ class IncrementalUpdater(wiring.Component):
                 ]
                 m.d.sync += read_bank.eq(bank_of(col))
                 with m.If(issuing):
-                    m.d.sync += col.eq(col + 1)
+                    m.d.sync += [col.eq(col + 1), col_in_range.eq(col != n_last)]
                 with m.If(product_valid):
                     m.d.sync += acc.eq(acc - mac_product)
                 with m.If(~issuing & (mac_in_flight == 0)):
@@ -1124,17 +1126,17 @@ class IncrementalUpdater(wiring.Component):
             if incremental:
                 # predict: y[rhs] = sum_j x[j] W[j, rhs]
                 with m.State("PREDICT"):
-                    m.d.sync += [acc.eq(0), col.eq(0)]
+                    m.d.sync += [acc.eq(0), col.eq(0), col_in_range.eq(1)]
                     m.next = "PREDICT_MAC"
                 with m.State("PREDICT_MAC"):
-                    issuing = col < n
+                    issuing = col_in_range  # col < n, registered with col
                     m.d.comb += [issue_group.eq(slot_of(col)),
                                  w_read_addr.eq(w_address(col, rhs)),
                                  mac_issue.eq(issuing),
                                  mac_from_x.eq(1)]
                     m.d.sync += read_bank.eq(bank_of(col))
                     with m.If(issuing):
-                        m.d.sync += col.eq(col + 1)
+                        m.d.sync += [col.eq(col + 1), col_in_range.eq(col != n_last)]
                     with m.If(product_valid):
                         m.d.sync += acc.eq(acc + mac_product)
                     with m.If(~issuing & (mac_in_flight == 0)):
@@ -1152,7 +1154,8 @@ class IncrementalUpdater(wiring.Component):
                     with m.If(self.o.ready):
                         with m.If(result_clip):
                             m.d.sync += saturated.eq(1)
-                        m.d.sync += [rhs.eq(rhs + 1), acc.eq(0), col.eq(0)]
+                        m.d.sync += [rhs.eq(rhs + 1), acc.eq(0), col.eq(0),
+                                     col_in_range.eq(1)]
                         with m.If(rhs == k_last):
                             m.next = "FINISH"
                         with m.Else():
