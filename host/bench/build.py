@@ -50,6 +50,8 @@ def add_arguments(parser):
                              "format)")
     parser.add_argument("--cores", default="cholesky", choices=["cholesky", "cholesky,updater"],
                         help="cores of the design (default cholesky)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="nextpnr placement seed (default: nextpnr's own)")
     parser.add_argument("--record", action="store_true",
                         help="merge the rows into tiersolve/boards/measured_builds.json")
     parser.add_argument("--record-file", default=None,
@@ -80,7 +82,7 @@ def update_cycles(n: int, k: int, fmt="Q6.12", units: int = 1) -> int:
 
 
 def _row(board, n_max, k_max, lanes, fmt, out: Path, cores=("cholesky",),
-         inverse_format=None) -> dict:
+         inverse_format=None, seed=None) -> dict:
     from tiersolve.boards import synth
     from tiersolve.boards.build import TimingNotMetError, build
     from tiersolve.boards.measured import build_command
@@ -92,12 +94,16 @@ def _row(board, n_max, k_max, lanes, fmt, out: Path, cores=("cholesky",),
            "fmax_mhz": None}
     if inverse_format is not None:
         row["inverse_format"] = str(inverse_format)
+    if seed is not None:
+        row["seed"] = seed
+        row["command"] += f" --seed {seed}"
     started = time.monotonic()
     suffix = "-updater" if "updater" in cores else ""
     folder = out / "build" / f"{board.name}-n{n_max}{suffix}"
     try:
         result = build(board, folder, n_max=n_max, k_max=k_max, fmt=fmt, lanes=lanes,
                        cores=cores, inverse_format=inverse_format, allow_timing_failure=True,
+                       seed=seed,
                        progress=lambda line: print(f"  {line}", flush=True))
         report = result.report
         row.update(status="fits" if report["timing_met"] else "fits, timing missed")
@@ -189,7 +195,7 @@ def run(args) -> int:
             lanes = args.lanes or (1 if board.family == "ice40" else 4)
             print(f"{board.name} n_max={n_max} k_max={k_max} lanes={lanes}", flush=True)
             rows.append(_row(board, n_max, k_max, lanes, args.format, out, cores,
-                             args.inverse_format))
+                             args.inverse_format, args.seed))
             # written after every build: a long matrix can be stopped and still be read
             (out / "build.json").write_text(json.dumps(rows, indent=2) + "\n")
             (out / "build.md").write_text(markdown_table(rows))

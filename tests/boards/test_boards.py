@@ -274,6 +274,25 @@ def test_build_fails_on_missed_timing_with_the_numbers(monkeypatch, tmp_path, ca
     assert "timing not met" in capsys.readouterr().err
 
 
+def test_build_passes_the_placement_seed_to_nextpnr(monkeypatch, tmp_path, capsys):
+    """``--seed`` reaches nextpnr's command line and the report; a near miss names the next
+    seed to try; a bad seed is refused before anything runs."""
+    body = _NEXTPNR_REPORT.format(fmax=44.0) + (
+        "import sys; open('seen_arguments.txt', 'w').write(' '.join(sys.argv[1:]))\n")
+    _fake_tools(monkeypatch, tmp_path, body)
+    out = tmp_path / "out"
+    with pytest.raises(TimingNotMetError, match=r"another placement seed \(--seed 4\)") as error:
+        board_build.build("ulx3s-85f", out, n_max=4, k_max=1, lanes=1, seed=3)
+    assert "--seed 3" in (out / "seen_arguments.txt").read_text()
+    assert error.value.report["seed"] == 3
+    assert main(["build", "--board", "ulx3s-85f", "--n-max", "4", "--k-max", "1", "--lanes", "1",
+                 "--out", str(out), "--seed", "7", "--allow-timing-failure"]) == 0
+    assert "--seed 7" in (out / "seen_arguments.txt").read_text()
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        board_build.build("ulx3s-85f", tmp_path / "bad", n_max=4, k_max=1, lanes=1, seed=-1)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_build_report_from_nextpnr_numbers(monkeypatch, tmp_path):
     _fake_tools(monkeypatch, tmp_path, _NEXTPNR_REPORT.format(fmax=51.25))
     lines = []
