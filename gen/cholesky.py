@@ -81,7 +81,7 @@ class CholeskySolver(wiring.Component):
       cycle; only a block's step ``q = j`` (which reads column ``j``) waits, if it comes
       before the pass's writes are readable. So the pipeline never drains between columns,
       and the rsqrt latency costs cycles only while ``(j + 1)·B_j`` is short compared with
-      the pivot chain (``≈ 35 + rsqrt latency`` cycles a column). The matrix write ports are
+      the pivot chain (``≈ 17 + rsqrt latency`` cycles a column). The matrix write ports are
       never contended: while a pass is pending no block of the next column can end.
     * Back substitution, ``i = n-1 .. 0``, each right-hand side ``c``: the lanes read column
       ``i`` of ``L`` (rows ``> i``, ``lanes`` at a time, all banks in parallel) and ``X``
