@@ -65,13 +65,16 @@ def _normalise(config: dict) -> dict:
 
 
 def build_command(board: str, *, n_max: int, k_max: int, lanes: int, format: str,
-                  cores=("cholesky",), inverse_format=None) -> str:
+                  cores=("cholesky",), inverse_format=None, seed=None) -> str:
     """The ``tiersolve build`` command line that makes this configuration's bitstream
-    (``inverse_format``: the pivot inverses' format, None for the data format)."""
+    (``inverse_format``: the pivot inverses' format, None for the data format; ``seed``: the
+    nextpnr placement seed, None for nextpnr's default)."""
     cores = ",".join(_cores(cores))
     command = (f"tiersolve build --board {board} --n-max {n_max} --k-max {k_max} "
                f"--lanes {lanes} --format {format} --cores {cores}")
-    return command if inverse_format is None else f"{command} --inverse-format {inverse_format}"
+    if inverse_format is not None:
+        command += f" --inverse-format {inverse_format}"
+    return command if seed is None else f"{command} --seed {seed}"
 
 
 def load_measured_builds(path=None) -> list[dict]:

@@ -90,13 +90,13 @@ def _row(board, n_max, k_max, lanes, fmt, out: Path, cores=("cholesky",),
     row = {"board": board.name, "n_max": n_max, "k_max": k_max, "lanes": lanes,
            "format": fmt, "cores": list(cores), "clock_mhz": board.clock_mhz,
            "command": build_command(board.name, n_max=n_max, k_max=k_max, lanes=lanes,
-                                    format=fmt, cores=cores, inverse_format=inverse_format),
+                                    format=fmt, cores=cores, inverse_format=inverse_format,
+                                    seed=seed),
            "fmax_mhz": None}
     if inverse_format is not None:
         row["inverse_format"] = str(inverse_format)
     if seed is not None:
         row["seed"] = seed
-        row["command"] += f" --seed {seed}"
     started = time.monotonic()
     suffix = "-updater" if "updater" in cores else ""
     folder = out / "build" / f"{board.name}-n{n_max}{suffix}"

@@ -38,7 +38,7 @@ def test_the_committed_record_is_readable_and_complete():
         assert entry["command"] == build_command(
             entry["board"], n_max=entry["n_max"], k_max=entry["k_max"], lanes=entry["lanes"],
             format=entry["format"], cores=entry["cores"],
-            inverse_format=entry.get("inverse_format"))
+            inverse_format=entry.get("inverse_format"), seed=entry.get("seed"))
     fitted = [entry for entry in builds if entry["fmax_mhz"] is not None]
     for entry in fitted:
         found = measured_build(entry["board"], n_max=entry["n_max"], k_max=entry["k_max"],
