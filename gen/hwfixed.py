@@ -14,8 +14,8 @@ from amaranth.hdl import Cat, Const, Mux, Signal, Value, signed
 
 from .fixed import MULTIPLIER_WIDTH, FixedFormat, _check_rounding
 
-__all__ = ["clip_width", "delay_line", "pipelined_product", "round_even", "round_shift", "saturate",
-           "split_operand"]
+__all__ = ["clip_flagged", "clip_width", "delay_line", "pipelined_product", "round_even",
+           "round_shift", "saturate", "split_operand"]
 
 
 def round_shift(value: Value, shift: int, rounding: str = "nearest-even") -> Value:
@@ -76,10 +76,16 @@ def clip_width(value, width: int):
         return value.as_signed(), Const(0, 1)
     high = value[width - 1:]
     clipped = ~(high.all() | ~high.any())
-    negative = value[-1]
-    limit = Mux(negative, -(1 << (width - 1)), (1 << (width - 1)) - 1)
-    result = Mux(clipped, limit, value[:width].as_signed())
-    return result[:width].as_signed(), clipped
+    return clip_flagged(value, width, clipped), clipped
+
+
+def clip_flagged(value, width: int, clipped):
+    """:func:`clip_width`'s result with its overflow flag given (e.g. tested a cycle earlier
+    and registered): the limit of ``value``'s sign where ``clipped``, else ``value``'s low
+    ``width`` bits."""
+    value = Value.cast(value)
+    limit = Mux(value[-1], -(1 << (width - 1)), (1 << (width - 1)) - 1)
+    return Mux(clipped, limit, value[:width].as_signed())[:width].as_signed()
 
 
 def round_even(value, shift: int):

@@ -192,14 +192,6 @@ def _rounded_clips(shifted, width: int):
     return ~fits
 
 
-def _clip_flagged(value, width: int, clipped):
-    """:func:`~tiersolve.gen.hwfixed.clip_width`'s result with the flag given (registered):
-    the limit of ``value``'s sign where ``clipped``, else ``value``'s low ``width`` bits."""
-    value = Value.cast(value)
-    limit = Mux(value[-1], -(1 << (width - 1)), (1 << (width - 1)) - 1)
-    return Mux(clipped, limit, value[:width].as_signed())[:width].as_signed()
-
-
 class IncrementalUpdater(wiring.Component):
     """Givens QR least-squares core with update, downdate, predict, solve, read and load.
 
@@ -624,7 +616,7 @@ class IncrementalUpdater(wiring.Component):
                 # the register); r_rounded's (about 2w + 20 bits) was tested in ROUND
                 c_value, c_clip = clip_width(c_rounded, coefficient.width)
                 s_value, s_clip = clip_width(s_rounded, coefficient.width)
-                r_value, r_clip = _clip_flagged(r_rounded, fmt.width, r_clips), r_clips
+                r_value, r_clip = hwfixed.clip_flagged(r_rounded, fmt.width, r_clips), r_clips
                 m.d.sync += [
                     rot_c.eq(c_value),
                     rot_s.eq(s_value),
@@ -1103,7 +1095,7 @@ class IncrementalUpdater(wiring.Component):
                 m.next = "SOLVE_SATURATE"
             with m.State("SOLVE_SATURATE"):
                 # the clip test was made in SOLVE_ROUND, beside the rounding
-                value, clip = _clip_flagged(solve_rounded, w, solve_clips), solve_clips
+                value, clip = hwfixed.clip_flagged(solve_rounded, w, solve_clips), solve_clips
                 zero_pivot = pivot == 0
                 m.d.sync += [read_value.eq(Mux(zero_pivot, 0, value)),
                              result_clip.eq(clip | zero_pivot)]

@@ -349,13 +349,13 @@ def test_documented_latencies_q6_12(rotation, generator, array):
 
 def test_rounded_clip_flag_matches_clip_width_exhaustively():
     """The clip flag the cores register beside the rounding (``_rounded_clips``, from the
-    shifted value alone) and the value clipped with it (``_clip_flagged``) equal
+    shifted value alone) and the value clipped with it (``hwfixed.clip_flagged``) equal
     ``clip_width`` on the rounded value ``(shifted + 1) >> 1``, for every 10-bit ``shifted``
     and ``width`` 4: the carry into the high bits, both signs and both limits included."""
     from amaranth.hdl import Module, Signal, signed
     from amaranth.sim import Simulator
-    from tiersolve.gen.hwfixed import clip_width
-    from tiersolve.gen.qr import _clip_flagged, _rounded_clips
+    from tiersolve.gen.hwfixed import clip_flagged, clip_width
+    from tiersolve.gen.qr import _rounded_clips
 
     bits, width = 10, 4
     m = Module()
@@ -366,7 +366,7 @@ def test_rounded_clip_flag_matches_clip_width_exhaustively():
     flag = _rounded_clips(shifted, width)
     value, clip, reference, reference_clip = (Signal(signed(width)), Signal(),
                                               Signal(signed(width)), Signal())
-    m.d.comb += [value.eq(_clip_flagged(rounded, width, flag)), clip.eq(flag),
+    m.d.comb += [value.eq(clip_flagged(rounded, width, flag)), clip.eq(flag),
                  reference.eq(expected_value), reference_clip.eq(expected_clip)]
     mismatches, clipped = [], 0
 
