@@ -220,23 +220,33 @@ class SolverRegisters(wiring.Component):
             m.d.comb += status_word[field.offset:field.offset + field.width].eq(value)
 
         # -- bus decoding -------------------------------------------------------------------------
-        # a result window's read: 0 = not started, 1 = read from its buffer last cycle,
-        # 2 = the word is in read_word (a block RAM's output goes to a register first)
-        read_step = Signal(range(3))
+        # a result window's read: 0 = not started, 1 = the offset is in read_offset, 2 = read
+        # from its buffer last cycle, 3 = the word is in read_word. The buffer's read address
+        # and its output both meet a register first: a memory read with a write port beside it
+        # carries address-compare logic in Yosys's ECP5 mapping, and a block RAM's output is
+        # slow (5.8 ns on ECP5 speed 6), so neither may share a cycle with the bus decode.
+        read_step = Signal(range(4))
+        read_offset = Signal(range(max(self.n_max * max(self.n_max, self.k_max), 2)))
+        past_end = Signal()  # the offset does not fit read_offset
         read_word = Signal(32)
         in_window = bus.addr >= regmap.RESULT_WINDOW
 
         def read_window(buffer, buffer_capturing, offset, count):
-            # The buffer has one port, and capturing a core's output has it first: the read
-            # waits for a cycle without a capture, registers the word in the next one and
-            # answers in the one after.
+            # The offset is registered first. The buffer has one port, and capturing a core's
+            # output has it first: the read waits for a cycle without a capture, registers the
+            # word in the next one and answers in the one after. Offsets past count read 0.
             with m.If(read_step == 0):
-                with m.If(~buffer_capturing):
-                    m.d.comb += [buffer.addr.eq(offset), buffer.read_enable.eq(1)]
-                    m.d.sync += read_step.eq(1)
+                m.d.sync += [read_offset.eq(offset),
+                             past_end.eq((offset >> len(read_offset)) != 0),
+                             read_step.eq(1)]
             with m.Elif(read_step == 1):
-                m.d.sync += [read_word.eq(Mux(offset < count, buffer.read_data.as_signed(), 0)),
-                             read_step.eq(2)]
+                with m.If(~buffer_capturing):
+                    m.d.comb += [buffer.addr.eq(read_offset), buffer.read_enable.eq(1)]
+                    m.d.sync += read_step.eq(2)
+            with m.Elif(read_step == 2):
+                m.d.sync += [read_word.eq(Mux(~past_end & (read_offset < count),
+                                              buffer.read_data.as_signed(), 0)),
+                             read_step.eq(3)]
             with m.Else():
                 m.d.comb += [bus.ack.eq(1), bus.r_data.eq(read_word)]
                 m.d.sync += read_step.eq(0)
