@@ -201,6 +201,11 @@ class Target:
     cells : dict of str to str
         Report field (``luts``, ``ffs``, ``dsps``, ``block_rams``, ``spram``) -> the nextpnr
         resource (bel type) that measures it.
+    family : str or None
+        Device family given to a component's ``elaborate`` as ``platform.family`` (Amaranth's
+        Lattice platforms carry the same attribute), so that it elaborates as it would in a
+        board build (e.g. ``"ecp5"``: products in MULT18X18D with their output register, see
+        :class:`~tiersolve.gen.hwfixed.RegisteredProduct`); None: elaborated without a platform.
     """
 
     name: str
@@ -211,6 +216,15 @@ class Target:
     out_of_context_args: tuple[str, ...] | None
     harness_args: tuple[str, ...]
     cells: dict[str, str] = field(default_factory=dict)
+    family: str | None = None
+
+
+@dataclass(frozen=True)
+class _FamilyOnly:
+    """What a component's ``elaborate`` sees as ``platform`` in an out-of-context synthesis:
+    the device family, nothing to request."""
+
+    family: str
 
 
 #: Supported targets by name.
@@ -226,6 +240,7 @@ TARGETS = {
         # TRELLIS_COMB counts LUT4s, carry halves (two per CCU2C) and distributed-RAM LUTs.
         cells={"luts": "TRELLIS_COMB", "ffs": "TRELLIS_FF", "dsps": "MULT18X18D",
                "block_rams": "DP16KD"},
+        family="ecp5",
     ),
     "ice40-up5k": Target(
         name="ice40-up5k",
@@ -362,8 +377,9 @@ _UTILISATION_RE = re.compile(r"^Info:\s+(\w[\w ]*?):\s+(\d+)/\s*(\d+)\s+\d+%\s*$
 _HARNESS_NAME = "tiersolve_io_harness"
 
 
-def _verilog_of(design, top: str | None) -> tuple[str, str]:
-    """``(verilog_text, top_name)`` for a component, Verilog text or a path to a Verilog file."""
+def _verilog_of(design, top: str | None, family: str | None = None) -> tuple[str, str]:
+    """``(verilog_text, top_name)`` for a component, Verilog text or a path to a Verilog file;
+    a component is elaborated for ``family`` (see :attr:`Target.family`)."""
     if isinstance(design, Path):
         design = design.read_text()
     if isinstance(design, str):
@@ -386,7 +402,8 @@ def _verilog_of(design, top: str | None) -> tuple[str, str]:
         raise TypeError(f"design must be an Amaranth wiring.Component, Verilog text or a Path, "
                         f"not {type(design).__name__}")
     top = top or "top"
-    return verilog.convert(design, name=top), top
+    platform = None if family is None else _FamilyOnly(family)
+    return verilog.convert(design, name=top, platform=platform), top
 
 
 def _run(command: list[str], log_path: Path, cwd: Path, step: str) -> None:
@@ -539,7 +556,7 @@ def synthesize(design, *, target: str = "ecp5-85f", top: str | None = None,
     seconds = {}
     start = time.monotonic()
     say("writing Verilog")
-    text, top = _verilog_of(design, top)
+    text, top = _verilog_of(design, top, spec.family)
     if top == _HARNESS_NAME:
         raise ValueError(f"top={top!r} is reserved for the I/O harness")
     seconds["verilog"] = time.monotonic() - start

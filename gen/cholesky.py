@@ -328,6 +328,19 @@ class CholeskySolver(wiring.Component):
         lam = Signal(signed(w))
         mode = Signal()
         kind = Signal(4)  # one-hot, bit _KIND_*: a register per pipeline multiplexer select
+        # kind_at(d): kind d cycles ago, for a stage d or more cycles after its step's issue.
+        # kind changes only while the pipeline is empty (IDLE, DIRECT_END and the drain
+        # states), so every step in flight sees the kind it was issued with, at any such
+        # stage; each stage's selects then load their own register, not one register fanned
+        # out over the whole core.
+        kind_copies = [kind]
+
+        def kind_at(depth):
+            while len(kind_copies) <= depth:
+                copy = Signal(4, name=f"kind_{len(kind_copies)}")
+                m.d.sync += copy.eq(kind_copies[-1])
+                kind_copies.append(copy)
+            return kind_copies[depth]
         col = Signal(range(rows_max + 1))    # j (clear/gram/factor), i (back)
         block_row = Signal(range(rows_max + lanes + 1))  # first row of the current block
         slot = Signal(range(slots + 1))      # slot of the issued block's first row
@@ -453,6 +466,12 @@ class CholeskySolver(wiring.Component):
         # wide cores: one more register stage carries the fetched words and the broadcast
         # (a lanes-to-1 multiplexer) before they fan out to every lane's operand registers
         t_op = tag_chain(tr, broadcast_stage(lanes), "broadcast")
+        # stage depths after the issue (for kind_at): operands of the products, products (t3);
+        # the scaling pass counts from its own issue (sc0); the write ports serve stages t4
+        # and t5 (depth d_t3 + 1 and + 2) and t7 (6 + scale_latency after sc0)
+        d_op = 3 + broadcast_stage(lanes)
+        d_t3 = d_op + 1 + dot_latency
+        d_write = min(d_t3 + 1, 6 + scale_latency)
         follow(t2, t_op)
         # wide operands: the product takes dot_latency cycles; t2_last is the stage one cycle
         # before the product is ready (t2 itself when it takes one)
@@ -545,10 +564,10 @@ class CholeskySolver(wiring.Component):
                 [delay_line(m, value, 1, f"{name}{b}") for b, value in enumerate(values)]
                 for name, values in (("fetched_a", fetched_a), ("fetched_b", fetched_b),
                                      ("fetched_x", fetched_x), ("fetched_v", fetched_v)))
-        pivot_row = Mux(kind[_KIND_GRAM], fetched_vf, broadcast[:w].as_signed())
+        pivot_row = Mux(kind_at(d_op)[_KIND_GRAM], fetched_vf, broadcast[:w].as_signed())
         m.d.sync += p1.eq(pivot_row)
         for b in range(lanes):
-            own = Mux(kind[_KIND_GRAM], fetched_v[b], fetched_a[b][:w].as_signed())
+            own = Mux(kind_at(d_op)[_KIND_GRAM], fetched_v[b], fetched_a[b][:w].as_signed())
             mate = b ^ (lanes >> 1)
             if lanes > 1:
                 partner = t_op["split"] & t_op["partner"] & t_op["mask"][mate]
@@ -558,7 +577,7 @@ class CholeskySolver(wiring.Component):
                 left, right = Mux(t_op["mask"][b], own, 0), pivot_row
             m.d.sync += [a1[b].eq(fetched_a[b]),
                          left1[b].eq(left),
-                         right1[b].eq(Mux(kind[_KIND_BACK], fetched_x[b], right))]
+                         right1[b].eq(Mux(kind_at(d_op)[_KIND_BACK], fetched_x[b], right))]
 
         # stage 2 -> 3: products
         acc = [Signal(signed(acc_bits), name=f"acc_{b}") for b in range(lanes)]
@@ -572,11 +591,8 @@ class CholeskySolver(wiring.Component):
             partner_sum = acc[b ^ (lanes >> 1)] if lanes > 1 else 0
             a1_last = delay_line(m, a1[b], dot_latency - 1, f"a1_{b}")
             m.d.sync += a2[b].eq(a1_last - Mux(t2_last["split"], partner_sum, 0))
-            if dot_latency == 1:
-                m.d.sync += prod2[b].eq(left1[b] * right1[b])
-            else:
-                m.d.comb += prod2[b].eq(pipelined_product(m, left1[b], right1[b],
-                                                           f"dot_product{b}"))
+            m.d.comb += prod2[b].eq(pipelined_product(m, left1[b], right1[b],
+                                                       f"dot_product{b}"))
 
         # -- Gram / clear: stage 3 adds, stage 4 writes -------------------------------------
         t4 = tags("accumulated")
@@ -589,11 +605,12 @@ class CholeskySolver(wiring.Component):
             m.d.comb += total_b.eq(a2[b] + prod2[b])
             is_diag = t3["diag"] & (lane_of(t3["col"]) == b)
             clipped_total, clipped = clip_width(total_b, wide)
-            with m.If(kind[_KIND_CLEAR]):
+            with m.If(kind_at(d_t3)[_KIND_CLEAR]):
                 m.d.sync += g3[b].eq(Mux(is_diag, lam << f, 0))
             with m.Else():
                 m.d.sync += g3[b].eq(clipped_total)
-                with m.If(t3["valid"] & t3["mask"][b] & clipped & (kind[_KIND_GRAM])):
+                with m.If(t3["valid"] & t3["mask"][b] & clipped
+                          & (kind_at(d_t3)[_KIND_GRAM])):
                     m.d.comb += saturation_event().eq(1)
 
         # -- factor: stage 3 accumulates, 4 rounds, 5 scales, 6 rounds, 7 writes ---------------
@@ -602,7 +619,7 @@ class CholeskySolver(wiring.Component):
         s3 = [Signal(signed(max(wide, acc_bits) + 1), name=f"s3_{b}") for b in range(lanes)]
         for b in range(lanes):
             running = Mux(t3["first"], 0, acc[b])
-            with m.If(t3["valid"] & (kind[_KIND_FACTOR])):
+            with m.If(t3["valid"] & (kind_at(d_t3)[_KIND_FACTOR])):
                 with m.If(t3["last"]):
                     m.d.sync += s3[b].eq(a2[b] - running)
                 with m.Else():
@@ -611,14 +628,14 @@ class CholeskySolver(wiring.Component):
         t4r, t5 = tags("rounded"), tags("clipped")
         follow(t4r, t4, hold=True)
         follow(t5, t4r, hold=True)
-        m.d.sync += t5["valid"].eq(t4r["valid"] & (kind[_KIND_FACTOR]))
+        m.d.sync += t5["valid"].eq(t4r["valid"] & (kind_at(d_t3 + 2)[_KIND_FACTOR]))
         in_flight += [t4r["valid"], t5["valid"]]
         s_rounded = [Signal(round_even(s3[b], f).shape(), name=f"s_rounded_{b}")
                      for b in range(lanes)]
         s4 = [Signal(signed(w), name=f"s4_{b}") for b in range(lanes)]
-        with m.If(t4["valid"] & (kind[_KIND_FACTOR])):
+        with m.If(t4["valid"] & (kind_at(d_t3 + 1)[_KIND_FACTOR])):
             m.d.sync += [s_rounded[b].eq(round_even(s3[b], f)) for b in range(lanes)]
-        with m.If(t4r["valid"] & (kind[_KIND_FACTOR])):
+        with m.If(t4r["valid"] & (kind_at(d_t3 + 2)[_KIND_FACTOR])):
             for b in range(lanes):
                 value, clipped = clip_width(s_rounded[b], w)
                 m.d.sync += s4[b].eq(value)
@@ -631,7 +648,7 @@ class CholeskySolver(wiring.Component):
         pivot = Signal(signed(w))
         pivot_col = Signal(range(n_max))
         select(pivot, lane_of(t5["col"]), s4)
-        send = (t5["valid"] & t5["diag"] & (kind[_KIND_FACTOR])) | pending
+        send = (t5["valid"] & t5["diag"] & (kind_at(d_t3 + 3)[_KIND_FACTOR])) | pending
         with m.If(send):
             m.d.sync += pivot_col.eq(t5["col"])
         m.d.comb += [rsqrt.i.valid.eq(send), rsqrt.i.payload.eq(pivot)]
@@ -661,7 +678,8 @@ class CholeskySolver(wiring.Component):
             delayed = tags(f"tree{depth + 1}")
             follow(delayed, back_tags)
             if depth == 0:  # only back substitution uses the tree
-                m.d.sync += delayed["valid"].eq(back_tags["valid"] & (kind[_KIND_BACK]))
+                m.d.sync += delayed["valid"].eq(back_tags["valid"]
+                                                & (kind_at(d_t3)[_KIND_BACK]))
             in_flight.append(delayed["valid"])
             back_tags = delayed
             y_next = Signal(signed(w), name=f"tree_y{depth + 1}")
@@ -672,11 +690,11 @@ class CholeskySolver(wiring.Component):
         back_s = Signal(signed(acc_bits + 1))
         tb1 = tags("back_sum")
         m.d.sync += [tb1["valid"].eq(back_tags["valid"] & back_tags["last"]
-                                     & (kind[_KIND_BACK])),
+                                     & (kind_at(d_t3 + tree_depth)[_KIND_BACK])),
                      tb1["rhs"].eq(back_tags["rhs"]), tb1["col"].eq(back_tags["col"])]
         back_sum = Signal(signed(acc_bits))
         m.d.comb += back_sum.eq(Mux(back_tags["first"], 0, back_acc) + tree_sum)
-        with m.If(back_tags["valid"] & (kind[_KIND_BACK])):
+        with m.If(back_tags["valid"] & (kind_at(d_t3 + tree_depth)[_KIND_BACK])):
             with m.If(back_tags["last"]):  # Y_ci is read by every step of (i, c)
                 m.d.sync += back_s.eq((y_delay << f) - back_sum)
             with m.Else():
@@ -696,7 +714,7 @@ class CholeskySolver(wiring.Component):
         # 1/L_ii of the row at stage tb2 is read now and sits in inv_reg when that row's value
         # is multiplied (stage tb3), so consecutive rows may overlap in the pipeline
         m.d.comb += inv_rd.addr.eq(tb2["col"])
-        with m.If(kind[_KIND_BACK]):
+        with m.If(kind_at(d_t3 + tree_depth + 2)[_KIND_BACK]):
             m.d.sync += inv_reg.eq(inv_rd.data)
         with m.If(tb2["valid"] & clipped):
             m.d.comb += saturation_event().eq(1)
@@ -723,7 +741,8 @@ class CholeskySolver(wiring.Component):
             registered_address(s_rd, scale_slots[b], f"column_s_raddr{b}")
             m.d.comb += [s_wr.addr.eq(bank_slot(b, t5["slot"], t5["start"])),
                          s_wr.data.eq(s4[b]),
-                         s_wr.en.eq(t5["valid"] & t5["mask"][b] & (kind[_KIND_FACTOR]))]
+                         s_wr.en.eq(t5["valid"] & t5["mask"][b]
+                                    & (kind_at(d_t3 + 3)[_KIND_FACTOR]))]
             fetched_s = Signal(signed(w), name=f"fetched_s{b}")
             operand_s = Signal(signed(w), name=f"operand_s{b}")
             m.d.sync += [fetched_s.eq(s_rd.data), operand_s.eq(fetched_s)]
@@ -731,17 +750,17 @@ class CholeskySolver(wiring.Component):
         # lane 0's scaling operand: the rounded back-substitution value, or (factor) the
         # stored s value like the other lanes
         scale0 = Signal(signed(w))
-        m.d.sync += scale0.eq(Mux(kind[_KIND_BACK], back_rounded, scale_operand[0][0]))
+        m.d.sync += scale0.eq(Mux(kind_at(3)[_KIND_BACK], back_rounded, scale_operand[0][0]))
 
         # -- shared scaling: stage 5 multiplies by 1/L_jj, stage 6 rounds, then write --------
         # stages: operand (tb3 | sc2), product ready (t6, scale_latency cycles later: wide
         # operands are cut into registered partial products), rounded (t6r), clipped (t7)
         t6_first = tags("scaling1")
-        with m.If(kind[_KIND_BACK]):
+        with m.If(kind_at(4)[_KIND_BACK]):
             follow(t6_first, tb3)
         with m.Else():
             follow(t6_first, sc2)
-            m.d.sync += t6_first["valid"].eq(sc2["valid"] & (kind[_KIND_FACTOR]))
+            m.d.sync += t6_first["valid"].eq(sc2["valid"] & (kind_at(4)[_KIND_FACTOR]))
         in_flight.append(t6_first["valid"])
         t6 = tag_chain(t6_first, scale_latency - 1, "scaling_product")
         t6r, t7 = tags("scaled_rounded"), tags("result")
@@ -751,11 +770,8 @@ class CholeskySolver(wiring.Component):
         prod5 = [Signal(signed(w + w_inv), name=f"prod5_{b}") for b in range(lanes)]
         for b in range(lanes):
             scaled = scale_operand[b][1] if b else scale0
-            if scale_latency == 1:
-                m.d.sync += prod5[b].eq(scaled * inv_reg)
-            else:
-                m.d.comb += prod5[b].eq(pipelined_product(m, scaled, inv_reg,
-                                                           f"scale_product{b}"))
+            m.d.comb += prod5[b].eq(pipelined_product(m, scaled, inv_reg,
+                                                       f"scale_product{b}"))
         out_rounded = [Signal(round_even(prod5[b], f_inv).shape(), name=f"out_rounded_{b}")
                        for b in range(lanes)]
         out6 = [Signal(signed(w), name=f"out6_{b}") for b in range(lanes)]
@@ -765,7 +781,7 @@ class CholeskySolver(wiring.Component):
             m.d.sync += out6[b].eq(value)
             write_lane = t6r["mask"][b] & ~(t6r["diag"] & (lane_of(t6r["col"]) == b))
             if b == 0:
-                write_lane = Mux(kind[_KIND_BACK], 1, write_lane)
+                write_lane = Mux(kind_at(5 + scale_latency)[_KIND_BACK], 1, write_lane)
             with m.If(t6r["valid"] & clipped & write_lane):
                 m.d.comb += saturation_event().eq(1)
 
@@ -796,14 +812,14 @@ class CholeskySolver(wiring.Component):
                     mat_w[b].data.eq(written["value"]),
                     mat_w[b].en.eq(written["lane"] == b),
                 ]
-            with m.Elif((kind[_KIND_GRAM]) | (kind[_KIND_CLEAR])):
+            with m.Elif((kind_at(d_write)[_KIND_GRAM]) | (kind_at(d_write)[_KIND_CLEAR])):
                 m.d.comb += [
                     mat_w[b].addr.eq(matrix_address(bank_slot(b, t4["slot"], t4["start"]),
                                                     t4["col"])),
                     mat_w[b].data.eq(g3[b]),
                     mat_w[b].en.eq(t4["valid"] & t4["mask"][b]),
                 ]
-            with m.Elif((kind[_KIND_FACTOR]) & t7["valid"]):  # L (scaling pass)
+            with m.Elif((kind_at(d_write)[_KIND_FACTOR]) & t7["valid"]):  # L (scaling pass)
                 is_pivot = t7["diag"] & (lane_of(t7["col"]) == b)
                 m.d.comb += [
                     mat_w[b].addr.eq(matrix_address(bank_slot(b, t7["slot"], t7["start"]),
@@ -811,7 +827,7 @@ class CholeskySolver(wiring.Component):
                     mat_w[b].data.eq(out6[b]),
                     mat_w[b].en.eq(t7["mask"][b] & ~is_pivot),
                 ]
-            with m.Elif(kind[_KIND_FACTOR]):  # s (dot-product pass)
+            with m.Elif(kind_at(d_write)[_KIND_FACTOR]):  # s (dot-product pass)
                 m.d.comb += [
                     mat_w[b].addr.eq(matrix_address(bank_slot(b, t5["slot"], t5["start"]),
                                                     t5["col"])),
@@ -821,11 +837,12 @@ class CholeskySolver(wiring.Component):
             m.d.comb += [
                 x_wr[b].addr.eq(Cat(t7["rhs"][:rhs_bits], slot_of(t7["col"]))),
                 x_wr[b].data.eq(out6[0]),
-                x_wr[b].en.eq(t7["valid"] & (kind[_KIND_BACK]) & (lane_of(t7["col"]) == b)),
+                x_wr[b].en.eq(t7["valid"] & (kind_at(d_write)[_KIND_BACK])
+                              & (lane_of(t7["col"]) == b)),
             ]
         m.d.comb += [out_wr.addr.eq(Cat(t7["rhs"][:rhs_bits], t7["col"][:col_bits])),
                      out_wr.data.eq(out6[0]),
-                     out_wr.en.eq(t7["valid"] & (kind[_KIND_BACK]))]
+                     out_wr.en.eq(t7["valid"] & (kind_at(d_write)[_KIND_BACK]))]
 
         # -- control ----------------------------------------------------------------------
         busy = Signal()

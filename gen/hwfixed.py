@@ -10,12 +10,25 @@ with these.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Mux, Signal, Value, signed
+from amaranth.hdl import (
+    Cat,
+    ClockSignal,
+    Const,
+    Elaboratable,
+    Instance,
+    Module,
+    Mux,
+    ResetSignal,
+    Signal,
+    Value,
+    signed,
+)
 
 from .fixed import MULTIPLIER_WIDTH, FixedFormat, _check_rounding
 
-__all__ = ["clip_flagged", "clip_width", "delay_line", "pipelined_product", "round_even",
-           "round_shift", "saturate", "split_operand"]
+__all__ = ["RegisteredProduct", "clip_flagged", "clip_width", "delay_line",
+           "pipelined_product", "registered_product", "round_even", "round_shift", "saturate",
+           "split_operand"]
 
 
 def round_shift(value: Value, shift: int, rounding: str = "nearest-even") -> Value:
@@ -120,22 +133,95 @@ def split_operand(value) -> list:
     return pieces
 
 
+class RegisteredProduct(Elaboratable):
+    """``p = a * b`` one cycle later (``sync`` domain), for signed operands of at most
+    ``MULTIPLIER_WIDTH`` bits each: one hardware multiplier with a register after it.
+
+    Elaborated for an ECP5 platform (``platform.family == "ecp5"``: a board build, or an
+    out-of-context synthesis for ECP5) it is a MULT18X18D whose own output register is the
+    register, so the product leaves the DSP block from a flip-flop. Yosys maps a product to a
+    MULT18X18D without its registers, which leaves a fabric register after the block: the
+    route from the block to that register then adds to the multiplier's 3.9 ns. Anywhere else
+    (simulation, Verilator, iCE40) it is ``p.eq(a * b)`` in ``sync``: the same values in the
+    same cycles. The output register is reset by the domain's own reset (``RESETMODE="SYNC"``);
+    a reset added around a core by a ``ResetInserter`` does not reach it, which changes no
+    result: the product is replaced every cycle and nothing is issued in the cycle after a
+    reset.
+    """
+
+    def __init__(self, a_width: int, b_width: int):
+        for width in (a_width, b_width):
+            if not 1 <= width <= MULTIPLIER_WIDTH:
+                raise ValueError(f"operand widths must be 1 .. {MULTIPLIER_WIDTH}, "
+                                 f"not {a_width} x {b_width}")
+        self.a = Signal(signed(a_width))
+        self.b = Signal(signed(b_width))
+        self.p = Signal(signed(a_width + b_width))
+
+    def elaborate(self, platform):
+        m = Module()
+        if getattr(platform, "family", None) != "ecp5":
+            m.d.sync += self.p.eq(self.a * self.b)
+            return m
+        full = 2 * MULTIPLIER_WIDTH
+        a = Cat(self.a, self.a[-1].replicate(MULTIPLIER_WIDTH - len(self.a)))
+        b = Cat(self.b, self.b[-1].replicate(MULTIPLIER_WIDTH - len(self.b)))
+        product = Signal(full)
+        ports = {}
+        for bit in range(MULTIPLIER_WIDTH):
+            ports[f"i_A{bit}"] = a[bit]
+            ports[f"i_B{bit}"] = b[bit]
+            ports[f"i_C{bit}"] = 0
+        for bit in range(full):
+            ports[f"o_P{bit}"] = product[bit]
+        m.submodules.dsp = Instance(
+            "MULT18X18D",
+            p_REG_INPUTA_CLK="NONE", p_REG_INPUTB_CLK="NONE", p_REG_PIPELINE_CLK="NONE",
+            p_REG_OUTPUT_CLK="CLK0", p_GSR="DISABLED", p_RESETMODE="SYNC",
+            i_SIGNEDA=1, i_SIGNEDB=1, i_SOURCEA=0, i_SOURCEB=0,
+            i_CLK0=ClockSignal("sync"), i_CE0=1, i_RST0=ResetSignal("sync"),
+            **ports)
+        m.d.comb += self.p.eq(product[:len(self.p)])
+        return m
+
+
+def registered_product(m, a, b, name: str) -> Value:
+    """``a * b`` registered (one cycle), through a :class:`RegisteredProduct` added to ``m``
+    as submodule ``name``; both operands signed, at most ``MULTIPLIER_WIDTH`` bits each."""
+    a, b = Value.cast(a), Value.cast(b)
+    if not (a.shape().signed and b.shape().signed):
+        raise TypeError("registered_product expects signed operands")
+    if isinstance(a, Const) or isinstance(b, Const):  # left to Yosys (shifts and adds)
+        return _plain_registered_product(m, a, b, name)
+    multiplier = RegisteredProduct(len(a), len(b))
+    m.submodules[name] = multiplier
+    m.d.comb += [multiplier.a.eq(a), multiplier.b.eq(b)]
+    return multiplier.p
+
+
+def _plain_registered_product(m, a, b, name: str) -> Value:
+    product = Signal(signed(len(a) + len(b)), name=name)
+    m.d.sync += product.eq(a * b)
+    return product
+
+
 def pipelined_product(m, a, b, name: str) -> Value:
     """The exact product ``a * b``, registered, after
     :func:`~tiersolve.gen.fixed.product_latency` cycles (free running: a new pair every cycle).
 
     Operands of at most ``MULTIPLIER_WIDTH`` bits give one registered product. Wider ones are
     cut (:func:`split_operand`); every partial product is registered (one hardware multiplier
-    each, no adder after it in that cycle), then the partial products are summed pairwise, one
-    registered level per cycle. ``m`` is the module that gets the registers (``sync`` domain),
-    ``name`` prefixes their names.
+    each, a :class:`RegisteredProduct`, no adder after it in that cycle), then the partial
+    products are summed pairwise, one registered level per cycle. ``m`` is the module that
+    gets the registers (``sync`` domain), ``name`` prefixes their names. A constant operand
+    leaves the products to Yosys.
     """
+    constant = isinstance(Value.cast(a), Const) or isinstance(Value.cast(b), Const)
+    product_of = _plain_registered_product if constant else registered_product
     terms = []
     for piece_a, shift_a in split_operand(a):
         for piece_b, shift_b in split_operand(b):
-            partial = Signal(signed(len(piece_a) + len(piece_b)),
-                             name=f"{name}_partial{len(terms)}")
-            m.d.sync += partial.eq(piece_a * piece_b)
+            partial = product_of(m, piece_a, piece_b, f"{name}_partial{len(terms)}")
             terms.append((partial, shift_a + shift_b))
     level = 0
     while len(terms) > 1:

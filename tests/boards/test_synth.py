@@ -181,6 +181,36 @@ def test_ecp5_multiplier_report(tmp_path):
     assert any("nextpnr-ecp5" in message for message in messages)
 
 
+class DspProduct(wiring.Component):
+    """Registered 18x18 operands into :class:`~tiersolve.gen.hwfixed.RegisteredProduct`."""
+
+    a: In(signed(18))
+    b: In(signed(18))
+    p: Out(signed(36))
+
+    def elaborate(self, platform):
+        from tiersolve.gen.hwfixed import registered_product
+
+        m = Module()
+        a, b = Signal(signed(18)), Signal(signed(18))
+        m.d.sync += [a.eq(self.a), b.eq(self.b)]
+        m.d.comb += self.p.eq(registered_product(m, a, b, "product"))
+        return m
+
+
+@pytest.mark.synth
+def test_ecp5_product_register_is_inside_the_dsp(tmp_path):
+    """Synthesised for ECP5, the product's register is the MULT18X18D's output register: the
+    36 operand flip-flops are the only ones in the fabric (a product Yosys maps itself keeps
+    36 more, see test_ecp5_multiplier_report), and the path into the block ends at its
+    register (no route after it)."""
+    report = synthesize(DspProduct(), target="ecp5-85f", top="dsp_product", workdir=tmp_path)
+    assert report.dsps.used == 1
+    assert report.ffs.used == 36
+    assert "MULT18X18D" in (tmp_path / "dsp_product.v").read_text()
+    assert report.fmax_mhz is not None and report.fmax_mhz > 100
+
+
 @pytest.mark.synth
 def test_ecp5_multiplier_in_harness():
     """With io_harness=True, ECP5 uses four pins and the harness's 73 flip-flops."""

@@ -112,6 +112,72 @@ def test_pipelined_product_is_exact(width_a, width_b, signed_b):
     assert got == [x * y for x, y in pairs]
 
 
+def _ecp5_fragment(elaboratable):
+    """``elaboratable`` elaborated as an ECP5 board build or synthesis sees it."""
+    from amaranth.hdl import Fragment
+    from tiersolve.boards.synth import _FamilyOnly
+
+    return Fragment.get(elaboratable, _FamilyOnly("ecp5"))
+
+
+def _instances(fragment):
+    from amaranth.hdl import Instance
+
+    found = [fragment] if isinstance(fragment, Instance) else []
+    for child, _name, *_ in fragment.subfragments:
+        found += _instances(child)
+    return found
+
+
+@pytest.mark.parametrize("width_a, width_b", [(18, 18), (12, 7), (1, 18)])
+def test_registered_product_on_ecp5_is_one_registered_dsp(width_a, width_b):
+    """For ECP5 the product is a MULT18X18D whose output register is the product's register
+    (inputs not registered, signed, operands sign-extended to 18 bits); elsewhere a register."""
+    from amaranth.hdl import Fragment
+    from tiersolve.gen.hwfixed import RegisteredProduct
+
+    product = RegisteredProduct(width_a, width_b)
+    dsp, = _instances(_ecp5_fragment(product))
+    assert dsp.type == "MULT18X18D"
+    assert dsp.parameters["REG_OUTPUT_CLK"] == "CLK0"
+    for register in ("REG_INPUTA_CLK", "REG_INPUTB_CLK", "REG_PIPELINE_CLK"):
+        assert dsp.parameters[register] == "NONE"
+    ports = dsp.ports
+    assert {f"A{bit}" for bit in range(18)} <= set(ports)
+    assert {f"P{bit}" for bit in range(36)} <= set(ports)
+    assert ports["SIGNEDA"][0].value == 1 and ports["SIGNEDB"][0].value == 1
+    assert not _instances(Fragment.get(RegisteredProduct(width_a, width_b), None))
+
+
+def test_registered_product_rejects_wide_or_unsigned_operands():
+    from amaranth.hdl import unsigned
+    from tiersolve.gen.hwfixed import RegisteredProduct, registered_product
+
+    with pytest.raises(ValueError, match="operand widths"):
+        RegisteredProduct(19, 4)
+    with pytest.raises(TypeError, match="signed"):
+        registered_product(Module(), Signal(unsigned(4)), Signal(signed(4)), "p")
+
+
+def test_pipelined_product_on_ecp5_uses_one_dsp_per_partial_product():
+    """24 x 24 bits: 2 x 2 pieces, four MULT18X18D; a constant operand is left to Yosys."""
+    from amaranth.hdl import Const, Elaboratable
+    from tiersolve.gen.hwfixed import pipelined_product
+
+    class Wide(Elaboratable):
+        def __init__(self, b=None):
+            self.b = b
+
+        def elaborate(self, platform):
+            m = Module()
+            b = Signal(signed(24)) if self.b is None else self.b
+            pipelined_product(m, Signal(signed(24)), b, "wide")
+            return m
+
+    assert len(_instances(_ecp5_fragment(Wide()))) == 4
+    assert _instances(_ecp5_fragment(Wide(Const(-3, signed(24))))) == []
+
+
 def test_product_latency():
     """One cycle up to 18 x 18 bits, then one more per level of the partial products' sum."""
     from tiersolve.gen.fixed import product_latency
