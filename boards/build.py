@@ -20,14 +20,20 @@ The tools run inside the build folder with relative file names (YoWASP cannot se
 that :class:`~tiersolve.boards.synth.DesignDoesNotFitError` is built from, and with
 ``--timing-allow-fail`` so that a timing failure still produces the numbers of the report.
 
-Command line: ``tiersolve boards``, ``tiersolve build --board NAME``, ``tiersolve program
---board NAME [BITSTREAM] [--dry-run]`` (:data:`COMMANDS`) and ``tiersolve generate --board
-NAME`` (:func:`run_generate_command`).
+A board with a PLL can run the design at another clock than the catalogue's: ``clock_mhz`` of
+:func:`generate` and :func:`build` (``--clock-mhz``), checked by :func:`with_clock`.
+
+Command line: ``tiersolve boards``, ``tiersolve build --board NAME [--clock-mhz MHZ]``,
+``tiersolve program --board NAME [BITSTREAM] [--dry-run]`` (:data:`COMMANDS`) and ``tiersolve
+generate --board NAME [--clock-mhz MHZ]`` (:func:`run_generate_command`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
+import numbers
 import os
 import shutil
 import subprocess
@@ -53,6 +59,7 @@ __all__ = [
     "program",
     "program_command",
     "run_generate_command",
+    "with_clock",
 ]
 
 #: Name of the top-level module and of the files the build plan writes.
@@ -186,6 +193,80 @@ def ice40_pll_dividers(input_hz: float, output_hz: float) -> dict:
         (17.0, 26.0, 44.0, 66.0, 101.0), start=1) if pfd < limit) if pfd < 101.0 else 6
     return {"divr": divr, "divf": divf, "divq": divq, "filter_range": filter_range,
             "output_hz": achieved * 1e6, "vco_hz": vco * 1e6}
+
+
+def with_clock(board, clock_mhz: float) -> Board:
+    """The board with its design clock set to ``clock_mhz`` (a ``--clock-mhz`` override).
+
+    The PLL makes the new clock from the oscillator, nextpnr times the design against it, and
+    the UART's bit period is counted in its cycles; a design that meets a higher clock runs
+    faster on the board.
+
+    Parameters
+    ----------
+    board : str or Board
+        Catalogue name or entry; it must have a PLL (``board.pll`` not None).
+    clock_mhz : float
+        Design clock in MHz (rounded to a whole number of Hz). The catalogue's own clock is
+        accepted too.
+
+    Returns
+    -------
+    Board
+        A copy of ``board`` with ``clock_hz`` replaced.
+
+    Raises
+    ------
+    UnknownBoardError
+        Unknown board name.
+    TypeError
+        ``clock_mhz`` is not a number.
+    ValueError
+        ``clock_mhz`` is not a positive finite number.
+    BoardError
+        The board has no PLL (its clock is the oscillator's, or a PCIe bridge's), its PLL
+        cannot make the frequency within 0.1 %, or a UART board's baud rate would be more than
+        1 % off at that clock.
+    """
+    board = board if isinstance(board, Board) else get_board(board)
+    if isinstance(clock_mhz, bool) or not isinstance(clock_mhz, numbers.Real):
+        raise TypeError(f"clock_mhz must be a number of MHz, not {clock_mhz!r}")
+    if not (math.isfinite(clock_mhz) and clock_mhz > 0):
+        raise ValueError(f"clock_mhz must be a positive number of MHz, not {clock_mhz!r}")
+    if board.pll is None:
+        if board.bus == "axi-lite":
+            raise BoardError(f"board {board.name} runs on its PCIe bridge's AXI clock "
+                             f"({board.clock_mhz:g} MHz), set in the vendor block design: "
+                             f"its clock cannot be changed here")
+        raise BoardError(f"board {board.name} has no PLL: its clock is its oscillator's "
+                         f"{board.oscillator_hz / 1e6:g} MHz and cannot be changed")
+    clock_hz = round(clock_mhz * 1e6)
+    dividers = {"ecp5": ecp5_pll_dividers, "ice40": ice40_pll_dividers}.get(board.pll)
+    if dividers is None:
+        raise BoardError(f"board {board.name}: unsupported PLL {board.pll!r}")
+    try:
+        dividers(board.oscillator_hz, clock_hz)
+    except ValueError as error:
+        raise BoardError(f"board {board.name} cannot run at {clock_hz / 1e6:g} MHz: {error}") \
+            from None
+    if board.bus == "uart":
+        from tiersolve.designs.uart import baud_divisor
+
+        try:
+            baud_divisor(clock_hz, board.baud_rate)
+        except ValueError as error:
+            raise BoardError(
+                f"board {board.name} cannot run at {clock_hz / 1e6:g} MHz: its UART needs a "
+                f"clock within 1 % of a whole number of cycles per bit at {board.baud_rate} "
+                f"baud ({error})") from None
+    return dataclasses.replace(board, clock_hz=clock_hz)
+
+
+def _clock_fields(board: Board) -> dict:
+    """``catalogue_clock_hz`` and ``clock_override`` of ``configuration.json``."""
+    catalogue = BOARDS.get(board.name)
+    catalogue_hz = board.clock_hz if catalogue is None else catalogue.clock_hz
+    return {"catalogue_clock_hz": catalogue_hz, "clock_override": board.clock_hz != catalogue_hz}
 
 
 # -- the top level ---------------------------------------------------------------------------
@@ -337,7 +418,8 @@ def _check_folder(out) -> Path:
 
 
 def generate(board, out, *, n_max: int | None = None, k_max: int | None = None, fmt=None,
-             lanes: int | None = None, cores=None, inverse_format=None) -> list[Path]:
+             lanes: int | None = None, cores=None, inverse_format=None,
+             clock_mhz: float | None = None) -> list[Path]:
     """Write the board's complete top level and its constraints into folder ``out``.
 
     Parameters
@@ -356,6 +438,11 @@ def generate(board, out, *, n_max: int | None = None, k_max: int | None = None, 
     inverse_format : str, FixedFormat or None
         Format of the Cholesky core's pivot inverses (default: the data format), as
         ``inverse_format`` of a ``vsim://`` device URL.
+    clock_mhz : float or None
+        Design clock in MHz for a board with a PLL (None: the catalogue's clock); see
+        :func:`with_clock`. It sets the PLL's output, the UART's bit period and the clock
+        constraint nextpnr times the design against. ``configuration.json`` gives the clock
+        used (``clock_hz``), the catalogue's (``catalogue_clock_hz``) and ``clock_override``.
 
     Returns
     -------
@@ -371,9 +458,14 @@ def generate(board, out, *, n_max: int | None = None, k_max: int | None = None, 
     UnknownBoardError
         Unknown board name (the message lists the known boards).
     TypeError, ValueError
-        Bad solver parameters (from the design's own checks).
+        Bad solver parameters (from the design's own checks), or a ``clock_mhz`` that is not
+        a positive number.
+    BoardError
+        A ``clock_mhz`` the board cannot run at (see :func:`with_clock`).
     """
     board = board if isinstance(board, Board) else get_board(board)
+    if clock_mhz is not None:
+        board = with_clock(board, clock_mhz)
     folder = _check_folder(out)
     config = _configuration(board, n_max, k_max, fmt, lanes, cores, inverse_format)
     design = _solver_design(board, config["n_max"], config["k_max"], config["format"],
@@ -394,7 +486,7 @@ def generate(board, out, *, n_max: int | None = None, k_max: int | None = None, 
         verilog_path.write_text(plan.files[f"{TOP_NAME}.debug.v"])
         written.append(verilog_path)
     (folder / "configuration.json").write_text(json.dumps(
-        {"board": board.name, **config, "clock_hz": board.clock_hz,
+        {"board": board.name, **config, "clock_hz": board.clock_hz, **_clock_fields(board),
          "baud_rate": board.baud_rate}, indent=2) + "\n")
     written.append(folder / "configuration.json")
     return written
@@ -472,6 +564,7 @@ class BuildResult:
 def build(board, out, *, n_max: int | None = None, k_max: int | None = None, fmt=None,
           lanes: int | None = None, cores=None, inverse_format=None,
           allow_timing_failure: bool = False, seed: int | None = None,
+          clock_mhz: float | None = None,
           progress: Callable[[str], None] | None = None) -> BuildResult:
     """Generate the board's top level into ``out`` and make its bitstream with YoWASP tools.
 
@@ -485,6 +578,10 @@ def build(board, out, *, n_max: int | None = None, k_max: int | None = None, fmt
         nextpnr placement seed (None: nextpnr's default, as in the generated scripts). A
         design that misses its clock by a few per cent may meet it with another seed: Fmax
         moves by about ±5 % between placements.
+    clock_mhz : float or None
+        Design clock in MHz for a board with a PLL (None: the catalogue's clock), as for
+        :func:`generate`; it is also the timing target. The report gives ``clock_mhz`` (the
+        clock used), ``catalogue_clock_mhz`` and ``clock_override``.
     progress : callable or None
         Called with one line per step (``[2/3] nextpnr-ecp5 ...``) and the summary.
 
@@ -497,7 +594,8 @@ def build(board, out, *, n_max: int | None = None, k_max: int | None = None, fmt
     UnknownBoardError
         Unknown board name.
     BoardError
-        A generate-only board (vendor toolchain).
+        A generate-only board (vendor toolchain), or a ``clock_mhz`` the board cannot run at
+        (checked before anything is written).
     ToolNotFoundError
         A YoWASP tool is missing (the message names the pip package).
     DesignDoesNotFitError
@@ -518,6 +616,8 @@ def build(board, out, *, n_max: int | None = None, k_max: int | None = None, fmt
     if not board.buildable:
         raise BoardError(f"board {board.name} needs its vendor toolchain: use `tiersolve "
                          f"generate --board {board.name}` and run the generated scripts there")
+    if clock_mhz is not None:
+        board = with_clock(board, clock_mhz)
     say = progress or (lambda message: None)
     started = time.monotonic()
     seconds = {}
@@ -592,12 +692,15 @@ def _report(board: Board, config: dict, folder: Path, tools: dict, seconds: dict
     fmax = min((entry["achieved_mhz"] for entry in clocks.values()), default=None)
     timing_met = all(entry["achieved_mhz"] >= entry["constraint_mhz"] for entry in clocks.values())
     platform_class = board.platform_class.split(":")[1]
+    clock = _clock_fields(board)
     return {
         "board": board.name,
         "description": board.description,
         "platform": platform_class,
         "configuration": config,
         "clock_mhz": board.clock_mhz,
+        "catalogue_clock_mhz": clock["catalogue_clock_hz"] / 1e6,
+        "clock_override": clock["clock_override"],
         "oscillator_mhz": board.oscillator_hz / 1e6,
         "pll": board.pll,
         "fmax_mhz": fmax,
@@ -622,6 +725,9 @@ def _write_report(folder: Path, report: dict) -> str:
     for field_name, usage in report["resources"].items():
         lines.append(f"  {names[field_name]:<11} {usage['used']:>6} / {usage['available']:<6} "
                      f"({usage['percent']:.1f}%)")
+    if report.get("clock_override"):
+        lines.append(f"  clock       {report['clock_mhz']:g} MHz (--clock-mhz; the catalogue's "
+                     f"is {report['catalogue_clock_mhz']:g} MHz)")
     verdict = "met" if report["timing_met"] else "MISSED"
     lines.append(f"  Fmax        {_fmax_text(report)}: {verdict}")
     lines.append(f"  tools       {', '.join(f'{k} {v}' for k, v in report['tools'].items())}")
@@ -764,6 +870,14 @@ def _setup_build(parser):
     parser.add_argument("--seed", type=int, default=None,
                         help="nextpnr placement seed (default: nextpnr's own); Fmax moves by "
                              "about 5 %% between seeds")
+    _add_clock_argument(parser)
+
+
+def _add_clock_argument(parser):
+    parser.add_argument("--clock-mhz", type=float, default=None, metavar="MHZ",
+                        help="design clock of a board with a PLL (default: the catalogue's): "
+                             "the PLL's output and nextpnr's timing target; a UART board "
+                             "needs a clock within 1 %% of a whole number of cycles per bit")
 
 
 def _run_build(args) -> int:
@@ -772,7 +886,7 @@ def _run_build(args) -> int:
                        k_max=args.k_max, fmt=args.format, lanes=args.lanes, cores=args.cores,
                        inverse_format=args.inverse_format,
                        allow_timing_failure=args.allow_timing_failure, seed=args.seed,
-                       progress=lambda line: print(line, flush=True))
+                       clock_mhz=args.clock_mhz, progress=lambda line: print(line, flush=True))
     except (UnknownBoardError, BoardError, synth.SynthesisError, TypeError,
             ValueError) as error:
         raise _cli_error(error) from None
@@ -800,7 +914,8 @@ def run_generate_command(args) -> int:
     """``tiersolve generate --board NAME``: the board's top level into ``--output`` (a folder).
 
     Solver parameters come from ``-p n_max=... -p k_max=... -p lanes=...``,
-    ``-p cores=cholesky,updater``, ``-p inverse_format=Q4.20`` and ``--format``.
+    ``-p cores=cholesky,updater``, ``-p inverse_format=Q4.20`` and ``--format``; the design
+    clock of a PLL board from ``--clock-mhz``.
     """
     from tiersolve.host.cli import CliError
 
@@ -812,12 +927,13 @@ def run_generate_command(args) -> int:
     if unknown or args.bus:
         raise CliError(f"with --board only {', '.join(sorted(known))} can be set "
                        f"(not {', '.join(sorted(unknown)) or '--bus'}): the board fixes the "
-                       f"clock and the transport")
+                       f"transport, and --clock-mhz sets a PLL board's clock")
     try:
         sizes = {name: value if name in ("cores", "inverse_format") else int(value)
                  for name, value in given.items()}
         out = args.output or f"build-{args.board}"
-        files = generate(args.board, out, fmt=args.format, **sizes)
+        files = generate(args.board, out, fmt=args.format,
+                         clock_mhz=getattr(args, "clock_mhz", None), **sizes)
     except (UnknownBoardError, BoardError, TypeError, ValueError) as error:
         raise CliError(str(error)) from None
     print(f"wrote {len(files)} files to {out}: {', '.join(sorted(path.name for path in files))}")

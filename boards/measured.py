@@ -65,16 +65,21 @@ def _normalise(config: dict) -> dict:
 
 
 def build_command(board: str, *, n_max: int, k_max: int, lanes: int, format: str,
-                  cores=("cholesky",), inverse_format=None, seed=None) -> str:
+                  cores=("cholesky",), inverse_format=None, seed=None, clock_mhz=None) -> str:
     """The ``tiersolve build`` command line that makes this configuration's bitstream
     (``inverse_format``: the pivot inverses' format, None for the data format; ``seed``: the
-    nextpnr placement seed, None for nextpnr's default)."""
+    nextpnr placement seed, None for nextpnr's default; ``clock_mhz``: the design clock of a
+    ``--clock-mhz`` override, None for the catalogue's clock)."""
     cores = ",".join(_cores(cores))
     command = (f"tiersolve build --board {board} --n-max {n_max} --k-max {k_max} "
                f"--lanes {lanes} --format {format} --cores {cores}")
     if inverse_format is not None:
         command += f" --inverse-format {inverse_format}"
-    return command if seed is None else f"{command} --seed {seed}"
+    if seed is not None:
+        command += f" --seed {seed}"
+    if clock_mhz is not None:  # 9 digits: every whole Hz up to 999 MHz
+        command += f" --clock-mhz {clock_mhz:.9g}"
+    return command
 
 
 def load_measured_builds(path=None) -> list[dict]:

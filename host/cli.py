@@ -50,6 +50,11 @@ def _setup_generate(parser):
     parser.add_argument("--board", default=None,
                         help="write the solver's complete top level and constraints for this "
                              "board into the --output folder (see `tiersolve boards`)")
+    parser.add_argument("--clock-mhz", type=float, default=None, metavar="MHZ",
+                        help="with --board: design clock of a board with a PLL (default: the "
+                             "catalogue's): the PLL's output and the timing constraint; a UART "
+                             "board needs a clock within 1 %% of a whole number of cycles per "
+                             "bit")
 
 
 def _run_generate(args) -> int:
@@ -60,6 +65,9 @@ def _run_generate(args) -> int:
         from tiersolve.boards.build import run_generate_command
 
         return run_generate_command(args)
+    if args.clock_mhz is not None:
+        raise CliError("--clock-mhz applies with --board only (a unit's clock is a "
+                       "generator parameter in Hz: -p clock_frequency=...)")
     if args.list or not args.unit:
         for spec in units().values():
             print(f"{spec.name:12s} {spec.summary}")

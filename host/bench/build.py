@@ -16,6 +16,10 @@ of one row update at ``n = n_max``, ``k = k_max``: its
 :meth:`~tiersolve.gen.qr.IncrementalUpdater.update_cycles` divided by the Fmax measured. Builds
 without the updater show "—" there.
 
+``--clock-mhz`` builds every board at that design clock instead of its catalogue's (boards with
+a PLL only; see :func:`tiersolve.boards.build.with_clock`): the rows, the recorded ``clock_mhz``
+and the reproducing command carry it.
+
 Results: the table on stdout and in ``<out>/build.md``, everything in ``<out>/build.json``, the
 build folders under ``<out>/build/<board>-n<n_max>[-updater]``. ``--record`` also merges the
 rows into the committed record ``tiersolve/boards/measured_builds.json`` (see
@@ -52,6 +56,9 @@ def add_arguments(parser):
                         help="cores of the design (default cholesky)")
     parser.add_argument("--seed", type=int, default=None,
                         help="nextpnr placement seed (default: nextpnr's own)")
+    parser.add_argument("--clock-mhz", type=float, default=None, metavar="MHZ",
+                        help="design clock of every board built (default: each board's "
+                             "catalogue clock); the PLL's output and nextpnr's timing target")
     parser.add_argument("--record", action="store_true",
                         help="merge the rows into tiersolve/boards/measured_builds.json")
     parser.add_argument("--record-file", default=None,
@@ -82,21 +89,30 @@ def update_cycles(n: int, k: int, fmt="Q6.12", units: int = 1) -> int:
 
 
 def _row(board, n_max, k_max, lanes, fmt, out: Path, cores=("cholesky",),
-         inverse_format=None, seed=None) -> dict:
+         inverse_format=None, seed=None, clock_mhz=None) -> dict:
     from tiersolve.boards import synth
-    from tiersolve.boards.build import TimingNotMetError, build
+    from tiersolve.boards.build import TimingNotMetError, build, with_clock
     from tiersolve.boards.measured import build_command
 
+    catalogue_hz = board.clock_hz
+    if clock_mhz is not None:
+        board = with_clock(board, clock_mhz)
+    # the command names the clock only when it is not the catalogue's (rows recorded before
+    # --clock-mhz existed have the catalogue's clock and no --clock-mhz)
+    overridden = board.clock_hz != catalogue_hz
     row = {"board": board.name, "n_max": n_max, "k_max": k_max, "lanes": lanes,
            "format": fmt, "cores": list(cores), "clock_mhz": board.clock_mhz,
            "command": build_command(board.name, n_max=n_max, k_max=k_max, lanes=lanes,
                                     format=fmt, cores=cores, inverse_format=inverse_format,
-                                    seed=seed),
+                                    seed=seed,
+                                    clock_mhz=board.clock_mhz if overridden else None),
            "fmax_mhz": None}
     if inverse_format is not None:
         row["inverse_format"] = str(inverse_format)
     if seed is not None:
         row["seed"] = seed
+    if overridden:
+        row["catalogue_clock_mhz"] = catalogue_hz / 1e6
     started = time.monotonic()
     suffix = "-updater" if "updater" in cores else ""
     folder = out / "build" / f"{board.name}-n{n_max}{suffix}"
@@ -175,8 +191,10 @@ def format_note(row) -> str:
 
 
 def run(args) -> int:
-    from tiersolve.boards.catalogue import BOARDS, get_board
+    from tiersolve.boards.build import BoardError, with_clock
+    from tiersolve.boards.catalogue import BOARDS, UnknownBoardError, get_board
     from tiersolve.boards.measured import load_measured_builds, record_builds
+    from tiersolve.host.cli import CliError
 
     if args.from_record:
         rows = [row for row in load_measured_builds(args.record_file)
@@ -184,8 +202,15 @@ def run(args) -> int:
         print(markdown_table(rows), end="")
         return 0
     cores = tuple(args.cores.split(","))
-    boards = [get_board(name) for name in args.boards] if args.boards else \
-        [board for board in BOARDS.values() if board.buildable]
+    try:
+        boards = [get_board(name) for name in args.boards] if args.boards else \
+            [board for board in BOARDS.values() if board.buildable]
+        clock_mhz = getattr(args, "clock_mhz", None)
+        if clock_mhz is not None:  # every board's clock is checked before anything is built
+            for board in boards:
+                with_clock(board, clock_mhz)
+    except (UnknownBoardError, BoardError, TypeError, ValueError) as error:
+        raise CliError(str(error)) from None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -195,7 +220,7 @@ def run(args) -> int:
             lanes = args.lanes or (1 if board.family == "ice40" else 4)
             print(f"{board.name} n_max={n_max} k_max={k_max} lanes={lanes}", flush=True)
             rows.append(_row(board, n_max, k_max, lanes, args.format, out, cores,
-                             args.inverse_format, args.seed))
+                             args.inverse_format, args.seed, clock_mhz))
             # written after every build: a long matrix can be stopped and still be read
             (out / "build.json").write_text(json.dumps(rows, indent=2) + "\n")
             (out / "build.md").write_text(markdown_table(rows))

@@ -24,6 +24,7 @@ from tiersolve.boards.build import (
     ice40_pll_dividers,
     program,
     program_command,
+    with_clock,
 )
 from tiersolve.boards.catalogue import BOARDS, UnknownBoardError, get_board
 from tiersolve.host.cli import main
@@ -206,6 +207,116 @@ def test_boards_command_lists_every_board(capsys):
                f"{entry['format']} {','.join(entry['cores'])}:" in text
 
 
+# -- design-clock override (--clock-mhz) -----------------------------------------------------
+
+
+def test_with_clock_replaces_the_design_clock_of_a_pll_board():
+    board = get_board("ulx3s-85f")
+    faster = with_clock(board, 105)
+    assert faster.clock_hz == 105_000_000 and faster.clock_mhz == 105.0
+    assert faster.oscillator_hz == board.oscillator_hz and board.clock_hz == 90_000_000
+    assert with_clock("ulx3s-85f", 90.0) == board  # the catalogue's own clock is fine
+    assert with_clock("icebreaker", 36).clock_hz == 36_000_000  # SB_PLL40, 12 cycles per bit
+    assert with_clock("ecpix5-85f", 120.0000004).clock_hz == 120_000_000  # whole Hz
+
+
+@pytest.mark.parametrize("name, clock_mhz, error, message", [
+    ("arty-a7-35", 50, BoardError, "no PLL: its clock is its oscillator's 100 MHz and cannot "
+                                   "be changed"),
+    ("nitefury", 100, BoardError, "PCIe bridge's AXI clock \\(125 MHz\\)"),
+    ("ulx3s-85f", 48, BoardError, "ulx3s-85f cannot run at 48 MHz: no ECP5 PLL setting"),
+    ("ulx3s-85f", 500, BoardError, "ulx3s-85f cannot run at 500 MHz: ECP5 PLL output .* outside"),
+    ("icebreaker", 37.1, BoardError, "icebreaker cannot run at 37.1 MHz: no iCE40 PLL setting"),
+    ("icebreaker", 300, BoardError, "iCE40 PLL output .* outside"),
+    ("ulx3s-85f", 100, BoardError, "ulx3s-85f cannot run at 100 MHz: its UART needs a clock "
+                                   "within 1 % .* divisor 33 is off by 1.01%"),
+    ("ulx3s-85f", 0, ValueError, "positive"),
+    ("ulx3s-85f", -105, ValueError, "positive"),
+    ("ulx3s-85f", float("nan"), ValueError, "positive"),
+    ("ulx3s-85f", float("inf"), ValueError, "positive"),
+    ("ulx3s-85f", "105", TypeError, "number of MHz"),
+    ("ulx3s-85f", True, TypeError, "number of MHz"),
+])
+def test_with_clock_refuses_what_the_board_cannot_run(name, clock_mhz, error, message):
+    with pytest.raises(error, match=message):
+        with_clock(name, clock_mhz)
+
+
+def test_generate_with_a_clock_override(tmp_path, monkeypatch):
+    """The override reaches the PLL's dividers and constraint, the design's clock (the UART
+    divisor) and configuration.json."""
+    clocks = []
+    solver_design = board_build._solver_design
+
+    def spy(board, *args, **kwargs):
+        clocks.append(board.clock_hz)
+        return solver_design(board, *args, **kwargs)
+
+    monkeypatch.setattr(board_build, "_solver_design", spy)
+    out = tmp_path / "ulx3s"
+    generate("ulx3s-85f", out, n_max=4, k_max=1, lanes=1, clock_mhz=105)
+    assert clocks == [105_000_000]
+    verilog = (out / "top.v").read_text()
+    dividers = ecp5_pll_dividers(25e6, 105e6)
+    assert dividers != ecp5_pll_dividers(25e6, 90e6)
+    for name in ("clki_div", "clkfb_div", "clkop_div"):
+        assert f".{name.upper()}(32'd{dividers[name]})" in verilog
+    assert '(* FREQUENCY_PIN_CLKOP = "105" *)' in verilog
+    assert 'FREQUENCY NET "pll_clock" 105000000.0 HZ' in (out / "top.lpf").read_text()
+    configuration = json.loads((out / "configuration.json").read_text())
+    assert configuration["clock_hz"] == 105_000_000
+    assert configuration["catalogue_clock_hz"] == 90_000_000
+    assert configuration["clock_override"] is True
+
+    out = tmp_path / "icebreaker"
+    generate("icebreaker", out, n_max=4, k_max=1, lanes=1, clock_mhz=36)
+    dividers = ice40_pll_dividers(12e6, 36e6)
+    verilog = (out / "top.v").read_text()
+    assert f".DIVF(32'd{dividers['divf']})" in verilog
+    assert f".DIVQ(32'd{dividers['divq']})" in verilog
+    assert "set_frequency pll_clock 36.0\n" in (out / "top.pcf").read_text()
+    assert json.loads((out / "configuration.json").read_text())["clock_hz"] == 36_000_000
+
+    out = tmp_path / "same"  # the catalogue's clock: no override to report
+    generate("ulx3s-85f", out, n_max=4, k_max=1, lanes=1, clock_mhz=90)
+    configuration = json.loads((out / "configuration.json").read_text())
+    assert configuration["clock_hz"] == 90_000_000 and configuration["clock_override"] is False
+
+
+def test_generate_refuses_a_clock_before_writing_anything(tmp_path):
+    for name in ("arty-a7-35", "nitefury"):
+        with pytest.raises(BoardError, match="cannot be changed"):
+            generate(name, tmp_path / name, clock_mhz=50)
+        assert not (tmp_path / name).exists()
+    with pytest.raises(BoardError, match="UART needs a clock within 1 %"):
+        generate("ulx3s-85f", tmp_path / "uart", clock_mhz=100)
+    assert not (tmp_path / "uart").exists()
+
+
+def test_generate_command_line_clock_override(tmp_path, capsys):
+    out = tmp_path / "ulx3s"
+    assert main(["generate", "--board", "ulx3s-85f", "-p", "n_max=4", "-p", "k_max=1",
+                 "-p", "lanes=1", "--clock-mhz", "105", "--output", str(out)]) == 0
+    assert json.loads((out / "configuration.json").read_text())["clock_hz"] == 105_000_000
+    capsys.readouterr()
+    assert main(["generate", "--board", "ulx3s-85f", "--clock-mhz", "100",
+                 "--output", str(tmp_path / "bad")]) == 2
+    assert "error: board ulx3s-85f cannot run at 100 MHz: its UART" in capsys.readouterr().err
+    assert main(["generate", "--board", "arty-a7-35", "--clock-mhz", "50",
+                 "--output", str(tmp_path / "bad")]) == 2
+    assert "oscillator's 100 MHz and cannot be changed" in capsys.readouterr().err
+    assert main(["generate", "--board", "ulx3s-85f", "--clock-mhz", "-1",
+                 "--output", str(tmp_path / "bad")]) == 2
+    assert "clock_mhz must be a positive number" in capsys.readouterr().err
+    assert main(["generate", "solver", "--clock-mhz", "105",
+                 "--output", str(tmp_path / "solver.v")]) == 2
+    assert "--clock-mhz applies with --board only" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: not a number
+        main(["generate", "--board", "ulx3s-85f", "--clock-mhz", "fast"])
+    assert "invalid float value: 'fast'" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
 # -- build -----------------------------------------------------------------------------------
 
 
@@ -309,6 +420,75 @@ def test_build_report_from_nextpnr_numbers(monkeypatch, tmp_path):
     assert lines[1].startswith("[1/3] yosys") and lines[3].startswith("[2/3] nextpnr-ecp5")
     assert "Fmax        pll_clock 51.2 MHz (needs 45): met" in result.summary
     assert (tmp_path / "out" / "summary.txt").read_text() == result.summary
+
+
+def test_build_with_a_clock_override(monkeypatch, tmp_path, capsys):
+    """``--clock-mhz`` reaches the generated design and the report, which says it was
+    overridden; a clock the board cannot run at is refused before anything is written."""
+    _fake_tools(monkeypatch, tmp_path, _NEXTPNR_REPORT.format(fmax=51.25))
+    out = tmp_path / "out"
+    result = board_build.build("ulx3s-85f", out, n_max=4, k_max=1, lanes=1, clock_mhz=105)
+    report = result.report
+    assert report["clock_mhz"] == 105.0 and report["catalogue_clock_mhz"] == 90.0
+    assert report["clock_override"] is True
+    assert report["configuration"]["clock_hz"] == 105_000_000
+    assert json.loads((out / "report.json").read_text()) == report
+    assert "clock       105 MHz (--clock-mhz; the catalogue's is 90 MHz)" in result.summary
+    assert '(* FREQUENCY_PIN_CLKOP = "105" *)' in (out / "top.v").read_text()
+    # without an override the report says so and the summary has no clock line
+    plain = board_build.build("ulx3s-85f", tmp_path / "plain", n_max=4, k_max=1, lanes=1)
+    assert plain.report["clock_override"] is False and "clock  " not in plain.summary
+    assert plain.report["catalogue_clock_mhz"] == plain.report["clock_mhz"] == 90.0
+
+    assert main(["build", "--board", "ulx3s-85f", "--n-max", "4", "--k-max", "1", "--lanes", "1",
+                 "--out", str(tmp_path / "cli"), "--clock-mhz", "105"]) == 0
+    assert "--clock-mhz; the catalogue's is 90 MHz" in capsys.readouterr().out
+    assert json.loads((tmp_path / "cli" / "report.json").read_text())["clock_mhz"] == 105.0
+    for clock, message in (("100", "its UART needs a clock within 1 %"),
+                           ("48", "no ECP5 PLL setting makes 48.0 MHz"),
+                           ("0", "clock_mhz must be a positive number")):
+        assert main(["build", "--board", "ulx3s-85f", "--out", str(tmp_path / "bad"),
+                     "--clock-mhz", clock]) == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(BoardError, match="cannot run at 48 MHz"):
+        board_build.build("ulx3s-85f", tmp_path / "bad", clock_mhz=48)
+    assert not (tmp_path / "bad").exists()
+    with pytest.raises(BoardError, match="vendor toolchain"):  # generate-only: said first
+        board_build.build("arty-a7-35", tmp_path / "bad", clock_mhz=50)
+
+
+def test_bench_build_records_the_clock_override(monkeypatch, tmp_path, capsys):
+    """``tiersolve bench build --clock-mhz``: the row's clock, the per-clock time and the
+    recorded command carry the override; the catalogue's clock gives the plain command."""
+    from tiersolve.boards.measured import build_command, load_measured_builds
+    from tiersolve.host.bench.build import _row, fit_cycles
+
+    _fake_tools(monkeypatch, tmp_path, _NEXTPNR_REPORT.format(fmax=51.25))
+    record = tmp_path / "record.json"
+    assert main(["bench", "build", "--boards", "ulx3s-85f", "--n-max", "4", "--k-max", "1",
+                 "--lanes", "1", "--clock-mhz", "105", "--out", str(tmp_path / "bench"),
+                 "--record", "--record-file", str(record)]) == 0
+    capsys.readouterr()
+    [row] = json.loads((tmp_path / "bench" / "build.json").read_text())
+    expected = build_command("ulx3s-85f", n_max=4, k_max=1, lanes=1, format="Q6.12",
+                             clock_mhz=105.0)
+    assert row["clock_mhz"] == 105.0 and row["catalogue_clock_mhz"] == 90.0
+    assert row["command"] == expected and expected.endswith(" --clock-mhz 105")
+    assert row["fit_us_at_clock"] == fit_cycles(4, 1, 1) / 105.0
+    [entry] = load_measured_builds(record)
+    assert entry["command"] == expected and entry["clock_mhz"] == 105.0
+
+    board = get_board("ulx3s-85f")
+    row = _row(board, 4, 1, 1, "Q6.12", tmp_path / "same", clock_mhz=90)
+    assert row["clock_mhz"] == 90.0 and "catalogue_clock_mhz" not in row
+    assert row["command"] == build_command("ulx3s-85f", n_max=4, k_max=1, lanes=1,
+                                           format="Q6.12")
+    capsys.readouterr()
+    # every board's clock is checked before anything is built
+    assert main(["bench", "build", "--boards", "ulx3s-85f", "arty-a7-35", "--n-max", "4",
+                 "--clock-mhz", "105", "--out", str(tmp_path / "refused")]) == 2
+    assert "arty-a7-35 has no PLL" in capsys.readouterr().err
+    assert not (tmp_path / "refused" / "build").exists()
 
 
 @pytest.mark.synth

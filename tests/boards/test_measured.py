@@ -38,7 +38,10 @@ def test_the_committed_record_is_readable_and_complete():
         assert entry["command"] == build_command(
             entry["board"], n_max=entry["n_max"], k_max=entry["k_max"], lanes=entry["lanes"],
             format=entry["format"], cores=entry["cores"],
-            inverse_format=entry.get("inverse_format"), seed=entry.get("seed"))
+            inverse_format=entry.get("inverse_format"), seed=entry.get("seed"),
+            # the catalogue's clock: no --clock-mhz (every row recorded before it existed)
+            clock_mhz=None if entry["clock_mhz"] == BOARDS[entry["board"]].clock_mhz
+            else entry["clock_mhz"])
     fitted = [entry for entry in builds if entry["fmax_mhz"] is not None]
     for entry in fitted:
         found = measured_build(entry["board"], n_max=entry["n_max"], k_max=entry["k_max"],
@@ -112,6 +115,19 @@ def test_record_builds_replaces_the_same_configuration(record):
     record.write_text("[]")
     with pytest.raises(ValueError, match="not a measured-build record"):
         load_measured_builds()
+
+
+def test_build_command_with_and_without_a_clock_override():
+    base = ("tiersolve build --board ulx3s-85f --n-max 16 --k-max 4 --lanes 4 --format Q6.12 "
+            "--cores cholesky")
+    assert build_command("ulx3s-85f", n_max=16, k_max=4, lanes=4, format="Q6.12") == base
+    assert build_command("ulx3s-85f", n_max=16, k_max=4, lanes=4, format="Q6.12",
+                         clock_mhz=105.0) == f"{base} --clock-mhz 105"
+    assert build_command("ulx3s-85f", n_max=16, k_max=4, lanes=4, format="Q6.12", seed=3,
+                         clock_mhz=112.5) == f"{base} --seed 3 --clock-mhz 112.5"
+    # every whole Hz survives the formatting: the command rebuilds the same clock
+    assert build_command("ulx3s-85f", n_max=16, k_max=4, lanes=4, format="Q6.12",
+                         clock_mhz=133.333333).endswith(" --clock-mhz 133.333333")
 
 
 # -- the build benchmark's rows ----------------------------------------------------------------
