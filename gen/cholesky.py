@@ -228,6 +228,10 @@ class CholeskySolver(wiring.Component):
             "saturated": Out(1),
             "bad_command": Out(1),
         })
+        # (in a drain state, its countdown flag, no valid step in any stage) for the tests;
+        # nothing reads them in hardware
+        self._drain_probe = (Signal(name="probe_draining"), Signal(name="probe_drain_done"),
+                             Signal(name="probe_pipeline_empty"))
 
     def elaborate(self, platform):
         m = Module()
@@ -599,19 +603,21 @@ class CholeskySolver(wiring.Component):
         follow(t4, t3)
         m.d.sync += t4["valid"].eq(t3["valid"] & t3["last"])  # one result per block
         in_flight.append(t4["valid"])
-        g3 = [Signal(signed(wide), name=f"g3_{b}") for b in range(lanes)]
+        # the sum is registered unclipped (the product arrives from a DSP block, often far
+        # away: no clip logic after its adder); the write stage t4 clips it
+        g3 = [Signal(signed(max(wide, 2 * w) + 1), name=f"g3_{b}") for b in range(lanes)]
+        g4 = []
         for b in range(lanes):
-            total_b = Signal(signed(max(wide, 2 * w) + 1), name=f"gram_sum_{b}")
-            m.d.comb += total_b.eq(a2[b] + prod2[b])
             is_diag = t3["diag"] & (lane_of(t3["col"]) == b)
-            clipped_total, clipped = clip_width(total_b, wide)
             with m.If(kind_at(d_t3)[_KIND_CLEAR]):
                 m.d.sync += g3[b].eq(Mux(is_diag, lam << f, 0))
             with m.Else():
-                m.d.sync += g3[b].eq(clipped_total)
-                with m.If(t3["valid"] & t3["mask"][b] & clipped
-                          & (kind_at(d_t3)[_KIND_GRAM])):
-                    m.d.comb += saturation_event().eq(1)
+                m.d.sync += g3[b].eq(a2[b] + prod2[b])
+            clipped_total, clipped = clip_width(g3[b], wide)
+            g4.append(clipped_total)
+            with m.If(t4["valid"] & t4["mask"][b] & clipped
+                      & (kind_at(d_t3 + 1)[_KIND_GRAM])):
+                m.d.comb += saturation_event().eq(1)
 
         # -- factor: stage 3 accumulates, 4 rounds, 5 scales, 6 rounds, 7 writes ---------------
         # s = M - (lane sum) - (partner sum) fits in max(wide, acc_bits) + 1 bits (the partial
@@ -816,7 +822,7 @@ class CholeskySolver(wiring.Component):
                 m.d.comb += [
                     mat_w[b].addr.eq(matrix_address(bank_slot(b, t4["slot"], t4["start"]),
                                                     t4["col"])),
-                    mat_w[b].data.eq(g3[b]),
+                    mat_w[b].data.eq(g4[b]),
                     mat_w[b].en.eq(t4["valid"] & t4["mask"][b]),
                 ]
             with m.Elif((kind_at(d_write)[_KIND_FACTOR]) & t7["valid"]):  # L (scaling pass)
@@ -849,7 +855,28 @@ class CholeskySolver(wiring.Component):
         m.d.comb += [self.busy.eq(busy), self.o.payload.last.eq(0)]
         with m.If(busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
+        # The drains (GRAM_DRAIN, FACTOR_DRAIN, BACK_DRAIN) last a fixed number of cycles,
+        # pipeline_delays' gram_drain, factor_drain and back_drain: a countdown loaded as the
+        # state is entered ends them through one flag register, not through the OR of every
+        # stage's valid bit spread over the core. drain_done equals pipeline_empty in every
+        # cycle of a drain (a test checks it). A failing factorisation (FACTOR_FAIL, which
+        # issues nothing) waits for the OR a cycle late, with the issues of that cycle in it.
         pipeline_empty = ~Cat(*in_flight).any()
+        was_empty = Signal()
+        m.d.sync += was_empty.eq(pipeline_empty & ~t0["valid"] & ~scale_issue)
+        drain_max = max(delays["gram_drain"], delays["factor_drain"], delays["back_drain"])
+        drain_left = Signal(range(drain_max))
+        drain_done = Signal()
+        draining = Signal()  # in a drain state (for the test)
+        m.d.comb += [probe.eq(value) for probe, value in
+                     zip(self._drain_probe, (draining, drain_done, pipeline_empty), strict=True)]
+
+        def start_drain(name):
+            cycles = delays[name]
+            return [drain_left.eq(cycles - 1), drain_done.eq(cycles == 1)]
+
+        with m.If(draining & ~drain_done):
+            m.d.sync += [drain_left.eq(drain_left - 1), drain_done.eq(drain_left == 1)]
 
         # output: the output copy of X is read at the element's address a cycle ahead (the
         # element after the one being sent, or X[0, 0] while the back substitution drains),
@@ -946,6 +973,7 @@ class CholeskySolver(wiring.Component):
                              self.phase.eq(Phase.INPUT)]
                 with m.If(block_row >= total_less_lanes):  # next_block >= total
                     with m.If(col == last_col):
+                        m.d.sync += start_drain("gram_drain")
                         m.next = "GRAM_DRAIN"
                     with m.Else():
                         m.d.sync += [col.eq(col + 1), block_row.eq(col + 1)]
@@ -953,8 +981,8 @@ class CholeskySolver(wiring.Component):
                     m.d.sync += block_row.eq(next_block)
 
             with m.State("GRAM_DRAIN"):
-                m.d.comb += self.phase.eq(Phase.INPUT)
-                with m.If(pipeline_empty):
+                m.d.comb += [self.phase.eq(Phase.INPUT), draining.eq(1)]
+                with m.If(drain_done):
                     with m.If((kind[_KIND_GRAM]) & row_last):
                         m.d.sync += [kind.eq(1 << _KIND_FACTOR), scale_pending.eq(0),
                                      scale_settle.eq(0), settling.eq(0),
@@ -1021,19 +1049,20 @@ class CholeskySolver(wiring.Component):
                     m.next = "FACTOR_FAIL"
                 with m.Elif(scale_ready):
                     with m.If(scale_row >= total_less_lanes):
+                        m.d.sync += start_drain("factor_drain")
                         m.next = "FACTOR_DRAIN"
 
             with m.State("FACTOR_FAIL"):  # not positive definite: drain, then end the job
                 m.d.comb += self.phase.eq(Phase.FACTOR)
-                with m.If(pipeline_empty):
+                with m.If(was_empty):
                     m.d.sync += [self.npd.eq(1), self.npd_index.eq(pivot_col), busy.eq(0),
                                  self.done.eq(1), kind.eq(1 << _KIND_CLEAR), pivot_ready.eq(0),
                                  scale_pending.eq(0)]
                     m.next = "IDLE"
 
             with m.State("FACTOR_DRAIN"):
-                m.d.comb += self.phase.eq(Phase.FACTOR)
-                with m.If(pipeline_empty):
+                m.d.comb += [self.phase.eq(Phase.FACTOR), draining.eq(1)]
+                with m.If(drain_done):
                     m.d.sync += [kind.eq(1 << _KIND_BACK), col.eq(n - 1), block_row.eq(n),
                                  rhs.eq(0), step.eq(0), x_wait.eq(0)]
                     m.next = "BACK"
@@ -1055,14 +1084,15 @@ class CholeskySolver(wiring.Component):
                             m.d.comb += x_wait_load.eq(1)
                         with m.If(rhs == last_rhs):
                             with m.If(col == 0):
-                                m.d.sync += [out_read_row.eq(0), out_read_rhs.eq(0)]
+                                m.d.sync += [out_read_row.eq(0), out_read_rhs.eq(0),
+                                             *start_drain("back_drain")]
                                 m.next = "BACK_DRAIN"
                             with m.Else():
                                 m.d.sync += [col.eq(col - 1), block_row.eq(col), rhs.eq(0)]
 
             with m.State("BACK_DRAIN"):
-                m.d.comb += self.phase.eq(Phase.SOLVE)
-                with m.If(pipeline_empty):
+                m.d.comb += [self.phase.eq(Phase.SOLVE), draining.eq(1)]
+                with m.If(drain_done):
                     m.d.sync += [out_row.eq(0), out_rhs.eq(0)]
                     m.next = "OUT_READ"
 

@@ -60,8 +60,9 @@ class Job:
 # -- simulation -------------------------------------------------------------------------------
 
 
-def simulate(core, jobs, *, check_cycles=False, deadline=5e-3):
-    """Run ``jobs`` back to back on ``core``; return per-job (x, flags, phase cycle counts)."""
+def simulate(core, jobs, *, check_cycles=False, deadline=5e-3, processes=()):
+    """Run ``jobs`` back to back on ``core``; return per-job (x, flags, phase cycle counts).
+    ``processes``: background processes run beside the testbench (probes)."""
     from tiersolve.gen.cholesky import MODE_DIRECT, MODE_GRAM
     from tiersolve.gen.sim import run_simulation, stream_put
 
@@ -91,7 +92,7 @@ def simulate(core, jobs, *, check_cycles=False, deadline=5e-3):
                      ("npd", "npd_index", "saturated", "bad_command", "cycles", "busy")}
             results.append((out, flags, phases))
 
-    run_simulation(core, bench, deadline=deadline)
+    run_simulation(core, bench, deadline=deadline, processes=processes)
     for job, (out, flags, _) in zip(jobs, results, strict=True):
         want = job.want
         assert flags["busy"] == 0
@@ -365,6 +366,34 @@ def test_wide_formats_split_products(fmt, inverse_format, lanes, latencies):
         if job.mode == "gram":
             assert flags["cycles"] == (want["clear"] + len(job.rows) * want["gram_per_row"]
                                        + want["factor"] + want["solve"] + want["output"])
+
+
+@pytest.mark.parametrize("fmt, lanes", [(Q6_12, 4), (FixedFormat(8, 16), 2), (Q4_10, 1)])
+def test_drain_countdown_ends_when_the_pipeline_is_empty(fmt, lanes):
+    """The drain states end on a countdown of pipeline_delays' drain lengths: in every cycle
+    of a drain its flag must equal "no stage holds a valid step" (Gram, clear, factor and
+    back-substitution drains; a failing job between)."""
+    rng = np.random.default_rng(lanes)
+    core = make_core(6, 2, fmt, lanes)
+    failing = spd_direct(rng, fmt, 5, 1)
+    failing[3, 3] = -failing[3, 3]
+    jobs = [Job("gram", 6, 2, fmt.const(0.25), gram_rows(rng, fmt, 6, 2, 3), core),
+            Job("direct", 5, 1, 0, failing, core),
+            Job("direct", 4, 2, fmt.const(0.125), spd_direct(rng, fmt, 4, 2), core)]
+    assert jobs[1].want.npd
+    draining, drain_done, pipeline_empty = core._drain_probe
+    seen = []
+
+    async def probe(ctx):
+        async for _, _, in_drain, done, empty in ctx.tick().sample(draining, drain_done,
+                                                                   pipeline_empty):
+            if in_drain:
+                seen.append((done, empty))
+
+    simulate(core, jobs, deadline=2e-2, processes=[probe])
+    assert sum(done for done, _ in seen) >= 3 + 3 + 2  # drains that ended, one per pass
+    assert all(done == empty for done, empty in seen), \
+        [index for index, (done, empty) in enumerate(seen) if done != empty][:5]
 
 
 def test_failed_pivot_flags_its_whole_column():
