@@ -329,6 +329,14 @@ class CholeskySolver(wiring.Component):
         total_less_lanes = Signal(range(-lanes - 1, rows_max + 1))  # n + k - lanes
         total_less_lanes_1 = Signal(range(-lanes - 2, rows_max + 1))  # n + k - lanes - 1
         n_less_lanes = Signal(range(-lanes, n_max + 1))     # n - lanes
+        total_less_2lanes = Signal(range(-2 * lanes - 1, rows_max + 1))  # n + k - 2 lanes
+        n_less_2lanes = Signal(range(-2 * lanes, n_max + 1))  # n - 2 lanes
+        # the "last block" tests of the Gram pass, the scaling pass and the back substitution
+        # (block_row >= total - lanes, scale_row >= total - lanes, block_row >= n - lanes) are
+        # flags registered with the row they test, so that no compare feeds the state machine
+        gram_final = Signal()
+        scale_final = Signal()
+        back_final = Signal()
         lam = Signal(signed(w))
         mode = Signal()
         kind = Signal(4)  # one-hot, bit _KIND_*: a register per pipeline multiplexer select
@@ -419,9 +427,11 @@ class CholeskySolver(wiring.Component):
                     a_col.eq(Mux(split_now, column - half, 0)),
                     partner_steps.eq(Mux(split_now, column - half, 0))]
 
+        # column 0's head (registered with the command): (n + k - 1) mod lanes + 1 rows, the
+        # whole column when n + k <= lanes
         first_head = Signal(range(lanes + 1))
-        first_column = start_column(0, first_head, total_less_lanes <= 0)
-        m.d.comb += first_head.eq(((total - 1)[:shift] if shift else 0) + 1)
+        first_short = Signal()
+        first_column = start_column(0, first_head, first_short)
 
         # -- pipeline tags ------------------------------------------------------------------
         def tags(name):
@@ -903,9 +913,10 @@ class CholeskySolver(wiring.Component):
         with m.If(scale_age != delays["s_stored"]):
             m.d.sync += scale_age.eq(scale_age + 1)
         with m.If(scale_issue):
-            m.d.sync += scale_row.eq(scale_next)
+            m.d.sync += [scale_row.eq(scale_next),
+                         scale_final.eq(scale_row >= total_less_2lanes)]
             # scale_next >= total: the last block, its L readable delays["l_readable"] later
-            with m.If(scale_row >= total_less_lanes):
+            with m.If(scale_final):
                 m.d.sync += [scale_pending.eq(0), pivot_ready.eq(0),
                              scale_settle.eq(delays["l_readable"] - 1), settling.eq(1)]
         with m.Elif(settling):
@@ -928,8 +939,13 @@ class CholeskySolver(wiring.Component):
                                             (last_row, last_col, last_rhs, total_less_lanes,
                                              total_less_lanes_1, n_less_lanes),
                                             saturated)
-                    m.d.sync += [in_head.eq(0), split.eq(0)]
                     cmd = self.command.payload
+                    cmd_total = cmd.n + cmd.k
+                    m.d.sync += [in_head.eq(0), split.eq(0),
+                                 total_less_2lanes.eq(cmd_total - 2 * lanes),
+                                 n_less_2lanes.eq(cmd.n - 2 * lanes),
+                                 first_head.eq(((cmd_total - 1)[:shift] if shift else 0) + 1),
+                                 first_short.eq(cmd_total <= lanes)]
                     bad = (cmd.n == 0) | (cmd.n > n_max) | (cmd.k == 0) | (cmd.k > k_max)
                     with m.If(bad):
                         m.d.sync += [self.bad_command.eq(1), self.done.eq(1)]
@@ -939,7 +955,7 @@ class CholeskySolver(wiring.Component):
                         m.next = "DIRECT_IN"
                     with m.Else():
                         m.d.sync += [busy.eq(1), kind.eq(1 << _KIND_CLEAR), col.eq(0),
-                                     block_row.eq(0)]
+                                     block_row.eq(0), gram_final.eq(cmd_total <= lanes)]
                         m.next = "GRAM_PASS"
 
             with m.State("DIRECT_IN"):
@@ -971,14 +987,16 @@ class CholeskySolver(wiring.Component):
             with m.State("GRAM_PASS"):  # clear (kind CLEAR) or accumulate one row (kind GRAM)
                 m.d.comb += [t0["valid"].eq(1), t0["first"].eq(1), t0["last"].eq(1),
                              self.phase.eq(Phase.INPUT)]
-                with m.If(block_row >= total_less_lanes):  # next_block >= total
+                with m.If(gram_final):  # next_block >= total
                     with m.If(col == last_col):
                         m.d.sync += start_drain("gram_drain")
                         m.next = "GRAM_DRAIN"
                     with m.Else():
-                        m.d.sync += [col.eq(col + 1), block_row.eq(col + 1)]
+                        m.d.sync += [col.eq(col + 1), block_row.eq(col + 1),
+                                     gram_final.eq(col >= total_less_lanes_1)]
                 with m.Else():
-                    m.d.sync += block_row.eq(next_block)
+                    m.d.sync += [block_row.eq(next_block),
+                                 gram_final.eq(block_row >= total_less_2lanes)]
 
             with m.State("GRAM_DRAIN"):
                 m.d.comb += [self.phase.eq(Phase.INPUT), draining.eq(1)]
@@ -1004,7 +1022,7 @@ class CholeskySolver(wiring.Component):
                     m.d.sync += in_col.eq(in_col + 1)
                     with m.If(in_col == last_row):
                         m.d.sync += [row_last.eq(self.i.payload.last), col.eq(0),
-                                     block_row.eq(0)]
+                                     block_row.eq(0), gram_final.eq(first_short)]
                         m.next = "GRAM_PASS"
 
             with m.State("FACTOR"):
@@ -1031,7 +1049,8 @@ class CholeskySolver(wiring.Component):
                                      at_last_step.eq(col == 0), before_last_step.eq(col == 1)]
                         with m.If(column_last):  # column done: its pass is next
                             m.d.sync += [scale_pending.eq(1), scale_col.eq(col),
-                                         scale_row.eq(col), scale_age.eq(0)]
+                                         scale_row.eq(col), scale_age.eq(0),
+                                         scale_final.eq(col >= total_less_lanes)]
                             with m.If(col_is_last):
                                 m.next = "FACTOR_TAIL"
                             with m.Else():
@@ -1048,7 +1067,7 @@ class CholeskySolver(wiring.Component):
                 with m.If(pivot_failed):
                     m.next = "FACTOR_FAIL"
                 with m.Elif(scale_ready):
-                    with m.If(scale_row >= total_less_lanes):
+                    with m.If(scale_final):
                         m.d.sync += start_drain("factor_drain")
                         m.next = "FACTOR_DRAIN"
 
@@ -1064,6 +1083,7 @@ class CholeskySolver(wiring.Component):
                 m.d.comb += [self.phase.eq(Phase.FACTOR), draining.eq(1)]
                 with m.If(drain_done):
                     m.d.sync += [kind.eq(1 << _KIND_BACK), col.eq(n - 1), block_row.eq(n),
+                                 back_final.eq(1),  # n >= n - lanes
                                  rhs.eq(0), step.eq(0), x_wait.eq(0)]
                     m.next = "BACK"
 
@@ -1071,15 +1091,17 @@ class CholeskySolver(wiring.Component):
                 # one step per block of rows i+1 .. n-1 (at least one: it also reads Y_ci); a
                 # row's first step reads X[i + 1, 0] and waits until it is written
                 m.d.comb += self.phase.eq(Phase.SOLVE)
-                final_block = block_row >= n_less_lanes  # next_block >= n
+                final_block = back_final  # next_block >= n
                 with m.If((step != 0) | (rhs != 0) | (x_wait == 0)):
                     m.d.comb += [t0["valid"].eq(1), t0["first"].eq(step == 0),
                                  t0["last"].eq(final_block)]
                     m.d.sync += step.eq(step + 1)
                     with m.If(~final_block):
-                        m.d.sync += block_row.eq(next_block)
+                        m.d.sync += [block_row.eq(next_block),
+                                     back_final.eq(block_row >= n_less_2lanes)]
                     with m.Else():
-                        m.d.sync += [block_row.eq(col + 1), step.eq(0), rhs.eq(rhs + 1)]
+                        m.d.sync += [block_row.eq(col + 1), step.eq(0), rhs.eq(rhs + 1),
+                                     back_final.eq(col + 1 >= n_less_lanes)]
                         with m.If(rhs == 0):  # X[i, 0] is readable delays["back"] later
                             m.d.comb += x_wait_load.eq(1)
                         with m.If(rhs == last_rhs):
@@ -1088,7 +1110,8 @@ class CholeskySolver(wiring.Component):
                                              *start_drain("back_drain")]
                                 m.next = "BACK_DRAIN"
                             with m.Else():
-                                m.d.sync += [col.eq(col - 1), block_row.eq(col), rhs.eq(0)]
+                                m.d.sync += [col.eq(col - 1), block_row.eq(col), rhs.eq(0),
+                                             back_final.eq(col >= n_less_lanes)]
 
             with m.State("BACK_DRAIN"):
                 m.d.comb += [self.phase.eq(Phase.SOLVE), draining.eq(1)]
