@@ -189,6 +189,7 @@ class SolverRegisters(wiring.Component):
 
         # -- result buffer: captures the core's output stream -----------------------------------
         depth = self.n_max * self.k_max
+        clear_results = Signal()  # a command was taken last cycle: clear result_count
         results, result_count, capturing = _result_buffer(m, "results", core.o, w, depth,
                                                           spram=self.spram)
 
@@ -307,14 +308,18 @@ class SolverRegisters(wiring.Component):
                     with m.If(known_op):
                         m.d.comb += [command.valid.eq(1), bus.ack.eq(command.ready)]
                         with m.If(command.ready):
-                            m.d.sync += result_count.eq(0)
+                            m.d.sync += clear_results.eq(1)
                     with m.Else():  # unknown operations are ignored
                         m.d.comb += bus.ack.eq(1)
                 with m.Case(a("ROW_DATA"), a("ROW_DATA_LAST")):
                     m.d.comb += [row_data.valid.eq(1), bus.ack.eq(row_data.ready)]
                 with m.Default():  # read-only and unused addresses ignore writes
                     m.d.comb += bus.ack.eq(1)
-        with m.If(reset_cholesky_pending):
+        # the count is cleared the cycle after its command was taken (the core has not
+        # started: its command passes a register stage first), by a register, so that the
+        # address decode does not reach the count's adder
+        m.d.sync += clear_results.eq(0)
+        with m.If(reset_cholesky_pending | clear_results):
             m.d.sync += result_count.eq(0)
         return m
 
@@ -357,6 +362,10 @@ class SolverRegisters(wiring.Component):
                            ("bad_command", updater.bad_command)):
             field = fields[name]
             m.d.comb += status[field.offset:field.offset + field.width].eq(flag)
+        clear = Signal()  # a command was taken last cycle: clear the count
+        m.d.sync += clear.eq(0)
+        with m.If(clear):
+            m.d.sync += count.eq(0)
         with m.If(reset_updater):
             m.d.sync += [count.eq(0), started.eq(0)]
         return {
@@ -364,7 +373,8 @@ class SolverRegisters(wiring.Component):
                           "UPDATER_FORGET": forgetting, "UPDATER_STATUS": status,
                           "UPDATER_CYCLES": updater.cycles, "UPDATER_COUNT": count},
             "size_n": size_n, "size_k": size_k, "value": value, "forgetting": forgetting,
-            "started": started, "count": count, "buffer": results, "capturing": capturing,
+            "started": started, "count": count, "clear": clear, "buffer": results,
+            "capturing": capturing,
             "command": command, "data": data,
         }
 
@@ -393,8 +403,8 @@ class SolverRegisters(wiring.Component):
             ]
             with m.If(known):
                 m.d.comb += [command.valid.eq(1), bus.ack.eq(command.ready)]
-                with m.If(command.ready):
-                    m.d.sync += [state["count"].eq(0), state["started"].eq(1)]
+                with m.If(command.ready):  # the count is cleared next cycle (see elaborate)
+                    m.d.sync += [state["clear"].eq(1), state["started"].eq(1)]
             with m.Else():  # unknown operations are ignored
                 m.d.comb += bus.ack.eq(1)
         with m.Case(a("UPDATER_DATA")):
