@@ -222,7 +222,8 @@ class SolverRegisters(wiring.Component):
 
         # -- bus decoding -------------------------------------------------------------------------
         # a result window's read: 0 = not started, 1 = the offset is in read_offset, 2 = read
-        # from its buffer last cycle, 3 = the word is in read_word. The buffer's read address
+        # from its buffer last cycle, 3 = the word is in read_word (a register read goes from
+        # 0 to 3). The buffer's read address
         # and its output both meet a register first: a memory read with a write port beside it
         # carries address-compare logic in Yosys's ECP5 mapping, and a block RAM's output is
         # slow (5.8 ns on ECP5 speed 6), so neither may share a cycle with the bus decode.
@@ -230,6 +231,7 @@ class SolverRegisters(wiring.Component):
         read_offset = Signal(range(max(self.n_max * max(self.n_max, self.k_max), 2)))
         past_end = Signal()  # the offset does not fit read_offset
         read_word = Signal(32)
+        register_word = Signal(32)  # the register the bus address selects (0: none)
         in_window = bus.addr >= regmap.RESULT_WINDOW
 
         def read_window(buffer, buffer_capturing, offset, count):
@@ -272,25 +274,32 @@ class SolverRegisters(wiring.Component):
             with m.If(in_window):
                 read_window(results, capturing, bus.addr - regmap.RESULT_WINDOW, result_count)
             with m.Else():
-                m.d.comb += bus.ack.eq(1)
+                # a register read: the decoded word is registered (read_word) and answered
+                # the cycle after, so the address decode and the wide read multiplexer do
+                # not share a cycle with the route to the bridge (unknown addresses read 0)
+                with m.If(read_step == 0):
+                    m.d.sync += [read_word.eq(register_word), read_step.eq(3)]
+                with m.Else():
+                    m.d.comb += [bus.ack.eq(1), bus.r_data.eq(read_word)]
+                    m.d.sync += read_step.eq(0)
                 with m.Switch(bus.addr):
                     for name, value in identity.items():
                         with m.Case(a(name)):
-                            m.d.comb += bus.r_data.eq(value)
+                            m.d.comb += register_word.eq(value)
                     with m.Case(a("SIZE")):
-                        m.d.comb += bus.r_data.eq(size_n | (size_k << 16))
+                        m.d.comb += register_word.eq(size_n | (size_k << 16))
                     with m.Case(a("LAMBDA")):
-                        m.d.comb += bus.r_data.eq(lam)
+                        m.d.comb += register_word.eq(lam)
                     with m.Case(a("STATUS")):
-                        m.d.comb += bus.r_data.eq(status_word)
+                        m.d.comb += register_word.eq(status_word)
                     with m.Case(a("CYCLES")):
-                        m.d.comb += bus.r_data.eq(core.cycles)
+                        m.d.comb += register_word.eq(core.cycles)
                     with m.Case(a("RESULT_COUNT")):
-                        m.d.comb += bus.r_data.eq(result_count)
+                        m.d.comb += register_word.eq(result_count)
                     if updater is not None:
                         for name, value in updater_registers.items():
                             with m.Case(a(name)):
-                                m.d.comb += bus.r_data.eq(value)
+                                m.d.comb += register_word.eq(value)
         with m.Elif(bus.w_stb):
             with m.Switch(bus.addr):
                 with m.Case(a("CONTROL")):
