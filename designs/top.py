@@ -222,19 +222,24 @@ class SolverRegisters(wiring.Component):
 
         # -- bus decoding -------------------------------------------------------------------------
         # a result window's read: 0 = not started, 1 = the offset is in read_offset, 2 = read
-        # from its buffer last cycle, 3 = the word is in read_word (a register read goes from
-        # 0 to 3). The buffer's read address
+        # from its buffer last cycle, 3 = the word is in the buffer's word register (a register
+        # read goes from 0 to 3, its word in read_word). The buffer's read address
         # and its output both meet a register first: a memory read with a write port beside it
         # carries address-compare logic in Yosys's ECP5 mapping, and a block RAM's output is
         # slow (5.8 ns on ECP5 speed 6), so neither may share a cycle with the bus decode.
         read_step = Signal(range(4))
         read_offset = Signal(range(max(self.n_max * max(self.n_max, self.k_max), 2)))
         past_end = Signal()  # the offset does not fit read_offset
+        window_ok = Signal()  # the offset is below the buffer's count
         read_word = Signal(32)
         register_word = Signal(32)  # the register the bus address selects (0: none)
         in_window = bus.addr >= regmap.RESULT_WINDOW
 
         def read_window(buffer, buffer_capturing, offset, count):
+            # the buffer's output goes straight to a register of its own, every cycle (a block
+            # RAM's clock-to-output is 5.8 ns on ECP5 speed 6: no logic after it)
+            buffer_word = Signal(32)
+            m.d.sync += buffer_word.eq(buffer.read_data.as_signed())
             # The offset is registered first. The buffer has one port, and capturing a core's
             # output has it first: the read waits for a cycle without a capture, registers the
             # word in the next one and answers in the one after. Offsets past count read 0.
@@ -247,11 +252,9 @@ class SolverRegisters(wiring.Component):
                     m.d.comb += [buffer.addr.eq(read_offset), buffer.read_enable.eq(1)]
                     m.d.sync += read_step.eq(2)
             with m.Elif(read_step == 2):
-                m.d.sync += [read_word.eq(Mux(~past_end & (read_offset < count),
-                                              buffer.read_data.as_signed(), 0)),
-                             read_step.eq(3)]
+                m.d.sync += [window_ok.eq(~past_end & (read_offset < count)), read_step.eq(3)]
             with m.Else():
-                m.d.comb += [bus.ack.eq(1), bus.r_data.eq(read_word)]
+                m.d.comb += [bus.ack.eq(1), bus.r_data.eq(Mux(window_ok, buffer_word, 0))]
                 m.d.sync += read_step.eq(0)
 
         identity = self.identity()
