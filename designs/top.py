@@ -190,6 +190,7 @@ class SolverRegisters(wiring.Component):
         # -- result buffer: captures the core's output stream -----------------------------------
         depth = self.n_max * self.k_max
         clear_results = Signal()  # a command was taken last cycle: clear result_count
+        m.d.sync += clear_results.eq(0)  # (set by the COMMAND write below)
         results, result_count, capturing = _result_buffer(m, "results", core.o, w, depth,
                                                           spram=self.spram)
 
@@ -330,7 +331,6 @@ class SolverRegisters(wiring.Component):
         # the count is cleared the cycle after its command was taken (the core has not
         # started: its command passes a register stage first), by a register, so that the
         # address decode does not reach the count's adder
-        m.d.sync += clear_results.eq(0)
         with m.If(reset_cholesky_pending | clear_results):
             m.d.sync += result_count.eq(0)
         return m

@@ -224,6 +224,44 @@ def test_gram_job_over_register_bus_matches_model_and_flags_npd():
     assert out["count"] == 0 and out["results"] == [0, 0]  # nothing captured
 
 
+def test_back_to_back_jobs_without_reset_restart_the_result_count():
+    """A COMMAND restarts RESULT_COUNT and the result window (no CONTROL reset between jobs):
+    the second job's count is its own n·k and its results are the model's."""
+    rng = np.random.default_rng(5)
+    design = SolverDesign(n_max=N_MAX, k_max=K_MAX, lanes=LANES, bus="register")
+    jobs = []
+    for n, k in ((3, 2), (2, 1)):
+        h = rng.normal(size=(6, n))
+        a = FMT.quantise(h.T @ h / 4 + 0.5 * np.eye(n)).values
+        b = FMT.quantise(rng.normal(size=(n, k))).values
+        jobs.append((n, k, np.concatenate([a, b], axis=1)))
+    seen = []
+
+    async def bench(ctx):
+        bus = design.bus
+        for n, k, rows in jobs:
+            await bus_write(ctx, bus, regmap.address("SIZE"), n | k << 16)
+            await bus_write(ctx, bus, regmap.address("LAMBDA"), 0)
+            await bus_write(ctx, bus, regmap.address("COMMAND"), int(regmap.Op.CHOLESKY_DIRECT))
+            for value in np.asarray(rows).ravel():
+                await bus_write(ctx, bus, regmap.address("ROW_DATA"), int(value))
+            for _ in range(2000):
+                status = regmap.decode_fields(
+                    "STATUS", await bus_read(ctx, bus, regmap.address("STATUS")))
+                if status["done"]:
+                    break
+            count = await bus_read(ctx, bus, regmap.address("RESULT_COUNT"))
+            results = [to_signed(await bus_read(ctx, bus, regmap.RESULT_WINDOW + i))
+                       for i in range(n * k)]
+            seen.append((count, results))
+
+    simulate(design, bench)
+    for (n, k, rows), (count, results) in zip(jobs, seen, strict=True):
+        model = cholesky_model(FMT, "direct", n, k, 0, rows, n_max=N_MAX, k_max=K_MAX)
+        assert count == n * k
+        assert np.array_equal(np.array(results).reshape(n, k), model.x)
+
+
 def test_bad_sizes_flag_bad_command():
     design = SolverDesign(n_max=N_MAX, k_max=K_MAX, lanes=LANES, bus="register")
     out = run_register_job(design, regmap.Op.CHOLESKY_DIRECT, N_MAX + 1, 1, 0, [])
