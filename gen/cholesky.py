@@ -427,8 +427,7 @@ class CholeskySolver(wiring.Component):
                     a_col.eq(Mux(split_now, column - half, 0)),
                     partner_steps.eq(Mux(split_now, column - half, 0))]
 
-        # column 0's head (registered with the command): (n + k - 1) mod lanes + 1 rows, the
-        # whole column when n + k <= lanes
+        # column 0's head and whether it is the whole column (job constants, see _start)
         first_head = Signal(range(lanes + 1))
         first_short = Signal()
         first_column = start_column(0, first_head, first_short)
@@ -937,15 +936,13 @@ class CholeskySolver(wiring.Component):
                 with m.If(self.command.valid):
                     m.d.sync += self._start(self.command.payload, n, k, total, lam, mode,
                                             (last_row, last_col, last_rhs, total_less_lanes,
-                                             total_less_lanes_1, n_less_lanes),
+                                             total_less_lanes_1, n_less_lanes,
+                                             total_less_2lanes, n_less_2lanes, first_head,
+                                             first_short),
                                             saturated)
+                    m.d.sync += [in_head.eq(0), split.eq(0)]
                     cmd = self.command.payload
                     cmd_total = cmd.n + cmd.k
-                    m.d.sync += [in_head.eq(0), split.eq(0),
-                                 total_less_2lanes.eq(cmd_total - 2 * lanes),
-                                 n_less_2lanes.eq(cmd.n - 2 * lanes),
-                                 first_head.eq(((cmd_total - 1)[:shift] if shift else 0) + 1),
-                                 first_short.eq(cmd_total <= lanes)]
                     bad = (cmd.n == 0) | (cmd.n > n_max) | (cmd.k == 0) | (cmd.k > k_max)
                     with m.If(bad):
                         m.d.sync += [self.bad_command.eq(1), self.done.eq(1)]
@@ -1146,12 +1143,23 @@ class CholeskySolver(wiring.Component):
         return m
 
     def _start(self, cmd, n, k, total, lam, mode, derived, saturated):
-        last_row, last_col, last_rhs, total_less_lanes, total_less_lanes_1, n_less_lanes = derived
-        return [n.eq(cmd.n), k.eq(cmd.k), total.eq(cmd.n + cmd.k), lam.eq(cmd.lam),
-                last_row.eq(cmd.n + cmd.k - 1), last_col.eq(cmd.n - 1), last_rhs.eq(cmd.k - 1),
-                total_less_lanes.eq(cmd.n + cmd.k - self.lanes),
-                total_less_lanes_1.eq(cmd.n + cmd.k - self.lanes - 1),
-                n_less_lanes.eq(cmd.n - self.lanes),
+        """The job registers loaded from a command, with the constants derived from it (so
+        that the control compares registers with registers)."""
+        (last_row, last_col, last_rhs, total_less_lanes, total_less_lanes_1, n_less_lanes,
+         total_less_2lanes, n_less_2lanes, first_head, first_short) = derived
+        lanes = self.lanes
+        shift = lanes.bit_length() - 1  # as in elaborate (lanes is a power of two)
+        cmd_total = cmd.n + cmd.k
+        return [n.eq(cmd.n), k.eq(cmd.k), total.eq(cmd_total), lam.eq(cmd.lam),
+                last_row.eq(cmd_total - 1), last_col.eq(cmd.n - 1), last_rhs.eq(cmd.k - 1),
+                total_less_lanes.eq(cmd_total - lanes),
+                total_less_lanes_1.eq(cmd_total - lanes - 1),
+                n_less_lanes.eq(cmd.n - lanes),
+                total_less_2lanes.eq(cmd_total - 2 * lanes),
+                n_less_2lanes.eq(cmd.n - 2 * lanes),
+                # column 0's head: (n + k - 1) mod lanes + 1 rows, the whole column if short
+                first_head.eq(((cmd_total - 1)[:shift] if shift else 0) + 1),
+                first_short.eq(cmd_total <= lanes),
                 mode.eq(cmd.mode), saturated.eq(0), self.cycles.eq(0), self.done.eq(0),
                 self.npd.eq(0), self.npd_index.eq(0), self.bad_command.eq(0)]
 
