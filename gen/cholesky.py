@@ -265,32 +265,32 @@ class CholeskySolver(wiring.Component):
         # every read address is registered before the memory (beside each chunk of a bank), so
         # the issue logic and the route to the block RAMs each have a cycle: the word read at
         # an address decided in cycle t is in a register in cycle t + 3
+        # (on ECP5 that register is the block RAM's own output register, gen/hwmem.py)
+        family = getattr(platform, "family", None)
         banks = [chunked_memory(m, f"matrix{b}", signed(wide), slots << col_bits, read_ports=2,
-                                address_register=True)
+                                address_register=True, family=family)
                  for b in range(lanes)]
         mat_a = [reads[0] for reads, _ in banks]
         mat_b = [reads[1] for reads, _ in banks]
         mat_w = [write for _, write in banks]
-        xmem = [make(f"solution{b}", signed(w), x_slots << rhs_bits) for b in range(lanes)]
-        x_rd = [mem.read_port() for mem in xmem]
+
+        def registered_memory(name, shape, depth):  # one read port, built like the banks
+            (read,), write = chunked_memory(m, name, shape, depth, read_ports=1,
+                                            address_register=True, family=family)
+            return read, write
+
+        x_rd, x_wr = zip(*(registered_memory(f"solution{b}", signed(w), x_slots << rhs_bits)
+                           for b in range(lanes)), strict=True)
         # X once more, unbanked (row i at n_max-aligned rows of 2**rhs_bits words), for the
         # output alone: its block RAM can sit by the output logic, away from the lanes, and
         # the output needs no bank multiplexer
         out_mem = make("solution_out", signed(w), n_max << rhs_bits)
         out_rd, out_wr = out_mem.read_port(), out_mem.write_port()
-        x_wr = [mem.write_port() for mem in xmem]
-        vmem = [make(f"row{b}", signed(w), slots) for b in range(lanes)]
-        v_rd = [mem.read_port() for mem in vmem]
-        v_wr = [mem.write_port() for mem in vmem]
-        vfull = make("row_broadcast", signed(w), rows_max)
-        vf_rd, vf_wr = vfull.read_port(), vfull.write_port()
+        v_rd, v_wr = zip(*(registered_memory(f"row{b}", signed(w), slots)
+                           for b in range(lanes)), strict=True)
+        vf_rd, vf_wr = registered_memory("row_broadcast", signed(w), rows_max)
         invmem = make("pivot_inverse", signed(w_inv), n_max)
         inv_rd, inv_wr = invmem.read_port(), invmem.write_port()
-
-        def registered_address(port, value, name):
-            address = Signal.like(port.addr, name=name)
-            m.d.sync += address.eq(value)
-            m.d.comb += port.addr.eq(address)
 
         def lane_of(index):
             return index[:shift] if shift else Const(0, 1)
@@ -540,21 +540,18 @@ class CholeskySolver(wiring.Component):
                              mat_b[b].addr.eq(matrix_address(slot_of(back_row), col))]
             with m.Else():
                 m.d.comb += mat_a[b].addr.eq(matrix_address(lane_slot[b], col))
-            registered_address(x_rd[b], Cat(rhs[:rhs_bits], lane_slot[b]), f"x_raddr{b}")
-            registered_address(v_rd[b], lane_slot[b], f"v_raddr{b}")
-        registered_address(vf_rd, col, "vf_raddr")
+            m.d.comb += [x_rd[b].addr.eq(Cat(rhs[:rhs_bits], lane_slot[b])),
+                         v_rd[b].addr.eq(lane_slot[b])]
+        m.d.comb += vf_rd.addr.eq(col)
         m.d.comb += [t0["bsel"].eq(Mux(kind[_KIND_BACK], lane_of(back_row), lane_of(col)))]
 
         # every memory output is registered first (block RAM clock-to-output is slow); the
         # matrix banks register theirs per chunk (gen/hwmem.py)
         fetched_a = [bank.data for bank in mat_a]
         fetched_b = [bank.data[:w].as_signed() for bank in mat_b]
-        fetched_x = [Signal(signed(w), name=f"fetched_x{b}") for b in range(lanes)]
-        fetched_v = [Signal(signed(w), name=f"fetched_v{b}") for b in range(lanes)]
-        fetched_vf = Signal(signed(w))
-        m.d.sync += fetched_vf.eq(vf_rd.data)
-        for b in range(lanes):
-            m.d.sync += [fetched_x[b].eq(x_rd[b].data), fetched_v[b].eq(v_rd[b].data)]
+        fetched_x = [read.data for read in x_rd]
+        fetched_v = [read.data for read in v_rd]
+        fetched_vf = vf_rd.data
 
         # stage 1 -> 2: operand registers (the multipliers take their operands straight from
         # registers; masked-off lanes multiply zero)
@@ -751,16 +748,15 @@ class CholeskySolver(wiring.Component):
         in_flight += [sca["valid"], sc1["valid"], scr["valid"], sc2["valid"]]
         scale_operand = []
         for b in range(lanes):
-            column_s = make(f"column_s{b}", signed(w), slots)
-            s_rd, s_wr = column_s.read_port(), column_s.write_port()
-            registered_address(s_rd, scale_slots[b], f"column_s_raddr{b}")
+            s_rd, s_wr = registered_memory(f"column_s{b}", signed(w), slots)
+            m.d.comb += s_rd.addr.eq(scale_slots[b])
             m.d.comb += [s_wr.addr.eq(bank_slot(b, t5["slot"], t5["start"])),
                          s_wr.data.eq(s4[b]),
                          s_wr.en.eq(t5["valid"] & t5["mask"][b]
                                     & (kind_at(d_t3 + 3)[_KIND_FACTOR]))]
-            fetched_s = Signal(signed(w), name=f"fetched_s{b}")
+            fetched_s = s_rd.data
             operand_s = Signal(signed(w), name=f"operand_s{b}")
-            m.d.sync += [fetched_s.eq(s_rd.data), operand_s.eq(fetched_s)]
+            m.d.sync += operand_s.eq(fetched_s)
             scale_operand.append((fetched_s, operand_s))
         # lane 0's scaling operand: the rounded back-substitution value, or (factor) the
         # stored s value like the other lanes

@@ -297,6 +297,25 @@ def test_bank_deeper_than_a_block_ram():
     check_schedule(core, jobs)
 
 
+@pytest.mark.parametrize("n_max, k_max, lanes", [(20, 3, 2), (12, 2, 8), (24, 2, 1)])
+def test_ecp5_block_ram_structure_gives_the_same_results(monkeypatch, n_max, k_max, lanes):
+    """On ECP5 the block RAMs of the banks, X, the Gram row and the column buffers are DP16KD
+    instances behind a registered write with a bypass (gen/hwmem.py), not simulable here.
+    The same structure around a block RAM model (whose read of a word being written returns
+    garbage) gives the model's integers and cycle counts."""
+    from tiersolve.gen import hwmem
+
+    monkeypatch.setattr(hwmem, "MODEL_ECP5_BLOCK_RAMS", True)
+    rng = np.random.default_rng(n_max * lanes)
+    core = make_core(n_max, k_max, Q6_12, lanes)
+    jobs = [Job("direct", n_max, k_max, Q6_12.const(0.125),
+                spd_direct(rng, Q6_12, n_max, k_max, cond=30.0), core),
+            Job("gram", n_max - 3, k_max, Q6_12.const(0.25),
+                gram_rows(rng, Q6_12, n_max - 3, k_max, 4), core),
+            Job("direct", 5, 1, Q6_12.const(0.0), spd_direct(rng, Q6_12, 5, 1), core)]
+    check_schedule(core, jobs)
+
+
 @pytest.mark.parametrize("lanes, jobs_nk", [
     (8, [(13, 3), (9, 2)]),   # heads of 1..4 rows split over lane pairs b, b ^ 4
     (2, [(9, 2), (7, 2)]),    # one-row heads split over lanes 0 and 1
