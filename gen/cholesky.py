@@ -18,6 +18,7 @@ from .cholesky_model import (
     check_inverse_format,
     multiplier_latencies,
     pipeline_delays,
+    read_stage,
     wide_bits,
 )
 from .hwfixed import clip_width, delay_line, pipelined_product, round_even
@@ -476,13 +477,16 @@ class CholeskySolver(wiring.Component):
         follow(t1, ta)
         follow(tr, t1)
         in_flight = [ta["valid"], t1["valid"], tr["valid"], t2["valid"]]
-        # wide cores: one more register stage carries the fetched words and the broadcast
-        # (a lanes-to-1 multiplexer) before they fan out to every lane's operand registers
-        t_op = tag_chain(tr, broadcast_stage(lanes), "broadcast")
+        # wide cores: the read words are registered once more before the bank multiplexers
+        # (read_stage), and one more register stage carries the fetched words and the
+        # broadcast (a lanes-to-1 multiplexer) before they fan out to every lane's operand
+        # registers (broadcast_stage)
+        t_read = tag_chain(tr, read_stage(lanes), "read_stage")
+        t_op = tag_chain(t_read, broadcast_stage(lanes), "broadcast")
         # stage depths after the issue (for kind_at): operands of the products, products (t3);
         # the scaling pass counts from its own issue (sc0); the write ports serve stages t4
         # and t5 (depth d_t3 + 1 and + 2) and t7 (6 + scale_latency after sc0)
-        d_op = 3 + broadcast_stage(lanes)
+        d_op = 3 + read_stage(lanes) + broadcast_stage(lanes)
         d_t3 = d_op + 1 + dot_latency
         d_write = min(d_t3 + 1, 6 + scale_latency)
         follow(t2, t_op)
@@ -552,6 +556,12 @@ class CholeskySolver(wiring.Component):
         fetched_x = [read.data for read in x_rd]
         fetched_v = [read.data for read in v_rd]
         fetched_vf = vf_rd.data
+        if t_read is not tr:  # the read stage
+            fetched_vf = delay_line(m, fetched_vf, 1, "read_vf")
+            fetched_a, fetched_b, fetched_x, fetched_v = (
+                [delay_line(m, value, 1, f"{name}{b}") for b, value in enumerate(values)]
+                for name, values in (("read_a", fetched_a), ("read_b", fetched_b),
+                                     ("read_x", fetched_x), ("read_v", fetched_v)))
 
         # stage 1 -> 2: operand registers (the multipliers take their operands straight from
         # registers; masked-off lanes multiply zero)
@@ -560,13 +570,13 @@ class CholeskySolver(wiring.Component):
         right1 = [Signal(signed(w), name=f"right1_{b}") for b in range(lanes)]
         p1 = Signal(signed(w))
         broadcast = Signal(signed(w))
-        select(broadcast, tr["bsel"], fetched_b)
+        select(broadcast, t_read["bsel"], fetched_b)
         # split head: lane b sums its row's q = col - h + step with the pivot row read by port
         # A of the pivot's bank; its partner lane b ^ lanes/2 sums q = step from port B of
         # bank b with the pivot row from port B (the usual broadcast)
         broadcast_a = Signal(signed(w))
-        select(broadcast_a, tr["bsel"], [value[:w].as_signed() for value in fetched_a])
-        if t_op is not tr:
+        select(broadcast_a, t_read["bsel"], [value[:w].as_signed() for value in fetched_a])
+        if t_op is not t_read:
             broadcast = delay_line(m, broadcast, 1, "broadcast")
             broadcast_a = delay_line(m, broadcast_a, 1, "broadcast_a")
             fetched_vf = delay_line(m, fetched_vf, 1, "fetched_vf")

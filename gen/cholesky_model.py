@@ -370,6 +370,22 @@ def broadcast_stage(lanes: int) -> int:
     return int(lanes >= BROADCAST_STAGE_LANES)
 
 
+#: Lanes from which the core registers every memory's read word once more, before the bank
+#: multiplexers (:func:`read_stage`).
+READ_STAGE_LANES = 8
+
+
+def read_stage(lanes: int) -> int:
+    """1 when a core of ``lanes`` lanes registers the read words once more before the bank
+    multiplexers, else 0. On ECP5 the read register is the block RAM's own output register
+    (gen/hwmem.py), at the block RAM's place; in a wide core the banks' block RAMs spread over
+    the die, and the route from them, the chunk and bank multiplexers made one path (the
+    critical path of a 128/8/8 ULX3S build). The extra stage costs a cycle on every path
+    through the dot products (0.1 % of factor + solve at n = 128 with 8 lanes, 1.3 % with
+    64)."""
+    return int(lanes >= READ_STAGE_LANES)
+
+
 def pipeline_delays(lanes: int, fmt=None, inverse_format=None) -> dict:
     """Pipeline delays of the core (cycles) that the schedule depends on.
 
@@ -381,7 +397,8 @@ def pipeline_delays(lanes: int, fmt=None, inverse_format=None) -> dict:
         Data format and pivot-inverse format; they set the product latencies
         ``P_d, P_s`` (:func:`multiplier_latencies`; None: formats of at most 18 bits, 1 and 1).
         From :data:`BROADCAST_STAGE_LANES` lanes, ``P_d`` below counts one more cycle: the
-        broadcast register stage before the operand registers.
+        broadcast register stage before the operand registers; from :data:`READ_STAGE_LANES`
+        one more: the read stage before the bank multiplexers (:func:`read_stage`).
 
     Returns
     -------
@@ -405,7 +422,8 @@ def pipeline_delays(lanes: int, fmt=None, inverse_format=None) -> dict:
         one cycle longer.
     """
     dot, scaling = (1, 1) if fmt is None else multiplier_latencies(fmt, inverse_format)
-    dot += broadcast_stage(lanes)  # the stage lengthens every path through the dot products
+    # the stages lengthen every path through the dot products
+    dot += broadcast_stage(lanes) + read_stage(lanes)
     tree_depth = lanes.bit_length() - 1
     back = 10 + tree_depth + dot + scaling
     return {"gram_drain": 7 + dot, "s_stored": 7 + dot, "pivot": 8 + dot,

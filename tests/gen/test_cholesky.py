@@ -267,12 +267,14 @@ def test_interleaved_schedule(n_max, k_max, lanes, jobs_nk):
 
 
 def test_wide_core_broadcast_stage():
-    """From 8 lanes the fetched words and the broadcast pass one more register stage before
-    the operand registers: integers unchanged, and ``cycle_model`` (whose dot-product delays
-    count the stage) still counts the factorisation and the back substitution exactly."""
-    from tiersolve.gen.cholesky_model import broadcast_stage
+    """From 8 lanes the read words pass one more register stage before the bank multiplexers,
+    and the fetched words and the broadcast one more before the operand registers: integers
+    unchanged, and ``cycle_model`` (whose dot-product delays count both stages) still counts
+    the factorisation and the back substitution exactly."""
+    from tiersolve.gen.cholesky_model import broadcast_stage, read_stage
 
     assert broadcast_stage(8) == 1 and broadcast_stage(4) == 0
+    assert read_stage(8) == 1 and read_stage(4) == 0
     rng = np.random.default_rng(16)
     core = make_core(20, 3, Q6_12, 16)
     jobs = [Job("direct", 20, 3, Q6_12.const(0.125), spd_direct(rng, Q6_12, 20, 3, cond=30.0),
