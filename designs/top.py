@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Const, Module, Mux, ResetInserter, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out, connect
 from tiersolve.gen.checks import check_int
@@ -79,9 +79,12 @@ class SolverRegisters(wiring.Component):
 
     Timing
     ------
-    Registers answer in the cycle of the strobe (zero wait states). Reads of the ``RESULT``
-    window take two wait states (synchronous memory, then a register), more while the core's
-    output is being captured (the buffer has a single port, and capturing comes first).
+    Every access first waits one cycle, in which its address is decoded into registers (the
+    bus stage holds the address through the access). A write is then answered at once, a
+    register read one cycle later (its word is registered) and a read of the ``RESULT`` window
+    three cycles later (its offset, the synchronous memory and the memory's output are each
+    registered), more while the core's output is being captured (the buffer has a single
+    port, and capturing comes first).
     ``COMMAND`` and ``ROW_DATA`` / ``ROW_DATA_LAST`` writes go to the core through a
     :class:`StreamRegister` each: a write is taken when the stage is empty and reaches the core
     a cycle later, so a write waits while the previous one has not been taken (between Gram
@@ -93,7 +96,7 @@ class SolverRegisters(wiring.Component):
     freshly reset core.
 
     The updater's registers behave alike: ``UPDATER_COMMAND`` and ``UPDATER_DATA`` pass
-    through stages of their own, and the ``UPDATER_RESULT`` window takes two wait states. The
+    through stages of their own, and the ``UPDATER_RESULT`` window reads as ``RESULT``. The
     updater's timing is :meth:`tiersolve.gen.qr.IncrementalUpdater.update_cycles`.
     """
 
@@ -177,6 +180,23 @@ class SolverRegisters(wiring.Component):
         m.submodules.cholesky = ResetInserter({"sync": reset_cholesky_pending})(self.cholesky)
         core = self.cholesky
 
+        # The address decode is registered: the bus stage holds an access's address until it
+        # is acknowledged, so every "the address is X" flag is valid from the access's second
+        # cycle (`settled`), and the acknowledge, which ends the access in the bus stage, is
+        # a few gates from flip-flops (the decode and the wide compares were its worst path).
+        settled = Signal()  # the strobe was up, unanswered, last cycle
+        m.d.sync += settled.eq((bus.w_stb | bus.r_stb) & ~bus.ack)
+        decoded = {}
+
+        def at(*names):  # (the flags are registered at the end: no statement here, so
+            # that `at` may be called between the branches of an If chain)
+            for name in names:
+                if name not in decoded:
+                    decoded[name] = Signal(name=f"address_is_{name.lower()}")
+            flags = [decoded[name] for name in names]
+            return flags[0] if len(flags) == 1 else Cat(*flags).any()
+
+
         # -- job registers ---------------------------------------------------------------------
         size_n = Signal(16)
         size_k = Signal(16)
@@ -206,7 +226,7 @@ class SolverRegisters(wiring.Component):
             command.payload.lam.eq(lam[:w]),
             command.payload.mode.eq(op == regmap.Op.CHOLESKY_DIRECT),
             row_data.payload.value.eq(bus.w_data[:w]),
-            row_data.payload.last.eq(bus.addr == a("ROW_DATA_LAST")),
+            row_data.payload.last.eq(at("ROW_DATA_LAST")),
         ]
         with m.If(~sizes_valid):
             m.d.comb += command.payload.n.eq(0)
@@ -234,7 +254,8 @@ class SolverRegisters(wiring.Component):
         window_ok = Signal()  # the offset is below the buffer's count
         read_word = Signal(32)
         register_word = Signal(32)  # the register the bus address selects (0: none)
-        in_window = bus.addr >= regmap.RESULT_WINDOW
+        in_window = Signal()
+        m.d.sync += in_window.eq(bus.addr >= regmap.RESULT_WINDOW)
 
         def read_window(buffer, buffer_capturing, offset, count):
             # the buffer's output goes straight to a register of its own, every cycle (a block
@@ -264,10 +285,12 @@ class SolverRegisters(wiring.Component):
         if updater is not None:
             updater_state = self._updater_elaborate(m, reset_updater_pending)
             updater_registers = updater_state["registers"]
-            m.d.comb += in_updater_window.eq(bus.addr >= regmap.UPDATER_RESULT_WINDOW)
+            m.d.sync += in_updater_window.eq(bus.addr >= regmap.UPDATER_RESULT_WINDOW)
             in_window = in_window & ~in_updater_window
         with m.If(reset_cholesky_pending | reset_updater_pending):
             pass  # a core is being reset: every access waits one cycle (ack stays low)
+        with m.Elif(~settled):
+            pass  # an access's first cycle: its address is being decoded
         with m.Elif(bus.r_stb & in_updater_window):
             if updater is not None:
                 read_window(updater_state["buffer"], updater_state["capturing"],
@@ -305,34 +328,35 @@ class SolverRegisters(wiring.Component):
                             with m.Case(a(name)):
                                 m.d.comb += register_word.eq(value)
         with m.Elif(bus.w_stb):
-            with m.Switch(bus.addr):
-                with m.Case(a("CONTROL")):
-                    m.d.comb += [bus.ack.eq(1), reset_cholesky.eq(bus.w_data[0]),
-                                 reset_updater.eq(bus.w_data[1])]
-                if updater is not None:
-                    self._updater_writes(m, updater, updater_state)
-                with m.Case(a("SIZE")):
+            with m.If(at("CONTROL")):
+                m.d.comb += [bus.ack.eq(1), reset_cholesky.eq(bus.w_data[0]),
+                             reset_updater.eq(bus.w_data[1])]
+            if updater is not None:
+                self._updater_writes(m, updater, updater_state, at)
+            with m.Elif(at("SIZE")):
+                m.d.comb += bus.ack.eq(1)
+                m.d.sync += [size_n.eq(bus.w_data[:16]), size_k.eq(bus.w_data[16:])]
+            with m.Elif(at("LAMBDA")):
+                m.d.comb += bus.ack.eq(1)
+                m.d.sync += lam.eq(bus.w_data)
+            with m.Elif(at("COMMAND")):
+                with m.If(known_op):
+                    m.d.comb += [command.valid.eq(1), bus.ack.eq(command.ready)]
+                    with m.If(command.ready):
+                        m.d.sync += clear_results.eq(1)
+                with m.Else():  # unknown operations are ignored
                     m.d.comb += bus.ack.eq(1)
-                    m.d.sync += [size_n.eq(bus.w_data[:16]), size_k.eq(bus.w_data[16:])]
-                with m.Case(a("LAMBDA")):
-                    m.d.comb += bus.ack.eq(1)
-                    m.d.sync += lam.eq(bus.w_data)
-                with m.Case(a("COMMAND")):
-                    with m.If(known_op):
-                        m.d.comb += [command.valid.eq(1), bus.ack.eq(command.ready)]
-                        with m.If(command.ready):
-                            m.d.sync += clear_results.eq(1)
-                    with m.Else():  # unknown operations are ignored
-                        m.d.comb += bus.ack.eq(1)
-                with m.Case(a("ROW_DATA"), a("ROW_DATA_LAST")):
-                    m.d.comb += [row_data.valid.eq(1), bus.ack.eq(row_data.ready)]
-                with m.Default():  # read-only and unused addresses ignore writes
-                    m.d.comb += bus.ack.eq(1)
+            with m.Elif(at("ROW_DATA", "ROW_DATA_LAST")):
+                m.d.comb += [row_data.valid.eq(1), bus.ack.eq(row_data.ready)]
+            with m.Else():  # read-only and unused addresses ignore writes
+                m.d.comb += bus.ack.eq(1)
         # the count is cleared the cycle after its command was taken (the core has not
         # started: its command passes a register stage first), by a register, so that the
         # address decode does not reach the count's adder
         with m.If(reset_cholesky_pending | clear_results):
             m.d.sync += result_count.eq(0)
+        for name, flag in decoded.items():
+            m.d.sync += flag.eq(bus.addr == a(name))
         return m
 
     def _updater_elaborate(self, m, reset_updater):
@@ -390,20 +414,20 @@ class SolverRegisters(wiring.Component):
             "command": command, "data": data,
         }
 
-    def _updater_writes(self, m, updater, state):
-        """Cases of the bus write decoder for the updater's registers and data port."""
+    def _updater_writes(self, m, updater, state, at):
+        """Branches of the bus write decoder for the updater's registers and data port
+        (``at(name)``: the registered "the address is ``name``" flag)."""
         bus = self.bus
-        a = regmap.address
-        with m.Case(a("UPDATER_SIZE")):
+        with m.Elif(at("UPDATER_SIZE")):
             m.d.comb += bus.ack.eq(1)
             m.d.sync += [state["size_n"].eq(bus.w_data[:16]), state["size_k"].eq(bus.w_data[16:])]
-        with m.Case(a("UPDATER_VALUE")):
+        with m.Elif(at("UPDATER_VALUE")):
             m.d.comb += bus.ack.eq(1)
             m.d.sync += state["value"].eq(bus.w_data)
-        with m.Case(a("UPDATER_FORGET")):
+        with m.Elif(at("UPDATER_FORGET")):
             m.d.comb += bus.ack.eq(1)
             m.d.sync += state["forgetting"].eq(bus.w_data)
-        with m.Case(a("UPDATER_COMMAND")):
+        with m.Elif(at("UPDATER_COMMAND")):
             fields = {f.name: f for f in regmap.register("UPDATER_COMMAND").fields}
             op, select = fields["op"], fields["select"]
             op_value = bus.w_data[op.offset:op.offset + op.width]
@@ -419,7 +443,7 @@ class SolverRegisters(wiring.Component):
                     m.d.sync += [state["clear"].eq(1), state["started"].eq(1)]
             with m.Else():  # unknown operations are ignored
                 m.d.comb += bus.ack.eq(1)
-        with m.Case(a("UPDATER_DATA")):
+        with m.Elif(at("UPDATER_DATA")):
             m.d.comb += [state["data"].valid.eq(1), bus.ack.eq(state["data"].ready)]
 
 

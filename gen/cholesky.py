@@ -512,19 +512,28 @@ class CholeskySolver(wiring.Component):
 
         dot_limit = Signal(range(rows_max + 1))
         m.d.comb += dot_limit.eq(Mux(in_head, block_end, total))
-        dot_slot, dot_start, dot_slots, dot_rows, dot_mask = decode_block(block_row, col,
-                                                                          dot_limit, "dot")
+        dot_slot, dot_start, dot_slots, _, _ = decode_block(block_row, col, dot_limit, "dot")
         scale_slot, scale_start, scale_slots, _, scale_mask = decode_block(scale_row, scale_col,
                                                                            total, "scale")
         lane_slot = dot_slots
         m.d.comb += [slot.eq(dot_slot), start.eq(dot_start)]
 
-        # issue-stage lane masks
-        back_mask = Cat(*[(dot_rows[b] > col) & (dot_rows[b] < n) for b in range(lanes)])
-        with m.If(kind[_KIND_BACK]):
-            m.d.comb += t0["mask"].eq(back_mask)
-        with m.Else():
-            m.d.comb += t0["mask"].eq(dot_mask)
+        # the issued block's lane masks are decoded one stage after the issue (nothing reads
+        # them before the operand stage), from registered copies of the issue's block row,
+        # column, limit and kind: the issue cycle only computes the read addresses (the
+        # masks' slot adders and two compares per lane were a worst path of a 128/8/8 build)
+        late = {"row": Signal.like(block_row, name="mask_row"),
+                "col": Signal.like(col, name="mask_col"),
+                "limit": Signal.like(dot_limit, name="mask_limit"),
+                "back": Signal(name="mask_back")}
+        m.d.sync += [late["row"].eq(block_row), late["col"].eq(col),
+                     late["limit"].eq(dot_limit), late["back"].eq(kind[_KIND_BACK])]
+        _, _, _, late_rows, late_dot_mask = decode_block(late["row"], late["col"],
+                                                         late["limit"], "late")
+        back_mask = Cat(*[(late_rows[b] > late["col"]) & (late_rows[b] < n)
+                          for b in range(lanes)])
+        issued_mask = Mux(late["back"], back_mask, late_dot_mask)
+        m.d.sync += t1["mask"].eq(issued_mask)  # (overrides the copy of ta's, unused)
         m.d.comb += [t0["slot"].eq(slot), t0["start"].eq(start), t0["col"].eq(issue_col),
                      t0["rhs"].eq(rhs),
                      t0["diag"].eq(block_row == col), t0["split"].eq(split),

@@ -512,7 +512,8 @@ def test_single_port_ram_behaviour_and_spram_instances():
 
 def test_control_reset_is_registered_and_holds_the_next_access():
     """A CONTROL reset is applied one edge after its write; the next access waits for it (one
-    cycle), then, as every register read, one cycle for its registered word."""
+    cycle, the one in which every access's address is decoded into registers), then, as
+    every register read, one cycle for its registered word."""
     design = SolverDesign(n_max=N_MAX, k_max=K_MAX, lanes=LANES, bus="register")
     seen = {}
 
