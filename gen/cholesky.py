@@ -98,10 +98,13 @@ class CholeskySolver(wiring.Component):
     out to every lane unregistered): every memory read address (beside each block RAM chunk
     of a matrix bank), memory output, multiplier operand and product is registered; a matrix
     bank deeper than one block RAM is built in block-RAM-sized chunks, each read into a
-    register beside it before the chunk is selected
-    (:func:`~tiersolve.gen.hwmem.chunked_memory`); from 8 lanes
-    (:func:`~tiersolve.gen.cholesky_model.broadcast_stage`) the fetched words and the pivot-row
-    broadcast pass one more register stage before they fan out to the lanes; a product whose
+    register before the chunk is selected (:func:`~tiersolve.gen.hwmem.chunked_memory`; on
+    ECP5 that register is the block RAM's own output register, for the banks, ``X``, the Gram
+    row and the column buffers alike); from 8 lanes the read words pass one more register
+    before the bank multiplexers (:func:`~tiersolve.gen.cholesky_model.read_stage`) and the
+    fetched words and the pivot-row broadcast one more before they fan out to the lanes
+    (:func:`~tiersolve.gen.cholesky_model.broadcast_stage`); the issued block's lane masks are
+    decoded a stage after the issue; a product whose
     operands are wider than one 18x18 hardware multiplier is cut into partial products that
     each fit one (``MULTIPLIER_WIDTH``), every partial product is registered and they are
     summed pairwise one registered level per cycle
@@ -393,6 +396,12 @@ class CholeskySolver(wiring.Component):
         at_last_step = Signal()
         before_last_step = Signal()
         col_is_last = Signal()
+        # more flags kept beside the counters they test, so that the state machine reads
+        # registers: in_col == n + k - 1 (the input's last value of a row), and in BACK "a
+        # row's first step" (step == 0 and rhs == 0) and "X[i + 1, 0] is written" (x_wait == 0)
+        in_col_last = Signal()
+        back_row_first = Signal()
+        x_ready = Signal()
         settling = Signal()
         a_col = Signal(range(n_max + 1))         # column port A reads at this step
         partner_steps = Signal(range(n_max + 1))  # split: steps of the partner lanes
@@ -943,6 +952,7 @@ class CholeskySolver(wiring.Component):
             m.d.sync += x_wait.eq(delays["back"] - 1)
         with m.Elif(x_wait != 0):
             m.d.sync += x_wait.eq(x_wait - 1)
+        m.d.sync += x_ready.eq(Mux(x_wait_load, delays["back"] == 1, x_wait <= 1))
 
         with m.FSM(name="control"):
             with m.State("IDLE"):  # also "done": accepts the next command
@@ -963,10 +973,12 @@ class CholeskySolver(wiring.Component):
                         m.d.sync += [self.bad_command.eq(1), self.done.eq(1)]
                     with m.Elif(cmd.mode == MODE_DIRECT):
                         m.d.sync += [busy.eq(1), in_row.eq(0), in_col.eq(0),
+                                     in_col_last.eq(cmd_total == 1),
                                      direct_input.eq(1), in_lower.eq(1)]
                         m.next = "DIRECT_IN"
                     with m.Else():
                         m.d.sync += [busy.eq(1), kind.eq(1 << _KIND_CLEAR), col.eq(0),
+                                     col_is_last.eq(cmd.n == 1),
                                      block_row.eq(0), gram_final.eq(cmd_total <= lanes)]
                         m.next = "GRAM_PASS"
 
@@ -981,13 +993,15 @@ class CholeskySolver(wiring.Component):
                     direct_write.eq(self.i.valid & (~in_a | (in_col <= in_row))),
                 ]
                 with m.If(self.i.valid):
-                    with m.If(in_col == last_row):
-                        m.d.sync += [in_col.eq(0), in_row.eq(in_row + 1), in_lower.eq(1)]
+                    with m.If(in_col_last):
+                        m.d.sync += [in_col.eq(0), in_col_last.eq(last_row == 0),
+                                     in_row.eq(in_row + 1), in_lower.eq(1)]
                         with m.If(in_row == last_col):
                             m.d.sync += direct_input.eq(0)
                             m.next = "DIRECT_END"
                     with m.Else():
-                        m.d.sync += [in_col.eq(in_col + 1), in_lower.eq(in_col + 1 < n)]
+                        m.d.sync += [in_col.eq(in_col + 1), in_col_last.eq(in_col + 1 == last_row),
+                                     in_lower.eq(in_col + 1 < n)]
 
             with m.State("DIRECT_END"):  # the last value's (registered) write
                 m.d.comb += self.phase.eq(Phase.INPUT)
@@ -1000,11 +1014,12 @@ class CholeskySolver(wiring.Component):
                 m.d.comb += [t0["valid"].eq(1), t0["first"].eq(1), t0["last"].eq(1),
                              self.phase.eq(Phase.INPUT)]
                 with m.If(gram_final):  # next_block >= total
-                    with m.If(col == last_col):
+                    with m.If(col_is_last):
                         m.d.sync += start_drain("gram_drain")
                         m.next = "GRAM_DRAIN"
                     with m.Else():
-                        m.d.sync += [col.eq(col + 1), block_row.eq(col + 1),
+                        m.d.sync += [col.eq(col + 1), col_is_last.eq(col + 1 == last_col),
+                                     block_row.eq(col + 1),
                                      gram_final.eq(col >= total_less_lanes_1)]
                 with m.Else():
                     m.d.sync += [block_row.eq(next_block),
@@ -1019,7 +1034,8 @@ class CholeskySolver(wiring.Component):
                                      *first_column]
                         m.next = "FACTOR"
                     with m.Else():
-                        m.d.sync += [kind.eq(1 << _KIND_GRAM), in_col.eq(0)]
+                        m.d.sync += [kind.eq(1 << _KIND_GRAM), in_col.eq(0),
+                                     in_col_last.eq(last_row == 0)]
                         m.next = "ROW_IN"
 
             with m.State("ROW_IN"):
@@ -1031,9 +1047,10 @@ class CholeskySolver(wiring.Component):
                 m.d.comb += [vf_wr.addr.eq(in_col), vf_wr.data.eq(self.i.payload.value),
                              vf_wr.en.eq(self.i.valid)]
                 with m.If(self.i.valid):
-                    m.d.sync += in_col.eq(in_col + 1)
-                    with m.If(in_col == last_row):
+                    m.d.sync += [in_col.eq(in_col + 1), in_col_last.eq(in_col + 1 == last_row)]
+                    with m.If(in_col_last):
                         m.d.sync += [row_last.eq(self.i.payload.last), col.eq(0),
+                                     col_is_last.eq(last_col == 0),
                                      block_row.eq(0), gram_final.eq(first_short)]
                         m.next = "GRAM_PASS"
 
@@ -1096,7 +1113,8 @@ class CholeskySolver(wiring.Component):
                 with m.If(drain_done):
                     m.d.sync += [kind.eq(1 << _KIND_BACK), col.eq(n - 1), block_row.eq(n),
                                  back_final.eq(1),  # n >= n - lanes
-                                 rhs.eq(0), step.eq(0), x_wait.eq(0)]
+                                 rhs.eq(0), step.eq(0), x_wait.eq(0), x_ready.eq(1),
+                                 back_row_first.eq(1)]
                     m.next = "BACK"
 
             with m.State("BACK"):
@@ -1104,10 +1122,10 @@ class CholeskySolver(wiring.Component):
                 # row's first step reads X[i + 1, 0] and waits until it is written
                 m.d.comb += self.phase.eq(Phase.SOLVE)
                 final_block = back_final  # next_block >= n
-                with m.If((step != 0) | (rhs != 0) | (x_wait == 0)):
+                with m.If(~back_row_first | x_ready):  # step, rhs != 0 or x_wait == 0
                     m.d.comb += [t0["valid"].eq(1), t0["first"].eq(step == 0),
                                  t0["last"].eq(final_block)]
-                    m.d.sync += step.eq(step + 1)
+                    m.d.sync += [step.eq(step + 1), back_row_first.eq(0)]
                     with m.If(~final_block):
                         m.d.sync += [block_row.eq(next_block),
                                      back_final.eq(block_row >= n_less_2lanes)]
@@ -1123,6 +1141,7 @@ class CholeskySolver(wiring.Component):
                                 m.next = "BACK_DRAIN"
                             with m.Else():
                                 m.d.sync += [col.eq(col - 1), block_row.eq(col), rhs.eq(0),
+                                             back_row_first.eq(1),
                                              back_final.eq(col >= n_less_lanes)]
 
             with m.State("BACK_DRAIN"):
