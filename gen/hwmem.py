@@ -71,7 +71,25 @@ MODEL_ECP5_BLOCK_RAMS = os.environ.get("TIERSOLVE_MODEL_ECP5_BLOCK_RAMS", "") no
 PDP_WIDTH = 36
 
 
-class Ecp5RegisteredRam(Elaboratable):
+class _BlockRamPorts(Elaboratable):
+    """The ports of a one-block-RAM memory with a registered read (see
+    :class:`Ecp5RegisteredRam`): ``raddr``, ``rdata``, ``waddr``, ``wdata``, ``wen``."""
+
+    def __init__(self, width: int, depth: int):
+        if not 1 <= depth <= BLOCK_RAM_WORDS:
+            raise ValueError(f"depth must be 1 .. {BLOCK_RAM_WORDS}, not {depth!r}")
+        if width < 1:
+            raise ValueError(f"width must be positive, not {width!r}")
+        self.width, self.depth = width, depth
+        address_bits = max((depth - 1).bit_length(), 1)
+        self.raddr = Signal(address_bits)
+        self.waddr = Signal(address_bits)
+        self.wdata = Signal(width)
+        self.wen = Signal()
+        self.rdata = Signal(width)
+
+
+class Ecp5RegisteredRam(_BlockRamPorts):
     """A memory of ``depth`` (at most :data:`BLOCK_RAM_WORDS`) words of ``width`` bits with one
     write port and one read port whose data comes from the block RAM's output register: the
     word at the address driven in cycle ``t`` is on ``rdata`` in cycle ``t + 2``. ECP5 only
@@ -91,19 +109,6 @@ class Ecp5RegisteredRam(Elaboratable):
     ----------
     raddr, rdata, waddr, wdata, wen : Signal
     """
-
-    def __init__(self, width: int, depth: int):
-        if not 1 <= depth <= BLOCK_RAM_WORDS:
-            raise ValueError(f"depth must be 1 .. {BLOCK_RAM_WORDS}, not {depth!r}")
-        if width < 1:
-            raise ValueError(f"width must be positive, not {width!r}")
-        self.width, self.depth = width, depth
-        address_bits = max((depth - 1).bit_length(), 1)
-        self.raddr = Signal(address_bits)
-        self.waddr = Signal(address_bits)
-        self.wdata = Signal(width)
-        self.wen = Signal()
-        self.rdata = Signal(width)
 
     def elaborate(self, platform):
         m = Module()
@@ -144,19 +149,10 @@ class Ecp5RegisteredRam(Elaboratable):
         return m
 
 
-class BlockRamModel(Elaboratable):
+class BlockRamModel(_BlockRamPorts):
     """Simulation stand-in for :class:`Ecp5RegisteredRam` (same ports and timing): a memory
     whose read data is registered, and whose read of a word in the cycle it is written returns
     the old word inverted (the block RAM does not define it)."""
-
-    def __init__(self, width: int, depth: int):
-        self.width, self.depth = width, depth
-        address_bits = max((depth - 1).bit_length(), 1)
-        self.raddr = Signal(address_bits)
-        self.waddr = Signal(address_bits)
-        self.wdata = Signal(width)
-        self.wen = Signal()
-        self.rdata = Signal(width)
 
     def elaborate(self, platform):
         m = Module()
