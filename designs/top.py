@@ -196,7 +196,6 @@ class SolverRegisters(wiring.Component):
             flags = [decoded[name] for name in names]
             return flags[0] if len(flags) == 1 else Cat(*flags).any()
 
-
         # -- job registers ---------------------------------------------------------------------
         size_n = Signal(16)
         size_k = Signal(16)

@@ -92,11 +92,12 @@ class CholeskySolver(wiring.Component):
       ``i - 1`` follows row ``i`` without a drain; only its first step, which reads
       ``X[i, 0]``, waits until that value is written.
 
-    Pipelining (out of context on ECP5-85F speed 6: 118.3 MHz for ``n_max=16, k_max=4,
-    lanes=4`` and 111.1 MHz for ``64, 10, 4``, from ``tiersolve bench cholesky --synth
-    --synth-config 16,4,4 64,10,4``; wide cores are slower: the issue-stage control still fans
-    out to every lane unregistered): every memory read address (beside each block RAM chunk
-    of a matrix bank), memory output, multiplier operand and product is registered; a matrix
+    Pipelining (out of context on ECP5-85F speed 6: 118.8 MHz for ``n_max=16, k_max=4,
+    lanes=4`` and 104.1 MHz for ``64, 10, 4``, from ``tiersolve bench cholesky --synth
+    --synth-config 16,4,4 64,10,4``; placement moves these by several per cent; wide cores
+    are slower: a 64-lane core fills 82 % of the LUTs): every memory read address (beside
+    each block RAM chunk of a matrix bank), memory output, multiplier operand and product is
+    registered; a matrix
     bank deeper than one block RAM is built in block-RAM-sized chunks, each read into a
     register before the chunk is selected (:func:`~tiersolve.gen.hwmem.chunked_memory`; on
     ECP5 that register is the block RAM's own output register, for the banks, ``X``, the Gram

@@ -500,9 +500,14 @@ def table_notes(rows, clock=None) -> str:
     slower = [r for r in rows if r["fpga_seconds"] is not None and r["backend"] == "float64"
               and r["fpga_seconds"] > r["seconds"]]
     if slower:
+        if clock is not None and clock.get("board"):
+            speed = f"{clock['fmax_mhz']:g} MHz"
+        else:
+            speed = f"{UPDATER_CORE['fmax_mhz']:g}-{CHOLESKY_CORE['fmax_mhz']:g} MHz"
         lines.append(f"The estimated device time is LONGER than this machine's float64 wall time "
                      f"in {len(slower)} of the float64 two-tier rows: at these widths the cores "
-                     f"(4 lanes, one updater row at a time, ~53-105 MHz) do not beat a CPU.")
+                     f"({CHOLESKY_CORE['lanes']} lanes, one updater row at a time, {speed}) do "
+                     f"not beat a CPU.")
     for name in dict.fromkeys(row["dataset"] for row in rows):
         mlp = next(r for r in rows if r["dataset"] == name and r["method"].startswith("MLP"))
         two_tier = [r for r in rows if r["dataset"] == name and r["method"].startswith("two")]
