@@ -14,8 +14,9 @@ register, which is what it replaces, and with the multiplexer moved after the re
 
 With ``address_register=True`` every chunk also registers its read address before its block
 RAM: the logic that computes an address (and the route to the block RAMs, which can be far
-apart) then has a cycle of its own, and the data arrives one cycle later (``t + 3``). Writes
-are not delayed.
+apart) then has a cycle of its own, and the data arrives one cycle later (``t + 3``). A
+write is seen by every read accessing its word from the next cycle on (on ECP5 through a
+registered write and a bypass, below).
 
 On ECP5 (``family="ecp5"``) a chunk of at most :data:`BLOCK_RAM_WORDS` words that Yosys
 would put in block RAM is built from DP16KD block RAMs whose own output register is the
