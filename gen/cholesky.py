@@ -401,6 +401,9 @@ class CholeskySolver(wiring.Component):
         # registers: in_col == n + k - 1 (the input's last value of a row), and in BACK "a
         # row's first step" (step == 0 and rhs == 0) and "X[i + 1, 0] is written" (x_wait == 0)
         in_col_last = Signal()
+        # (every assignment of in_col goes through these two, or sets the flag beside it)
+        in_col_next = [in_col.eq(in_col + 1), in_col_last.eq(in_col + 1 == last_row)]
+        in_col_restart = [in_col.eq(0), in_col_last.eq(last_row == 0)]
         back_row_first = Signal()
         x_ready = Signal()
         settling = Signal()
@@ -995,14 +998,12 @@ class CholeskySolver(wiring.Component):
                 ]
                 with m.If(self.i.valid):
                     with m.If(in_col_last):
-                        m.d.sync += [in_col.eq(0), in_col_last.eq(last_row == 0),
-                                     in_row.eq(in_row + 1), in_lower.eq(1)]
+                        m.d.sync += [*in_col_restart, in_row.eq(in_row + 1), in_lower.eq(1)]
                         with m.If(in_row == last_col):
                             m.d.sync += direct_input.eq(0)
                             m.next = "DIRECT_END"
                     with m.Else():
-                        m.d.sync += [in_col.eq(in_col + 1), in_col_last.eq(in_col + 1 == last_row),
-                                     in_lower.eq(in_col + 1 < n)]
+                        m.d.sync += [*in_col_next, in_lower.eq(in_col + 1 < n)]
 
             with m.State("DIRECT_END"):  # the last value's (registered) write
                 m.d.comb += self.phase.eq(Phase.INPUT)
@@ -1035,8 +1036,7 @@ class CholeskySolver(wiring.Component):
                                      *first_column]
                         m.next = "FACTOR"
                     with m.Else():
-                        m.d.sync += [kind.eq(1 << _KIND_GRAM), in_col.eq(0),
-                                     in_col_last.eq(last_row == 0)]
+                        m.d.sync += [kind.eq(1 << _KIND_GRAM), *in_col_restart]
                         m.next = "ROW_IN"
 
             with m.State("ROW_IN"):
@@ -1048,7 +1048,7 @@ class CholeskySolver(wiring.Component):
                 m.d.comb += [vf_wr.addr.eq(in_col), vf_wr.data.eq(self.i.payload.value),
                              vf_wr.en.eq(self.i.valid)]
                 with m.If(self.i.valid):
-                    m.d.sync += [in_col.eq(in_col + 1), in_col_last.eq(in_col + 1 == last_row)]
+                    m.d.sync += in_col_next
                     with m.If(in_col_last):
                         m.d.sync += [row_last.eq(self.i.payload.last), col.eq(0),
                                      col_is_last.eq(last_col == 0),
