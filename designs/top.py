@@ -256,11 +256,20 @@ class SolverRegisters(wiring.Component):
         in_window = Signal()
         m.d.sync += in_window.eq(bus.addr >= regmap.RESULT_WINDOW)
 
-        def read_window(buffer, buffer_capturing, offset, count):
+        def window_reader(name, buffer, buffer_capturing):
+            """The register that takes ``buffer``'s output (call outside the bus decode)."""
             # the buffer's output goes straight to a register of its own, every cycle (a block
-            # RAM's clock-to-output is 5.8 ns on ECP5 speed 6: no logic after it)
-            buffer_word = Signal(32)
+            # RAM's clock-to-output is 5.8 ns on ECP5 speed 6: no logic after it). A buffer with
+            # a read port of its own (buffer_capturing is a constant 0) is read from read_offset
+            # in every read_step 1, whichever window the access is in: its address and enable
+            # come from registers and one 2-bit compare, not through the bus decode below.
+            buffer_word = Signal(32, name=f"{name}_word")
             m.d.sync += buffer_word.eq(buffer.read_data.as_signed())
+            if isinstance(buffer_capturing, Const):
+                m.d.comb += [buffer.addr.eq(read_offset), buffer.read_enable.eq(read_step == 1)]
+            return buffer_word
+
+        def read_window(buffer, buffer_capturing, buffer_word, offset, count):
             # The offset is registered first. The buffer has one port, and capturing a core's
             # output has it first: the read waits for a cycle without a capture, registers the
             # word in the next one and answers in the one after. Offsets past count read 0.
@@ -269,9 +278,12 @@ class SolverRegisters(wiring.Component):
                              past_end.eq((offset >> len(read_offset)) != 0),
                              read_step.eq(1)]
             with m.Elif(read_step == 1):
-                with m.If(~buffer_capturing):
-                    m.d.comb += [buffer.addr.eq(read_offset), buffer.read_enable.eq(1)]
-                    m.d.sync += read_step.eq(2)
+                if isinstance(buffer_capturing, Const):
+                    m.d.sync += read_step.eq(2)  # read above, outside the decode
+                else:
+                    with m.If(~buffer_capturing):
+                        m.d.comb += [buffer.addr.eq(read_offset), buffer.read_enable.eq(1)]
+                        m.d.sync += read_step.eq(2)
             with m.Elif(read_step == 2):
                 m.d.sync += [window_ok.eq(~past_end & (read_offset < count)), read_step.eq(3)]
             with m.Else():
@@ -284,21 +296,25 @@ class SolverRegisters(wiring.Component):
         if updater is not None:
             updater_state = self._updater_elaborate(m, reset_updater_pending)
             updater_registers = updater_state["registers"]
+            updater_word = window_reader("updater_results", updater_state["buffer"],
+                                         updater_state["capturing"])
             m.d.sync += in_updater_window.eq(bus.addr >= regmap.UPDATER_RESULT_WINDOW)
             in_window = in_window & ~in_updater_window
+        results_word = window_reader("results", results, capturing)
         with m.If(reset_cholesky_pending | reset_updater_pending):
             pass  # a core is being reset: every access waits one cycle (ack stays low)
         with m.Elif(~settled):
             pass  # an access's first cycle: its address is being decoded
         with m.Elif(bus.r_stb & in_updater_window):
             if updater is not None:
-                read_window(updater_state["buffer"], updater_state["capturing"],
+                read_window(updater_state["buffer"], updater_state["capturing"], updater_word,
                             bus.addr - regmap.UPDATER_RESULT_WINDOW, updater_state["count"])
             else:
                 m.d.comb += bus.ack.eq(1)
         with m.Elif(bus.r_stb):
             with m.If(in_window):
-                read_window(results, capturing, bus.addr - regmap.RESULT_WINDOW, result_count)
+                read_window(results, capturing, results_word, bus.addr - regmap.RESULT_WINDOW,
+                            result_count)
             with m.Else():
                 # a register read: the decoded word is registered (read_word) and answered
                 # the cycle after, so the address decode and the wide read multiplexer do

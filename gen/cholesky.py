@@ -473,6 +473,21 @@ class CholeskySolver(wiring.Component):
             else:
                 m.d.sync += fields
 
+        def bank_slots_beside(src, name, *, hold=False):
+            """Every bank's slot of ``src``'s block (:func:`bank_slot`), registered as ``src``'s
+            tags move into the next stage's (``hold`` as for :func:`follow`), so that a write
+            address of that stage comes from registers and not through the slot adders."""
+            slots_b = [Signal(range(slots + 1), name=f"{name}_bank_slot_{b}")
+                       for b in range(lanes)]
+            fields = [slots_b[b].eq(bank_slot(b, src["slot"], src["start"]))
+                      for b in range(lanes)]
+            if hold:
+                with m.If(src["valid"]):
+                    m.d.sync += fields
+            else:
+                m.d.sync += fields
+            return slots_b
+
         def tag_chain(src, stages, name):
             """``stages`` tag registers after ``src`` (``name1`` ...), each in ``in_flight``;
             returns the last (``src`` when ``stages`` is 0)."""
@@ -512,12 +527,16 @@ class CholeskySolver(wiring.Component):
         # the issued block (block_row, col) and the scaling pass's block (scale_row, scale_col)
         # are decoded from registers in parallel; they go down separate pipelines
         def decode_block(row, column, limit, name):
+            """Slot, first bank, per-bank slots and rows of the block from ``row``; and its lane
+            mask (rows in ``column .. limit - 1``), None without a ``limit``."""
             row_slot, row_start = row >> shift, (row[:shift] if shift else Const(0, 1))
             slots_b = [Signal(range(slots + 1), name=f"{name}_slot_{b}") for b in range(lanes)]
             m.d.comb += [slots_b[b].eq(bank_slot(b, row_slot, row_start))
                          for b in range(lanes)]
             rows_b = [Cat(Const(b, shift), slots_b[b]) if shift else slots_b[b]
                       for b in range(lanes)]
+            if limit is None:
+                return row_slot, row_start, slots_b, rows_b, None
             mask = Signal(lanes, name=f"{name}_mask")
             m.d.comb += [mask[b].eq((rows_b[b] >= column) & (rows_b[b] < limit))
                          for b in range(lanes)]
@@ -525,7 +544,8 @@ class CholeskySolver(wiring.Component):
 
         dot_limit = Signal(range(rows_max + 1))
         m.d.comb += dot_limit.eq(Mux(in_head, block_end, total))
-        dot_slot, dot_start, dot_slots, _, _ = decode_block(block_row, col, dot_limit, "dot")
+        # (the issued block's mask is decoded a stage later, below)
+        dot_slot, dot_start, dot_slots, _, _ = decode_block(block_row, col, None, "dot")
         scale_slot, scale_start, scale_slots, _, scale_mask = decode_block(scale_row, scale_col,
                                                                            total, "scale")
         lane_slot = dot_slots
@@ -639,6 +659,7 @@ class CholeskySolver(wiring.Component):
         # -- Gram / clear: stage 3 adds, stage 4 writes -------------------------------------
         t4 = tags("accumulated")
         follow(t4, t3)
+        t4_slots = bank_slots_beside(t3, "accumulated")
         m.d.sync += t4["valid"].eq(t3["valid"] & t3["last"])  # one result per block
         in_flight.append(t4["valid"])
         # the sum is registered unclipped (the product arrives from a DSP block, often far
@@ -672,16 +693,24 @@ class CholeskySolver(wiring.Component):
         t4r, t5 = tags("rounded"), tags("clipped")
         follow(t4r, t4, hold=True)
         follow(t5, t4r, hold=True)
+        t5_slots = bank_slots_beside(t4r, "clipped", hold=True)
         m.d.sync += t5["valid"].eq(t4r["valid"] & (kind_at(d_t3 + 2)[_KIND_FACTOR]))
         in_flight += [t4r["valid"], t5["valid"]]
         s_rounded = [Signal(round_even(s3[b], f).shape(), name=f"s_rounded_{b}")
                      for b in range(lanes)]
         s4 = [Signal(signed(w), name=f"s4_{b}") for b in range(lanes)]
+        # the pivot candidate (the lane of the block's column) is picked beside the clip and
+        # registered with s4, so that the rsqrt unit's front end (two compares) starts from a
+        # register and not from a lanes-wide multiplexer
+        pivot = Signal(signed(w))
+        clipped_values = [clip_width(s_rounded[b], w) for b in range(lanes)]
+        pivot_candidate = Signal(signed(w))
+        select(pivot_candidate, lane_of(t4r["col"]), [value for value, _ in clipped_values])
         with m.If(t4["valid"] & (kind_at(d_t3 + 1)[_KIND_FACTOR])):
             m.d.sync += [s_rounded[b].eq(round_even(s3[b], f)) for b in range(lanes)]
         with m.If(t4r["valid"] & (kind_at(d_t3 + 2)[_KIND_FACTOR])):
-            for b in range(lanes):
-                value, clipped = clip_width(s_rounded[b], w)
+            m.d.sync += pivot.eq(pivot_candidate)
+            for b, (value, clipped) in enumerate(clipped_values):
                 m.d.sync += s4[b].eq(value)
                 with m.If(clipped & t4r["mask"][b]):
                     m.d.comb += saturation_event().eq(1)
@@ -689,9 +718,7 @@ class CholeskySolver(wiring.Component):
         # pivot -> rsqrt unit (factor, diagonal block); the result is kept until the column's
         # scaling pass (the other blocks are issued meanwhile)
         pending = Signal()
-        pivot = Signal(signed(w))
         pivot_col = Signal(range(n_max))
-        select(pivot, lane_of(t5["col"]), s4)
         send = (t5["valid"] & t5["diag"] & (kind_at(d_t3 + 3)[_KIND_FACTOR])) | pending
         with m.If(send):
             m.d.sync += pivot_col.eq(t5["col"])
@@ -782,7 +809,7 @@ class CholeskySolver(wiring.Component):
         for b in range(lanes):
             s_rd, s_wr = registered_memory(f"column_s{b}", signed(w), slots)
             m.d.comb += s_rd.addr.eq(scale_slots[b])
-            m.d.comb += [s_wr.addr.eq(bank_slot(b, t5["slot"], t5["start"])),
+            m.d.comb += [s_wr.addr.eq(t5_slots[b]),
                          s_wr.data.eq(s4[b]),
                          s_wr.en.eq(t5["valid"] & t5["mask"][b]
                                     & (kind_at(d_t3 + 3)[_KIND_FACTOR]))]
@@ -809,6 +836,7 @@ class CholeskySolver(wiring.Component):
         t6r, t7 = tags("scaled_rounded"), tags("result")
         follow(t6r, t6)
         follow(t7, t6r)
+        t7_slots = bank_slots_beside(t6r, "result")
         in_flight += [t6r["valid"], t7["valid"]]
         prod5 = [Signal(signed(w + w_inv), name=f"prod5_{b}") for b in range(lanes)]
         for b in range(lanes):
@@ -857,7 +885,7 @@ class CholeskySolver(wiring.Component):
                 ]
             with m.Elif((kind_at(d_write)[_KIND_GRAM]) | (kind_at(d_write)[_KIND_CLEAR])):
                 m.d.comb += [
-                    mat_w[b].addr.eq(matrix_address(bank_slot(b, t4["slot"], t4["start"]),
+                    mat_w[b].addr.eq(matrix_address(t4_slots[b],
                                                     t4["col"])),
                     mat_w[b].data.eq(g4[b]),
                     mat_w[b].en.eq(t4["valid"] & t4["mask"][b]),
@@ -865,14 +893,14 @@ class CholeskySolver(wiring.Component):
             with m.Elif((kind_at(d_write)[_KIND_FACTOR]) & t7["valid"]):  # L (scaling pass)
                 is_pivot = t7["diag"] & (lane_of(t7["col"]) == b)
                 m.d.comb += [
-                    mat_w[b].addr.eq(matrix_address(bank_slot(b, t7["slot"], t7["start"]),
+                    mat_w[b].addr.eq(matrix_address(t7_slots[b],
                                                     t7["col"])),
                     mat_w[b].data.eq(out6[b]),
                     mat_w[b].en.eq(t7["mask"][b] & ~is_pivot),
                 ]
             with m.Elif(kind_at(d_write)[_KIND_FACTOR]):  # s (dot-product pass)
                 m.d.comb += [
-                    mat_w[b].addr.eq(matrix_address(bank_slot(b, t5["slot"], t5["start"]),
+                    mat_w[b].addr.eq(matrix_address(t5_slots[b],
                                                     t5["col"])),
                     mat_w[b].data.eq(s4[b]),
                     mat_w[b].en.eq(t5["valid"] & t5["mask"][b]),
