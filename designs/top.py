@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal, Value
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out, connect
 from tiersolve.gen.checks import check_int
@@ -324,24 +324,16 @@ class SolverRegisters(wiring.Component):
                 with m.Else():
                     m.d.comb += [bus.ack.eq(1), bus.r_data.eq(read_word)]
                     m.d.sync += read_step.eq(0)
-                with m.Switch(bus.addr):
-                    for name, value in identity.items():
-                        with m.Case(a(name)):
-                            m.d.comb += register_word.eq(value)
-                    with m.Case(a("SIZE")):
-                        m.d.comb += register_word.eq(size_n | (size_k << 16))
-                    with m.Case(a("LAMBDA")):
-                        m.d.comb += register_word.eq(lam)
-                    with m.Case(a("STATUS")):
-                        m.d.comb += register_word.eq(status_word)
-                    with m.Case(a("CYCLES")):
-                        m.d.comb += register_word.eq(core.cycles)
-                    with m.Case(a("RESULT_COUNT")):
-                        m.d.comb += register_word.eq(result_count)
-                    if updater is not None:
-                        for name, value in updater_registers.items():
-                            with m.Case(a(name)):
-                                m.d.comb += register_word.eq(value)
+                # the word is an OR of the readable registers, each gated by its registered
+                # "the address is X" flag (at most one is high), not a decode of bus.addr
+                readable = dict(identity)
+                readable.update({"SIZE": size_n | (size_k << 16), "LAMBDA": lam,
+                                 "STATUS": status_word, "CYCLES": core.cycles,
+                                 "RESULT_COUNT": result_count})
+                if updater is not None:
+                    readable.update(updater_registers)
+                m.d.comb += register_word.eq(
+                    _or_all(Mux(at(name), value, 0) for name, value in readable.items()))
         with m.Elif(bus.w_stb):
             with m.If(at("CONTROL")):
                 m.d.comb += [bus.ack.eq(1), reset_cholesky.eq(bus.w_data[0]),
@@ -734,6 +726,15 @@ def _staged_stream(m, name: str, core_stream, reset):
     m.submodules[name] = ResetInserter({"sync": reset})(stage)
     connect(m, stage.o, core_stream)
     return stage.i
+
+
+def _or_all(values):
+    """The OR of ``values`` (Amaranth values), as a balanced tree."""
+    values = [Value.cast(value) for value in values]
+    while len(values) > 1:
+        values = [values[i] | values[i + 1] if i + 1 < len(values) else values[i]
+                  for i in range(0, len(values), 2)]
+    return values[0]
 
 
 def _result_buffer(m, name: str, stream, width: int, depth: int, *, spram: bool = False):

@@ -161,6 +161,30 @@ def test_identity_registers_and_scratch_registers():
     assert regmap.decode_fields("STATUS", seen["STATUS"])["busy"] == 0
 
 
+def test_updater_registers_read_back_what_was_written():
+    # every readable register of a two-core design, including the updater's, answers its own
+    # word (the read multiplexer is an OR of words gated by the registered address flags)
+    design = SolverDesign(n_max=N_MAX, k_max=K_MAX, lanes=LANES, bus="register",
+                          cores=("cholesky", "updater"))
+    written = {"SIZE": 3 | 2 << 16, "LAMBDA": 0x1234, "UPDATER_SIZE": 2 | 1 << 16,
+               "UPDATER_VALUE": -5 & 0xFFFFFFFF, "UPDATER_FORGET": 4000}
+    seen = {}
+
+    async def bench(ctx):
+        for name, word in written.items():
+            await bus_write(ctx, design.bus, regmap.address(name), word)
+        for name in [*written, "UPDATER_COUNT", "UPDATER_CYCLES", "RESULT_COUNT", "MAGIC"]:
+            seen[name] = await bus_read(ctx, design.bus, regmap.address(name))
+        seen["unused"] = await bus_read(ctx, design.bus, 0x3FE)
+
+    simulate(design, bench)
+    for name, word in written.items():
+        assert seen[name] == word, name
+    assert seen["UPDATER_COUNT"] == 0 and seen["UPDATER_CYCLES"] == 0
+    assert seen["RESULT_COUNT"] == 0 and seen["MAGIC"] == regmap.MAGIC
+    assert seen["unused"] == 0
+
+
 def run_register_job(design, op, n, k, lam, rows, *, reset_midway=False):
     """Drive one job over the register bus; return (status fields, results)."""
     out = {}
