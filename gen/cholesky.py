@@ -699,18 +699,21 @@ class CholeskySolver(wiring.Component):
         s_rounded = [Signal(round_even(s3[b], f).shape(), name=f"s_rounded_{b}")
                      for b in range(lanes)]
         s4 = [Signal(signed(w), name=f"s4_{b}") for b in range(lanes)]
-        # the pivot candidate (the lane of the block's column) is picked beside the clip and
-        # registered with s4, so that the rsqrt unit's front end (two compares) starts from a
-        # register and not from a lanes-wide multiplexer
+        # The pivot (the lane of the block's column) gets its own copy of the rounding and the
+        # clip: its lane is picked from s3 before its rounding (stage t4), then it is clipped
+        # beside s4 (stage t4r), so that the rsqrt unit's front end (two compares) starts from
+        # a register, and neither a lanes-wide multiplexer nor a clip sits in front of it.
+        pivot_s3 = Signal.like(s3[0], name="pivot_s3")
+        select(pivot_s3, lane_of(t4["col"]), s3)
+        pivot_rounded = Signal(round_even(pivot_s3, f).shape(), name="pivot_rounded")
         pivot = Signal(signed(w))
-        clipped_values = [clip_width(s_rounded[b], w) for b in range(lanes)]
-        pivot_candidate = Signal(signed(w))
-        select(pivot_candidate, lane_of(t4r["col"]), [value for value, _ in clipped_values])
         with m.If(t4["valid"] & (kind_at(d_t3 + 1)[_KIND_FACTOR])):
             m.d.sync += [s_rounded[b].eq(round_even(s3[b], f)) for b in range(lanes)]
+            m.d.sync += pivot_rounded.eq(round_even(pivot_s3, f))
         with m.If(t4r["valid"] & (kind_at(d_t3 + 2)[_KIND_FACTOR])):
-            m.d.sync += pivot.eq(pivot_candidate)
-            for b, (value, clipped) in enumerate(clipped_values):
+            m.d.sync += pivot.eq(clip_width(pivot_rounded, w)[0])
+            for b in range(lanes):
+                value, clipped = clip_width(s_rounded[b], w)
                 m.d.sync += s4[b].eq(value)
                 with m.If(clipped & t4r["mask"][b]):
                     m.d.comb += saturation_event().eq(1)
