@@ -163,18 +163,20 @@ class CholeskySolver(wiring.Component):
         ``X`` in row-major order (``X[0, 0], X[0, 1], ...``), ``last`` on the final value.
         Nothing is sent when the job fails (not positive definite or bad command).
     busy, done : ``Out(1)``
-        ``busy`` from the accepted command to the end of the job; ``done`` after it until the
-        next command.
+        ``busy`` from the cycle after the command's transfer to the end of the job; ``done``
+        after it until the next command.
     phase : ``Out(3)``
         :class:`tiersolve.gen.cholesky_model.Phase` of the job.
     cycles : ``Out(32)``
-        Cycles since the command was accepted (stops when the job ends).
+        Cycles of the job (stops when it ends): from the cycle after the command's check (the
+        transfer's cycle and the check's are not counted).
     npd, npd_index : ``Out(1)``, ``Out(range(n_max))``
         A pivot was not positive; its column index. The job then ends without output.
     saturated : ``Out(1)``
         Sticky: a value was clipped during the job.
     bad_command : ``Out(1)``
-        ``n`` or ``k`` was 0 or too large; the job ended at once.
+        ``n`` or ``k`` was 0 or too large; the job ended in the check (the cycle after the
+        transfer, with ``busy`` high), and ``cycles`` is 0.
 
     Timing
     ------
@@ -196,7 +198,9 @@ class CholeskySolver(wiring.Component):
     ``k·max(1, ceil((n - 1 - i)/lanes))`` issue cycles, the next row's first step issued no
     earlier than ``10 + log2(lanes) + P_d + P_s`` cycles after this row's first right-hand
     side ended, and one cycle more of drain after the last row. Output: 2 cycles per element.
-    The command is accepted in the cycle after the previous job ends.
+    The command is accepted in the cycle after the previous job ends; its fields and range
+    check are registered as it is taken and acted on in the next cycle (``CHECK``), one cycle
+    before the job's first counted cycle.
     """
 
     def __init__(self, n_max: int, k_max: int, fmt, lanes: int = 1, *, guard_bits: int = 4,
@@ -920,7 +924,9 @@ class CholeskySolver(wiring.Component):
 
         # -- control ----------------------------------------------------------------------
         busy = Signal()
-        m.d.comb += [self.busy.eq(busy), self.o.payload.last.eq(0)]
+        checking = Signal()      # in CHECK: busy to the outside, not yet counting cycles
+        command_bad = Signal()   # the command taken last cycle has n or k out of range
+        m.d.comb += [self.busy.eq(busy | checking), self.o.payload.last.eq(0)]
         with m.If(busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         # The drains (GRAM_DRAIN, FACTOR_DRAIN, BACK_DRAIN) last a fixed number of cycles,
@@ -1000,22 +1006,32 @@ class CholeskySolver(wiring.Component):
                                              total_less_2lanes, n_less_2lanes, first_head,
                                              first_short),
                                             saturated)
-                    m.d.sync += [in_head.eq(0), split.eq(0)]
+                    m.d.sync += [in_head.eq(0), split.eq(0), checking.eq(1)]
                     cmd = self.command.payload
-                    cmd_total = cmd.n + cmd.k
-                    bad = (cmd.n == 0) | (cmd.n > n_max) | (cmd.k == 0) | (cmd.k > k_max)
-                    with m.If(bad):
-                        m.d.sync += [self.bad_command.eq(1), self.done.eq(1)]
-                    with m.Elif(cmd.mode == MODE_DIRECT):
-                        m.d.sync += [busy.eq(1), in_row.eq(0), in_col.eq(0),
-                                     in_col_last.eq(cmd_total == 1),
-                                     direct_input.eq(1), in_lower.eq(1)]
-                        m.next = "DIRECT_IN"
-                    with m.Else():
-                        m.d.sync += [busy.eq(1), kind.eq(1 << _KIND_CLEAR), col.eq(0),
-                                     col_is_last.eq(cmd.n == 1),
-                                     block_row.eq(0), gram_final.eq(cmd_total <= lanes)]
-                        m.next = "GRAM_PASS"
+                    m.d.sync += command_bad.eq((cmd.n == 0) | (cmd.n > n_max) | (cmd.k == 0)
+                                               | (cmd.k > k_max))
+                    m.next = "CHECK"
+
+            # The command's fields and its check (one bit) were registered as it was taken;
+            # this cycle acts on them, so that neither the range compares nor the decision's
+            # fan-out share a cycle with the command port. busy is high here (checking), but
+            # the job's cycles count from the next cycle on, as before.
+            with m.State("CHECK"):
+                m.d.comb += self.phase.eq(Phase.INPUT)
+                m.d.sync += checking.eq(0)
+                with m.If(command_bad):
+                    m.d.sync += [self.bad_command.eq(1), self.done.eq(1)]
+                    m.next = "IDLE"
+                with m.Elif(mode == MODE_DIRECT):
+                    m.d.sync += [busy.eq(1), in_row.eq(0), in_col.eq(0),
+                                 in_col_last.eq(last_row == 0),
+                                 direct_input.eq(1), in_lower.eq(1)]
+                    m.next = "DIRECT_IN"
+                with m.Else():
+                    m.d.sync += [busy.eq(1), kind.eq(1 << _KIND_CLEAR), col.eq(0),
+                                 col_is_last.eq(last_col == 0),
+                                 block_row.eq(0), gram_final.eq(first_short)]
+                    m.next = "GRAM_PASS"
 
             with m.State("DIRECT_IN"):
                 m.d.comb += [self.i.ready.eq(1), self.phase.eq(Phase.INPUT)]
