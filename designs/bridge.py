@@ -446,50 +446,55 @@ class FrameBridge(wiring.Component):
         # far from its users; the register holds the word while the buffer is not accessed
         build_data = Signal(32)
         m.d.sync += build_data.eq(request_words.read_data)
-        feed_finish = Signal()
-        building = Signal()
+        # The last code byte is written, and the reply's sending starts, in the cycle after the
+        # builder's last state (finish_pending, a register), so that no state decode reaches
+        # the buffer's address: the writer acts on registers only (feed_valid and code_full are
+        # low outside the builder's states, which are left only with both low).
+        finish_pending = Signal()
+        m.d.sync += finish_pending.eq(0)
         writer_ready = ~code_full
         feed_free = ~feed_valid | writer_ready  # the builder may load a byte this cycle
         reply_crc = Signal(16)
-        with m.If(building):
-            with m.If(~writer_ready):  # a block of 254 bytes is full: write its code byte
+        with m.If(~writer_ready):  # a block of 254 bytes is full: write its code byte
+            m.d.comb += [
+                reply_bytes.write_enable.eq(1),
+                reply_bytes.addr.eq(code_position),
+                reply_bytes.write_data.eq(0xFF),
+            ]
+            m.d.sync += [
+                code_position.eq(write_position),
+                write_position.eq(write_position + 1),
+                code.eq(1), code_full.eq(0),
+            ]
+        with m.Elif(feed_valid):
+            m.d.sync += [feed_valid.eq(0), reply_crc.eq(crc16_next(reply_crc, feed_byte))]
+            with m.If(feed_zero):
                 m.d.comb += [
                     reply_bytes.write_enable.eq(1),
                     reply_bytes.addr.eq(code_position),
-                    reply_bytes.write_data.eq(0xFF),
+                    reply_bytes.write_data.eq(code),
                 ]
                 m.d.sync += [
                     code_position.eq(write_position),
                     write_position.eq(write_position + 1),
                     code.eq(1), code_full.eq(0),
                 ]
-            with m.Elif(feed_valid):
-                m.d.sync += [feed_valid.eq(0), reply_crc.eq(crc16_next(reply_crc, feed_byte))]
-                with m.If(feed_zero):
-                    m.d.comb += [
-                        reply_bytes.write_enable.eq(1),
-                        reply_bytes.addr.eq(code_position),
-                        reply_bytes.write_data.eq(code),
-                    ]
-                    m.d.sync += [
-                        code_position.eq(write_position),
-                        write_position.eq(write_position + 1),
-                        code.eq(1), code_full.eq(0),
-                    ]
-                with m.Else():
-                    m.d.comb += [
-                        reply_bytes.write_enable.eq(1),
-                        reply_bytes.addr.eq(write_position),
-                        reply_bytes.write_data.eq(feed_byte),
-                    ]
-                    m.d.sync += [write_position.eq(write_position + 1), code.eq(code + 1),
-                                 code_full.eq(code == 0xFE)]
-            with m.Elif(feed_finish):
+            with m.Else():
                 m.d.comb += [
                     reply_bytes.write_enable.eq(1),
-                    reply_bytes.addr.eq(code_position),
-                    reply_bytes.write_data.eq(code),
+                    reply_bytes.addr.eq(write_position),
+                    reply_bytes.write_data.eq(feed_byte),
                 ]
+                m.d.sync += [write_position.eq(write_position + 1), code.eq(code + 1),
+                             code_full.eq(code == 0xFE)]
+        with m.Elif(finish_pending):
+            m.d.comb += [
+                reply_bytes.write_enable.eq(1),
+                reply_bytes.addr.eq(code_position),
+                reply_bytes.write_data.eq(code),
+                send_start.eq(1),  # the sender reads the buffer from the next cycle on
+                start_length.eq(write_position),
+            ]
 
         # --- Controller --------------------------------------------------------------------
         status = Signal(8)
@@ -622,7 +627,6 @@ class FrameBridge(wiring.Component):
                     count_wait()
 
             with m.State("BUILD_HEADER"):
-                m.d.comb += building.eq(1)
                 header = Cat(seq, status, command, done)
                 m.d.sync += last_word.eq(done - 1)
                 with m.If(feed_free):
@@ -637,18 +641,15 @@ class FrameBridge(wiring.Component):
 
             with m.State("BUILD_FETCH"):
                 m.d.comb += [
-                    building.eq(1),
                     request_words.addr.eq(build_word),
                     request_words.read_enable.eq(1),
                 ]
                 m.next = "BUILD_LATCH"
 
             with m.State("BUILD_LATCH"):  # the word reaches build_data
-                m.d.comb += building.eq(1)
                 m.next = "BUILD_DATA"
 
             with m.State("BUILD_DATA"):
-                m.d.comb += building.eq(1)
                 with m.If(feed_free):
                     m.d.sync += feed(build_data.word_select(build_index[:2], 8))
                     m.d.sync += build_index.eq(build_index + 1)
@@ -660,7 +661,6 @@ class FrameBridge(wiring.Component):
                             m.next = "BUILD_FETCH"
 
             with m.State("BUILD_CRC"):
-                m.d.comb += building.eq(1)
                 crc_saved = Signal(8)  # low CRC byte, kept while the high byte changes reply_crc
                 # The CRC is final once the writer has taken the last data byte.
                 with m.If((build_index == 0) & ~feed_valid):
@@ -670,11 +670,7 @@ class FrameBridge(wiring.Component):
                 with m.Elif((build_index == 1) & feed_free):
                     m.d.sync += [*feed(crc_saved), build_index.eq(2)]
                 with m.Elif((build_index == 2) & ~feed_valid & writer_ready):
-                    m.d.comb += [
-                        feed_finish.eq(1),
-                        send_start.eq(1),
-                        start_length.eq(write_position),
-                    ]
+                    m.d.sync += finish_pending.eq(1)  # the last code byte, then the send
                     with m.If(status == Status.OK):
                         m.d.comb += self.executed.eq(1)
                     with m.Else():
