@@ -21,7 +21,7 @@ from .cholesky_model import (
     read_stage,
     wide_bits,
 )
-from .hwfixed import clip_width, delay_line, pipelined_product, round_even
+from .hwfixed import clip_width, delay_line, one_hot_state, pipelined_product, round_even
 from .hwmem import chunked_memory
 
 __all__ = ["CholeskySolver", "MODE_DIRECT", "MODE_GRAM"]
@@ -995,7 +995,7 @@ class CholeskySolver(wiring.Component):
             m.d.sync += x_wait.eq(x_wait - 1)
         m.d.sync += x_ready.eq(Mux(x_wait_load, delays["back"] == 1, x_wait <= 1))
 
-        with m.FSM(name="control"):
+        with m.FSM(name="control") as control:
             with m.State("IDLE"):  # also "done": accepts the next command
                 m.d.comb += [self.command.ready.eq(1),
                              self.phase.eq(Mux(self.done, Phase.DONE, Phase.IDLE))]
@@ -1222,6 +1222,7 @@ class CholeskySolver(wiring.Component):
                         with m.Else():
                             m.d.sync += out_rhs.eq(out_rhs + 1)
                         m.next = "OUT_READ"
+        one_hot_state(control)  # (its binary state decode was a worst path)
         return m
 
     def _start(self, cmd, n, k, total, lam, mode, derived, saturated):

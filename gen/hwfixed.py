@@ -27,7 +27,8 @@ from amaranth.hdl import (
 from .fixed import MULTIPLIER_WIDTH, FixedFormat, _check_rounding
 
 __all__ = ["RegisteredProduct", "clip_flagged", "clip_width", "delay_line",
-           "pipelined_product", "registered_product", "round_even", "round_shift", "saturate",
+           "one_hot_state", "pipelined_product", "registered_product", "round_even",
+           "round_shift", "saturate",
            "split_operand"]
 
 
@@ -250,3 +251,16 @@ def delay_line(m, value, cycles: int, name: str) -> Value:
         m.d.sync += delayed.eq(value)
         value = delayed
     return value
+
+
+def one_hot_state(fsm) -> None:
+    """Ask Yosys to encode ``fsm`` (the object of ``with m.FSM() as fsm:``) one-hot.
+
+    Amaranth numbers the states in binary, and Yosys keeps that (its heuristics decline a state
+    register with an initial value), so every state test and the next-state logic decode
+    several bits: in the Cholesky core that decode, spread over the state registers' enables,
+    was the worst path of several builds. With the ``fsm_encoding`` attribute Yosys re-encodes
+    the register one flip-flop per state. Simulation and the generated Verilog are unchanged
+    (the attribute only reaches Yosys's ``fsm`` pass).
+    """
+    fsm.state.attrs["fsm_encoding"] = "one-hot"

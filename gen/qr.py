@@ -902,7 +902,7 @@ class IncrementalUpdater(wiring.Component):
                 bad.eq(~command_ok),
                 refused.eq(Mux(op == Op.DOWNDATE, 0, refused)),
             ]
-        with m.FSM(name="sequencer"):
+        with m.FSM(name="sequencer") as sequencer:
             with m.State("IDLE"):
                 # command.ready is ~busy: high exactly in this state
                 with m.If(self.command.valid):
@@ -1209,6 +1209,7 @@ class IncrementalUpdater(wiring.Component):
             with m.State("FINISH"):
                 m.d.sync += self.busy.eq(0)
                 m.next = "IDLE"
+        hwfixed.one_hot_state(sequencer)  # (its next-state decode was a worst path)
         return m
 
 
