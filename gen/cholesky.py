@@ -92,8 +92,8 @@ class CholeskySolver(wiring.Component):
       ``i - 1`` follows row ``i`` without a drain; only its first step, which reads
       ``X[i, 0]``, waits until that value is written.
 
-    Pipelining (out of context on ECP5-85F speed 6: 118.8 MHz for ``n_max=16, k_max=4,
-    lanes=4`` and 104.1 MHz for ``64, 10, 4``, from ``tiersolve bench cholesky --synth
+    Pipelining (out of context on ECP5-85F speed 6: 129.2 MHz for ``n_max=16, k_max=4,
+    lanes=4`` and 106.6 MHz for ``64, 10, 4``, from ``tiersolve bench cholesky --synth
     --synth-config 16,4,4 64,10,4``; placement moves these by several per cent; wide cores
     are slower: a 64-lane core fills 82 % of the LUTs): every memory read address (beside
     each block RAM chunk of a matrix bank), memory output, multiplier operand and product is
