@@ -410,6 +410,11 @@ class CholeskySolver(wiring.Component):
         in_col_restart = [in_col.eq(0), in_col_last.eq(last_row == 0)]
         back_row_first = Signal()
         x_ready = Signal()
+        # and in BACK "rhs == k - 1" and "col == 0" (the row's last right-hand side, the last
+        # row), kept beside rhs and col: their compares fed the state's exit and the enables
+        # of the output address registers (the worst path of the demo's device)
+        rhs_is_last = Signal()
+        col_is_first = Signal()
         settling = Signal()
         a_col = Signal(range(n_max + 1))         # column port A reads at this step
         partner_steps = Signal(range(n_max + 1))  # split: steps of the partner lanes
@@ -1161,8 +1166,9 @@ class CholeskySolver(wiring.Component):
                 with m.If(drain_done):
                     m.d.sync += [kind.eq(1 << _KIND_BACK), col.eq(n - 1), block_row.eq(n),
                                  back_final.eq(1),  # n >= n - lanes
-                                 rhs.eq(0), step.eq(0), x_wait.eq(0), x_ready.eq(1),
-                                 back_row_first.eq(1)]
+                                 rhs.eq(0), rhs_is_last.eq(last_rhs == 0),
+                                 col_is_first.eq(n == 1), step.eq(0), x_wait.eq(0),
+                                 x_ready.eq(1), back_row_first.eq(1)]
                     m.next = "BACK"
 
             with m.State("BACK"):
@@ -1179,16 +1185,19 @@ class CholeskySolver(wiring.Component):
                                      back_final.eq(block_row >= n_less_2lanes)]
                     with m.Else():
                         m.d.sync += [block_row.eq(col + 1), step.eq(0), rhs.eq(rhs + 1),
+                                     rhs_is_last.eq(rhs + 1 == last_rhs),
                                      back_final.eq(col + 1 >= n_less_lanes)]
                         with m.If(rhs == 0):  # X[i, 0] is readable delays["back"] later
                             m.d.comb += x_wait_load.eq(1)
-                        with m.If(rhs == last_rhs):
-                            with m.If(col == 0):
+                        with m.If(rhs_is_last):
+                            with m.If(col_is_first):
                                 m.d.sync += [out_read_row.eq(0), out_read_rhs.eq(0),
                                              *start_drain("back_drain")]
                                 m.next = "BACK_DRAIN"
                             with m.Else():
-                                m.d.sync += [col.eq(col - 1), block_row.eq(col), rhs.eq(0),
+                                m.d.sync += [col.eq(col - 1), col_is_first.eq(col == 1),
+                                             block_row.eq(col), rhs.eq(0),
+                                             rhs_is_last.eq(last_rhs == 0),
                                              back_row_first.eq(1),
                                              back_final.eq(col >= n_less_lanes)]
 

@@ -78,11 +78,13 @@ No wide state decode sits on a long path (the sequencer has about 40 binary-code
 
 None of this adds a cycle: the cycle counts below, and :mod:`tiersolve.gen.qr_model`'s, are
 unchanged. Out of context on ECP5-85F speed 6 (``n_max`` 16, ``k_max`` 2, Q6.12, 4 units,
-nextpnr seed 1; ``bench-results/h4/synth_updater.py``): multiplier rotations 109.0 MHz (worst
-path: the sequencer's next state, 9.2 ns, 7 LUTs, of which 7.2 ns routing), CORDIC rotations
-101.3 MHz (worst path: a coefficient copy through a DSP to its partial-product register, 4.5
-ns of it routing). Placement moves these by about ±5 %; the near-critical paths left are
-register -> DSP (3.9 ns, no internal registers used) -> register with long routes.
+nextpnr seed 1; ``bench-results/h4/synth_updater.py``): multiplier rotations 120.4 MHz with the
+sequencer encoded one-hot (:func:`~tiersolve.gen.hwfixed.one_hot_state`; worst path the back
+substitution's variable shift, 8.3 ns; 109.0 MHz before, the binary sequencer's next state
+being its worst path), CORDIC rotations 101.3 MHz (an older design; worst path: a coefficient
+copy through a DSP to its partial-product register, 4.5 ns of it routing). Placement moves
+these by about ±5 %; the near-critical paths left are register -> DSP (3.9 ns, no internal
+registers used) -> register with long routes.
 
 Command port
 ------------
