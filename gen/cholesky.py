@@ -97,18 +97,18 @@ class CholeskySolver(wiring.Component):
     --synth-config 16,4,4 64,10,4``; placement moves these by several per cent; wide cores
     are slower: a 64-lane core fills 82 % of the LUTs): every memory read address (beside
     each block RAM chunk of a matrix bank), memory output, multiplier operand and product is
-    registered; a matrix
-    bank deeper than one block RAM is built in block-RAM-sized chunks, each read into a
-    register before the chunk is selected (:func:`~tiersolve.gen.hwmem.chunked_memory`; on
-    ECP5 that register is the block RAM's own output register, for the banks, ``X``, the Gram
-    row and the column buffers alike); from 8 lanes the read words pass one more register
-    before the bank multiplexers (:func:`~tiersolve.gen.cholesky_model.read_stage`) and the
-    fetched words and the pivot-row broadcast one more before they fan out to the lanes
+    registered; a matrix bank deeper than one block RAM is built in block-RAM-sized chunks,
+    each read into a register before the chunk is selected
+    (:func:`~tiersolve.gen.hwmem.chunked_memory`; on ECP5 that register is the block RAM's own
+    output register, for the banks, ``X``, the Gram row and the column buffers alike); from 8
+    lanes the read words pass one more register before the bank multiplexers
+    (:func:`~tiersolve.gen.cholesky_model.read_stage`) and the fetched words and the pivot-row
+    broadcast one more before they fan out to the lanes
     (:func:`~tiersolve.gen.cholesky_model.broadcast_stage`); the issued block's lane masks are
-    decoded a stage after the issue; a product whose
-    operands are wider than one 18x18 hardware multiplier is cut into partial products that
-    each fit one (``MULTIPLIER_WIDTH``), every partial product is registered and they are
-    summed pairwise one registered level per cycle
+    decoded a stage after the issue; a product whose operands are wider than one 18x18
+    hardware multiplier is cut into partial products that each fit one
+    (``MULTIPLIER_WIDTH``), every partial product is registered and they are summed pairwise
+    one registered level per cycle
     (:func:`~tiersolve.gen.cholesky_model.product_latency`: 3 cycles for 24 × 24, so Q8.16
     cores pay a few cycles of latency, see Timing); the write ports' source is selected by
     registers (the direct-input state, the pipeline kind), never by a comparator; every
@@ -473,14 +473,17 @@ class CholeskySolver(wiring.Component):
                 "partner": Signal(name=f"{name}_partner"),
             }
 
-        def follow(dst, src, *, hold=False):
-            m.d.sync += dst["valid"].eq(src["valid"])
-            fields = [dst[key].eq(src[key]) for key in dst if key != "valid"]
+        def load_stage(src, fields, hold):
+            """Load ``fields`` every cycle, or (``hold``) only while ``src`` is valid."""
             if hold:
                 with m.If(src["valid"]):
                     m.d.sync += fields
             else:
                 m.d.sync += fields
+
+        def follow(dst, src, *, hold=False):
+            m.d.sync += dst["valid"].eq(src["valid"])
+            load_stage(src, [dst[key].eq(src[key]) for key in dst if key != "valid"], hold)
 
         def bank_slots_beside(src, name, *, hold=False):
             """Every bank's slot of ``src``'s block (:func:`bank_slot`), registered as ``src``'s
@@ -488,13 +491,8 @@ class CholeskySolver(wiring.Component):
             address of that stage comes from registers and not through the slot adders."""
             slots_b = [Signal(range(slots + 1), name=f"{name}_bank_slot_{b}")
                        for b in range(lanes)]
-            fields = [slots_b[b].eq(bank_slot(b, src["slot"], src["start"]))
-                      for b in range(lanes)]
-            if hold:
-                with m.If(src["valid"]):
-                    m.d.sync += fields
-            else:
-                m.d.sync += fields
+            load_stage(src, [slots_b[b].eq(bank_slot(b, src["slot"], src["start"]))
+                             for b in range(lanes)], hold)
             return slots_b
 
         def tag_chain(src, stages, name):
@@ -897,23 +895,20 @@ class CholeskySolver(wiring.Component):
                 ]
             with m.Elif((kind_at(d_write)[_KIND_GRAM]) | (kind_at(d_write)[_KIND_CLEAR])):
                 m.d.comb += [
-                    mat_w[b].addr.eq(matrix_address(t4_slots[b],
-                                                    t4["col"])),
+                    mat_w[b].addr.eq(matrix_address(t4_slots[b], t4["col"])),
                     mat_w[b].data.eq(g4[b]),
                     mat_w[b].en.eq(t4["valid"] & t4["mask"][b]),
                 ]
             with m.Elif((kind_at(d_write)[_KIND_FACTOR]) & t7["valid"]):  # L (scaling pass)
                 is_pivot = t7["diag"] & (lane_of(t7["col"]) == b)
                 m.d.comb += [
-                    mat_w[b].addr.eq(matrix_address(t7_slots[b],
-                                                    t7["col"])),
+                    mat_w[b].addr.eq(matrix_address(t7_slots[b], t7["col"])),
                     mat_w[b].data.eq(out6[b]),
                     mat_w[b].en.eq(t7["mask"][b] & ~is_pivot),
                 ]
             with m.Elif(kind_at(d_write)[_KIND_FACTOR]):  # s (dot-product pass)
                 m.d.comb += [
-                    mat_w[b].addr.eq(matrix_address(t5_slots[b],
-                                                    t5["col"])),
+                    mat_w[b].addr.eq(matrix_address(t5_slots[b], t5["col"])),
                     mat_w[b].data.eq(s4[b]),
                     mat_w[b].en.eq(t5["valid"] & t5["mask"][b]),
                 ]
