@@ -28,8 +28,7 @@ from .fixed import MULTIPLIER_WIDTH, FixedFormat, _check_rounding
 
 __all__ = ["RegisteredProduct", "clip_flagged", "clip_width", "delay_line",
            "one_hot_state", "pipelined_product", "registered_product", "round_even",
-           "round_shift", "saturate",
-           "split_operand"]
+           "round_shift", "saturate", "split_operand"]
 
 
 def round_shift(value: Value, shift: int, rounding: str = "nearest-even") -> Value:
@@ -260,7 +259,7 @@ def one_hot_state(fsm) -> None:
     register with an initial value), so every state test and the next-state logic decode
     several bits: in the Cholesky core that decode, spread over the state registers' enables,
     was the worst path of several builds. With the ``fsm_encoding`` attribute Yosys re-encodes
-    the register one flip-flop per state. Simulation and the generated Verilog are unchanged
-    (the attribute only reaches Yosys's ``fsm`` pass).
+    the register one flip-flop per state. Simulation is unchanged; the generated Verilog and
+    RTLIL carry the attribute on the state register, and only Yosys's ``fsm`` pass acts on it.
     """
     fsm.state.attrs["fsm_encoding"] = "one-hot"

@@ -57,7 +57,8 @@ A command's fields, and its checks as one bit, are registered as it is taken; th
 (``CHECK``, one cycle per command) acts on them, so neither a range comparison nor the
 decision's fan-out sits between the command port and the sequencer.
 
-No wide state decode sits on a long path (the sequencer has about 40 binary-coded states):
+No wide state decode sits on a long path (the sequencer has about 40 states, which Yosys
+encodes one-hot: :func:`~tiersolve.gen.hwfixed.one_hot_state`):
 
 * the two state machines hand over through flip-flops only (the generator's start is a pulse
   the sequencer registers a cycle early; its "done" is the OR of a "last cycle next" flag the
