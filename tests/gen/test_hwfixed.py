@@ -219,3 +219,20 @@ def test_round_clip_equals_model_primitives(width, shift, out_width):
     sim.run()
     assert [g for g, _ in got] == want.tolist()
     assert [bool(c) for _, c in got] == want_clipped.tolist()
+
+
+@pytest.mark.parametrize("core, state", [("cholesky", "control_state"),
+                                         ("updater", "sequencer_state")])
+def test_control_state_machines_ask_yosys_for_one_hot(core, state):
+    # the attribute is all one_hot_state does: it must reach the state register in the RTLIL
+    # that Yosys reads (without it Yosys keeps Amaranth's binary encoding)
+    from amaranth.back import rtlil
+    from tiersolve.gen.cholesky import CholeskySolver
+    from tiersolve.gen.qr import IncrementalUpdater
+
+    design = (CholeskySolver(8, 2, "Q6.12", 2) if core == "cholesky"
+              else IncrementalUpdater(4, 1, "Q6.12", units=2, rotation="multiplier"))
+    text = rtlil.convert(design)
+    wire = text.index(f"\\{state}\n")
+    attributes = text[text.rfind("\n\n", 0, wire):wire]
+    assert 'attribute \\fsm_encoding "one-hot"' in attributes
