@@ -726,15 +726,18 @@ class CholeskySolver(wiring.Component):
                     m.d.comb += saturation_event().eq(1)
 
         # pivot -> rsqrt unit (factor, diagonal block); the result is kept until the column's
-        # scaling pass (the other blocks are issued meanwhile)
-        pending = Signal()
+        # scaling pass (the other blocks are issued meanwhile). `send` is a register: it is
+        # set as the diagonal block's tags move from t4r into t5 (that is, it equals "t5 holds
+        # the diagonal block of a factor step") and held until the unit takes the pivot, so
+        # the unit's input valid is one flip-flop and no gate sits in front of its fan-out.
+        send = Signal()
         pivot_col = Signal(range(n_max))
-        send = (t5["valid"] & t5["diag"] & (kind_at(d_t3 + 3)[_KIND_FACTOR])) | pending
+        m.d.sync += send.eq((t4r["valid"] & t4r["diag"] & (kind_at(d_t3 + 2)[_KIND_FACTOR]))
+                            | (send & ~rsqrt.i.ready))
         with m.If(send):
             m.d.sync += pivot_col.eq(t5["col"])
         m.d.comb += [rsqrt.i.valid.eq(send), rsqrt.i.payload.eq(pivot)]
-        m.d.sync += pending.eq(send & ~rsqrt.i.ready)
-        in_flight.append(pending)
+        in_flight.append(send)
         pivot_ready = Signal()
         pivot_invalid = Signal()
         m.d.comb += [rsqrt.o.ready.eq(1), inv_wr.addr.eq(pivot_col),

@@ -527,12 +527,14 @@ class ReciprocalUnit(wiring.Component):
         with m.If(self.i.valid & self.i.ready):
             in_magnitude, in_invalid, in_big, in_saturated, in_negative = \
                 self._classify(self.i.payload)
-            initial = self._initial_state()
+            # The result register is not cleared: it shifts in one decided bit a step and is
+            # exactly `steps` bits wide, so the last step has replaced every bit of the
+            # previous result (no reset fans out from the accept into its flip-flops).
+            initial = {"remainder": self._initial_state()["remainder"]}
             if self._is_rsqrt:
-                initial = {"remainder": initial["remainder"], "result": initial["result"],
-                           "trial": in_magnitude}  # 4*0 + x
+                initial["trial"] = in_magnitude  # 4*0 + x
                 m.d.sync += three_magnitude.eq((in_magnitude << 1) + in_magnitude)
-            m.d.sync += [state[key].eq(initial[key]) for key in state]
+            m.d.sync += [state[key].eq(initial[key]) for key in initial]
             m.d.sync += [
                 magnitude.eq(in_magnitude),
                 invalid.eq(in_invalid),
