@@ -284,6 +284,21 @@ class IncrementalUpdater(wiring.Component):
         self.square_latency = product_latency(w, w)
         self.coefficient_product_latency = max(product_latency(w, g_width),
                                                product_latency(2 * w + 2, g_width))
+        # FOLD (rows in flight together) needs a pipelined generator: CORDIC vectoring
+        self.folds = rotation == "cordic"
+        if self.folds:
+            operand_delay = 3 + self.scale_latency
+            generate, drain = self.generator_cycles(), self.array_cycles()
+            #: cycles from a task's generator start to its first group's issue
+            self.fold_lead = 2 + generate - operand_delay
+            #: shortest period: A's row read again after its write-back, r fed back
+            self.fold_min_period = max(drain, generate + 2)
+            #: skew: s·P must cover a task's lead, its array latency and the capture
+            self.fold_skew_cycles = self.fold_lead + drain - 1
+            #: rows that can be in flight at once (x memory row slots)
+            self.fold_row_slots = max(
+                self.fold_plan(n, k)["skew"] * (n - 1) + 1
+                for n in range(1, n_max + 1) for k in range(1, k_max + 1))
         super().__init__({
             "command": In(stream.Signature(command_layout(n_max, k_max, self.fmt))),
             "i": In(stream.Signature(signed(w))),
@@ -336,6 +351,59 @@ class IncrementalUpdater(wiring.Component):
             cycles += 6 + self.scale_latency + generate + groups + drain
         return cycles
 
+    def fold_plan(self, n: int, k: int) -> dict:
+        """The FOLD schedule for runtime sizes ``n``, ``k``: ``work`` cycles of array work per
+        row (``W = sum_i groups_i``), the ``period`` ``P = max(W, P_min)`` with ``P_min`` =
+        :attr:`fold_min_period`, and the ``skew`` ``s = ceil(X / P)`` with ``X`` =
+        :attr:`fold_skew_cycles`: in period ``p`` the array runs pivot ``i`` of row
+        ``p - s·i`` for ``i = 0 .. n-1`` in turn (``groups_i`` cycles each), so pivot ``i``
+        of a row comes ``s`` periods after its pivot ``i - 1`` (its ``x[i]`` is written back
+        by then) and one period after the previous row's pivot ``i`` (``A[i, :]`` and ``r_i``
+        are written back by then)."""
+        if not self.folds:
+            raise ValueError("FOLD needs CORDIC rotations")
+        last_slot = (n + k - 1) // self.units
+        work = sum(last_slot - i // self.units + 1 for i in range(n))
+        period = max(work, self.fold_min_period)
+        skew = -(-self.fold_skew_cycles // period)
+        return {"work": work, "period": period, "skew": skew}
+
+    def fold_cycles(self, n: int, k: int, rows: int) -> int:
+        """Cycles of one FOLD of ``rows`` rows, as :attr:`cycles` counts them, when the rows
+        arrive at one value per cycle whenever the core takes them.
+
+        The transfer and the check (2), ``n`` cycles that read the pivots ``A[i, i]``, three
+        cycles for the period and skew, then ``rows + s·(n - 1)`` periods of ``P`` cycles
+        (:meth:`fold_plan`), a period starting late if its row has not fully arrived (the
+        rows go through a two-row input buffer: a row is written while the array reads the
+        previous one), then the drain (the lead :attr:`fold_lead`, the array latency
+        :meth:`array_cycles`, one) and the return to idle. Checked exactly against
+        simulation in ``tests/gen/test_qr.py``.
+        """
+        plan = self.fold_plan(n, k)
+        period, skew = plan["period"], plan["skew"]
+        columns = n + k
+        first_groups = (columns - 1) // self.units + 1
+        run_start = n + 5                      # first cycle of the schedule
+        free = [2, 2]                          # first cycle each input half may be written
+        written = 2                            # first cycle the next value may be taken
+        full_from = []                         # cycle each row is readable from
+        starts = []
+        for row in range(rows + skew * (n - 1)):
+            if row < rows:
+                begin = max(written, free[row & 1])
+                end = begin + columns - 1      # its last value is taken here
+                written = end + 1
+                full_from.append(end + 1)
+                start = max(starts[-1] + period if starts else run_start, full_from[row])
+                # the half is free again once the array has issued the row's pivot-0 groups
+                free[row & 1] = start + self.fold_lead + first_groups
+            else:
+                start = starts[-1] + period
+            starts.append(start)
+        schedule_end = starts[-1] + period      # first cycle after the last period
+        return schedule_end + self.fold_lead + self.array_cycles() + 1 + 1
+
     @staticmethod
     def rotations_per_row(n: int, k: int) -> int:
         """Rotations one row fold does: ``n(n+1)/2 + nk`` (pivot pairs included)."""
@@ -381,9 +449,26 @@ class IncrementalUpdater(wiring.Component):
         for u in range(units):
             m.d.sync += [a_wr[u].addr.eq(a_write_addr[u]), a_wr[u].data.eq(a_write_data[u]),
                          a_wr[u].en.eq(a_write_en[u])]
-        x_mem = [make(f"row{u}", slots) for u in range(units)]
+        # the work rows: one row slot for the one-row ops, fold_row_slots for FOLD (a row's
+        # slot is its index modulo the slot count; the address is (row slot, group))
+        folds = self.folds
+        row_slots = self.fold_row_slots if folds else 1
+        row_slot_bits = (row_slots - 1).bit_length()
+        x_mem = [make(f"row{u}", slots if not folds else 1 << (slot_bits + row_slot_bits))
+                 for u in range(units)]
         x_rd = [mem.read_port() for mem in x_mem]
         x_wr = [mem.write_port() for mem in x_mem]
+        if folds:
+            # FOLD's input rows: two halves (a row is written while the array reads the other)
+            in_mem = [make(f"input{u}", 2 << slot_bits) for u in range(units)]
+            in_rd = [mem.read_port() for mem in in_mem]
+            in_wr = [mem.write_port() for mem in in_mem]
+            # the generator's operands: r_i (the pivot A[i, i] as the last task left it) and
+            # each row's next x[i] (captured from the write-back of its previous pivot)
+            fold_r = make("fold_pivots", n_max)
+            fold_r_rd, fold_r_wr = fold_r.read_port(domain="comb"), fold_r.write_port()
+            fold_x = make("fold_next", row_slots)
+            fold_x_rd, fold_x_wr = fold_x.read_port(domain="comb"), fold_x.write_port()
         w_mem = make("solution", 1 << (row_bits + rhs_bits))
         w_rd, w_wr = w_mem.read_port(), w_mem.write_port()
 
@@ -413,6 +498,7 @@ class IncrementalUpdater(wiring.Component):
         forgetting = Signal(unsigned(w + 1))
         hyperbolic = Signal()
         half = Signal()        # current half of A
+        folding = Signal()     # a FOLD runs (its write-back addressing, directions, capture)
         saturated = Signal()
         refused = Signal()
         bad = Signal()
@@ -634,6 +720,16 @@ class IncrementalUpdater(wiring.Component):
         issue_group = Signal(range(slots + 1))
         issue_row = Signal(range(n_max + 1))
         issue_mask = Signal(units)      # columns of the group inside pivot < j < n + k (cycle 1)
+        # FOLD's issues (defaults: the one-row ops'): the half of A to read (the other is
+        # written), the work row's slot, whether x comes from the input buffer (pivot 0) and
+        # which half of it, and "this is a FOLD group" (the pivot column is rotated too: the
+        # rotation unit replays the vectoring, so A[i, i] becomes r bit for bit)
+        issue_half = Signal()
+        issue_xslot = Signal(max(row_slot_bits, 1))
+        issue_inbuf = Signal()
+        issue_parity = Signal()
+        issue_fold = Signal()
+        m.d.comb += issue_half.eq(half)
 
         def delay(signal, cycles_, name):
             return hwfixed.delay_line(m, signal, cycles_, name)
@@ -644,8 +740,13 @@ class IncrementalUpdater(wiring.Component):
         scale_latency = self.scale_latency
         a_data = [Signal(signed(w), name=f"a_data_{u}") for u in range(units)]
         x_data = [Signal(signed(w), name=f"x_data_{u}") for u in range(units)]
+        # (FOLD: pivot 0 reads its x from the input buffer; the flag follows the address
+        # register and the memory)
+        from_input = delay(issue_inbuf, 2, "from_input") if self.folds else None
         for u in range(units):
-            m.d.sync += [a_data[u].eq(a_rd[u].data), x_data[u].eq(x_rd[u].data)]
+            m.d.sync += [a_data[u].eq(a_rd[u].data),
+                         x_data[u].eq(Mux(from_input, in_rd[u].data, x_rd[u].data)
+                                      if self.folds else x_rd[u].data)]
         upper_scaled = [Signal(signed(w), name=f"upper_scaled_{u}") for u in range(units)]
         lower_in = [delay(x_data[u], scale_latency, f"lower_in_{u}") for u in range(units)]
         if incremental:
@@ -711,6 +812,12 @@ class IncrementalUpdater(wiring.Component):
 
         if cordic_kind:
             cordic_latency = self.apply_latency
+            # FOLD: each task's directions, from the vectoring unit's output register one
+            # cycle before the task's first group reaches the units (fold_lead is chosen so),
+            # held through the task's groups
+            fold_directions = Signal.like(directions, name="fold_directions")
+            with m.If(folding & vectoring.o.valid):
+                m.d.sync += fold_directions.eq(vectoring.o.payload.directions)
             unit_directions_copies = _spread_copies(m, directions, units, copy_depth,
                                                     "unit_directions")
             for u in range(units):
@@ -720,6 +827,8 @@ class IncrementalUpdater(wiring.Component):
                 # a registered copy of the directions per unit, beside it, so that the
                 # pre-rotation bit does not fan out across the chip into every unit's negation
                 unit_directions = unit_directions_copies[u]
+                if self.folds:
+                    unit_directions = Mux(folding, fold_directions, unit_directions)
                 m.d.comb += [
                     unit.o.ready.eq(1),
                     unit.i.valid.eq(stage2_valid & use_cordic),
@@ -761,10 +870,25 @@ class IncrementalUpdater(wiring.Component):
         m.d.comb += writeback.eq(out_valid)
         issued_group = Signal.like(issue_group)
         issued_row = Signal.like(issue_row)
-        m.d.sync += [issued_group.eq(issue_group), issued_row.eq(issue_row)]
+        issued_fold = Signal()
+        m.d.sync += [issued_group.eq(issue_group), issued_row.eq(issue_row),
+                     issued_fold.eq(issue_fold)]
         for u in range(units):
             column = (issued_group << shift) | u
-            m.d.comb += issue_mask[u].eq((column > issued_row) & (column < total))
+            m.d.comb += issue_mask[u].eq(((column > issued_row)
+                                          | (issued_fold & (column == issued_row)))
+                                         & (column < total))
+        if folds:
+            # FOLD's tags from the issue to the write-back (the array's latency minus one)
+            fold_delay = operand_delay + self.apply_latency
+            capture = Signal(units)     # the lane holding column pivot + 1 (its next x)
+            for u in range(units):
+                m.d.comb += capture[u].eq(((issue_group << shift) | u) == issue_row + 1)
+            out_fold_row = delay(issue_row, fold_delay, "fold_out_row")
+            out_fold_half = delay(~issue_half, fold_delay, "fold_out_half")
+            out_fold_xslot = delay(issue_xslot, fold_delay, "fold_out_xslot")
+            out_fold_capture = delay(capture & Mux(issue_fold, 2**units - 1, 0), fold_delay,
+                                     "fold_out_capture")
 
         # -- main sequencer ------------------------------------------------------------------
         acc_bits = 2 * w + max(n_max, 2).bit_length() + 2
@@ -820,16 +944,31 @@ class IncrementalUpdater(wiring.Component):
         # read addresses: the issue, registered
         for u in range(units):
             m.d.sync += [
-                a_rd[u].addr.eq(a_address(half, issue_row, issue_group)),
-                x_rd[u].addr.eq(issue_group),
+                a_rd[u].addr.eq(a_address(issue_half, issue_row, issue_group)),
+                x_rd[u].addr.eq(Cat(Value.cast(issue_group)[:slot_bits], issue_xslot)
+                                if folds else issue_group),
             ]
+            if folds:
+                m.d.sync += in_rd[u].addr.eq(Cat(Value.cast(issue_group)[:slot_bits],
+                                                 issue_parity))
         # default writes: the array's write-back into the other half and the work row
+        if folds:
+            write_half = Mux(folding, out_fold_half, ~half)
+            write_row = Mux(folding, out_fold_row, row)
+            write_x = Cat(Value.cast(out_group)[:slot_bits], Mux(folding, out_fold_xslot, 0))
+            with m.If(folding & writeback & out_fold_capture.any()):
+                m.d.comb += [fold_x_wr.addr.eq(out_fold_xslot), fold_x_wr.en.eq(1)]
+                for u in range(units):
+                    with m.If(out_fold_capture[u]):
+                        m.d.comb += fold_x_wr.data.eq(out_lower[u])
+        else:
+            write_half, write_row, write_x = ~half, row, out_group
         for u in range(units):
             m.d.comb += [
-                a_write_addr[u].eq(a_address(~half, row, out_group)),
+                a_write_addr[u].eq(a_address(write_half, write_row, out_group)),
                 a_write_data[u].eq(out_upper[u]),
                 a_write_en[u].eq(writeback & out_mask[u]),
-                x_wr[u].addr.eq(out_group),
+                x_wr[u].addr.eq(write_x),
                 x_wr[u].data.eq(out_lower[u]),
                 x_wr[u].en.eq(writeback & out_mask[u]),
             ]
@@ -842,6 +981,8 @@ class IncrementalUpdater(wiring.Component):
         ops_available = {Op.RESET, Op.UPDATE, Op.SOLVE, Op.READ}
         if incremental:
             ops_available |= {Op.DOWNDATE, Op.PREDICT, Op.LOAD}
+        if folds:
+            ops_available.add(Op.FOLD)
 
         command = self.command.payload
         # The command's checks are registered from the port every cycle, into one flip-flop and
@@ -859,6 +1000,10 @@ class IncrementalUpdater(wiring.Component):
             forgetting_ok = (command.forgetting.any()
                              & (~command.forgetting[w] | ~command.forgetting[:w].any()))
             op_ok = op_ok & ((command.op != Op.UPDATE) | forgetting_ok)
+        if folds:
+            # FOLD's row count (value) must be at least 1: sign bit clear, some bit set
+            rows_ok = ~command.value[w - 1] & command.value.any()
+            op_ok = op_ok & ((command.op != Op.FOLD) | rows_ok)
         command_ok = Signal()
         m.d.sync += command_ok.eq(size_ok & op_ok)
         command_forgetting = Signal.like(forgetting)    # the field, taken with the command
@@ -905,6 +1050,46 @@ class IncrementalUpdater(wiring.Component):
                 bad.eq(~command_ok),
                 refused.eq(Mux(op == Op.DOWNDATE, 0, refused)),
             ]
+        if folds:
+            # -- FOLD: registers of the input writer and of the schedule -------------------
+            G = self.generator_cycles()
+            lead, latency = self.fold_lead, self.array_cycles()
+            assert lead + latency + 1 < 2 ** len(drain_count)
+            max_skew = -(-self.fold_skew_cycles // self.fold_min_period)
+            max_work = n_max * slots
+            rows = lam                                  # FOLD's row count (value field)
+            fold_input = Signal()                       # the input writer takes values
+            in_col = Signal(range(columns))
+            in_half = Signal()
+            rows_in = Signal(w)
+            full = Signal(2)                            # an input half holds a whole row
+            first_value = [Signal(signed(w), name=f"fold_first_value_{h}") for h in range(2)]
+            fold_work = Signal(range(max_work + 1))     # W = sum of groups_i
+            period_length = Signal(range(max(max_work, self.fold_min_period) + 1))
+            period_last = Signal.like(period_length)    # P - 1
+            skew = Signal(range(max_skew + 1))
+            period = Signal(w + 8)                      # the schedule's period p
+            period_final = Signal(w + 8)                # m - 1 + s·(n - 1)
+            period_has_row = Signal()                   # p < m
+            period_slot = Signal(range(row_slots))      # p mod row_slots
+            cycle_in_period = Signal.like(period_length)
+            starting = Signal()                         # the period's first cycle is pending
+            tasks_on = Signal()                         # tasks are left in this period
+            task = Signal(range(n_max))                 # pivot i of the current task
+            task_group = Signal(range(slots + 1))
+            task_row = Signal(signed(w + 9))            # its row p - s·i
+            task_slot = Signal(range(row_slots))        # its row slot
+            task_first = task_group == slot_of(task)
+            emit = Signal()                             # the schedule gives a group now
+            task_valid = (task_row >= 0) & (task_row < rows)
+            row_ready = Mux(period[0], full[1], full[0])
+            advance = ~starting | ~period_has_row | row_ready
+            # the generator's operands: r_i, and x[i] of the task's row (pivot 0: the input
+            # buffer's first value of the row)
+            m.d.comb += [fold_r_rd.addr.eq(task), fold_x_rd.addr.eq(task_slot)]
+            fold_b = Mux(task == 0, Mux(task_row[0], first_value[1], first_value[0]),
+                         fold_x_rd.data)
+            setup_issue = Signal()
         with m.FSM(name="sequencer") as sequencer:
             with m.State("IDLE"):
                 # command.ready is ~busy: high exactly in this state
@@ -928,6 +1113,12 @@ class IncrementalUpdater(wiring.Component):
                         if incremental:
                             with m.Case(Op.LOAD):
                                 m.next = "LOAD"
+                        if folds:
+                            with m.Case(Op.FOLD):
+                                m.d.sync += [folding.eq(1), fold_input.eq(1), in_col.eq(0),
+                                             in_half.eq(0), rows_in.eq(0), full.eq(0),
+                                             fold_work.eq(0)]
+                                m.next = "FOLD_SETUP"
                 with m.Else():
                     m.d.sync += self.busy.eq(0)
                     m.next = "IDLE"
@@ -1209,10 +1400,148 @@ class IncrementalUpdater(wiring.Component):
                         with m.If(walk_last):
                             m.next = "FINISH"
 
+            if folds:
+                # FOLD: read r_i = A[i, i] (n cycles), then the period and skew, then the
+                # schedule; the array follows it fold_lead cycles later (below the FSM)
+                with m.State("FOLD_SETUP"):
+                    m.d.comb += [issue_row.eq(row), issue_group.eq(slot_of(row)),
+                                 setup_issue.eq(1)]
+                    m.d.sync += [fold_work.eq(fold_work + last_slot - slot_of(row) + 1),
+                                 row.eq(row + 1)]
+                    with m.If(row == n_last):
+                        m.next = "FOLD_SIZES"
+                with m.State("FOLD_SIZES"):
+                    m.d.sync += period_length.eq(Mux(fold_work > self.fold_min_period,
+                                                     fold_work, self.fold_min_period))
+                    m.next = "FOLD_SKEW"
+                with m.State("FOLD_SKEW"):
+                    chosen = Const(max_skew, len(skew))
+                    for j in range(max_skew - 1, 0, -1):
+                        chosen = Mux(period_length * j >= self.fold_skew_cycles, j, chosen)
+                    spread = n_last * max_skew
+                    for j in range(max_skew - 1, 0, -1):
+                        spread = Mux(chosen == j, n_last * j, spread)
+                    m.d.sync += [
+                        skew.eq(chosen), period_final.eq(rows - 1 + spread),
+                        period_last.eq(period_length - 1),
+                        period.eq(0), period_slot.eq(0), period_has_row.eq(1),
+                        cycle_in_period.eq(0), starting.eq(1), tasks_on.eq(1),
+                        task.eq(0), task_group.eq(0), task_row.eq(0), task_slot.eq(0),
+                    ]
+                    m.next = "FOLD_SETTLE"
+                with m.State("FOLD_SETTLE"):
+                    # the last r_i read in FOLD_SETUP is written to fold_pivots by now
+                    m.next = "FOLD_RUN"
+                with m.State("FOLD_RUN"):
+                    with m.If(advance):
+                        m.d.sync += [starting.eq(0), cycle_in_period.eq(cycle_in_period + 1)]
+                        m.d.comb += emit.eq(tasks_on & task_valid)
+                        with m.If(tasks_on):
+                            with m.If(task_group == last_slot):
+                                with m.If(task == n_last):
+                                    m.d.sync += tasks_on.eq(0)
+                                with m.Else():
+                                    m.d.sync += [
+                                        task.eq(task + 1),
+                                        task_group.eq(slot_of(task + 1)),
+                                        task_row.eq(task_row - skew),
+                                        task_slot.eq(Mux(task_slot < skew,
+                                                         task_slot + row_slots - skew,
+                                                         task_slot - skew)),
+                                    ]
+                            with m.Else():
+                                m.d.sync += task_group.eq(task_group + 1)
+                        with m.If(cycle_in_period == period_last):
+                            next_slot = Mux(period_slot == row_slots - 1, 0, period_slot + 1)
+                            m.d.sync += [
+                                period.eq(period + 1), period_slot.eq(next_slot),
+                                period_has_row.eq(period + 1 < rows),
+                                cycle_in_period.eq(0), starting.eq(1), tasks_on.eq(1),
+                                task.eq(0), task_group.eq(0), task_row.eq(period + 1),
+                                task_slot.eq(next_slot),
+                            ]
+                            with m.If(period == period_final):
+                                m.d.sync += drain_count.eq(0)
+                                m.next = "FOLD_DRAIN"
+                    with m.If(emit & task_first):
+                        m.d.sync += [vectoring_x.eq(fold_r_rd.data), vectoring_y.eq(fold_b),
+                                     vectoring_start.eq(1)]
+                with m.State("FOLD_DRAIN"):
+                    # the array issues the schedule's last groups fold_lead cycles late and
+                    # writes them back array_cycles later
+                    m.d.sync += drain_count.eq(drain_count + 1)
+                    with m.If(drain_count == lead + latency):
+                        m.d.sync += half.eq(half ^ rows[0])
+                        m.next = "FINISH"
+
             with m.State("FINISH"):
                 m.d.sync += self.busy.eq(0)
+                if folds:
+                    m.d.sync += [folding.eq(0), fold_input.eq(0)]
                 m.next = "IDLE"
         hwfixed.one_hot_state(sequencer)  # (its next-state decode was a worst path)
+
+        if folds:
+            # -- FOLD: input writer ---------------------------------------------------------
+            half_full = Mux(in_half, full[1], full[0])
+            with m.If(fold_input & ~half_full & (rows_in != rows)):
+                m.d.comb += self.i.ready.eq(1)
+                with m.If(self.i.valid):
+                    for u in range(units):
+                        m.d.comb += [
+                            in_wr[u].addr.eq(Cat(slot_of(in_col)[:slot_bits], in_half)),
+                            in_wr[u].data.eq(self.i.payload),
+                            in_wr[u].en.eq(bank_of(in_col) == u),
+                        ]
+                    with m.If(in_col == 0):
+                        with m.If(in_half):
+                            m.d.sync += first_value[1].eq(self.i.payload)
+                        with m.Else():
+                            m.d.sync += first_value[0].eq(self.i.payload)
+                    m.d.sync += in_col.eq(in_col + 1)
+                    with m.If(in_col == row_in_last):
+                        m.d.sync += [in_col.eq(0), in_half.eq(~in_half), rows_in.eq(rows_in + 1)]
+                        with m.If(in_half):
+                            m.d.sync += full[1].eq(1)
+                        with m.Else():
+                            m.d.sync += full[0].eq(1)
+
+            # -- FOLD: the generator's results ------------------------------------------------
+            # r_i into fold_pivots: from A in FOLD_SETUP (the read's data three cycles after
+            # its issue), then from each task's vectoring
+            setup_write = delay(setup_issue, 3, "fold_setup_write")
+            setup_row = delay(row, 3, "fold_setup_row")
+            setup_bank = delay(bank_of(row), 3, "fold_setup_bank")
+            task_done = delay(task, 1 + G, "fold_task_done")
+            with m.If(setup_write):
+                m.d.comb += [fold_r_wr.addr.eq(setup_row), fold_r_wr.en.eq(1)]
+                with m.Switch(setup_bank):
+                    for u in range(units):
+                        with m.Case(u):
+                            m.d.comb += fold_r_wr.data.eq(a_data[u])
+            with m.Elif(folding & vectoring.o.valid):
+                m.d.comb += [fold_r_wr.addr.eq(task_done), fold_r_wr.en.eq(1),
+                             fold_r_wr.data.eq(vectoring.o.payload.magnitude)]
+                with m.If(vectoring.o.payload.saturated):
+                    m.d.sync += saturated.eq(1)
+
+            # -- FOLD: the array follows the schedule fold_lead cycles later ------------------
+            issue_tags = [emit, task, task_group, task_slot, task_row[0], task == 0,
+                          task_group == last_slot]
+            (late_emit, late_task, late_group, late_slot, late_parity, late_inbuf,
+             late_last) = [delay(tag, lead, f"fold_late_{index}")
+                           for index, tag in enumerate(issue_tags)]
+            with m.If(late_emit):
+                m.d.comb += [issue_valid.eq(1), issue_row.eq(late_task),
+                             issue_group.eq(late_group), issue_half.eq(half ^ late_parity),
+                             issue_xslot.eq(late_slot), issue_inbuf.eq(late_inbuf),
+                             issue_parity.eq(late_parity), issue_fold.eq(1)]
+                # the row's input half is free once its pivot-0 groups are issued
+                with m.If(late_inbuf & late_last):
+                    with m.If(late_parity):
+                        m.d.sync += full[1].eq(0)
+                    with m.Else():
+                        m.d.sync += full[0].eq(0)
         return m
 
 

@@ -25,6 +25,10 @@ class Op(enum.IntEnum):
     READ = 5
     #: Write ``R``, ``Z`` or ``W`` (``select``) from ``UPDATER_DATA``.
     LOAD = 6
+    #: Fold ``m`` rows ``[h | t]`` (``m`` = ``UPDATER_VALUE``, ``β = 1``) with the rows in
+    #: flight together (a skewed wavefront schedule); the same integers as ``m`` UPDATEs with
+    #: ``β = 1``, in far fewer cycles. CORDIC rotations only.
+    FOLD = 7
 
 
 class Select(enum.IntEnum):

@@ -101,14 +101,16 @@ def script_streams(script, n, k, fmt):
 
     ``script`` is a list of tuples: ``("reset", lam_sqrt)``, ``("update", h, t[, b])``,
     ``("downdate", h, t)``, ``("solve",)``, ``("predict", h)``, ``("read", select)``,
-    ``("load", select, values)`` (stored integers; ``b`` the forgetting constant).
+    ``("load", select, values)``, ``("fold", [(h, t), ...])`` (stored integers; ``b`` the
+    forgetting constant).
     """
     from tiersolve.gen.qr import Op, Select
 
     w = fmt.width
     commands, values, outputs = [], [], 0
     ops = {"reset": Op.RESET, "update": Op.UPDATE, "downdate": Op.DOWNDATE,
-           "solve": Op.SOLVE, "predict": Op.PREDICT, "read": Op.READ, "load": Op.LOAD}
+           "solve": Op.SOLVE, "predict": Op.PREDICT, "read": Op.READ, "load": Op.LOAD,
+           "fold": Op.FOLD}
     for step in script:
         name = step[0]
         command = {"op": int(ops[name]), "select": 0, "n": n, "k": k, "value": 0,
@@ -128,6 +130,9 @@ def script_streams(script, n, k, fmt):
         elif name == "load":
             command["select"] = int(step[1])
             values += [int(v) for v in np.ravel(step[2])]
+        elif name == "fold":
+            command["value"] = len(step[1])
+            values += [int(v) for h, t in step[1] for v in [*h, *t]]
         commands.append(command)
     return commands, values, outputs
 

@@ -19,7 +19,9 @@ def run_script(dut, script, n, k, deadline=2e-3):
     """Run ``script`` (a list of ``(op, args)``) on ``dut``; return what came back.
 
     Ops: ``("reset", lam_sqrt)``, ``("update", h, t, forgetting)``, ``("downdate", h, t)``,
-    ``("solve",)``, ``("predict", h)``, ``("read", select)``, ``("load", select, values)``.
+    ``("solve",)``, ``("predict", h)``, ``("read", select)``, ``("load", select, values)``,
+    ``("fold", [(h, t), ...])`` (its ``value`` is the row count; ``("fold", rows, count)``
+    sends ``count`` instead, for the bad-command tests).
     Returns a list with, per op, ``(values_out, flags)``; ``flags`` are ``refused``,
     ``saturated``, ``bad_command``, ``cycles`` after the op.
     """
@@ -31,7 +33,7 @@ def run_script(dut, script, n, k, deadline=2e-3):
             name = step[0]
             op = {"reset": Op.RESET, "update": Op.UPDATE, "downdate": Op.DOWNDATE,
                   "solve": Op.SOLVE, "predict": Op.PREDICT, "read": Op.READ,
-                  "load": Op.LOAD}[name]
+                  "load": Op.LOAD, "fold": Op.FOLD}[name]
             payload = {"op": op, "select": 0, "n": n, "k": k, "value": 0,
                        "forgetting": 1 << w}
             inputs, outputs = [], 0
@@ -50,6 +52,9 @@ def run_script(dut, script, n, k, deadline=2e-3):
             elif name == "load":
                 payload["select"] = step[1]
                 inputs = [int(v) for v in np.ravel(step[2])]
+            elif name == "fold":
+                inputs = [int(v) for h, t in step[1] for v in [*h, *t]]
+                payload["value"] = step[2] if len(step) > 2 else len(step[1])
             await stream_put(ctx, dut.command, payload)
             await ctx.tick()    # the core checks the command in the cycle after the transfer
             if ctx.get(dut.bad_command):
@@ -89,13 +94,18 @@ def model_script(model, script):
             model.last_refused = False
         elif name == "downdate":
             model.last_refused = model.downdate(step[1], step[2]).refused
+        elif name == "fold":
+            for h, t in step[1]:
+                model.fold(h, t)
+            model.last_refused = False
         elif name == "solve":
             model.W = model.solve() if not isinstance(model, IncrementalUpdaterModel) \
                 else model.solve()
         elif name == "predict":
             values = [int(v) for v in model.predict(step[1])]
         elif name == "read":
-            matrix = {Select.R: model.R, Select.Z: model.Z, Select.W: model.W}[step[1]]
+            matrix = {Select.R: lambda: model.R, Select.Z: lambda: model.Z,
+                      Select.W: lambda: model.W}[step[1]]()
             values = [int(v) for v in np.ravel(matrix)]
         elif name == "load":
             key = {Select.R: "R", Select.Z: "Z", Select.W: "W"}[step[1]]
@@ -202,6 +212,87 @@ def test_qr_solver_bit_exact_and_cycles(rotation):
         assert flags["cycles"] == dut.update_cycles(n, k)
 
 
+@pytest.mark.parametrize("core, units, fmt, n_max, k_max, n, k", [
+    (QRSolver, 1, FixedFormat(4, 12), 5, 2, 3, 1),      # skew 2
+    (QRSolver, 4, FixedFormat(5, 14), 5, 2, 5, 2),      # n = n_max, k = k_max, one slot
+    (IncrementalUpdater, 2, FixedFormat(4, 12), 5, 2, 4, 2),
+    (IncrementalUpdater, 1, FixedFormat(4, 12), 8, 2, 8, 2),  # skew 1
+])
+def test_fold_bit_exact_and_cycles(core, units, fmt, n_max, k_max, n, k):
+    """FOLD (rows in flight together) gives the integers of one UPDATE (beta = 1) per row,
+    in exactly ``fold_cycles``; the runs wrap the row slots, mix FOLD with UPDATE (the halves
+    of A follow the row count's parity), fold a single row, and then solve."""
+    rng = np.random.default_rng(n * 10 + units)
+    config = QRConfig(fmt, "cordic")
+    dut = core(n_max, k_max, fmt, units=units, rotation="cordic")
+    model = (IncrementalUpdaterModel if core is IncrementalUpdater else QRSolverModel)(
+        config, n, k, 0)
+    plan = dut.fold_plan(n, k)
+    many = dut.fold_row_slots + 2
+    rows = random_rows(fmt, rng, many + 5, n, k)
+    script = [("reset", fmt.const(0.25)), ("fold", rows[:many]), ("update", *rows[many]),
+              ("fold", rows[many + 1:many + 4]), ("fold", rows[many + 4:]), *READ_ALL,
+              ("solve",), ("read", Select.W)]
+    results = check_script(dut, model, script, n, k)
+    for step, count in ((1, many), (3, 3), (4, 1)):
+        assert results[step][1]["cycles"] == dut.fold_cycles(n, k, count), (step, plan)
+    assert not np.array_equal(model.R, 0.25 * 2 ** fmt.frac_bits * np.eye(n))
+
+
+def test_fold_with_gaps_in_the_input():
+    """Rows that arrive slowly (the periods wait for them) give the same integers."""
+    fmt = FixedFormat(4, 12)
+    n, k = 3, 1
+    dut = QRSolver(3, 1, fmt, units=2, rotation="cordic")
+    rows = random_rows(fmt, np.random.default_rng(9), 5, n, k)
+    model = QRSolverModel(QRConfig(fmt, "cordic"), n, k, fmt.const(0.5))
+    for h, t in rows:
+        model.fold(h, t)
+    got = {}
+
+    async def bench(ctx):
+        w = fmt.width
+        await stream_put(ctx, dut.command, {"op": Op.RESET, "n": n, "k": k,
+                                            "value": fmt.const(0.5), "forgetting": 1 << w})
+        while ctx.get(dut.busy) or ctx.get(dut.command.ready) == 0:
+            await ctx.tick()
+        await stream_put(ctx, dut.command, {"op": Op.FOLD, "n": n, "k": k,
+                                            "value": len(rows), "forgetting": 1 << w})
+        for index, value in enumerate(v for h, t in rows for v in [*h, *t]):
+            if index % 3:
+                await ctx.tick().repeat(37 * (index % 3))  # 0, 37 or 74 idle cycles
+            await stream_put(ctx, dut.i, int(value))
+        while ctx.get(dut.busy):
+            await ctx.tick()
+        got["cycles"] = ctx.get(dut.cycles)
+        for select in (Select.R, Select.Z):
+            await stream_put(ctx, dut.command, {"op": Op.READ, "select": select, "n": n,
+                                                "k": k, "value": 0, "forgetting": 1 << w})
+            count = n * n if select == Select.R else n * k
+            got[select] = [(await stream_get(ctx, dut.o)).value for _ in range(count)]
+            while ctx.get(dut.busy):
+                await ctx.tick()
+
+    run_simulation(dut, bench, deadline=2e-3)
+    assert got[Select.R] == [int(v) for v in np.ravel(model.R)]
+    assert got[Select.Z] == [int(v) for v in np.ravel(model.Z)]
+    assert got["cycles"] > dut.fold_cycles(n, k, len(rows)) + 500
+
+
+def test_fold_bad_commands():
+    """FOLD needs a row count of at least 1, and CORDIC rotations."""
+    fmt = FixedFormat(4, 12)
+    row = ([fmt.const(0.5)] * 2, [fmt.const(0.25)])
+    dut = QRSolver(2, 1, fmt, units=1, rotation="cordic")
+    results = run_script(dut, [("fold", [row], 0), ("fold", [row], -3), ("fold", [row], 1)],
+                         2, 1)
+    assert [flags["bad_command"] for _, flags in results] == [1, 1, 0]
+    dut = IncrementalUpdater(2, 1, fmt, units=1, rotation="multiplier")
+    assert run_script(dut, [("fold", [row])], 2, 1)[0][1]["bad_command"] == 1
+    with pytest.raises(ValueError, match="CORDIC"):
+        dut.fold_plan(2, 1)
+
+
 def test_cycles_formula_updater_downdate():
     fmt = FixedFormat(4, 12)
     dut = IncrementalUpdater(4, 2, fmt, units=4, rotation="cordic")
@@ -291,7 +382,8 @@ def test_forgetting_run_in_simulation():
 def test_verilator_cross_simulation(verilator):
     """The generated Verilog of one IncrementalUpdater (CORDIC, 2 units, n = 6, k = 2) run in
     Verilator gives the model's integers: updates with and without forgetting, a downdate, a
-    refused downdate, solve, predict, reads; and its UPDATE spacing is the cycle formula."""
+    refused downdate, a FOLD of several rows, solve, predict, reads; and its UPDATE and FOLD
+    spacings are the cycle formulas."""
     from tiersolve.gen.crosssim import VerilatorSimulation
     from tiersolve.host.bench.qr import script_streams
 
@@ -301,10 +393,11 @@ def test_verilator_cross_simulation(verilator):
     rng = np.random.default_rng(12)
     dut = IncrementalUpdater(6, 2, fmt, units=2, rotation="cordic")
     rows = random_rows(fmt, rng, 10, n, k)
+    folded = random_rows(fmt, rng, 7, n, k)
     forgetting = config.forgetting_constant(0.97)
     bad = (fmt.quantise([0, 0, 0, 0, 0, 3.5]).values, np.zeros(k, np.int64))
     script = [("reset", fmt.const(0.25))] + [("update", h, t) for h, t in rows[:4]]
-    script += [("update", h, t, forgetting) for h, t in rows[4:]]
+    script += [("update", h, t, forgetting) for h, t in rows[4:]] + [("fold", folded)]
     script += [("downdate", *rows[7]), ("downdate", *bad), ("solve",), ("predict", rows[0][0])]
     script += READ_ALL + [("read", Select.W)]
     commands, values, outputs = script_streams(script, n, k, fmt)
@@ -321,6 +414,7 @@ def test_verilator_cross_simulation(verilator):
     assert result.port_value("refused") == 1  # the last DOWNDATE (of `bad`) was refused
     accepted = result.input_cycles["command"]
     assert accepted[2] - accepted[1] == dut.update_cycles(n, k)
+    assert accepted[12] - accepted[11] == dut.fold_cycles(n, k, len(folded))
 
 
 def test_forgetting_constant_out_of_range_is_a_bad_command():
