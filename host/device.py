@@ -777,7 +777,7 @@ class Device:
         n, k : int
             Runtime sizes.
         value : int
-            ``√λ`` (stored integer) for RESET.
+            ``√λ`` (stored integer) for RESET, the row count for FOLD.
         forgetting : int or None
             ``b = round(√β·2**w)`` for UPDATE (None: ``2**w``, no forgetting).
         select : regmap.UpdaterSelect
@@ -901,7 +901,10 @@ class Device:
         scaled by ``√forget`` first (``0 < forget <= 1``; 1: remember everything).
 
         ``h`` is ``(n,)`` or ``(m, n)``, ``t`` ``(k,)`` or ``(m, k)`` (a scalar per row when
-        ``k = 1``). Rows go in one command each, in order.
+        ``k = 1``). Rows go in one command each, in order; with ``forget = 1`` on an updater
+        with CORDIC rotations several rows go in one FOLD command instead (the rows in flight
+        together: the same integers, in far fewer cycles; see
+        :meth:`tiersolve.gen.qr.IncrementalUpdater.fold_cycles`).
 
         Raises
         ------
@@ -913,6 +916,16 @@ class Device:
         head = self._require_head()
         forgetting = head.config.forgetting_constant(forget)
         h_int, t_int = head.quantise_rows(h, t)
+        fmt = head.config.fmt
+        if forgetting == 1 << fmt.width and head.config.rotation == "cordic" and len(h_int) > 1:
+            rows = np.concatenate([h_int, t_int], axis=1)
+            most = (1 << (fmt.width - 1)) - 1       # the command's row count is a value
+            for start in range(0, len(rows), most):
+                chunk = rows[start:start + most]
+                head.stale = True
+                self._head_command(regmap.UpdaterOp.FOLD, value=len(chunk), data=chunk)
+                head.rows += len(chunk)
+            return
         for h_row, t_row in zip(h_int, t_int, strict=True):
             head.stale = True
             head.rows += 1

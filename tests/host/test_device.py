@@ -333,6 +333,25 @@ def test_updater_session_is_bit_exact(updater_device):
     check_head_session(updater_device, np.random.default_rng(21), 3, 2, 6)
 
 
+def test_updater_with_cordic_rotations_folds_rows_bit_exact():
+    """With CORDIC rotations, ``update`` of several rows at ``forget = 1`` goes in FOLD
+    commands (the rows in flight together); the session's integers are the model's."""
+    url = UPDATER_URL + "&updater_rotation=cordic&updater_units=2"
+    with tiersolve.host.open(url) as device:
+        ops = []
+        command = device.updater_command
+
+        def spy(op, *args, **kwargs):
+            ops.append(op)
+            return command(op, *args, **kwargs)
+
+        device.updater_command = spy
+        assert device.info().updater_rotation == "cordic"
+        check_head_session(device, np.random.default_rng(23), 3, 2, 6)
+    assert ops.count(regmap.UpdaterOp.FOLD) == 2    # the two multi-row updates
+    assert regmap.UpdaterOp.UPDATE in ops           # the row with forgetting
+
+
 def test_updater_checks_and_errors(updater_device):
     device = updater_device
     with pytest.raises(TypeError, match="needs n and k"):
