@@ -362,8 +362,7 @@ class IncrementalUpdater(wiring.Component):
         are written back by then)."""
         if not self.folds:
             raise ValueError("FOLD needs CORDIC rotations")
-        last_slot = (n + k - 1) // self.units
-        work = sum(last_slot - i // self.units + 1 for i in range(n))
+        work = sum((n + k - 1 - i) // self.units + 1 for i in range(n))
         period = max(work, self.fold_min_period)
         skew = -(-self.fold_skew_cycles // period)
         return {"work": work, "period": period, "skew": skew}
@@ -729,6 +728,10 @@ class IncrementalUpdater(wiring.Component):
         issue_inbuf = Signal()
         issue_parity = Signal()
         issue_fold = Signal()
+        # FOLD: unit v works on column pivot + v (+ units per group), which lives in bank
+        # (pivot + v) mod units: the units see the banks rotated by issue_rot = pivot mod
+        # units (0 for the other ops), and bank b's slot is the group's + (b < issue_rot)
+        issue_rot = Signal(range(units))
         m.d.comb += issue_half.eq(half)
 
         def delay(signal, cycles_, name):
@@ -812,6 +815,7 @@ class IncrementalUpdater(wiring.Component):
 
         if cordic_kind:
             cordic_latency = self.apply_latency
+            rotation_in = delay(issue_rot, operand_delay, "rotation_in")
             # FOLD: each task's directions, from the vectoring unit's output register one
             # cycle before the task's first group reaches the units (fold_lead is chosen so),
             # held through the task's groups
@@ -836,6 +840,14 @@ class IncrementalUpdater(wiring.Component):
                     unit.i.payload.y.eq(lower_in[u]),
                     unit.i.payload.directions.eq(unit_directions),
                 ]
+                if self.folds and units > 1:
+                    # bank (rot + u) mod units feeds unit u (rot = 0 outside FOLD)
+                    with m.Switch(rotation_in):
+                        for rot in range(1, units):
+                            with m.Case(rot):
+                                bank = (rot + u) % units
+                                m.d.comb += [unit.i.payload.x.eq(upper_scaled[bank]),
+                                             unit.i.payload.y.eq(lower_in[bank])]
                 m.d.comb += [
                     out_upper[u].eq(unit.o.payload.x),
                     out_lower[u].eq(unit.o.payload.y),
@@ -871,10 +883,12 @@ class IncrementalUpdater(wiring.Component):
         issued_group = Signal.like(issue_group)
         issued_row = Signal.like(issue_row)
         issued_fold = Signal()
+        issued_rot = Signal.like(issue_rot)
         m.d.sync += [issued_group.eq(issue_group), issued_row.eq(issue_row),
-                     issued_fold.eq(issue_fold)]
+                     issued_fold.eq(issue_fold), issued_rot.eq(issue_rot)]
         for u in range(units):
-            column = (issued_group << shift) | u
+            # unit u's column (FOLD: rotated, see issue_rot)
+            column = (issued_group << shift) + issued_rot + u
             m.d.comb += issue_mask[u].eq(((column > issued_row)
                                           | (issued_fold & (column == issued_row)))
                                          & (column < total))
@@ -883,10 +897,12 @@ class IncrementalUpdater(wiring.Component):
             fold_delay = operand_delay + self.apply_latency
             capture = Signal(units)     # the lane holding column pivot + 1 (its next x)
             for u in range(units):
-                m.d.comb += capture[u].eq(((issue_group << shift) | u) == issue_row + 1)
+                m.d.comb += capture[u].eq((issue_group << shift) + issue_rot + u
+                                          == issue_row + 1)
             out_fold_row = delay(issue_row, fold_delay, "fold_out_row")
             out_fold_half = delay(~issue_half, fold_delay, "fold_out_half")
             out_fold_xslot = delay(issue_xslot, fold_delay, "fold_out_xslot")
+            out_rot = delay(issue_rot, fold_delay, "fold_out_rot")
             out_fold_capture = delay(capture & Mux(issue_fold, 2**units - 1, 0), fold_delay,
                                      "fold_out_capture")
 
@@ -943,13 +959,15 @@ class IncrementalUpdater(wiring.Component):
 
         # read addresses: the issue, registered
         for u in range(units):
+            # (FOLD: bank u's slot is one further when u < issue_rot)
+            slot_u = issue_group + (u < issue_rot) if folds and units > 1 else issue_group
             m.d.sync += [
-                a_rd[u].addr.eq(a_address(issue_half, issue_row, issue_group)),
-                x_rd[u].addr.eq(Cat(Value.cast(issue_group)[:slot_bits], issue_xslot)
+                a_rd[u].addr.eq(a_address(issue_half, issue_row, slot_u)),
+                x_rd[u].addr.eq(Cat(Value.cast(slot_u)[:slot_bits], issue_xslot)
                                 if folds else issue_group),
             ]
             if folds:
-                m.d.sync += in_rd[u].addr.eq(Cat(Value.cast(issue_group)[:slot_bits],
+                m.d.sync += in_rd[u].addr.eq(Cat(Value.cast(slot_u)[:slot_bits],
                                                  issue_parity))
         # default writes: the array's write-back into the other half and the work row
         if folds:
@@ -972,6 +990,23 @@ class IncrementalUpdater(wiring.Component):
                 x_wr[u].data.eq(out_lower[u]),
                 x_wr[u].en.eq(writeback & out_mask[u]),
             ]
+            if folds and units > 1:
+                # bank u takes unit (u - rot) mod units's results, one slot further when
+                # u < rot (rot = 0 outside FOLD)
+                with m.Switch(out_rot):
+                    for rot in range(1, units):
+                        with m.Case(rot):
+                            source = (u - rot) % units
+                            slot_u = out_group + int(u < rot)
+                            m.d.comb += [
+                                a_write_addr[u].eq(a_address(write_half, write_row, slot_u)),
+                                a_write_data[u].eq(out_upper[source]),
+                                a_write_en[u].eq(writeback & out_mask[source]),
+                                x_wr[u].addr.eq(Cat(Value.cast(slot_u)[:slot_bits],
+                                                    out_fold_xslot)),
+                                x_wr[u].data.eq(out_lower[source]),
+                                x_wr[u].en.eq(writeback & out_mask[source]),
+                            ]
         with m.If(writeback & ((out_saturated & out_mask) != 0)):
             m.d.sync += saturated.eq(1)
 
@@ -1076,7 +1111,8 @@ class IncrementalUpdater(wiring.Component):
             starting = Signal()                         # the period's first cycle is pending
             tasks_on = Signal()                         # tasks are left in this period
             task = Signal(range(n_max))                 # pivot i of the current task
-            task_group = Signal(range(slots + 1))
+            task_group = Signal(range(slots + 1))      # slot of the group's first column
+            task_group_last = Signal(range(slots + 1))
             task_row = Signal(signed(w + 9))            # its row p - s·i
             task_slot = Signal(range(row_slots))        # its row slot
             task_first = task_group == slot_of(task)
@@ -1406,7 +1442,7 @@ class IncrementalUpdater(wiring.Component):
                 with m.State("FOLD_SETUP"):
                     m.d.comb += [issue_row.eq(row), issue_group.eq(slot_of(row)),
                                  setup_issue.eq(1)]
-                    m.d.sync += [fold_work.eq(fold_work + last_slot - slot_of(row) + 1),
+                    m.d.sync += [fold_work.eq(fold_work + ((total - 1 - row) >> shift) + 1),
                                  row.eq(row + 1)]
                     with m.If(row == n_last):
                         m.next = "FOLD_SIZES"
@@ -1427,6 +1463,7 @@ class IncrementalUpdater(wiring.Component):
                         period.eq(0), period_slot.eq(0), period_has_row.eq(1),
                         cycle_in_period.eq(0), starting.eq(1), tasks_on.eq(1),
                         task.eq(0), task_group.eq(0), task_row.eq(0), task_slot.eq(0),
+                        task_group_last.eq(last_slot),
                     ]
                     m.next = "FOLD_SETTLE"
                 with m.State("FOLD_SETTLE"):
@@ -1437,13 +1474,15 @@ class IncrementalUpdater(wiring.Component):
                         m.d.sync += [starting.eq(0), cycle_in_period.eq(cycle_in_period + 1)]
                         m.d.comb += emit.eq(tasks_on & task_valid)
                         with m.If(tasks_on):
-                            with m.If(task_group == last_slot):
+                            with m.If(task_group == task_group_last):
                                 with m.If(task == n_last):
                                     m.d.sync += tasks_on.eq(0)
                                 with m.Else():
                                     m.d.sync += [
                                         task.eq(task + 1),
                                         task_group.eq(slot_of(task + 1)),
+                                        task_group_last.eq(slot_of(task + 1) + (
+                                            (total - 2 - task) >> shift)),
                                         task_row.eq(task_row - skew),
                                         task_slot.eq(Mux(task_slot < skew,
                                                          task_slot + row_slots - skew,
@@ -1458,6 +1497,7 @@ class IncrementalUpdater(wiring.Component):
                                 period_has_row.eq(period + 1 < rows),
                                 cycle_in_period.eq(0), starting.eq(1), tasks_on.eq(1),
                                 task.eq(0), task_group.eq(0), task_row.eq(period + 1),
+                                task_group_last.eq(last_slot),
                                 task_slot.eq(next_slot),
                             ]
                             with m.If(period == period_final):
@@ -1527,15 +1567,17 @@ class IncrementalUpdater(wiring.Component):
 
             # -- FOLD: the array follows the schedule fold_lead cycles later ------------------
             issue_tags = [emit, task, task_group, task_slot, task_row[0], task == 0,
-                          task_group == last_slot]
+                          task_group == task_group_last, bank_of(task)]
             (late_emit, late_task, late_group, late_slot, late_parity, late_inbuf,
-             late_last) = [delay(tag, lead, f"fold_late_{index}")
-                           for index, tag in enumerate(issue_tags)]
+             late_last, late_rot) = [delay(tag, lead, f"fold_late_{index}")
+                                     for index, tag in enumerate(issue_tags)]
             with m.If(late_emit):
                 m.d.comb += [issue_valid.eq(1), issue_row.eq(late_task),
                              issue_group.eq(late_group), issue_half.eq(half ^ late_parity),
                              issue_xslot.eq(late_slot), issue_inbuf.eq(late_inbuf),
                              issue_parity.eq(late_parity), issue_fold.eq(1)]
+                if units > 1:
+                    m.d.comb += issue_rot.eq(late_rot)
                 # the row's input half is free once its pivot-0 groups are issued
                 with m.If(late_inbuf & late_last):
                     with m.If(late_parity):

@@ -9,6 +9,12 @@ rotation kinds (``--rotation``):
   ``--verilator``, against the generated Verilog run in Verilator for ``n = 16`` here.
 - **utilisation**: rotations done (``n(n+1)/2 + nk`` per row, pivots included) divided by
   ``U x cycles``. ``update`` also lists DOWNDATE cycles (hyperbolic, multiplier units).
+- **FOLD** (CORDIC rotations; the rows in flight together in a skewed schedule,
+  :meth:`~tiersolve.gen.qr.IncrementalUpdater.fold_plan`): the period ``P`` (cycles per row
+  in steady state) and skew, the steady-state utilisation ``rotations / (U x P)``, and the
+  cycles per row and utilisation of one FOLD of ``--fold-rows`` rows
+  (:meth:`~tiersolve.gen.qr.IncrementalUpdater.fold_cycles`, which counts the start-up and
+  the drain; checked exactly against simulation, and with ``--verilator`` in Verilator).
 - ``--synth``: LUTs, flip-flops, DSPs, block RAM, Fmax of the benchmark's core
   (:data:`SYNTH_CONFIGS`) on ECP5-85F (speed grade 6, out of context; ``n_max = 16``,
   ``k_max = 2``, 4 units, CORDIC against multiplier rotations) and iCE40UP5K (``n_max = 8``,
@@ -30,7 +36,7 @@ import numpy as np
 from tiersolve.gen.fixed import FixedFormat
 
 __all__ = ["HELP", "add_arguments", "accuracy_sweep", "cycle_table", "plot_accuracy", "run",
-           "script_streams", "verilator_update_cycles"]
+           "script_streams", "verilator_fold_cycles", "verilator_update_cycles"]
 
 HELP = "cycles per row, rotation-unit utilisation, area and accuracy of the Givens QR cores"
 
@@ -53,6 +59,8 @@ def add_arguments(parser):
     parser.add_argument("--format", default="Q6.12", help="data format (default Q6.12)")
     parser.add_argument("--rotation", nargs="+", default=["cordic", "multiplier"],
                         choices=["cordic", "multiplier"], help="rotation kinds")
+    parser.add_argument("--fold-rows", type=int, default=256,
+                        help="rows of the FOLD command whose cycles are listed (default 256)")
     parser.add_argument("--verilator", action="store_true",
                         help="check the cycle formula in Verilator for n = 16 (about a minute)")
     parser.add_argument("--synth", action="store_true",
@@ -68,8 +76,9 @@ def _core(name, n_max, k_max, fmt, units, rotation):
     return cls(n_max, k_max, fmt, units=units, rotation=rotation)
 
 
-def cycle_table(name, ns, units_list, k, fmt, rotations):
-    """One record per (rotation, n, units): cycles per row and utilisation (formula)."""
+def cycle_table(name, ns, units_list, k, fmt, rotations, fold_rows=256):
+    """One record per (rotation, n, units): cycles per row and utilisation (formula), and for
+    CORDIC rotations those of FOLD (steady state, and one FOLD of ``fold_rows`` rows)."""
     records = []
     for rotation in rotations:
         for n in ns:
@@ -91,6 +100,16 @@ def cycle_table(name, ns, units_list, k, fmt, rotations):
                 }
                 if name == "update":
                     record["downdate_cycles"] = core.update_cycles(n, k, hyperbolic=True)
+                if core.folds:
+                    plan = core.fold_plan(n, k)
+                    fold_cycles = core.fold_cycles(n, k, fold_rows)
+                    record.update({
+                        "fold_period": plan["period"], "fold_skew": plan["skew"],
+                        "fold_steady_utilisation": rotations_done / (units * plan["period"]),
+                        "fold_rows": fold_rows, "fold_cycles": fold_cycles,
+                        "fold_cycles_per_row": fold_cycles / fold_rows,
+                        "fold_utilisation": rotations_done * fold_rows / (units * fold_cycles),
+                    })
                 records.append(record)
     return records
 
@@ -160,6 +179,27 @@ def verilator_update_cycles(name, n, k, fmt, units, rotation, rows=4, seed=0):
     result = simulation.run({"command": commands, "i": values}, {"o": outputs})
     accepted = result.input_cycles["command"]
     return [b - a for a, b in zip(accepted[1:-1], accepted[2:], strict=True)]
+
+
+def verilator_fold_cycles(name, n, k, fmt, units, rows=64, seed=0):
+    """Cycles of one FOLD of ``rows`` rows (CORDIC rotations) measured on the generated
+    Verilog in Verilator: the spacing of the FOLD command and the next one, which
+    :meth:`~tiersolve.gen.qr.IncrementalUpdater.fold_cycles` predicts."""
+    from tiersolve.gen.crosssim import VerilatorSimulation
+    from tiersolve.gen.qr import Select
+
+    core = _core(name, n, k, fmt, units, "cordic")
+    simulation = VerilatorSimulation(core, top=f"qr_{name}_cordic", optimize="-O1", log=None)
+    rng = np.random.default_rng(seed)
+    folded = []
+    for _ in range(rows):
+        v = fmt.quantise(rng.uniform(-0.5, 0.5, n + k)).values
+        folded.append((v[:n], v[n:]))
+    script = [("reset", fmt.const(0.5)), ("fold", folded), ("read", Select.Z)]
+    commands, values, outputs = script_streams(script, n, k, fmt)
+    result = simulation.run({"command": commands, "i": values}, {"o": outputs})
+    accepted = result.input_cycles["command"]
+    return accepted[2] - accepted[1]
 
 
 def _synthesise(bench, fmt):
@@ -273,7 +313,8 @@ def run(args) -> int:
     name = getattr(args, "benchmark", "qr") or "qr"
     name = "update" if name == "update" else "qr"
     fmt = FixedFormat.parse(args.format)
-    records = cycle_table(name, args.n, args.units, args.k, fmt, args.rotation)
+    records = cycle_table(name, args.n, args.units, args.k, fmt, args.rotation,
+                          args.fold_rows)
     core_name = "QRSolver" if name == "qr" else "IncrementalUpdater"
     lines = [f"{core_name}, {fmt}, k = {args.k}: cycles per row (UPDATE, row streamed in) "
              "from the cycle formula (checked against simulation)", ""]
@@ -282,12 +323,21 @@ def run(args) -> int:
     if name == "update":
         header += " downdate cycles |"
         rule += "---|"
+    header += (f" FOLD period (skew) | FOLD steady utilisation | FOLD of {args.fold_rows}: "
+               "cycles/row | its utilisation |")
+    rule += "---|---|---|---|"
     lines += [header, rule]
     for r in records:
         line = (f"| {r['rotation']} | {r['n']} | {r['units']} | {r['cycles_per_row']} | "
                 f"{r['rotations_per_row']} | {100 * r['utilisation']:.1f} % |")
         if name == "update":
             line += f" {r['downdate_cycles']} |"
+        if "fold_period" in r:
+            line += (f" {r['fold_period']} ({r['fold_skew']}) | "
+                     f"{100 * r['fold_steady_utilisation']:.1f} % | "
+                     f"{r['fold_cycles_per_row']:.1f} | {100 * r['fold_utilisation']:.1f} % |")
+        else:
+            line += " — | — | — | — |"
         lines.append(line)
     meta = {"format": str(fmt), "k": args.k, "core": core_name}
     if args.verilator:
@@ -298,8 +348,15 @@ def run(args) -> int:
             measured = verilator_update_cycles(name, 16, args.k, fmt, 4, rotation)
             checks.append({"rotation": rotation, "n": 16, "units": 4, "measured": measured,
                            "formula": core.update_cycles(16, args.k)})
+        if "cordic" in args.rotation:
+            core = _core(name, 16, args.k, fmt, 4, "cordic")
+            core._MustUse__silence = True
+            checks.append({"rotation": "cordic FOLD of 64 rows", "n": 16, "units": 4,
+                           "measured": verilator_fold_cycles(name, 16, args.k, fmt, 4),
+                           "formula": core.fold_cycles(16, args.k, 64)})
         meta["verilator_checks"] = checks
-        lines += ["", "Verilator check (n = 16, units = 4; spacing of UPDATE commands):"]
+        lines += ["", "Verilator check (n = 16, units = 4; spacing of UPDATE commands, and "
+                  "the cycles of one FOLD):"]
         lines += [f"- {c['rotation']}: measured {c['measured']}, formula {c['formula']}"
                   for c in checks]
     if args.synth:
