@@ -284,11 +284,17 @@ class IncrementalUpdater(wiring.Component):
         self.square_latency = product_latency(w, w)
         self.coefficient_product_latency = max(product_latency(w, g_width),
                                                product_latency(2 * w + 2, g_width))
-        # FOLD (rows in flight together) needs a pipelined generator: CORDIC vectoring
-        self.folds = rotation == "cordic"
+        # FOLD (rows in flight together) needs a pipelined generator: the CORDIC vectoring
+        # unit, or (multiplier rotations) a pipeline of its own (elaborate)
+        self.folds = True
         if self.folds:
             operand_delay = 3 + self.scale_latency
-            generate, drain = self.generator_cycles(), self.array_cycles()
+            #: cycles from the generator's registered operands to its registered rotation
+            self.fold_generator_latency = (
+                self.generator_cycles() if rotation == "cordic"
+                else self.square_latency + self.reciprocal_latency
+                + self.coefficient_product_latency + 7)
+            generate, drain = self.fold_generator_latency, self.array_cycles()
             #: cycles from a task's generator start to its first group's issue
             self.fold_lead = 2 + generate - operand_delay
             #: shortest period: A's row read again after its write-back, r fed back
@@ -360,8 +366,6 @@ class IncrementalUpdater(wiring.Component):
         of a row comes ``s`` periods after its pivot ``i - 1`` (its ``x[i]`` is written back
         by then) and one period after the previous row's pivot ``i`` (``A[i, :]`` and ``r_i``
         are written back by then)."""
-        if not self.folds:
-            raise ValueError("FOLD needs CORDIC rotations")
         work = sum((n + k - 1 - i) // self.units + 1 for i in range(n))
         period = max(work, self.fold_min_period)
         skew = -(-self.fold_skew_cycles // period)
@@ -468,6 +472,16 @@ class IncrementalUpdater(wiring.Component):
             fold_r_rd, fold_r_wr = fold_r.read_port(domain="comb"), fold_r.write_port()
             fold_x = make("fold_next", row_slots)
             fold_x_rd, fold_x_wr = fold_x.read_port(domain="comb"), fold_x.write_port()
+            # the fold generator's operands (registered when a task starts) and its rotation
+            # (valid fold_generator_latency cycles later): r, and the directions (CORDIC,
+            # fold_directions) or c, s (multiplier, fold_c / fold_s)
+            fold_a = Signal(signed(w), name="fold_a")
+            fold_b = Signal(signed(w), name="fold_b")
+            fold_start = Signal()
+            m.d.sync += fold_start.eq(0)
+            fold_gen_valid = Signal()
+            fold_gen_r = Signal(signed(w))
+            fold_gen_saturated = Signal()
         w_mem = make("solution", 1 << (row_bits + rhs_bits))
         w_rd, w_wr = w_mem.read_port(), w_mem.write_port()
 
@@ -732,6 +746,7 @@ class IncrementalUpdater(wiring.Component):
         # (pivot + v) mod units: the units see the banks rotated by issue_rot = pivot mod
         # units (0 for the other ops), and bank b's slot is the group's + (b < issue_rot)
         issue_rot = Signal(range(units))
+        issue_first = Signal()          # FOLD: the task's first group (its pivot column)
         m.d.comb += issue_half.eq(half)
 
         def delay(signal, cycles_, name):
@@ -786,6 +801,25 @@ class IncrementalUpdater(wiring.Component):
         # from t + 1 + min(u, copy_depth): copy_depth = operand_delay - 1 leaves a cycle to
         # spare.
         copy_depth = operand_delay - 1
+        # the units' operands: bank (rot + u) mod units feeds unit u (FOLD; rot = 0 otherwise)
+        rotation_in = delay(issue_rot, operand_delay, "rotation_in")
+        unit_upper = [Signal(signed(w), name=f"unit_upper_{u}") for u in range(units)]
+        unit_lower = [Signal(signed(w), name=f"unit_lower_{u}") for u in range(units)]
+        for u in range(units):
+            m.d.comb += [unit_upper[u].eq(upper_scaled[u]), unit_lower[u].eq(lower_in[u])]
+            if folds and units > 1:
+                with m.Switch(rotation_in):
+                    for rot in range(1, units):
+                        with m.Case(rot):
+                            bank = (rot + u) % units
+                            m.d.comb += [unit_upper[u].eq(upper_scaled[bank]),
+                                         unit_lower[u].eq(lower_in[bank])]
+        fold_multipliers = folds and not cordic_kind
+        if fold_multipliers:
+            # FOLD: each task's c, s from the fold generator's output registers, one cycle
+            # before the task's first group reaches the units, held through its groups
+            fold_c = Signal(signed(coefficient.width), name="fold_c")
+            fold_s = Signal(signed(coefficient.width), name="fold_s")
         if need_multipliers:
             unit_cs = _spread_copies(m, rot_c, units, copy_depth, "unit_c")
             unit_ss = _spread_copies(m, rot_s, units, copy_depth, "unit_s")
@@ -793,10 +827,13 @@ class IncrementalUpdater(wiring.Component):
             # four-multiplier unit: partial products registered and summed (product_latency),
             # then the pair sums with the rounding half, then shift and saturate, registered
             unit_c, unit_s = unit_cs[u], unit_ss[u]
-            c_upper = hwfixed.pipelined_product(m, unit_c, upper_scaled[u], f"c_upper_{u}")
-            s_lower = hwfixed.pipelined_product(m, unit_s, lower_in[u], f"s_lower_{u}")
-            c_lower = hwfixed.pipelined_product(m, unit_c, lower_in[u], f"c_lower_{u}")
-            s_upper = hwfixed.pipelined_product(m, unit_s, upper_scaled[u], f"s_upper_{u}")
+            if fold_multipliers:
+                unit_c = Mux(folding, fold_c, unit_c)
+                unit_s = Mux(folding, fold_s, unit_s)
+            c_upper = hwfixed.pipelined_product(m, unit_c, unit_upper[u], f"c_upper_{u}")
+            s_lower = hwfixed.pipelined_product(m, unit_s, unit_lower[u], f"s_lower_{u}")
+            c_lower = hwfixed.pipelined_product(m, unit_c, unit_lower[u], f"c_lower_{u}")
+            s_upper = hwfixed.pipelined_product(m, unit_s, unit_upper[u], f"s_upper_{u}")
             new_upper = Signal(signed(coefficient.width + w + 2), name=f"sum_upper_{u}")
             new_lower = Signal(signed(coefficient.width + w + 2), name=f"sum_lower_{u}")
             m.d.sync += [
@@ -815,7 +852,6 @@ class IncrementalUpdater(wiring.Component):
 
         if cordic_kind:
             cordic_latency = self.apply_latency
-            rotation_in = delay(issue_rot, operand_delay, "rotation_in")
             # FOLD: each task's directions, from the vectoring unit's output register one
             # cycle before the task's first group reaches the units (fold_lead is chosen so),
             # held through the task's groups
@@ -836,18 +872,10 @@ class IncrementalUpdater(wiring.Component):
                 m.d.comb += [
                     unit.o.ready.eq(1),
                     unit.i.valid.eq(stage2_valid & use_cordic),
-                    unit.i.payload.x.eq(upper_scaled[u]),
-                    unit.i.payload.y.eq(lower_in[u]),
+                    unit.i.payload.x.eq(unit_upper[u]),
+                    unit.i.payload.y.eq(unit_lower[u]),
                     unit.i.payload.directions.eq(unit_directions),
                 ]
-                if self.folds and units > 1:
-                    # bank (rot + u) mod units feeds unit u (rot = 0 outside FOLD)
-                    with m.Switch(rotation_in):
-                        for rot in range(1, units):
-                            with m.Case(rot):
-                                bank = (rot + u) % units
-                                m.d.comb += [unit.i.payload.x.eq(upper_scaled[bank]),
-                                             unit.i.payload.y.eq(lower_in[bank])]
                 m.d.comb += [
                     out_upper[u].eq(unit.o.payload.x),
                     out_lower[u].eq(unit.o.payload.y),
@@ -873,6 +901,14 @@ class IncrementalUpdater(wiring.Component):
                 mul_upper, mul_lower, mul_clip = multiplier_results[u]
                 m.d.comb += [out_upper[u].eq(mul_upper), out_lower[u].eq(mul_lower),
                              out_saturated[u].eq(mul_clip)]
+            if fold_multipliers:
+                # FOLD: the pivot column (unit 0 of a task's first group) takes the fold
+                # generator's r, as UPDATE writes it (the four-multiplier rotation of (a, b)
+                # is not r bit for bit); r's clip flag went to `saturated` with the rotation
+                out_first = delay(issue_first, operand_delay + multiplier_latency, "fold_first")
+                fold_r_late = delay(fold_gen_r, 1 + multiplier_latency, "fold_r_late")
+                with m.If(folding & out_first):
+                    m.d.comb += [out_upper[0].eq(fold_r_late), out_saturated[0].eq(0)]
             out_valid = delay(stage2_valid, multiplier_latency, "mul_valid")
             out_group = delay(stage2_group, multiplier_latency, "mul_group")
             out_mask = delay(stage2_mask, multiplier_latency, "mul_mask")
@@ -1087,7 +1123,7 @@ class IncrementalUpdater(wiring.Component):
             ]
         if folds:
             # -- FOLD: registers of the input writer and of the schedule -------------------
-            G = self.generator_cycles()
+            G = self.fold_generator_latency
             lead, latency = self.fold_lead, self.array_cycles()
             assert lead + latency + 1 < 2 ** len(drain_count)
             max_skew = -(-self.fold_skew_cycles // self.fold_min_period)
@@ -1123,8 +1159,8 @@ class IncrementalUpdater(wiring.Component):
             # the generator's operands: r_i, and x[i] of the task's row (pivot 0: the input
             # buffer's first value of the row)
             m.d.comb += [fold_r_rd.addr.eq(task), fold_x_rd.addr.eq(task_slot)]
-            fold_b = Mux(task == 0, Mux(task_row[0], first_value[1], first_value[0]),
-                         fold_x_rd.data)
+            fold_b_value = Mux(task == 0, Mux(task_row[0], first_value[1], first_value[0]),
+                               fold_x_rd.data)
             setup_issue = Signal()
         with m.FSM(name="sequencer") as sequencer:
             with m.State("IDLE"):
@@ -1504,8 +1540,11 @@ class IncrementalUpdater(wiring.Component):
                                 m.d.sync += drain_count.eq(0)
                                 m.next = "FOLD_DRAIN"
                     with m.If(emit & task_first):
-                        m.d.sync += [vectoring_x.eq(fold_r_rd.data), vectoring_y.eq(fold_b),
-                                     vectoring_start.eq(1)]
+                        m.d.sync += [fold_a.eq(fold_r_rd.data), fold_b.eq(fold_b_value),
+                                     fold_start.eq(1)]
+                        if cordic_kind:
+                            m.d.sync += [vectoring_x.eq(fold_r_rd.data),
+                                         vectoring_y.eq(fold_b_value), vectoring_start.eq(1)]
                 with m.State("FOLD_DRAIN"):
                     # the array issues the schedule's last groups fold_lead cycles late and
                     # writes them back array_cycles later
@@ -1549,6 +1588,13 @@ class IncrementalUpdater(wiring.Component):
             # -- FOLD: the generator's results ------------------------------------------------
             # r_i into fold_pivots: from A in FOLD_SETUP (the read's data three cycles after
             # its issue), then from each task's vectoring
+            if cordic_kind:
+                m.d.comb += [fold_gen_valid.eq(folding & vectoring.o.valid),
+                             fold_gen_r.eq(vectoring.o.payload.magnitude),
+                             fold_gen_saturated.eq(vectoring.o.payload.saturated)]
+            else:
+                self._fold_multiplier_generator(m, fold_a, fold_b, fold_start, fold_gen_valid,
+                                                fold_gen_r, fold_gen_saturated, fold_c, fold_s)
             setup_write = delay(setup_issue, 3, "fold_setup_write")
             setup_row = delay(row, 3, "fold_setup_row")
             setup_bank = delay(bank_of(row), 3, "fold_setup_bank")
@@ -1559,23 +1605,24 @@ class IncrementalUpdater(wiring.Component):
                     for u in range(units):
                         with m.Case(u):
                             m.d.comb += fold_r_wr.data.eq(a_data[u])
-            with m.Elif(folding & vectoring.o.valid):
+            with m.Elif(fold_gen_valid):
                 m.d.comb += [fold_r_wr.addr.eq(task_done), fold_r_wr.en.eq(1),
-                             fold_r_wr.data.eq(vectoring.o.payload.magnitude)]
-                with m.If(vectoring.o.payload.saturated):
+                             fold_r_wr.data.eq(fold_gen_r)]
+                with m.If(fold_gen_saturated):
                     m.d.sync += saturated.eq(1)
 
             # -- FOLD: the array follows the schedule fold_lead cycles later ------------------
             issue_tags = [emit, task, task_group, task_slot, task_row[0], task == 0,
-                          task_group == task_group_last, bank_of(task)]
+                          task_group == task_group_last, bank_of(task), task_first]
             (late_emit, late_task, late_group, late_slot, late_parity, late_inbuf,
-             late_last, late_rot) = [delay(tag, lead, f"fold_late_{index}")
-                                     for index, tag in enumerate(issue_tags)]
+             late_last, late_rot, late_first) = [delay(tag, lead, f"fold_late_{index}")
+                                                 for index, tag in enumerate(issue_tags)]
             with m.If(late_emit):
                 m.d.comb += [issue_valid.eq(1), issue_row.eq(late_task),
                              issue_group.eq(late_group), issue_half.eq(half ^ late_parity),
                              issue_xslot.eq(late_slot), issue_inbuf.eq(late_inbuf),
-                             issue_parity.eq(late_parity), issue_fold.eq(1)]
+                             issue_parity.eq(late_parity), issue_fold.eq(1),
+                             issue_first.eq(late_first)]
                 if units > 1:
                     m.d.comb += issue_rot.eq(late_rot)
                 # the row's input half is free once its pivot-0 groups are issued
@@ -1585,6 +1632,116 @@ class IncrementalUpdater(wiring.Component):
                     with m.Else():
                         m.d.sync += full[0].eq(0)
         return m
+
+    def _fold_multiplier_generator(self, m, a, b, start, valid, r, saturated, c_out, s_out):
+        """FOLD's rotation generator for multiplier rotations: the arithmetic of the
+        sequencer's generator (:func:`~tiersolve.gen.qr_model.generate_rotation`, circular
+        rotations) as a pipeline that takes a pair ``(a, b)`` every cycle, with a pipelined
+        reciprocal square root. ``a``, ``b`` hold from the cycle after ``start``'s; ``r``,
+        ``saturated`` and the ``valid`` pulse come :attr:`fold_generator_latency` cycles
+        later (``square_latency`` + 4 + reciprocal latency + ``coefficient_product_latency``
+        + 3), and ``c_out``, ``s_out`` are loaded then (they hold until the next rotation)."""
+        config, w = self.config, self.fmt.width
+        mantissa_bits = config.mantissa_bits
+        coefficient = config.coefficient_format
+        one = 1 << config.coefficient_frac_bits
+        half_m = (mantissa_bits - 2) // 2
+
+        def delay(signal, cycles, name):
+            return hwfixed.delay_line(m, signal, cycles, f"fold_gen_{name}")
+
+        # squares (square_latency), then p = a² + b²
+        a_square = hwfixed.pipelined_product(m, a, a, "fold_gen_a_square")
+        b_square = hwfixed.pipelined_product(m, b, b, "fold_gen_b_square")
+        ahead = self.square_latency                     # cycles after the operands
+        p = Signal(signed(2 * w + 2), name="fold_gen_p")
+        m.d.sync += p.eq(a_square + b_square)
+        ahead += 1
+        # leading one and p <= 0
+        leading_one = Signal(signed(8), name="fold_gen_leading_one")
+        m.d.comb += leading_one.eq(0)
+        for bit in range(2 * w + 1):
+            with m.If(p[bit]):
+                m.d.comb += leading_one.eq(bit + 1)
+        leading = Signal(signed(8), name="fold_gen_leading")
+        nonpositive = Signal(name="fold_gen_nonpositive")
+        m.d.sync += [leading.eq(leading_one), nonpositive.eq(p <= 0)]
+        ahead += 1
+        # the normaliser's shift S = e + (M - 2) / 2 and its two rounding offsets
+        exponent = (leading - mantissa_bits + 1) >> 1
+        shift = Signal(range(2 * w + mantissa_bits + 2), name="fold_gen_shift")
+        shift_minus_one = Signal.like(shift, name="fold_gen_shift_minus_one")
+        wide_shift_minus_one = Signal(range(3 * w + mantissa_bits + 2),
+                                      name="fold_gen_wide_shift_minus_one")
+        m.d.sync += [shift.eq(exponent + half_m), shift_minus_one.eq(exponent + half_m - 1),
+                     wide_shift_minus_one.eq(exponent + half_m + w - 1)]
+        ahead += 1
+        # the mantissa q, then its reciprocal square root g
+        p_now = delay(p, 2, "p_normalised")
+        q = Signal(signed(mantissa_bits + 1), name="fold_gen_q")
+        m.d.sync += q.eq(((p_now << (mantissa_bits - 2)) >> (shift << 1))[: mantissa_bits + 1])
+        ahead += 1
+        reciprocal = ReciprocalUnit(config.mantissa_format, config.rsqrt_format, "rsqrt",
+                                    "pipelined")
+        assert reciprocal.latency == self.reciprocal_latency
+        m.submodules.fold_reciprocal = reciprocal
+        m.d.comb += [reciprocal.i.valid.eq(1), reciprocal.i.payload.eq(q),
+                     reciprocal.o.ready.eq(1)]
+        ahead += reciprocal.latency
+        g = reciprocal.o.payload.value
+        # a·g, b·g, p·g (aligned on the slowest), then the two rounding cycles, then the clips
+        g_width = config.rsqrt_format.width
+        c_product = hwfixed.pipelined_product(m, delay(a, ahead, "a"), g, "fold_gen_c_product")
+        s_product = hwfixed.pipelined_product(m, delay(b, ahead, "b"), g, "fold_gen_s_product")
+        r_product = hwfixed.pipelined_product(m, delay(p, ahead - 1 - self.square_latency,
+                                                       "p"), g, "fold_gen_r_product")
+        slowest = self.coefficient_product_latency
+        short = slowest - product_latency(w, g_width)
+        c_product = delay(c_product, short, "c_aligned")
+        s_product = delay(s_product, short, "s_aligned")
+        r_product = delay(r_product, slowest - product_latency(2 * w + 2, g_width),
+                          "r_aligned")
+        ahead += slowest
+        behind = ahead - (self.square_latency + 3)       # since shift was registered
+        shift_now = delay(shift, behind, "shift")
+        shift_minus_one_now = delay(shift_minus_one, behind, "shift_minus_one")
+        wide_now = delay(wide_shift_minus_one, behind, "wide_shift_minus_one")
+        c_shifted = Signal.like(c_product, name="fold_gen_c_shifted")
+        s_shifted = Signal.like(s_product, name="fold_gen_s_shifted")
+        r_shifted = Signal.like(r_product, name="fold_gen_r_shifted")
+        m.d.sync += [c_shifted.eq(_round_shift_first(c_product, shift_minus_one_now)),
+                     s_shifted.eq(_round_shift_first(s_product, shift_minus_one_now)),
+                     r_shifted.eq(_round_shift_first(r_product, wide_now))]
+        c_rounded = Signal(signed(len(c_product) + 1), name="fold_gen_c_rounded")
+        s_rounded = Signal(signed(len(s_product) + 1), name="fold_gen_s_rounded")
+        r_rounded = Signal(signed(len(r_product) + 1), name="fold_gen_r_rounded")
+        r_clips = Signal(name="fold_gen_r_clips")
+        shift_is_zero = delay(shift_now == 0, 1, "shift_is_zero")
+        m.d.sync += [
+            c_rounded.eq(_round_shift_second(delay(c_product, 1, "c_product"), c_shifted,
+                                             shift_is_zero)),
+            s_rounded.eq(_round_shift_second(delay(s_product, 1, "s_product"), s_shifted,
+                                             shift_is_zero)),
+            r_rounded.eq(_round_shift_second(delay(r_product, 1, "r_product"), r_shifted)),
+            r_clips.eq(_rounded_clips(r_shifted, w)),
+        ]
+        c_value, c_clip = clip_width(c_rounded, coefficient.width)
+        s_value, s_clip = clip_width(s_rounded, coefficient.width)
+        r_value = hwfixed.clip_flagged(r_rounded, w, r_clips)
+        vanished = delay(nonpositive, ahead + 2 - (self.square_latency + 2), "nonpositive")
+        c_reg = Signal.like(c_out, name="fold_gen_c")
+        s_reg = Signal.like(s_out, name="fold_gen_s")
+        m.d.sync += [
+            c_reg.eq(Mux(vanished, one, c_value)),
+            s_reg.eq(Mux(vanished, 0, s_value)),
+            r.eq(Mux(vanished, 0, r_value)),
+            saturated.eq(~vanished & (c_clip | s_clip | r_clips)),
+        ]
+        ahead += 3
+        assert ahead == self.fold_generator_latency, (ahead, self.fold_generator_latency)
+        m.d.comb += valid.eq(delay(start, ahead, "valid"))
+        with m.If(valid):
+            m.d.sync += [c_out.eq(c_reg), s_out.eq(s_reg)]
 
 
 class QRSolver(IncrementalUpdater):

@@ -212,19 +212,22 @@ def test_qr_solver_bit_exact_and_cycles(rotation):
         assert flags["cycles"] == dut.update_cycles(n, k)
 
 
-@pytest.mark.parametrize("core, units, fmt, n_max, k_max, n, k", [
-    (QRSolver, 1, FixedFormat(4, 12), 5, 2, 3, 1),      # skew 2
-    (QRSolver, 4, FixedFormat(5, 14), 5, 2, 5, 2),      # n = n_max, k = k_max, one slot
-    (IncrementalUpdater, 2, FixedFormat(4, 12), 5, 2, 4, 2),
-    (IncrementalUpdater, 1, FixedFormat(4, 12), 8, 2, 8, 2),  # skew 1
+@pytest.mark.parametrize("core, rotation, units, fmt, n_max, k_max, n, k", [
+    (QRSolver, "cordic", 1, FixedFormat(4, 12), 5, 2, 3, 1),      # skew 2
+    (QRSolver, "cordic", 4, FixedFormat(5, 14), 5, 2, 5, 2),      # n = n_max, k = k_max
+    (IncrementalUpdater, "cordic", 2, FixedFormat(4, 12), 5, 2, 4, 2),
+    (IncrementalUpdater, "cordic", 1, FixedFormat(4, 12), 8, 2, 8, 2),  # skew 1
+    (QRSolver, "multiplier", 4, FixedFormat(5, 14), 5, 2, 5, 2),
+    (IncrementalUpdater, "multiplier", 2, FixedFormat(4, 12), 5, 2, 4, 2),
+    (IncrementalUpdater, "multiplier", 1, FixedFormat(4, 12), 6, 1, 6, 1),
 ])
-def test_fold_bit_exact_and_cycles(core, units, fmt, n_max, k_max, n, k):
+def test_fold_bit_exact_and_cycles(core, rotation, units, fmt, n_max, k_max, n, k):
     """FOLD (rows in flight together) gives the integers of one UPDATE (beta = 1) per row,
     in exactly ``fold_cycles``; the runs wrap the row slots, mix FOLD with UPDATE (the halves
     of A follow the row count's parity), fold a single row, and then solve."""
     rng = np.random.default_rng(n * 10 + units)
-    config = QRConfig(fmt, "cordic")
-    dut = core(n_max, k_max, fmt, units=units, rotation="cordic")
+    config = QRConfig(fmt, rotation)
+    dut = core(n_max, k_max, fmt, units=units, rotation=rotation)
     model = (IncrementalUpdaterModel if core is IncrementalUpdater else QRSolverModel)(
         config, n, k, 0)
     plan = dut.fold_plan(n, k)
@@ -237,6 +240,26 @@ def test_fold_bit_exact_and_cycles(core, units, fmt, n_max, k_max, n, k):
     for step, count in ((1, many), (3, 3), (4, 1)):
         assert results[step][1]["cycles"] == dut.fold_cycles(n, k, count), (step, plan)
     assert not np.array_equal(model.R, 0.25 * 2 ** fmt.frac_bits * np.eye(n))
+
+
+@pytest.mark.parametrize("rotation", ["cordic", "multiplier"])
+def test_fold_edge_cases(rotation):
+    """FOLD from R = 0 (λ = 0) with all-zero rows first (zero pivots: the identity rotation),
+    a repeated row, and rows near full scale that saturate: integers and the sticky flag as
+    one UPDATE per row."""
+    fmt = FixedFormat(4, 12)
+    n, k = 5, 1     # 4 units: the last pivots' tasks are one group each, back to back
+    dut = IncrementalUpdater(5, 1, fmt, units=4, rotation=rotation)
+    rng = np.random.default_rng(31)
+    rows = random_rows(fmt, rng, 4, n, k)
+    zero = (np.zeros(n, np.int64), np.zeros(k, np.int64))
+    big = random_rows(fmt, rng, 6, n, k, scale=7.9)
+    script = [("reset", 0), ("fold", [zero, zero, rows[0], rows[0], zero, rows[1], zero,
+                                      rows[2], zero, zero, rows[3]]),
+              *READ_ALL, ("fold", big), *READ_ALL]
+    model = IncrementalUpdaterModel(QRConfig(fmt, rotation), n, k, 0)
+    results = check_script(dut, model, script, n, k)
+    assert results[-1][1]["saturated"] == 1     # the big rows clip (so the flag is tested)
 
 
 def test_fold_with_gaps_in_the_input():
@@ -280,17 +303,13 @@ def test_fold_with_gaps_in_the_input():
 
 
 def test_fold_bad_commands():
-    """FOLD needs a row count of at least 1, and CORDIC rotations."""
+    """FOLD needs a row count of at least 1."""
     fmt = FixedFormat(4, 12)
     row = ([fmt.const(0.5)] * 2, [fmt.const(0.25)])
     dut = QRSolver(2, 1, fmt, units=1, rotation="cordic")
     results = run_script(dut, [("fold", [row], 0), ("fold", [row], -3), ("fold", [row], 1)],
                          2, 1)
     assert [flags["bad_command"] for _, flags in results] == [1, 1, 0]
-    dut = IncrementalUpdater(2, 1, fmt, units=1, rotation="multiplier")
-    assert run_script(dut, [("fold", [row])], 2, 1)[0][1]["bad_command"] == 1
-    with pytest.raises(ValueError, match="CORDIC"):
-        dut.fold_plan(2, 1)
 
 
 def test_cycles_formula_updater_downdate():
