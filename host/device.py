@@ -901,10 +901,10 @@ class Device:
         scaled by ``√forget`` first (``0 < forget <= 1``; 1: remember everything).
 
         ``h`` is ``(n,)`` or ``(m, n)``, ``t`` ``(k,)`` or ``(m, k)`` (a scalar per row when
-        ``k = 1``). Rows go in one command each, in order; with ``forget = 1`` on an updater
-        with CORDIC rotations several rows go in one FOLD command instead (the rows in flight
-        together: the same integers, in far fewer cycles; see
-        :meth:`tiersolve.gen.qr.IncrementalUpdater.fold_cycles`).
+        ``k = 1``). With ``forget = 1`` several rows go in one FOLD command (the rows in
+        flight together: the same integers as one UPDATE per row, in far fewer cycles; see
+        :meth:`tiersolve.gen.qr.IncrementalUpdater.fold_cycles`); otherwise one UPDATE
+        command per row, in order.
 
         Raises
         ------
@@ -917,7 +917,7 @@ class Device:
         forgetting = head.config.forgetting_constant(forget)
         h_int, t_int = head.quantise_rows(h, t)
         fmt = head.config.fmt
-        if forgetting == 1 << fmt.width and head.config.rotation == "cordic" and len(h_int) > 1:
+        if forgetting == 1 << fmt.width and len(h_int) > 1:
             rows = np.concatenate([h_int, t_int], axis=1)
             most = (1 << (fmt.width - 1)) - 1       # the command's row count is a value
             for start in range(0, len(rows), most):

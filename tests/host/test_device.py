@@ -334,8 +334,9 @@ def test_updater_session_is_bit_exact(updater_device):
 
 
 def test_updater_with_cordic_rotations_folds_rows_bit_exact():
-    """With CORDIC rotations, ``update`` of several rows at ``forget = 1`` goes in FOLD
-    commands (the rows in flight together); the session's integers are the model's."""
+    """``update`` of several rows at ``forget = 1`` goes in FOLD commands (the rows in flight
+    together), here with CORDIC rotations and two units; the session's integers are the
+    model's (the multiplier updater's session above folds too)."""
     url = UPDATER_URL + "&updater_rotation=cordic&updater_units=2"
     with tiersolve.host.open(url) as device:
         ops = []
