@@ -562,16 +562,29 @@ class FixedBackend(SolverBackend):
     def qr_update(self, state, H, T, beta=1.0, forget_per="sample"):
         Hq, Tq = self._quantise_rows(state, H, T)
         constant = None if beta == 1 else state.model.config.forgetting_constant(beta)
-        for index, row in enumerate(np.hstack([Hq, Tq])):
+        rows = np.hstack([Hq, Tq])
+        forgettings, weights, weight = [], [], state.weight
+        for index in range(len(rows)):
             forgetting = constant if (forget_per == "sample" or index == 0) else None
-            weight = (beta if forgetting is not None else 1.0) * state.weight + 1.0
+            weight = (beta if forgetting is not None else 1.0) * weight + 1.0
             if weight > state.capacity:
-                raise ValueError(f"the fixed head holds at most capacity={state.capacity:g} "
-                                 f"(forgetting-weighted) samples; give a larger capacity")
+                break
+            forgettings.append(forgetting)
+            weights.append(weight)
+        # the rows before the first one over capacity go in, as they would one by one
+        self._update_rows(state, rows[:len(forgettings)], forgettings, weights)
+        if len(forgettings) < len(rows):
+            raise ValueError(f"the fixed head holds at most capacity={state.capacity:g} "
+                             f"(forgetting-weighted) samples; give a larger capacity")
+        return state
+
+    def _update_rows(self, state, rows, forgettings, weights) -> None:
+        """Fold ``rows`` in order, row ``i`` after forgetting ``forgettings[i]`` (None: none);
+        ``weights[i]`` is the head's weight once row ``i`` is in."""
+        for row, forgetting, weight in zip(rows, forgettings, weights, strict=True):
             self._update_row(state, row, forgetting)
             state.weight = weight
             state.rows += 1
-        return state
 
     def _update_row(self, state, row, forgetting) -> None:
         """Fold one quantised row in (after forgetting, if ``forgetting`` is not None)."""
@@ -732,6 +745,30 @@ class DeviceBackend(FixedBackend):
         from tiersolve.designs import regmap
 
         self._command(state, regmap.UpdaterOp.UPDATE, forgetting=forgetting, data=row)
+
+    def _update_rows(self, state, rows, forgettings, weights) -> None:
+        """As the base class, but each run of rows without forgetting goes in FOLD commands
+        (the rows in flight together on the device: the same integers as one UPDATE per row,
+        in far fewer cycles)."""
+        from tiersolve.designs import regmap
+
+        most = (1 << (state.model.config.fmt.width - 1)) - 1   # FOLD's count is a value
+        start = 0
+        while start < len(rows):
+            end = start
+            while end < len(rows) and forgettings[end] is None and end - start < most:
+                end += 1
+            if end - start > 1:
+                self._command(state, regmap.UpdaterOp.FOLD, value=end - start,
+                              data=rows[start:end])
+                state.weight = weights[end - 1]
+                state.rows += end - start
+                start = end
+                continue
+            self._update_row(state, rows[start], forgettings[start])
+            state.weight = weights[start]
+            state.rows += 1
+            start += 1
 
     def qr_downdate(self, state, H, T):
         from tiersolve.designs import regmap

@@ -9,7 +9,7 @@ rotation kinds (``--rotation``):
   ``--verilator``, against the generated Verilog run in Verilator for ``n = 16`` here.
 - **utilisation**: rotations done (``n(n+1)/2 + nk`` per row, pivots included) divided by
   ``U x cycles``. ``update`` also lists DOWNDATE cycles (hyperbolic, multiplier units).
-- **FOLD** (CORDIC rotations; the rows in flight together in a skewed schedule,
+- **FOLD** (the rows in flight together in a skewed schedule,
   :meth:`~tiersolve.gen.qr.IncrementalUpdater.fold_plan`): the period ``P`` (cycles per row
   in steady state) and skew, the steady-state utilisation ``rotations / (U x P)``, and the
   cycles per row and utilisation of one FOLD of ``--fold-rows`` rows
@@ -181,15 +181,16 @@ def verilator_update_cycles(name, n, k, fmt, units, rotation, rows=4, seed=0):
     return [b - a for a, b in zip(accepted[1:-1], accepted[2:], strict=True)]
 
 
-def verilator_fold_cycles(name, n, k, fmt, units, rows=64, seed=0):
-    """Cycles of one FOLD of ``rows`` rows (CORDIC rotations) measured on the generated
-    Verilog in Verilator: the spacing of the FOLD command and the next one, which
+def verilator_fold_cycles(name, n, k, fmt, units, rotation, rows=64, seed=0):
+    """Cycles of one FOLD of ``rows`` rows measured on the generated Verilog in Verilator:
+    the spacing of the FOLD command and the next one, which
     :meth:`~tiersolve.gen.qr.IncrementalUpdater.fold_cycles` predicts."""
     from tiersolve.gen.crosssim import VerilatorSimulation
     from tiersolve.gen.qr import Select
 
-    core = _core(name, n, k, fmt, units, "cordic")
-    simulation = VerilatorSimulation(core, top=f"qr_{name}_cordic", optimize="-O1", log=None)
+    core = _core(name, n, k, fmt, units, rotation)
+    simulation = VerilatorSimulation(core, top=f"qr_{name}_{rotation}", optimize="-O1",
+                                     log=None)
     rng = np.random.default_rng(seed)
     folded = []
     for _ in range(rows):
@@ -348,11 +349,12 @@ def run(args) -> int:
             measured = verilator_update_cycles(name, 16, args.k, fmt, 4, rotation)
             checks.append({"rotation": rotation, "n": 16, "units": 4, "measured": measured,
                            "formula": core.update_cycles(16, args.k)})
-        if "cordic" in args.rotation:
-            core = _core(name, 16, args.k, fmt, 4, "cordic")
+        for rotation in args.rotation:
+            core = _core(name, 16, args.k, fmt, 4, rotation)
             core._MustUse__silence = True
-            checks.append({"rotation": "cordic FOLD of 64 rows", "n": 16, "units": 4,
-                           "measured": verilator_fold_cycles(name, 16, args.k, fmt, 4),
+            checks.append({"rotation": f"{rotation}, FOLD of 64 rows", "n": 16, "units": 4,
+                           "measured": verilator_fold_cycles(name, 16, args.k, fmt, 4,
+                                                             rotation),
                            "formula": core.fold_cycles(16, args.k, 64)})
         meta["verilator_checks"] = checks
         lines += ["", "Verilator check (n = 16, units = 4; spacing of UPDATE commands, and "

@@ -493,6 +493,14 @@ def test_device_backend_equals_fixed_bit_for_bit(verilator, hidden, direct_link)
     url = ("vsim://?n_max=8&k_max=4&lanes=2&format=Q8.16&inverse_format=Q4.20"
            "&cores=cholesky,updater")
     backend = DeviceBackend(url)
+    ops = []
+    command = backend.device.updater_command
+
+    def spy(op, *args, **kwargs):
+        ops.append(op)
+        return command(op, *args, **kwargs)
+
+    backend.device.updater_command = spy
     try:
         fixed = backend.matching_fixed_backend()
         params = {"hidden_layer_sizes": (hidden,), "random_state": 0, "alpha": 0.5,
@@ -510,5 +518,9 @@ def test_device_backend_equals_fixed_bit_for_bit(verilator, hidden, direct_link)
         assert np.array_equal(on_device.predict(X), on_model.predict(X))
         assert on_device.score(X[90:], y[90:]) > 0.7
         assert backend.device.last_run["cycles"] > 0  # the device did the work
+        # the batches went in FOLD commands (rows in flight together), the window's old rows
+        # came out by DOWNDATE
+        from tiersolve.designs import regmap
+        assert regmap.UpdaterOp.FOLD in ops and regmap.UpdaterOp.DOWNDATE in ops
     finally:
         backend.close()
