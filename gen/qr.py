@@ -1189,7 +1189,7 @@ class IncrementalUpdater(wiring.Component):
                             with m.Case(Op.FOLD):
                                 m.d.sync += [folding.eq(1), fold_input.eq(1), in_col.eq(0),
                                              in_half.eq(0), rows_in.eq(0), full.eq(0),
-                                             fold_work.eq(0)]
+                                             fold_work.eq(0), task.eq(0)]
                                 m.next = "FOLD_SETUP"
                 with m.Else():
                     m.d.sync += self.busy.eq(0)
@@ -1473,14 +1473,15 @@ class IncrementalUpdater(wiring.Component):
                             m.next = "FINISH"
 
             if folds:
-                # FOLD: read r_i = A[i, i] (n cycles), then the period and skew, then the
-                # schedule; the array follows it fold_lead cycles later (below the FSM)
+                # FOLD: read r_i = A[i, i] (n cycles, i counted in `task`), then the period
+                # and skew, then the schedule; the array follows it fold_lead cycles later
+                # (below the FSM)
                 with m.State("FOLD_SETUP"):
-                    m.d.comb += [issue_row.eq(row), issue_group.eq(slot_of(row)),
+                    m.d.comb += [issue_row.eq(task), issue_group.eq(slot_of(task)),
                                  setup_issue.eq(1)]
-                    m.d.sync += [fold_work.eq(fold_work + ((total - 1 - row) >> shift) + 1),
-                                 row.eq(row + 1)]
-                    with m.If(row == n_last):
+                    m.d.sync += [fold_work.eq(fold_work + ((total - 1 - task) >> shift) + 1),
+                                 task.eq(task + 1)]
+                    with m.If(task == n_last):
                         m.next = "FOLD_SIZES"
                 with m.State("FOLD_SIZES"):
                     m.d.sync += period_length.eq(Mux(fold_work > self.fold_min_period,
@@ -1596,8 +1597,8 @@ class IncrementalUpdater(wiring.Component):
                 self._fold_multiplier_generator(m, fold_a, fold_b, fold_start, fold_gen_valid,
                                                 fold_gen_r, fold_gen_saturated, fold_c, fold_s)
             setup_write = delay(setup_issue, 3, "fold_setup_write")
-            setup_row = delay(row, 3, "fold_setup_row")
-            setup_bank = delay(bank_of(row), 3, "fold_setup_bank")
+            setup_row = delay(task, 3, "fold_setup_row")
+            setup_bank = delay(bank_of(task), 3, "fold_setup_bank")
             task_done = delay(task, 1 + G, "fold_task_done")
             with m.If(setup_write):
                 m.d.comb += [fold_r_wr.addr.eq(setup_row), fold_r_wr.en.eq(1)]
