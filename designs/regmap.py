@@ -42,7 +42,8 @@ address    name              access  contents
                                      states) while the core cannot take it
 0x21       ROW_DATA_LAST     wo      as ROW_DATA, and marks the final value of the final row
 0x30       UPDATER_SIZE      rw      runtime sizes ``n`` and ``k`` of the next updater command
-0x31       UPDATER_VALUE     rw      ``√λ`` for RESET, stored integer of the data format
+0x31       UPDATER_VALUE     rw      ``√λ`` for RESET (stored integer of the data format); the
+                                     row count ``m`` for FOLD
 0x32       UPDATER_FORGET    rw      ``b = round(√β·2**w)`` for UPDATE (``2**w``: no forgetting)
 0x33       UPDATER_COMMAND   wo      start an updater command (:class:`UpdaterOp`, ``select``);
                                      waits while the updater is busy
@@ -66,7 +67,8 @@ fixed-address bursts (the last value to ``ROW_DATA_LAST`` in Gram mode), poll ``
 An updater command (the incremental-update core, :class:`tiersolve.gen.qr.IncrementalUpdater`,
 present when ``CORES.updater`` is set): write ``UPDATER_SIZE``, ``UPDATER_VALUE``,
 ``UPDATER_FORGET`` and ``UPDATER_COMMAND`` in one burst, stream the command's values to
-``UPDATER_DATA`` (``n + k`` for UPDATE / DOWNDATE, ``n`` for PREDICT, the matrix for LOAD),
+``UPDATER_DATA`` (``n + k`` for UPDATE / DOWNDATE, ``m·(n + k)`` for FOLD, ``n`` for PREDICT,
+the matrix for LOAD),
 poll ``UPDATER_STATUS`` (with ``UPDATER_CYCLES``, ``UPDATER_COUNT``), then read
 ``UPDATER_RESULT``. The updater keeps ``R``, ``Z``, ``W`` between commands (and across
 Cholesky jobs): only its RESET command re-initialises them.
@@ -208,7 +210,8 @@ REGISTERS: tuple[Register, ...] = (
     Register("UPDATER_SIZE", 0x30, "rw", "runtime sizes of the next updater command", (
         Field("n", 0, 16, "columns of H, 1..n_max"),
         Field("k", 16, 16, "columns of T, 1..k_max"))),
-    Register("UPDATER_VALUE", 0x31, "rw", "sqrt(lambda) for RESET, stored integer", (
+    Register("UPDATER_VALUE", 0x31, "rw",
+             "sqrt(lambda) for RESET (stored integer), the row count for FOLD", (
         Field("value", 0, 32, "sign-extended stored integer", signed=True),)),
     Register("UPDATER_FORGET", 0x32, "rw", "forgetting constant b = round(sqrt(beta) 2**w)", (
         Field("value", 0, 32, "1..2**w; 2**w means beta = 1"),)),

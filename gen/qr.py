@@ -36,8 +36,38 @@ read-to-write-back latency (unit: CORDIC ``iterations + 4``, multiplier
 :attr:`~IncrementalUpdater.multiplier_apply_latency`) and ``groups_i`` the groups of ``units``
 columns from the pivot's to the last. For the updater in Q6.12: ``S = 3``, ``G = 22``
 (CORDIC) or 34 (multiplier), ``D = 29`` (CORDIC) or 11 (multiplier). The latencies dominate:
-utilisation (rotations ÷ (units × cycles)) is far below what a row-interleaved (systolic)
-schedule would reach; see ``tiersolve bench qr``.
+one row keeps the units 1-38 % busy (rotations ÷ (units × cycles)).
+
+FOLD: the rows in flight together
+---------------------------------
+FOLD takes ``m`` rows (the command's ``value``) and folds them with ``β = 1`` in a static
+skewed schedule (:meth:`IncrementalUpdater.fold_plan`). Pivot ``i`` of a row is a *task* of
+``groups_i = ceil((n + k - i) / units)`` cycles on the array: unit ``v`` takes column
+``i + v`` (then ``+ units`` per group), so the banks are seen rotated by ``i mod units`` and
+no unit idles in a task's first group. Period ``p`` runs the tasks ``i = 0 .. n-1`` of rows
+``p - s·i`` back to back (bubbles where that row does not exist), then waits out the period
+``P = max(W, P_min)``, ``W = sum_i groups_i``. The generator runs the same task sequence
+:attr:`~IncrementalUpdater.fold_lead` cycles ahead of the array and must take a pair every
+cycle: the CORDIC vectoring unit is pipelined; for multiplier rotations a pipeline of its own
+(squares, sum, leading one, normaliser, pipelined reciprocal square root, ``a·g``, ``b·g``,
+``p·g``, roundings and clips) computes what the sequencer's generator computes. Its operands
+are ``r_i`` (a register file of the pivots, loaded from ``A`` when FOLD starts, written by
+every task's rotation) and the row's ``x[i]`` (a register file per row slot, captured from the
+write-back of the row's task ``i - 1``; pivot 0 reads the input buffer). Each task's
+directions, or ``c`` and ``s``, reach the units with the task's first group and hold through
+its groups. The dependencies set the constants: a row's task ``i`` comes ``s`` periods after
+its task ``i - 1`` (``s·P >=`` lead + array latency - 1: ``x[i]`` is captured by then), and
+one period after the previous row's task ``i`` (``P >= D``: ``A[i, :]`` is written back;
+``P >= G + 2``: ``r_i`` too). A row lives in one of
+:attr:`~IncrementalUpdater.fold_row_slots` slots of the work-row memory from its task 0 to its
+task ``n - 1``; rows arrive through a two-row input buffer, and a period waits for its row.
+Each task reads the half of ``A`` the previous row's task wrote, so after ``m`` rows the
+current half has flipped ``m`` times. The integers are those of ``m`` UPDATEs with ``β = 1``:
+every ``A[i, :]`` sees the rows in order and every row sees the pivots in order.
+:meth:`IncrementalUpdater.fold_cycles` counts the cycles exactly (checked against simulation
+and Verilator). Steady state: ``P`` cycles per row, utilisation ``rotations / (units · P)``,
+100 % with one unit, 86-98 % with 2 or 4 units for ``n >= 16``; with ``units = n`` a task is
+one or two groups and ``P`` is bound by ``P_min``, about 30-50 %.
 
 Timing (ECP5 at 100 MHz)
 ------------------------
@@ -108,6 +138,9 @@ READ       —                            ``R`` (``n x n``, row major, zeros bel
                                         diagonal), ``Z`` or ``W`` (``n x k``) on ``o``
 LOAD       the same entries as READ     write them (``R``: entries below the diagonal are
                                         ignored)
+FOLD       ``m·(n + k)`` values (m rows)  fold ``m = value`` rows in (``β = 1``), rows in
+                                        flight together (see above); ``value < 1`` is a
+                                        ``bad_command``
 =========  ===========================  =================================================
 """
 
