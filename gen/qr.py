@@ -31,11 +31,11 @@ do not overlap, and rows do not interleave), so an UPDATE takes
 
 with ``S`` the forgetting scale's latency (updater :attr:`~IncrementalUpdater.scale_latency`,
 QR solver 0), ``G`` the generator latency (CORDIC ``iterations + 4``; multiplier
-``reciprocal latency + L_sq + L_p + 8``), ``D = 4 + S + unit latency`` the array's
+``reciprocal latency + L_sq + L_p + 8``), ``D = 5 + S + unit latency`` the array's
 read-to-write-back latency (unit: CORDIC ``iterations + 4``, multiplier
 :attr:`~IncrementalUpdater.multiplier_apply_latency`) and ``groups_i`` the groups of ``units``
 columns from the pivot's to the last. For the updater in Q6.12: ``S = 3``, ``G = 22``
-(CORDIC) or 34 (multiplier), ``D = 29`` (CORDIC) or 11 (multiplier). The latencies dominate:
+(CORDIC) or 34 (multiplier), ``D = 30`` (CORDIC) or 12 (multiplier). The latencies dominate:
 one row keeps the units 1-38 % busy (rotations ÷ (units × cycles)).
 
 FOLD: the rows in flight together
@@ -321,7 +321,7 @@ class IncrementalUpdater(wiring.Component):
         # unit, or (multiplier rotations) a pipeline of its own (elaborate)
         self.folds = True
         if self.folds:
-            operand_delay = 3 + self.scale_latency
+            operand_delay = 4 + self.scale_latency
             #: cycles from the generator's registered operands to its registered rotation
             self.fold_generator_latency = (
                 self.generator_cycles() if rotation == "cordic"
@@ -363,12 +363,13 @@ class IncrementalUpdater(wiring.Component):
 
     def array_cycles(self, hyperbolic: bool = False) -> int:
         """Cycles from a group's issue to its write-back: the address register, the memory read,
-        the read register, the forgetting scale (:attr:`scale_latency`; updater only), the unit
+        the read register, the forgetting scale (:attr:`scale_latency`; updater only), the
+        units' operand register (where FOLD's rotation of the banks is selected), the unit
         (:attr:`apply_latency`: CORDIC ``iterations + 4``, multiplier unit
         :attr:`multiplier_apply_latency`), then the registered write port."""
         if self.rotation == "cordic" and not hyperbolic:
-            return 4 + self.scale_latency + self.apply_latency
-        return 4 + self.scale_latency + self.multiplier_apply_latency
+            return 5 + self.scale_latency + self.apply_latency
+        return 5 + self.scale_latency + self.multiplier_apply_latency
 
     def update_cycles(self, n: int, k: int, hyperbolic: bool = False) -> int:
         """Cycles of one UPDATE (or DOWNDATE that is not refused), as :attr:`cycles` counts
@@ -786,8 +787,9 @@ class IncrementalUpdater(wiring.Component):
             return hwfixed.delay_line(m, signal, cycles_, name)
 
         # memory data (cycle 2 after the issue) registered straight away (cycle 3), then the
-        # forgetting scale (scale_latency cycles): the units see their operands in cycle
-        # 3 + scale_latency (the read address is registered too: cycle 1)
+        # forgetting scale (scale_latency cycles), then the units' operand registers: the
+        # units see their operands in cycle 4 + scale_latency (the read address is registered
+        # too: cycle 1)
         scale_latency = self.scale_latency
         a_data = [Signal(signed(w), name=f"a_data_{u}") for u in range(units)]
         x_data = [Signal(signed(w), name=f"x_data_{u}") for u in range(units)]
@@ -815,7 +817,7 @@ class IncrementalUpdater(wiring.Component):
                 m.d.sync += upper_scaled[u].eq(((upper_product + half_lsb) >> w)[:w])
             else:
                 m.d.comb += upper_scaled[u].eq(a_data[u])
-        operand_delay = 3 + scale_latency
+        operand_delay = 4 + scale_latency
         stage2_valid = delay(issue_valid, operand_delay, "operand_valid")
         stage2_group = delay(issue_group, operand_delay, "operand_group")
         # the mask is computed from the registered issue (off the sequencer's decode path)
@@ -834,18 +836,20 @@ class IncrementalUpdater(wiring.Component):
         # from t + 1 + min(u, copy_depth): copy_depth = operand_delay - 1 leaves a cycle to
         # spare.
         copy_depth = operand_delay - 1
-        # the units' operands: bank (rot + u) mod units feeds unit u (FOLD; rot = 0 otherwise)
-        rotation_in = delay(issue_rot, operand_delay, "rotation_in")
+        # the units' operand registers: bank (rot + u) mod units feeds unit u (FOLD; rot = 0
+        # otherwise), selected into a register (the selection's fan-out and the route to the
+        # multipliers were one path)
+        rotation_in = delay(issue_rot, operand_delay - 1, "rotation_in")
         unit_upper = [Signal(signed(w), name=f"unit_upper_{u}") for u in range(units)]
         unit_lower = [Signal(signed(w), name=f"unit_lower_{u}") for u in range(units)]
         for u in range(units):
-            m.d.comb += [unit_upper[u].eq(upper_scaled[u]), unit_lower[u].eq(lower_in[u])]
+            m.d.sync += [unit_upper[u].eq(upper_scaled[u]), unit_lower[u].eq(lower_in[u])]
             if folds and units > 1:
                 with m.Switch(rotation_in):
                     for rot in range(1, units):
                         with m.Case(rot):
                             bank = (rot + u) % units
-                            m.d.comb += [unit_upper[u].eq(upper_scaled[bank]),
+                            m.d.sync += [unit_upper[u].eq(upper_scaled[bank]),
                                          unit_lower[u].eq(lower_in[bank])]
         fold_multipliers = folds and not cordic_kind
         if fold_multipliers:

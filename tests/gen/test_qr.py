@@ -448,8 +448,8 @@ def test_forgetting_constant_out_of_range_is_a_bad_command():
         model.update_with_constant([1, 2], [3], 0)
 
 
-@pytest.mark.parametrize("rotation, generator, array", [("cordic", 22, 29),
-                                                         ("multiplier", 34, 11)])
+@pytest.mark.parametrize("rotation, generator, array", [("cordic", 22, 30),
+                                                         ("multiplier", 34, 12)])
 def test_documented_latencies_q6_12(rotation, generator, array):
     """The latencies :mod:`tiersolve.gen.qr` documents for the updater in Q6.12 (``S = 3``,
     ``G``, ``D``) are the cycle model's (that model is checked against simulation above)."""
