@@ -35,7 +35,8 @@ import sys
 import numpy as np
 from tiersolve.gen.fixed import FixedFormat
 
-__all__ = ["HELP", "add_arguments", "accuracy_sweep", "cycle_table", "plot_accuracy", "run",
+__all__ = ["HELP", "add_arguments", "accuracy_sweep", "cycle_table", "plot_accuracy",
+           "plot_utilisation", "run",
            "script_streams", "verilator_fold_cycles", "verilator_update_cycles"]
 
 HELP = "cycles per row, rotation-unit utilisation, area and accuracy of the Givens QR cores"
@@ -65,6 +66,9 @@ def add_arguments(parser):
                         help="check the cycle formula in Verilator for n = 16 (about a minute)")
     parser.add_argument("--synth", action="store_true",
                         help="synthesise on ECP5-85F and iCE40UP5K (many minutes)")
+    parser.add_argument("--plot-utilisation", default=None, metavar="PNG",
+                        help="write the utilisation plot, UPDATE against FOLD "
+                             "(docs/qr_utilisation.png)")
     parser.add_argument("--plot", default=None, metavar="PNG",
                         help="write the QR-vs-Cholesky accuracy plot (docs/qr_vs_cholesky.png)")
 
@@ -308,6 +312,50 @@ def plot_accuracy(path, sweeps):
     plt.close(fig)
 
 
+def plot_utilisation(path, records, fold_rows):
+    """Plot rotation-unit utilisation against ``n`` (one panel per rotation kind): one row
+    per UPDATE, FOLD in steady state and one FOLD of ``fold_rows`` rows, per unit count."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rotations = sorted({r["rotation"] for r in records})
+    fig, axes = plt.subplots(1, len(rotations), figsize=(6 * len(rotations), 5.5),
+                             squeeze=False, sharey=True)
+    for ax, rotation in zip(axes[0], rotations, strict=True):
+        rows = [r for r in records if r["rotation"] == rotation]
+        kinds = sorted({"n" if r["units"] == r["n"] and r["n"] > 4 else str(r["units"])
+                        for r in rows}, key=lambda text: (text == "n", text))
+        for index, kind in enumerate(kinds):
+            chosen = sorted((r for r in rows
+                             if ("n" if r["units"] == r["n"] and r["n"] > 4
+                                 else str(r["units"])) == kind), key=lambda r: r["n"])
+            ns = [r["n"] for r in chosen]
+            colour = f"C{index}"
+            label = f"units = {kind}"
+            ax.plot(ns, [100 * r["utilisation"] for r in chosen], ":", color=colour,
+                    marker="x", label=f"{label}, one UPDATE per row")
+            if all("fold_period" in r for r in chosen):
+                ax.plot(ns, [100 * r["fold_steady_utilisation"] for r in chosen], "-",
+                        color=colour, marker="o", label=f"{label}, FOLD steady state")
+                ax.plot(ns, [100 * r["fold_utilisation"] for r in chosen], "--",
+                        color=colour, marker="s", alpha=0.6,
+                        label=f"{label}, one FOLD of {fold_rows} rows")
+        ax.axhline(80, color="grey", lw=0.8)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("n")
+        ax.set_title(f"{rotation} rotations")
+        ax.grid(True, alpha=0.3)
+    axes[0][0].set_ylabel("rotation-unit utilisation (%)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=4)
+    fig.suptitle("Rotations ÷ (units × cycles): one row at a time against rows in flight")
+    fig.tight_layout(rect=(0, 0.17, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def run(args) -> int:
     from tiersolve.host.bench.arith import write_results
 
@@ -378,6 +426,9 @@ def run(args) -> int:
             lines.append(f"| {s['core']} | {s['rotation']} | {s['target']} | {s['n_max']} | "
                          f"{s['units']} | {used('luts')} | {used('ffs')} | {used('dsps')} | "
                          f"{used('block_rams')} | {s.get('fmax_mhz') or float('nan'):.1f} |")
+    if args.plot_utilisation:
+        plot_utilisation(args.plot_utilisation, records, args.fold_rows)
+        lines += ["", f"utilisation plot: {args.plot_utilisation}"]
     if args.plot:
         sweeps = {(data_format, rotation): accuracy_sweep(data_format, rotation,
                                                           inverse_format=inverse_format)
