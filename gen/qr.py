@@ -138,9 +138,9 @@ READ       —                            ``R`` (``n x n``, row major, zeros bel
                                         diagonal), ``Z`` or ``W`` (``n x k``) on ``o``
 LOAD       the same entries as READ     write them (``R``: entries below the diagonal are
                                         ignored)
-FOLD       ``m·(n + k)`` values (m rows)  fold ``m = value`` rows in (``β = 1``), rows in
-                                        flight together (see above); ``value < 1`` is a
-                                        ``bad_command``
+FOLD       ``m`` rows ``[h | t]``       fold ``m = value`` rows in (``β = 1``), rows in
+                                        flight together (see above); ``value < 1``, or a
+                                        core built with ``fold=False``: ``bad_command``
 =========  ===========================  =================================================
 """
 
@@ -241,6 +241,10 @@ class IncrementalUpdater(wiring.Component):
         Rotation units in the linear array: a power of two, 1 to 64.
     rotation : str
         ``"cordic"`` or ``"multiplier"``. Downdates always use multiplier units (hyperbolic).
+    fold : bool
+        Build the FOLD command (rows in flight together; default). False leaves out its
+        generator pipeline (multiplier rotations), register files, input buffer and work-row
+        slots, for a smaller core; FOLD is then a ``bad_command``.
 
     Members
     -------
@@ -291,7 +295,8 @@ class IncrementalUpdater(wiring.Component):
 
     incremental = True
 
-    def __init__(self, n_max: int, k_max: int, fmt, units: int = 1, rotation: str = "cordic"):
+    def __init__(self, n_max: int, k_max: int, fmt, units: int = 1, rotation: str = "cordic",
+                 fold: bool = True):
         for name, value in (("n_max", n_max), ("k_max", k_max), ("units", units)):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{name} must be an integer, not {value!r}")
@@ -317,9 +322,11 @@ class IncrementalUpdater(wiring.Component):
         self.square_latency = product_latency(w, w)
         self.coefficient_product_latency = max(product_latency(w, g_width),
                                                product_latency(2 * w + 2, g_width))
+        if not isinstance(fold, bool):
+            raise TypeError(f"fold must be a bool, not {fold!r}")
         # FOLD (rows in flight together) needs a pipelined generator: the CORDIC vectoring
         # unit, or (multiplier rotations) a pipeline of its own (elaborate)
-        self.folds = True
+        self.folds = fold
         if self.folds:
             operand_delay = 4 + self.scale_latency
             #: cycles from the generator's registered operands to its registered rotation
@@ -400,6 +407,8 @@ class IncrementalUpdater(wiring.Component):
         of a row comes ``s`` periods after its pivot ``i - 1`` (its ``x[i]`` is written back
         by then) and one period after the previous row's pivot ``i`` (``A[i, :]`` and ``r_i``
         are written back by then)."""
+        if not self.folds:
+            raise ValueError("this core was built without FOLD (fold=False)")
         work = sum((n + k - 1 - i) // self.units + 1 for i in range(n))
         period = max(work, self.fold_min_period)
         skew = -(-self.fold_skew_cycles // period)

@@ -310,6 +310,14 @@ def test_fold_bad_commands():
     results = run_script(dut, [("fold", [row], 0), ("fold", [row], -3), ("fold", [row], 1)],
                          2, 1)
     assert [flags["bad_command"] for _, flags in results] == [1, 1, 0]
+    # a core built without FOLD refuses it, and still updates
+    dut = IncrementalUpdater(2, 1, fmt, units=1, rotation="multiplier", fold=False)
+    results = run_script(dut, [("fold", [row]), ("update", *row)], 2, 1)
+    assert [flags["bad_command"] for _, flags in results] == [1, 0]
+    with pytest.raises(ValueError, match="without FOLD"):
+        dut.fold_plan(2, 1)
+    with pytest.raises(TypeError, match="fold"):
+        QRSolver(2, 1, fmt, fold=1)
 
 
 def test_cycles_formula_updater_downdate():
