@@ -1179,6 +1179,9 @@ class IncrementalUpdater(wiring.Component):
             in_col = Signal(range(columns))
             in_half = Signal()
             rows_in = Signal(w)
+            in_col_first = Signal()                     # in_col == 0
+            in_col_last = Signal()                      # in_col == n + k - 1
+            in_last_row = Signal()                      # rows_in == m - 1
             full = Signal(2)                            # an input half holds a whole row
             first_value = [Signal(signed(w), name=f"fold_first_value_{h}") for h in range(2)]
             fold_work = Signal(range(max_work + 1))     # W = sum of groups_i
@@ -1199,6 +1202,10 @@ class IncrementalUpdater(wiring.Component):
             task_slot = Signal(range(row_slots))        # its row slot
             task_first = task_group == slot_of(task)
             emit = Signal()                             # the schedule gives a group now
+            scheduling = Signal()                       # the schedule runs
+            draining = Signal()                         # its last period is over
+            drain_left = Signal(range(lead + latency + 1))
+            fold_done = Signal()                        # the array's last write is in
             task_valid = (task_row >= 0) & (task_row < rows)
             row_ready = Mux(period[0], full[1], full[0])
             advance = ~starting | ~period_has_row | row_ready
@@ -1234,7 +1241,9 @@ class IncrementalUpdater(wiring.Component):
                         if folds:
                             with m.Case(Op.FOLD):
                                 m.d.sync += [folding.eq(1), fold_input.eq(1), in_col.eq(0),
+                                             in_col_first.eq(1), in_col_last.eq(0),
                                              in_half.eq(0), rows_in.eq(0), full.eq(0),
+                                             in_last_row.eq(rows == 1),
                                              fold_work.eq(0), task.eq(0)]
                                 m.next = "FOLD_SETUP"
                 with m.Else():
@@ -1551,52 +1560,12 @@ class IncrementalUpdater(wiring.Component):
                     m.next = "FOLD_SETTLE"
                 with m.State("FOLD_SETTLE"):
                     # the last r_i read in FOLD_SETUP is written to fold_pivots by now
+                    m.d.sync += scheduling.eq(1)
                     m.next = "FOLD_RUN"
                 with m.State("FOLD_RUN"):
-                    with m.If(advance):
-                        m.d.sync += [starting.eq(0), cycle_in_period.eq(cycle_in_period + 1)]
-                        m.d.comb += emit.eq(tasks_on & task_valid)
-                        with m.If(tasks_on):
-                            with m.If(task_group == task_group_last):
-                                with m.If(task == n_last):
-                                    m.d.sync += tasks_on.eq(0)
-                                with m.Else():
-                                    m.d.sync += [
-                                        task.eq(task + 1),
-                                        task_group.eq(slot_of(task + 1)),
-                                        task_group_last.eq(slot_of(task + 1) + (
-                                            (total - 2 - task) >> shift)),
-                                        task_row.eq(task_row - skew),
-                                        task_slot.eq(Mux(task_slot < skew,
-                                                         task_slot + row_slots - skew,
-                                                         task_slot - skew)),
-                                    ]
-                            with m.Else():
-                                m.d.sync += task_group.eq(task_group + 1)
-                        with m.If(cycle_in_period == period_last):
-                            next_slot = Mux(period_slot == row_slots - 1, 0, period_slot + 1)
-                            m.d.sync += [
-                                period.eq(period + 1), period_slot.eq(next_slot),
-                                period_has_row.eq(period + 1 < rows),
-                                cycle_in_period.eq(0), starting.eq(1), tasks_on.eq(1),
-                                task.eq(0), task_group.eq(0), task_row.eq(period + 1),
-                                task_group_last.eq(last_slot),
-                                task_slot.eq(next_slot),
-                            ]
-                            with m.If(period == period_final):
-                                m.d.sync += drain_count.eq(0)
-                                m.next = "FOLD_DRAIN"
-                    with m.If(emit & task_first):
-                        m.d.sync += [fold_a.eq(fold_r_rd.data), fold_b.eq(fold_b_value),
-                                     fold_start.eq(1)]
-                        if cordic_kind:
-                            m.d.sync += [vectoring_x.eq(fold_r_rd.data),
-                                         vectoring_y.eq(fold_b_value), vectoring_start.eq(1)]
-                with m.State("FOLD_DRAIN"):
-                    # the array issues the schedule's last groups fold_lead cycles late and
-                    # writes them back array_cycles later
-                    m.d.sync += drain_count.eq(drain_count + 1)
-                    with m.If(drain_count == lead + latency):
+                    # the schedule runs on its own (below the FSM) and, once its last period
+                    # is over, counts down the array's lag and latency; then this state ends
+                    with m.If(fold_done):
                         m.d.sync += half.eq(half ^ rows[0])
                         m.next = "FINISH"
 
@@ -1608,9 +1577,61 @@ class IncrementalUpdater(wiring.Component):
         hwfixed.one_hot_state(sequencer)  # (its next-state decode was a worst path)
 
         if folds:
+            # -- FOLD: the schedule (generator side) ----------------------------------------
+            # It runs while `scheduling` (set in FOLD_SETTLE), outside the sequencer, so that
+            # its registers' enables are flip-flops and not decodes of the sequencer's state.
+            # When its last period ends, a countdown covers the array's lag (fold_lead) and
+            # latency; `fold_done` then ends FOLD_RUN.
+            with m.If(scheduling & advance):
+                m.d.sync += [starting.eq(0), cycle_in_period.eq(cycle_in_period + 1)]
+                m.d.comb += emit.eq(tasks_on & task_valid)
+                with m.If(tasks_on):
+                    with m.If(task_group == task_group_last):
+                        with m.If(task == n_last):
+                            m.d.sync += tasks_on.eq(0)
+                        with m.Else():
+                            m.d.sync += [
+                                task.eq(task + 1),
+                                task_group.eq(slot_of(task + 1)),
+                                task_group_last.eq(slot_of(task + 1)
+                                                   + ((total - 2 - task) >> shift)),
+                                task_row.eq(task_row - skew),
+                                task_slot.eq(Mux(task_slot < skew,
+                                                 task_slot + row_slots - skew,
+                                                 task_slot - skew)),
+                            ]
+                    with m.Else():
+                        m.d.sync += task_group.eq(task_group + 1)
+                with m.If(cycle_in_period == period_last):
+                    next_slot = Mux(period_slot == row_slots - 1, 0, period_slot + 1)
+                    m.d.sync += [
+                        period.eq(period + 1), period_slot.eq(next_slot),
+                        period_has_row.eq(period + 1 < rows),
+                        cycle_in_period.eq(0), starting.eq(1), tasks_on.eq(1),
+                        task.eq(0), task_group.eq(0), task_row.eq(period + 1),
+                        task_group_last.eq(last_slot),
+                        task_slot.eq(next_slot),
+                    ]
+                    with m.If(period == period_final):
+                        m.d.sync += [scheduling.eq(0), draining.eq(1),
+                                     drain_left.eq(lead + latency - 1)]
+            with m.If(emit & task_first):
+                m.d.sync += [fold_a.eq(fold_r_rd.data), fold_b.eq(fold_b_value),
+                             fold_start.eq(1)]
+                if cordic_kind:
+                    m.d.sync += [vectoring_x.eq(fold_r_rd.data),
+                                 vectoring_y.eq(fold_b_value), vectoring_start.eq(1)]
+            m.d.sync += fold_done.eq(0)
+            with m.If(draining):
+                m.d.sync += drain_left.eq(drain_left - 1)
+                with m.If(drain_left == 0):
+                    m.d.sync += [draining.eq(0), fold_done.eq(1)]
+
             # -- FOLD: input writer ---------------------------------------------------------
+            # (fold_input is high until the last row is in; the column and row tests are
+            # flags registered with the counters, so that `i.ready` is two flip-flops deep)
             half_full = Mux(in_half, full[1], full[0])
-            with m.If(fold_input & ~half_full & (rows_in != rows)):
+            with m.If(fold_input & ~half_full):
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(self.i.valid):
                     for u in range(units):
@@ -1619,14 +1640,19 @@ class IncrementalUpdater(wiring.Component):
                             in_wr[u].data.eq(self.i.payload),
                             in_wr[u].en.eq(bank_of(in_col) == u),
                         ]
-                    with m.If(in_col == 0):
+                    with m.If(in_col_first):
                         with m.If(in_half):
                             m.d.sync += first_value[1].eq(self.i.payload)
                         with m.Else():
                             m.d.sync += first_value[0].eq(self.i.payload)
-                    m.d.sync += in_col.eq(in_col + 1)
-                    with m.If(in_col == row_in_last):
-                        m.d.sync += [in_col.eq(0), in_half.eq(~in_half), rows_in.eq(rows_in + 1)]
+                    m.d.sync += [in_col.eq(in_col + 1), in_col_first.eq(0),
+                                 in_col_last.eq(in_col + 1 == row_in_last)]
+                    with m.If(in_col_last):
+                        m.d.sync += [in_col.eq(0), in_col_first.eq(1), in_col_last.eq(0),
+                                     in_half.eq(~in_half), rows_in.eq(rows_in + 1),
+                                     in_last_row.eq(rows_in + 2 == rows)]
+                        with m.If(in_last_row):
+                            m.d.sync += fold_input.eq(0)
                         with m.If(in_half):
                             m.d.sync += full[1].eq(1)
                         with m.Else():
