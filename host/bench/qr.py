@@ -43,7 +43,7 @@ HELP = "cycles per row, rotation-unit utilisation, area and accuracy of the Give
 
 #: (rotation, target, n_max, k_max, units) synthesised by ``--synth``, for the benchmark's
 #: core (``qr``: QRSolver, ``update``: IncrementalUpdater). The iCE40UP5K line is the smallest
-#: useful size (multiplier rotations; CORDIC is larger).
+#: useful size (multiplier rotations, built without FOLD; CORDIC is larger).
 SYNTH_CONFIGS = (
     ("cordic", "ecp5-85f", 16, 2, 4),
     ("multiplier", "ecp5-85f", 16, 2, 4),
@@ -73,11 +73,11 @@ def add_arguments(parser):
                         help="write the QR-vs-Cholesky accuracy plot (docs/qr_vs_cholesky.png)")
 
 
-def _core(name, n_max, k_max, fmt, units, rotation):
+def _core(name, n_max, k_max, fmt, units, rotation, fold=True):
     from tiersolve.gen.qr import IncrementalUpdater, QRSolver
 
     cls = QRSolver if name == "qr" else IncrementalUpdater
-    return cls(n_max, k_max, fmt, units=units, rotation=rotation)
+    return cls(n_max, k_max, fmt, units=units, rotation=rotation, fold=fold)
 
 
 def cycle_table(name, ns, units_list, k, fmt, rotations, fold_rows=256):
@@ -216,10 +216,12 @@ def _synthesise(bench, fmt):
         print(f"synthesising {name} {rotation} n_max={n_max} units={units} for {target} ...",
               file=sys.stderr)
         record = {"core": name, "rotation": rotation, "target": target, "n_max": n_max,
-                  "k_max": k_max, "units": units}
+                  "k_max": k_max, "units": units, "fold": not target.startswith("ice40")}
         try:
-            report = synthesize(_core(name, n_max, k_max, fmt, units, rotation),
-                                target=target, top="qr")
+            # the iCE40UP5K attempt is the smallest core: without FOLD
+            core = _core(name, n_max, k_max, fmt, units, rotation,
+                         fold=not target.startswith("ice40"))
+            report = synthesize(core, target=target, top="qr")
             record.update(report.to_dict())
         except SynthesisError as error:
             record["error"] = str(error).splitlines()[0][:300]
