@@ -183,7 +183,8 @@ REGISTERS: tuple[Register, ...] = (
     Register("MAX_BURST", 0x0A, "ro", "longest burst of the frame bridge in words (0: none)"),
     Register("UPDATER", 0x0B, "ro", "incremental-update core parameters (0: not built)", (
         Field("units", 0, 8, "rotation units of the linear array"),
-        Field("rotation", 8, 1, "rotation kind: 0 CORDIC, 1 multiplier"))),
+        Field("rotation", 8, 1, "rotation kind: 0 CORDIC, 1 multiplier"),
+        Field("fold", 9, 1, "the FOLD command is built (rows in flight together)"))),
     Register("CONTROL", 0x10, "wo", "write-one actions", (
         Field("reset_cholesky", 0, 1, "return the Cholesky core to idle (aborts a job)"),
         Field("reset_updater", 1, 1, "return the updater to idle (aborts a command; its "

@@ -104,7 +104,8 @@ class SolverRegisters(wiring.Component):
                  cores=("cholesky",), guard_bits: int = 4, inverse_format=None,
                  rsqrt_mode: str = "iterative", clock_frequency: int = 12_000_000,
                  max_burst: int = 0, updater_units: int = 1,
-                 updater_rotation: str = "multiplier", spram: bool = False):
+                 updater_rotation: str = "multiplier", updater_fold: bool = False,
+                 spram: bool = False):
         self.fmt = check_cholesky_parameters(n_max, k_max, fmt, lanes, guard_bits)
         if not isinstance(spram, bool):
             raise TypeError(f"spram must be a bool, not {spram!r}")
@@ -123,7 +124,7 @@ class SolverRegisters(wiring.Component):
             from tiersolve.gen.qr import IncrementalUpdater
 
             self.updater = IncrementalUpdater(n_max, k_max, self.fmt, units=updater_units,
-                                              rotation=updater_rotation)
+                                              rotation=updater_rotation, fold=updater_fold)
         if n_max * k_max > regmap.RESULT_WINDOW_SIZE:
             raise ValueError(f"n_max * k_max = {n_max * k_max} exceeds the RESULT window of "
                              f"{regmap.RESULT_WINDOW_SIZE} words")
@@ -160,7 +161,8 @@ class SolverRegisters(wiring.Component):
             "MAX_BURST": self.max_burst,
             "UPDATER": 0 if self.updater is None else regmap.encode_fields(
                 "UPDATER", units=self.updater.units,
-                rotation=regmap.UPDATER_ROTATIONS.index(self.updater.rotation)),
+                rotation=regmap.UPDATER_ROTATIONS.index(self.updater.rotation),
+                fold=int(self.updater.folds)),
         }
 
     def elaborate(self, platform):
@@ -505,6 +507,10 @@ class SolverDesign(wiring.Component):
     updater_units, updater_rotation : int, str
         ``units`` (power of two) and ``rotation`` (``"multiplier"`` or ``"cordic"``) of the
         updater.
+    updater_fold : bool
+        Build the updater's FOLD command (rows in flight together; off by default: its
+        generator pipeline, register files and row slots cost area, at n_max = 64 in Q8.16
+        more than the ULX3S design routes). The host uses it when the design reports it.
     spram : bool
         iCE40 UltraPlus only: keep the Cholesky result buffer and the frame bridge's request
         buffer in SPRAM (SB_SPRAM256KA; four blocks for a 17..32-bit format), leaving the block
@@ -534,7 +540,8 @@ class SolverDesign(wiring.Component):
                  baud_rate: int = 3_000_000, max_burst: int = 64,
                  bus_timeout: int | None = None, guard_bits: int = 4, inverse_format=None,
                  rsqrt_mode: str = "iterative", updater_units: int = 1,
-                 updater_rotation: str = "multiplier", spram: bool = False):
+                 updater_rotation: str = "multiplier", updater_fold: bool = False,
+                 spram: bool = False):
         if bus not in BUSES:
             raise ValueError(f"bus must be one of {BUSES}, not {bus!r}")
         self.bus_kind = bus
@@ -544,7 +551,8 @@ class SolverDesign(wiring.Component):
             inverse_format=inverse_format, rsqrt_mode=rsqrt_mode,
             clock_frequency=clock_frequency,
             max_burst=max_burst if bus in ("bytes", "uart") else 0,
-            updater_units=updater_units, updater_rotation=updater_rotation, spram=spram)
+            updater_units=updater_units, updater_rotation=updater_rotation,
+            updater_fold=updater_fold, spram=spram)
         try:
             self._build_bridge(bus, n_max, k_max, lanes, clock_frequency, baud_rate, max_burst,
                                bus_timeout)

@@ -18,7 +18,8 @@ URLs
     ``n_max`` (16), ``k_max`` (4), ``lanes`` (4), ``format`` (``Q6.12``), ``guard_bits`` (4),
     ``inverse_format`` (the format), ``max_burst`` (64), ``clock_hz`` (12000000),
     ``cores`` (``cholesky``; ``cholesky,updater`` adds the incremental-update core),
-    ``updater_units`` (1), ``updater_rotation`` (``multiplier``).
+    ``updater_units`` (1), ``updater_rotation`` (``multiplier``), ``updater_fold`` (0; 1 builds
+    the updater's FOLD command).
 ``vsim://?key=value&...``
     The same design's generated Verilog in Verilator
     (:class:`~tiersolve.host.verilated.VerilatorTransport`), same keys as ``sim://``; the
@@ -110,6 +111,7 @@ _SIM_KEYS = {
     "inverse_format": ("inverse_format", str), "max_burst": ("max_burst", int),
     "clock_hz": ("clock_frequency", int), "cores": ("cores", core_list),
     "updater_units": ("updater_units", int), "updater_rotation": ("updater_rotation", str),
+    "updater_fold": ("updater_fold", lambda text: bool(int(text))),
 }
 _UART_KEYS = {"baud": ("baud_rate", int), "timeout": ("timeout", float),
               "retries": ("retries", int), "max_burst": ("max_burst", int)}
@@ -232,6 +234,8 @@ class DeviceInfo:
         Rotation units of the incremental-update core (0: not built).
     updater_rotation : str or None
         ``"multiplier"`` or ``"cordic"`` (None: no updater).
+    updater_fold : bool
+        The updater has the FOLD command (rows in flight together).
     """
 
     version: int
@@ -247,6 +251,7 @@ class DeviceInfo:
     max_burst: int
     updater_units: int = 0
     updater_rotation: str | None = None
+    updater_fold: bool = False
 
 
 @dataclass
@@ -445,7 +450,8 @@ class Device:
                 clock_frequency=words["CLOCK_HZ"], max_burst=words["MAX_BURST"],
                 updater_units=updater["units"] if has_updater else 0,
                 updater_rotation=(regmap.UPDATER_ROTATIONS[updater["rotation"]]
-                                  if has_updater else None))
+                                  if has_updater else None),
+                updater_fold=bool(updater["fold"]) and has_updater)
         except (TypeError, ValueError) as error:
             raise IncompatibleDevice(f"device reports an unusable format: {error}") from None
 
@@ -902,8 +908,9 @@ class Device:
         scaled by ``√forget`` first (``0 < forget <= 1``; 1: remember everything).
 
         ``h`` is ``(n,)`` or ``(m, n)``, ``t`` ``(k,)`` or ``(m, k)`` (a scalar per row when
-        ``k = 1``). With ``forget = 1`` several rows go in one FOLD command (the rows in
-        flight together: the same integers as one UPDATE per row, in far fewer cycles; see
+        ``k = 1``). With ``forget = 1``, on a design built with the FOLD command
+        (``info().updater_fold``), several rows go in one FOLD command (the rows in flight
+        together: the same integers as one UPDATE per row, in far fewer cycles; see
         :meth:`tiersolve.gen.qr.IncrementalUpdater.fold_cycles`); otherwise one UPDATE
         command per row, in order.
 
@@ -918,7 +925,7 @@ class Device:
         forgetting = head.config.forgetting_constant(forget)
         h_int, t_int = head.quantise_rows(h, t)
         fmt = head.config.fmt
-        if forgetting == 1 << fmt.width and len(h_int) > 1:
+        if forgetting == 1 << fmt.width and len(h_int) > 1 and self._info.updater_fold:
             rows = np.concatenate([h_int, t_int], axis=1)
             most = (1 << (fmt.width - 1)) - 1       # the command's row count is a value
             for start in range(0, len(rows), most):

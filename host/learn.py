@@ -747,11 +747,14 @@ class DeviceBackend(FixedBackend):
         self._command(state, regmap.UpdaterOp.UPDATE, forgetting=forgetting, data=row)
 
     def _update_rows(self, state, rows, forgettings, weights) -> None:
-        """As the base class, but each run of rows without forgetting goes in FOLD commands
-        (the rows in flight together on the device: the same integers as one UPDATE per row,
-        in far fewer cycles)."""
+        """As the base class, but on a design built with FOLD (``info().updater_fold``) each
+        run of rows without forgetting goes in FOLD commands (the rows in flight together on
+        the device: the same integers as one UPDATE per row, in far fewer cycles)."""
         from tiersolve.designs import regmap
 
+        if not self.device.info().updater_fold:
+            super()._update_rows(state, rows, forgettings, weights)
+            return
         most = (1 << (state.model.config.fmt.width - 1)) - 1   # FOLD's count is a value
         start = 0
         while start < len(rows):

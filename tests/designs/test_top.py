@@ -356,7 +356,14 @@ def test_updater_over_register_bus_is_bit_exact():
     design = SolverDesign(cores=("cholesky", "updater"), n_max=N_MAX, k_max=K_MAX, lanes=LANES,
                           bus="register")
     assert regmap.decode_fields("UPDATER", design.identity()["UPDATER"]) == \
-        {"units": 1, "rotation": 1}
+        {"units": 1, "rotation": 1, "fold": 0}
+    folding = SolverDesign(cores=("cholesky", "updater"), n_max=N_MAX, k_max=K_MAX,
+                           lanes=LANES, bus="register", updater_fold=True)
+    assert regmap.decode_fields("UPDATER", folding.identity()["UPDATER"])["fold"] == 1
+    assert folding.registers.updater.folds and not design.registers.updater.folds
+    for core in (folding.registers.cholesky, folding.registers.cholesky._rsqrt,
+                 folding.registers.updater):
+        core._MustUse__silence = True
     config = QRConfig(FMT, "multiplier")
     n, k = 3, 2
     rng = np.random.default_rng(11)

@@ -330,14 +330,27 @@ def check_head_session(device, rng, n, k, rows):
 def test_updater_session_is_bit_exact(updater_device):
     info = updater_device.info()
     assert info.cores == ("cholesky", "updater") and info.updater_rotation == "multiplier"
-    check_head_session(updater_device, np.random.default_rng(21), 3, 2, 6)
+    assert not info.updater_fold    # FOLD is opt-in for a complete design: one UPDATE a row
+    ops = []
+    command = updater_device.updater_command
+
+    def spy(op, *args, **kwargs):
+        ops.append(op)
+        return command(op, *args, **kwargs)
+
+    updater_device.updater_command = spy
+    try:
+        check_head_session(updater_device, np.random.default_rng(21), 3, 2, 6)
+    finally:
+        del updater_device.updater_command
+    assert regmap.UpdaterOp.FOLD not in ops and regmap.UpdaterOp.UPDATE in ops
 
 
 def test_updater_with_cordic_rotations_folds_rows_bit_exact():
     """``update`` of several rows at ``forget = 1`` goes in FOLD commands (the rows in flight
-    together), here with CORDIC rotations and two units; the session's integers are the
-    model's (the multiplier updater's session above folds too)."""
-    url = UPDATER_URL + "&updater_rotation=cordic&updater_units=2"
+    together) on a design built with FOLD, here with CORDIC rotations and two units; the
+    session's integers are the model's."""
+    url = UPDATER_URL + "&updater_rotation=cordic&updater_units=2&updater_fold=1"
     with tiersolve.host.open(url) as device:
         ops = []
         command = device.updater_command
@@ -347,7 +360,7 @@ def test_updater_with_cordic_rotations_folds_rows_bit_exact():
             return command(op, *args, **kwargs)
 
         device.updater_command = spy
-        assert device.info().updater_rotation == "cordic"
+        assert device.info().updater_rotation == "cordic" and device.info().updater_fold
         check_head_session(device, np.random.default_rng(23), 3, 2, 6)
     assert ops.count(regmap.UpdaterOp.FOLD) == 2    # the two multi-row updates
     assert regmap.UpdaterOp.UPDATE in ops           # the row with forgetting

@@ -491,7 +491,7 @@ def test_device_backend_equals_fixed_bit_for_bit(verilator, hidden, direct_link)
     order = np.random.default_rng(0).permutation(len(X))
     X, y = X[order], y[order]
     url = ("vsim://?n_max=8&k_max=4&lanes=2&format=Q8.16&inverse_format=Q4.20"
-           "&cores=cholesky,updater")
+           "&cores=cholesky,updater&updater_fold=1")
     backend = DeviceBackend(url)
     ops = []
     command = backend.device.updater_command
