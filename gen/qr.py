@@ -778,8 +778,9 @@ class IncrementalUpdater(wiring.Component):
         issue_mask = Signal(units)      # columns of the group inside pivot < j < n + k (cycle 1)
         # FOLD's issues (defaults: the one-row ops'): the half of A to read (the other is
         # written), the work row's slot, whether x comes from the input buffer (pivot 0) and
-        # which half of it, and "this is a FOLD group" (the pivot column is rotated too: the
-        # rotation unit replays the vectoring, so A[i, i] becomes r bit for bit)
+        # which half of it, and "this is a FOLD group" (the pivot column is written too: a
+        # CORDIC unit replays the vectoring, so A[i, i] becomes r bit for bit; multiplier
+        # units' pivot column takes the generator's r instead)
         issue_half = Signal()
         issue_xslot = Signal(max(row_slot_bits, 1))
         issue_inbuf = Signal()
@@ -1660,7 +1661,7 @@ class IncrementalUpdater(wiring.Component):
 
             # -- FOLD: the generator's results ------------------------------------------------
             # r_i into fold_pivots: from A in FOLD_SETUP (the read's data three cycles after
-            # its issue), then from each task's vectoring
+            # its issue), then from each task's rotation
             if cordic_kind:
                 m.d.comb += [fold_gen_valid.eq(folding & vectoring.o.valid),
                              fold_gen_r.eq(vectoring.o.payload.magnitude),
