@@ -27,7 +27,7 @@ class Op(enum.IntEnum):
     LOAD = 6
     #: Fold ``m`` rows ``[h | t]`` (``m`` = ``UPDATER_VALUE``, ``β = 1``) with the rows in
     #: flight together (a skewed wavefront schedule); the same integers as ``m`` UPDATEs with
-    #: ``β = 1``, in far fewer cycles. CORDIC rotations only.
+    #: ``β = 1``, in far fewer cycles. Only in cores built with ``fold=True``.
     FOLD = 7
 
 

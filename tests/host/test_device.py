@@ -22,7 +22,7 @@ from tiersolve.host.errors import (
     Saturated,
 )
 from tiersolve.host.transport import FramedTransport
-from updater_state import device_ints, head_model
+from updater_state import device_ints, head_model, record_updater_ops
 
 URL = "sim://?n_max=8&k_max=2&lanes=2&format=Q6.12"
 N_MAX, K_MAX = 8, 2
@@ -331,14 +331,7 @@ def test_updater_session_is_bit_exact(updater_device):
     info = updater_device.info()
     assert info.cores == ("cholesky", "updater") and info.updater_rotation == "multiplier"
     assert not info.updater_fold    # FOLD is opt-in for a complete design: one UPDATE a row
-    ops = []
-    command = updater_device.updater_command
-
-    def spy(op, *args, **kwargs):
-        ops.append(op)
-        return command(op, *args, **kwargs)
-
-    updater_device.updater_command = spy
+    ops = record_updater_ops(updater_device)
     try:
         check_head_session(updater_device, np.random.default_rng(21), 3, 2, 6)
     finally:
@@ -352,14 +345,7 @@ def test_updater_with_cordic_rotations_folds_rows_bit_exact():
     session's integers are the model's."""
     url = UPDATER_URL + "&updater_rotation=cordic&updater_units=2&updater_fold=1"
     with tiersolve.host.open(url) as device:
-        ops = []
-        command = device.updater_command
-
-        def spy(op, *args, **kwargs):
-            ops.append(op)
-            return command(op, *args, **kwargs)
-
-        device.updater_command = spy
+        ops = record_updater_ops(device)
         assert device.info().updater_rotation == "cordic" and device.info().updater_fold
         check_head_session(device, np.random.default_rng(23), 3, 2, 6)
     assert ops.count(regmap.UpdaterOp.FOLD) == 2    # the two multi-row updates

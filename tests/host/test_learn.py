@@ -486,6 +486,7 @@ def test_device_backend_equals_fixed_bit_for_bit(verilator, hidden, direct_link)
     inputs, the device's n_max."""
     from sklearn.datasets import load_iris
     from tiersolve.host.learn import DeviceBackend
+    from updater_state import record_updater_ops
 
     X, y = load_iris(return_X_y=True)
     order = np.random.default_rng(0).permutation(len(X))
@@ -493,14 +494,7 @@ def test_device_backend_equals_fixed_bit_for_bit(verilator, hidden, direct_link)
     url = ("vsim://?n_max=8&k_max=4&lanes=2&format=Q8.16&inverse_format=Q4.20"
            "&cores=cholesky,updater&updater_fold=1")
     backend = DeviceBackend(url)
-    ops = []
-    command = backend.device.updater_command
-
-    def spy(op, *args, **kwargs):
-        ops.append(op)
-        return command(op, *args, **kwargs)
-
-    backend.device.updater_command = spy
+    ops = record_updater_ops(backend.device)
     try:
         fixed = backend.matching_fixed_backend()
         params = {"hidden_layer_sizes": (hidden,), "random_state": 0, "alpha": 0.5,

@@ -20,3 +20,17 @@ def device_ints(device, select, columns):
     _, values = device.updater_command(regmap.UpdaterOp.READ, head.n, head.k, select=select,
                                        outputs=head.n * columns)
     return values.reshape(head.n, columns)
+
+
+def record_updater_ops(device) -> list:
+    """Make ``device`` record the op of every updater command it sends (in the returned list,
+    which fills as the commands go); ``del device.updater_command`` undoes it."""
+    ops = []
+    command = device.updater_command
+
+    def spy(op, *args, **kwargs):
+        ops.append(op)
+        return command(op, *args, **kwargs)
+
+    device.updater_command = spy
+    return ops
