@@ -188,6 +188,30 @@ def _round_shift_second(value, shifted, shift_is_zero=None):
     return rounded if shift_is_zero is None else Mux(shift_is_zero, value, rounded)
 
 
+def _leading_one(m, p, name: str) -> Signal:
+    """The normaliser's ``L`` for ``p`` (signed, ``2w + 2`` bits): one more than the index of
+    the highest set bit below the sign, 0 when there is none (combinational)."""
+    leading_one = Signal(signed(8), name=name)
+    m.d.comb += leading_one.eq(0)
+    for bit in range(len(p) - 1):
+        with m.If(p[bit]):
+            m.d.comb += leading_one.eq(bit + 1)
+    return leading_one
+
+
+def _normaliser_shifts(exponent, mantissa_bits: int, w: int) -> tuple:
+    """``(S, S - 1, S + w - 1)`` for the exponent ``e`` (see
+    :func:`~tiersolve.gen.qr_model.inverse_square_root`: ``S = e + (M - 2) / 2``): the shift,
+    and the offsets the two-cycle roundings of ``c``, ``s`` and of ``r`` take."""
+    half_m = (mantissa_bits - 2) // 2
+    return exponent + half_m, exponent + half_m - 1, exponent + half_m + w - 1
+
+
+def _mantissa(p, shift, mantissa_bits: int):
+    """``q = p >> 2e`` with ``M - 1`` or ``M`` bits, from ``S`` (:func:`_normaliser_shifts`)."""
+    return ((p << (mantissa_bits - 2)) >> (shift << 1))[: mantissa_bits + 1]
+
+
 def _spread_copies(m, source, count: int, max_depth: int, name: str) -> list:
     """``count`` registered copies of ``source``, one per far-apart consumer (a rotation unit's
     multipliers), loaded as a chain: copy 0 from ``source``, copy ``u`` from copy ``u - 1``.
@@ -607,16 +631,11 @@ class IncrementalUpdater(wiring.Component):
         m.d.comb += reciprocal.o.ready.eq(1)
         p = Signal(signed(2 * w + 2))
         q = Signal(signed(mantissa_bits + 1))
-        leading_one = Signal(signed(8))
-        m.d.comb += leading_one.eq(0)
-        for bit in range(2 * w + 1):
-            with m.If(p[bit]):
-                m.d.comb += leading_one.eq(bit + 1)
+        leading_one = _leading_one(m, p, "leading_one")
         leading = Signal(signed(8))     # registered in LEADING
         nonpositive = Signal()          # p <= 0, registered in LEADING
         exponent = Signal(signed(8))  # e = ceil((L - M) / 2)
         m.d.comb += exponent.eq((leading - mantissa_bits + 1) >> 1)
-        half_m = (mantissa_bits - 2) // 2
         # free-running pipelined products; the generator's states wait for their latency.
         # The squares take their operands through registers of their own, beside the
         # multipliers (pivot also feeds a·g and the refusal's r): pivot and lower are loaded
@@ -722,13 +741,12 @@ class IncrementalUpdater(wiring.Component):
                     ]
                     m.next = "IDLE"
                 with m.Else():
-                    m.d.sync += [rot_shift.eq(exponent + half_m),
-                                 shift_minus_one.eq(exponent + half_m - 1),
-                                 wide_shift_minus_one.eq(exponent + half_m + w - 1)]
+                    shifts = _normaliser_shifts(exponent, mantissa_bits, w)
+                    m.d.sync += [rot_shift.eq(shifts[0]), shift_minus_one.eq(shifts[1]),
+                                 wide_shift_minus_one.eq(shifts[2])]
                     m.next = "SHIFT"
             with m.State("SHIFT"):
-                m.d.sync += q.eq(((p << (mantissa_bits - 2)) >> (rot_shift << 1))[
-                    : mantissa_bits + 1])
+                m.d.sync += q.eq(_mantissa(p, rot_shift, mantissa_bits))
                 m.next = "RECIPROCAL"
             with m.State("RECIPROCAL"):
                 m.d.comb += [reciprocal.i.valid.eq(1), reciprocal.i.payload.eq(q)]
@@ -1719,7 +1737,6 @@ class IncrementalUpdater(wiring.Component):
         mantissa_bits = config.mantissa_bits
         coefficient = config.coefficient_format
         one = 1 << config.coefficient_frac_bits
-        half_m = (mantissa_bits - 2) // 2
 
         def delay(signal, cycles, name):
             return hwfixed.delay_line(m, signal, cycles, f"fold_gen_{name}")
@@ -1732,11 +1749,7 @@ class IncrementalUpdater(wiring.Component):
         m.d.sync += p.eq(a_square + b_square)
         ahead += 1
         # leading one and p <= 0
-        leading_one = Signal(signed(8), name="fold_gen_leading_one")
-        m.d.comb += leading_one.eq(0)
-        for bit in range(2 * w + 1):
-            with m.If(p[bit]):
-                m.d.comb += leading_one.eq(bit + 1)
+        leading_one = _leading_one(m, p, "fold_gen_leading_one")
         leading = Signal(signed(8), name="fold_gen_leading")
         nonpositive = Signal(name="fold_gen_nonpositive")
         m.d.sync += [leading.eq(leading_one), nonpositive.eq(p <= 0)]
@@ -1747,13 +1760,14 @@ class IncrementalUpdater(wiring.Component):
         shift_minus_one = Signal.like(shift, name="fold_gen_shift_minus_one")
         wide_shift_minus_one = Signal(range(3 * w + mantissa_bits + 2),
                                       name="fold_gen_wide_shift_minus_one")
-        m.d.sync += [shift.eq(exponent + half_m), shift_minus_one.eq(exponent + half_m - 1),
-                     wide_shift_minus_one.eq(exponent + half_m + w - 1)]
+        shifts = _normaliser_shifts(exponent, mantissa_bits, w)
+        m.d.sync += [shift.eq(shifts[0]), shift_minus_one.eq(shifts[1]),
+                     wide_shift_minus_one.eq(shifts[2])]
         ahead += 1
         # the mantissa q, then its reciprocal square root g
         p_now = delay(p, 2, "p_normalised")
         q = Signal(signed(mantissa_bits + 1), name="fold_gen_q")
-        m.d.sync += q.eq(((p_now << (mantissa_bits - 2)) >> (shift << 1))[: mantissa_bits + 1])
+        m.d.sync += q.eq(_mantissa(p_now, shift, mantissa_bits))
         ahead += 1
         reciprocal = ReciprocalUnit(config.mantissa_format, config.rsqrt_format, "rsqrt",
                                     "pipelined")
