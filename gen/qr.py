@@ -1082,32 +1082,29 @@ class IncrementalUpdater(wiring.Component):
                         m.d.comb += fold_x_wr.data.eq(out_lower[u])
         else:
             write_half, write_row, write_x = ~half, row, out_group
-        for u in range(units):
+
+        def write_back(bank, source, slot, x_address):
+            """Bank ``bank`` takes unit ``source``'s results, at ``slot`` of the A row."""
             m.d.comb += [
-                a_write_addr[u].eq(a_address(write_half, write_row, out_group)),
-                a_write_data[u].eq(out_upper[u]),
-                a_write_en[u].eq(writeback & out_mask[u]),
-                x_wr[u].addr.eq(write_x),
-                x_wr[u].data.eq(out_lower[u]),
-                x_wr[u].en.eq(writeback & out_mask[u]),
+                a_write_addr[bank].eq(a_address(write_half, write_row, slot)),
+                a_write_data[bank].eq(out_upper[source]),
+                a_write_en[bank].eq(writeback & out_mask[source]),
+                x_wr[bank].addr.eq(x_address),
+                x_wr[bank].data.eq(out_lower[source]),
+                x_wr[bank].en.eq(writeback & out_mask[source]),
             ]
+
+        for u in range(units):
+            write_back(u, u, out_group, write_x)
             if folds and units > 1:
                 # bank u takes unit (u - rot) mod units's results, one slot further when
                 # u < rot (rot = 0 outside FOLD)
                 with m.Switch(out_rot):
                     for rot in range(1, units):
                         with m.Case(rot):
-                            source = (u - rot) % units
                             slot_u = out_group + int(u < rot)
-                            m.d.comb += [
-                                a_write_addr[u].eq(a_address(write_half, write_row, slot_u)),
-                                a_write_data[u].eq(out_upper[source]),
-                                a_write_en[u].eq(writeback & out_mask[source]),
-                                x_wr[u].addr.eq(Cat(Value.cast(slot_u)[:slot_bits],
-                                                    out_fold_xslot)),
-                                x_wr[u].data.eq(out_lower[source]),
-                                x_wr[u].en.eq(writeback & out_mask[source]),
-                            ]
+                            write_back(u, (u - rot) % units, slot_u,
+                                       Cat(Value.cast(slot_u)[:slot_bits], out_fold_xslot))
         with m.If(writeback & ((out_saturated & out_mask) != 0)):
             m.d.sync += saturated.eq(1)
 
