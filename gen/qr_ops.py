@@ -3,7 +3,7 @@ the host (standard library only, so the host needs no Amaranth to name them)."""
 
 import enum
 
-__all__ = ["Op", "Select"]
+__all__ = ["Op", "Select", "fold_row_limit"]
 
 
 class Op(enum.IntEnum):
@@ -38,3 +38,9 @@ class Select(enum.IntEnum):
     R = 0
     Z = 1
     W = 2
+
+
+def fold_row_limit(width: int) -> int:
+    """The most rows one FOLD takes: its count is the command's ``value``, a signed field of
+    the data format's ``width`` bits."""
+    return (1 << (width - 1)) - 1

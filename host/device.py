@@ -83,6 +83,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tiersolve.designs import regmap
 from tiersolve.gen.fixed import FixedFormat
+from tiersolve.gen.qr_ops import fold_row_limit
 
 from .errors import (
     DeviceError,
@@ -927,7 +928,7 @@ class Device:
         fmt = head.config.fmt
         if forgetting == 1 << fmt.width and len(h_int) > 1 and self._info.updater_fold:
             rows = np.concatenate([h_int, t_int], axis=1)
-            most = (1 << (fmt.width - 1)) - 1       # the command's row count is a value
+            most = fold_row_limit(fmt.width)
             for start in range(0, len(rows), most):
                 chunk = rows[start:start + most]
                 head.stale = True

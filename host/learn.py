@@ -74,6 +74,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 from tiersolve.gen.fixed import FixedFormat
+from tiersolve.gen.qr_ops import fold_row_limit
 
 __all__ = [
     "ACTIVATIONS",
@@ -755,7 +756,7 @@ class DeviceBackend(FixedBackend):
         if not self.device.info().updater_fold:
             super()._update_rows(state, rows, forgettings, weights)
             return
-        most = (1 << (state.model.config.fmt.width - 1)) - 1   # FOLD's count is a value
+        most = fold_row_limit(state.model.config.fmt.width)
         start = 0
         while start < len(rows):
             end = start
