@@ -160,6 +160,28 @@ def script_streams(script, n, k, fmt):
     return commands, values, outputs
 
 
+def _verilator_acceptances(name, n, k, fmt, units, rotation, steps):
+    """Run ``[("reset", 0.5), *steps, ("read", Z)]`` on the generated Verilog of the
+    benchmark's core in Verilator; return the cycle in which each command was accepted (the
+    next command is taken in the cycle after the previous one's FINISH)."""
+    from tiersolve.gen.crosssim import VerilatorSimulation
+    from tiersolve.gen.qr import Select
+
+    core = _core(name, n, k, fmt, units, rotation)
+    simulation = VerilatorSimulation(core, top=f"qr_{name}_{rotation}", optimize="-O1",
+                                     log=None)
+    script = [("reset", fmt.const(0.5)), *steps, ("read", Select.Z)]
+    commands, values, outputs = script_streams(script, n, k, fmt)
+    result = simulation.run({"command": commands, "i": values}, {"o": outputs})
+    return result.input_cycles["command"]
+
+
+def _random_rows(fmt, n, k, rows, seed):
+    rng = np.random.default_rng(seed)
+    values = [fmt.quantise(rng.uniform(-0.5, 0.5, n + k)).values for _ in range(rows)]
+    return [(v[:n], v[n:]) for v in values]
+
+
 def verilator_update_cycles(name, n, k, fmt, units, rotation, rows=4, seed=0):
     """Cycles between UPDATE commands measured on the generated Verilog in Verilator.
 
@@ -167,21 +189,8 @@ def verilator_update_cycles(name, n, k, fmt, units, rotation, rows=4, seed=0):
     UPDATE command as :meth:`~tiersolve.gen.qr.IncrementalUpdater.update_cycles` counts them
     (the next command is taken in the cycle after FINISH).
     """
-    from tiersolve.gen.crosssim import VerilatorSimulation
-    from tiersolve.gen.qr import Select
-
-    core = _core(name, n, k, fmt, units, rotation)
-    simulation = VerilatorSimulation(core, top=f"qr_{name}_{rotation}", optimize="-O1",
-                                     log=None)
-    rng = np.random.default_rng(seed)
-    script = [("reset", fmt.const(0.5))]
-    for _ in range(rows):
-        v = fmt.quantise(rng.uniform(-0.5, 0.5, n + k)).values
-        script.append(("update", v[:n], v[n:]))
-    script.append(("read", Select.Z))
-    commands, values, outputs = script_streams(script, n, k, fmt)
-    result = simulation.run({"command": commands, "i": values}, {"o": outputs})
-    accepted = result.input_cycles["command"]
+    steps = [("update", h, t) for h, t in _random_rows(fmt, n, k, rows, seed)]
+    accepted = _verilator_acceptances(name, n, k, fmt, units, rotation, steps)
     return [b - a for a, b in zip(accepted[1:-1], accepted[2:], strict=True)]
 
 
@@ -189,21 +198,8 @@ def verilator_fold_cycles(name, n, k, fmt, units, rotation, rows=64, seed=0):
     """Cycles of one FOLD of ``rows`` rows measured on the generated Verilog in Verilator:
     the spacing of the FOLD command and the next one, which
     :meth:`~tiersolve.gen.qr.IncrementalUpdater.fold_cycles` predicts."""
-    from tiersolve.gen.crosssim import VerilatorSimulation
-    from tiersolve.gen.qr import Select
-
-    core = _core(name, n, k, fmt, units, rotation)
-    simulation = VerilatorSimulation(core, top=f"qr_{name}_{rotation}", optimize="-O1",
-                                     log=None)
-    rng = np.random.default_rng(seed)
-    folded = []
-    for _ in range(rows):
-        v = fmt.quantise(rng.uniform(-0.5, 0.5, n + k)).values
-        folded.append((v[:n], v[n:]))
-    script = [("reset", fmt.const(0.5)), ("fold", folded), ("read", Select.Z)]
-    commands, values, outputs = script_streams(script, n, k, fmt)
-    result = simulation.run({"command": commands, "i": values}, {"o": outputs})
-    accepted = result.input_cycles["command"]
+    steps = [("fold", _random_rows(fmt, n, k, rows, seed))]
+    accepted = _verilator_acceptances(name, n, k, fmt, units, rotation, steps)
     return accepted[2] - accepted[1]
 
 
