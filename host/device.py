@@ -98,6 +98,13 @@ from .errors import (
 __all__ = ["Device", "DeviceInfo", "HeadState", "Job", "open", "parse_url"]
 
 
+def switch(text: str) -> bool:
+    """``"0"`` -> False, ``"1"`` -> True (the ``updater_fold`` URL key)."""
+    if text not in ("0", "1"):
+        raise ValueError(f"expected 0 or 1, not {text!r}")
+    return text == "1"
+
+
 def core_list(text: str) -> tuple[str, ...]:
     """``"cholesky,updater"`` -> ``("cholesky", "updater")`` (the ``cores`` URL key)."""
     names = tuple(name.strip() for name in text.split(",") if name.strip())
@@ -112,7 +119,7 @@ _SIM_KEYS = {
     "inverse_format": ("inverse_format", str), "max_burst": ("max_burst", int),
     "clock_hz": ("clock_frequency", int), "cores": ("cores", core_list),
     "updater_units": ("updater_units", int), "updater_rotation": ("updater_rotation", str),
-    "updater_fold": ("updater_fold", lambda text: bool(int(text))),
+    "updater_fold": ("updater_fold", switch),
 }
 _UART_KEYS = {"baud": ("baud_rate", int), "timeout": ("timeout", float),
               "retries": ("retries", int), "max_burst": ("max_burst", int)}
@@ -155,9 +162,11 @@ def parse_url(url: str) -> tuple[str, str, dict]:
             raise ValueError(f"parameter {key!r} given twice in {url!r}")
         try:
             parameters[name] = kind(text)
-        except ValueError:
+        except ValueError as error:
+            # the converters of this module say what they expected; int() and float() do not
+            detail = "" if isinstance(kind, type) else f" ({error})"
             raise ValueError(f"parameter {key}={text!r} in {url!r} is not a valid "
-                             f"{kind.__name__}") from None
+                             f"{kind.__name__}{detail}") from None
     path = parts.netloc + parts.path
     if scheme in ("sim", "vsim") and path not in ("", "/"):
         raise ValueError(f"a sim URL takes no path, got {path!r} in {url!r}")

@@ -168,6 +168,9 @@ def test_bad_input_raises_before_sending(device, call, error, match):
     ("sim://somewhere", "no path"),
     ("uart://", "serial device path"),
     ("sim://?n_max=4#x", "fragment"),
+    ("sim://?updater_fold=2", r"updater_fold='2' .* not a valid switch \(expected 0 or 1"),
+    ("sim://?updater_fold=yes", "expected 0 or 1"),
+    ("sim://?cores=,", "no core named"),
 ])
 def test_malformed_urls(url, match):
     with pytest.raises(ValueError, match=match):
@@ -180,6 +183,8 @@ def test_parse_url_defaults():
         ("sim", "", {"fmt": "Q4.10", "lanes": 1})
     assert parse_url("uart:///dev/ttyUSB1?baud=115200")[1:] == \
         ("/dev/ttyUSB1", {"baud_rate": 115200})
+    assert parse_url("sim://?updater_fold=1")[2] == {"updater_fold": True}
+    assert parse_url("sim://?updater_fold=0")[2] == {"updater_fold": False}
 
 
 class FakeRegisters:
