@@ -823,11 +823,11 @@ class IncrementalUpdater(wiring.Component):
         x_data = [Signal(signed(w), name=f"x_data_{u}") for u in range(units)]
         # (FOLD: pivot 0 reads its x from the input buffer; the flag follows the address
         # register and the memory)
-        from_input = delay(issue_inbuf, 2, "from_input") if self.folds else None
+        from_input = delay(issue_inbuf, 2, "from_input") if folds else None
         for u in range(units):
             m.d.sync += [a_data[u].eq(a_rd[u].data),
                          x_data[u].eq(Mux(from_input, in_rd[u].data, x_rd[u].data)
-                                      if self.folds else x_rd[u].data)]
+                                      if folds else x_rd[u].data)]
         upper_scaled = [Signal(signed(w), name=f"upper_scaled_{u}") for u in range(units)]
         lower_in = [delay(x_data[u], scale_latency, f"lower_in_{u}") for u in range(units)]
         if incremental:
@@ -932,7 +932,7 @@ class IncrementalUpdater(wiring.Component):
                 # a registered copy of the directions per unit, beside it, so that the
                 # pre-rotation bit does not fan out across the chip into every unit's negation
                 unit_directions = unit_directions_copies[u]
-                if self.folds:
+                if folds:
                     unit_directions = Mux(folding, fold_directions, unit_directions)
                 m.d.comb += [
                     unit.o.ready.eq(1),
