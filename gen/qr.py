@@ -951,12 +951,17 @@ class IncrementalUpdater(wiring.Component):
                     with m.If(~use_cordic):
                         m.d.comb += [out_upper[u].eq(mul_upper), out_lower[u].eq(mul_lower),
                                      out_saturated[u].eq(mul_clip)]
-            out_valid = delay(stage2_valid, cordic_latency, "cordic_valid")
+            # (with both kinds of unit, each valid line carries only its own op's groups: a
+            # DOWNDATE's groups, still in the longer CORDIC line when its drain ends, would
+            # otherwise come out as write-backs of the UPDATE that follows it)
+            cordic_issued = stage2_valid & use_cordic if need_multipliers else stage2_valid
+            out_valid = delay(cordic_issued, cordic_latency, "cordic_valid")
             out_group = delay(stage2_group, cordic_latency, "cordic_group")
             out_mask = delay(stage2_mask, cordic_latency, "cordic_mask")
             if need_multipliers:
                 out_valid = Mux(use_cordic, out_valid,
-                                delay(stage2_valid, multiplier_latency, "mul_valid"))
+                                delay(stage2_valid & ~use_cordic, multiplier_latency,
+                                      "mul_valid"))
                 out_group = Mux(use_cordic, out_group,
                                 delay(stage2_group, multiplier_latency, "mul_group"))
                 out_mask = Mux(use_cordic, out_mask,

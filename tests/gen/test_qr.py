@@ -179,6 +179,25 @@ def test_downdate_and_refusal_bit_exact(rotation):
     assert results[-4][1]["refused"] == 0
 
 
+@pytest.mark.parametrize("rotation, units, n, k", [("cordic", 1, 3, 1), ("cordic", 2, 5, 2),
+                                                   ("multiplier", 2, 5, 2)])
+def test_update_right_after_downdate(rotation, units, n, k):
+    """An UPDATE straight after a DOWNDATE (a sliding window's step). The CORDIC kind rotates
+    a DOWNDATE with its multiplier units, whose results come out sooner than the CORDIC
+    units': the DOWNDATE's groups must not come out of the CORDIC units' longer valid line as
+    write-backs into the UPDATE's work row (they did, corrupting its ``t`` values)."""
+    fmt = FixedFormat(4, 12)
+    rng = np.random.default_rng(units + 70)
+    rows = random_rows(fmt, rng, 4, n, k)
+    dut = IncrementalUpdater(5, 2, fmt, units=units, rotation=rotation)
+    model = IncrementalUpdaterModel(QRConfig(fmt, rotation), n, k, 0)
+    script = [("reset", fmt.const(0.5)), ("update", *rows[0]), ("update", *rows[1]),
+              ("downdate", *rows[1]), ("update", *rows[2]), ("downdate", *rows[0]),
+              ("update", *rows[3]), *READ_ALL]
+    results = check_script(dut, model, script, n, k)
+    assert not any(flags["refused"] for _, flags in results)
+
+
 @pytest.mark.parametrize("rotation", ["cordic", "multiplier"])
 def test_load_then_solve_bit_exact(rotation):
     fmt = FixedFormat(4, 12)
