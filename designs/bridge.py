@@ -318,6 +318,10 @@ class FrameBridge(wiring.Component):
                 m.d.comb += [decoded_valid.eq(1), decoded.eq(byte)]
 
         word_index = position[2:] - 2  # data word of the byte at `position` (from byte 8 on)
+        word_write = Signal()         # a data word is complete: write it (next cycle)
+        word_write_index = Signal.like(request_words.addr)
+        word_write_data = Signal(32)
+        m.d.sync += word_write.eq(0)
         with m.If(decoded_valid):
             m.d.sync += [
                 crc.eq(crc16_next(crc, decoded)),
@@ -338,11 +342,21 @@ class FrameBridge(wiring.Component):
                     with m.Case(6 + index):
                         m.d.sync += count.word_select(index, 8).eq(decoded)
             with m.If((position >= 8) & (position[:2] == 3) & (word_index < max_burst)):
-                m.d.comb += [
-                    request_words.write_enable.eq(1),
-                    request_words.addr.eq(word_index),
-                    request_words.write_data.eq(Cat(word_shift, decoded)),
+                m.d.sync += [
+                    word_write.eq(1),
+                    word_write_index.eq(word_index),
+                    word_write_data.eq(Cat(word_shift, decoded)),
                 ]
+        # A data word is written one cycle after its last byte, from registers: the decoder's
+        # logic and the route to the request buffer's block RAM then each have a cycle (the
+        # frame's CRC and delimiter follow the last data word, so the write is done long before
+        # anything reads the buffer).
+        with m.If(word_write):
+            m.d.comb += [
+                request_words.write_enable.eq(1),
+                request_words.addr.eq(word_write_index),
+                request_words.write_data.eq(word_write_data),
+            ]
 
         # --- Checks on a received frame (evaluated from the registers in DISPATCH) -----------
         operation = command[:2]
