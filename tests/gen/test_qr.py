@@ -91,13 +91,11 @@ def model_script(model, script):
                 model.update_with_constant(step[1], step[2], forgetting)
             else:
                 model.fold(step[1], step[2])
-            model.last_refused = False
         elif name == "downdate":
             model.last_refused = model.downdate(step[1], step[2]).refused
         elif name == "fold":
             for h, t in step[1]:
                 model.fold(h, t)
-            model.last_refused = False
         elif name == "solve":
             model.W = model.solve() if not isinstance(model, IncrementalUpdaterModel) \
                 else model.solve()
@@ -110,6 +108,7 @@ def model_script(model, script):
         elif name == "load":
             key = {Select.R: "R", Select.Z: "Z", Select.W: "W"}[step[1]]
             model.load(**{key: np.asarray(step[2])})
+        # `refused` tells of the last DOWNDATE since the last RESET (sticky across other ops)
         results.append((values, {"refused": int(getattr(model, "last_refused", False)),
                                  "saturated": int(model.saturated), "bad_command": 0}))
     return results
@@ -285,6 +284,57 @@ def test_ecp5_block_ram_structure_gives_the_same_results(monkeypatch, rotation, 
     assert results[1][1]["cycles"] == dut.update_cycles(n, k)
     assert results[2][1]["cycles"] == dut.fold_cycles(n, k, 6)
     assert results[5][1]["cycles"] == dut.fold_cycles(n, k, 1)
+
+
+def random_script(rng, fmt, config, n, k, length, folds):
+    """A random command sequence: updates with and without forgetting, downdates of rows
+    folded in earlier and of random rows (some refused), folds of 1-4 rows, solve, predict,
+    the read-outs, and resets, then a read of R and Z."""
+    script = [("reset", fmt.const(float(rng.choice([0.25, 0.5, 1.0]))))]
+    history = []                                # rows folded in since the last reset
+    ops = ["update", "update_beta", "downdate", "downdate_any", "fold", "solve", "predict",
+           "read", "reset"]
+    weights = [.2, .12, .12, .04, .16 if folds else 0, .08, .08, .16 if folds else .32, .04]
+    for _ in range(length):
+        op = rng.choice(ops, p=weights)
+        if op in ("update", "update_beta"):
+            h, t = random_rows(fmt, rng, 1, n, k)[0]
+            history.append((h, t))
+            beta = (config.forgetting_constant(float(rng.uniform(0.7, 1.0)))
+                    if op == "update_beta" else None)
+            script.append(("update", h, t, beta))
+        elif op == "downdate" and history:
+            script.append(("downdate", *history.pop(int(rng.integers(len(history))))))
+        elif op == "downdate_any":
+            script.append(("downdate", *random_rows(fmt, rng, 1, n, k, scale=2.0)[0]))
+        elif op == "fold":
+            rows = random_rows(fmt, rng, int(rng.integers(1, 5)), n, k)
+            history += rows
+            script.append(("fold", rows))
+        elif op in ("solve", "reset"):
+            script.append(("solve",) if op == "solve" else ("reset", fmt.const(0.5)))
+            history = [] if op == "reset" else history
+        elif op == "predict":
+            script.append(("predict", random_rows(fmt, rng, 1, n, k)[0][0]))
+        elif op == "read":
+            script.append(("read", [Select.R, Select.Z, Select.W][int(rng.integers(3))]))
+    return script + READ_ALL
+
+
+@pytest.mark.parametrize("seed, rotation, units, fold", [
+    (1, "cordic", 2, True), (2, "multiplier", 4, True), (3, "cordic", 1, False),
+    (4, "multiplier", 2, False), (5, "cordic", 4, True),
+])
+def test_random_command_sequences(seed, rotation, units, fold):
+    """Random sequences of every command (in any order: an UPDATE straight after a DOWNDATE
+    went wrong once) give the model's integers and flags; sizes drawn per seed."""
+    fmt = FixedFormat(4, 12)
+    rng = np.random.default_rng(seed + 1000)
+    n, k = int(rng.integers(1, 6)), int(rng.integers(1, 3))
+    config = QRConfig(fmt, rotation)
+    dut = IncrementalUpdater(5, 2, fmt, units=units, rotation=rotation, fold=fold)
+    model = IncrementalUpdaterModel(config, n, k, 0)
+    check_script(dut, model, random_script(rng, fmt, config, n, k, 14, fold), n, k)
 
 
 @pytest.mark.parametrize("rotation", ["cordic", "multiplier"])
