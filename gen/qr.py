@@ -306,9 +306,8 @@ class IncrementalUpdater(wiring.Component):
         Latency of a four-multiplier unit: :func:`product_latency` ``(w + 4, w)`` (partial
         products and their sum) + 2 (pair sums with the rounding half; shift and saturation).
     scale_latency : int
-        Cycles of the forgetting scale after the memory's read register (updater: one
-        register before the multipliers + :func:`product_latency` ``(w, w + 2)``, the rounding
-        following the product's last register; QR solver: 0).
+        Cycles of the forgetting scale after the registered memory data (updater:
+        :func:`product_latency` ``(w, w + 2)`` + 1 for the rounding; QR solver: 0).
     square_latency, coefficient_product_latency : int
         Latencies of the generator's products ``a²``, ``b²`` and ``a·g``, ``b·g``, ``p·g``.
 
@@ -340,8 +339,7 @@ class IncrementalUpdater(wiring.Component):
         self.reciprocal_latency = self.config.rsqrt_format.width + 1
         coefficient_width = self.config.coefficient_format.width
         g_width = self.config.rsqrt_format.width
-        # forgetting: a register, then A·b (b unsigned, w + 1 bits) in partial products (the
-        # rounding follows the last one without a register)
+        # forgetting: A·b (b unsigned, w + 1 bits) in partial products, then the rounding
         self.scale_latency = product_latency(w, w + 2) + 1 if self.incremental else 0
         # multiplier unit: c·A, s·x, c·x, s·A, then the pair sums (rounding half included),
         # then the shift and saturation
@@ -850,17 +848,11 @@ class IncrementalUpdater(wiring.Component):
             unit_forgetting = _spread_copies(m, forgetting, units, 3, "unit_forgetting")
         for u in range(units):
             if incremental:
-                # round(A·b / 2**w): b <= 2**w, so the result fits w bits. The memory word
-                # passes a register of its own before the multipliers (from the block RAM's
-                # output register and the chunk and bypass selection straight into a DSP's
-                # input was the demo device's worst path), and the rounding is added after the
-                # product's last register instead (on the way to the units' operand registers)
-                held = Signal(signed(w), name=f"a_held_{u}")
-                m.d.sync += held.eq(a_data[u])
-                upper_product = hwfixed.pipelined_product(m, held, unit_forgetting[u],
+                # round(A·b / 2**w): b <= 2**w, so the result fits w bits
+                upper_product = hwfixed.pipelined_product(m, a_data[u], unit_forgetting[u],
                                                           f"forget_{u}")
                 half_lsb = 1 << (w - 1)
-                m.d.comb += upper_scaled[u].eq(((upper_product + half_lsb) >> w)[:w])
+                m.d.sync += upper_scaled[u].eq(((upper_product + half_lsb) >> w)[:w])
             else:
                 m.d.comb += upper_scaled[u].eq(a_data[u])
         operand_delay = 4 + scale_latency
