@@ -72,10 +72,7 @@ one or two groups and ``P`` is bound by ``P_min``, about 30-50 %.
 Timing (ECP5 at 100 MHz)
 ------------------------
 Every memory read is registered before any logic (block RAM clock-to-out is about 6 ns on
-ECP5-85F speed 6); the array's memories (``A``, the work rows, FOLD's input rows) are built by
-:func:`~tiersolve.gen.hwmem.chunked_memory`, whose read register is, on ECP5, the block RAM's
-own output register (the demo device's worst path was the block RAM's output into a fabric
-register placed by the logic); every product wider than ``MULTIPLIER_WIDTH`` x ``MULTIPLIER_WIDTH``
+ECP5-85F speed 6); every product wider than ``MULTIPLIER_WIDTH`` x ``MULTIPLIER_WIDTH``
 bits is split into registered partial products that fit one DSP and summed pairwise, one
 registered level per cycle (:func:`product_latency`); variable-shift roundings take two cycles
 (shift, then add); the read addresses and the writes into ``A`` are registered once
@@ -153,7 +150,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigne
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from . import hwfixed, hwmem, registry
+from . import hwfixed, registry
 from .cordic import Cordic
 from .fixed import FixedFormat, product_latency
 from .hwfixed import clip_width
@@ -509,19 +506,9 @@ class IncrementalUpdater(wiring.Component):
         slot_bits = (slots - 1).bit_length()
         row_bits = (n_max - 1).bit_length()
         rhs_bits = (k_max - 1).bit_length()
-        # A, the work rows and FOLD's input rows are read through registers beside their
-        # memories (gen/hwmem.py; on ECP5 the block RAM's own output register): the word at
-        # the address driven in cycle t is in that register in cycle t + 3, the address being
-        # registered beside each chunk too
-        family = getattr(platform, "family", None)
-
-        def registered(name, depth):
-            (read,), write = hwmem.chunked_memory(m, name, signed(w), depth, read_ports=1,
-                                                  address_register=True, family=family)
-            return read, write
-
-        a_rd, a_wr = zip(*(registered(f"matrix{u}", 2 << (row_bits + slot_bits))
-                           for u in range(units)), strict=True)
+        a_mem = [make(f"matrix{u}", 2 << (row_bits + slot_bits)) for u in range(units)]
+        a_rd = [mem.read_port() for mem in a_mem]
+        a_wr = [mem.write_port() for mem in a_mem]
         # the writes into A are registered once (a_write_* -> a_wr): the block RAM's write port
         # then starts from flip-flops, off the sequencer's decode path
         a_write_addr = [Signal.like(port.addr, name=f"a_write_addr_{u}")
@@ -537,13 +524,15 @@ class IncrementalUpdater(wiring.Component):
         folds = self.folds
         row_slots = self.fold_row_slots if folds else 1
         row_slot_bits = (row_slots - 1).bit_length()
-        x_rd, x_wr = zip(*(registered(f"row{u}", slots if not folds
-                                      else 1 << (slot_bits + row_slot_bits))
-                           for u in range(units)), strict=True)
+        x_mem = [make(f"row{u}", slots if not folds else 1 << (slot_bits + row_slot_bits))
+                 for u in range(units)]
+        x_rd = [mem.read_port() for mem in x_mem]
+        x_wr = [mem.write_port() for mem in x_mem]
         if folds:
             # FOLD's input rows: two halves (a row is written while the array reads the other)
-            in_rd, in_wr = zip(*(registered(f"input{u}", 2 << slot_bits)
-                                 for u in range(units)), strict=True)
+            in_mem = [make(f"input{u}", 2 << slot_bits) for u in range(units)]
+            in_rd = [mem.read_port() for mem in in_mem]
+            in_wr = [mem.write_port() for mem in in_mem]
             # the generator's operands: r_i (the pivot A[i, i] as the last task left it) and
             # each row's next x[i] (captured from the write-back of its previous pivot)
             fold_r = make("fold_pivots", n_max)
@@ -825,17 +814,18 @@ class IncrementalUpdater(wiring.Component):
         def delay(signal, cycles_, name):
             return hwfixed.delay_line(m, signal, cycles_, name)
 
-        # the issue's read addresses are registered beside the memories (cycle 1), the data
-        # is in the read registers in cycle 3 (hwmem.chunked_memory), then the forgetting
-        # scale (scale_latency cycles), then the units' operand registers: the units see
-        # their operands in cycle 4 + scale_latency
+        # memory data (cycle 2 after the issue) registered straight away (cycle 3), then the
+        # forgetting scale (scale_latency cycles), then the units' operand registers: the
+        # units see their operands in cycle 4 + scale_latency (the read address is registered
+        # too: cycle 1)
         scale_latency = self.scale_latency
         a_data = [Signal(signed(w), name=f"a_data_{u}") for u in range(units)]
         x_data = [Signal(signed(w), name=f"x_data_{u}") for u in range(units)]
-        # (FOLD: pivot 0 reads its x from the input buffer; the flag follows the read)
-        from_input = delay(issue_inbuf, 3, "from_input") if folds else None
+        # (FOLD: pivot 0 reads its x from the input buffer; the flag follows the address
+        # register and the memory)
+        from_input = delay(issue_inbuf, 2, "from_input") if folds else None
         for u in range(units):
-            m.d.comb += [a_data[u].eq(a_rd[u].data),
+            m.d.sync += [a_data[u].eq(a_rd[u].data),
                          x_data[u].eq(Mux(from_input, in_rd[u].data, x_rd[u].data)
                                       if folds else x_rd[u].data)]
         upper_scaled = [Signal(signed(w), name=f"upper_scaled_{u}") for u in range(units)]
@@ -1073,17 +1063,17 @@ class IncrementalUpdater(wiring.Component):
         m.d.sync += mac_in_flight.eq(Cat(mac_issue, mac_in_flight[:-1]))
         product_valid = mac_in_flight[-1]
 
-        # read addresses: the issue (registered beside each memory)
+        # read addresses: the issue, registered
         for u in range(units):
             # (FOLD: bank u's slot is one further when u < issue_rot)
             slot_u = issue_group + (u < issue_rot) if folds and units > 1 else issue_group
-            m.d.comb += [
+            m.d.sync += [
                 a_rd[u].addr.eq(a_address(issue_half, issue_row, slot_u)),
                 x_rd[u].addr.eq(Cat(Value.cast(slot_u)[:slot_bits], issue_xslot)
                                 if folds else issue_group),
             ]
             if folds:
-                m.d.comb += in_rd[u].addr.eq(Cat(Value.cast(slot_u)[:slot_bits],
+                m.d.sync += in_rd[u].addr.eq(Cat(Value.cast(slot_u)[:slot_bits],
                                                  issue_parity))
         # default writes: the array's write-back into the other half and the work row
         if folds:

@@ -260,32 +260,6 @@ def test_fold_bit_exact_and_cycles(core, rotation, units, fmt, n_max, k_max, n, 
     assert not np.array_equal(model.R, 0.25 * 2 ** fmt.frac_bits * np.eye(n))
 
 
-@pytest.mark.parametrize("rotation, units", [("cordic", 2), ("multiplier", 4)])
-def test_ecp5_block_ram_structure_gives_the_same_results(monkeypatch, rotation, units):
-    """On ECP5, A, the work rows and FOLD's input rows are DP16KD instances behind a
-    registered write with a bypass (gen/hwmem.py), not simulable here. The same structure
-    around a block RAM model (whose read of a word being written returns garbage) gives the
-    model's integers and cycle counts, for UPDATE, DOWNDATE, FOLD, solve and the read-outs."""
-    from tiersolve.gen import hwmem
-
-    monkeypatch.setattr(hwmem, "MODEL_ECP5_BLOCK_RAMS", True)
-    fmt = FixedFormat(4, 12)
-    n, k = 5, 2
-    rng = np.random.default_rng(units + 70)
-    dut = IncrementalUpdater(5, 2, fmt, units=units, rotation=rotation)
-    model = IncrementalUpdaterModel(QRConfig(fmt, rotation), n, k, 0)
-    rows = random_rows(fmt, rng, 9, n, k)
-    script = [("reset", fmt.const(0.5)), ("update", *rows[0]), ("fold", rows[1:7]),
-              ("downdate", *rows[3]), ("update", *rows[7], QRConfig(fmt, rotation)
-                                       .forgetting_constant(0.9)),
-              ("fold", rows[8:]), *READ_ALL, ("solve",), ("read", Select.W),
-              ("predict", rows[2][0])]
-    results = check_script(dut, model, script, n, k)
-    assert results[1][1]["cycles"] == dut.update_cycles(n, k)
-    assert results[2][1]["cycles"] == dut.fold_cycles(n, k, 6)
-    assert results[5][1]["cycles"] == dut.fold_cycles(n, k, 1)
-
-
 def random_script(rng, fmt, config, n, k, length, folds):
     """A random command sequence: updates with and without forgetting, downdates of rows
     folded in earlier and of random rows (some refused), folds of 1-4 rows, solve, predict,
