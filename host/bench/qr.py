@@ -211,12 +211,11 @@ def _synthesise(bench, fmt):
     for rotation, target, n_max, k_max, units in SYNTH_CONFIGS:
         print(f"synthesising {name} {rotation} n_max={n_max} units={units} for {target} ...",
               file=sys.stderr)
+        fold = not target.startswith("ice40")   # the iCE40UP5K attempt: the smallest core
         record = {"core": name, "rotation": rotation, "target": target, "n_max": n_max,
-                  "k_max": k_max, "units": units, "fold": not target.startswith("ice40")}
+                  "k_max": k_max, "units": units, "fold": fold}
         try:
-            # the iCE40UP5K attempt is the smallest core: without FOLD
-            core = _core(name, n_max, k_max, fmt, units, rotation,
-                         fold=not target.startswith("ice40"))
+            core = _core(name, n_max, k_max, fmt, units, rotation, fold=fold)
             report = synthesize(core, target=target, top="qr")
             record.update(report.to_dict())
         except SynthesisError as error:
@@ -318,17 +317,17 @@ def plot_utilisation(path, records, fold_rows):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    def unit_kind(record):      # "n" for units = n (beyond the fixed counts 1, 2, 4)
+        return "n" if record["units"] == record["n"] and record["n"] > 4 else str(record["units"])
+
     rotations = sorted({r["rotation"] for r in records})
     fig, axes = plt.subplots(1, len(rotations), figsize=(6 * len(rotations), 5.5),
                              squeeze=False, sharey=True)
     for ax, rotation in zip(axes[0], rotations, strict=True):
         rows = [r for r in records if r["rotation"] == rotation]
-        kinds = sorted({"n" if r["units"] == r["n"] and r["n"] > 4 else str(r["units"])
-                        for r in rows}, key=lambda text: (text == "n", text))
+        kinds = sorted({unit_kind(r) for r in rows}, key=lambda text: (text == "n", text))
         for index, kind in enumerate(kinds):
-            chosen = sorted((r for r in rows
-                             if ("n" if r["units"] == r["n"] and r["n"] > 4
-                                 else str(r["units"])) == kind), key=lambda r: r["n"])
+            chosen = sorted((r for r in rows if unit_kind(r) == kind), key=lambda r: r["n"])
             ns = [r["n"] for r in chosen]
             colour = f"C{index}"
             label = f"units = {kind}"

@@ -285,9 +285,11 @@ def random_script(rng, fmt, config, n, k, length, folds):
             rows = random_rows(fmt, rng, int(rng.integers(1, 5)), n, k)
             history += rows
             script.append(("fold", rows))
-        elif op in ("solve", "reset"):
-            script.append(("solve",) if op == "solve" else ("reset", fmt.const(0.5)))
-            history = [] if op == "reset" else history
+        elif op == "solve":
+            script.append(("solve",))
+        elif op == "reset":
+            script.append(("reset", fmt.const(0.5)))
+            history = []
         elif op == "predict":
             script.append(("predict", random_rows(fmt, rng, 1, n, k)[0][0]))
         elif op == "read":
