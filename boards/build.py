@@ -30,6 +30,7 @@ generate --board NAME [--clock-mhz MHZ]`` (:func:`run_generate_command`).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -563,7 +564,7 @@ class BuildResult:
 
 def build(board, out, *, n_max: int | None = None, k_max: int | None = None, fmt=None,
           lanes: int | None = None, cores=None, inverse_format=None,
-          allow_timing_failure: bool = False, seed: int | None = None,
+          allow_timing_failure: bool = False, seed=None, keep_best: bool = False,
           clock_mhz: float | None = None,
           progress: Callable[[str], None] | None = None) -> BuildResult:
     """Generate the board's top level into ``out`` and make its bitstream with YoWASP tools.
@@ -574,10 +575,17 @@ def build(board, out, *, n_max: int | None = None, k_max: int | None = None, fmt
         As for :func:`generate`.
     allow_timing_failure : bool
         Pack the bitstream even when Fmax is below the clock constraint (the report says so).
-    seed : int or None
+    seed : int, None, or a sequence of them
         nextpnr placement seed (None: nextpnr's default, as in the generated scripts). A
         design that misses its clock by a few per cent may meet it with another seed: Fmax
-        moves by about ±5 % between placements.
+        moves by about ±5 % between placements. With several seeds, Yosys runs once and
+        nextpnr places and routes the same netlist with each seed in turn until one meets the
+        clock (each seed's outputs and log are kept in ``seed-<seed>/``, the chosen seed's are
+        also in the build folder itself); the report's ``seed`` is the seed of the bitstream
+        and ``seeds_tried`` lists every seed run with its Fmax.
+    keep_best : bool
+        With several seeds: run every one and keep the fastest (a measurement of the spread)
+        instead of stopping at the first that meets the clock.
     clock_mhz : float or None
         Design clock in MHz for a board with a PLL (None: the catalogue's clock), as for
         :func:`generate`; it is also the timing target. The report gives ``clock_mhz`` (the
@@ -601,7 +609,8 @@ def build(board, out, *, n_max: int | None = None, k_max: int | None = None, fmt
     DesignDoesNotFitError
         The design needs more of a resource than the device has (the numbers in the message).
     TimingNotMetError
-        Fmax below the constraint, unless ``allow_timing_failure`` (report written first).
+        Fmax below the constraint with every seed, unless ``allow_timing_failure`` (the
+        report, of the fastest seed, written first; the bitstream is then packed from it).
     SynthesisError
         A tool failed otherwise (the message ends with its log).
 
@@ -611,8 +620,7 @@ def build(board, out, *, n_max: int | None = None, k_max: int | None = None, fmt
     run of each tool compiles its WebAssembly (about 40 s more).
     """
     board = board if isinstance(board, Board) else get_board(board)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise ValueError(f"seed must be a non-negative integer, not {seed!r}")
+    seeds = _seed_list(seed)
     if not board.buildable:
         raise BoardError(f"board {board.name} needs its vendor toolchain: use `tiersolve "
                          f"generate --board {board.name}` and run the generated scripts there")
@@ -633,25 +641,26 @@ def build(board, out, *, n_max: int | None = None, k_max: int | None = None, fmt
     for index, command in enumerate(commands, 1):
         name = command[0]
         arguments = [argument for argument in command[1:] if argument != "--quiet"]
-        if name.startswith("nextpnr") and seed is not None:
-            arguments += ["--seed", str(seed)]
         prefix = _find_build_tool(name)
         tools[name] = prefix
-        say(f"[{index}/{len(commands)}] {name} {' '.join(arguments)}")
-        step_started = time.monotonic()
-        synth._run([*prefix, *arguments], folder / f"{name}.log", folder, name)
-        seconds[name] = time.monotonic() - step_started
-        say(f"      {name} done in {seconds[name]:.1f} s")
+        step = f"[{index}/{len(commands)}] {name}"
         if name.startswith("nextpnr"):
-            report = _report(board, config, folder, tools, seconds)
-            report["seed"] = seed
+            report = _place_and_route(board, config, folder, tools, seconds, name, arguments,
+                                      seeds, keep_best, step, say)
             if not report["timing_met"] and not allow_timing_failure:
                 _write_report(folder, report)
                 raise TimingNotMetError(
                     f"{board.name}: timing not met: Fmax {_fmax_text(report)} against the "
-                    f"{report['clock_mhz']:g} MHz clock (report: {folder / 'report.json'}); "
-                    f"a near miss may pass with another placement seed "
-                    f"(--seed {(seed or 1) + 1})", report)
+                    f"{report['clock_mhz']:g} MHz clock{_seeds_text(report)} (report: "
+                    f"{folder / 'report.json'}); a near miss may pass with other placement seeds "
+                    f"(--seed {' '.join(str(_next_seed(seeds) + i) for i in range(3))}: "
+                    f"the first that meets the clock is kept)", report)
+            continue
+        say(f"{step} {' '.join(arguments)}")
+        step_started = time.monotonic()
+        synth._run([*prefix, *arguments], folder / f"{name}.log", folder, name)
+        seconds[name] = time.monotonic() - step_started
+        say(f"      {name} done in {seconds[name]:.1f} s")
     seconds["total"] = time.monotonic() - started
     bitstream = folder / f"{TOP_NAME}{board.bitstream_suffix}"
     report["seconds"] = {key: round(value, 2) for key, value in seconds.items()}
@@ -661,6 +670,103 @@ def build(board, out, *, n_max: int | None = None, k_max: int | None = None, fmt
     for line in summary.splitlines():
         say(line)
     return BuildResult(report, summary, bitstream, folder)
+
+
+def _seed_list(seed) -> list:
+    """``seed`` of :func:`build` as a non-empty list of seeds (None: nextpnr's default)."""
+    seeds = list(seed) if isinstance(seed, (list, tuple)) else [seed]
+    if not seeds:
+        raise ValueError("seed: give at least one placement seed (or None)")
+    for value in seeds:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 0):
+            raise ValueError(f"seed must be a non-negative integer or None, not {value!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seed: the seeds {seeds} repeat one (a seed places the same way "
+                         f"every time)")
+    return seeds
+
+
+def _seed_label(seed) -> str:
+    return "default" if seed is None else str(seed)
+
+
+def _next_seed(seeds) -> int:
+    """The first seed after those tried (nextpnr's default counts as 1)."""
+    return max(1 if seed is None else seed for seed in seeds) + 1
+
+
+def _seeds_text(report: dict) -> str:
+    tried = report.get("seeds_tried", [])
+    if len(tried) < 2:
+        return f" (seed {_seed_label(report['seed'])})" if report.get("seed") is not None else ""
+    fmax = ", ".join(f"{_seed_label(entry['seed'])}: "
+                     f"{'—' if entry['fmax_mhz'] is None else format(entry['fmax_mhz'], '.1f')}"
+                     for entry in tried)
+    return (f" with the best of {len(tried)} seeds ({_seed_label(report['seed'])}; Fmax by "
+            f"seed {fmax})")
+
+
+def _nextpnr_files(name: str, arguments: list[str]) -> list[str]:
+    """Files one nextpnr run writes in the build folder: its outputs, report, log."""
+    files = [f"{name}.log"]
+    for option in ("--textcfg", "--asc", "--report", "--log", "--write"):
+        if option in arguments[:-1]:
+            files.append(arguments[arguments.index(option) + 1])
+    return files
+
+
+def _better(report: dict, best: dict | None) -> bool:
+    if best is None:
+        return True
+    def key(entry):
+        return (entry["timing_met"], -math.inf if entry["fmax_mhz"] is None else entry["fmax_mhz"])
+    return key(report) > key(best)
+
+
+def _place_and_route(board, config, folder: Path, tools: dict, seconds: dict, name: str,
+                     arguments: list[str], seeds: list, keep_best: bool, step: str,
+                     say) -> dict:
+    """Run nextpnr once per seed (see :func:`build`); the chosen seed's report, its outputs in
+    ``folder``."""
+    files = _nextpnr_files(name, arguments)
+    several = len(seeds) > 1
+    tried, best, best_seed, last_seed = [], None, None, None
+    for attempt, seed in enumerate(seeds, 1):
+        run_arguments = arguments + ([] if seed is None else ["--seed", str(seed)])
+        which = f" (seed {_seed_label(seed)}, {attempt} of {len(seeds)})" if several else ""
+        say(f"{step} {' '.join(run_arguments)}{which}")
+        step_started = time.monotonic()
+        synth._run([*tools[name], *run_arguments], folder / f"{name}.log", folder, name)
+        took = time.monotonic() - step_started
+        seconds[name] = seconds.get(name, 0.0) + took
+        report = _report(board, config, folder, tools, seconds)
+        report["seed"] = seed
+        tried.append({"seed": seed, "fmax_mhz": report["fmax_mhz"],
+                      "timing_met": report["timing_met"], "seconds": round(took, 1)})
+        say(f"      {name} done in {took:.1f} s: Fmax {_fmax_text(report)}"
+            f"{'' if report['timing_met'] else ' (missed)'}")
+        last_seed = seed
+        if several:
+            keep = folder / f"seed-{_seed_label(seed)}"
+            keep.mkdir(exist_ok=True)
+            for file_name in files:
+                if (folder / file_name).is_file():
+                    shutil.copy2(folder / file_name, keep / file_name)
+        if _better(report, best):
+            best, best_seed = report, seed
+        if report["timing_met"] and not keep_best:
+            break
+    if best_seed != last_seed:  # put the chosen seed's outputs back in the build folder
+        keep = folder / f"seed-{_seed_label(best_seed)}"
+        for file_name in files:
+            if (keep / file_name).is_file():
+                shutil.copy2(keep / file_name, folder / file_name)
+        say(f"      kept seed {_seed_label(best_seed)} (Fmax {_fmax_text(best)})")
+    best["seconds"] = {key: round(value, 2) for key, value in seconds.items()}
+    if several:
+        best["seeds_tried"] = tried
+    return best
 
 
 def _fmax_text(report: dict) -> str:
@@ -730,6 +836,12 @@ def _write_report(folder: Path, report: dict) -> str:
                      f"is {report['catalogue_clock_mhz']:g} MHz)")
     verdict = "met" if report["timing_met"] else "MISSED"
     lines.append(f"  Fmax        {_fmax_text(report)}: {verdict}")
+    if report.get("seeds_tried"):
+        tried = ", ".join(f"{_seed_label(entry['seed'])} {entry['fmax_mhz']} MHz"
+                          for entry in report["seeds_tried"])
+        lines.append(f"  seed        {_seed_label(report['seed'])} (tried: {tried})")
+    elif report.get("seed") is not None:
+        lines.append(f"  seed        {report['seed']}")
     lines.append(f"  tools       {', '.join(f'{k} {v}' for k, v in report['tools'].items())}")
     if "bitstream" in report:
         lines.append(f"  bitstream   {report['bitstream']}")
@@ -867,10 +979,28 @@ def _setup_build(parser):
     _add_configuration_arguments(parser)
     parser.add_argument("--allow-timing-failure", action="store_true",
                         help="write the bitstream even when Fmax is below the clock")
-    parser.add_argument("--seed", type=int, default=None,
-                        help="nextpnr placement seed (default: nextpnr's own); Fmax moves by "
-                             "about 5 %% between seeds")
+    parser.add_argument("--seed", type=seed_argument, nargs="+", default=[None],
+                        metavar="SEED",
+                        help="nextpnr placement seed, or several: Yosys runs once and nextpnr "
+                             "tries each seed in turn until one meets the clock ('default' is "
+                             "nextpnr's own, the default); Fmax moves by about 5 %% between "
+                             "seeds")
     _add_clock_argument(parser)
+
+
+def seed_argument(text: str):
+    """argparse type of ``--seed``: a non-negative integer, or ``default`` (None)."""
+    if text == "default":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a seed: {text!r} (a non-negative integer, or 'default')") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"not a seed: {text!r} (a non-negative integer, or "
+                                         f"'default')")
+    return value
 
 
 def _add_clock_argument(parser):

@@ -40,6 +40,8 @@ HELP = "build every board x n_max from scratch: LUT/DSP/BRAM %, Fmax, time of on
 
 
 def add_arguments(parser):
+    from tiersolve.boards.build import seed_argument
+
     parser.add_argument("--boards", nargs="+", default=None,
                         help="boards to build (default: every buildable board)")
     parser.add_argument("--n-max", type=int, nargs="+", default=[4, 8, 16, 32],
@@ -54,8 +56,11 @@ def add_arguments(parser):
                              "format)")
     parser.add_argument("--cores", default="cholesky", choices=["cholesky", "cholesky,updater"],
                         help="cores of the design (default cholesky)")
-    parser.add_argument("--seed", type=int, default=None,
-                        help="nextpnr placement seed (default: nextpnr's own)")
+    parser.add_argument("--seed", type=seed_argument, nargs="+", default=[None],
+                        metavar="SEED",
+                        help="nextpnr placement seed, or several: every seed is placed and "
+                             "routed, the fastest is the row's (and its bitstream), all are "
+                             "in the row's seeds_tried ('default': nextpnr's own, the default)")
     parser.add_argument("--clock-mhz", type=float, default=None, metavar="MHZ",
                         help="design clock of every board built (default: each board's "
                              "catalogue clock); the PLL's output and nextpnr's timing target")
@@ -89,7 +94,7 @@ def update_cycles(n: int, k: int, fmt="Q6.12", units: int = 1) -> int:
 
 
 def _row(board, n_max, k_max, lanes, fmt, out: Path, cores=("cholesky",),
-         inverse_format=None, seed=None, clock_mhz=None) -> dict:
+         inverse_format=None, seeds=(None,), clock_mhz=None) -> dict:
     from tiersolve.boards import synth
     from tiersolve.boards.build import TimingNotMetError, build, with_clock
     from tiersolve.boards.measured import build_command
@@ -104,13 +109,13 @@ def _row(board, n_max, k_max, lanes, fmt, out: Path, cores=("cholesky",),
            "format": fmt, "cores": list(cores), "clock_mhz": board.clock_mhz,
            "command": build_command(board.name, n_max=n_max, k_max=k_max, lanes=lanes,
                                     format=fmt, cores=cores, inverse_format=inverse_format,
-                                    seed=seed,
+                                    seed=seeds[0] if len(seeds) == 1 else None,
                                     clock_mhz=board.clock_mhz if overridden else None),
            "fmax_mhz": None}
     if inverse_format is not None:
         row["inverse_format"] = str(inverse_format)
-    if seed is not None:
-        row["seed"] = seed
+    if len(seeds) == 1 and seeds[0] is not None:
+        row["seed"] = seeds[0]
     if overridden:
         row["catalogue_clock_mhz"] = catalogue_hz / 1e6
     started = time.monotonic()
@@ -119,7 +124,7 @@ def _row(board, n_max, k_max, lanes, fmt, out: Path, cores=("cholesky",),
     try:
         result = build(board, folder, n_max=n_max, k_max=k_max, fmt=fmt, lanes=lanes,
                        cores=cores, inverse_format=inverse_format, allow_timing_failure=True,
-                       seed=seed,
+                       seed=list(seeds), keep_best=True,
                        progress=lambda line: print(f"  {line}", flush=True))
         report = result.report
         row.update(status="fits" if report["timing_met"] else "fits, timing missed")
@@ -146,6 +151,14 @@ def _row(board, n_max, k_max, lanes, fmt, out: Path, cores=("cholesky",),
         row["timing_met"] = report["timing_met"]
         row["fit_us_at_fmax"] = cycles / report["fmax_mhz"] if report["fmax_mhz"] else None
         row["tools"] = report["tools"]
+        if "seeds_tried" in report:  # several seeds: the row is the fastest one's
+            row["seeds_tried"] = report["seeds_tried"]
+            if report["seed"] is not None:
+                row["seed"] = report["seed"]
+            row["command"] = build_command(
+                board.name, n_max=n_max, k_max=k_max, lanes=lanes, format=fmt, cores=cores,
+                inverse_format=inverse_format, seed=report["seed"],
+                clock_mhz=board.clock_mhz if overridden else None)
     if "updater" in cores:
         row["update_cycles"] = update_cycles(n_max, k_max, fmt)
         if row.get("fmax_mhz"):

@@ -35,7 +35,8 @@ import sys
 import numpy as np
 from tiersolve.gen.fixed import FixedFormat
 
-__all__ = ["HELP", "add_arguments", "accuracy_sweep", "cycle_table", "plot_accuracy",
+__all__ = ["HELP", "add_arguments", "accuracy_sweep", "cycle_table", "fold_bound",
+           "plot_accuracy",
            "plot_utilisation", "run",
            "script_streams", "verilator_fold_cycles", "verilator_update_cycles"]
 
@@ -113,9 +114,21 @@ def cycle_table(name, ns, units_list, k, fmt, rotations, fold_rows=256):
                         "fold_rows": fold_rows, "fold_cycles": fold_cycles,
                         "fold_cycles_per_row": fold_cycles / fold_rows,
                         "fold_utilisation": rotations_done * fold_rows / (units * fold_cycles),
+                        "fold_min_period": core.fold_min_period,
+                        "fold_bound_utilisation": fold_bound(rotations_done, units,
+                                                             core.fold_min_period),
                     })
                 records.append(record)
     return records
+
+
+def fold_bound(rotations: int, units: int, min_period: int) -> float:
+    """The highest steady-state utilisation any schedule of rows through these pipelines can
+    reach: a row takes at least ``ceil(rotations / units)`` cycles of array work, and rows
+    cannot follow each other faster than ``min_period`` cycles (``P_min``: each row's pivot
+    ``i`` needs ``r_i`` and ``A[i, :]`` from the previous row's, through the generator and
+    the array; the bound is the same for a triangular array of the same pipelines)."""
+    return rotations / (units * max(-(-rotations // units), min_period))
 
 
 def script_streams(script, n, k, fmt):
@@ -339,6 +352,10 @@ def plot_utilisation(path, records, fold_rows):
                 ax.plot(ns, [100 * r["fold_utilisation"] for r in chosen], "--",
                         color=colour, marker="s", alpha=0.6,
                         label=f"{label}, one FOLD of {fold_rows} rows")
+                if kind == "n":  # the other counts' bound is 100 % from n = 16 on
+                    ax.plot(ns, [100 * r["fold_bound_utilisation"] for r in chosen], "-.",
+                            color=colour, lw=0.8, label=f"{label}, bound with these pipelines "
+                            "(rows ≥ P_min apart)")
         ax.axhline(80, color="grey", lw=0.8)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("n")
@@ -370,8 +387,8 @@ def run(args) -> int:
         header += " downdate cycles |"
         rule += "---|"
     header += (f" FOLD period (skew) | FOLD steady utilisation | FOLD of {args.fold_rows}: "
-               "cycles/row | its utilisation |")
-    rule += "---|---|---|---|"
+               "cycles/row | its utilisation | bound (P_min) |")
+    rule += "---|---|---|---|---|"
     lines += [header, rule]
     for r in records:
         line = (f"| {r['rotation']} | {r['n']} | {r['units']} | {r['cycles_per_row']} | "
@@ -381,9 +398,10 @@ def run(args) -> int:
         if "fold_period" in r:
             line += (f" {r['fold_period']} ({r['fold_skew']}) | "
                      f"{100 * r['fold_steady_utilisation']:.1f} % | "
-                     f"{r['fold_cycles_per_row']:.1f} | {100 * r['fold_utilisation']:.1f} % |")
+                     f"{r['fold_cycles_per_row']:.1f} | {100 * r['fold_utilisation']:.1f} % | "
+                     f"{100 * r['fold_bound_utilisation']:.1f} % ({r['fold_min_period']}) |")
         else:
-            line += " — | — | — | — |"
+            line += " — | — | — | — | — |"
         lines.append(line)
     meta = {"format": str(fmt), "k": args.k, "core": core_name}
     if args.verilator:

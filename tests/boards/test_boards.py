@@ -392,16 +392,100 @@ def test_build_passes_the_placement_seed_to_nextpnr(monkeypatch, tmp_path, capsy
         "import sys; open('seen_arguments.txt', 'w').write(' '.join(sys.argv[1:]))\n")
     _fake_tools(monkeypatch, tmp_path, body)
     out = tmp_path / "out"
-    with pytest.raises(TimingNotMetError, match=r"another placement seed \(--seed 4\)") as error:
+    with pytest.raises(TimingNotMetError, match=r"\(seed 3\).*other placement seeds "
+                                                r"\(--seed 4 5 6: the first") as error:
         board_build.build("ulx3s-85f", out, n_max=4, k_max=1, lanes=1, seed=3)
     assert "--seed 3" in (out / "seen_arguments.txt").read_text()
-    assert error.value.report["seed"] == 3
+    assert error.value.report["seed"] == 3 and "seeds_tried" not in error.value.report
     assert main(["build", "--board", "ulx3s-85f", "--n-max", "4", "--k-max", "1", "--lanes", "1",
                  "--out", str(out), "--seed", "7", "--allow-timing-failure"]) == 0
     assert "--seed 7" in (out / "seen_arguments.txt").read_text()
-    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
-        board_build.build("ulx3s-85f", tmp_path / "bad", n_max=4, k_max=1, lanes=1, seed=-1)
+    for bad in (-1, 2.0, True, [], [1, 1]):
+        with pytest.raises(ValueError, match="seed"):
+            board_build.build("ulx3s-85f", tmp_path / "bad", n_max=4, k_max=1, lanes=1,
+                              seed=bad)
     assert not (tmp_path / "bad").exists()
+    capsys.readouterr()
+    for bad in ("-1", "two"):
+        with pytest.raises(SystemExit):
+            main(["build", "--board", "ulx3s-85f", "--seed", bad])
+        assert f"not a seed: '{bad}'" in capsys.readouterr().err
+
+
+# a nextpnr stand-in whose Fmax depends on the placement seed, and that writes its placed
+# design and its log as the real one does, so that the kept seed can be seen
+_SEEDED_NEXTPNR = """
+import json, sys
+arguments = sys.argv[1:]
+seed = arguments[arguments.index("--seed") + 1] if "--seed" in arguments else "default"
+json.dump({"utilization": {"TRELLIS_COMB": {"used": 30000, "available": 83640}},
+           "fmax": {"pll_clock": {"achieved": FMAX[seed], "constraint": 45.0}}},
+          open("nextpnr-report.json", "w"))
+open(arguments[arguments.index("--textcfg") + 1], "w").write("placed with " + seed)
+open(arguments[arguments.index("--log") + 1], "w").write("log of " + seed)
+with open("runs.txt", "a") as runs:
+    runs.write(seed + "\\n")
+"""
+
+
+def _seeded_nextpnr(fmax_by_seed: dict) -> str:
+    return f"FMAX = {fmax_by_seed!r}" + _SEEDED_NEXTPNR
+
+
+def test_build_tries_placement_seeds_until_one_meets_the_clock(monkeypatch, tmp_path, capsys):
+    """Several seeds: Yosys once, nextpnr per seed until one meets the clock (45 MHz here);
+    every seed's outputs are kept, the chosen one's are the build's; with none meeting the
+    clock the error lists every seed's Fmax and the fastest one's report is kept."""
+    calls = []
+    _fake_tools(monkeypatch, tmp_path, _seeded_nextpnr(
+        {"default": 40.0, "2": 44.0, "3": 46.5, "4": 47.0, "5": 41.0}))
+    real_run = synth._run
+    monkeypatch.setattr(synth, "_run", lambda command, *rest: (calls.append(rest[-1]),
+                                                               real_run(command, *rest))[1])
+    out = tmp_path / "out"
+    lines = []
+    result = board_build.build("ulx3s-85f", out, n_max=4, k_max=1, lanes=1,
+                               seed=[None, 2, 3, 4], progress=lines.append)
+    assert calls == ["yosys", "nextpnr-ecp5", "nextpnr-ecp5", "nextpnr-ecp5", "ecppack"]
+    assert (out / "runs.txt").read_text().split() == ["default", "2", "3"]  # 4 never ran
+    report = result.report
+    assert report["seed"] == 3 and report["fmax_mhz"] == 46.5 and report["timing_met"]
+    assert [(entry["seed"], entry["fmax_mhz"], entry["timing_met"])
+            for entry in report["seeds_tried"]] == [(None, 40.0, False), (2, 44.0, False),
+                                                     (3, 46.5, True)]
+    assert json.loads((out / "report.json").read_text())["seed"] == 3
+    assert (out / "top.config").read_text() == "placed with 3"
+    for seed in ("default", "2", "3"):
+        assert (out / f"seed-{seed}" / "top.config").read_text() == f"placed with {seed}"
+        assert (out / f"seed-{seed}" / "top.tim").read_text() == f"log of {seed}"
+    assert any("(seed 2, 2 of 4)" in line for line in lines)
+
+    # keep_best: every seed runs, the fastest is kept and its outputs put back
+    out = tmp_path / "best"
+    result = board_build.build("ulx3s-85f", out, n_max=4, k_max=1, lanes=1, seed=[4, 3, 5],
+                               keep_best=True)
+    assert result.report["seed"] == 4 and result.report["fmax_mhz"] == 47.0
+    assert (out / "top.config").read_text() == "placed with 4"
+    assert [entry["seed"] for entry in result.report["seeds_tried"]] == [4, 3, 5]
+
+    # no seed meets the clock: the error names each seed's Fmax, the fastest is reported
+    out = tmp_path / "missed"
+    with pytest.raises(TimingNotMetError, match=r"best of 3 seeds \(2; Fmax by seed default: "
+                                                r"40.0, 2: 44.0, 5: 41.0\).*--seed 6 7 8") as error:
+        board_build.build("ulx3s-85f", out, n_max=4, k_max=1, lanes=1, seed=[None, 2, 5])
+    assert error.value.report["seed"] == 2
+    assert json.loads((out / "report.json").read_text())["fmax_mhz"] == 44.0
+    assert (out / "top.config").read_text() == "placed with 2"
+    assert not (out / "top.bit").exists()
+    # ... and with the failure allowed the fastest seed is packed
+    capsys.readouterr()
+    assert main(["build", "--board", "ulx3s-85f", "--n-max", "4", "--k-max", "1", "--lanes", "1",
+                 "--out", str(out), "--seed", "default", "2", "5",
+                 "--allow-timing-failure"]) == 0
+    assert "kept seed 2" in capsys.readouterr().out
+    assert json.loads((out / "report.json").read_text())["status"] == \
+        "timing not met (allowed)"
+    assert (out / "top.config").read_text() == "placed with 2"
 
 
 def test_build_report_from_nextpnr_numbers(monkeypatch, tmp_path):

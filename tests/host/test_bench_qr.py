@@ -25,6 +25,13 @@ def test_cycle_table_records_follow_the_cycle_models():
         assert r["fold_steady_utilisation"] == pytest.approx(
             rotations / (r["units"] * plan["period"]))
         assert r["fold_utilisation"] <= r["fold_steady_utilisation"] <= 1.0
+        # the bound: rows at most one per P_min cycles, and no fewer cycles than the work
+        assert r["fold_min_period"] == core.fold_min_period
+        assert r["fold_bound_utilisation"] == pytest.approx(
+            rotations / (r["units"] * max(-(-rotations // r["units"]), core.fold_min_period)))
+        assert r["fold_steady_utilisation"] <= r["fold_bound_utilisation"] + 1e-12
+        if r["units"] == r["n"]:  # units = n at these sizes: the schedule is at its bound
+            assert r["fold_steady_utilisation"] == pytest.approx(r["fold_bound_utilisation"])
     # one unit: the period is the work, so the steady state keeps the unit busy
     assert all(r["fold_steady_utilisation"] == pytest.approx(1.0)
                for r in records if r["units"] == 1)
