@@ -191,8 +191,21 @@ def markdown_table(rows) -> str:
             f"| {cell('luts_percent')} | {cell('dsps_percent')} | {cell('block_rams_percent')} "
             f"| {cell('fmax_mhz')} | {row['clock_mhz']:g} | {row['fit_cycles']} "
             f"| {cell('fit_us_at_fmax')} | {cell('fit_us_at_clock')} | {update_cell(row)} "
-            f"| {row['status']} |")
+            f"| {row['status']}{seed_note(row)} |")
     return "\n".join(lines) + "\n"
+
+
+def seed_note(row) -> str:
+    """What follows the status: the placement seed of the row's bitstream, and the other
+    seeds' Fmax when several were tried."""
+    tried = row.get("seeds_tried") or []
+    if row.get("seed") is None and not tried:
+        return ""
+    label = "default" if row.get("seed") is None else str(row["seed"])
+    others = [f"{'default' if entry['seed'] is None else entry['seed']}: "
+              f"{'—' if entry['fmax_mhz'] is None else format(entry['fmax_mhz'], '.1f')}"
+              for entry in tried if entry["seed"] != row.get("seed")]
+    return f", seed {label}" + (f" (others {', '.join(others)})" if others else "")
 
 
 def format_note(row) -> str:

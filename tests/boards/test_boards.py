@@ -575,6 +575,31 @@ def test_bench_build_records_the_clock_override(monkeypatch, tmp_path, capsys):
     assert not (tmp_path / "refused" / "build").exists()
 
 
+def test_bench_build_runs_every_seed_and_keeps_the_fastest(monkeypatch, tmp_path, capsys):
+    """``tiersolve bench build --seed A B C``: every seed is placed and routed (a measure of
+    the spread), the row is the fastest's, its command reproduces that seed's bitstream."""
+    from tiersolve.boards.measured import build_command, load_measured_builds
+
+    _fake_tools(monkeypatch, tmp_path, _seeded_nextpnr({"default": 46.0, "2": 48.5, "3": 47.0}))
+    record = tmp_path / "record.json"
+    assert main(["bench", "build", "--boards", "ulx3s-85f", "--n-max", "4", "--k-max", "1",
+                 "--lanes", "1", "--seed", "default", "2", "3", "--out",
+                 str(tmp_path / "bench"), "--record", "--record-file", str(record)]) == 0
+    capsys.readouterr()
+    [row] = json.loads((tmp_path / "bench" / "build.json").read_text())
+    assert row["fmax_mhz"] == 48.5 and row["seed"] == 2
+    assert [(entry["seed"], entry["fmax_mhz"]) for entry in row["seeds_tried"]] == \
+        [(None, 46.0), (2, 48.5), (3, 47.0)]
+    assert row["command"] == build_command("ulx3s-85f", n_max=4, k_max=1, lanes=1,
+                                           format="Q6.12", seed=2)
+    [entry] = load_measured_builds(record)
+    assert entry["seeds_tried"] == row["seeds_tried"] and entry["command"] == row["command"]
+    folder = tmp_path / "bench" / "build" / "ulx3s-85f-n4"
+    assert (folder / "top.config").read_text() == "placed with 2"
+    assert main(["bench", "build", "--from-record", "--record-file", str(record)]) == 0
+    assert "| fits, seed 2 (others default: 46.0, 3: 47.0) |" in capsys.readouterr().out
+
+
 @pytest.mark.synth
 def test_real_icebreaker_bitstream_from_scratch(tmp_path):
     """The smallest solver on the iCEBreaker, built with the YoWASP tools (≈1.5 min)."""
