@@ -23,20 +23,27 @@ column (column ``j`` in bank ``j mod units``), so every unit reads and writes it
 ``A`` has two halves (ping-pong): a fold reads the current half and writes the other, and only
 a completed fold switches halves, which is how a refused downdate leaves ``R``, ``Z`` untouched.
 
-The generator of pivot ``i + 1`` waits until the array has written pivot ``i`` back (pivots
-do not overlap, and rows do not interleave), so an UPDATE takes
+The generator of pivot ``i + 1`` runs while the array applies pivot ``i``: it needs only
+``x[i + 1]``, which pivot ``i``'s first group (its second when column ``i + 1`` starts a group)
+writes back, and ``A[i + 1, i + 1]``, which pivot ``i`` does not touch (it writes the other
+half). The new coefficients reach the units, and ``r`` is written, once the array has written
+pivot ``i``'s last group back. So a pivot takes the longer of the rotation chain (read,
+forgetting scale, generator) and the array's groups, plus the array's drain; an UPDATE takes
 (:meth:`IncrementalUpdater.update_cycles`, checked exactly against simulation and Verilator)::
 
-    3 + (n + k) + sum_{i<n} (6 + S + G + groups_i + D)
+    3 + (n + k) + L + sum_{i<n-1} (D + 2 + max(L + δ_i, groups_i + steal_i))
+      + 1 + groups_{n-1} + D + 1,        L = 5 + S + G
 
 with ``S`` the forgetting scale's latency (updater :attr:`~IncrementalUpdater.scale_latency`,
 QR solver 0), ``G`` the generator latency (CORDIC ``iterations + 4``; multiplier
 ``reciprocal latency + L_sq + L_p + 8``), ``D = 5 + S + unit latency`` the array's
 read-to-write-back latency (unit: CORDIC ``iterations + 4``, multiplier
-:attr:`~IncrementalUpdater.multiplier_apply_latency`) and ``groups_i`` the groups of ``units``
-columns from the pivot's to the last. For the updater in Q6.12: ``S = 3``, ``G = 22``
-(CORDIC) or 34 (multiplier), ``D = 30`` (CORDIC) or 12 (multiplier). The latencies dominate:
-one row keeps the units 1-38 % busy (rotations ÷ (units × cycles)).
+:attr:`~IncrementalUpdater.multiplier_apply_latency`), ``groups_i`` the groups of ``units``
+columns from the pivot's to the last, ``δ_i = 1`` when column ``i + 1`` starts a group, and
+``steal_i = 1`` when the next pivot's read takes one of the array's issue cycles. For the
+updater in Q6.12: ``S = 3``, ``G = 22`` (CORDIC) or 34 (multiplier), ``D = 30`` (CORDIC) or
+12 (multiplier). The latencies dominate: one row keeps the units 1-54 % busy (rotations ÷
+(units × cycles)); before the overlap (a pivot took ``6 + S + G + groups_i + D``) 1-38 %.
 
 FOLD: the rows in flight together
 ---------------------------------
@@ -404,23 +411,44 @@ class IncrementalUpdater(wiring.Component):
 
     def update_cycles(self, n: int, k: int, hyperbolic: bool = False) -> int:
         """Cycles of one UPDATE (or DOWNDATE that is not refused), as :attr:`cycles` counts
-        them, when the row arrives at one value per cycle::
+        them, when the row arrives at one value per cycle.
 
-            2 + (n + k) + sum_{i<n} (6 + S + G + groups_i + D) + 1
+        The array applies pivot ``i`` while the sequencer reads and generates pivot ``i + 1``,
+        whose ``x[i + 1]`` comes back from pivot ``i``'s first group (its second when column
+        ``i + 1`` starts a group: ``δ_i = 1`` if ``(i + 1) mod U = 0``). From one pivot's
+        write to the next (``PIVOT_WRITE``)::
 
-        (the transfer and the command's check, the row, the pivots, the return to idle).
-        ``S`` = :attr:`scale_latency` (the pivot's read waits for the forgetting scale),
-        ``G`` = :meth:`generator_cycles`, ``D`` = :meth:`array_cycles`,
+            P_i = D + 2 + max(L + δ_i, groups_i + steal_i)
+
+        with ``L = 5 + S + G`` (the pivot's read, forgetting scale and generator: ``S`` =
+        :attr:`scale_latency`, ``G`` = :meth:`generator_cycles`), ``D`` =
+        :meth:`array_cycles` (the array's drain before the next pivot's write),
         ``groups_i = floor((n+k-1)/U) - floor(i/U) + 1`` (groups of ``U`` columns from the
-        pivot's to the last). Checked against simulation in ``tests/gen/test_qr.py``.
+        pivot's to the last) and ``steal_i = 1`` when the next pivot's read takes an issue
+        cycle from the array (``groups_i >= D + 2 + δ_i``). In all::
+
+            3 + (n + k) + L + sum_{i<n-1} P_i + 1 + groups_{n-1} + D + 1
+
+        (the transfer, the check and the row; the first pivot's read and generation; the
+        pivots; the last pivot's groups and drain; the return to idle). With few groups per
+        pivot the rotation chain sets the pace (``D + 2 + L`` a pivot), with many the array
+        does (``groups_i + D + 2``); before the overlap a pivot took
+        ``6 + S + G + groups_i + D``. Checked against simulation in ``tests/gen/test_qr.py``
+        and Verilator.
         """
         total = n + k
         generate, drain = self.generator_cycles(hyperbolic), self.array_cycles(hyperbolic)
-        cycles = 3 + total
-        for i in range(n):
-            groups = (total - 1) // self.units - i // self.units + 1
-            cycles += 6 + self.scale_latency + generate + groups + drain
-        return cycles
+        latency = 5 + self.scale_latency + generate
+
+        def groups(i):
+            return (total - 1) // self.units - i // self.units + 1
+
+        cycles = 3 + total + latency
+        for i in range(n - 1):
+            late = int((i + 1) % self.units == 0)
+            steal = int(groups(i) >= drain + 2 + late)
+            cycles += drain + 2 + max(latency + late, groups(i) + steal)
+        return cycles + 1 + groups(n - 1) + drain + 1
 
     def fold_plan(self, n: int, k: int) -> dict:
         """The FOLD schedule for runtime sizes ``n``, ``k``: ``work`` cycles of array work per
@@ -599,7 +627,16 @@ class IncrementalUpdater(wiring.Component):
         rhs = Signal(range(k_max + 1))
         group = Signal(range(slots + 1))
         drain_count = Signal(8)         # wait counter of the pivot read, drain and solve
-        last_group = Signal(range(slots + 1))
+        # UPDATE / DOWNDATE: the array applies pivot i (issuer below the sequencer) while the
+        # sequencer reads and generates pivot i + 1
+        applying = Signal()             # the issuer issues pivot apply_row's groups
+        apply_row = Signal(range(max(n_max, columns) + 1))
+        apply_group = Signal(range(slots + 1))
+        apply_last = Signal(range(slots + 1))
+        apply_drain = Signal(8)         # cycles left until the last group is written back
+        array_busy = Signal()           # applying, or a group not yet written back
+        m.d.comb += array_busy.eq(applying | (apply_drain != 0))
+        next_in_new_group = Signal()    # column i + 1 starts a group (its x comes a cycle later)
 
         # -- generator ----------------------------------------------------------------------
         pivot = Signal(signed(w))       # a (scaled)
@@ -614,8 +651,13 @@ class IncrementalUpdater(wiring.Component):
         gen_done = Signal()
         m.d.sync += [gen_start.eq(0), gen_finishing.eq(0)]     # pulses, set below
         rot_r = Signal(signed(w))
+        # the units' coefficients (rot_c, rot_s; CORDIC: directions) are loaded from the
+        # generator's (gen_c, gen_s; gen_directions) in PIVOT_WRITE: the next pivot's rotation
+        # is generated while the array still applies this one's
         rot_c = Signal(signed(coefficient.width))
         rot_s = Signal(signed(coefficient.width))
+        gen_c = Signal(signed(coefficient.width))
+        gen_s = Signal(signed(coefficient.width))
         rot_g = Signal(signed(config.rsqrt_format.width))
         rot_shift = Signal(range(2 * w + mantissa_bits + 2))
         shift_minus_one = Signal.like(rot_shift)        # rot_shift - 1 (wraps at 0: unused)
@@ -678,6 +720,7 @@ class IncrementalUpdater(wiring.Component):
             assert vectoring.latency == self.generator_cycles()
             m.d.comb += vectoring.o.ready.eq(1)
             directions = Signal(vectoring.directions_layout)
+            gen_directions = Signal(vectoring.directions_layout)
             # The vectoring unit's inputs come from registers of their own, loaded with the
             # pivot pair in PIVOT_SCALED (the cycle before GENERATE), and its valid is a
             # registered start pulse: no decode of the sequencer's state sits in front of the
@@ -713,7 +756,7 @@ class IncrementalUpdater(wiring.Component):
                     with m.If(vectoring.o.valid):
                         m.d.sync += [
                             rot_r.eq(vectoring.o.payload.magnitude),
-                            directions.eq(vectoring.o.payload.directions),
+                            gen_directions.eq(vectoring.o.payload.directions),
                             rot_refused.eq(0),
                             rot_saturated.eq(vectoring.o.payload.saturated),
                         ]
@@ -732,8 +775,8 @@ class IncrementalUpdater(wiring.Component):
                 with m.If(nonpositive):
                     m.d.sync += [
                         rot_r.eq(Mux(hyperbolic, pivot, 0)),
-                        rot_c.eq(one),
-                        rot_s.eq(0),
+                        gen_c.eq(one),
+                        gen_s.eq(0),
                         rot_g.eq(0),
                         rot_shift.eq(0),
                         rot_refused.eq(hyperbolic & ~inverse_mode),
@@ -781,8 +824,8 @@ class IncrementalUpdater(wiring.Component):
                 s_value, s_clip = clip_width(s_rounded, coefficient.width)
                 r_value, r_clip = hwfixed.clip_flagged(r_rounded, fmt.width, r_clips), r_clips
                 m.d.sync += [
-                    rot_c.eq(c_value),
-                    rot_s.eq(s_value),
+                    gen_c.eq(c_value),
+                    gen_s.eq(s_value),
                     rot_r.eq(r_value),
                     rot_refused.eq(hyperbolic & ~inverse_mode & (c_clip | s_clip)),
                     rot_saturated.eq(~inverse_mode & (c_clip | s_clip | r_clip)),
@@ -848,6 +891,8 @@ class IncrementalUpdater(wiring.Component):
         operand_delay = 4 + scale_latency
         stage2_valid = delay(issue_valid, operand_delay, "operand_valid")
         stage2_group = delay(issue_group, operand_delay, "operand_group")
+        # the pivot of a one-row op's group (its write-back row; FOLD has its own tags)
+        stage2_row = delay(issue_row, operand_delay, "operand_row")
         # the mask is computed from the registered issue (off the sequencer's decode path)
         stage2_mask = delay(issue_mask, operand_delay - 1, "operand_mask")
 
@@ -858,12 +903,13 @@ class IncrementalUpdater(wiring.Component):
         multiplier_results = []
         need_multipliers = not cordic_kind or incremental
         rounding_half = 1 << (config.coefficient_frac_bits - 1)
-        # A rotation's coefficients (rot_c, rot_s, directions) are written in the generator's
-        # last cycle and hold from PIVOT_WRITE (cycle t) on; the units get their first
-        # operands in cycle t + 1 + operand_delay. Copy u per unit (_spread_copies) holds them
-        # from t + 1 + min(u, copy_depth): copy_depth = operand_delay - 1 leaves a cycle to
-        # spare.
-        copy_depth = operand_delay - 1
+        # A rotation's coefficients (rot_c, rot_s, directions) are loaded in PIVOT_WRITE
+        # (cycle t) and hold from t + 1 on; the units get their first operands in cycle
+        # t + 1 + operand_delay. Copy u per unit (_spread_copies) holds them from
+        # t + 2 + min(u, copy_depth): copy_depth = operand_delay - 2 leaves a cycle to spare.
+        # The previous pivot's last group has passed the units by t (PIVOT_WRITE waits for
+        # the array to drain).
+        copy_depth = operand_delay - 2
         # the units' operand registers: bank (rot + u) mod units feeds unit u (FOLD; rot = 0
         # otherwise), selected into a register (the selection's fan-out and the route to the
         # multipliers were one path)
@@ -958,6 +1004,7 @@ class IncrementalUpdater(wiring.Component):
             out_valid = delay(cordic_issued, cordic_latency, "cordic_valid")
             out_group = delay(stage2_group, cordic_latency, "cordic_group")
             out_mask = delay(stage2_mask, cordic_latency, "cordic_mask")
+            out_row = delay(stage2_row, cordic_latency, "cordic_row")
             if need_multipliers:
                 out_valid = Mux(use_cordic, out_valid,
                                 delay(stage2_valid & ~use_cordic, multiplier_latency,
@@ -966,6 +1013,8 @@ class IncrementalUpdater(wiring.Component):
                                 delay(stage2_group, multiplier_latency, "mul_group"))
                 out_mask = Mux(use_cordic, out_mask,
                                delay(stage2_mask, multiplier_latency, "mul_mask"))
+                out_row = Mux(use_cordic, out_row,
+                              delay(stage2_row, multiplier_latency, "mul_row"))
         else:
             for u in range(units):
                 mul_upper, mul_lower, mul_clip = multiplier_results[u]
@@ -982,6 +1031,7 @@ class IncrementalUpdater(wiring.Component):
             out_valid = delay(stage2_valid, multiplier_latency, "mul_valid")
             out_group = delay(stage2_group, multiplier_latency, "mul_group")
             out_mask = delay(stage2_mask, multiplier_latency, "mul_mask")
+            out_row = delay(stage2_row, multiplier_latency, "mul_row")
 
         # write-back of the array (columns pivot < j < n + k, as masked at the issue)
         writeback = Signal()
@@ -1078,7 +1128,7 @@ class IncrementalUpdater(wiring.Component):
         # default writes: the array's write-back into the other half and the work row
         if folds:
             write_half = Mux(folding, out_fold_half, ~half)
-            write_row = Mux(folding, out_fold_row, row)
+            write_row = Mux(folding, out_fold_row, out_row)
             write_x = Cat(Value.cast(out_group)[:slot_bits], Mux(folding, out_fold_xslot, 0))
             with m.If(folding & writeback & out_fold_capture.any()):
                 m.d.comb += [fold_x_wr.addr.eq(out_fold_xslot), fold_x_wr.en.eq(1)]
@@ -1086,7 +1136,7 @@ class IncrementalUpdater(wiring.Component):
                     with m.If(out_fold_capture[u]):
                         m.d.comb += fold_x_wr.data.eq(out_lower[u])
         else:
-            write_half, write_row, write_x = ~half, row, out_group
+            write_half, write_row, write_x = ~half, out_row, out_group
 
         def write_back(bank, source, slot, x_address):
             """Bank ``bank`` takes unit ``source``'s results, at ``slot`` of the A row."""
@@ -1335,8 +1385,16 @@ class IncrementalUpdater(wiring.Component):
                 m.next = "GENERATE_WAIT"
             with m.State("GENERATE_WAIT"):
                 with m.If(gen_done):
+                    with m.If(array_busy):
+                        m.next = "ARRAY_WAIT"
+                    with m.Else():
+                        m.next = "PIVOT_WRITE"
+            with m.State("ARRAY_WAIT"):
+                # the previous pivot's groups are still issued or on their way back
+                with m.If(~array_busy):
                     m.next = "PIVOT_WRITE"
             with m.State("PIVOT_WRITE"):
+                # the array has written the previous pivot's groups back (array_busy is low)
                 with m.If(rot_refused):
                     m.d.sync += refused.eq(1)
                     m.next = "FINISH"
@@ -1349,28 +1407,33 @@ class IncrementalUpdater(wiring.Component):
                             a_write_data[u].eq(rot_r),
                             a_write_en[u].eq(bank_of(row) == u),
                         ]
-                    m.d.sync += [group.eq(slot_of(row)), last_group.eq(last_slot)]
-                    m.next = "APPLY"
-            with m.State("APPLY"):
-                m.d.comb += [issue_valid.eq(1), issue_row.eq(row), issue_group.eq(group)]
-                m.d.sync += group.eq(group + 1)
-                with m.If(group == last_group):
-                    m.d.sync += drain_count.eq(0)
-                    m.next = "DRAIN"
-            with m.State("DRAIN"):
-                # wait until the array has written its last group back
+                    # the array applies this pivot (the issuer); the units' coefficients
+                    m.d.sync += [applying.eq(1), apply_row.eq(row),
+                                 apply_group.eq(slot_of(row)), apply_last.eq(last_slot),
+                                 rot_c.eq(gen_c), rot_s.eq(gen_s)]
+                    if cordic_kind:
+                        m.d.sync += directions.eq(gen_directions)
+                    with m.If(row == n_last):
+                        m.next = "LAST_DRAIN"
+                    with m.Else():
+                        # the next pivot's x is written back drain + 1 cycles after its
+                        # group's issue (the first group, or the second when column i + 1
+                        # starts one)
+                        m.d.sync += [row.eq(row + 1), drain_count.eq(0),
+                                     next_in_new_group.eq(bank_of(row + 1) == 0)]
+                        m.next = "X_WAIT"
+            with m.State("X_WAIT"):
                 m.d.sync += drain_count.eq(drain_count + 1)
                 drain = operand_delay + multiplier_latency + 1
                 if cordic_kind:
                     drain = Mux(use_cordic, operand_delay + self.apply_latency + 1, drain)
-                with m.If(drain_count == drain - 1):
-                    with m.If(row == n_last):
-                        m.d.sync += half.eq(~half)
-                        m.next = "FINISH"
-                    with m.Else():
-                        m.d.sync += row.eq(row + 1)
-                        m.next = "PIVOT_READ"
-
+                with m.If(drain_count == drain + next_in_new_group):
+                    m.next = "PIVOT_READ"
+            with m.State("LAST_DRAIN"):
+                # wait until the array has written the last pivot's groups back
+                with m.If(~array_busy):
+                    m.d.sync += half.eq(~half)
+                    m.next = "FINISH"
             # back substitution: row = i from n - 1 down to 0
             with m.State("SOLVE_PIVOT"):
                 m.d.comb += [issue_row.eq(row), issue_group.eq(slot_of(row))]
@@ -1596,6 +1659,23 @@ class IncrementalUpdater(wiring.Component):
                     m.d.sync += [folding.eq(0), fold_input.eq(0)]
                 m.next = "IDLE"
         hwfixed.one_hot_state(sequencer)  # (its next-state decode was a worst path)
+
+        # -- UPDATE / DOWNDATE: the issuer of a pivot's groups -------------------------------
+        # Started by PIVOT_WRITE; it gives way to the next pivot's read (PIVOT_READ issues the
+        # address of A[i + 1, i + 1] and x[i + 1] then), and after its last group counts the
+        # array's latency down, so that array_busy falls once every group is written back.
+        drain_cycles = operand_delay + multiplier_latency + 1
+        if cordic_kind:
+            drain_cycles = Mux(use_cordic, operand_delay + self.apply_latency + 1,
+                               drain_cycles)
+        with m.If(applying & ~sequencer.ongoing("PIVOT_READ")):
+            m.d.comb += [issue_valid.eq(1), issue_row.eq(apply_row),
+                         issue_group.eq(apply_group)]
+            m.d.sync += apply_group.eq(apply_group + 1)
+            with m.If(apply_group == apply_last):
+                m.d.sync += [applying.eq(0), apply_drain.eq(drain_cycles)]
+        with m.Elif(apply_drain != 0):
+            m.d.sync += apply_drain.eq(apply_drain - 1)
 
         if folds:
             # -- FOLD: the schedule (generator side) ----------------------------------------

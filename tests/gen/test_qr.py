@@ -7,6 +7,8 @@ small (n <= 5) because the Python simulator runs about 25k cycles/s.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from tiersolve.gen.fixed import FixedFormat
@@ -85,6 +87,7 @@ def model_script(model, script):
         values = []
         if name == "reset":
             model.__init__(model.config, n, k, int(step[1]))
+            model.last_refused = False      # (an attribute of this harness: clear it too)
         elif name == "update":
             forgetting = step[3] if len(step) > 3 else None
             if isinstance(model, IncrementalUpdaterModel) and forgetting is not None:
@@ -399,6 +402,28 @@ def test_cycles_formula_updater_downdate():
                                ("downdate", *rows[0])], 3, 2)
     assert results[1][1]["cycles"] == dut.update_cycles(3, 2)
     assert results[2][1]["cycles"] == dut.update_cycles(3, 2, hyperbolic=True)
+
+
+@pytest.mark.parametrize("rotation", ["cordic", "multiplier"])
+@pytest.mark.parametrize("units, n, k", [(1, 12, 3), (2, 9, 2), (4, 9, 2), (4, 1, 1)])
+def test_update_overlap_bit_exact_and_cycles(rotation, units, n, k):
+    """UPDATE (with and without forgetting) and DOWNDATE, the array applying a pivot while
+    the next one is read and generated: the model's integers, and exactly ``update_cycles``
+    (units = 1 with n + k = 15: the next pivot's read takes an issue cycle from the array;
+    units = 4, n = 9: column i + 1 starting a group; n = 1: a single pivot)."""
+    fmt = FixedFormat(4, 12)
+    rng = np.random.default_rng(units * 100 + n)
+    rows = random_rows(fmt, rng, 3, n, k)
+    beta = round(math.sqrt(0.9) * 2**fmt.width)
+    script = [("reset", fmt.const(0.5)), ("update", *rows[0]), ("update", *rows[1], beta),
+              ("update", *rows[2]), ("downdate", *rows[2]), *READ_ALL]
+    dut = IncrementalUpdater(n, k, fmt, units=units, rotation=rotation, fold=False)
+    model = IncrementalUpdaterModel(QRConfig(fmt, rotation), n, k, 0)
+    results = check_script(dut, model, script, n, k)
+    cycles = [flags["cycles"] for _, flags in results]
+    assert not results[4][1]["refused"]
+    assert cycles[1:4] == [dut.update_cycles(n, k)] * 3
+    assert cycles[4] == dut.update_cycles(n, k, hyperbolic=True)
 
 
 def test_bad_commands():
