@@ -486,6 +486,13 @@ def test_build_tries_placement_seeds_until_one_meets_the_clock(monkeypatch, tmp_
     assert json.loads((out / "report.json").read_text())["status"] == \
         "timing not met (allowed)"
     assert (out / "top.config").read_text() == "placed with 2"
+    # the command line's default: nextpnr's own seed, then 2, then 3, until one meets the clock
+    out = tmp_path / "cli-default"
+    assert main(["build", "--board", "ulx3s-85f", "--n-max", "4", "--k-max", "1", "--lanes", "1",
+                 "--out", str(out)]) == 0
+    assert (out / "runs.txt").read_text().split() == ["default", "2", "3"]
+    assert json.loads((out / "report.json").read_text())["seed"] == 3
+    assert board_build.CLI_SEEDS == (None, 2, 3)
 
 
 def test_build_report_from_nextpnr_numbers(monkeypatch, tmp_path):
