@@ -23,27 +23,29 @@ column (column ``j`` in bank ``j mod units``), so every unit reads and writes it
 ``A`` has two halves (ping-pong): a fold reads the current half and writes the other, and only
 a completed fold switches halves, which is how a refused downdate leaves ``R``, ``Z`` untouched.
 
-The generator of pivot ``i + 1`` runs while the array applies pivot ``i``: it needs only
-``x[i + 1]``, which pivot ``i``'s first group (its second when column ``i + 1`` starts a group)
-writes back, and ``A[i + 1, i + 1]``, which pivot ``i`` does not touch (it writes the other
-half). The new coefficients reach the units, and ``r`` is written, once the array has written
-pivot ``i``'s last group back. So a pivot takes the longer of the rotation chain (read,
-forgetting scale, generator) and the array's groups, plus the array's drain; an UPDATE takes
-(:meth:`IncrementalUpdater.update_cycles`, checked exactly against simulation and Verilator)::
+The generator of pivot ``i + 1`` runs while the array applies pivot ``i``: its operands are
+``A[i + 1, i + 1]``, which pivot ``i`` does not touch (it writes the other half of ``A``) and
+which is read as pivot ``i``'s rotation is written, and ``x[i + 1]``, taken straight from the
+array's output with pivot ``i``'s first group (its second when column ``i + 1`` starts a group)
+as it is written back. The new coefficients reach the units, and ``r`` is written, once the
+array has written pivot ``i``'s last group back. So a pivot takes the longer of the rotation
+chain (the array's latency, then the generator) and the array's groups, plus the array's
+drain; an UPDATE takes (:meth:`IncrementalUpdater.update_cycles`, checked exactly against
+simulation and Verilator)::
 
-    3 + (n + k) + L + sum_{i<n-1} (D + 2 + max(L + δ_i, groups_i + steal_i))
+    3 + (n + k) + L + sum_{i<n-1} (D + 2 + max(G + δ_i, groups_i))
       + 1 + groups_{n-1} + D + 1,        L = 5 + S + G
 
 with ``S`` the forgetting scale's latency (updater :attr:`~IncrementalUpdater.scale_latency`,
-QR solver 0), ``G`` the generator latency (CORDIC ``iterations + 4``; multiplier
-``reciprocal latency + L_sq + L_p + 8``), ``D = 5 + S + unit latency`` the array's
-read-to-write-back latency (unit: CORDIC ``iterations + 4``, multiplier
-:attr:`~IncrementalUpdater.multiplier_apply_latency`), ``groups_i`` the groups of ``units``
-columns from the pivot's to the last, ``δ_i = 1`` when column ``i + 1`` starts a group, and
-``steal_i = 1`` when the next pivot's read takes one of the array's issue cycles. For the
-updater in Q6.12: ``S = 3``, ``G = 22`` (CORDIC) or 34 (multiplier), ``D = 30`` (CORDIC) or
-12 (multiplier). The latencies dominate: one row keeps the units 1-54 % busy (rotations ÷
-(units × cycles)); before the overlap (a pivot took ``6 + S + G + groups_i + D``) 1-38 %.
+QR solver 0; ``L`` is the first pivot's read and generation), ``G`` the generator latency
+(CORDIC ``iterations + 4``; multiplier ``reciprocal latency + L_sq + L_p + 8``),
+``D = 5 + S + unit latency`` the array's read-to-write-back latency (unit: CORDIC
+``iterations + 4``, multiplier :attr:`~IncrementalUpdater.multiplier_apply_latency`),
+``groups_i`` the groups of ``units`` columns from the pivot's to the last, and ``δ_i = 1``
+when column ``i + 1`` starts a group. For the updater in Q6.12: ``S = 3``, ``G = 22``
+(CORDIC) or 34 (multiplier), ``D = 30`` (CORDIC) or 12 (multiplier). The latencies dominate:
+one row keeps the units 1-58 % busy (rotations ÷ (units × cycles)); before the overlap (a
+pivot took ``6 + S + G + groups_i + D``) 1-38 %.
 
 FOLD: the rows in flight together
 ---------------------------------
@@ -413,41 +415,39 @@ class IncrementalUpdater(wiring.Component):
         """Cycles of one UPDATE (or DOWNDATE that is not refused), as :attr:`cycles` counts
         them, when the row arrives at one value per cycle.
 
-        The array applies pivot ``i`` while the sequencer reads and generates pivot ``i + 1``,
-        whose ``x[i + 1]`` comes back from pivot ``i``'s first group (its second when column
-        ``i + 1`` starts a group: ``δ_i = 1`` if ``(i + 1) mod U = 0``). From one pivot's
-        write to the next (``PIVOT_WRITE``)::
+        The array applies pivot ``i`` while pivot ``i + 1``'s rotation is generated: its
+        ``a = A[i + 1, i + 1]`` is read when pivot ``i``'s rotation is written, its
+        ``b = x[i + 1]`` comes straight from the array's output with pivot ``i``'s first group
+        (its second when column ``i + 1`` starts a group: ``δ_i = 1`` if ``(i + 1) mod U = 0``).
+        From one pivot's write (``PIVOT_WRITE``) to the next::
 
-            P_i = D + 2 + max(L + δ_i, groups_i + steal_i)
+            P_i = D + 2 + max(G + δ_i, groups_i)
 
-        with ``L = 5 + S + G`` (the pivot's read, forgetting scale and generator: ``S`` =
-        :attr:`scale_latency`, ``G`` = :meth:`generator_cycles`), ``D`` =
-        :meth:`array_cycles` (the array's drain before the next pivot's write),
+        with ``G`` = :meth:`generator_cycles`, ``D`` = :meth:`array_cycles` (the array's
+        latency; also its drain before the next pivot's write) and
         ``groups_i = floor((n+k-1)/U) - floor(i/U) + 1`` (groups of ``U`` columns from the
-        pivot's to the last) and ``steal_i = 1`` when the next pivot's read takes an issue
-        cycle from the array (``groups_i >= D + 2 + δ_i``). In all::
+        pivot's to the last). In all::
 
             3 + (n + k) + L + sum_{i<n-1} P_i + 1 + groups_{n-1} + D + 1
 
-        (the transfer, the check and the row; the first pivot's read and generation; the
-        pivots; the last pivot's groups and drain; the return to idle). With few groups per
-        pivot the rotation chain sets the pace (``D + 2 + L`` a pivot), with many the array
-        does (``groups_i + D + 2``); before the overlap a pivot took
+        with ``L = 5 + S + G`` (the first pivot's read, forgetting scale ``S`` =
+        :attr:`scale_latency` and generation): the transfer, the check and the row; the first
+        pivot; the pivots; the last pivot's groups and drain; the return to idle. With few
+        groups per pivot the rotation chain sets the pace (``D + G + 2`` a pivot), with many
+        the array does (``groups_i + D + 2``); before the overlap a pivot took
         ``6 + S + G + groups_i + D``. Checked against simulation in ``tests/gen/test_qr.py``
         and Verilator.
         """
         total = n + k
         generate, drain = self.generator_cycles(hyperbolic), self.array_cycles(hyperbolic)
-        latency = 5 + self.scale_latency + generate
 
         def groups(i):
             return (total - 1) // self.units - i // self.units + 1
 
-        cycles = 3 + total + latency
+        cycles = 3 + total + 5 + self.scale_latency + generate
         for i in range(n - 1):
             late = int((i + 1) % self.units == 0)
-            steal = int(groups(i) >= drain + 2 + late)
-            cycles += drain + 2 + max(latency + late, groups(i) + steal)
+            cycles += drain + 2 + max(generate + late, groups(i))
         return cycles + 1 + groups(n - 1) + drain + 1
 
     def fold_plan(self, n: int, k: int) -> dict:
@@ -636,7 +636,8 @@ class IncrementalUpdater(wiring.Component):
         apply_drain = Signal(8)         # cycles left until the last group is written back
         array_busy = Signal()           # applying, or a group not yet written back
         m.d.comb += array_busy.eq(applying | (apply_drain != 0))
-        next_in_new_group = Signal()    # column i + 1 starts a group (its x comes a cycle later)
+        next_pivot_read = Signal()      # PIVOT_WRITE read A[i + 1, i + 1] (a pulse)
+        m.d.sync += next_pivot_read.eq(0)   # (set in PIVOT_WRITE, below)
 
         # -- generator ----------------------------------------------------------------------
         pivot = Signal(signed(w))       # a (scaled)
@@ -837,6 +838,9 @@ class IncrementalUpdater(wiring.Component):
         issue_group = Signal(range(slots + 1))
         issue_row = Signal(range(n_max + 1))
         issue_mask = Signal(units)      # columns of the group inside pivot < j < n + k (cycle 1)
+        # UPDATE / DOWNDATE: the lane holding column pivot + 1 (cycle 1): its rotated x is the
+        # next pivot's b, taken from the array's output into the generator
+        issue_next_x = Signal(units)
         # FOLD's issues (defaults: the one-row ops'): the half of A to read (the other is
         # written), the work row's slot, whether x comes from the input buffer (pivot 0) and
         # which half of it, and "this is a FOLD group" (the pivot column is written too: a
@@ -895,6 +899,7 @@ class IncrementalUpdater(wiring.Component):
         stage2_row = delay(issue_row, operand_delay, "operand_row")
         # the mask is computed from the registered issue (off the sequencer's decode path)
         stage2_mask = delay(issue_mask, operand_delay - 1, "operand_mask")
+        stage2_next_x = delay(issue_next_x, operand_delay - 1, "operand_next_x")
 
         multiplier_latency = self.multiplier_apply_latency
         out_upper = [Signal(signed(w), name=f"out_upper_{u}") for u in range(units)]
@@ -1004,6 +1009,7 @@ class IncrementalUpdater(wiring.Component):
             out_valid = delay(cordic_issued, cordic_latency, "cordic_valid")
             out_group = delay(stage2_group, cordic_latency, "cordic_group")
             out_mask = delay(stage2_mask, cordic_latency, "cordic_mask")
+            out_next_x = delay(stage2_next_x, cordic_latency, "cordic_next_x")
             out_row = delay(stage2_row, cordic_latency, "cordic_row")
             if need_multipliers:
                 out_valid = Mux(use_cordic, out_valid,
@@ -1013,6 +1019,8 @@ class IncrementalUpdater(wiring.Component):
                                 delay(stage2_group, multiplier_latency, "mul_group"))
                 out_mask = Mux(use_cordic, out_mask,
                                delay(stage2_mask, multiplier_latency, "mul_mask"))
+                out_next_x = Mux(use_cordic, out_next_x,
+                                 delay(stage2_next_x, multiplier_latency, "mul_next_x"))
                 out_row = Mux(use_cordic, out_row,
                               delay(stage2_row, multiplier_latency, "mul_row"))
         else:
@@ -1031,6 +1039,7 @@ class IncrementalUpdater(wiring.Component):
             out_valid = delay(stage2_valid, multiplier_latency, "mul_valid")
             out_group = delay(stage2_group, multiplier_latency, "mul_group")
             out_mask = delay(stage2_mask, multiplier_latency, "mul_mask")
+            out_next_x = delay(stage2_next_x, multiplier_latency, "mul_next_x")
             out_row = delay(stage2_row, multiplier_latency, "mul_row")
 
         # write-back of the array (columns pivot < j < n + k, as masked at the issue)
@@ -1048,6 +1057,7 @@ class IncrementalUpdater(wiring.Component):
             m.d.comb += issue_mask[u].eq(((column > issued_row)
                                           | (issued_fold & (column == issued_row)))
                                          & (column < total))
+            m.d.comb += issue_next_x[u].eq(~issued_fold & (column == issued_row + 1))
         if folds:
             # FOLD's tags from the issue to the write-back (the array's latency minus one)
             fold_delay = operand_delay + self.apply_latency
@@ -1416,19 +1426,25 @@ class IncrementalUpdater(wiring.Component):
                     with m.If(row == n_last):
                         m.next = "LAST_DRAIN"
                     with m.Else():
-                        # the next pivot's x is written back drain + 1 cycles after its
-                        # group's issue (the first group, or the second when column i + 1
-                        # starts one)
-                        m.d.sync += [row.eq(row + 1), drain_count.eq(0),
-                                     next_in_new_group.eq(bank_of(row + 1) == 0)]
+                        # the next pivot's a = A[i + 1, i + 1] (scaled) is read now (the
+                        # array's first issue is next cycle), its b = x[i + 1] comes out of
+                        # the array with the group that holds column i + 1
+                        m.d.comb += [issue_row.eq(row + 1), issue_group.eq(slot_of(row + 1))]
+                        m.d.sync += [row.eq(row + 1), read_bank.eq(bank_of(row + 1)),
+                                     next_pivot_read.eq(1)]
                         m.next = "X_WAIT"
             with m.State("X_WAIT"):
-                m.d.sync += drain_count.eq(drain_count + 1)
-                drain = operand_delay + multiplier_latency + 1
-                if cordic_kind:
-                    drain = Mux(use_cordic, operand_delay + self.apply_latency + 1, drain)
-                with m.If(drain_count == drain + next_in_new_group):
-                    m.next = "PIVOT_READ"
+                # the write-back of column i + 1 loads the generator as PIVOT_SCALED does
+                with m.If(writeback & (out_next_x != 0)):
+                    next_x = Signal(signed(w))
+                    for u in range(units):
+                        with m.If(out_next_x[u]):
+                            m.d.comb += next_x.eq(out_lower[u])
+                    m.d.sync += [lower.eq(next_x), inverse_mode.eq(0), gen_start.eq(1)]
+                    if cordic_kind:
+                        m.d.sync += [vectoring_x.eq(pivot), vectoring_y.eq(next_x),
+                                     vectoring_start.eq(use_cordic)]
+                    m.next = "GENERATE"
             with m.State("LAST_DRAIN"):
                 # wait until the array has written the last pivot's groups back
                 with m.If(~array_busy):
@@ -1660,15 +1676,22 @@ class IncrementalUpdater(wiring.Component):
                 m.next = "IDLE"
         hwfixed.one_hot_state(sequencer)  # (its next-state decode was a worst path)
 
+        # -- UPDATE / DOWNDATE: the next pivot's a, read in PIVOT_WRITE -----------------------
+        with m.If(delay(next_pivot_read, scale_latency + 2, "next_pivot_data")):
+            with m.Switch(read_bank):
+                for u in range(units):
+                    with m.Case(u):
+                        m.d.sync += pivot.eq(upper_scaled[u])
+
         # -- UPDATE / DOWNDATE: the issuer of a pivot's groups -------------------------------
-        # Started by PIVOT_WRITE; it gives way to the next pivot's read (PIVOT_READ issues the
-        # address of A[i + 1, i + 1] and x[i + 1] then), and after its last group counts the
-        # array's latency down, so that array_busy falls once every group is written back.
+        # Started by PIVOT_WRITE (which issues the read of the next pivot's A[i + 1, i + 1] in
+        # its own cycle); after its last group it counts the array's latency down, so that
+        # array_busy falls once every group is written back.
         drain_cycles = operand_delay + multiplier_latency + 1
         if cordic_kind:
             drain_cycles = Mux(use_cordic, operand_delay + self.apply_latency + 1,
                                drain_cycles)
-        with m.If(applying & ~sequencer.ongoing("PIVOT_READ")):
+        with m.If(applying):
             m.d.comb += [issue_valid.eq(1), issue_row.eq(apply_row),
                          issue_group.eq(apply_group)]
             m.d.sync += apply_group.eq(apply_group + 1)
