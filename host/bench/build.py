@@ -84,11 +84,13 @@ def fit_cycles(n: int, k: int, lanes: int, fmt="Q6.12", inverse_format=None) -> 
     return cycles["factor"] + cycles["solve"] + cycles["output"]
 
 
-def update_cycles(n: int, k: int, fmt="Q6.12", units: int = 1) -> int:
-    """Cycles of one row update of the updater as the board design builds it (one unit)."""
+def update_cycles(n: int, k: int, fmt="Q6.12", units: int = 1,
+                  rotation: str = "multiplier") -> int:
+    """Cycles of one row update of the updater as the board design builds it (one unit,
+    multiplier rotations: :class:`~tiersolve.designs.top.SolverDesign`'s defaults)."""
     from tiersolve.gen.qr import IncrementalUpdater
 
-    updater = IncrementalUpdater(n, k, fmt, units=units)
+    updater = IncrementalUpdater(n, k, fmt, units=units, rotation=rotation)
     updater._MustUse__silence = True  # built for its cycle count only
     return updater.update_cycles(n, k)
 

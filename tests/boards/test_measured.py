@@ -134,13 +134,19 @@ def test_build_command_with_and_without_a_clock_override():
 
 
 def test_update_column_from_the_updater_cycle_model():
+    from tiersolve.designs.top import SolverRegisters
     from tiersolve.gen.qr import IncrementalUpdater
     from tiersolve.host.bench.build import markdown_table, update_cell, update_cycles
 
-    updater = IncrementalUpdater(16, 4, "Q6.12", units=1)
-    updater._MustUse__silence = True
-    cycles = updater.update_cycles(16, 4)
+    # the updater the board design builds (its rotation kind and units by default)
+    design = SolverRegisters(16, 4, "Q6.12", cores=("cholesky", "updater"))
+    design._MustUse__silence = True
+    assert (design.updater.rotation, design.updater.units) == ("multiplier", 1)
+    cycles = design.updater.update_cycles(16, 4)
     assert update_cycles(16, 4) == cycles
+    updater = IncrementalUpdater(16, 4, "Q6.12", units=1, rotation="cordic")
+    updater._MustUse__silence = True
+    assert update_cycles(16, 4) != updater.update_cycles(16, 4)  # (it counted these once)
     row = _row(cores=("cholesky", "updater"), fmax_mhz=80.0, luts_percent=9.0,
                dsps_percent=7.0, block_rams_percent=5.0, fit_cycles=1000, fit_us_at_fmax=12.5,
                fit_us_at_clock=11.1, status="fits", update_cycles=cycles,
