@@ -627,8 +627,8 @@ class IncrementalUpdater(wiring.Component):
         rhs = Signal(range(k_max + 1))
         group = Signal(range(slots + 1))
         drain_count = Signal(8)         # wait counter of the pivot read, drain and solve
-        # UPDATE / DOWNDATE: the array applies pivot i (issuer below the sequencer) while the
-        # sequencer reads and generates pivot i + 1
+        # UPDATE / DOWNDATE: the array applies pivot i (the issuer, below the sequencer) while
+        # the generator makes pivot i + 1's rotation
         applying = Signal()             # the issuer issues pivot apply_row's groups
         apply_row = Signal(range(max(n_max, columns) + 1))
         apply_group = Signal(range(slots + 1))
@@ -636,7 +636,7 @@ class IncrementalUpdater(wiring.Component):
         apply_drain = Signal(8)         # cycles left until the last group is written back
         array_busy = Signal()           # applying, or a group not yet written back
         m.d.comb += array_busy.eq(applying | (apply_drain != 0))
-        next_pivot_read = Signal()      # PIVOT_WRITE read A[i + 1, i + 1] (a pulse)
+        next_pivot_read = Signal()      # PIVOT_WRITE issued the read of A[i + 1, i + 1] (a pulse)
         m.d.sync += next_pivot_read.eq(0)   # (set in PIVOT_WRITE, below)
 
         # -- generator ----------------------------------------------------------------------
@@ -1364,7 +1364,8 @@ class IncrementalUpdater(wiring.Component):
                             with m.If(op == Op.PREDICT):
                                 m.next = "PREDICT"
 
-            # fold: pivot i = row
+            # fold: pivot i = row (PIVOT_READ .. PIVOT_SCALED for pivot 0; the next pivots'
+            # operands come as PIVOT_WRITE and X_WAIT say)
             with m.State("PIVOT_READ"):
                 m.d.comb += issue_row.eq(row)
                 m.d.comb += issue_group.eq(slot_of(row))
