@@ -23,7 +23,8 @@ that :class:`~tiersolve.boards.synth.DesignDoesNotFitError` is built from, and w
 A board with a PLL can run the design at another clock than the catalogue's: ``clock_mhz`` of
 :func:`generate` and :func:`build` (``--clock-mhz``), checked by :func:`with_clock`.
 
-Command line: ``tiersolve boards``, ``tiersolve build --board NAME [--clock-mhz MHZ]``,
+Command line: ``tiersolve boards``, ``tiersolve build --board NAME [--clock-mhz MHZ]
+[--seed SEED ...]`` (nextpnr's own placement seed, then 2 and 3, until one meets the clock),
 ``tiersolve program --board NAME [BITSTREAM] [--dry-run]`` (:data:`COMMANDS`) and ``tiersolve
 generate --board NAME [--clock-mhz MHZ]`` (:func:`run_generate_command`).
 """
