@@ -14,7 +14,9 @@ rotation kinds (``--rotation``):
   in steady state) and skew, the steady-state utilisation ``rotations / (U x P)``, and the
   cycles per row and utilisation of one FOLD of ``--fold-rows`` rows
   (:meth:`~tiersolve.gen.qr.IncrementalUpdater.fold_cycles`, which counts the start-up and
-  the drain; checked exactly against simulation, and with ``--verilator`` in Verilator).
+  the drain; checked exactly against simulation, and with ``--verilator`` in Verilator), and
+  the bound of any such schedule of these pipelines (:func:`fold_bound`: rows no closer than
+  :attr:`~tiersolve.gen.qr.IncrementalUpdater.fold_min_period` cycles).
 - ``--synth``: LUTs, flip-flops, DSPs, block RAM, Fmax of the benchmark's core
   (:data:`SYNTH_CONFIGS`) on ECP5-85F (speed grade 6, out of context; ``n_max = 16``,
   ``k_max = 2``, 4 units, CORDIC against multiplier rotations) and iCE40UP5K (``n_max = 8``,
