@@ -405,12 +405,14 @@ def test_cycles_formula_updater_downdate():
 
 
 @pytest.mark.parametrize("rotation", ["cordic", "multiplier"])
-@pytest.mark.parametrize("units, n, k", [(1, 12, 3), (2, 9, 2), (4, 9, 2), (4, 1, 1)])
+@pytest.mark.parametrize("units, n, k", [(1, 12, 3), (1, 26, 10), (2, 9, 2), (4, 9, 2),
+                                         (4, 1, 1)])
 def test_update_overlap_bit_exact_and_cycles(rotation, units, n, k):
     """UPDATE (with and without forgetting) and DOWNDATE, the array applying a pivot while
-    the next one is read and generated: the model's integers, and exactly ``update_cycles``
-    (units = 1 with n + k = 15: the next pivot's read takes an issue cycle from the array;
-    units = 4, n = 9: column i + 1 starting a group; n = 1: a single pivot)."""
+    the next one's rotation is generated: the model's integers, and exactly ``update_cycles``
+    (units = 1, n + k = 36: the first pivots have more groups than the generator's latency,
+    so the array sets their pace and the generator's result waits for its drain; units = 4,
+    n = 9: column i + 1 starting a group; n = 1: a single pivot)."""
     fmt = FixedFormat(4, 12)
     rng = np.random.default_rng(units * 100 + n)
     rows = random_rows(fmt, rng, 3, n, k)
