@@ -838,8 +838,9 @@ class IncrementalUpdater(wiring.Component):
         issue_group = Signal(range(slots + 1))
         issue_row = Signal(range(n_max + 1))
         issue_mask = Signal(units)      # columns of the group inside pivot < j < n + k (cycle 1)
-        # UPDATE / DOWNDATE: the lane holding column pivot + 1 (cycle 1): its rotated x is the
-        # next pivot's b, taken from the array's output into the generator
+        # the lane holding column pivot + 1 (cycle 1): its rotated x is the next pivot's b,
+        # taken from the array's output (UPDATE / DOWNDATE: into the generator; FOLD: into the
+        # row's x register file)
         issue_next_x = Signal(units)
         # FOLD's issues (defaults: the one-row ops'): the half of A to read (the other is
         # written), the work row's slot, whether x comes from the input buffer (pivot 0) and
@@ -895,7 +896,7 @@ class IncrementalUpdater(wiring.Component):
         operand_delay = 4 + scale_latency
         stage2_valid = delay(issue_valid, operand_delay, "operand_valid")
         stage2_group = delay(issue_group, operand_delay, "operand_group")
-        # the pivot of a one-row op's group (its write-back row; FOLD has its own tags)
+        # the group's pivot: the row of A it writes back
         stage2_row = delay(issue_row, operand_delay, "operand_row")
         # the mask is computed from the registered issue (off the sequencer's decode path)
         stage2_mask = delay(issue_mask, operand_delay - 1, "operand_mask")
@@ -1057,20 +1058,13 @@ class IncrementalUpdater(wiring.Component):
             m.d.comb += issue_mask[u].eq(((column > issued_row)
                                           | (issued_fold & (column == issued_row)))
                                          & (column < total))
-            m.d.comb += issue_next_x[u].eq(~issued_fold & (column == issued_row + 1))
+            m.d.comb += issue_next_x[u].eq(column == issued_row + 1)
         if folds:
             # FOLD's tags from the issue to the write-back (the array's latency minus one)
             fold_delay = operand_delay + self.apply_latency
-            capture = Signal(units)     # the lane holding column pivot + 1 (its next x)
-            for u in range(units):
-                m.d.comb += capture[u].eq((issue_group << shift) + issue_rot + u
-                                          == issue_row + 1)
-            out_fold_row = delay(issue_row, fold_delay, "fold_out_row")
             out_fold_half = delay(~issue_half, fold_delay, "fold_out_half")
             out_fold_xslot = delay(issue_xslot, fold_delay, "fold_out_xslot")
             out_rot = delay(issue_rot, fold_delay, "fold_out_rot")
-            out_fold_capture = delay(capture & Mux(issue_fold, 2**units - 1, 0), fold_delay,
-                                     "fold_out_capture")
 
         # -- main sequencer ------------------------------------------------------------------
         acc_bits = 2 * w + max(n_max, 2).bit_length() + 2
@@ -1138,15 +1132,15 @@ class IncrementalUpdater(wiring.Component):
         # default writes: the array's write-back into the other half and the work row
         if folds:
             write_half = Mux(folding, out_fold_half, ~half)
-            write_row = Mux(folding, out_fold_row, out_row)
             write_x = Cat(Value.cast(out_group)[:slot_bits], Mux(folding, out_fold_xslot, 0))
-            with m.If(folding & writeback & out_fold_capture.any()):
+            with m.If(folding & writeback & out_next_x.any()):
                 m.d.comb += [fold_x_wr.addr.eq(out_fold_xslot), fold_x_wr.en.eq(1)]
                 for u in range(units):
-                    with m.If(out_fold_capture[u]):
+                    with m.If(out_next_x[u]):
                         m.d.comb += fold_x_wr.data.eq(out_lower[u])
         else:
-            write_half, write_row, write_x = ~half, out_row, out_group
+            write_half, write_x = ~half, out_group
+        write_row = out_row             # (FOLD: the task's pivot, carried the same way)
 
         def write_back(bank, source, slot, x_address):
             """Bank ``bank`` takes unit ``source``'s results, at ``slot`` of the A row."""
@@ -1688,10 +1682,9 @@ class IncrementalUpdater(wiring.Component):
         # Started by PIVOT_WRITE (which issues the read of the next pivot's A[i + 1, i + 1] in
         # its own cycle); after its last group it counts the array's latency down, so that
         # array_busy falls once every group is written back.
-        drain_cycles = operand_delay + multiplier_latency + 1
+        drain_cycles = self.array_cycles(hyperbolic=True)     # multiplier units
         if cordic_kind:
-            drain_cycles = Mux(use_cordic, operand_delay + self.apply_latency + 1,
-                               drain_cycles)
+            drain_cycles = Mux(use_cordic, self.array_cycles(), drain_cycles)
         with m.If(applying):
             m.d.comb += [issue_valid.eq(1), issue_row.eq(apply_row),
                          issue_group.eq(apply_group)]
