@@ -49,6 +49,7 @@ from . import synth
 from .catalogue import BOARDS, Board, UnknownBoardError, get_board
 
 __all__ = [
+    "CLI_SEEDS",
     "COMMANDS",
     "BoardError",
     "BuildResult",
@@ -61,6 +62,9 @@ __all__ = [
     "program",
     "program_command",
     "run_generate_command",
+    "seed_argument",
+    "seed_label",
+    "seeds_fmax_text",
     "with_clock",
 ]
 
@@ -688,8 +692,16 @@ def _seed_list(seed) -> list:
     return seeds
 
 
-def _seed_label(seed) -> str:
+def seed_label(seed) -> str:
+    """A placement seed as the reports write it (None: ``default``, nextpnr's own)."""
     return "default" if seed is None else str(seed)
+
+
+def seeds_fmax_text(entries) -> str:
+    """``seed: Fmax`` for each entry of a ``seeds_tried`` list, comma-separated."""
+    return ", ".join(f"{seed_label(entry['seed'])}: "
+                     f"{'—' if entry['fmax_mhz'] is None else format(entry['fmax_mhz'], '.1f')}"
+                     for entry in entries)
 
 
 def _next_seed(seeds) -> int:
@@ -700,12 +712,9 @@ def _next_seed(seeds) -> int:
 def _seeds_text(report: dict) -> str:
     tried = report.get("seeds_tried", [])
     if len(tried) < 2:
-        return f" (seed {_seed_label(report['seed'])})" if report.get("seed") is not None else ""
-    fmax = ", ".join(f"{_seed_label(entry['seed'])}: "
-                     f"{'—' if entry['fmax_mhz'] is None else format(entry['fmax_mhz'], '.1f')}"
-                     for entry in tried)
-    return (f" with the best of {len(tried)} seeds ({_seed_label(report['seed'])}; Fmax by "
-            f"seed {fmax})")
+        return f" (seed {seed_label(report['seed'])})" if report.get("seed") is not None else ""
+    return (f" with the best of {len(tried)} seeds ({seed_label(report['seed'])}; Fmax by "
+            f"seed {seeds_fmax_text(tried)})")
 
 
 def _nextpnr_files(name: str, arguments: list[str]) -> list[str]:
@@ -735,7 +744,7 @@ def _place_and_route(board, config, folder: Path, tools: dict, seconds: dict, na
     tried, best, best_seed, last_seed = [], None, None, None
     for attempt, seed in enumerate(seeds, 1):
         run_arguments = arguments + ([] if seed is None else ["--seed", str(seed)])
-        which = f" (seed {_seed_label(seed)}, {attempt} of {len(seeds)})" if several else ""
+        which = f" (seed {seed_label(seed)}, {attempt} of {len(seeds)})" if several else ""
         say(f"{step} {' '.join(run_arguments)}{which}")
         step_started = time.monotonic()
         synth._run([*tools[name], *run_arguments], folder / f"{name}.log", folder, name)
@@ -749,7 +758,7 @@ def _place_and_route(board, config, folder: Path, tools: dict, seconds: dict, na
             f"{'' if report['timing_met'] else ' (missed)'}")
         last_seed = seed
         if several:
-            keep = folder / f"seed-{_seed_label(seed)}"
+            keep = folder / f"seed-{seed_label(seed)}"
             keep.mkdir(exist_ok=True)
             for file_name in files:
                 if (folder / file_name).is_file():
@@ -759,11 +768,11 @@ def _place_and_route(board, config, folder: Path, tools: dict, seconds: dict, na
         if report["timing_met"] and not keep_best:
             break
     if best_seed != last_seed:  # put the chosen seed's outputs back in the build folder
-        keep = folder / f"seed-{_seed_label(best_seed)}"
+        keep = folder / f"seed-{seed_label(best_seed)}"
         for file_name in files:
             if (keep / file_name).is_file():
                 shutil.copy2(keep / file_name, folder / file_name)
-        say(f"      kept seed {_seed_label(best_seed)} (Fmax {_fmax_text(best)})")
+        say(f"      kept seed {seed_label(best_seed)} (Fmax {_fmax_text(best)})")
     best["seconds"] = {key: round(value, 2) for key, value in seconds.items()}
     if several:
         best["seeds_tried"] = tried
@@ -838,9 +847,9 @@ def _write_report(folder: Path, report: dict) -> str:
     verdict = "met" if report["timing_met"] else "MISSED"
     lines.append(f"  Fmax        {_fmax_text(report)}: {verdict}")
     if report.get("seeds_tried"):
-        tried = ", ".join(f"{_seed_label(entry['seed'])} {entry['fmax_mhz']} MHz"
+        tried = ", ".join(f"{seed_label(entry['seed'])} {entry['fmax_mhz']} MHz"
                           for entry in report["seeds_tried"])
-        lines.append(f"  seed        {_seed_label(report['seed'])} (tried: {tried})")
+        lines.append(f"  seed        {seed_label(report['seed'])} (tried: {tried})")
     elif report.get("seed") is not None:
         lines.append(f"  seed        {report['seed']}")
     lines.append(f"  tools       {', '.join(f'{k} {v}' for k, v in report['tools'].items())}")

@@ -200,14 +200,13 @@ def markdown_table(rows) -> str:
 def seed_note(row) -> str:
     """What follows the status: the placement seed of the row's bitstream, and the other
     seeds' Fmax when several were tried."""
+    from tiersolve.boards.build import seed_label, seeds_fmax_text
+
     tried = row.get("seeds_tried") or []
     if row.get("seed") is None and not tried:
         return ""
-    label = "default" if row.get("seed") is None else str(row["seed"])
-    others = [f"{'default' if entry['seed'] is None else entry['seed']}: "
-              f"{'—' if entry['fmax_mhz'] is None else format(entry['fmax_mhz'], '.1f')}"
-              for entry in tried if entry["seed"] != row.get("seed")]
-    return f", seed {label}" + (f" (others {', '.join(others)})" if others else "")
+    others = seeds_fmax_text(entry for entry in tried if entry["seed"] != row.get("seed"))
+    return f", seed {seed_label(row.get('seed'))}" + (f" (others {others})" if others else "")
 
 
 def format_note(row) -> str:
