@@ -62,28 +62,33 @@ class CholeskySolver(wiring.Component):
       ``[h | t]`` is received (one value a cycle) into a small row buffer and added in:
       for each column ``j``, the lanes update rows ``j .. n+k-1`` of column ``j``, ``lanes``
       multiply-adds per cycle.
-    * Factorisation, left-looking, column ``j``: the rows ``j .. n+k-1`` are taken in blocks
-      of consecutive rows (the rows of a block always sit in different banks, so a block may
-      start in any bank): first the *head*, rows ``j .. j+t-1`` with
+    * Factorisation, left-looking, column ``j``: the rows ``j .. n+k-1`` are taken in blocks of
+      consecutive rows (the rows of a block always sit in different banks, so a block may start
+      in any bank): first the *head*, rows ``j .. j+t-1`` with
       ``t = (n + k - j - 1) mod lanes + 1`` (it holds the pivot row), then whole blocks of
       ``lanes`` rows. For each block the lanes form ``Σ_{q<j} L_iq·L_jq`` in ``j`` cycles (one
-      product per lane per cycle, exact accumulators), read ``M_ij`` in one more, round
-      ``s_i`` and store it in place; the pivot ``s_j`` goes to the rsqrt unit while the other
-      blocks are issued. A head of at most ``lanes/2`` rows (and ``j >= 3``) is *split*: lane
-      ``b`` sums ``q = j - h .. j - 1`` (``h = j // 2 + 1``) with the pivot row read by port
-      A of the pivot's bank, its partner lane ``b XOR lanes/2`` sums ``q = 0 .. j - h - 1``
-      from port B of bank ``b`` with the pivot row from port B, and the partner's sum is
-      subtracted from ``M_ij`` at the operand stage (it is complete one cycle before), so the
-      head takes ``h + 1`` cycles instead of ``j + 1`` and otherwise idle lanes work
-      (:func:`~tiersolve.gen.cholesky_model.head_is_split`). A scaling pass (one block a
-      cycle) then rewrites every ``s_i`` as ``L_ij = s_i·(1/√s_j)``, reading the ``s`` values
-      from a small per-lane buffer (written beside the matrix) in its own pipeline, so it
-      runs in parallel with the dot products of column ``j + 1`` and costs them no issue
-      cycle; only a block's step ``q = j`` (which reads column ``j``) waits, if it comes
-      before the pass's writes are readable. So the pipeline never drains between columns,
-      and the rsqrt latency costs cycles only while ``(j + 1)·B_j`` is short compared with
-      the pivot chain (``≈ 17 + rsqrt latency`` cycles a column). The matrix write ports are
-      never contended: while a pass is pending no block of the next column can end.
+      product per lane per cycle, exact accumulators), read ``M_ij`` in one more, round ``s_i``
+      and store it in a small per-lane buffer; the pivot ``s_j`` goes to the rsqrt unit while
+      the other blocks are issued. A head of at most ``lanes/2`` rows (and ``j >= 3``) is
+      *split*: lane ``b`` sums ``q = j - h .. j - 1`` (``h = j // 2 + 1``) with the pivot row
+      read by port A of the pivot's bank, its partner lane ``b XOR lanes/2`` sums
+      ``q = 0 .. j - h - 1`` from port B of bank ``b`` with the pivot row from port B, and the
+      partner's sum is subtracted from ``M_ij`` at the operand stage (it is complete one cycle
+      before), so the head takes ``h + 1`` cycles instead of ``j + 1`` and otherwise idle lanes
+      work (:func:`~tiersolve.gen.cholesky_model.head_is_split`). Each block's *scaling block*
+      (one a cycle, in its own pipeline) then writes ``L_ij = s_i·(1/√s_j)`` for its rows into
+      the matrix, reading the ``s`` values back from the buffer, as soon as they are stored and
+      the column's pivot inverse is known: the scaling trails the dot products block by block,
+      while they go on with the column's later blocks and the next column, and costs them no
+      issue cycle. A column's blocks cover the same rows as the previous column's (or its head
+      is the previous head's rows minus the pivot row), so only a block's step ``q = j`` (which
+      reads column ``j``, its own rows and the pivot row) waits, if the scaling block of those
+      rows is not yet readable. So the pipeline never drains between columns, and the pivot
+      chain (``≈ 17 + rsqrt latency`` cycles from a head's last step to the next column's step
+      that reads it) costs cycles only while the rest of the column, ``(B_j - 1)·(j + 1)``
+      steps, is shorter. In the factorisation only the scaling blocks write the matrix, so its
+      write ports are never contended; the next inverse is taken from the unit only after the
+      last scaling block of the previous column (with these latencies it never has to wait).
     * Back substitution, ``i = n-1 .. 0``, each right-hand side ``c``: the lanes read column
       ``i`` of ``L`` (rows ``> i``, ``lanes`` at a time, all banks in parallel) and ``X``
       (banked the same way), an adder tree of ``log2(lanes)`` registered levels sums the
@@ -116,7 +121,7 @@ class CholeskySolver(wiring.Component):
     rounding adder and the clip each with its own register, and the back-substitution value
     has a third register before lane 0's operand multiplexer; every clip detector feeds a
     registered event, ORed into the sticky ``saturated`` flag one cycle later; the issue
-    stage decodes the current block and the scaling pass's block in parallel, each into its
+    stage decodes the current block and the scaling block in parallel, each into its
     own pipeline (no late selection).
 
     Multipliers: ``2·lanes`` products (one dot-product multiplier ``w × w`` and one scaling
@@ -188,13 +193,13 @@ class CholeskySolver(wiring.Component):
     Gram mode, per row: ``n + k`` input cycles, ``Σ_j B_j`` update cycles and ``7 + P_d``
     cycles of drain (the clear pass is the same without the input). Factorisation: one
     dot-product step a cycle (per column the head's ``h + 1`` or ``j + 1`` steps and
-    ``(B_j - 1)·(j + 1)`` for the whole blocks; the ``B_j`` scaling blocks of the previous
-    column go in parallel) plus the cycles a step ``q = j - 1`` waits for column ``j - 1``'s
-    pivot inverse and scaling pass (the pivot inverse is known ``8 + P_d + rsqrt_latency``
-    cycles after the head's last step, a scaling block may be issued ``7 + P_d`` cycles after
-    the column's last step, and its ``L`` is readable ``6 + P_s`` cycles after it), then the
-    last column's scaling pass and ``7 + P_s`` cycles of drain after it; ``cycle_model``
-    replays this schedule. Back substitution, per row ``i``:
+    ``(B_j - 1)·(j + 1)`` for the whole blocks; the scaling blocks go in parallel) plus the
+    cycles a step ``q = j - 1`` waits for column ``j - 1``'s scaling block of its rows (the
+    pivot inverse is known ``8 + P_d + rsqrt_latency`` cycles after the head's last step, a
+    block's scaling block may be issued ``7 + P_d`` cycles after the block's last step, one
+    scaling block a cycle, and its ``L`` is readable ``6 + P_s`` cycles after it), then the
+    scaling blocks still to go after the last column's last step and ``7 + P_s`` cycles of
+    drain after them; ``cycle_model`` replays this schedule. Back substitution, per row ``i``:
     ``k·max(1, ceil((n - 1 - i)/lanes))`` issue cycles, the next row's first step issued no
     earlier than ``10 + log2(lanes) + P_d + P_s`` cycles after this row's first right-hand
     side ended, and one cycle more of drain after the last row. Output: 2 cycles per element.
@@ -340,8 +345,8 @@ class CholeskySolver(wiring.Component):
         n_less_lanes = Signal(range(-lanes, n_max + 1))     # n - lanes
         total_less_2lanes = Signal(range(-2 * lanes - 1, rows_max + 1))  # n + k - 2 lanes
         n_less_2lanes = Signal(range(-2 * lanes, n_max + 1))  # n - 2 lanes
-        # the "last block" tests of the Gram pass, the scaling pass and the back substitution
-        # (block_row >= total - lanes, scale_row >= total - lanes, block_row >= n - lanes) are
+        # the "last block" tests of the Gram pass, the scaling blocks and the back substitution
+        # (block_row >= total - lanes, scale_end >= total - lanes, block_row >= n - lanes) are
         # flags registered with the row they test, so that no compare feeds the state machine
         gram_final = Signal()
         scale_final = Signal()
@@ -377,16 +382,25 @@ class CholeskySolver(wiring.Component):
         saturated = Signal()
         inv_reg = Signal(signed(w_inv))
         next_block = Signal(range(rows_max + 2 * lanes + 1))
-        # factor: the scaling pass of column `col - 1` is interleaved with the dot products of
-        # column `col` (see the FACTOR state)
-        scale_pending = Signal()                          # column scale_col awaits its pass
-        scale_col = Signal(range(rows_max + 1))
-        scale_row = Signal(range(rows_max + lanes + 1))   # first row of its next block
+        # factor: the scaling blocks (L = s·inv, one dot-product block's rows each, in the
+        # dot products' block order) are interleaved with the dot products (see FACTOR)
+        scale_col = Signal(range(rows_max + 1))           # column of the next scaling block
+        scale_col_last = Signal()                         # scale_col == n - 1
+        scale_row = Signal(range(rows_max + lanes + 1))   # its first row
+        scale_end = Signal(range(rows_max + 2 * lanes + 1))  # the row after it
+        scale_limit = Signal(range(rows_max + 2 * lanes + 1))  # head: scale_end, else n + k
+        scale_in_head = Signal()                          # it is its column's head
+        scale_head = Signal(range(lanes + 1))             # rows of scale_col's head
         scale_issue = Signal()                            # this cycle issues a scaling block
-        # cycles since the column's last dot product (up to delays["s_stored"])
-        scale_age = Signal(range(delays["s_stored"] + 1))
-        # cycles until the pass's last L write is readable
-        scale_settle = Signal(range(delays["l_readable"]))
+        # dot-product blocks whose s values are stored and whose scaling block is not issued
+        stored = Signal(range(2 * rows_max + 2))
+        stored_any = Signal()                             # stored != 0
+        # credit = (scaling blocks readable) - (the current dot-product block's index in issue
+        # order) + (blocks of its column) - 1: its step reading the previous column may go
+        # when credit >= 0 (the previous column's scaling block of its rows is readable)
+        credit = Signal(range(-2 * rows_max - 4, rows_max + 2))
+        dot_ahead = Signal()  # the dot products are past scale_col (its blocks all issued)
+        dot_block_end = Signal()  # FACTOR issues a block's last step this cycle
         issue_col = Signal(range(rows_max + 1))           # column of the issued step
         # factor: each column starts with its head block (1..lanes rows, the pivot row first),
         # then whole blocks; a head of at most lanes/2 rows is split over paired lanes
@@ -397,7 +411,7 @@ class CholeskySolver(wiring.Component):
         split = Signal()                         # ... and it is split over paired lanes
         last_step = Signal(range(n_max + 1))     # step index of the block's M read
         # the issue decision reads flags, not compares: step == last_step, step + 1 ==
-        # last_step (the step reads the previous column), col == n - 1, scale_settle != 0
+        # last_step (the step reads the previous column), col == n - 1, credit < 0
         at_last_step = Signal()
         before_last_step = Signal()
         col_is_last = Signal()
@@ -415,7 +429,6 @@ class CholeskySolver(wiring.Component):
         # of the output address registers (the worst path of the demo's device)
         rhs_is_last = Signal()
         col_is_first = Signal()
-        settling = Signal()
         a_col = Signal(range(n_max + 1))         # column port A reads at this step
         partner_steps = Signal(range(n_max + 1))  # split: steps of the partner lanes
         # every clip raises an event; the events are registered and only then ORed into the
@@ -519,7 +532,7 @@ class CholeskySolver(wiring.Component):
         t_read = tag_chain(tr, read_stage(lanes), "read_stage")
         t_op = tag_chain(t_read, broadcast_stage(lanes), "broadcast")
         # stage depths after the issue (for kind_at): operands of the products, products (t3);
-        # the scaling pass counts from its own issue (sc0); the write ports serve stages t4
+        # the scaling blocks count from their own issue (sc0); the write ports serve stages t4
         # and t5 (depth d_t3 + 1 and + 2) and t7 (6 + scale_latency after sc0)
         d_op = 3 + read_stage(lanes) + broadcast_stage(lanes)
         d_t3 = d_op + 1 + dot_latency
@@ -531,7 +544,7 @@ class CholeskySolver(wiring.Component):
         follow(t3, t2_last)
         in_flight.append(t3["valid"])
 
-        # the issued block (block_row, col) and the scaling pass's block (scale_row, scale_col)
+        # the issued block (block_row, col) and the scaling block (scale_row, scale_col)
         # are decoded from registers in parallel; they go down separate pipelines
         def decode_block(row, column, limit, name):
             """Slot, first bank, per-bank slots and rows of the block from ``row``; and its lane
@@ -554,7 +567,7 @@ class CholeskySolver(wiring.Component):
         # (the issued block's mask is decoded a stage later, below)
         dot_slot, dot_start, dot_slots, _, _ = decode_block(block_row, col, None, "dot")
         scale_slot, scale_start, scale_slots, _, scale_mask = decode_block(scale_row, scale_col,
-                                                                           total, "scale")
+                                                                           scale_limit, "scale")
         lane_slot = dot_slots
         m.d.comb += [slot.eq(dot_slot), start.eq(dot_start)]
 
@@ -725,8 +738,8 @@ class CholeskySolver(wiring.Component):
                 with m.If(clipped & t4r["mask"][b]):
                     m.d.comb += saturation_event().eq(1)
 
-        # pivot -> rsqrt unit (factor, diagonal block); the result is kept until the column's
-        # scaling pass (the other blocks are issued meanwhile). `send` is a register: it is
+        # pivot -> rsqrt unit (factor, diagonal block); the result is kept for the column's
+        # scaling blocks (the other blocks are issued meanwhile). `send` is a register: it is
         # set as the diagonal block's tags move from t4r into t5 (that is, it equals "t5 holds
         # the diagonal block of a factor step") and held until the unit takes the pivot, so
         # the unit's input valid is one flip-flop and no gate sits in front of its fan-out.
@@ -740,9 +753,11 @@ class CholeskySolver(wiring.Component):
         in_flight.append(send)
         pivot_ready = Signal()
         pivot_invalid = Signal()
-        m.d.comb += [rsqrt.o.ready.eq(1), inv_wr.addr.eq(pivot_col),
+        # an inverse is taken when the previous one is no longer needed (its column's last
+        # scaling block is issued); until then the unit holds it
+        m.d.comb += [rsqrt.o.ready.eq(~pivot_ready), inv_wr.addr.eq(pivot_col),
                      inv_wr.data.eq(rsqrt.o.payload.value)]
-        with m.If(rsqrt.o.valid):
+        with m.If(rsqrt.o.valid & ~pivot_ready):
             m.d.comb += inv_wr.en.eq(~rsqrt.o.payload.invalid)
             m.d.sync += [inv_reg.eq(rsqrt.o.payload.value), pivot_ready.eq(1),
                          pivot_invalid.eq(rsqrt.o.payload.invalid)]
@@ -802,16 +817,17 @@ class CholeskySolver(wiring.Component):
             m.d.sync += inv_reg.eq(inv_rd.data)
         with m.If(tb2["valid"] & clipped):
             m.d.comb += saturation_event().eq(1)
-        # the scaling pass has its own pipeline, parallel to the dot products: the column's s
-        # values are also kept in a small buffer per lane (one word per slot), read back by
-        # the pass with the same latency as a matrix read; the pass writes L through the
-        # matrix write ports, which the dot products leave free while it is pending (no block
-        # of the next column ends before the pass is written)
+        # the scaling blocks have their own pipeline, parallel to the dot products: the s
+        # values go to a small buffer per lane (one word per slot), read back by the scaling
+        # block with the same latency as a matrix read; in the factorisation only the scaling
+        # blocks write the matrix (L; nothing reads s from the matrix), so the write ports are
+        # never contended. A row's buffer word is written again only by the next column's
+        # block of that row, which waits for this column's scaling block of the row.
         sc0, sca, sc1 = tags("scale_issue"), tags("scale_address"), tags("scale_read")
         scr, sc2 = tags("scale_fetched"), tags("scale_operand")
         m.d.comb += [sc0["valid"].eq(scale_issue), sc0["slot"].eq(scale_slot),
                      sc0["start"].eq(scale_start), sc0["col"].eq(scale_col),
-                     sc0["mask"].eq(scale_mask), sc0["diag"].eq(scale_row == scale_col),
+                     sc0["mask"].eq(scale_mask), sc0["diag"].eq(scale_in_head),
                      sc0["scale"].eq(1)]
         follow(sca, sc0)
         follow(sc1, sca)
@@ -902,18 +918,12 @@ class CholeskySolver(wiring.Component):
                     mat_w[b].data.eq(g4[b]),
                     mat_w[b].en.eq(t4["valid"] & t4["mask"][b]),
                 ]
-            with m.Elif((kind_at(d_write)[_KIND_FACTOR]) & t7["valid"]):  # L (scaling pass)
+            with m.Elif(kind_at(d_write)[_KIND_FACTOR]):  # L (scaling blocks)
                 is_pivot = t7["diag"] & (lane_of(t7["col"]) == b)
                 m.d.comb += [
                     mat_w[b].addr.eq(matrix_address(t7_slots[b], t7["col"])),
                     mat_w[b].data.eq(out6[b]),
-                    mat_w[b].en.eq(t7["mask"][b] & ~is_pivot),
-                ]
-            with m.Elif(kind_at(d_write)[_KIND_FACTOR]):  # s (dot-product pass)
-                m.d.comb += [
-                    mat_w[b].addr.eq(matrix_address(t5_slots[b], t5["col"])),
-                    mat_w[b].data.eq(s4[b]),
-                    mat_w[b].en.eq(t5["valid"] & t5["mask"][b]),
+                    mat_w[b].en.eq(t7["valid"] & t7["mask"][b] & ~is_pivot),
                 ]
             m.d.comb += [
                 x_wr[b].addr.eq(Cat(t7["rhs"][:rhs_bits], slot_of(t7["col"]))),
@@ -965,29 +975,48 @@ class CholeskySolver(wiring.Component):
         out_value = Signal(signed(w))
         m.d.comb += out_rd.addr.eq(Cat(out_read_rhs[:rhs_bits], out_read_row[:col_bits]))
 
-        # the scaling pass: one block a cycle once the pivot inverse is known and the column's
-        # last s value is stored (delays["s_stored"] cycles after its last dot product was issued)
+        # the scaling blocks: one a cycle, in the dot products' block order, once its block's s
+        # values are stored (delays["s_stored"] cycles after the block's last step: a delayed
+        # copy of that pulse counts it in `stored`) and its column's pivot inverse is held
         scale_ready = Signal()
         pivot_failed = Signal()
-        scale_next = Signal(range(rows_max + 2 * lanes + 1))
         m.d.comb += [
-            scale_ready.eq(scale_pending & pivot_ready & ~pivot_invalid
-                           & (scale_age >= delays["s_stored"] - 1)),
+            scale_ready.eq(stored_any & pivot_ready & ~pivot_invalid),
             pivot_failed.eq(pivot_ready & pivot_invalid),
-            scale_next.eq(scale_row + lanes),
         ]
         m.d.comb += scale_issue.eq(scale_ready & kind[_KIND_FACTOR])
-        with m.If(scale_age != delays["s_stored"]):
-            m.d.sync += scale_age.eq(scale_age + 1)
+        block_stored = delay_line(m, dot_block_end, delays["s_stored"] - 1, "block_stored")
+        stored_next = Signal.like(stored)
+        m.d.comb += stored_next.eq(stored + block_stored - scale_issue)
+        m.d.sync += [stored.eq(stored_next), stored_any.eq(stored_next != 0)]
+        # a scaling block's L is readable by a step issued delays["l_readable"] cycles after it
+        block_readable = delay_line(m, scale_issue, delays["l_readable"] - 1, "block_readable")
+        # a column's last block: the next column has one block fewer when this one's head is
+        # its pivot row alone
+        column_shrinks = Signal()
+        m.d.sync += credit.eq(credit + block_readable - dot_block_end - column_shrinks)
         with m.If(scale_issue):
-            m.d.sync += [scale_row.eq(scale_next),
-                         scale_final.eq(scale_row >= total_less_2lanes)]
-            # scale_next >= total: the last block, its L readable delays["l_readable"] later
-            with m.If(scale_final):
-                m.d.sync += [scale_pending.eq(0), pivot_ready.eq(0),
-                             scale_settle.eq(delays["l_readable"] - 1), settling.eq(1)]
-        with m.Elif(settling):
-            m.d.sync += [scale_settle.eq(scale_settle - 1), settling.eq(scale_settle != 1)]
+            with m.If(scale_final):  # the column's last: the next column's head is next
+                next_head = Mux(scale_head == 1, lanes, scale_head - 1)
+                m.d.sync += [scale_col.eq(scale_col + 1),
+                             scale_col_last.eq(scale_col + 1 == last_col),
+                             scale_row.eq(scale_col + 1),
+                             scale_end.eq(scale_col + 1 + next_head),
+                             scale_limit.eq(scale_col + 1 + next_head),
+                             scale_in_head.eq(1), scale_head.eq(next_head),
+                             scale_final.eq(scale_col >= total_less_lanes_1),
+                             pivot_ready.eq(0), dot_ahead.eq(0)]
+            with m.Else():
+                m.d.sync += [scale_row.eq(scale_end), scale_end.eq(scale_end + lanes),
+                             scale_limit.eq(total), scale_in_head.eq(0),
+                             scale_final.eq(scale_end >= total_less_lanes)]
+        # the factorisation's first column, dot products and scaling blocks
+        factor_start = [kind.eq(1 << _KIND_FACTOR), *first_column,
+                        scale_col.eq(0), scale_col_last.eq(last_col == 0), scale_row.eq(0),
+                        scale_end.eq(first_head), scale_limit.eq(first_head),
+                        scale_in_head.eq(1), scale_head.eq(first_head),
+                        scale_final.eq(first_short), stored.eq(0), stored_any.eq(0),
+                        credit.eq(last_row >> shift), dot_ahead.eq(0)]
 
         # back substitution: cycles until X[i, 0] of the last row started is readable
         x_wait = Signal(range(delays["back"]))
@@ -1057,9 +1086,7 @@ class CholeskySolver(wiring.Component):
 
             with m.State("DIRECT_END"):  # the last value's (registered) write
                 m.d.comb += self.phase.eq(Phase.INPUT)
-                m.d.sync += [kind.eq(1 << _KIND_FACTOR), scale_pending.eq(0),
-                             scale_settle.eq(0), settling.eq(0),
-                             *first_column]
+                m.d.sync += factor_start
                 m.next = "FACTOR"
 
             with m.State("GRAM_PASS"):  # clear (kind CLEAR) or accumulate one row (kind GRAM)
@@ -1081,9 +1108,7 @@ class CholeskySolver(wiring.Component):
                 m.d.comb += [self.phase.eq(Phase.INPUT), draining.eq(1)]
                 with m.If(drain_done):
                     with m.If((kind[_KIND_GRAM]) & row_last):
-                        m.d.sync += [kind.eq(1 << _KIND_FACTOR), scale_pending.eq(0),
-                                     scale_settle.eq(0), settling.eq(0),
-                                     *first_column]
+                        m.d.sync += factor_start
                         m.next = "FACTOR"
                     with m.Else():
                         m.d.sync += [kind.eq(1 << _KIND_GRAM), *in_col_restart]
@@ -1106,31 +1131,31 @@ class CholeskySolver(wiring.Component):
                         m.next = "GRAM_PASS"
 
             with m.State("FACTOR"):
-                # each cycle: a block of column col - 1's scaling pass when it may go, and
-                # the next dot-product step of column col, unless that step reads column
-                # col - 1 before its scaling pass is written (then no step is issued)
+                # each cycle: a scaling block when it may go, and the next dot-product step of
+                # column col, unless that step reads column col - 1 before the scaling block of
+                # its rows is readable (then no step is issued)
                 m.d.comb += self.phase.eq(Phase.FACTOR)
                 needs_previous = before_last_step
                 # a failed pivot ends the job once its column's s values are all issued (so
                 # the saturation flag covers the whole column, as in the model)
-                with m.If(pivot_failed & scale_pending):
+                with m.If(pivot_failed & dot_ahead):
                     m.next = "FACTOR_FAIL"
-                with m.Elif(needs_previous & (scale_pending | settling)):
+                with m.Elif(needs_previous & credit[-1]):  # credit < 0
                     pass
                 with m.Else():
                     m.d.comb += [t0["valid"].eq(1), t0["first"].eq(step == 0),
                                  t0["last"].eq(at_last_step)]
                     with m.If(at_last_step):
+                        m.d.comb += [dot_block_end.eq(1),
+                                     column_shrinks.eq(column_last & (head == 1))]
                         m.d.sync += [step.eq(0), block_row.eq(block_end),
                                      block_end.eq(block_end + lanes),
                                      column_last.eq(block_end >= total_less_lanes),
                                      in_head.eq(0),
                                      split.eq(0), last_step.eq(col), a_col.eq(0),
                                      at_last_step.eq(col == 0), before_last_step.eq(col == 1)]
-                        with m.If(column_last):  # column done: its pass is next
-                            m.d.sync += [scale_pending.eq(1), scale_col.eq(col),
-                                         scale_row.eq(col), scale_age.eq(0),
-                                         scale_final.eq(col >= total_less_lanes)]
+                        with m.If(column_last):  # column done
+                            m.d.sync += dot_ahead.eq(1)
                             with m.If(col_is_last):
                                 m.next = "FACTOR_TAIL"
                             with m.Else():
@@ -1142,21 +1167,19 @@ class CholeskySolver(wiring.Component):
                                      at_last_step.eq(before_last_step),
                                      before_last_step.eq(step + 2 == last_step)]
 
-            with m.State("FACTOR_TAIL"):  # the last column's scaling pass
+            with m.State("FACTOR_TAIL"):  # the scaling blocks still to go
                 m.d.comb += self.phase.eq(Phase.FACTOR)
                 with m.If(pivot_failed):
                     m.next = "FACTOR_FAIL"
-                with m.Elif(scale_ready):
-                    with m.If(scale_final):
-                        m.d.sync += start_drain("factor_drain")
-                        m.next = "FACTOR_DRAIN"
+                with m.Elif(scale_ready & scale_final & scale_col_last):
+                    m.d.sync += start_drain("factor_drain")
+                    m.next = "FACTOR_DRAIN"
 
             with m.State("FACTOR_FAIL"):  # not positive definite: drain, then end the job
                 m.d.comb += self.phase.eq(Phase.FACTOR)
                 with m.If(was_empty):
                     m.d.sync += [self.npd.eq(1), self.npd_index.eq(pivot_col), busy.eq(0),
-                                 self.done.eq(1), kind.eq(1 << _KIND_CLEAR), pivot_ready.eq(0),
-                                 scale_pending.eq(0)]
+                                 self.done.eq(1), kind.eq(1 << _KIND_CLEAR), pivot_ready.eq(0)]
                     m.next = "IDLE"
 
             with m.State("FACTOR_DRAIN"):

@@ -74,6 +74,7 @@ __all__ = [
     "check_cholesky_parameters",
     "check_inverse_format",
     "cholesky_model",
+    "column_blocks",
     "cycle_model",
     "forward_error_bound",
     "head_is_split",
@@ -304,57 +305,79 @@ def head_steps(n: int, k: int, lanes: int, col: int) -> int:
     return col // 2 + 2 if head_is_split(n, k, lanes, col) else col + 1
 
 
+def column_blocks(n: int, k: int, lanes: int, col: int) -> int:
+    """Blocks of column ``col`` (its head and the whole blocks after it):
+    ``ceil((n + k - col) / lanes)``."""
+    return -(-(n + k - col) // lanes)
+
+
 def _factor_schedule(n: int, k: int, lanes: int, rsqrt_latency: int, delays: dict) -> dict:
     """Replay, cycle by cycle, the factorisation's issue schedule (the FACTOR states).
 
-    Every cycle may issue a block of the scaling pass of the previous column (its own
-    pipeline) when its pivot inverse is known (``pivot + rsqrt_latency`` cycles after the
-    head block's last step) and its last ``s`` is stored (``s_stored`` cycles after the
-    column's last step), and issues the next step of the current column's current block (the
-    head first, see :func:`head_steps`, then whole blocks of ``col + 1`` steps), unless that
-    step reads the previous column (the step just before the block's last) while the scaling
-    pass is pending or its writes are not yet readable (``l_readable`` cycles after its last
-    block): then no step is issued (a stall). After the last column only its scaling pass runs,
-    then the pipeline drains (``factor_drain``). The delays are those of
+    Blocks are numbered in issue order over all columns (column ``j`` has
+    :func:`column_blocks` of them: its head, see :func:`head_steps`, then whole blocks of
+    ``j + 1`` steps). Every cycle may issue one *scaling block* (its own pipeline: the rows of
+    one dot-product block, ``L = s·inv``), in the same order, when its block's ``s`` values
+    are stored (``s_stored`` cycles after the block's last step) and its column's pivot
+    inverse is held. The pivot inverse of column ``j`` comes ``pivot + rsqrt_latency`` cycles
+    after the head's last step, and is taken (and held for the scaling blocks) no earlier than
+    the cycle after column ``j - 1``'s last scaling block. Every cycle also issues the next
+    dot-product step, unless it reads the previous column (the step just before its block's
+    last) before the scaling block of that column holding the block's rows (and so the pivot
+    row) is readable, ``l_readable`` cycles after its issue: then no step is issued (a stall).
+    A column's blocks line up with the previous column's (the same rows, or the previous
+    column's head is its pivot row alone), so block ``g`` (in issue order) of column ``j``
+    needs the scaling blocks ``0 .. g - column_blocks(j)``. After the last column only the
+    scaling blocks run, then the pipeline drains (``factor_drain``). The delays are those of
     :func:`pipeline_delays`.
     """
     s_stored, l_readable = delays["s_stored"], delays["l_readable"]
-    total = n + k
-    cycle = col = step = block_row = scale_row = 0
-    in_head = True
-    scale_pending = tail = False
-    pivot_ready_at = None
-    scale_allowed_at = settled_at = 0
-    stalls = scale_cycles = 0
+    inverse_after = delays["pivot"] + rsqrt_latency
+    sizes = [column_blocks(n, k, lanes, j) for j in range(n)]
+    cycle = col = step = block = 0       # dot products: column, step, block (issue order)
+    block_in_col = 0
+    stored_at = []                       # per block: first cycle its scaling block may go
+    scale_block = scale_col = scale_in_col = 0
+    scale_issued = []                    # per scaling block: its issue cycle
+    inverse_at = None                    # cycle the next inverse may be taken (head done)
+    held = None                          # first cycle the held inverse may be used
+    previous_pass_done = 0               # cycle after the previous column's last scaling block
+    stalls = 0
+    tail = False
     while True:
-        last_step = head_steps(n, k, lanes, col) - 1 if in_head else col
-        scale_ready = (scale_pending and pivot_ready_at is not None
-                       and cycle >= max(pivot_ready_at, scale_allowed_at))
-        step_waits = step + 1 == last_step and (scale_pending or cycle < settled_at)
-        if scale_ready:
-            scale_cycles += 1
-            scale_row += lanes
-            if scale_row >= total:
-                scale_pending, pivot_ready_at = False, None
-                settled_at = cycle + l_readable
-                if tail:  # FACTOR_DRAIN: until the last L is written
+        if held is None and inverse_at is not None:
+            held = max(inverse_at, previous_pass_done + 1)
+            inverse_at = None
+        if (held is not None and cycle >= held and scale_block < len(stored_at)
+                and cycle >= stored_at[scale_block]):
+            scale_issued.append(cycle)
+            scale_block += 1
+            scale_in_col += 1
+            if scale_in_col == sizes[scale_col]:  # the column's pass is done
+                if scale_col == n - 1:            # FACTOR_DRAIN: until the last L is written
                     return {"factor": cycle + 1 + delays["factor_drain"], "stalls": stalls,
-                            "scale": scale_cycles, "drain": delays["factor_drain"]}
-        if tail or step_waits:
+                            "scale": scale_block, "drain": delays["factor_drain"]}
+                scale_col, scale_in_col, held = scale_col + 1, 0, None
+                previous_pass_done = cycle + 1
+        last_step = head_steps(n, k, lanes, col) - 1 if block_in_col == 0 else col
+        if not tail and step + 1 == last_step:
+            needed = block - sizes[col]  # the previous column's scaling block it reads
+            if len(scale_issued) <= needed or cycle < scale_issued[needed] + l_readable:
+                stalls += 1
+                cycle += 1
+                continue
+        if tail:
             stalls += 1
         elif step == last_step:
-            if in_head:
-                pivot_ready_at = cycle + delays["pivot"] + rsqrt_latency
-                block_row += head_rows(n, k, lanes, col)
-            else:
-                block_row += lanes
-            step, in_head = 0, False
-            if block_row >= total:
-                scale_pending, scale_row, scale_allowed_at = True, col, cycle + s_stored
+            if block_in_col == 0:
+                inverse_at = cycle + inverse_after
+            stored_at.append(cycle + s_stored)
+            step, block, block_in_col = 0, block + 1, block_in_col + 1
+            if block_in_col == sizes[col]:
                 if col == n - 1:
                     tail = True
                 else:
-                    col, block_row, in_head = col + 1, col + 1, True
+                    col, block_in_col = col + 1, 0
         else:
             step += 1
         cycle += 1
@@ -404,9 +427,9 @@ def pipeline_delays(lanes: int, fmt=None, inverse_format=None) -> dict:
     -------
     dict
         ``gram_drain`` (``7 + P_d``): cycles after a Gram or clear pass's last issue until the
-        pipeline is empty; ``s_stored`` (``7 + P_d``): cycles after a factor column's last step
-        until its last ``s`` is readable by the scaling pass; ``pivot`` (``8 + P_d``): its
-        pivot inverse is known ``pivot + rsqrt_latency`` cycles after the head block's last
+        pipeline is empty; ``s_stored`` (``7 + P_d``): cycles after a factor block's last step
+        until its ``s`` values are readable by its scaling block; ``pivot`` (``8 + P_d``): its
+        column's pivot inverse is known ``pivot + rsqrt_latency`` cycles after the head block's last
         step; ``l_readable`` (``6 + P_s``): cycles after a scaling block is issued until its
         ``L`` is readable by a dot-product step; ``factor_drain`` (``7 + P_s``): cycles after
         the last scaling block until the pipeline is empty; ``back``
@@ -457,9 +480,9 @@ def cycle_model(n: int, k: int, lanes: int, rows: int = 0, *, rsqrt_latency: int
         dot-product steps, partly idle lanes included), ``factor_scale`` (scaling blocks, one
         per block of rows; they run in parallel with the dot products and cost no cycle of
         their own), ``factor_pivot_wait`` (cycles that issue no dot-product step: a column's
-        step ``q = j - 1`` waiting for the previous column's pivot inverse and scaling pass,
-        or the last column waiting for its own) and ``factor_drain`` (the final drain,
-        ``factor_drain`` of :func:`pipeline_delays`).
+        step ``q = j - 1`` waiting for the previous column's scaling block of its rows, or
+        the scaling blocks still to go after the last column's last step) and
+        ``factor_drain`` (the final drain, ``factor_drain`` of :func:`pipeline_delays`).
     """
     delays = pipeline_delays(lanes, fmt, inverse_format)
     total = n + k

@@ -12,12 +12,12 @@ For each ``n`` in ``--n`` and each lane count in ``--lanes`` (``k`` right-hand s
   the factorisation's cycles go: ``partial`` (cycles lost to partly filled blocks: column
   ``j`` has ``n + k - j`` rows, issued as a head of 1..``lanes`` rows, split over lane pairs
   when it fills at most half the lanes, then whole blocks of ``lanes``), ``scale`` (scaling
-  blocks; they run in parallel with the next column's dot products and cost no cycle of
-  their own), ``pivot wait`` (cycles that issue no dot-product step: a column waiting for
-  the previous column's ``1/√s_j`` and scaling pass, the chain that short columns cannot
-  hide, and the last column's scaling pass) and ``drain`` (the final drain); the back
-  substitution has no drain between rows, only a wait for ``X[i, 0]`` when a row is shorter
-  than the pipeline.
+  blocks, one per block of rows; they trail the dot products block by block and cost no
+  cycle of their own), ``pivot wait`` (cycles that issue no dot-product step: a block
+  waiting for the previous column's ``1/√s_j`` and scaling of its rows, the chain that
+  short columns cannot hide, and the scaling still to go after the last column) and
+  ``drain`` (the final drain); the back substitution has no drain between rows, only a
+  wait for ``X[i, 0]`` when a row is shorter than the pipeline.
 - **time** of factor + solve at the clock frequency (``--fmax-mhz``, or the lowest Fmax that
   ``--synth`` measured, else an assumed 100 MHz, marked as such), beside the time of SciPy's
   ``cho_factor`` + ``cho_solve`` for the same ``n``, ``k`` on this machine's CPU (median of

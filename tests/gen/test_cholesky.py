@@ -250,19 +250,23 @@ def test_cycle_model_matches_simulation(lanes):
 
 
 @pytest.mark.parametrize("n_max, k_max, lanes, jobs_nk", [
-    (20, 3, 2, [(20, 3), (11, 1)]),   # long columns: scaling passes slip in mid-column
-    (12, 2, 8, [(12, 2), (7, 2)]),    # short columns: steps q = j - 1 stall for the pass
+    (20, 3, 2, [(20, 3), (11, 1)]),   # long columns: scaling blocks trail the dot products
+    (12, 2, 8, [(12, 2), (7, 2)]),    # short columns: steps q = j - 1 stall for the scaling
+    # columns j >= 34 with a partial head and a block after it: the head's scaling block
+    # comes after the next block's M read only while j is small, so a scaling block that
+    # wrote past its head's rows would overwrite M there
+    (40, 3, 4, [(40, 3), (39, 1)]),
 ])
 def test_interleaved_schedule(n_max, k_max, lanes, jobs_nk):
-    """The factorisation interleaves column j's scaling pass with column j + 1's dot products
-    and the back substitution overlaps rows: both schedules still give the model's integers,
-    and ``cycle_model`` counts their cycles exactly."""
+    """The factorisation interleaves column j's scaling blocks with its own and column
+    j + 1's dot products, and the back substitution overlaps rows: both schedules still give
+    the model's integers, and ``cycle_model`` counts their cycles exactly."""
     rng = np.random.default_rng(n_max + lanes)
     core = make_core(n_max, k_max, Q6_12, lanes)
     jobs = [Job("direct", n, k, Q6_12.const(0.125), spd_direct(rng, Q6_12, n, k, cond=50.0),
                 core) for n, k in jobs_nk]
     check_schedule(core, jobs)
-    schedule = core_cycles(core, 20 if lanes == 2 else 12, 3 if lanes == 2 else 2)
+    schedule = core_cycles(core, *jobs_nk[0])
     assert schedule["factor_pivot_wait"] > 0  # the stall path is exercised
 
 
