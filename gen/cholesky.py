@@ -317,7 +317,9 @@ class CholeskySolver(wiring.Component):
                 m.d.comb += target.eq(values[0])
                 return
             with m.Switch(index):
-                for b, value in enumerate(values):
+                # (an index narrower than the lane number, in a core whose rows are fewer
+                # than its lanes, cannot reach the last lanes: no case for them)
+                for b, value in enumerate(values[:1 << len(index)]):
                     with m.Case(b):
                         m.d.comb += target.eq(value)
 
