@@ -97,8 +97,8 @@ class CholeskySolver(wiring.Component):
       ``i - 1`` follows row ``i`` without a drain; only its first step, which reads
       ``X[i, 0]``, waits until that value is written.
 
-    Pipelining (out of context on ECP5-85F speed 6: 129.2 MHz for ``n_max=16, k_max=4,
-    lanes=4`` and 106.6 MHz for ``64, 10, 4``, from ``tiersolve bench cholesky --synth
+    Pipelining (out of context on ECP5-85F speed 6: 127.6 MHz for ``n_max=16, k_max=4,
+    lanes=4`` and 112.5 MHz for ``64, 10, 4``, from ``tiersolve bench cholesky --synth
     --synth-config 16,4,4 64,10,4``; placement moves these by several per cent; wide cores
     are slower: a 64-lane core fills 82 % of the LUTs): every memory read address (beside
     each block RAM chunk of a matrix bank), memory output, multiplier operand and product is
@@ -410,6 +410,7 @@ class CholeskySolver(wiring.Component):
         block_end = Signal(range(rows_max + lanes + 1))  # first row after the current block
         column_last = Signal()  # block_end >= total: the current block ends its column
         in_head = Signal()                       # the current block is the head
+        head_is_one = Signal()                   # head == 1 (the next column has a block less)
         split = Signal()                         # ... and it is split over paired lanes
         last_step = Signal(range(n_max + 1))     # step index of the block's M read
         # the issue decision reads flags, not compares: step == last_step, step + 1 ==
@@ -444,6 +445,7 @@ class CholeskySolver(wiring.Component):
             return event
 
         m.d.comb += [
+            head_is_one.eq(head == 1),
             self.saturated.eq(saturated),
             issue_col.eq(col),
             next_block.eq(block_row + lanes),
@@ -534,8 +536,9 @@ class CholeskySolver(wiring.Component):
         t_read = tag_chain(tr, read_stage(lanes), "read_stage")
         t_op = tag_chain(t_read, broadcast_stage(lanes), "broadcast")
         # stage depths after the issue (for kind_at): operands of the products, products (t3);
-        # the scaling blocks count from their own issue (sc0); the write ports serve stages t4
-        # and t5 (depth d_t3 + 1 and + 2) and t7 (6 + scale_latency after sc0)
+        # the scaling blocks count from their own issue (sc0); the matrix write ports serve
+        # stage t4 (Gram and clear, depth d_t3 + 1) and t7 (6 + scale_latency after sc0); the
+        # s values (t5, depth d_t3 + 2) go only to the column buffers
         d_op = 3 + read_stage(lanes) + broadcast_stage(lanes)
         d_t3 = d_op + 1 + dot_latency
         d_write = min(d_t3 + 1, 6 + scale_latency)
@@ -988,9 +991,15 @@ class CholeskySolver(wiring.Component):
         ]
         m.d.comb += scale_issue.eq(scale_ready & kind[_KIND_FACTOR])
         block_stored = delay_line(m, dot_block_end, delays["s_stored"] - 1, "block_stored")
-        stored_next = Signal.like(stored)
-        m.d.comb += stored_next.eq(stored + block_stored - scale_issue)
-        m.d.sync += [stored.eq(stored_next), stored_any.eq(stored_next != 0)]
+        m.d.sync += stored.eq(stored + block_stored - scale_issue)
+        # stored_any follows without the adder and a compare after scale_issue (that loop was
+        # the worst path of the demo's device): the compare reads the counter register
+        stored_two = Signal()
+        m.d.comb += stored_two.eq(stored >= 2)
+        with m.If(block_stored & ~scale_issue):
+            m.d.sync += stored_any.eq(1)
+        with m.Elif(scale_issue & ~block_stored):
+            m.d.sync += stored_any.eq(stored_two)
         # a scaling block's L is readable by a step issued delays["l_readable"] cycles after it
         block_readable = delay_line(m, scale_issue, delays["l_readable"] - 1, "block_readable")
         # a column's last block: the next column has one block fewer when this one's head is
@@ -1140,7 +1149,13 @@ class CholeskySolver(wiring.Component):
                 needs_previous = before_last_step
                 # a failed pivot ends the job once its column's s values are all issued (so
                 # the saturation flag covers the whole column, as in the model)
-                with m.If(pivot_failed & dot_ahead):
+                failing = pivot_failed & dot_ahead
+                # a block's last step never reads the previous column, so whether it is issued
+                # does not depend on the credit (and the credit's update not on itself)
+                m.d.comb += [dot_block_end.eq(at_last_step & ~failing),
+                             column_shrinks.eq(at_last_step & ~failing & column_last
+                                               & head_is_one)]
+                with m.If(failing):
                     m.next = "FACTOR_FAIL"
                 with m.Elif(needs_previous & credit[-1]):  # credit < 0
                     pass
@@ -1148,8 +1163,6 @@ class CholeskySolver(wiring.Component):
                     m.d.comb += [t0["valid"].eq(1), t0["first"].eq(step == 0),
                                  t0["last"].eq(at_last_step)]
                     with m.If(at_last_step):
-                        m.d.comb += [dot_block_end.eq(1),
-                                     column_shrinks.eq(column_last & (head == 1))]
                         m.d.sync += [step.eq(0), block_row.eq(block_end),
                                      block_end.eq(block_end + lanes),
                                      column_last.eq(block_end >= total_less_lanes),
