@@ -707,6 +707,8 @@ class IncrementalUpdater(wiring.Component):
         s_rounded = Signal(signed(len(s_product) + 1))
         r_rounded = Signal(signed(len(r_product) + 1))
         r_clips = Signal()              # r_rounded does not fit w bits (set with it)
+        c_clips = Signal()              # c_rounded, s_rounded do not fit the coefficients
+        s_clips = Signal()
         wait_count = Signal(range(max(self.square_latency, self.coefficient_product_latency) + 1))
 
         def wait_then(latency, next_state):
@@ -817,13 +819,22 @@ class IncrementalUpdater(wiring.Component):
                     r_rounded.eq(_round_shift_second(r_product, r_shifted)),
                     r_clips.eq(_rounded_clips(r_shifted, fmt.width)),
                 ]
+                # c's and s's clip tests too (a shift of 0 keeps the product itself)
+                for clips, product, shifted in ((c_clips, c_product, c_shifted),
+                                                (s_clips, s_product, s_shifted)):
+                    m.d.sync += clips.eq(Mux(rot_shift == 0,
+                                             clip_width(product, coefficient.width)[1],
+                                             _rounded_clips(shifted, coefficient.width)))
                 m.next = "COEFFICIENTS"
             with m.State("COEFFICIENTS"):
                 # every clip in this core tests the bits above the sign (no carry chain after
-                # the register); r_rounded's (about 2w + 20 bits) was tested in ROUND
-                c_value, c_clip = clip_width(c_rounded, coefficient.width)
-                s_value, s_clip = clip_width(s_rounded, coefficient.width)
-                r_value, r_clip = hwfixed.clip_flagged(r_rounded, fmt.width, r_clips), r_clips
+                # the register); the wide rounded values' (r: about 2w + 20 bits; c, s) were
+                # tested in ROUND, beside their rounding (c's wide test into the refusal and
+                # the coefficients was the worst path of the demo's device)
+                c_clip, s_clip, r_clip = c_clips, s_clips, r_clips
+                c_value = hwfixed.clip_flagged(c_rounded, coefficient.width, c_clips)
+                s_value = hwfixed.clip_flagged(s_rounded, coefficient.width, s_clips)
+                r_value = hwfixed.clip_flagged(r_rounded, fmt.width, r_clips)
                 m.d.sync += [
                     gen_c.eq(c_value),
                     gen_s.eq(s_value),

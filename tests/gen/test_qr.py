@@ -181,6 +181,36 @@ def test_downdate_and_refusal_bit_exact(rotation):
     assert results[-4][1]["refused"] == 0
 
 
+@pytest.mark.parametrize("rotation", ["cordic", "multiplier"])
+def test_downdate_refused_when_a_coefficient_clips(rotation):
+    """A downdate whose first pivot stays positive but barely (``a² - b²`` a few LSBs), so
+    that ``c = a/√(a² - b²)`` does not fit the coefficient format: refused, R and Z kept, as
+    in the model; a pivot with room to spare goes through."""
+    fmt = FixedFormat(4, 12)
+    n, k = 3, 1
+    dut = IncrementalUpdater(4, 2, fmt, units=2, rotation=rotation)
+    model = IncrementalUpdaterModel(QRConfig(fmt, rotation), n, k, 0)
+    lam = fmt.const(1.0)
+    one = int(fmt.const(1.0))
+    close = (np.array([one - 1, 0, 0]), np.array([0]))   # a² - b² = 2·one - 1 (2f bits)
+    room = (np.array([one // 2, 0, 0]), np.array([0]))
+    script = [("reset", lam), ("downdate", *close)] + READ_ALL
+    script += [("downdate", *room)] + READ_ALL
+    results = check_script(dut, model, script, n, k)
+    assert results[1][1]["refused"] == 1
+    assert results[4][1]["refused"] == 0
+    assert model_refuses(QRConfig(fmt, rotation), one, one - 1)
+
+
+def model_refuses(config, a, b):
+    """The model's hyperbolic rotation of ``b`` against ``a`` is refused for a clipped ``c``
+    (``a² - b² > 0``: not the non-positive pivot's refusal)."""
+    from tiersolve.gen.qr_model import generate_rotation
+
+    assert a * a - b * b > 0
+    return generate_rotation(config, a, b, hyperbolic=True).refused
+
+
 @pytest.mark.parametrize("rotation, units, n, k", [("cordic", 1, 3, 1), ("cordic", 2, 5, 2),
                                                    ("multiplier", 2, 5, 2)])
 def test_update_right_after_downdate(rotation, units, n, k):
