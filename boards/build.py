@@ -55,6 +55,7 @@ __all__ = [
     "BuildResult",
     "ProgrammerNotFoundError",
     "TimingNotMetError",
+    "add_seed_minutes_argument",
     "build",
     "ecp5_pll_dividers",
     "generate",
@@ -570,7 +571,7 @@ class BuildResult:
 def build(board, out, *, n_max: int | None = None, k_max: int | None = None, fmt=None,
           lanes: int | None = None, cores=None, inverse_format=None,
           allow_timing_failure: bool = False, seed=None, keep_best: bool = False,
-          clock_mhz: float | None = None,
+          seed_minutes: float | None = None, clock_mhz: float | None = None,
           progress: Callable[[str], None] | None = None) -> BuildResult:
     """Generate the board's top level into ``out`` and make its bitstream with YoWASP tools.
 
@@ -591,6 +592,12 @@ def build(board, out, *, n_max: int | None = None, k_max: int | None = None, fmt
     keep_best : bool
         With several seeds: run every one and keep the fastest (a measurement of the spread)
         instead of stopping at the first that meets the clock.
+    seed_minutes : float or None
+        Time limit of one seed's nextpnr run, in minutes (None: none). Some placements leave
+        the router with congestion it does not resolve (an ECP5-85F design that routes in 5
+        minutes with one seed may still be routing after 15 with another): such a run is
+        stopped at the limit, listed in ``seeds_tried`` with ``"stopped": "time limit"`` and
+        no Fmax, and the next seed runs.
     clock_mhz : float or None
         Design clock in MHz for a board with a PLL (None: the catalogue's clock), as for
         :func:`generate`; it is also the timing target. The report gives ``clock_mhz`` (the
@@ -617,7 +624,8 @@ def build(board, out, *, n_max: int | None = None, k_max: int | None = None, fmt
         Fmax below the constraint with every seed, unless ``allow_timing_failure`` (the
         report, of the fastest seed, written first; the bitstream is then packed from it).
     SynthesisError
-        A tool failed otherwise (the message ends with its log).
+        A tool failed otherwise (the message ends with its log), or (``ToolTimeoutError``)
+        every seed ran past ``seed_minutes``.
 
     Notes
     -----
@@ -626,6 +634,11 @@ def build(board, out, *, n_max: int | None = None, k_max: int | None = None, fmt
     """
     board = board if isinstance(board, Board) else get_board(board)
     seeds = _seed_list(seed)
+    if seed_minutes is not None and (isinstance(seed_minutes, bool)
+                                     or not isinstance(seed_minutes, (int, float))
+                                     or not seed_minutes > 0):
+        raise ValueError(f"seed_minutes must be a positive number of minutes, not "
+                         f"{seed_minutes!r}")
     if not board.buildable:
         raise BoardError(f"board {board.name} needs its vendor toolchain: use `tiersolve "
                          f"generate --board {board.name}` and run the generated scripts there")
@@ -651,7 +664,7 @@ def build(board, out, *, n_max: int | None = None, k_max: int | None = None, fmt
         step = f"[{index}/{len(commands)}] {name}"
         if name.startswith("nextpnr"):
             report = _place_and_route(board, config, folder, tools, seconds, name, arguments,
-                                      seeds, keep_best, step, say)
+                                      seeds, keep_best, step, say, seed_minutes)
             if not report["timing_met"] and not allow_timing_failure:
                 _write_report(folder, report)
                 raise TimingNotMetError(
@@ -698,10 +711,14 @@ def seed_label(seed) -> str:
 
 
 def seeds_fmax_text(entries) -> str:
-    """``seed: Fmax`` for each entry of a ``seeds_tried`` list, comma-separated."""
-    return ", ".join(f"{seed_label(entry['seed'])}: "
-                     f"{'—' if entry['fmax_mhz'] is None else format(entry['fmax_mhz'], '.1f')}"
-                     for entry in entries)
+    """``seed: Fmax`` for each entry of a ``seeds_tried`` list, comma-separated (``stopped``
+    for a run stopped at the time limit)."""
+    def fmax(entry):
+        if entry.get("stopped"):
+            return "stopped"
+        return "—" if entry["fmax_mhz"] is None else format(entry["fmax_mhz"], ".1f")
+
+    return ", ".join(f"{seed_label(entry['seed'])}: {fmax(entry)}" for entry in entries)
 
 
 def _next_seed(seeds) -> int:
@@ -736,18 +753,34 @@ def _better(report: dict, best: dict | None) -> bool:
 
 def _place_and_route(board, config, folder: Path, tools: dict, seconds: dict, name: str,
                      arguments: list[str], seeds: list, keep_best: bool, step: str,
-                     say) -> dict:
+                     say, seed_minutes: float | None = None) -> dict:
     """Run nextpnr once per seed (see :func:`build`); the chosen seed's report, its outputs in
     ``folder``."""
     files = _nextpnr_files(name, arguments)
     several = len(seeds) > 1
+    limit = None if seed_minutes is None else 60.0 * seed_minutes
     tried, best, best_seed, last_seed = [], None, None, None
     for attempt, seed in enumerate(seeds, 1):
         run_arguments = arguments + ([] if seed is None else ["--seed", str(seed)])
         which = f" (seed {seed_label(seed)}, {attempt} of {len(seeds)})" if several else ""
         say(f"{step} {' '.join(run_arguments)}{which}")
         step_started = time.monotonic()
-        synth._run([*tools[name], *run_arguments], folder / f"{name}.log", folder, name)
+        try:
+            synth._run([*tools[name], *run_arguments], folder / f"{name}.log", folder, name,
+                       timeout=limit)
+        except synth.ToolTimeoutError:
+            took = time.monotonic() - step_started
+            seconds[name] = seconds.get(name, 0.0) + took
+            tried.append({"seed": seed, "fmax_mhz": None, "timing_met": False,
+                          "seconds": round(took, 1), "stopped": "time limit"})
+            say(f"      {name} stopped after {took:.1f} s, the {seed_minutes:g} min limit: "
+                f"seed {seed_label(seed)} not routed")
+            last_seed = seed
+            if several:  # only its log: the other files may be an earlier seed's
+                keep = folder / f"seed-{seed_label(seed)}"
+                keep.mkdir(exist_ok=True)
+                shutil.copy2(folder / f"{name}.log", keep / f"{name}.log")
+            continue
         took = time.monotonic() - step_started
         seconds[name] = seconds.get(name, 0.0) + took
         report = _report(board, config, folder, tools, seconds)
@@ -767,6 +800,12 @@ def _place_and_route(board, config, folder: Path, tools: dict, seconds: dict, na
             best, best_seed = report, seed
         if report["timing_met"] and not keep_best:
             break
+    if best is None:  # every seed stopped at the time limit
+        raise synth.ToolTimeoutError(
+            f"{name} did not finish within {seed_minutes:g} min with any seed "
+            f"({', '.join(seed_label(seed) for seed in seeds)}): try other seeds "
+            f"(--seed {' '.join(str(_next_seed(seeds) + i) for i in range(3))}) or a longer "
+            f"--seed-minutes (logs: {folder})", limit)
     if best_seed != last_seed:  # put the chosen seed's outputs back in the build folder
         keep = folder / f"seed-{seed_label(best_seed)}"
         for file_name in files:
@@ -996,7 +1035,27 @@ def _setup_build(parser):
                              "own; default: default 2 3, so a near miss is placed again "
                              "before the build gives up); Fmax moves by about 5 %% between "
                              "seeds")
+    add_seed_minutes_argument(parser)
     _add_clock_argument(parser)
+
+
+def add_seed_minutes_argument(parser):
+    """``--seed-minutes M``: the time limit of each seed's nextpnr run."""
+    parser.add_argument("--seed-minutes", type=_positive_minutes, default=None, metavar="M",
+                        help="stop a seed's nextpnr run after M minutes and go on with the "
+                             "next seed (some placements leave congestion the router does "
+                             "not resolve; default: no limit)")
+
+
+def _positive_minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"not a time limit: {text!r} (minutes, a positive "
+                                         f"number)")
+    return value
 
 
 #: Placement seeds ``tiersolve build`` tries by default, in turn, until one meets the clock
@@ -1032,7 +1091,8 @@ def _run_build(args) -> int:
                        k_max=args.k_max, fmt=args.format, lanes=args.lanes, cores=args.cores,
                        inverse_format=args.inverse_format,
                        allow_timing_failure=args.allow_timing_failure, seed=args.seed,
-                       clock_mhz=args.clock_mhz, progress=lambda line: print(line, flush=True))
+                       seed_minutes=args.seed_minutes, clock_mhz=args.clock_mhz,
+                       progress=lambda line: print(line, flush=True))
     except (UnknownBoardError, BoardError, synth.SynthesisError, TypeError,
             ValueError) as error:
         raise _cli_error(error) from None

@@ -56,6 +56,7 @@ __all__ = [
     "SynthesisReport",
     "Target",
     "ToolNotFoundError",
+    "ToolTimeoutError",
     "find_tool",
     "synthesize",
 ]
@@ -66,6 +67,14 @@ __all__ = [
 
 class SynthesisError(RuntimeError):
     """A synthesis or place-and-route step failed; the message ends with the tool's log tail."""
+
+
+class ToolTimeoutError(SynthesisError):
+    """A tool ran past its time limit and was stopped (``seconds``: the limit)."""
+
+    def __init__(self, message: str, seconds: float):
+        super().__init__(message)
+        self.seconds = seconds
 
 
 class ToolNotFoundError(SynthesisError):
@@ -406,10 +415,15 @@ def _verilog_of(design, top: str | None, family: str | None = None) -> tuple[str
     return verilog.convert(design, name=top, platform=platform), top
 
 
-def _run(command: list[str], log_path: Path, cwd: Path, step: str) -> None:
+def _run(command: list[str], log_path: Path, cwd: Path, step: str,
+         timeout: float | None = None) -> None:
     with open(log_path, "w") as log:
-        result = subprocess.run(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+        try:
+            result = subprocess.run(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, timeout=timeout)
+        except subprocess.TimeoutExpired:  # (subprocess.run has killed it)
+            raise ToolTimeoutError(f"{step} stopped after its time limit of {timeout:g} s "
+                                   f"(log: {log_path})", timeout) from None
     if result.returncode != 0:
         text = log_path.read_text(errors="replace")
         overused = {name: (int(used), int(available))

@@ -40,7 +40,7 @@ HELP = "build every board x n_max from scratch: LUT/DSP/BRAM %, Fmax, time of on
 
 
 def add_arguments(parser):
-    from tiersolve.boards.build import seed_argument
+    from tiersolve.boards.build import add_seed_minutes_argument, seed_argument
 
     parser.add_argument("--boards", nargs="+", default=None,
                         help="boards to build (default: every buildable board)")
@@ -61,6 +61,7 @@ def add_arguments(parser):
                         help="nextpnr placement seed, or several: every seed is placed and "
                              "routed, the fastest is the row's (and its bitstream), all are "
                              "in the row's seeds_tried ('default': nextpnr's own, the default)")
+    add_seed_minutes_argument(parser)
     parser.add_argument("--clock-mhz", type=float, default=None, metavar="MHZ",
                         help="design clock of every board built (default: each board's "
                              "catalogue clock); the PLL's output and nextpnr's timing target")
@@ -96,7 +97,7 @@ def update_cycles(n: int, k: int, fmt="Q6.12", units: int = 1,
 
 
 def _row(board, n_max, k_max, lanes, fmt, out: Path, cores=("cholesky",),
-         inverse_format=None, seeds=(None,), clock_mhz=None) -> dict:
+         inverse_format=None, seeds=(None,), clock_mhz=None, seed_minutes=None) -> dict:
     from tiersolve.boards import synth
     from tiersolve.boards.build import TimingNotMetError, build, with_clock
     from tiersolve.boards.measured import build_command
@@ -126,7 +127,7 @@ def _row(board, n_max, k_max, lanes, fmt, out: Path, cores=("cholesky",),
     try:
         result = build(board, folder, n_max=n_max, k_max=k_max, fmt=fmt, lanes=lanes,
                        cores=cores, inverse_format=inverse_format, allow_timing_failure=True,
-                       seed=list(seeds), keep_best=True,
+                       seed=list(seeds), keep_best=True, seed_minutes=seed_minutes,
                        progress=lambda line: print(f"  {line}", flush=True))
         report = result.report
         row.update(status="fits" if report["timing_met"] else "fits, timing missed")
@@ -247,7 +248,8 @@ def run(args) -> int:
             lanes = args.lanes or (1 if board.family == "ice40" else 4)
             print(f"{board.name} n_max={n_max} k_max={k_max} lanes={lanes}", flush=True)
             rows.append(_row(board, n_max, k_max, lanes, args.format, out, cores,
-                             args.inverse_format, args.seed, clock_mhz))
+                             args.inverse_format, args.seed, clock_mhz,
+                             args.seed_minutes))
             # written after every build: a long matrix can be stopped and still be read
             (out / "build.json").write_text(json.dumps(rows, indent=2) + "\n")
             (out / "build.md").write_text(markdown_table(rows))

@@ -440,8 +440,8 @@ def test_build_tries_placement_seeds_until_one_meets_the_clock(monkeypatch, tmp_
     _fake_tools(monkeypatch, tmp_path, _seeded_nextpnr(
         {"default": 40.0, "2": 44.0, "3": 46.5, "4": 47.0, "5": 41.0}))
     real_run = synth._run
-    monkeypatch.setattr(synth, "_run", lambda command, *rest: (calls.append(rest[-1]),
-                                                               real_run(command, *rest))[1])
+    monkeypatch.setattr(synth, "_run", lambda command, *rest, **options: (
+        calls.append(rest[-1]), real_run(command, *rest, **options))[1])
     out = tmp_path / "out"
     lines = []
     result = board_build.build("ulx3s-85f", out, n_max=4, k_max=1, lanes=1,
@@ -493,6 +493,46 @@ def test_build_tries_placement_seeds_until_one_meets_the_clock(monkeypatch, tmp_
     assert (out / "runs.txt").read_text().split() == ["default", "2", "3"]
     assert json.loads((out / "report.json").read_text())["seed"] == 3
     assert board_build.CLI_SEEDS == (None, 2, 3)
+
+
+def test_build_stops_a_seed_at_its_time_limit(monkeypatch, tmp_path, capsys):
+    """``seed_minutes``: a seed whose nextpnr run does not finish in time is stopped (listed
+    in ``seeds_tried`` as stopped, only its log kept) and the next seed runs; if every seed
+    stops, the error says so and suggests other seeds; a bad limit is refused."""
+    body = _seeded_nextpnr({"default": 40.0, "3": 46.5}).replace(
+        "json.dump(", "import time\nif seed == '2': time.sleep(60)\njson.dump(", 1)
+    _fake_tools(monkeypatch, tmp_path, body)
+    out = tmp_path / "out"
+    lines = []
+    result = board_build.build("ulx3s-85f", out, n_max=4, k_max=1, lanes=1,
+                               seed=[None, 2, 3], seed_minutes=0.05, progress=lines.append)
+    report = result.report
+    assert report["seed"] == 3 and report["fmax_mhz"] == 46.5
+    stopped = report["seeds_tried"][1]
+    assert stopped["seed"] == 2 and stopped["stopped"] == "time limit"
+    assert stopped["fmax_mhz"] is None and 2.5 < stopped["seconds"] < 30
+    assert any("stopped after" in line and "seed 2 not routed" in line for line in lines)
+    assert sorted(path.name for path in (out / "seed-2").iterdir()) == ["nextpnr-ecp5.log"]
+    assert (out / "top.config").read_text() == "placed with 3"
+    assert board_build.seeds_fmax_text(report["seeds_tried"]) == \
+        "default: 40.0, 2: stopped, 3: 46.5"
+    with pytest.raises(synth.ToolTimeoutError, match=r"did not finish within 0.05 min with "
+                                                     r"any seed \(2\).*--seed 3 4 5"):
+        board_build.build("ulx3s-85f", tmp_path / "hang", n_max=4, k_max=1, lanes=1, seed=2,
+                          seed_minutes=0.05)
+    for bad in (0, -1, True, "5", float("nan")):
+        with pytest.raises(ValueError, match="seed_minutes"):
+            board_build.build("ulx3s-85f", tmp_path / "bad", n_max=4, k_max=1, lanes=1,
+                              seed_minutes=bad)
+    capsys.readouterr()
+    for bad in ("0", "-2", "soon", "inf"):
+        with pytest.raises(SystemExit):
+            main(["build", "--board", "ulx3s-85f", "--seed-minutes", bad])
+        assert f"not a time limit: '{bad}'" in capsys.readouterr().err
+    assert main(["build", "--board", "ulx3s-85f", "--n-max", "4", "--k-max", "1", "--lanes", "1",
+                 "--out", str(tmp_path / "cli"), "--seed", "2", "3", "--seed-minutes",
+                 "0.05"]) == 0
+    assert "seed 2 not routed" in capsys.readouterr().out
 
 
 def test_build_report_from_nextpnr_numbers(monkeypatch, tmp_path):
