@@ -768,28 +768,28 @@ def _place_and_route(board, config, folder: Path, tools: dict, seconds: dict, na
         try:
             synth._run([*tools[name], *run_arguments], folder / f"{name}.log", folder, name,
                        timeout=limit)
+            stopped = False
         except synth.ToolTimeoutError:
-            took = time.monotonic() - step_started
-            seconds[name] = seconds.get(name, 0.0) + took
+            stopped = True
+        took = time.monotonic() - step_started
+        seconds[name] = seconds.get(name, 0.0) + took
+        last_seed = seed
+        if stopped:
             tried.append({"seed": seed, "fmax_mhz": None, "timing_met": False,
                           "seconds": round(took, 1), "stopped": "time limit"})
             say(f"      {name} stopped after {took:.1f} s, the {seed_minutes:g} min limit: "
                 f"seed {seed_label(seed)} not routed")
-            last_seed = seed
             if several:  # only its log: the other files may be an earlier seed's
                 keep = folder / f"seed-{seed_label(seed)}"
                 keep.mkdir(exist_ok=True)
                 shutil.copy2(folder / f"{name}.log", keep / f"{name}.log")
             continue
-        took = time.monotonic() - step_started
-        seconds[name] = seconds.get(name, 0.0) + took
         report = _report(board, config, folder, tools, seconds)
         report["seed"] = seed
         tried.append({"seed": seed, "fmax_mhz": report["fmax_mhz"],
                       "timing_met": report["timing_met"], "seconds": round(took, 1)})
         say(f"      {name} done in {took:.1f} s: Fmax {_fmax_text(report)}"
             f"{'' if report['timing_met'] else ' (missed)'}")
-        last_seed = seed
         if several:
             keep = folder / f"seed-{seed_label(seed)}"
             keep.mkdir(exist_ok=True)
@@ -886,9 +886,8 @@ def _write_report(folder: Path, report: dict) -> str:
     verdict = "met" if report["timing_met"] else "MISSED"
     lines.append(f"  Fmax        {_fmax_text(report)}: {verdict}")
     if report.get("seeds_tried"):
-        tried = ", ".join(f"{seed_label(entry['seed'])} {entry['fmax_mhz']} MHz"
-                          for entry in report["seeds_tried"])
-        lines.append(f"  seed        {seed_label(report['seed'])} (tried: {tried})")
+        lines.append(f"  seed        {seed_label(report['seed'])} (tried, Fmax in MHz: "
+                     f"{seeds_fmax_text(report['seeds_tried'])})")
     elif report.get("seed") is not None:
         lines.append(f"  seed        {report['seed']}")
     lines.append(f"  tools       {', '.join(f'{k} {v}' for k, v in report['tools'].items())}")

@@ -512,6 +512,8 @@ def test_build_stops_a_seed_at_its_time_limit(monkeypatch, tmp_path, capsys):
     assert stopped["seed"] == 2 and stopped["stopped"] == "time limit"
     assert stopped["fmax_mhz"] is None and 2.5 < stopped["seconds"] < 30
     assert any("stopped after" in line and "seed 2 not routed" in line for line in lines)
+    assert any("(tried, Fmax in MHz: default: 40.0, 2: stopped, 3: 46.5)" in line
+               for line in lines)  # the summary
     assert sorted(path.name for path in (out / "seed-2").iterdir()) == ["nextpnr-ecp5.log"]
     assert (out / "top.config").read_text() == "placed with 3"
     assert board_build.seeds_fmax_text(report["seeds_tried"]) == \
