@@ -491,7 +491,7 @@ def cycle_model(n: int, k: int, lanes: int, rows: int = 0, *, rsqrt_latency: int
         return -(-(end - first) // lanes)
 
     # each Gram / clear pass: per column j, one issue per block of rows j .. n+k-1
-    passes = sum(blocks(j, total) for j in range(n))
+    passes = sum(column_blocks(n, k, lanes, j) for j in range(n))
     schedule = _factor_schedule(n, k, lanes, rsqrt_latency, delays)
     # back substitution: row i issues k dot products of one step per block of rows
     # i+1 .. n-1 (at least one); the next row follows at once, except that its first step
@@ -512,7 +512,8 @@ def cycle_model(n: int, k: int, lanes: int, rows: int = 0, *, rsqrt_latency: int
         "factor_drain": schedule["drain"],
         "factor_scale": schedule["scale"],
         "factor_busy_lane_cycles": sum(head_steps(n, k, lanes, j)
-                                       + (blocks(j, total) - 1) * (j + 1) for j in range(n)),
+                                       + (column_blocks(n, k, lanes, j) - 1) * (j + 1)
+                                       for j in range(n)),
         "solve": solve,
         "output": 2 * n * k,
     }
