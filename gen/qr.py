@@ -1410,34 +1410,41 @@ class IncrementalUpdater(wiring.Component):
                 with m.If(~array_busy):
                     m.next = "PIVOT_WRITE"
             with m.State("PIVOT_WRITE"):
-                # the array has written the previous pivot's groups back (array_busy is low)
+                # the array has written the previous pivot's groups back (array_busy is low).
+                # Only the refusal's own flags, the issuer's start and the next state depend
+                # on rot_refused: the pivot's write, the coefficients, the next row and the
+                # read of its a happen either way (a refused fold never switches halves, so
+                # they touch only the half it abandons; row is set again by the next
+                # command). rot_refused is formed beside the generator, and its fan-out into
+                # the sequencer's row and the banks' read addresses, routed across the die,
+                # was the worst path of the out-of-context CORDIC core.
+                for u in range(units):
+                    m.d.comb += [
+                        a_write_addr[u].eq(a_address(~half, row, slot_of(row))),
+                        a_write_data[u].eq(rot_r),
+                        a_write_en[u].eq(bank_of(row) == u),
+                    ]
+                # the units' coefficients, the issuer's row
+                m.d.sync += [apply_row.eq(row), apply_group.eq(slot_of(row)),
+                             apply_last.eq(last_slot), rot_c.eq(gen_c), rot_s.eq(gen_s)]
+                if cordic_kind:
+                    m.d.sync += directions.eq(gen_directions)
+                # the next pivot's a = A[i + 1, i + 1] (scaled) is read now (the array's first
+                # issue is next cycle), its b = x[i + 1] comes out of the array with the group
+                # that holds column i + 1
+                m.d.comb += [issue_row.eq(row + 1), issue_group.eq(slot_of(row + 1))]
+                m.d.sync += [row.eq(row + 1), read_bank.eq(bank_of(row + 1))]
                 with m.If(rot_refused):
                     m.d.sync += refused.eq(1)
                     m.next = "FINISH"
                 with m.Else():
                     with m.If(rot_saturated):
                         m.d.sync += saturated.eq(1)
-                    for u in range(units):
-                        m.d.comb += [
-                            a_write_addr[u].eq(a_address(~half, row, slot_of(row))),
-                            a_write_data[u].eq(rot_r),
-                            a_write_en[u].eq(bank_of(row) == u),
-                        ]
-                    # the array applies this pivot (the issuer); the units' coefficients
-                    m.d.sync += [applying.eq(1), apply_row.eq(row),
-                                 apply_group.eq(slot_of(row)), apply_last.eq(last_slot),
-                                 rot_c.eq(gen_c), rot_s.eq(gen_s)]
-                    if cordic_kind:
-                        m.d.sync += directions.eq(gen_directions)
+                    m.d.sync += applying.eq(1)      # the array applies this pivot
                     with m.If(row == n_last):
                         m.next = "LAST_DRAIN"
                     with m.Else():
-                        # the next pivot's a = A[i + 1, i + 1] (scaled) is read now (the
-                        # array's first issue is next cycle), its b = x[i + 1] comes out of
-                        # the array with the group that holds column i + 1
-                        m.d.comb += [issue_row.eq(row + 1), issue_group.eq(slot_of(row + 1))]
-                        m.d.sync += [row.eq(row + 1), read_bank.eq(bank_of(row + 1)),
-                                     next_pivot_read.eq(1)]
+                        m.d.sync += next_pivot_read.eq(1)
                         m.next = "X_WAIT"
             with m.State("X_WAIT"):
                 # the write-back of column i + 1 loads the generator as PIVOT_SCALED does
@@ -1914,17 +1921,26 @@ class IncrementalUpdater(wiring.Component):
         s_rounded = Signal(signed(len(s_product) + 1), name="fold_gen_s_rounded")
         r_rounded = Signal(signed(len(r_product) + 1), name="fold_gen_r_rounded")
         r_clips = Signal(name="fold_gen_r_clips")
+        c_clip = Signal(name="fold_gen_c_clips")
+        s_clip = Signal(name="fold_gen_s_clips")
         shift_is_zero = delay(shift_now == 0, 1, "shift_is_zero")
+        c_late = delay(c_product, 1, "c_product")
+        s_late = delay(s_product, 1, "s_product")
         m.d.sync += [
-            c_rounded.eq(_round_shift_second(delay(c_product, 1, "c_product"), c_shifted,
-                                             shift_is_zero)),
-            s_rounded.eq(_round_shift_second(delay(s_product, 1, "s_product"), s_shifted,
-                                             shift_is_zero)),
+            c_rounded.eq(_round_shift_second(c_late, c_shifted, shift_is_zero)),
+            s_rounded.eq(_round_shift_second(s_late, s_shifted, shift_is_zero)),
             r_rounded.eq(_round_shift_second(delay(r_product, 1, "r_product"), r_shifted)),
             r_clips.eq(_rounded_clips(r_shifted, w)),
         ]
-        c_value, c_clip = clip_width(c_rounded, coefficient.width)
-        s_value, s_clip = clip_width(s_rounded, coefficient.width)
+        # every clip test beside its rounding, as in the one-row generator (a shift of 0
+        # keeps the product itself). FOLD's rotations are circular, |c|, |s| <= 1 plus a
+        # rounding against a Q4 coefficient format, so these two never fire; they keep the
+        # model's arithmetic (no test can make them fire)
+        for clips, late, shifted in ((c_clip, c_late, c_shifted), (s_clip, s_late, s_shifted)):
+            m.d.sync += clips.eq(Mux(shift_is_zero, clip_width(late, coefficient.width)[1],
+                                     _rounded_clips(shifted, coefficient.width)))
+        c_value = hwfixed.clip_flagged(c_rounded, coefficient.width, c_clip)
+        s_value = hwfixed.clip_flagged(s_rounded, coefficient.width, s_clip)
         r_value = hwfixed.clip_flagged(r_rounded, w, r_clips)
         vanished = delay(nonpositive, ahead + 2 - (self.square_latency + 2), "nonpositive")
         c_reg = Signal.like(c_out, name="fold_gen_c")
