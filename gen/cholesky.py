@@ -16,6 +16,7 @@ from .cholesky_model import (
     broadcast_stage,
     check_cholesky_parameters,
     check_inverse_format,
+    late_term_default,
     multiplier_latencies,
     pipeline_delays,
     read_stage,
@@ -90,12 +91,18 @@ class CholeskySolver(wiring.Component):
       write ports are never contended; the next inverse is taken from the unit only after the
       last scaling block of the previous column (with these latencies it never has to wait).
     * Back substitution, ``i = n-1 .. 0``, each right-hand side ``c``: the lanes read column
-      ``i`` of ``L`` (rows ``> i``, ``lanes`` at a time, all banks in parallel) and ``X``
+      ``i`` of ``L`` (rows ``> i + 1``, ``lanes`` at a time, all banks in parallel) and ``X``
       (banked the same way), an adder tree of ``log2(lanes)`` registered levels sums the
-      products, then ``Y_ci`` is subtracted, rounded and scaled by ``1/L_ii`` (read from the
-      pivot-inverse buffer as the value travels, so rows overlap in the pipeline). Row
-      ``i - 1`` follows row ``i`` without a drain; only its first step, which reads
-      ``X[i, 0]``, waits until that value is written.
+      products, then ``Y_ci`` less the *late term* ``L[i+1, i]·X[i+1, c]`` is subtracted,
+      rounded and scaled by ``1/L_ii`` (read from the pivot-inverse buffer as the value
+      travels, so rows overlap in the pipeline). The late term's operands come from two small
+      buffers, the subdiagonal of ``L`` (written by the factorisation's scaling blocks) and
+      the last row's ``X`` (written as ``X`` is), read at the stage that puts their product
+      (one more multiplier) just before the subtraction, so a row needs the row above it
+      ``10 + P_d + P_s`` cycles after that row's value, not the whole trip through the read
+      stages and the adder tree. Row ``i - 1`` follows row ``i`` without a drain; only the
+      last step of its first right-hand side (whose late term reads ``X[i, 0]``) and its first
+      step (which reads ``X[i + 1, 0]``) wait until those values are written.
 
     Pipelining (out of context on ECP5-85F speed 6: 127.6 MHz for ``n_max=16, k_max=4,
     lanes=4`` and 112.5 MHz for ``64, 10, 4``, from ``tiersolve bench cholesky --synth
@@ -124,14 +131,16 @@ class CholeskySolver(wiring.Component):
     stage decodes the current block and the scaling block in parallel, each into its
     own pipeline (no late selection).
 
-    Multipliers: ``2·lanes`` products (one dot-product multiplier ``w × w`` and one scaling
-    multiplier ``w × inverse_format.width`` per lane; each is one hardware multiplier up to 18
-    × 18 bits, four for 24 × 24), fed straight from registers. Block RAM: the
+    Multipliers: ``2·lanes + 1`` products (one dot-product multiplier ``w × w`` and one
+    scaling multiplier ``w × inverse_format.width`` per lane, and the back substitution's
+    late term ``w × w``; each is one hardware multiplier up to 18 × 18 bits, four for 24 ×
+    24), fed straight from registers. Block RAM: the
     matrix memory, ``ceil((n_max + k_max)/lanes)·2**ceil(log2 n_max)`` words of
     ``w + f + guard_bits`` bits per bank, read by two ports (Yosys duplicates each chunk), plus
     small buffers (solution ``X``, banked for the lanes, and an unbanked copy of it,
     ``n_max·2**ceil(log2 k_max)`` words, that only the output reads; one Gram row; the pivot
-    inverses; and per lane one column's ``s`` values, ``ceil((n_max + k_max)/lanes)`` words).
+    inverses; the subdiagonal of ``L`` and the last row of ``X`` for the late term; and per
+    lane one column's ``s`` values, ``ceil((n_max + k_max)/lanes)`` words).
 
     Parameters
     ----------
@@ -200,16 +209,19 @@ class CholeskySolver(wiring.Component):
     scaling block a cycle, and its ``L`` is readable ``6 + P_s`` cycles after it), then the
     scaling blocks still to go after the last column's last step and ``7 + P_s`` cycles of
     drain after them; ``cycle_model`` replays this schedule. Back substitution, per row ``i``:
-    ``k·max(1, ceil((n - 1 - i)/lanes))`` issue cycles, the next row's first step issued no
-    earlier than ``10 + log2(lanes) + P_d + P_s`` cycles after this row's first right-hand
-    side ended, and one cycle more of drain after the last row. Output: 2 cycles per element.
+    ``k·max(1, ceil((n - 2 - i)/lanes))`` issue cycles; the last step of the next row's first
+    right-hand side issued no earlier than ``10 + P_m + P_s`` cycles (``P_m`` the bare ``w ×
+    w`` product, without the read and broadcast stages counted in ``P_d``) after this row's,
+    and the row after next's first step no earlier than ``10 + log2(lanes) + P_d + P_s``
+    after it; ``10 + log2(lanes) + P_d + P_s + 1`` cycles of drain after the last row.
+    Output: 2 cycles per element.
     The command is accepted in the cycle after the previous job ends; its fields and range
     check are registered as it is taken and acted on in the next cycle (``CHECK``), one cycle
     before the job's first counted cycle.
     """
 
     def __init__(self, n_max: int, k_max: int, fmt, lanes: int = 1, *, guard_bits: int = 4,
-                 inverse_format=None, rsqrt_mode: str = "iterative"):
+                 inverse_format=None, rsqrt_mode: str = "iterative", late_term=None):
         from .recip import ReciprocalUnit
 
         try:
@@ -226,6 +238,7 @@ class CholeskySolver(wiring.Component):
         self.guard_bits = int(guard_bits)
         self.rsqrt_mode = rsqrt_mode
         self.rsqrt_latency = self._rsqrt.latency
+        self.late_term = late_term_default(self.lanes) if late_term is None else bool(late_term)
         w = self.fmt.width
         super().__init__({
             "command": In(stream.Signature(data.StructLayout({
@@ -264,7 +277,8 @@ class CholeskySolver(wiring.Component):
         acc_bits = 2 * w + n_max.bit_length() + 1
         tree_depth = shift
         dot_latency, scale_latency = multiplier_latencies(fmt, self.inverse_format)
-        delays = pipeline_delays(lanes, fmt, self.inverse_format)
+        has_late = self.late_term
+        delays = pipeline_delays(lanes, fmt, self.inverse_format, has_late)
 
         m.submodules.rsqrt = rsqrt = self._rsqrt
 
@@ -305,6 +319,12 @@ class CholeskySolver(wiring.Component):
         vf_rd, vf_wr = registered_memory("row_broadcast", signed(w), rows_max)
         invmem = make("pivot_inverse", signed(w_inv), n_max)
         inv_rd, inv_wr = invmem.read_port(), invmem.write_port()
+        # the back substitution's late term L[i+1, i]·X[i+1, c]: the subdiagonal of L (word i
+        # holds L[i+1, i], written by the factorisation's scaling blocks) and the last row's
+        # X (word c holds X[i+1, c] while row i is solved)
+        if has_late:
+            sub_rd, sub_wr = registered_memory("subdiagonal", signed(w), n_max)
+            xl_rd, xl_wr = registered_memory("solution_last", signed(w), 1 << rhs_bits)
 
         def lane_of(index):
             return index[:shift] if shift else Const(0, 1)
@@ -345,6 +365,8 @@ class CholeskySolver(wiring.Component):
         total_less_lanes = Signal(range(-lanes - 1, rows_max + 1))  # n + k - lanes
         total_less_lanes_1 = Signal(range(-lanes - 2, rows_max + 1))  # n + k - lanes - 1
         n_less_lanes = Signal(range(-lanes, n_max + 1))     # n - lanes
+        n_less_lanes_1 = Signal(range(-lanes - 1, n_max + 1))  # n - lanes - 1
+        n_less_lanes_2 = Signal(range(-lanes - 2, n_max + 1))  # n - lanes - 2
         total_less_2lanes = Signal(range(-2 * lanes - 1, rows_max + 1))  # n + k - 2 lanes
         n_less_2lanes = Signal(range(-2 * lanes, n_max + 1))  # n - 2 lanes
         # the "last block" tests of the Gram pass, the scaling blocks and the back substitution
@@ -427,6 +449,9 @@ class CholeskySolver(wiring.Component):
         in_col_restart = [in_col.eq(0), in_col_last.eq(last_row == 0)]
         back_row_first = Signal()
         x_ready = Signal()
+        late_ready = Signal()    # X[i + 1, 0] is readable by the late term (late_wait == 0)
+        rhs_is_first = Signal()  # BACK: rhs == 0
+        back_late_row = Signal()  # BACK: row i has a late term (i < n - 1)
         # and in BACK "rhs == k - 1" and "col == 0" (the row's last right-hand side, the last
         # row), kept beside rhs and col: their compares fed the state's exit and the enables
         # of the output address registers (the worst path of the demo's device)
@@ -542,6 +567,10 @@ class CholeskySolver(wiring.Component):
         d_op = 3 + read_stage(lanes) + broadcast_stage(lanes)
         d_t3 = d_op + 1 + dot_latency
         d_write = min(d_t3 + 1, 6 + scale_latency)
+        # back substitution: X is written at stage d_write_back (t7), the rounded and scaled
+        # value of the adder tree's sum
+        d_write_back = d_t3 + tree_depth + 6 + scale_latency
+        assert d_write_back == delays["back"]
         follow(t2, t_op)
         # wide operands: the product takes dot_latency cycles; t2_last is the stage one cycle
         # before the product is ready (t2 itself when it takes one)
@@ -672,8 +701,6 @@ class CholeskySolver(wiring.Component):
         # split head: the partner's sum is taken from M at its last step's operand stage (the
         # partner's last product was accumulated at least one cycle before)
         a2 = [Signal(signed(max(wide, acc_bits) + 1), name=f"a2_{b}") for b in range(lanes)]
-        p2 = Signal(signed(w))
-        m.d.sync += p2.eq(delay_line(m, p1, dot_latency - 1, "p1"))
         for b in range(lanes):
             partner_sum = acc[b ^ (lanes >> 1)] if lanes > 1 else 0
             a1_last = delay_line(m, a1[b], dot_latency - 1, f"a1_{b}")
@@ -773,7 +800,6 @@ class CholeskySolver(wiring.Component):
         level = [Signal(signed(acc_bits), name=f"tree0_{b}") for b in range(lanes)]
         m.d.comb += [level[b].eq(prod2[b]) for b in range(lanes)]
         back_tags = t3
-        y_delay = p2
         for depth in range(tree_depth):
             nxt = [Signal(signed(acc_bits), name=f"tree{depth + 1}_{b}")
                    for b in range(len(level) // 2)]
@@ -786,10 +812,27 @@ class CholeskySolver(wiring.Component):
                                                 & (kind_at(d_t3)[_KIND_BACK]))
             in_flight.append(delayed["valid"])
             back_tags = delayed
-            y_next = Signal(signed(w), name=f"tree_y{depth + 1}")
-            m.d.sync += y_next.eq(y_delay)
-            y_delay = y_next
         tree_sum = level[0]
+        # Y_ci (the broadcast word, p1) meets the tree's sum at stage d_t3 + tree_depth, less
+        # the late term L[i+1, i]·X[i+1, c]: its two operands are read from the subdiagonal
+        # and last-row buffers (3 cycles) at stage late_read and multiplied just in time for
+        # the register before that stage, so X[i+1, c] may be written only back_late cycles
+        # before the step (its last step) that needs it
+        late_stage = d_t3 + tree_depth - 1
+        if has_late:
+            late_read = late_stage - dot_latency - 3
+            assert late_read >= 0
+            assert delays["back_late"] == d_write_back - late_read, (delays, d_write_back)
+            m.d.comb += [sub_rd.addr.eq(delay_line(m, t0["col"], late_read, "late_col")),
+                         xl_rd.addr.eq(delay_line(m, t0["rhs"], late_read, "late_rhs"))]
+            late_product = pipelined_product(m, sub_rd.data, xl_rd.data, "late_product")
+            late_term = Mux(delay_line(m, back_late_row, late_stage, "late_row"),
+                            late_product, 0)
+        else:
+            late_term = 0
+        y_minus_late = Signal(signed(max(w + f, 2 * w) + 2))
+        m.d.sync += y_minus_late.eq((delay_line(m, p1, late_stage - d_op - 1, "y") << f)
+                                    - late_term)
         back_acc = Signal(signed(acc_bits))
         back_s = Signal(signed(acc_bits + 1))
         tb1 = tags("back_sum")
@@ -800,7 +843,7 @@ class CholeskySolver(wiring.Component):
         m.d.comb += back_sum.eq(Mux(back_tags["first"], 0, back_acc) + tree_sum)
         with m.If(back_tags["valid"] & (kind_at(d_t3 + tree_depth)[_KIND_BACK])):
             with m.If(back_tags["last"]):  # Y_ci is read by every step of (i, c)
-                m.d.sync += back_s.eq((y_delay << f) - back_sum)
+                m.d.sync += back_s.eq(y_minus_late - back_sum)
             with m.Else():
                 m.d.sync += back_acc.eq(back_sum)
         tb2, tbc, tb3 = tags("back_rounded"), tags("back_clipped"), tags("back_operand")
@@ -939,6 +982,34 @@ class CholeskySolver(wiring.Component):
         m.d.comb += [out_wr.addr.eq(Cat(t7["rhs"][:rhs_bits], t7["col"][:col_bits])),
                      out_wr.data.eq(out6[0]),
                      out_wr.en.eq(t7["valid"] & (kind_at(d_write)[_KIND_BACK]))]
+        if has_late:
+            # the late term's buffers: X as it is written (word c), and the subdiagonal
+            # L[j+1, j] of each factorised column (word j)
+            m.d.comb += [xl_wr.addr.eq(t7["rhs"][:rhs_bits]),
+                         xl_wr.data.eq(out6[0]),
+                         xl_wr.en.eq(t7["valid"] & (kind_at(d_write)[_KIND_BACK]))]
+            # L[j+1, j] comes from the lane of row j + 1 in column j's scaling blocks (found
+            # at stage t6r, from registers), taken at t7 and written a cycle later
+            sub_hit = Signal(lanes)
+            sub_col = Signal.like(t6r["col"])
+            sub_next = t6r["col"] + 1
+            sub_lane = sub_next[:shift] if shift else Const(0, 1)
+            for b in range(lanes):
+                row_slot = bank_slot(b, t6r["slot"], t6r["start"])
+                m.d.sync += sub_hit[b].eq(t6r["valid"] & t6r["mask"][b] & (sub_lane == b)
+                                          & (row_slot == (sub_next >> shift))
+                                          & (kind_at(5 + scale_latency)[_KIND_FACTOR]))
+            m.d.sync += sub_col.eq(t6r["col"])
+            sub_value = Const(0, signed(w))     # the hit lane's L (one lane at most hits)
+            for b in range(lanes):
+                sub_value = sub_value | Mux(sub_hit[b], out6[b], 0)
+            sub_written = Signal()
+            sub_address = Signal.like(sub_col)
+            sub_data = Signal(signed(w))
+            m.d.sync += [sub_written.eq(sub_hit.any()), sub_address.eq(sub_col),
+                         sub_data.eq(sub_value)]
+            m.d.comb += [sub_wr.en.eq(sub_written), sub_wr.addr.eq(sub_address),
+                         sub_wr.data.eq(sub_data)]
 
         # -- control ----------------------------------------------------------------------
         busy = Signal()
@@ -1029,14 +1100,43 @@ class CholeskySolver(wiring.Component):
                         scale_final.eq(first_short), stored.eq(0), stored_any.eq(0),
                         credit.eq(last_row >> shift), dot_ahead.eq(0)]
 
-        # back substitution: cycles until X[i, 0] of the last row started is readable
+        # back substitution: countdowns loaded as the last step of a row's first right-hand
+        # side is issued (x_wait_load): late_wait until its X[i, 0] is readable by the next
+        # row's late term (back_late), x_wait until it is readable by a dot-product step
+        # (back), which the row after next reads first (without the late term, the next
+        # row); x_wait_next is that countdown for the row just started, x_wait the one before
+        late_wait = Signal(range(delays.get("back_late", 1)))
         x_wait = Signal(range(delays["back"]))
+        x_wait_next = Signal(range(delays["back"]))
         x_wait_load = Signal()
         with m.If(x_wait_load):
-            m.d.sync += x_wait.eq(delays["back"] - 1)
-        with m.Elif(x_wait != 0):
-            m.d.sync += x_wait.eq(x_wait - 1)
-        m.d.sync += x_ready.eq(Mux(x_wait_load, delays["back"] == 1, x_wait <= 1))
+            if has_late:
+                m.d.sync += [late_wait.eq(delays["back_late"] - 1),
+                             x_wait.eq(Mux(x_wait_next != 0, x_wait_next - 1, 0)),
+                             x_wait_next.eq(delays["back"] - 1)]
+            else:
+                m.d.sync += x_wait.eq(delays["back"] - 1)
+        with m.Else():
+            with m.If(late_wait != 0):
+                m.d.sync += late_wait.eq(late_wait - 1)
+            with m.If(x_wait != 0):
+                m.d.sync += x_wait.eq(x_wait - 1)
+            with m.If(x_wait_next != 0):
+                m.d.sync += x_wait_next.eq(x_wait_next - 1)
+        if has_late:
+            m.d.sync += [x_ready.eq(Mux(x_wait_load, x_wait_next <= 1, x_wait <= 1)),
+                         late_ready.eq(Mux(x_wait_load, delays["back_late"] == 1,
+                                           late_wait <= 1))]
+        else:
+            m.d.sync += [x_ready.eq(Mux(x_wait_load, delays["back"] == 1, x_wait <= 1)),
+                         late_ready.eq(1)]
+        # a row's first block starts at row i + reads (i + 2, or i + 1 without the late term);
+        # whether it is also its last, tested on col: for the next row (col is the row
+        # before: col + reads - 1 + lanes >= n) and for the next right-hand side (col +
+        # reads + lanes >= n)
+        reads = 2 if has_late else 1
+        row_first_final = n_less_lanes_1 if has_late else n_less_lanes
+        rhs_first_final = n_less_lanes_2 if has_late else n_less_lanes_1
 
         with m.FSM(name="control") as control:
             with m.State("IDLE"):  # also "done": accepts the next command
@@ -1046,6 +1146,7 @@ class CholeskySolver(wiring.Component):
                     m.d.sync += self._start(self.command.payload, n, k, total, lam, mode,
                                             (last_row, last_col, last_rhs, total_less_lanes,
                                              total_less_lanes_1, n_less_lanes,
+                                             n_less_lanes_1, n_less_lanes_2,
                                              total_less_2lanes, n_less_2lanes, first_head,
                                              first_short),
                                             saturated)
@@ -1200,19 +1301,23 @@ class CholeskySolver(wiring.Component):
             with m.State("FACTOR_DRAIN"):
                 m.d.comb += [self.phase.eq(Phase.FACTOR), draining.eq(1)]
                 with m.If(drain_done):
-                    m.d.sync += [kind.eq(1 << _KIND_BACK), col.eq(n - 1), block_row.eq(n),
-                                 back_final.eq(1),  # n >= n - lanes
-                                 rhs.eq(0), rhs_is_last.eq(last_rhs == 0),
-                                 col_is_first.eq(n == 1), step.eq(0), x_wait.eq(0),
-                                 x_ready.eq(1), back_row_first.eq(1)]
+                    m.d.sync += [kind.eq(1 << _KIND_BACK), col.eq(n - 1),
+                                 block_row.eq(n + reads - 1), back_final.eq(1),
+                                 rhs.eq(0), rhs_is_first.eq(1), rhs_is_last.eq(last_rhs == 0),
+                                 col_is_first.eq(n == 1), step.eq(0), back_late_row.eq(0),
+                                 x_wait.eq(0), x_wait_next.eq(0), late_wait.eq(0),
+                                 x_ready.eq(1), late_ready.eq(1), back_row_first.eq(1)]
                     m.next = "BACK"
 
             with m.State("BACK"):
-                # one step per block of rows i+1 .. n-1 (at least one: it also reads Y_ci); a
-                # row's first step reads X[i + 1, 0] and waits until it is written
+                # one step per block of rows i+2 .. n-1 (at least one: it also reads Y_ci; the
+                # term of row i+1 is added late); a row's first step reads X[i + 2, 0] and the
+                # last step of its first right-hand side X[i + 1, 0]: each waits until it is
+                # written
                 m.d.comb += self.phase.eq(Phase.SOLVE)
                 final_block = back_final  # next_block >= n
-                with m.If(~back_row_first | x_ready):  # step, rhs != 0 or x_wait == 0
+                with m.If((~back_row_first | x_ready)
+                          & ~(rhs_is_first & final_block & ~late_ready)):
                     m.d.comb += [t0["valid"].eq(1), t0["first"].eq(step == 0),
                                  t0["last"].eq(final_block)]
                     m.d.sync += [step.eq(step + 1), back_row_first.eq(0)]
@@ -1220,9 +1325,9 @@ class CholeskySolver(wiring.Component):
                         m.d.sync += [block_row.eq(next_block),
                                      back_final.eq(block_row >= n_less_2lanes)]
                     with m.Else():
-                        m.d.sync += [block_row.eq(col + 1), step.eq(0), rhs.eq(rhs + 1),
-                                     rhs_is_last.eq(rhs + 1 == last_rhs),
-                                     back_final.eq(col + 1 >= n_less_lanes)]
+                        m.d.sync += [block_row.eq(col + reads), step.eq(0), rhs.eq(rhs + 1),
+                                     rhs_is_first.eq(0), rhs_is_last.eq(rhs + 1 == last_rhs),
+                                     back_final.eq(col >= rhs_first_final)]
                         with m.If(rhs == 0):  # X[i, 0] is readable delays["back"] later
                             m.d.comb += x_wait_load.eq(1)
                         with m.If(rhs_is_last):
@@ -1232,10 +1337,11 @@ class CholeskySolver(wiring.Component):
                                 m.next = "BACK_DRAIN"
                             with m.Else():
                                 m.d.sync += [col.eq(col - 1), col_is_first.eq(col == 1),
-                                             block_row.eq(col), rhs.eq(0),
+                                             block_row.eq(col + reads - 1), rhs.eq(0),
+                                             rhs_is_first.eq(1),
                                              rhs_is_last.eq(last_rhs == 0),
-                                             back_row_first.eq(1),
-                                             back_final.eq(col >= n_less_lanes)]
+                                             back_row_first.eq(1), back_late_row.eq(1),
+                                             back_final.eq(col >= row_first_final)]
 
             with m.State("BACK_DRAIN"):
                 m.d.comb += [self.phase.eq(Phase.SOLVE), draining.eq(1)]
@@ -1274,7 +1380,8 @@ class CholeskySolver(wiring.Component):
         """The job registers loaded from a command, with the constants derived from it (so
         that the control compares registers with registers)."""
         (last_row, last_col, last_rhs, total_less_lanes, total_less_lanes_1, n_less_lanes,
-         total_less_2lanes, n_less_2lanes, first_head, first_short) = derived
+         n_less_lanes_1, n_less_lanes_2, total_less_2lanes, n_less_2lanes, first_head,
+         first_short) = derived
         lanes = self.lanes
         shift = lanes.bit_length() - 1  # as in elaborate (lanes is a power of two)
         cmd_total = cmd.n + cmd.k
@@ -1283,6 +1390,8 @@ class CholeskySolver(wiring.Component):
                 total_less_lanes.eq(cmd_total - lanes),
                 total_less_lanes_1.eq(cmd_total - lanes - 1),
                 n_less_lanes.eq(cmd.n - lanes),
+                n_less_lanes_1.eq(cmd.n - lanes - 1),
+                n_less_lanes_2.eq(cmd.n - lanes - 2),
                 total_less_2lanes.eq(cmd_total - 2 * lanes),
                 n_less_2lanes.eq(cmd.n - 2 * lanes),
                 # column 0's head: (n + k - 1) mod lanes + 1 rows, the whole column if short

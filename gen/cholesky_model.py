@@ -77,6 +77,7 @@ __all__ = [
     "column_blocks",
     "cycle_model",
     "forward_error_bound",
+    "late_term_default",
     "head_is_split",
     "head_rows",
     "head_steps",
@@ -409,7 +410,16 @@ def read_stage(lanes: int) -> int:
     return int(lanes >= READ_STAGE_LANES)
 
 
-def pipeline_delays(lanes: int, fmt=None, inverse_format=None) -> dict:
+def late_term_default(lanes: int) -> bool:
+    """Whether a core of ``lanes`` lanes adds the back substitution's late term by default
+    (:class:`~tiersolve.gen.cholesky.CholeskySolver`'s ``late_term=None``): from 2 lanes. It
+    costs one more ``w × w`` multiplier (on an iCE40UP5K, whose 16 × 16 DSPs a Q6.12 one-lane
+    core already uses 6 of 8, four more) and saves least with one lane (one step per
+    right-hand side and row, about 2 % of factor + solve at n = 32)."""
+    return lanes >= 2
+
+
+def pipeline_delays(lanes: int, fmt=None, inverse_format=None, late_term=None) -> dict:
     """Pipeline delays of the core (cycles) that the schedule depends on.
 
     Parameters
@@ -433,9 +443,16 @@ def pipeline_delays(lanes: int, fmt=None, inverse_format=None) -> dict:
         step; ``l_readable`` (``6 + P_s``): cycles after a scaling block is issued until its
         ``L`` is readable by a dot-product step; ``factor_drain`` (``7 + P_s``): cycles after
         the last scaling block until the pipeline is empty; ``back``
-        (``10 + log2(lanes) + P_d + P_s``): cycles after a back substitution row's first
-        right-hand side ends until ``X[i, 0]`` is readable by the next row; ``back_drain``
-        (``back + 1``): the final drain after the last row.
+        (``10 + log2(lanes) + P_d + P_s``): cycles from the last step of a back substitution
+        row's first right-hand side until ``X[i, 0]`` is readable by a step's dot product
+        (the row two below's first step); ``back_late`` (``10 + P_m + P_s``, ``P_m`` the
+        bare ``w × w`` product latency, without the read and broadcast stages): the same
+        distance to the last step of the next row's first right-hand side, whose late term
+        ``L[i, i-1]·X[i, 0]`` reads it; ``back_drain`` (``back + 1``): the final drain after
+        the last row.
+
+        ``late_term`` (None: :func:`late_term_default`): without it ``back`` counts to the
+        next row's first step, which reads ``X[i, 0]``, and there is no ``back_late``.
 
         Every read address is registered before its memory, so a read happens one cycle
         after its step is issued; a write happens when its pipeline stage drives it. The
@@ -445,17 +462,23 @@ def pipeline_delays(lanes: int, fmt=None, inverse_format=None) -> dict:
         one cycle longer.
     """
     dot, scaling = (1, 1) if fmt is None else multiplier_latencies(fmt, inverse_format)
+    # the late term's product is read from two small memories (3 cycles) and multiplied
+    # (P_m) just in time for the subtraction from Y: 10 + P_m + P_s whatever the lanes
+    back_late = 10 + dot + scaling
     # the stages lengthen every path through the dot products
     dot += broadcast_stage(lanes) + read_stage(lanes)
     tree_depth = lanes.bit_length() - 1
     back = 10 + tree_depth + dot + scaling
-    return {"gram_drain": 7 + dot, "s_stored": 7 + dot, "pivot": 8 + dot,
-            "l_readable": 6 + scaling, "factor_drain": 7 + scaling,
-            "back": back, "back_drain": back + 1}
+    delays = {"gram_drain": 7 + dot, "s_stored": 7 + dot, "pivot": 8 + dot,
+              "l_readable": 6 + scaling, "factor_drain": 7 + scaling,
+              "back": back, "back_drain": back + 1}
+    if late_term_default(lanes) if late_term is None else late_term:
+        delays["back_late"] = back_late
+    return delays
 
 
 def cycle_model(n: int, k: int, lanes: int, rows: int = 0, *, rsqrt_latency: int,
-                fmt=None, inverse_format=None) -> dict:
+                fmt=None, inverse_format=None, late_term=None) -> dict:
     """Cycle counts of one job of the core, phase by phase (checked against simulation).
 
     Parameters
@@ -469,6 +492,8 @@ def cycle_model(n: int, k: int, lanes: int, rows: int = 0, *, rsqrt_latency: int
     fmt, inverse_format : FixedFormat or str or None
         The core's data and pivot-inverse formats: operands wider than 18 bits make the
         products longer (:func:`pipeline_delays`). None: formats of at most 18 bits.
+    late_term : bool or None
+        The core's ``late_term`` (None: :func:`late_term_default`).
 
     Returns
     -------
@@ -484,7 +509,8 @@ def cycle_model(n: int, k: int, lanes: int, rows: int = 0, *, rsqrt_latency: int
         the scaling blocks still to go after the last column's last step) and
         ``factor_drain`` (the final drain, ``factor_drain`` of :func:`pipeline_delays`).
     """
-    delays = pipeline_delays(lanes, fmt, inverse_format)
+    delays = pipeline_delays(lanes, fmt, inverse_format, late_term)
+    late = "back_late" in delays
     total = n + k
 
     def blocks(first, end):  # blocks of `lanes` consecutive rows covering first .. end-1
@@ -494,15 +520,26 @@ def cycle_model(n: int, k: int, lanes: int, rows: int = 0, *, rsqrt_latency: int
     passes = sum(column_blocks(n, k, lanes, j) for j in range(n))
     schedule = _factor_schedule(n, k, lanes, rsqrt_latency, delays)
     # back substitution: row i issues k dot products of one step per block of rows
-    # i+1 .. n-1 (at least one); the next row follows at once, except that its first step
-    # (which reads X[i, 0]) waits until X[i, 0] is written, delays["back"] cycles after its
-    # last step; the final drain lasts as long
-    solve = x_ready = 0
+    # i+2 .. n-1 (at least one); the term of row i+1 is added late (L[i+1, i]·X[i+1, c],
+    # from X as it is written). The next row follows at once, except that its first step
+    # (which reads X[i+2, 0]) waits until that is written, delays["back"] cycles after the
+    # last step of row i+2's first right-hand side, and the last step of its first
+    # right-hand side (whose late term reads X[i+1, 0]) delays["back_late"] cycles after
+    # row i+1's; the final drain lasts delays["back_drain"]. Without the late term the
+    # blocks cover rows i+1 .. n-1 and the first step reads X[i+1, 0].
+    solve = 0
+    written = []      # per row so far: the last step of its first right-hand side
+    reads = 2 if late else 1      # the row below whose X[., 0] a row's first step reads
     for i in range(n - 1, -1, -1):
-        row_blocks = max(blocks(i + 1, n), 1)
-        solve = max(solve, x_ready)
-        x_ready = solve + row_blocks - 1 + delays["back"]
-        solve += k * row_blocks
+        row_blocks = max(blocks(i + reads, n), 1)
+        first = solve
+        if len(written) >= reads:
+            first = max(first, written[-reads] + delays["back"])
+        last = first + row_blocks - 1
+        if late and written:
+            last = max(last, written[-1] + delays["back_late"])
+        written.append(last)
+        solve = last + 1 + (k - 1) * row_blocks
     solve += delays["back_drain"]
     return {
         "gram_per_row": total + passes + delays["gram_drain"],

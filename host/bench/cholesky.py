@@ -41,6 +41,7 @@ from tiersolve.gen.cholesky_model import (
     cholesky_model,
     cycle_model,
     forward_error_bound,
+    late_term_default,
 )
 from tiersolve.gen.fixed import FixedFormat
 
@@ -126,7 +127,7 @@ def cycle_table(ns, lanes_list, k, rsqrt_latency, fmt=None, inverse_format=None)
                 "pivot_wait_cycles": c["factor_pivot_wait"],
                 "drain_cycles": c["factor_drain"],
                 "output_cycles": c["output"],
-                "multipliers": 2 * lanes,
+                "multipliers": 2 * lanes + int(late_term_default(lanes)),
             })
     return records
 

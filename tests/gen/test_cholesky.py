@@ -119,7 +119,7 @@ def make_core(n_max, k_max, fmt, lanes, **kwargs):
 def core_cycles(core, n, k, rows=0):
     """``cycle_model`` for the configuration of ``core``."""
     return cycle_model(n, k, core.lanes, rows, rsqrt_latency=core.rsqrt_latency, fmt=core.fmt,
-                       inverse_format=core.inverse_format)
+                       inverse_format=core.inverse_format, late_term=core.late_term)
 
 
 def check_schedule(core, jobs):
@@ -268,6 +268,26 @@ def test_interleaved_schedule(n_max, k_max, lanes, jobs_nk):
     check_schedule(core, jobs)
     schedule = core_cycles(core, *jobs_nk[0])
     assert schedule["factor_pivot_wait"] > 0  # the stall path is exercised
+
+
+@pytest.mark.parametrize("lanes, late_term", [(1, True), (2, None), (4, False), (4, True)])
+def test_back_substitution_late_term(lanes, late_term):
+    """The back substitution adds row i + 1's term late, from the subdiagonal and last-row
+    buffers (by default from 2 lanes): same integers with it and without it, one-block rows
+    wait for X[i + 1, 0] less (k = 1 and 2 make that wait bind), and ``cycle_model`` counts
+    both schedules exactly."""
+    from tiersolve.gen.cholesky_model import late_term_default
+
+    rng = np.random.default_rng(40 + lanes)
+    core = make_core(14, 2, Q6_12, lanes, late_term=late_term)
+    assert core.late_term == (late_term_default(lanes) if late_term is None else late_term)
+    jobs = [Job("direct", n, k, Q6_12.const(0.125), spd_direct(rng, Q6_12, n, k, cond=40.0),
+                core) for n, k in ((14, 1), (9, 2), (2, 1))]
+    jobs.append(Job("gram", 13, 2, Q6_12.const(0.5), gram_rows(rng, Q6_12, 13, 2, 5), core))
+    check_schedule(core, jobs)
+    kinds = [cycle_model(14, 1, lanes, rsqrt_latency=core.rsqrt_latency, late_term=late)
+             for late in (False, True)]
+    assert kinds[1]["solve"] < kinds[0]["solve"]
 
 
 def test_wide_core_broadcast_stage():
