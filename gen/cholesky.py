@@ -162,6 +162,11 @@ class CholeskySolver(wiring.Component):
     rsqrt_mode : str
         ``mode`` of the :class:`~tiersolve.gen.recip.ReciprocalUnit` (default ``"iterative"``:
         one pivot per column does not need a pipelined unit).
+    late_term : bool or None
+        Add the back substitution's late term (one more ``w × w`` multiplier and two small
+        buffers; see Architecture). None (default): from 2 lanes
+        (:func:`~tiersolve.gen.cholesky_model.late_term_default`); the one-lane cores of an
+        iCE40UP5K have no multiplier to spare.
 
     Members
     -------
