@@ -93,16 +93,17 @@ class CholeskySolver(wiring.Component):
     * Back substitution, ``i = n-1 .. 0``, each right-hand side ``c``: the lanes read column
       ``i`` of ``L`` (rows ``> i + 1``, ``lanes`` at a time, all banks in parallel) and ``X``
       (banked the same way), an adder tree of ``log2(lanes)`` registered levels sums the
-      products, then ``Y_ci`` less the *late term* ``L[i+1, i]·X[i+1, c]`` is subtracted,
-      rounded and scaled by ``1/L_ii`` (read from the pivot-inverse buffer as the value
-      travels, so rows overlap in the pipeline). The late term's operands come from two small
+      products, then the sum and the *late term* ``L[i+1, i]·X[i+1, c]`` are subtracted from
+      ``Y_ci``, rounded and scaled by ``1/L_ii`` (read from the pivot-inverse buffer as the
+      value travels, so rows overlap in the pipeline). The late term's operands come from two small
       buffers, the subdiagonal of ``L`` (written by the factorisation's scaling blocks) and
       the last row's ``X`` (written as ``X`` is), read at the stage that puts their product
-      (one more multiplier) just before the subtraction, so a row needs the row above it
-      ``10 + P_d + P_s`` cycles after that row's value, not the whole trip through the read
-      stages and the adder tree. Row ``i - 1`` follows row ``i`` without a drain; only the
-      last step of its first right-hand side (whose late term reads ``X[i, 0]``) and its first
-      step (which reads ``X[i + 1, 0]``) wait until those values are written.
+      (one more multiplier) just before the subtraction, so a row needs the value of the row
+      below it ``10 + P_d + P_s`` cycles after that row's step (see Timing), not after the
+      whole trip through the reads and the adder tree. Row ``i - 1`` follows row ``i``
+      without a drain; only the last step of its first right-hand side (whose late term
+      reads ``X[i, 0]``) and its first step (which reads ``X[i + 1, 0]``) wait until those
+      values are written.
 
     Pipelining (out of context on ECP5-85F speed 6: 127.6 MHz for ``n_max=16, k_max=4,
     lanes=4`` and 112.5 MHz for ``64, 10, 4``, from ``tiersolve bench cholesky --synth
@@ -215,11 +216,12 @@ class CholeskySolver(wiring.Component):
     scaling blocks still to go after the last column's last step and ``7 + P_s`` cycles of
     drain after them; ``cycle_model`` replays this schedule. Back substitution, per row ``i``:
     ``k·max(1, ceil((n - 2 - i)/lanes))`` issue cycles; the last step of the next row's first
-    right-hand side issued no earlier than ``10 + P_m + P_s`` cycles (``P_m`` the bare ``w ×
-    w`` product, without the read and broadcast stages counted in ``P_d``) after this row's,
-    and the row after next's first step no earlier than ``10 + log2(lanes) + P_d + P_s``
-    after it; ``10 + log2(lanes) + P_d + P_s + 1`` cycles of drain after the last row.
-    Output: 2 cycles per element.
+    right-hand side issued no earlier than ``10 + P_d + P_s`` cycles after this row's, and
+    the first step of the row after next no earlier than ``B = 10 + log2(lanes) + P_d + P_s``
+    (+ 2 from 8 lanes: the read and broadcast stages) after it; ``B + 1`` cycles of drain
+    after the last row. Without the late term (``late_term=False``): ``k·max(1, ceil((n - 1 -
+    i)/lanes))`` issue cycles, the next row's first step no earlier than ``B`` after the last
+    step of this row's first right-hand side. Output: 2 cycles per element.
     The command is accepted in the cycle after the previous job ends; its fields and range
     check are registered as it is taken and acted on in the next cycle (``CHECK``), one cycle
     before the job's first counted cycle.
