@@ -1089,7 +1089,7 @@ class IncrementalUpdater(wiring.Component):
         m.d.sync += solve_operand.eq(acc)
         solve_product = hwfixed.pipelined_product(m, solve_operand, signed_g, "solve_product")
         solve_latency = product_latency(acc_bits, config.rsqrt_format.width + 1)
-        solve_coarse = Signal.like(solve_product)   # solve_product >> 8·floor((shift-1)/8)
+        solve_shifted = Signal.like(solve_product)
         solve_rounded = Signal(signed(len(solve_product) + 1))
         solve_clips = Signal()          # solve_rounded does not fit w bits (set with it)
         read_value = Signal(signed(w))
@@ -1520,14 +1520,10 @@ class IncrementalUpdater(wiring.Component):
                 with m.If(drain_count == solve_latency - 1):
                     m.next = "SOLVE_SHIFT"
             with m.State("SOLVE_SHIFT"):
-                # the variable shift in two parts, whole multiples of 8 here and the rest
-                # before the rounding adder (as one wide shifter it was the worst path of a
-                # build of the demo's device: seven multiplexer levels, routed far)
-                m.d.sync += solve_coarse.eq(solve_product >> Cat(Const(0, 3),
-                                                                 wide_shift_minus_one[3:]))
+                m.d.sync += solve_shifted.eq(_round_shift_first(solve_product,
+                                                                wide_shift_minus_one))
                 m.next = "SOLVE_ROUND"
             with m.State("SOLVE_ROUND"):
-                solve_shifted = solve_coarse >> wide_shift_minus_one[:3]
                 m.d.sync += [solve_rounded.eq(_round_shift_second(solve_product, solve_shifted)),
                              solve_clips.eq(_rounded_clips(solve_shifted, w))]
                 m.next = "SOLVE_SATURATE"
