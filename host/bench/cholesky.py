@@ -16,8 +16,9 @@ For each ``n`` in ``--n`` and each lane count in ``--lanes`` (``k`` right-hand s
   cycle of their own), ``pivot wait`` (cycles that issue no dot-product step: a block
   waiting for the previous column's ``1/√s_j`` and scaling of its rows, the chain that
   short columns cannot hide, and the scaling still to go after the last column) and
-  ``drain`` (the final drain); the back substitution has no drain between rows, only a
-  wait for ``X[i, 0]`` when a row is shorter than the pipeline.
+  ``drain`` (the final drain); the back substitution has no drain between rows, only waits
+  for ``X[i + 1, 0]`` (the late term, from 2 lanes) and ``X[i + 2, 0]`` when rows are shorter
+  than the pipeline.
 - **time** of factor + solve at the clock frequency (``--fmax-mhz``, or the lowest Fmax that
   ``--synth`` measured, else an assumed 100 MHz, marked as such), beside the time of SciPy's
   ``cho_factor`` + ``cho_solve`` for the same ``n``, ``k`` on this machine's CPU (median of
