@@ -636,9 +636,9 @@ def build(board, out, *, n_max: int | None = None, k_max: int | None = None, fmt
     seeds = _seed_list(seed)
     if seed_minutes is not None and (isinstance(seed_minutes, bool)
                                      or not isinstance(seed_minutes, (int, float))
-                                     or not seed_minutes > 0):
-        raise ValueError(f"seed_minutes must be a positive number of minutes, not "
-                         f"{seed_minutes!r}")
+                                     or not 0 < seed_minutes < math.inf):
+        raise ValueError(f"seed_minutes must be a positive, finite number of minutes (None: "
+                         f"no limit), not {seed_minutes!r}")
     if not board.buildable:
         raise BoardError(f"board {board.name} needs its vendor toolchain: use `tiersolve "
                          f"generate --board {board.name}` and run the generated scripts there")

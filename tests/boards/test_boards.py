@@ -522,7 +522,7 @@ def test_build_stops_a_seed_at_its_time_limit(monkeypatch, tmp_path, capsys):
                                                      r"any seed \(2\).*--seed 3 4 5"):
         board_build.build("ulx3s-85f", tmp_path / "hang", n_max=4, k_max=1, lanes=1, seed=2,
                           seed_minutes=0.05)
-    for bad in (0, -1, True, "5", float("nan")):
+    for bad in (0, -1, True, "5", float("nan"), float("inf")):
         with pytest.raises(ValueError, match="seed_minutes"):
             board_build.build("ulx3s-85f", tmp_path / "bad", n_max=4, k_max=1, lanes=1,
                               seed_minutes=bad)
