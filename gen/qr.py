@@ -197,6 +197,13 @@ def _round_shift_second(value, shifted, shift_is_zero=None):
     return rounded if shift_is_zero is None else Mux(shift_is_zero, value, rounded)
 
 
+def _round_shift_clips(value, shifted, width: int, shift_is_zero):
+    """Whether :func:`_round_shift_second`'s result (``value`` itself where ``shift_is_zero``)
+    does not fit ``width`` signed bits, formed beside it from the same operands
+    (:func:`_rounded_clips`, or the kept value's bit test)."""
+    return Mux(shift_is_zero, clip_width(value, width)[1], _rounded_clips(shifted, width))
+
+
 def _leading_one(m, p, name: str) -> Signal:
     """The normaliser's ``L`` for ``p`` (signed, ``2w + 2`` bits): one more than the index of
     the highest set bit below the sign, 0 when there is none (combinational)."""
@@ -822,16 +829,14 @@ class IncrementalUpdater(wiring.Component):
                 # c's and s's clip tests too (a shift of 0 keeps the product itself)
                 for clips, product, shifted in ((c_clips, c_product, c_shifted),
                                                 (s_clips, s_product, s_shifted)):
-                    m.d.sync += clips.eq(Mux(rot_shift == 0,
-                                             clip_width(product, coefficient.width)[1],
-                                             _rounded_clips(shifted, coefficient.width)))
+                    m.d.sync += clips.eq(_round_shift_clips(product, shifted, coefficient.width,
+                                                            rot_shift == 0))
                 m.next = "COEFFICIENTS"
             with m.State("COEFFICIENTS"):
                 # every clip in this core tests the bits above the sign (no carry chain after
                 # the register); the wide rounded values' (r: about 2w + 20 bits; c, s) were
                 # tested in ROUND, beside their rounding (c's wide test into the refusal and
                 # the coefficients was the worst path of the demo's device)
-                c_clip, s_clip, r_clip = c_clips, s_clips, r_clips
                 c_value = hwfixed.clip_flagged(c_rounded, coefficient.width, c_clips)
                 s_value = hwfixed.clip_flagged(s_rounded, coefficient.width, s_clips)
                 r_value = hwfixed.clip_flagged(r_rounded, fmt.width, r_clips)
@@ -839,8 +844,8 @@ class IncrementalUpdater(wiring.Component):
                     gen_c.eq(c_value),
                     gen_s.eq(s_value),
                     rot_r.eq(r_value),
-                    rot_refused.eq(hyperbolic & ~inverse_mode & (c_clip | s_clip)),
-                    rot_saturated.eq(~inverse_mode & (c_clip | s_clip | r_clip)),
+                    rot_refused.eq(hyperbolic & ~inverse_mode & (c_clips | s_clips)),
+                    rot_saturated.eq(~inverse_mode & (c_clips | s_clips | r_clips)),
                 ]
                 m.next = "IDLE"
 
@@ -1937,8 +1942,8 @@ class IncrementalUpdater(wiring.Component):
         # rounding against a Q4 coefficient format, so these two never fire; they keep the
         # model's arithmetic (no test can make them fire)
         for clips, late, shifted in ((c_clip, c_late, c_shifted), (s_clip, s_late, s_shifted)):
-            m.d.sync += clips.eq(Mux(shift_is_zero, clip_width(late, coefficient.width)[1],
-                                     _rounded_clips(shifted, coefficient.width)))
+            m.d.sync += clips.eq(_round_shift_clips(late, shifted, coefficient.width,
+                                                    shift_is_zero))
         c_value = hwfixed.clip_flagged(c_rounded, coefficient.width, c_clip)
         s_value = hwfixed.clip_flagged(s_rounded, coefficient.width, s_clip)
         r_value = hwfixed.clip_flagged(r_rounded, w, r_clips)
