@@ -634,9 +634,7 @@ def build(board, out, *, n_max: int | None = None, k_max: int | None = None, fmt
     """
     board = board if isinstance(board, Board) else get_board(board)
     seeds = _seed_list(seed)
-    if seed_minutes is not None and (isinstance(seed_minutes, bool)
-                                     or not isinstance(seed_minutes, (int, float))
-                                     or not 0 < seed_minutes < math.inf):
+    if seed_minutes is not None and not _is_time_limit(seed_minutes):
         raise ValueError(f"seed_minutes must be a positive, finite number of minutes (None: "
                          f"no limit), not {seed_minutes!r}")
     if not board.buildable:
@@ -780,9 +778,7 @@ def _place_and_route(board, config, folder: Path, tools: dict, seconds: dict, na
             say(f"      {name} stopped after {took:.1f} s, the {seed_minutes:g} min limit: "
                 f"seed {seed_label(seed)} not routed")
             if several:  # only its log: the other files may be an earlier seed's
-                keep = folder / f"seed-{seed_label(seed)}"
-                keep.mkdir(exist_ok=True)
-                shutil.copy2(folder / f"{name}.log", keep / f"{name}.log")
+                _keep_seed_files(folder, seed, [f"{name}.log"])
             continue
         report = _report(board, config, folder, tools, seconds)
         report["seed"] = seed
@@ -791,11 +787,7 @@ def _place_and_route(board, config, folder: Path, tools: dict, seconds: dict, na
         say(f"      {name} done in {took:.1f} s: Fmax {_fmax_text(report)}"
             f"{'' if report['timing_met'] else ' (missed)'}")
         if several:
-            keep = folder / f"seed-{seed_label(seed)}"
-            keep.mkdir(exist_ok=True)
-            for file_name in files:
-                if (folder / file_name).is_file():
-                    shutil.copy2(folder / file_name, keep / file_name)
+            _keep_seed_files(folder, seed, files)
         if _better(report, best):
             best, best_seed = report, seed
         if report["timing_met"] and not keep_best:
@@ -816,6 +808,15 @@ def _place_and_route(board, config, folder: Path, tools: dict, seconds: dict, na
     if several:
         best["seeds_tried"] = tried
     return best
+
+
+def _keep_seed_files(folder: Path, seed, file_names) -> None:
+    """Copy a seed's run's files (those that exist) into ``folder/seed-<seed>/``."""
+    keep = folder / f"seed-{seed_label(seed)}"
+    keep.mkdir(exist_ok=True)
+    for file_name in file_names:
+        if (folder / file_name).is_file():
+            shutil.copy2(folder / file_name, keep / file_name)
 
 
 def _fmax_text(report: dict) -> str:
@@ -1046,12 +1047,18 @@ def add_seed_minutes_argument(parser):
                              "not resolve; default: no limit)")
 
 
+def _is_time_limit(minutes) -> bool:
+    """A usable ``seed_minutes``: a positive, finite number (not a bool)."""
+    return (not isinstance(minutes, bool) and isinstance(minutes, (int, float))
+            and 0 < minutes < math.inf)
+
+
 def _positive_minutes(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not value > 0 or math.isinf(value):
+    if not _is_time_limit(value):
         raise argparse.ArgumentTypeError(f"not a time limit: {text!r} (minutes, a positive "
                                          f"number)")
     return value
