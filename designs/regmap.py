@@ -44,7 +44,8 @@ address    name              access  contents
 0x30       UPDATER_SIZE      rw      runtime sizes ``n`` and ``k`` of the next updater command
 0x31       UPDATER_VALUE     rw      ``√λ`` for RESET (stored integer of the data format); the
                                      row count ``m`` for FOLD
-0x32       UPDATER_FORGET    rw      ``b = round(√β·2**w)`` for UPDATE (``2**w``: no forgetting)
+0x32       UPDATER_FORGET    rw      ``b = round(√β·2**w)`` for UPDATE and FOLD (``2**w``: no
+                                     forgetting)
 0x33       UPDATER_COMMAND   wo      start an updater command (:class:`UpdaterOp`, ``select``);
                                      waits while the updater is busy
 0x34       UPDATER_STATUS    ro      ``busy``, ``done``, ``refused``, ``saturated``,
@@ -109,8 +110,9 @@ __all__ = [
 
 #: Identity word: the ASCII bytes ``"TSLV"`` read as a little-endian 32-bit word.
 MAGIC = int.from_bytes(b"TSLV", "little")
-#: Version of the register map; bumped on any incompatible change.
-VERSION = 1
+#: Version of the register map; bumped on any incompatible change (2: the updater's FOLD
+#: takes the forgetting constant, which version 1 ignored).
+VERSION = 2
 #: Width of the register bus word address of a :class:`~tiersolve.designs.top.SolverDesign`.
 ADDRESS_WIDTH = 20
 #: First word of the RESULT window.
@@ -214,7 +216,8 @@ REGISTERS: tuple[Register, ...] = (
     Register("UPDATER_VALUE", 0x31, "rw",
              "sqrt(lambda) for RESET (stored integer), the row count for FOLD", (
         Field("value", 0, 32, "sign-extended stored integer", signed=True),)),
-    Register("UPDATER_FORGET", 0x32, "rw", "forgetting constant b = round(sqrt(beta) 2**w)", (
+    Register("UPDATER_FORGET", 0x32, "rw", "forgetting constant b = round(sqrt(beta) 2**w) "
+             "of UPDATE and FOLD", (
         Field("value", 0, 32, "1..2**w; 2**w means beta = 1"),)),
     Register("UPDATER_COMMAND", 0x33, "wo", "start an updater command; the write waits while "
              "the updater is busy", (

@@ -49,8 +49,9 @@ pivot took ``6 + S + G + groups_i + D``) 1-38 %.
 
 FOLD: the rows in flight together
 ---------------------------------
-FOLD takes ``m`` rows (the command's ``value``) and folds them with ``β = 1`` in a static
-skewed schedule (:meth:`IncrementalUpdater.fold_plan`). Pivot ``i`` of a row is a *task* of
+FOLD takes ``m`` rows (the command's ``value``) and folds them in a static skewed schedule
+(:meth:`IncrementalUpdater.fold_plan`), in the updater with the command's forgetting constant
+(``b = 2**w``: none). Pivot ``i`` of a row is a *task* of
 ``groups_i = ceil((n + k - i) / units)`` cycles on the array: unit ``v`` takes column
 ``i + v`` (then ``+ units`` per group), so the banks are seen rotated by ``i mod units`` and
 no unit idles in a task's first group. Period ``p`` runs the tasks ``i = 0 .. n-1`` of rows
@@ -71,8 +72,17 @@ one period after the previous row's task ``i`` (``P >= D``: ``A[i, :]`` is writt
 :attr:`~IncrementalUpdater.fold_row_slots` slots of the work-row memory from its task 0 to its
 task ``n - 1``; rows arrive through a two-row input buffer, and a period waits for its row.
 Each task reads the half of ``A`` the previous row's task wrote, so after ``m`` rows the
-current half has flipped ``m`` times. The integers are those of ``m`` UPDATEs with ``β = 1``:
-every ``A[i, :]`` sees the rows in order and every row sees the pivots in order.
+current half has flipped ``m`` times. The integers are those of ``m`` UPDATEs with the same
+forgetting constant: every ``A[i, :]`` sees the rows in order and every row sees the pivots
+in order. Forgetting needs nothing new in the array: UPDATE already scales ``A[i, i:]`` by
+``√β`` as pivot ``i`` reads it, and since row ``i`` of ``A`` changes only at pivot ``i``,
+scaling it when the next row reaches pivot ``i`` is scaling all of ``A`` before that row.
+The generator's ``r_i`` must be scaled the same way, so with forgetting the register file
+of the pivots takes ``round(r·b / 2**w)`` (:attr:`~IncrementalUpdater.scale_latency` cycles
+later, the array's rounding): ``P >= G + 2 + S``
+(:attr:`~IncrementalUpdater.fold_min_period_forgetting`; it binds only where the multiplier
+generator's loop sets the period, 38 cycles instead of 35 in Q6.12), and the schedule starts
+``S`` cycles later.
 :meth:`IncrementalUpdater.fold_cycles` counts the cycles exactly (checked against simulation
 and Verilator). Steady state: ``P`` cycles per row, utilisation ``rotations / (units · P)``,
 100 % with one unit, 86-98 % with 2 or 4 units for ``n >= 16``; with ``units = n`` a task is
@@ -131,8 +141,8 @@ Command port
 ``command`` payload: ``op`` (:class:`Op`), ``select`` (:class:`Select`: which matrix READ and
 LOAD move), ``n``, ``k`` (runtime sizes, ``1 <= n <= n_max``, ``1 <= k <= k_max``, else
 ``bad_command``), ``value`` (``√λ`` for RESET, stored integer of ``fmt``), ``forgetting``
-(``b = round(√β·2**w)``, ``1 .. 2**w``, for UPDATE; ``2**w`` means ``β = 1``; another value
-is a ``bad_command`` of the IncrementalUpdater, and ignored by the QRSolver).
+(``b = round(√β·2**w)``, ``1 .. 2**w``, for UPDATE and FOLD; ``2**w`` means ``β = 1``;
+another value is a ``bad_command`` of the IncrementalUpdater, and ignored by the QRSolver).
 
 =========  ===========================  =================================================
 op         ``i`` stream (``signed(w)``)  effect / ``o`` stream (``value``, ``last``)
@@ -147,9 +157,12 @@ READ       —                            ``R`` (``n x n``, row major, zeros bel
                                         diagonal), ``Z`` or ``W`` (``n x k``) on ``o``
 LOAD       the same entries as READ     write them (``R``: entries below the diagonal are
                                         ignored)
-FOLD       ``m`` rows ``[h | t]``       fold ``m = value`` rows in (``β = 1``), rows in
-                                        flight together (see above); ``value < 1``, or a
-                                        core built with ``fold=False``: ``bad_command``
+FOLD       ``m`` rows ``[h | t]``       fold ``m = value`` rows in, each after scaling by
+                                        ``√β`` as UPDATE (updater; the QR solver ignores
+                                        ``forgetting``), rows in flight together (see
+                                        above); ``value < 1``, a forgetting constant out of
+                                        range, or a core built with ``fold=False``:
+                                        ``bad_command``
 =========  ===========================  =================================================
 """
 
@@ -379,6 +392,9 @@ class IncrementalUpdater(wiring.Component):
             self.fold_lead = 2 + generate - operand_delay
             #: shortest period: A's row read again after its write-back, r fed back
             self.fold_min_period = max(drain, generate + 2)
+            #: shortest period of a FOLD with forgetting: r_i is scaled by sqrt(beta) on its
+            #: way into the pivots' register file (scale_latency more cycles in r's loop)
+            self.fold_min_period_forgetting = max(drain, generate + 2 + self.scale_latency)
             #: skew: s·P must cover a task's lead, its array latency and the capture
             self.fold_skew_cycles = self.fold_lead + drain - 1
             #: rows that can be in flight at once (x memory row slots)
@@ -457,10 +473,12 @@ class IncrementalUpdater(wiring.Component):
             cycles += drain + 2 + max(generate + late, groups(i))
         return cycles + 1 + groups(n - 1) + drain + 1
 
-    def fold_plan(self, n: int, k: int) -> dict:
+    def fold_plan(self, n: int, k: int, forgetting: bool = False) -> dict:
         """The FOLD schedule for runtime sizes ``n``, ``k``: ``work`` cycles of array work per
         row (``W = sum_i groups_i``), the ``period`` ``P = max(W, P_min)`` with ``P_min`` =
-        :attr:`fold_min_period`, and the ``skew`` ``s = ceil(X / P)`` with ``X`` =
+        :attr:`fold_min_period` (:attr:`fold_min_period_forgetting` for a FOLD with
+        forgetting, ``forgetting=True``: the updater with a constant other than ``2**w``),
+        and the ``skew`` ``s = ceil(X / P)`` with ``X`` =
         :attr:`fold_skew_cycles`: in period ``p`` the array runs pivot ``i`` of row
         ``p - s·i`` for ``i = 0 .. n-1`` in turn (``groups_i`` cycles each), so pivot ``i``
         of a row comes ``s`` periods after its pivot ``i - 1`` (its ``x[i]`` is written back
@@ -468,28 +486,42 @@ class IncrementalUpdater(wiring.Component):
         are written back by then)."""
         if not self.folds:
             raise ValueError("this core was built without FOLD (fold=False)")
+        forgetting = self._fold_forgets(forgetting)
         work = sum((n + k - 1 - i) // self.units + 1 for i in range(n))
-        period = max(work, self.fold_min_period)
+        period = max(work, self.fold_min_period_forgetting if forgetting
+                     else self.fold_min_period)
         skew = -(-self.fold_skew_cycles // period)
         return {"work": work, "period": period, "skew": skew}
 
-    def fold_cycles(self, n: int, k: int, rows: int) -> int:
+    def _fold_forgets(self, forgetting) -> bool:
+        """Whether a FOLD forgets: ``forgetting`` is a bool, or the command's constant ``b``
+        (forgetting when it is not ``2**w``). The QR solver ignores the constant."""
+        if not isinstance(forgetting, bool):
+            forgetting = int(forgetting) != 1 << self.fmt.width
+        return forgetting and self.incremental
+
+    def fold_cycles(self, n: int, k: int, rows: int, forgetting: bool = False) -> int:
         """Cycles of one FOLD of ``rows`` rows, as :attr:`cycles` counts them, when the rows
-        arrive at one value per cycle whenever the core takes them.
+        arrive at one value per cycle whenever the core takes them; ``forgetting`` as
+        :meth:`fold_plan` (a bool, or the command's constant ``b``).
 
         The transfer and the check (2), ``n`` cycles that read the pivots ``A[i, i]``, three
-        cycles for the period and skew, then ``rows + s·(n - 1)`` periods of ``P`` cycles
+        cycles for the period and skew (with forgetting :attr:`scale_latency` more: the
+        pivots are scaled on their way into the register file), then ``rows + s·(n - 1)``
+        periods of ``P`` cycles
         (:meth:`fold_plan`), a period starting late if its row has not fully arrived (the
         rows go through a two-row input buffer: a row is written while the array reads the
         previous one), then the drain (the lead :attr:`fold_lead`, the array latency
         :meth:`array_cycles`, one) and the return to idle. Checked exactly against
         simulation in ``tests/gen/test_qr.py``.
         """
-        plan = self.fold_plan(n, k)
+        forgetting = self._fold_forgets(forgetting)
+        plan = self.fold_plan(n, k, forgetting)
         period, skew = plan["period"], plan["skew"]
         columns = n + k
         first_groups = (columns - 1) // self.units + 1
-        run_start = n + 5                      # first cycle of the schedule
+        # first cycle of the schedule
+        run_start = n + 5 + (self.scale_latency if forgetting else 0)
         free = [2, 2]                          # first cycle each input half may be written
         written = 2                            # first cycle the next value may be taken
         full_from = []                         # cycle each row is readable from
@@ -1207,7 +1239,10 @@ class IncrementalUpdater(wiring.Component):
             # unless it is 2**w itself (bit tests, no carry chain)
             forgetting_ok = (command.forgetting.any()
                              & (~command.forgetting[w] | ~command.forgetting[:w].any()))
-            op_ok = op_ok & ((command.op != Op.UPDATE) | forgetting_ok)
+            forgets = command.op == Op.UPDATE
+            if folds:
+                forgets = forgets | (command.op == Op.FOLD)
+            op_ok = op_ok & (~forgets | forgetting_ok)
         if folds:
             # FOLD's row count (value) must be at least 1: sign bit clear, some bit set
             rows_ok = ~command.value[w - 1] & command.value.any()
@@ -1242,6 +1277,10 @@ class IncrementalUpdater(wiring.Component):
             ]
         # the decision's registers, one cycle after the transfer (the sequencer's CHECK
         # state overrides row, saturated and refused where the op needs it)
+        # the ops that scale by the command's forgetting constant (UPDATE; the updater's FOLD)
+        takes_forgetting = op == Op.UPDATE
+        if folds and incremental:
+            takes_forgetting = takes_forgetting | (op == Op.FOLD)
         with m.If(checking):
             m.d.sync += [
                 total.eq(n + k),
@@ -1252,7 +1291,7 @@ class IncrementalUpdater(wiring.Component):
                                        k - 1)),
                 row_in_last.eq(Mux(op == Op.PREDICT, n, n + k) - 1),
                 walk_last_column.eq(Mux(select == Select.R, n, k) - 1),
-                forgetting.eq(Mux(op == Op.UPDATE, command_forgetting, 1 << w)),
+                forgetting.eq(Mux(takes_forgetting, command_forgetting, 1 << w)),
                 hyperbolic.eq(op == Op.DOWNDATE),
                 use_cordic.eq(op != Op.DOWNDATE),
                 bad.eq(~command_ok),
@@ -1276,7 +1315,12 @@ class IncrementalUpdater(wiring.Component):
             full = Signal(2)                            # an input half holds a whole row
             first_value = [Signal(signed(w), name=f"fold_first_value_{h}") for h in range(2)]
             fold_work = Signal(range(max_work + 1))     # W = sum of groups_i
-            period_length = Signal(range(max(max_work, self.fold_min_period) + 1))
+            period_length = Signal(range(max(max_work, self.fold_min_period_forgetting) + 1))
+            # a FOLD with forgetting (the updater; b < 2**w, so bit w is clear): r_i is scaled
+            # on its way into fold_pivots, a longer loop (fold_min_period_forgetting) and
+            # scale_latency more cycles before the schedule starts
+            fold_forgets = ~forgetting[w] if incremental else Const(0, 1)
+            settle_left = Signal(range(scale_latency + 1))
             period_last = Signal.like(period_length)    # P - 1
             skew = Signal(range(max_skew + 1))
             period = Signal(w + 8)                      # the schedule's period p
@@ -1657,8 +1701,12 @@ class IncrementalUpdater(wiring.Component):
                     with m.If(task == n_last):
                         m.next = "FOLD_SIZES"
                 with m.State("FOLD_SIZES"):
-                    m.d.sync += period_length.eq(Mux(fold_work > self.fold_min_period,
-                                                     fold_work, self.fold_min_period))
+                    shortest = Mux(fold_forgets, self.fold_min_period_forgetting,
+                                   self.fold_min_period)
+                    m.d.sync += [
+                        period_length.eq(Mux(fold_work > shortest, fold_work, shortest)),
+                        settle_left.eq(Mux(fold_forgets, scale_latency, 0)),
+                    ]
                     m.next = "FOLD_SKEW"
                 with m.State("FOLD_SKEW"):
                     chosen = Const(max_skew, len(skew))
@@ -1677,9 +1725,12 @@ class IncrementalUpdater(wiring.Component):
                     ]
                     m.next = "FOLD_SETTLE"
                 with m.State("FOLD_SETTLE"):
-                    # the last r_i read in FOLD_SETUP is written to fold_pivots by now
-                    m.d.sync += scheduling.eq(1)
-                    m.next = "FOLD_RUN"
+                    # the last r_i read in FOLD_SETUP is written to fold_pivots by now (with
+                    # forgetting, after settle_left more cycles)
+                    m.d.sync += settle_left.eq(settle_left - 1)
+                    with m.If(settle_left == 0):
+                        m.d.sync += scheduling.eq(1)
+                        m.next = "FOLD_RUN"
                 with m.State("FOLD_RUN"):
                     # the schedule runs on its own (below the FSM) and, once its last period
                     # is over, counts down the array's lag and latency; then this state ends
@@ -1813,17 +1864,37 @@ class IncrementalUpdater(wiring.Component):
             setup_row = delay(task, 3, "fold_setup_row")
             setup_bank = delay(bank_of(task), 3, "fold_setup_bank")
             task_done = delay(task, 1 + G, "fold_task_done")
+            r_write = Signal()
+            r_address = Signal.like(fold_r_wr.addr)
+            r_value = Signal(signed(w))
             with m.If(setup_write):
-                m.d.comb += [fold_r_wr.addr.eq(setup_row), fold_r_wr.en.eq(1)]
+                m.d.comb += [r_address.eq(setup_row), r_write.eq(1)]
                 with m.Switch(setup_bank):
                     for u in range(units):
                         with m.Case(u):
-                            m.d.comb += fold_r_wr.data.eq(a_data[u])
+                            m.d.comb += r_value.eq(a_data[u])
             with m.Elif(fold_gen_valid):
-                m.d.comb += [fold_r_wr.addr.eq(task_done), fold_r_wr.en.eq(1),
-                             fold_r_wr.data.eq(fold_gen_r)]
+                m.d.comb += [r_address.eq(task_done), r_write.eq(1), r_value.eq(fold_gen_r)]
                 with m.If(fold_gen_saturated):
                     m.d.sync += saturated.eq(1)
+            m.d.comb += [fold_r_wr.addr.eq(r_address), fold_r_wr.en.eq(r_write),
+                         fold_r_wr.data.eq(r_value)]
+            if incremental:
+                # FOLD with forgetting: the next row's task i must see sqrt(beta)·r_i, as the
+                # array's read scales A[i, :] (the model scales the pivot's row as the row
+                # reaches it: R's row i changes only at pivot i, so scaling it there is
+                # scaling R before the row). The register file holds r_i scaled, rounded as
+                # the array rounds (round(r·b / 2**w)), written scale_latency cycles later.
+                r_forgetting = _spread_copies(m, forgetting, 1, 1, "fold_forgetting")[0]
+                r_product = hwfixed.pipelined_product(m, r_value, r_forgetting, "fold_forget")
+                r_scaled = Signal(signed(w), name="fold_r_scaled")
+                m.d.sync += r_scaled.eq(((r_product + (1 << (w - 1))) >> w)[:w])
+                with m.If(fold_forgets):
+                    m.d.comb += [
+                        fold_r_wr.addr.eq(delay(r_address, scale_latency, "fold_r_address")),
+                        fold_r_wr.en.eq(delay(r_write, scale_latency, "fold_r_write")),
+                        fold_r_wr.data.eq(r_scaled),
+                    ]
 
             # -- FOLD: the array follows the schedule fold_lead cycles later ------------------
             issue_tags = [emit, task, task_group, task_slot, task_row[0], task == 0,

@@ -59,7 +59,7 @@ chip between calls::
 
     device.reset(lam=0.1, n=8, k=2, feature_bound=1.0, target_bound=4.0, capacity=1000)
     device.update(H, T, forget=0.99)   # fold rows in (R, Z scaled by √forget before each)
-    device.update(H, T)                # no forgetting: the rows go in flight together (FOLD)
+    device.update(H, T)                # rows in flight together (FOLD) where the design has it
     device.downdate(H_old, T_old)      # take rows out; DowndateRefused leaves R, Z unchanged
     W = device.weights()               # W = R⁻¹Z (refreshed on the device)
     y = device.predict(h)              # hᵀW on the device
@@ -796,7 +796,7 @@ class Device:
         value : int
             ``√λ`` (stored integer) for RESET, the row count for FOLD.
         forgetting : int or None
-            ``b = round(√β·2**w)`` for UPDATE (None: ``2**w``, no forgetting).
+            ``b = round(√β·2**w)`` for UPDATE and FOLD (None: ``2**w``, no forgetting).
         select : regmap.UpdaterSelect
             Matrix of READ / LOAD.
         data : sequence of int
@@ -918,8 +918,8 @@ class Device:
         scaled by ``√forget`` first (``0 < forget <= 1``; 1: remember everything).
 
         ``h`` is ``(n,)`` or ``(m, n)``, ``t`` ``(k,)`` or ``(m, k)`` (a scalar per row when
-        ``k = 1``). With ``forget = 1``, on a design built with the FOLD command
-        (``info().updater_fold``), several rows go in one FOLD command (the rows in flight
+        ``k = 1``). On a design built with the FOLD command (``info().updater_fold``),
+        several rows go in one FOLD command, with or without forgetting (the rows in flight
         together: the same integers as one UPDATE per row, in far fewer cycles; see
         :meth:`tiersolve.gen.qr.IncrementalUpdater.fold_cycles`); otherwise one UPDATE
         command per row, in order.
@@ -935,13 +935,14 @@ class Device:
         forgetting = head.config.forgetting_constant(forget)
         h_int, t_int = head.quantise_rows(h, t)
         fmt = head.config.fmt
-        if forgetting == 1 << fmt.width and len(h_int) > 1 and self._info.updater_fold:
+        if len(h_int) > 1 and self._info.updater_fold:
             rows = np.concatenate([h_int, t_int], axis=1)
             most = fold_row_limit(fmt.width)
             for start in range(0, len(rows), most):
                 chunk = rows[start:start + most]
                 head.stale = True
-                self._head_command(regmap.UpdaterOp.FOLD, value=len(chunk), data=chunk)
+                self._head_command(regmap.UpdaterOp.FOLD, value=len(chunk),
+                                   forgetting=forgetting, data=chunk)
                 head.rows += len(chunk)
             return
         for h_row, t_row in zip(h_int, t_int, strict=True):

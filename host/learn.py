@@ -749,8 +749,9 @@ class DeviceBackend(FixedBackend):
 
     def _update_rows(self, state, rows, forgettings, weights) -> None:
         """As the base class, but on a design built with FOLD (``info().updater_fold``) each
-        run of rows without forgetting goes in FOLD commands (the rows in flight together on
-        the device: the same integers as one UPDATE per row, in far fewer cycles)."""
+        run of rows with the same forgetting constant (or none) goes in FOLD commands (the
+        rows in flight together on the device: the same integers as one UPDATE per row, in
+        far fewer cycles)."""
         from tiersolve.designs import regmap
 
         if not self.device.info().updater_fold:
@@ -760,11 +761,12 @@ class DeviceBackend(FixedBackend):
         start = 0
         while start < len(rows):
             end = start
-            while end < len(rows) and forgettings[end] is None and end - start < most:
+            while (end < len(rows) and forgettings[end] == forgettings[start]
+                   and end - start < most):
                 end += 1
             if end - start > 1:
                 self._command(state, regmap.UpdaterOp.FOLD, value=end - start,
-                              data=rows[start:end])
+                              forgetting=forgettings[start], data=rows[start:end])
                 state.weight = weights[end - 1]
                 state.rows += end - start
                 start = end

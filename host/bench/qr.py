@@ -9,7 +9,8 @@ rotation kinds (``--rotation``):
   ``--verilator``, against the generated Verilog run in Verilator for ``n = 16`` here.
 - **utilisation**: rotations done (``n(n+1)/2 + nk`` per row, pivots included) divided by
   ``U x cycles``. ``update`` also lists DOWNDATE cycles (hyperbolic, multiplier units).
-- **FOLD** (the rows in flight together in a skewed schedule,
+- **FOLD** (the rows in flight together in a skewed schedule, ``update`` also with
+  forgetting,
   :meth:`~tiersolve.gen.qr.IncrementalUpdater.fold_plan`): the period ``P`` (cycles per row
   in steady state) and skew, the steady-state utilisation ``rotations / (U x P)``, and the
   cycles per row and utilisation of one FOLD of ``--fold-rows`` rows
@@ -120,6 +121,20 @@ def cycle_table(name, ns, units_list, k, fmt, rotations, fold_rows=256):
                         "fold_bound_utilisation": fold_bound(rotations_done, units,
                                                              core.fold_min_period),
                     })
+                    if name == "update":
+                        # FOLD with forgetting (beta < 1): r is scaled in its loop, so the
+                        # shortest period can be longer
+                        plan = core.fold_plan(n, k, forgetting=True)
+                        fold_cycles = core.fold_cycles(n, k, fold_rows, forgetting=True)
+                        record.update({
+                            "fold_forgetting_period": plan["period"],
+                            "fold_forgetting_min_period": core.fold_min_period_forgetting,
+                            "fold_forgetting_steady_utilisation":
+                                rotations_done / (units * plan["period"]),
+                            "fold_forgetting_cycles": fold_cycles,
+                            "fold_forgetting_utilisation":
+                                rotations_done * fold_rows / (units * fold_cycles),
+                        })
                 records.append(record)
     return records
 
@@ -139,8 +154,8 @@ def script_streams(script, n, k, fmt):
 
     ``script`` is a list of tuples: ``("reset", lam_sqrt)``, ``("update", h, t[, b])``,
     ``("downdate", h, t)``, ``("solve",)``, ``("predict", h)``, ``("read", select)``,
-    ``("load", select, values)``, ``("fold", [(h, t), ...])`` (stored integers; ``b`` the
-    forgetting constant).
+    ``("load", select, values)``, ``("fold", [(h, t), ...][, None, b])`` (stored integers;
+    ``b`` the forgetting constant).
     """
     from tiersolve.gen.qr import Op, Select
 
@@ -171,6 +186,8 @@ def script_streams(script, n, k, fmt):
         elif name == "fold":
             command["value"] = len(step[1])
             values += [int(v) for h, t in step[1] for v in [*h, *t]]
+            if len(step) > 3 and step[3] is not None:
+                command["forgetting"] = int(step[3])
         commands.append(command)
     return commands, values, outputs
 
@@ -209,11 +226,11 @@ def verilator_update_cycles(name, n, k, fmt, units, rotation, rows=4, seed=0):
     return [b - a for a, b in zip(accepted[1:-1], accepted[2:], strict=True)]
 
 
-def verilator_fold_cycles(name, n, k, fmt, units, rotation, rows=64, seed=0):
-    """Cycles of one FOLD of ``rows`` rows measured on the generated Verilog in Verilator:
-    the spacing of the FOLD command and the next one, which
-    :meth:`~tiersolve.gen.qr.IncrementalUpdater.fold_cycles` predicts."""
-    steps = [("fold", _random_rows(fmt, n, k, rows, seed))]
+def verilator_fold_cycles(name, n, k, fmt, units, rotation, rows=64, seed=0, forgetting=None):
+    """Cycles of one FOLD of ``rows`` rows (with the forgetting constant ``forgetting``, None:
+    none) measured on the generated Verilog in Verilator: the spacing of the FOLD command and
+    the next one, which :meth:`~tiersolve.gen.qr.IncrementalUpdater.fold_cycles` predicts."""
+    steps = [("fold", _random_rows(fmt, n, k, rows, seed), None, forgetting)]
     accepted = _verilator_acceptances(name, n, k, fmt, units, rotation, steps)
     return accepted[2] - accepted[1]
 
@@ -391,6 +408,10 @@ def run(args) -> int:
     header += (f" FOLD period (skew) | FOLD steady utilisation | FOLD of {args.fold_rows}: "
                "cycles/row | its utilisation | bound (P_min) |")
     rule += "---|---|---|---|---|"
+    if name == "update":
+        header += (f" FOLD with forgetting: period (P_min) | its FOLD of {args.fold_rows}: "
+                   "utilisation |")
+        rule += "---|---|"
     lines += [header, rule]
     for r in records:
         line = (f"| {r['rotation']} | {r['n']} | {r['units']} | {r['cycles_per_row']} | "
@@ -402,8 +423,11 @@ def run(args) -> int:
                      f"{100 * r['fold_steady_utilisation']:.1f} % | "
                      f"{r['fold_cycles_per_row']:.1f} | {100 * r['fold_utilisation']:.1f} % | "
                      f"{100 * r['fold_bound_utilisation']:.1f} % ({r['fold_min_period']}) |")
+            if name == "update":
+                line += (f" {r['fold_forgetting_period']} ({r['fold_forgetting_min_period']}) "
+                         f"| {100 * r['fold_forgetting_utilisation']:.1f} % |")
         else:
-            line += " — | — | — | — | — |"
+            line += " — | — | — | — | — |" + (" — | — |" if name == "update" else "")
         lines.append(line)
     meta = {"format": str(fmt), "k": args.k, "core": core_name}
     if args.verilator:
@@ -421,6 +445,14 @@ def run(args) -> int:
                            "measured": verilator_fold_cycles(name, 16, args.k, fmt, 4,
                                                              rotation),
                            "formula": core.fold_cycles(16, args.k, 64)})
+            if name == "update":
+                forgetting = core.config.forgetting_constant(0.99)
+                checks.append({
+                    "rotation": f"{rotation}, FOLD of 64 rows with forgetting (beta = 0.99)",
+                    "n": 16, "units": 4,
+                    "measured": verilator_fold_cycles(name, 16, args.k, fmt, 4, rotation,
+                                                      forgetting=forgetting),
+                    "formula": core.fold_cycles(16, args.k, 64, forgetting)})
         meta["verilator_checks"] = checks
         lines += ["", "Verilator check (n = 16, units = 4; spacing of UPDATE commands, and "
                   "the cycles of one FOLD):"]

@@ -23,7 +23,8 @@ def run_script(dut, script, n, k, deadline=2e-3):
     Ops: ``("reset", lam_sqrt)``, ``("update", h, t, forgetting)``, ``("downdate", h, t)``,
     ``("solve",)``, ``("predict", h)``, ``("read", select)``, ``("load", select, values)``,
     ``("fold", [(h, t), ...])`` (its ``value`` is the row count; ``("fold", rows, count)``
-    sends ``count`` instead, for the bad-command tests).
+    sends ``count`` instead, for the bad-command tests, None: the row count;
+    ``("fold", rows, count, forgetting)`` folds with forgetting).
     Returns a list with, per op, ``(values_out, flags)``; ``flags`` are ``refused``,
     ``saturated``, ``bad_command``, ``cycles`` after the op.
     """
@@ -56,7 +57,10 @@ def run_script(dut, script, n, k, deadline=2e-3):
                 inputs = [int(v) for v in np.ravel(step[2])]
             elif name == "fold":
                 inputs = [int(v) for h, t in step[1] for v in [*h, *t]]
-                payload["value"] = step[2] if len(step) > 2 else len(step[1])
+                payload["value"] = (step[2] if len(step) > 2 and step[2] is not None
+                                    else len(step[1]))
+                if len(step) > 3 and step[3] is not None:
+                    payload["forgetting"] = int(step[3])
             await stream_put(ctx, dut.command, payload)
             await ctx.tick()    # the core checks the command in the cycle after the transfer
             if ctx.get(dut.bad_command):
@@ -97,8 +101,12 @@ def model_script(model, script):
         elif name == "downdate":
             model.last_refused = model.downdate(step[1], step[2]).refused
         elif name == "fold":
+            forgetting = step[3] if len(step) > 3 else None
             for h, t in step[1]:
-                model.fold(h, t)
+                if isinstance(model, IncrementalUpdaterModel) and forgetting is not None:
+                    model.update_with_constant(h, t, forgetting)
+                else:
+                    model.fold(h, t)
         elif name == "solve":
             model.W = model.solve() if not isinstance(model, IncrementalUpdaterModel) \
                 else model.solve()
@@ -293,9 +301,46 @@ def test_fold_bit_exact_and_cycles(core, rotation, units, fmt, n_max, k_max, n, 
     assert not np.array_equal(model.R, 0.25 * 2 ** fmt.frac_bits * np.eye(n))
 
 
+@pytest.mark.parametrize("rotation, units, n_max, k_max, n, k", [
+    ("multiplier", 4, 4, 1, 4, 1),   # units >= n: the period is the forgetting loop's P_min
+    ("multiplier", 1, 6, 1, 6, 1),   # the period is the work
+    ("multiplier", 2, 3, 2, 1, 1),   # n = 1 < scale latency: the settle before the schedule
+    ("cordic", 2, 5, 2, 4, 2),
+    ("cordic", 4, 3, 1, 2, 1),
+])
+def test_fold_with_forgetting_bit_exact_and_cycles(rotation, units, n_max, k_max, n, k):
+    """FOLD with a forgetting constant gives the integers of one UPDATE with that constant per
+    row (the pivots' register file holds r scaled as the array's read scales A), in exactly
+    ``fold_cycles(..., forgetting=b)``; mixed with FOLD without forgetting, with UPDATE, and
+    with another constant; a FOLD with an out-of-range constant is a bad command."""
+    fmt = FixedFormat(4, 12)
+    config = QRConfig(fmt, rotation)
+    rng = np.random.default_rng(100 * n + 10 * units + k)
+    dut = IncrementalUpdater(n_max, k_max, fmt, units=units, rotation=rotation)
+    model = IncrementalUpdaterModel(config, n, k, 0)
+    b1, b2 = config.forgetting_constant(0.9), config.forgetting_constant(0.75)
+    many = dut.fold_row_slots + 2
+    rows = random_rows(fmt, rng, many + 7, n, k)
+    script = [("reset", fmt.const(0.5)), ("fold", rows[:many], None, b1),
+              ("update", *rows[many], b2), ("fold", rows[many + 1:many + 3]),
+              ("fold", rows[many + 3:many + 6], None, b2), ("fold", rows[many + 6:], None, b1),
+              *READ_ALL, ("solve",), ("read", Select.W)]
+    results = check_script(dut, model, script, n, k)
+    for step, count, beta in ((1, many, b1), (3, 2, None), (4, 3, b2), (5, 1, b1)):
+        assert results[step][1]["cycles"] == dut.fold_cycles(
+            n, k, count, 1 << fmt.width if beta is None else beta), step
+    if rotation == "multiplier" and units >= n:
+        assert dut.fold_plan(n, k, True)["period"] == dut.fold_min_period_forgetting
+        assert dut.fold_min_period_forgetting > dut.fold_min_period
+    bad = run_script(dut, [("fold", rows[:1], None, 0), ("fold", rows[:1], None, 1 + (1 << 16)),
+                           ("fold", rows[:1], None, 1 << fmt.width)], n, k)
+    assert [flags["bad_command"] for _, flags in bad] == [1, 1, 0]
+
+
 def random_script(rng, fmt, config, n, k, length, folds):
     """A random command sequence: updates with and without forgetting, downdates of rows
-    folded in earlier and of random rows (some refused), folds of 1-4 rows, solve, predict,
+    folded in earlier and of random rows (some refused), folds of 1-4 rows (with and without
+    forgetting), solve, predict,
     the read-outs, and resets, then a read of R and Z."""
     script = [("reset", fmt.const(float(rng.choice([0.25, 0.5, 1.0]))))]
     history = []                                # rows folded in since the last reset
@@ -317,7 +362,10 @@ def random_script(rng, fmt, config, n, k, length, folds):
         elif op == "fold":
             rows = random_rows(fmt, rng, int(rng.integers(1, 5)), n, k)
             history += rows
-            script.append(("fold", rows))
+            # half of them with forgetting
+            beta = (config.forgetting_constant(float(rng.uniform(0.7, 1.0)))
+                    if rng.random() < 0.5 else None)
+            script.append(("fold", rows, None, beta))
         elif op == "solve":
             script.append(("solve",))
         elif op == "reset":
@@ -537,8 +585,8 @@ def test_forgetting_run_in_simulation():
 def test_verilator_cross_simulation(verilator):
     """The generated Verilog of one IncrementalUpdater (CORDIC, 2 units, n = 6, k = 2) run in
     Verilator gives the model's integers: updates with and without forgetting, a downdate, a
-    refused downdate, a FOLD of several rows, solve, predict, reads; and its UPDATE and FOLD
-    spacings are the cycle formulas."""
+    refused downdate, FOLDs of several rows without and with forgetting, solve, predict,
+    reads; and its UPDATE and FOLD spacings are the cycle formulas."""
     from tiersolve.gen.crosssim import VerilatorSimulation
     from tiersolve.host.bench.qr import script_streams
 
@@ -553,6 +601,7 @@ def test_verilator_cross_simulation(verilator):
     bad = (fmt.quantise([0, 0, 0, 0, 0, 3.5]).values, np.zeros(k, np.int64))
     script = [("reset", fmt.const(0.25))] + [("update", h, t) for h, t in rows[:4]]
     script += [("update", h, t, forgetting) for h, t in rows[4:]] + [("fold", folded)]
+    script += [("fold", folded[:4], None, forgetting)]
     script += [("downdate", *rows[7]), ("downdate", *bad), ("solve",), ("predict", rows[0][0])]
     script += READ_ALL + [("read", Select.W)]
     commands, values, outputs = script_streams(script, n, k, fmt)
@@ -570,6 +619,7 @@ def test_verilator_cross_simulation(verilator):
     accepted = result.input_cycles["command"]
     assert accepted[2] - accepted[1] == dut.update_cycles(n, k)
     assert accepted[12] - accepted[11] == dut.fold_cycles(n, k, len(folded))
+    assert accepted[13] - accepted[12] == dut.fold_cycles(n, k, 4, forgetting)
 
 
 def test_forgetting_constant_out_of_range_is_a_bad_command():

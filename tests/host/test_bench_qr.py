@@ -30,6 +30,12 @@ def test_cycle_table_records_follow_the_cycle_models():
         assert r["fold_bound_utilisation"] == pytest.approx(
             rotations / (r["units"] * max(-(-rotations // r["units"]), core.fold_min_period)))
         assert r["fold_steady_utilisation"] <= r["fold_bound_utilisation"] + 1e-12
+        # with forgetting: the period of fold_plan(forgetting=True), never shorter
+        plan = core.fold_plan(r["n"], 1, forgetting=True)
+        assert r["fold_forgetting_period"] == plan["period"] >= r["fold_period"]
+        assert r["fold_forgetting_cycles"] == core.fold_cycles(r["n"], 1, 100, forgetting=True)
+        assert r["fold_forgetting_utilisation"] == pytest.approx(
+            rotations * 100 / (r["units"] * r["fold_forgetting_cycles"]))
         if r["units"] == r["n"]:  # units = n at these sizes: the schedule is at its bound
             assert r["fold_steady_utilisation"] == pytest.approx(r["fold_bound_utilisation"])
     # one unit: the period is the work, so the steady state keeps the unit busy

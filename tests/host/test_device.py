@@ -354,7 +354,46 @@ def test_updater_with_cordic_rotations_folds_rows_bit_exact():
         assert device.info().updater_rotation == "cordic" and device.info().updater_fold
         check_head_session(device, np.random.default_rng(23), 3, 2, 6)
     assert ops.count(regmap.UpdaterOp.FOLD) == 2    # the two multi-row updates
-    assert regmap.UpdaterOp.UPDATE in ops           # the row with forgetting
+    assert regmap.UpdaterOp.UPDATE in ops           # the single row with forgetting
+
+
+def test_updater_folds_rows_with_forgetting_bit_exact():
+    """``update`` of several rows with ``forget < 1`` on a design built with FOLD goes in one
+    FOLD command that carries the forgetting constant: the integers of one UPDATE with
+    forgetting per row."""
+    from tiersolve.gen.qr import IncrementalUpdater
+
+    n, k, rows = 3, 2, 5
+    url = UPDATER_URL + "&updater_units=2&updater_fold=1"
+    rng = np.random.default_rng(29)
+    H, T = rng.uniform(-1, 1, (rows, n)), rng.uniform(-2, 2, (rows, k))
+    with tiersolve.host.open(url) as device:
+        calls = []
+        command = device.updater_command
+
+        def spy(op, *args, **kwargs):
+            calls.append((op, kwargs.get("forgetting")))
+            return command(op, *args, **kwargs)
+
+        device.updater_command = spy
+        device.reset(0.5, n=n, k=k, feature_bound=1.0, target_bound=2.0, capacity=50)
+        device.update(H, T, forget=0.9)
+        cycles = device.last_run["cycles"]
+        head = device.head
+        R = device_ints(device, regmap.UpdaterSelect.R, n)
+        Z = device_ints(device, regmap.UpdaterSelect.Z, k)
+        model = head_model(device)
+    b = head.config.forgetting_constant(0.9)
+    assert calls[1] == (regmap.UpdaterOp.FOLD, b)
+    assert not any(op == regmap.UpdaterOp.UPDATE for op, _ in calls)
+    h_int, t_int = head.quantise_rows(H, T)
+    for h, t in zip(h_int, t_int, strict=True):
+        model.update_with_constant(h, t, b)
+    assert np.array_equal(R, model.R) and np.array_equal(Z, model.Z)
+    # the rows come over the register bus slower than one value a cycle, so the FOLD takes at
+    # least what fold_cycles counts for rows that arrive at full rate
+    core = IncrementalUpdater(4, 2, head.config.fmt, units=2, rotation="multiplier")
+    assert cycles >= core.fold_cycles(n, k, rows, b)
 
 
 def test_updater_checks_and_errors(updater_device):
