@@ -245,7 +245,7 @@ class CholeskySolver(wiring.Component):
         self.guard_bits = int(guard_bits)
         self.rsqrt_mode = rsqrt_mode
         self.rsqrt_latency = self._rsqrt.latency
-        self.late_term = late_term_default(self.lanes) if late_term is None else bool(late_term)
+        self.late_term = late_term_default(self.lanes, late_term)
         w = self.fmt.width
         super().__init__({
             "command": In(stream.Signature(data.StructLayout({

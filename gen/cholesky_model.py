@@ -410,13 +410,14 @@ def read_stage(lanes: int) -> int:
     return int(lanes >= READ_STAGE_LANES)
 
 
-def late_term_default(lanes: int) -> bool:
-    """Whether a core of ``lanes`` lanes adds the back substitution's late term by default
-    (:class:`~tiersolve.gen.cholesky.CholeskySolver`'s ``late_term=None``): from 2 lanes. It
-    costs one more ``w × w`` multiplier (on an iCE40UP5K, whose 16 × 16 DSPs a Q6.12 one-lane
-    core already uses 6 of 8, four more) and saves least with one lane (one step per
-    right-hand side and row, about 2 % of factor + solve at n = 32)."""
-    return lanes >= 2
+def late_term_default(lanes: int, late_term=None) -> bool:
+    """Whether a core of ``lanes`` lanes adds the back substitution's late term: ``late_term``
+    if it is given, else the default (:class:`~tiersolve.gen.cholesky.CholeskySolver`'s
+    ``late_term=None``): from 2 lanes. It costs one more ``w × w`` multiplier (on an
+    iCE40UP5K, whose 16 × 16 DSPs a Q6.12 one-lane core already uses 6 of 8, four more) and
+    saves least with one lane (one step per right-hand side and row, about 2 % of factor +
+    solve at n = 32)."""
+    return lanes >= 2 if late_term is None else bool(late_term)
 
 
 def pipeline_delays(lanes: int, fmt=None, inverse_format=None, late_term=None) -> dict:
@@ -472,7 +473,7 @@ def pipeline_delays(lanes: int, fmt=None, inverse_format=None, late_term=None) -
     delays = {"gram_drain": 7 + dot, "s_stored": 7 + dot, "pivot": 8 + dot,
               "l_readable": 6 + scaling, "factor_drain": 7 + scaling,
               "back": back, "back_drain": back + 1}
-    if late_term_default(lanes) if late_term is None else late_term:
+    if late_term_default(lanes, late_term):
         delays["back_late"] = back_late
     return delays
 

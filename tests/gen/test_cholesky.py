@@ -280,7 +280,8 @@ def test_back_substitution_late_term(lanes, late_term):
 
     rng = np.random.default_rng(40 + lanes)
     core = make_core(14, 2, Q6_12, lanes, late_term=late_term)
-    assert core.late_term == (late_term_default(lanes) if late_term is None else late_term)
+    assert core.late_term == (lanes >= 2 if late_term is None else late_term)
+    assert late_term_default(lanes, late_term) == core.late_term
     jobs = [Job("direct", n, k, Q6_12.const(0.125), spd_direct(rng, Q6_12, n, k, cond=40.0),
                 core) for n, k in ((14, 1), (9, 2), (2, 1))]
     jobs.append(Job("gram", 13, 2, Q6_12.const(0.5), gram_rows(rng, Q6_12, 13, 2, 5), core))
