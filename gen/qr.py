@@ -1864,37 +1864,47 @@ class IncrementalUpdater(wiring.Component):
             setup_row = delay(task, 3, "fold_setup_row")
             setup_bank = delay(bank_of(task), 3, "fold_setup_bank")
             task_done = delay(task, 1 + G, "fold_task_done")
-            r_write = Signal()
-            r_address = Signal.like(fold_r_wr.addr)
-            r_value = Signal(signed(w))
             with m.If(setup_write):
-                m.d.comb += [r_address.eq(setup_row), r_write.eq(1)]
+                m.d.comb += [fold_r_wr.addr.eq(setup_row), fold_r_wr.en.eq(1)]
                 with m.Switch(setup_bank):
                     for u in range(units):
                         with m.Case(u):
-                            m.d.comb += r_value.eq(a_data[u])
+                            m.d.comb += fold_r_wr.data.eq(a_data[u])
             with m.Elif(fold_gen_valid):
-                m.d.comb += [r_address.eq(task_done), r_write.eq(1), r_value.eq(fold_gen_r)]
+                m.d.comb += [fold_r_wr.addr.eq(task_done), fold_r_wr.en.eq(1),
+                             fold_r_wr.data.eq(fold_gen_r)]
                 with m.If(fold_gen_saturated):
                     m.d.sync += saturated.eq(1)
-            m.d.comb += [fold_r_wr.addr.eq(r_address), fold_r_wr.en.eq(r_write),
-                         fold_r_wr.data.eq(r_value)]
             if incremental:
                 # FOLD with forgetting: the next row's task i must see sqrt(beta)·r_i, as the
                 # array's read scales A[i, :] (the model scales the pivot's row as the row
                 # reaches it: R's row i changes only at pivot i, so scaling it there is
-                # scaling R before the row). The register file holds r_i scaled, rounded as
-                # the array rounds (round(r·b / 2**w)), written scale_latency cycles later.
+                # scaling R before the row). The register file then holds r_i scaled, rounded
+                # as the array rounds (round(r·b / 2**w)), written scale_latency cycles later:
+                # in FOLD_SETUP the array's own scaled read of A[i, i] (upper_scaled, that
+                # many cycles after a_data), afterwards the generator's r (a register) times
+                # b. (A multiplexer of the two in front of one multiplier was a worst path.)
                 r_forgetting = _spread_copies(m, forgetting, 1, 1, "fold_forgetting")[0]
-                r_product = hwfixed.pipelined_product(m, r_value, r_forgetting, "fold_forget")
+                r_product = hwfixed.pipelined_product(m, fold_gen_r, r_forgetting,
+                                                      "fold_forget")
                 r_scaled = Signal(signed(w), name="fold_r_scaled")
                 m.d.sync += r_scaled.eq(((r_product + (1 << (w - 1))) >> w)[:w])
+                setup_scaled = delay(setup_write, scale_latency, "fold_setup_scaled")
+                setup_scaled_row = delay(setup_row, scale_latency, "fold_setup_scaled_row")
+                setup_scaled_bank = delay(setup_bank, scale_latency, "fold_setup_scaled_bank")
+                gen_scaled = delay(fold_gen_valid, scale_latency, "fold_gen_scaled")
+                gen_scaled_row = delay(task_done, scale_latency, "fold_gen_scaled_row")
                 with m.If(fold_forgets):
-                    m.d.comb += [
-                        fold_r_wr.addr.eq(delay(r_address, scale_latency, "fold_r_address")),
-                        fold_r_wr.en.eq(delay(r_write, scale_latency, "fold_r_write")),
-                        fold_r_wr.data.eq(r_scaled),
-                    ]
+                    m.d.comb += fold_r_wr.en.eq(0)
+                    with m.If(setup_scaled):
+                        m.d.comb += [fold_r_wr.addr.eq(setup_scaled_row), fold_r_wr.en.eq(1)]
+                        with m.Switch(setup_scaled_bank):
+                            for u in range(units):
+                                with m.Case(u):
+                                    m.d.comb += fold_r_wr.data.eq(upper_scaled[u])
+                    with m.Elif(gen_scaled):
+                        m.d.comb += [fold_r_wr.addr.eq(gen_scaled_row), fold_r_wr.en.eq(1),
+                                     fold_r_wr.data.eq(r_scaled)]
 
             # -- FOLD: the array follows the schedule fold_lead cycles later ------------------
             issue_tags = [emit, task, task_group, task_slot, task_row[0], task == 0,
