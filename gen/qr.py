@@ -219,12 +219,31 @@ def _round_shift_clips(value, shifted, width: int, shift_is_zero):
 
 def _leading_one(m, p, name: str) -> Signal:
     """The normaliser's ``L`` for ``p`` (signed, ``2w + 2`` bits): one more than the index of
-    the highest set bit below the sign, 0 when there is none (combinational)."""
+    the highest set bit below the sign, 0 when there is none (combinational).
+
+    That is the index of the highest set bit of ``Cat(1, p[:-1])``, found by a balanced tree
+    without adders: a range of bits splits into a lower part of ``2**k`` bits and an upper
+    part of at most as many; the index is ``Cat(upper index, 1)`` when the upper part has a
+    set bit, else ``Cat(lower index, 0)``. About ``log2(2w + 2)`` multiplexer levels where a
+    priority chain over the bits was one level per bit (it was on a worst path)."""
+    bits = [Const(1, 1)] + [p[bit] for bit in range(len(p) - 1)]
+
+    def encode(part):
+        # (any bit set, index of the highest set bit: ceil(log2(len(part))) bits)
+        if len(part) == 1:
+            return part[0], None
+        size = 1 << ((len(part) - 1).bit_length() - 1)      # the lower part: 2**k bits
+        any_low, index_low = encode(part[:size])
+        any_high, index_high = encode(part[size:])
+        k = size.bit_length() - 1
+        low = Const(0, k) if index_low is None else index_low
+        high = Const(0, k) if index_high is None else index_high.as_unsigned()
+        high = Cat(high, Const(0, k - len(high)))
+        return any_low | any_high, Mux(any_high, Cat(high, 1), Cat(low, 0))
+
+    _, index = encode(bits)
     leading_one = Signal(signed(8), name=name)
-    m.d.comb += leading_one.eq(0)
-    for bit in range(len(p) - 1):
-        with m.If(p[bit]):
-            m.d.comb += leading_one.eq(bit + 1)
+    m.d.comb += leading_one.eq(index)
     return leading_one
 
 

@@ -684,6 +684,42 @@ def test_rounded_clip_flag_matches_clip_width_exhaustively():
     assert 0 < clipped < 1 << bits      # both outcomes were exercised
 
 
+@pytest.mark.parametrize("bits", [2, 5, 12, 34, 38])
+def test_leading_one_is_the_highest_set_bit_below_the_sign(bits):
+    """The normaliser's ``L`` (``_leading_one``, a balanced tree of multiplexers) is one more
+    than the index of the highest set bit below the sign, 0 when none: every value for 12
+    bits or fewer, and zero, the extremes and every single bit and random values at the
+    widths the generators use (``2w + 2``: 38 in Q6.12, 34 in Q4.12)."""
+    from amaranth.hdl import Module, Signal, signed
+    from amaranth.sim import Simulator
+    from tiersolve.gen.qr import _leading_one
+
+    m = Module()
+    p = Signal(signed(bits))
+    leading = _leading_one(m, p, "leading")
+    low, high = -(1 << (bits - 1)), 1 << (bits - 1)
+    if bits <= 12:
+        values = list(range(low, high))
+    else:
+        rng = np.random.default_rng(bits)
+        values = [0, -1, low, high - 1, *(1 << b for b in range(bits - 1)),
+                  *(int(v) >> int(s) for v, s in zip(rng.integers(low, high, 3000),
+                                                     rng.integers(0, bits, 3000), strict=True))]
+    mismatches = []
+
+    async def testbench(ctx):
+        for value in values:
+            ctx.set(p, value)
+            want = (value & (high - 1)).bit_length()
+            if ctx.get(leading) != want:
+                mismatches.append((value, ctx.get(leading), want))
+
+    simulator = Simulator(m)
+    simulator.add_testbench(testbench)
+    simulator.run()
+    assert mismatches == []
+
+
 def test_spread_copies_are_a_chain_with_bounded_lag():
     """``_spread_copies`` loads copy ``u`` from copy ``u - 1`` (so Yosys cannot merge them)
     and copy ``u`` follows the source ``1 + min(u, max_depth)`` cycles later."""
