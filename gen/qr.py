@@ -247,12 +247,21 @@ def _leading_one(m, p, name: str) -> Signal:
     return leading_one
 
 
+def _normaliser_exponent(leading, mantissa_bits: int):
+    """The exponent ``e = ceil((L - M) / 2) = (L - M + 1) >> 1`` of the normaliser's ``L``
+    (one adder: the constants are summed here, not in the netlist)."""
+    return (leading + (1 - mantissa_bits)) >> 1
+
+
 def _normaliser_shifts(exponent, mantissa_bits: int, w: int) -> tuple:
     """``(S, S - 1, S + w - 1)`` for the exponent ``e`` (see
     :func:`~tiersolve.gen.qr_model.inverse_square_root`: ``S = e + (M - 2) / 2``): the shift,
-    and the offsets the two-cycle roundings of ``c``, ``s`` and of ``r`` take."""
+    and the offsets the two-cycle roundings of ``c``, ``s`` and of ``r`` take. Each is one
+    adder of ``e`` and a constant (Yosys does not merge chained constant additions: written
+    as ``e + M/2 - 1 + w - 1`` they were up to three carry chains after ``e``'s, a worst path
+    of the multiplier updater)."""
     half_m = (mantissa_bits - 2) // 2
-    return exponent + half_m, exponent + half_m - 1, exponent + half_m + w - 1
+    return exponent + half_m, exponent + (half_m - 1), exponent + (half_m + w - 1)
 
 
 def _mantissa(p, shift, mantissa_bits: int):
@@ -736,7 +745,7 @@ class IncrementalUpdater(wiring.Component):
         leading = Signal(signed(8))     # registered in LEADING
         nonpositive = Signal()          # p <= 0, registered in LEADING
         exponent = Signal(signed(8))  # e = ceil((L - M) / 2)
-        m.d.comb += exponent.eq((leading - mantissa_bits + 1) >> 1)
+        m.d.comb += exponent.eq(_normaliser_exponent(leading, mantissa_bits))
         # free-running pipelined products; the generator's states wait for their latency.
         # The squares take their operands through registers of their own, beside the
         # multipliers (pivot also feeds a·g and the refusal's r): pivot and lower are loaded
@@ -1977,7 +1986,7 @@ class IncrementalUpdater(wiring.Component):
         m.d.sync += [leading.eq(leading_one), nonpositive.eq(p <= 0)]
         ahead += 1
         # the normaliser's shift S = e + (M - 2) / 2 and its two rounding offsets
-        exponent = (leading - mantissa_bits + 1) >> 1
+        exponent = _normaliser_exponent(leading, mantissa_bits)
         shift = Signal(range(2 * w + mantissa_bits + 2), name="fold_gen_shift")
         shift_minus_one = Signal.like(shift, name="fold_gen_shift_minus_one")
         wide_shift_minus_one = Signal(range(3 * w + mantissa_bits + 2),
