@@ -332,7 +332,8 @@ def test_fold_with_forgetting_bit_exact_and_cycles(rotation, units, n_max, k_max
     if rotation == "multiplier" and units >= n:
         assert dut.fold_plan(n, k, True)["period"] == dut.fold_min_period_forgetting
         assert dut.fold_min_period_forgetting > dut.fold_min_period
-    bad = run_script(dut, [("fold", rows[:1], None, 0), ("fold", rows[:1], None, 1 + (1 << 16)),
+    too_large = 1 + (1 << fmt.width)
+    bad = run_script(dut, [("fold", rows[:1], None, 0), ("fold", rows[:1], None, too_large),
                            ("fold", rows[:1], None, 1 << fmt.width)], n, k)
     assert [flags["bad_command"] for _, flags in bad] == [1, 1, 0]
 
