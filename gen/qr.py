@@ -1892,17 +1892,28 @@ class IncrementalUpdater(wiring.Component):
             setup_row = delay(task, 3, "fold_setup_row")
             setup_bank = delay(bank_of(task), 3, "fold_setup_bank")
             task_done = delay(task, 1 + G, "fold_task_done")
-            with m.If(setup_write):
-                m.d.comb += [fold_r_wr.addr.eq(setup_row), fold_r_wr.en.eq(1)]
-                with m.Switch(setup_bank):
-                    for u in range(units):
-                        with m.Case(u):
-                            m.d.comb += fold_r_wr.data.eq(a_data[u])
-            with m.Elif(fold_gen_valid):
-                m.d.comb += [fold_r_wr.addr.eq(task_done), fold_r_wr.en.eq(1),
-                             fold_r_wr.data.eq(fold_gen_r)]
-                with m.If(fold_gen_saturated):
-                    m.d.sync += saturated.eq(1)
+
+            def write_pivot(port, setup, row, bank, values, generated, generated_row, value,
+                            generated_saturated=None):
+                # fold_pivots' write: r_i from A in FOLD_SETUP (the value of its bank), else
+                # a task's generated r (and its clip into the sticky flag). (The port is an
+                # argument, not a closure: Amaranth names its signals after elaborate's
+                # local variable, which a closure would hide.)
+                with m.If(setup):
+                    m.d.comb += [port.addr.eq(row), port.en.eq(1)]
+                    with m.Switch(bank):
+                        for u in range(units):
+                            with m.Case(u):
+                                m.d.comb += port.data.eq(values[u])
+                with m.Elif(generated):
+                    m.d.comb += [port.addr.eq(generated_row), port.en.eq(1),
+                                 port.data.eq(value)]
+                    if generated_saturated is not None:
+                        with m.If(generated_saturated):
+                            m.d.sync += saturated.eq(1)
+
+            write_pivot(fold_r_wr, setup_write, setup_row, setup_bank, a_data, fold_gen_valid,
+                        task_done, fold_gen_r, fold_gen_saturated)
             if incremental:
                 # FOLD with forgetting: the next row's task i must see sqrt(beta)·r_i, as the
                 # array's read scales A[i, :] (the model scales the pivot's row as the row
@@ -1924,15 +1935,8 @@ class IncrementalUpdater(wiring.Component):
                 gen_scaled_row = delay(task_done, scale_latency, "fold_gen_scaled_row")
                 with m.If(fold_forgets):
                     m.d.comb += fold_r_wr.en.eq(0)
-                    with m.If(setup_scaled):
-                        m.d.comb += [fold_r_wr.addr.eq(setup_scaled_row), fold_r_wr.en.eq(1)]
-                        with m.Switch(setup_scaled_bank):
-                            for u in range(units):
-                                with m.Case(u):
-                                    m.d.comb += fold_r_wr.data.eq(upper_scaled[u])
-                    with m.Elif(gen_scaled):
-                        m.d.comb += [fold_r_wr.addr.eq(gen_scaled_row), fold_r_wr.en.eq(1),
-                                     fold_r_wr.data.eq(r_scaled)]
+                    write_pivot(fold_r_wr, setup_scaled, setup_scaled_row, setup_scaled_bank,
+                                upper_scaled, gen_scaled, gen_scaled_row, r_scaled)
 
             # -- FOLD: the array follows the schedule fold_lead cycles later ------------------
             issue_tags = [emit, task, task_group, task_slot, task_row[0], task == 0,
