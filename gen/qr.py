@@ -290,6 +290,17 @@ def _spread_copies(m, source, count: int, max_depth: int, name: str) -> list:
     return copies
 
 
+def _scale_by_forgetting(m, value, forgetting, scaled, name: str) -> None:
+    """``scaled`` (``w`` bits) takes ``round(value·b / 2**w)`` (half up; ``b`` =
+    ``forgetting`` <= ``2**w``, so it fits), registered
+    :attr:`~IncrementalUpdater.scale_latency` cycles after ``value``: the forgetting scale,
+    rounded as the model's :func:`~tiersolve.gen.qr_model.scale_row` rounds it (the array's
+    reads of ``A`` and FOLD's pivots must round alike)."""
+    w = len(scaled)
+    product = hwfixed.pipelined_product(m, value, forgetting, name)
+    m.d.sync += scaled.eq(((product + (1 << (w - 1))) >> w)[:w])
+
+
 def _rounded_clips(shifted, width: int):
     """Whether :func:`_round_shift_second`'s ``(shifted + 1) >> 1`` does *not* fit ``width``
     signed bits, from ``shifted`` alone (bit tests, formed beside the rounding's adder and
@@ -963,10 +974,8 @@ class IncrementalUpdater(wiring.Component):
         for u in range(units):
             if incremental:
                 # round(A·b / 2**w): b <= 2**w, so the result fits w bits
-                upper_product = hwfixed.pipelined_product(m, a_data[u], unit_forgetting[u],
-                                                          f"forget_{u}")
-                half_lsb = 1 << (w - 1)
-                m.d.sync += upper_scaled[u].eq(((upper_product + half_lsb) >> w)[:w])
+                _scale_by_forgetting(m, a_data[u], unit_forgetting[u], upper_scaled[u],
+                                     f"forget_{u}")
             else:
                 m.d.comb += upper_scaled[u].eq(a_data[u])
         operand_delay = 4 + scale_latency
@@ -1924,10 +1933,8 @@ class IncrementalUpdater(wiring.Component):
                 # many cycles after a_data), afterwards the generator's r (a register) times
                 # b. (A multiplexer of the two in front of one multiplier was a worst path.)
                 r_forgetting = _spread_copies(m, forgetting, 1, 1, "fold_forgetting")[0]
-                r_product = hwfixed.pipelined_product(m, fold_gen_r, r_forgetting,
-                                                      "fold_forget")
                 r_scaled = Signal(signed(w), name="fold_r_scaled")
-                m.d.sync += r_scaled.eq(((r_product + (1 << (w - 1))) >> w)[:w])
+                _scale_by_forgetting(m, fold_gen_r, r_forgetting, r_scaled, "fold_forget")
                 setup_scaled = delay(setup_write, scale_latency, "fold_setup_scaled")
                 setup_scaled_row = delay(setup_row, scale_latency, "fold_setup_scaled_row")
                 setup_scaled_bank = delay(setup_bank, scale_latency, "fold_setup_scaled_bank")
