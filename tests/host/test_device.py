@@ -368,14 +368,7 @@ def test_updater_folds_rows_with_forgetting_bit_exact():
     rng = np.random.default_rng(29)
     H, T = rng.uniform(-1, 1, (rows, n)), rng.uniform(-2, 2, (rows, k))
     with tiersolve.host.open(url) as device:
-        calls = []
-        command = device.updater_command
-
-        def spy(op, *args, **kwargs):
-            calls.append((op, kwargs.get("forgetting")))
-            return command(op, *args, **kwargs)
-
-        device.updater_command = spy
+        calls = record_updater_ops(device, "forgetting")
         device.reset(0.5, n=n, k=k, feature_bound=1.0, target_bound=2.0, capacity=50)
         device.update(H, T, forget=0.9)
         cycles = device.last_run["cycles"]

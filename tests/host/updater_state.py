@@ -22,14 +22,15 @@ def device_ints(device, select, columns):
     return values.reshape(head.n, columns)
 
 
-def record_updater_ops(device) -> list:
+def record_updater_ops(device, *keys) -> list:
     """Make ``device`` record the op of every updater command it sends (in the returned list,
-    which fills as the commands go); ``del device.updater_command`` undoes it."""
+    which fills as the commands go); with ``keys``, ``(op, *those keyword arguments)``
+    (None where not given). ``del device.updater_command`` undoes it."""
     ops = []
     command = device.updater_command
 
     def spy(op, *args, **kwargs):
-        ops.append(op)
+        ops.append((op, *(kwargs.get(key) for key in keys)) if keys else op)
         return command(op, *args, **kwargs)
 
     device.updater_command = spy
