@@ -109,34 +109,37 @@ def cycle_table(name, ns, units_list, k, fmt, rotations, fold_rows=256):
                 if name == "update":
                     record["downdate_cycles"] = core.update_cycles(n, k, hyperbolic=True)
                 if core.folds:
-                    plan = core.fold_plan(n, k)
-                    fold_cycles = core.fold_cycles(n, k, fold_rows)
+                    record.update(_fold_figures(core, n, k, fold_rows, "fold", False))
                     record.update({
-                        "fold_period": plan["period"], "fold_skew": plan["skew"],
-                        "fold_steady_utilisation": rotations_done / (units * plan["period"]),
-                        "fold_rows": fold_rows, "fold_cycles": fold_cycles,
-                        "fold_cycles_per_row": fold_cycles / fold_rows,
-                        "fold_utilisation": rotations_done * fold_rows / (units * fold_cycles),
-                        "fold_min_period": core.fold_min_period,
+                        "fold_skew": core.fold_plan(n, k)["skew"], "fold_rows": fold_rows,
+                        "fold_cycles_per_row": record["fold_cycles"] / fold_rows,
                         "fold_bound_utilisation": fold_bound(rotations_done, units,
                                                              core.fold_min_period),
                     })
                     if name == "update":
                         # FOLD with forgetting (beta < 1): r is scaled in its loop, so the
                         # shortest period can be longer
-                        plan = core.fold_plan(n, k, forgetting=True)
-                        fold_cycles = core.fold_cycles(n, k, fold_rows, forgetting=True)
-                        record.update({
-                            "fold_forgetting_period": plan["period"],
-                            "fold_forgetting_min_period": core.fold_min_period_forgetting,
-                            "fold_forgetting_steady_utilisation":
-                                rotations_done / (units * plan["period"]),
-                            "fold_forgetting_cycles": fold_cycles,
-                            "fold_forgetting_utilisation":
-                                rotations_done * fold_rows / (units * fold_cycles),
-                        })
+                        record.update(_fold_figures(core, n, k, fold_rows, "fold_forgetting",
+                                                    True))
                 records.append(record)
     return records
+
+
+def _fold_figures(core, n, k, fold_rows, prefix, forgetting) -> dict:
+    """FOLD's period and its shortest, steady-state utilisation, and the cycles and
+    utilisation of one FOLD of ``fold_rows`` rows, without or with forgetting, as
+    ``<prefix>_period`` etc."""
+    plan = core.fold_plan(n, k, forgetting)
+    cycles = core.fold_cycles(n, k, fold_rows, forgetting)
+    rotations = core.rotations_per_row(n, k)
+    return {
+        f"{prefix}_period": plan["period"],
+        f"{prefix}_min_period": (core.fold_min_period_forgetting if forgetting
+                                 else core.fold_min_period),
+        f"{prefix}_steady_utilisation": rotations / (core.units * plan["period"]),
+        f"{prefix}_cycles": cycles,
+        f"{prefix}_utilisation": rotations * fold_rows / (core.units * cycles),
+    }
 
 
 def fold_bound(rotations: int, units: int, min_period: int) -> float:
