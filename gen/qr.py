@@ -1396,28 +1396,30 @@ class IncrementalUpdater(wiring.Component):
             # the decision, one cycle after the transfer (busy is high, bad_command low)
             with m.State("CHECK"):
                 with m.If(command_ok):
-                    with m.Switch(op):
-                        with m.Case(Op.RESET):
-                            m.d.sync += [saturated.eq(0), refused.eq(0)]
-                            m.next = "RESET"
-                        with m.Case(Op.UPDATE, Op.DOWNDATE, Op.PREDICT):
-                            m.next = "ROW_IN"
-                        with m.Case(Op.SOLVE):
-                            m.d.sync += row.eq(n - 1)
-                            m.next = "SOLVE_PIVOT"
-                        with m.Case(Op.READ):
-                            m.next = "READ_ADDRESS"
-                        if incremental:
-                            with m.Case(Op.LOAD):
-                                m.next = "LOAD"
-                        if folds:
-                            with m.Case(Op.FOLD):
-                                m.d.sync += [folding.eq(1), fold_input.eq(1), in_col.eq(0),
-                                             in_col_first.eq(1), in_col_last.eq(0),
-                                             in_half.eq(0), rows_in.eq(0), full.eq(0),
-                                             in_last_row.eq(rows == 1),
-                                             fold_work.eq(0), task.eq(0)]
-                                m.next = "FOLD_SETUP"
+                    # (an If chain, not a Switch on op: Yosys turns a switch that assigns
+                    # constants for every op into a ROM, and a ROM in the next-state logic
+                    # stops its fsm pass from encoding the sequencer one-hot)
+                    with m.If(op == Op.RESET):
+                        m.d.sync += [saturated.eq(0), refused.eq(0)]
+                        m.next = "RESET"
+                    with m.Elif((op == Op.UPDATE) | (op == Op.DOWNDATE) | (op == Op.PREDICT)):
+                        m.next = "ROW_IN"
+                    with m.Elif(op == Op.SOLVE):
+                        m.d.sync += row.eq(n - 1)
+                        m.next = "SOLVE_PIVOT"
+                    with m.Elif(op == Op.READ):
+                        m.next = "READ_ADDRESS"
+                    if incremental:
+                        with m.Elif(op == Op.LOAD):
+                            m.next = "LOAD"
+                    if folds:
+                        with m.Elif(op == Op.FOLD):
+                            m.d.sync += [folding.eq(1), fold_input.eq(1), in_col.eq(0),
+                                         in_col_first.eq(1), in_col_last.eq(0),
+                                         in_half.eq(0), rows_in.eq(0), full.eq(0),
+                                         in_last_row.eq(rows == 1),
+                                         fold_work.eq(0), task.eq(0)]
+                            m.next = "FOLD_SETUP"
                 with m.Else():
                     m.d.sync += self.busy.eq(0)
                     m.next = "IDLE"
