@@ -1,5 +1,8 @@
 """The gateware rounding and saturation helpers equal their NumPy twins bit for bit."""
 
+import re
+import subprocess
+
 import numpy as np
 import pytest
 from amaranth.hdl import Module, Signal, signed
@@ -236,3 +239,31 @@ def test_control_state_machines_ask_yosys_for_one_hot(core, state):
     wire = text.index(f"\\{state}\n")
     attributes = text[text.rfind("\n\n", 0, wire):wire]
     assert 'attribute \\fsm_encoding "one-hot"' in attributes
+
+
+@pytest.mark.parametrize("core, state", [("cholesky", "control_state"),
+                                         ("updater-cordic", "sequencer_state"),
+                                         ("updater-multiplier", "sequencer_state"),
+                                         ("qr", "sequencer_state")])
+def test_yosys_encodes_the_control_state_machines_one_hot(core, state, tmp_path):
+    # the attribute only asks: Yosys's fsm pass declines a state register whose next-state
+    # logic it cannot follow (a switch that proc_rom turned into a ROM did that to the
+    # updater's sequencer), and then the state stays binary, every state test a decode
+    from amaranth.back import verilog
+    from tiersolve.boards.synth import find_tool
+    from tiersolve.gen.cholesky import CholeskySolver
+    from tiersolve.gen.qr import IncrementalUpdater, QRSolver
+
+    if core == "cholesky":
+        design = CholeskySolver(8, 2, "Q6.12", 2)
+    elif core == "qr":
+        design = QRSolver(4, 1, "Q6.12", units=2, rotation="cordic")
+    else:
+        design = IncrementalUpdater(4, 1, "Q6.12", units=2, rotation=core.split("-")[1])
+    (tmp_path / "core.v").write_text(verilog.convert(design, name="top"))
+    subprocess.run([*find_tool("yosys"), "-q", "-l", "yosys.log", "-p",
+                    "read_verilog core.v; synth_ecp5 -top top -run :map_ram"],
+                   cwd=tmp_path, check=True, capture_output=True)
+    log = (tmp_path / "yosys.log").read_text()
+    assert re.search(rf"Recoding FSM `\$fsm\$\\{state}\$\d+' from module `\\top' using "
+                     r"`one-hot' encoding", log), f"{state} was not encoded one-hot"
