@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import math
 import numbers
@@ -850,6 +851,7 @@ def _report(board: Board, config: dict, folder: Path, tools: dict, seconds: dict
     platform_class = board.platform_class.split(":")[1]
     clock = _clock_fields(board)
     return {
+        **_design_digest(folder),
         "board": board.name,
         "description": board.description,
         "platform": platform_class,
@@ -869,6 +871,23 @@ def _report(board: Board, config: dict, folder: Path, tools: dict, seconds: dict
                   if not name.endswith("pack")},
         "seconds": {key: round(value, 2) for key, value in seconds.items()},
     }
+
+
+def _design_digest(folder: Path) -> dict:
+    """``{"design_sha256": ...}``: the SHA-256 of the netlist Yosys reads (``top.il``), or
+    ``{}`` where the build has none. Two builds with the same digest placed the same netlist
+    (only the seed differs), so their seeds can be compared and merged
+    (:func:`~tiersolve.boards.measured.record_builds`). Source locations (``attribute \\src``
+    lines, which name the checkout's folder) are left out of the digest."""
+    netlist = folder / f"{TOP_NAME}.il"
+    if not netlist.is_file():
+        return {}
+    digest = hashlib.sha256()
+    with netlist.open("rb") as lines:
+        for line in lines:
+            if not line.lstrip().startswith(b"attribute \\src "):
+                digest.update(line)
+    return {"design_sha256": digest.hexdigest()}
 
 
 def _write_report(folder: Path, report: dict) -> str:

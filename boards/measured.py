@@ -165,8 +165,38 @@ def measured_build(board: str, **config) -> dict | None:
     return result
 
 
+def _seed_runs(entry: dict) -> list[dict]:
+    """The placement runs an entry reports: its ``seeds_tried``, or its one seed's run."""
+    if entry.get("seeds_tried"):
+        return [dict(run) for run in entry["seeds_tried"]]
+    if entry.get("fmax_mhz") is None:
+        return []
+    return [{"seed": entry.get("seed"), "fmax_mhz": entry["fmax_mhz"],
+             "timing_met": entry.get("timing_met", False)}]
+
+
+def _merge_seeds(old: dict, new: dict) -> dict:
+    """Two builds of one netlist (the same ``design_sha256``), placed with other seeds: the
+    faster one's entry (met timing first), with every seed run of both in ``seeds_tried``
+    (a seed run again keeps its newer result)."""
+    runs = {run["seed"]: run for run in _seed_runs(old)}
+    runs.update({run["seed"]: run for run in _seed_runs(new)})
+
+    def speed(entry):
+        fmax = entry.get("fmax_mhz")
+        return (bool(entry.get("timing_met")), -1.0 if fmax is None else fmax)
+
+    merged = dict(new if speed(new) >= speed(old) else old)
+    merged["seeds_tried"] = sorted(runs.values(), key=lambda run: speed(run), reverse=True)
+    return merged
+
+
 def record_builds(rows, path=None) -> Path:
     """Merge measured builds into the record; a row replaces the entry of its configuration.
+
+    A row of the same netlist as the entry it meets (the same ``design_sha256``: builds of
+    one commit that tried other placement seeds) is merged with it instead: the faster of
+    the two is kept, and ``seeds_tried`` lists the seeds of both.
 
     Parameters
     ----------
@@ -199,6 +229,10 @@ def record_builds(rows, path=None) -> Path:
         entry = dict(row)
         entry["cores"] = list(_cores(entry["cores"]))
         entry.setdefault("recorded", now)
+        earlier = merged.get(identity(entry))
+        if (earlier is not None and entry.get("design_sha256")
+                and earlier.get("design_sha256") == entry["design_sha256"]):
+            entry = _merge_seeds(earlier, entry)
         merged[identity(entry)] = entry
     ordered = sorted(merged.values(), key=lambda entry: (
         entry["board"], len(entry["cores"]), entry["n_max"], entry["k_max"], entry["lanes"],

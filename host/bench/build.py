@@ -154,6 +154,8 @@ def _row(board, n_max, k_max, lanes, fmt, out: Path, cores=("cholesky",),
         row["timing_met"] = report["timing_met"]
         row["fit_us_at_fmax"] = cycles / report["fmax_mhz"] if report["fmax_mhz"] else None
         row["tools"] = report["tools"]
+        if report.get("design_sha256"):
+            row["design_sha256"] = report["design_sha256"]
         if "seeds_tried" in report:  # several seeds: the row is the fastest one's
             row["seeds_tried"] = report["seeds_tried"]
             if report["seed"] is not None:

@@ -553,6 +553,20 @@ def test_build_report_from_nextpnr_numbers(monkeypatch, tmp_path):
     assert lines[1].startswith("[1/3] yosys") and lines[3].startswith("[2/3] nextpnr-ecp5")
     assert "Fmax        pll_clock 51.2 MHz (needs 45): met" in result.summary
     assert (tmp_path / "out" / "summary.txt").read_text() == result.summary
+    # the digest of the netlist Yosys reads: the same for the same design, another for another
+    again = board_build.build("ulx3s-85f", tmp_path / "again", n_max=4, k_max=1, lanes=1).report
+    bigger = board_build.build("ulx3s-85f", tmp_path / "bigger", n_max=4, k_max=1,
+                               lanes=2).report
+    assert len(report["design_sha256"]) == 64
+    assert again["design_sha256"] == report["design_sha256"] != bigger["design_sha256"]
+    # source locations (the checkout's folder) are left out of it
+    netlist = (tmp_path / "again" / "top.il").read_text()
+    moved = "\n".join(line.replace("/", "/moved/") if "attribute \\src " in line else line
+                      for line in netlist.split("\n"))
+    assert moved != netlist
+    (tmp_path / "again" / "top.il").write_text(moved)
+    assert board_build._design_digest(tmp_path / "again") == {
+        "design_sha256": report["design_sha256"]}
 
 
 def test_build_with_a_clock_override(monkeypatch, tmp_path, capsys):
@@ -643,6 +657,7 @@ def test_bench_build_runs_every_seed_and_keeps_the_fastest(monkeypatch, tmp_path
                                            format="Q6.12", seed=2)
     [entry] = load_measured_builds(record)
     assert entry["seeds_tried"] == row["seeds_tried"] and entry["command"] == row["command"]
+    assert entry["design_sha256"] == row["design_sha256"]
     folder = tmp_path / "bench" / "build" / "ulx3s-85f-n4"
     assert (folder / "top.config").read_text() == "placed with 2"
     assert main(["bench", "build", "--from-record", "--record-file", str(record)]) == 0

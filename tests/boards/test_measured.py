@@ -117,6 +117,35 @@ def test_record_builds_replaces_the_same_configuration(record):
         load_measured_builds()
 
 
+def test_record_builds_merges_the_seeds_of_one_netlist(record):
+    # two runs of `bench build` on one commit (same design_sha256), other seeds: the faster
+    # row stays and seeds_tried has every seed; a run of another netlist replaces the entry
+    def run(seed, fmax, met=True):
+        return {"seed": seed, "fmax_mhz": fmax, "timing_met": met, "seconds": 300.0}
+
+    record_builds([_row(fmax_mhz=92.8, seed=4, timing_met=True, design_sha256="a",
+                        seeds_tried=[run(4, 92.8), run(None, 89.3, False)])])
+    record_builds([_row(fmax_mhz=90.4, seed=5, timing_met=True, design_sha256="a",
+                        seeds_tried=[run(5, 90.4), run(3, None, False)])])
+    [entry] = load_measured_builds()
+    assert (entry["seed"], entry["fmax_mhz"]) == (4, 92.8)
+    assert [(r["seed"], r["fmax_mhz"]) for r in entry["seeds_tried"]] == [
+        (4, 92.8), (5, 90.4), (None, 89.3), (3, None)]
+    # a faster seed of the same netlist takes over the row (its command names its seed)
+    record_builds([_row(fmax_mhz=99.0, seed=6, timing_met=True, design_sha256="a")])
+    [entry] = load_measured_builds()
+    assert (entry["seed"], entry["fmax_mhz"]) == (6, 99.0)
+    assert [r["seed"] for r in entry["seeds_tried"]] == [6, 4, 5, None, 3]
+    # another netlist: replaced, its seeds only
+    record_builds([_row(fmax_mhz=88.0, seed=2, timing_met=False, design_sha256="b")])
+    [entry] = load_measured_builds()
+    assert entry["fmax_mhz"] == 88.0 and "seeds_tried" not in entry
+    # rows without a digest (recorded before it existed) replace as before
+    record_builds([_row(fmax_mhz=91.0)])
+    [entry] = load_measured_builds()
+    assert entry["fmax_mhz"] == 91.0 and "design_sha256" not in entry
+
+
 def test_build_command_with_and_without_a_clock_override():
     base = ("tiersolve build --board ulx3s-85f --n-max 16 --k-max 4 --lanes 4 --format Q6.12 "
             "--cores cholesky")
