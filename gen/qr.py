@@ -107,7 +107,10 @@ A command's fields, and its checks as one bit, are registered as it is taken; th
 decision's fan-out sits between the command port and the sequencer.
 
 No wide state decode sits on a long path (the sequencer has about 40 states, which Yosys
-encodes one-hot: :func:`~tiersolve.gen.hwfixed.one_hot_state`):
+encodes one-hot: :func:`~tiersolve.gen.hwfixed.one_hot_state`; ``CHECK`` picks the next state
+with an ``If`` chain, because Yosys turns a ``Switch`` that assigns a constant state for every
+op into a ROM, and its fsm pass cannot follow a ROM: the FOLD variants' sequencer, whose switch
+covered all eight ops, stayed binary until d33c17e):
 
 * the two state machines hand over through flip-flops only (the generator's start is a pulse
   the sequencer registers a cycle early; its "done" is the OR of a "last cycle next" flag the
@@ -127,14 +130,15 @@ encodes one-hot: :func:`~tiersolve.gen.hwfixed.one_hot_state`):
   registered with it, so the saturating cycle after it is a multiplexer only.
 
 None of this adds a cycle: the cycle counts below, and :mod:`tiersolve.gen.qr_model`'s, are
-unchanged. Out of context on ECP5-85F speed 6 (``n_max`` 16, ``k_max`` 2, Q6.12, 4 units,
-nextpnr seed 1; ``bench-results/h4/synth_updater.py``): multiplier rotations 120.4 MHz with the
-sequencer encoded one-hot (:func:`~tiersolve.gen.hwfixed.one_hot_state`; worst path the back
-substitution's variable shift, 8.3 ns; 109.0 MHz before, the binary sequencer's next state
-being its worst path), CORDIC rotations 101.3 MHz (an older design; worst path: a coefficient
-copy through a DSP to its partial-product register, 4.5 ns of it routing). Placement moves
-these by about ±5 %; the near-critical paths left are register -> DSP (3.9 ns, no internal
-registers used) -> register with long routes.
+unchanged. Out of context on ECP5-85F speed 6 (``synthesize(IncrementalUpdater(16, 2, "Q6.12",
+units=4, rotation=R), target="ecp5-85f", seed=S)``, with FOLD, at d33c17e): CORDIC rotations
+103.7 / 105.2 / 104.7 MHz with seeds 1 / 2 / 3 (worst paths the refusal flag into the
+sequencer's next state, a rotation unit's gain compensation, the schedule's row into the
+vectoring unit's operand), multiplier rotations 115.2 / 101.4 MHz with seeds 1 / 2 (a
+coefficient, FOLD's or a unit's copy, into a unit's multiplier: 3.5 ns of DSP setup). With
+the sequencer binary (36bbc4e) the CORDIC core ran at 86.6-97.5 MHz, its worst paths the state
+decode into the memories' registered addresses and enables.
+The README's synthesis table has the history.
 
 Command port
 ------------
