@@ -84,15 +84,16 @@ def add_arguments(parser):
 
 
 def _seed(text):
+    """argparse type of ``--synth-seeds``: ``tiersolve build``'s seeds, but a number (the
+    out-of-context flow always passes one to nextpnr)."""
     import argparse
 
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"a placement seed is a non-negative integer, not "
-                                         f"{text!r}")
+    from tiersolve.boards.build import seed_argument
+
+    value = seed_argument(text)
+    if value is None:
+        raise argparse.ArgumentTypeError("not a seed for --synth: 'default' (give a number; "
+                                         "the out-of-context runs use seed 1 by default)")
     return value
 
 

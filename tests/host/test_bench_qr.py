@@ -87,6 +87,7 @@ def test_synth_runs_every_seed_and_tabulates_each_fmax(monkeypatch, tmp_path, ca
     records = json.loads((tmp_path / "update.json").read_text())["synthesis"]
     assert [r.get("fmax_mhz") for r in records] == [103.7, 101.4, None]
     assert records[2]["error"].startswith("does not fit")
-    with pytest.raises(SystemExit):
-        main(["bench", "update", "--synth", "--synth-seeds", "-1"])
-    assert "a placement seed is a non-negative integer" in capsys.readouterr().err
+    for bad, message in (("-1", "not a seed: '-1'"), ("default", "give a number")):
+        with pytest.raises(SystemExit):
+            main(["bench", "update", "--synth", "--synth-seeds", bad])
+        assert message in capsys.readouterr().err
