@@ -392,29 +392,36 @@ def _board_top_class():
 
 
 def _solver_design(board: Board, n_max: int, k_max: int, fmt, lanes: int,
-                   cores=("cholesky",), inverse_format=None):
+                   cores=("cholesky",), inverse_format=None, updater_fold: bool = False):
     from tiersolve.designs.top import SolverDesign
 
     return SolverDesign(cores=cores, n_max=n_max, k_max=k_max, fmt=fmt, lanes=lanes,
                         bus=board.bus, clock_frequency=board.clock_hz,
                         baud_rate=board.baud_rate, spram=board.spram,
-                        inverse_format=inverse_format)
+                        inverse_format=inverse_format, updater_fold=updater_fold)
 
 
 def _configuration(board: Board, n_max, k_max, fmt, lanes, cores=None,
-                   inverse_format=None) -> dict:
+                   inverse_format=None, updater_fold=False) -> dict:
     default = board.default
     if cores is None:
         cores = ("cholesky",)
     elif isinstance(cores, str):  # "cholesky,updater" from the command line
         cores = tuple(name.strip() for name in cores.split(",") if name.strip())
+    if not isinstance(updater_fold, bool):
+        raise TypeError(f"updater_fold must be a bool, not {updater_fold!r}")
+    if updater_fold and "updater" not in cores:
+        raise ValueError("updater_fold builds the updater's FOLD command: it needs the "
+                         "updater (cores=cholesky,updater)")
     return {"n_max": default.n_max if n_max is None else n_max,
             "k_max": default.k_max if k_max is None else k_max,
             "format": str(fmt or default.format),
             "lanes": default.lanes if lanes is None else lanes,
             "cores": list(cores),
             # the pivot inverses' format; None: the data format (the core's default)
-            "inverse_format": None if inverse_format is None else str(inverse_format)}
+            "inverse_format": None if inverse_format is None else str(inverse_format),
+            # the updater's FOLD command (rows in flight together) is built
+            "updater_fold": updater_fold}
 
 
 def _check_folder(out) -> Path:
@@ -427,7 +434,7 @@ def _check_folder(out) -> Path:
 
 def generate(board, out, *, n_max: int | None = None, k_max: int | None = None, fmt=None,
              lanes: int | None = None, cores=None, inverse_format=None,
-             clock_mhz: float | None = None) -> list[Path]:
+             clock_mhz: float | None = None, updater_fold: bool = False) -> list[Path]:
     """Write the board's complete top level and its constraints into folder ``out``.
 
     Parameters
@@ -451,6 +458,10 @@ def generate(board, out, *, n_max: int | None = None, k_max: int | None = None, 
         :func:`with_clock`. It sets the PLL's output, the UART's bit period and the clock
         constraint nextpnr times the design against. ``configuration.json`` gives the clock
         used (``clock_hz``), the catalogue's (``catalogue_clock_hz``) and ``clock_override``.
+    updater_fold : bool
+        Build the updater's FOLD command (rows in flight together, the fast path for a
+        stream of updates; about twice the updater's logic), as ``updater_fold=1`` of a
+        ``vsim://`` device URL. Needs ``cores=("cholesky", "updater")``.
 
     Returns
     -------
@@ -474,10 +485,12 @@ def generate(board, out, *, n_max: int | None = None, k_max: int | None = None, 
     board = board if isinstance(board, Board) else get_board(board)
     if clock_mhz is not None:
         board = with_clock(board, clock_mhz)
+    config = _configuration(board, n_max, k_max, fmt, lanes, cores, inverse_format,
+                            updater_fold)
     folder = _check_folder(out)
-    config = _configuration(board, n_max, k_max, fmt, lanes, cores, inverse_format)
     design = _solver_design(board, config["n_max"], config["k_max"], config["format"],
-                            config["lanes"], tuple(config["cores"]), config["inverse_format"])
+                            config["lanes"], tuple(config["cores"]), config["inverse_format"],
+                            config["updater_fold"])
     if board.bus == "axi-lite":
         return _generate_axi_lite(board, design, folder)
     platform = board.platform()
@@ -571,14 +584,15 @@ class BuildResult:
 
 def build(board, out, *, n_max: int | None = None, k_max: int | None = None, fmt=None,
           lanes: int | None = None, cores=None, inverse_format=None,
-          allow_timing_failure: bool = False, seed=None, keep_best: bool = False,
+          updater_fold: bool = False, allow_timing_failure: bool = False, seed=None,
+          keep_best: bool = False,
           seed_minutes: float | None = None, clock_mhz: float | None = None,
           progress: Callable[[str], None] | None = None) -> BuildResult:
     """Generate the board's top level into ``out`` and make its bitstream with YoWASP tools.
 
     Parameters
     ----------
-    board, out, n_max, k_max, fmt, lanes, cores, inverse_format
+    board, out, n_max, k_max, fmt, lanes, cores, inverse_format, updater_fold
         As for :func:`generate`.
     allow_timing_failure : bool
         Pack the bitstream even when Fmax is below the clock constraint (the report says so).
@@ -648,7 +662,7 @@ def build(board, out, *, n_max: int | None = None, k_max: int | None = None, fmt
     seconds = {}
     say(f"{board.name}: writing the top level ({board.description})")
     generate(board, out, n_max=n_max, k_max=k_max, fmt=fmt, lanes=lanes, cores=cores,
-             inverse_format=inverse_format)
+             inverse_format=inverse_format, updater_fold=updater_fold)
     folder = Path(out).resolve()
     config = json.loads((folder / "configuration.json").read_text())
     seconds["generate"] = time.monotonic() - started
@@ -1003,6 +1017,9 @@ def _add_configuration_arguments(parser, *, with_out: bool = True):
     parser.add_argument("--lanes", type=int, default=None, help="MAC lanes (default: board's)")
     parser.add_argument("--inverse-format", default=None,
                         help="format of the pivot inverses (default: the data format)")
+    parser.add_argument("--updater-fold", action="store_true",
+                        help="build the updater's FOLD command (rows in flight together; "
+                             "needs --cores cholesky,updater)")
     if with_out:
         parser.add_argument("--out", default=None,
                             help="build folder (default: build-<board>)")
@@ -1114,7 +1131,7 @@ def _run_build(args) -> int:
     try:
         result = build(args.board, args.out or f"build-{args.board}", n_max=args.n_max,
                        k_max=args.k_max, fmt=args.format, lanes=args.lanes, cores=args.cores,
-                       inverse_format=args.inverse_format,
+                       inverse_format=args.inverse_format, updater_fold=args.updater_fold,
                        allow_timing_failure=args.allow_timing_failure, seed=args.seed,
                        seed_minutes=args.seed_minutes, clock_mhz=args.clock_mhz,
                        progress=lambda line: print(line, flush=True))
@@ -1145,14 +1162,14 @@ def run_generate_command(args) -> int:
     """``tiersolve generate --board NAME``: the board's top level into ``--output`` (a folder).
 
     Solver parameters come from ``-p n_max=... -p k_max=... -p lanes=...``,
-    ``-p cores=cholesky,updater``, ``-p inverse_format=Q4.20`` and ``--format``; the design
-    clock of a PLL board from ``--clock-mhz``.
+    ``-p cores=cholesky,updater``, ``-p inverse_format=Q4.20``, ``-p updater_fold=1`` and
+    ``--format``; the design clock of a PLL board from ``--clock-mhz``.
     """
     from tiersolve.host.cli import CliError
 
     if args.unit not in (None, "solver"):
         raise CliError("--board generates the 'solver' design; leave out the unit name")
-    known = {"n_max", "k_max", "lanes", "cores", "inverse_format"}
+    known = {"n_max", "k_max", "lanes", "cores", "inverse_format", "updater_fold"}
     given = dict(args.param)
     unknown = set(given) - known
     if unknown or args.bus:
@@ -1160,7 +1177,10 @@ def run_generate_command(args) -> int:
                        f"(not {', '.join(sorted(unknown)) or '--bus'}): the board fixes the "
                        f"transport, and --clock-mhz sets a PLL board's clock")
     try:
-        sizes = {name: value if name in ("cores", "inverse_format") else int(value)
+        if given.get("updater_fold", "0") not in ("0", "1"):
+            raise ValueError(f"updater_fold is 0 or 1, not {given['updater_fold']!r}")
+        sizes = {name: value if name in ("cores", "inverse_format")
+                 else value == "1" if name == "updater_fold" else int(value)
                  for name, value in given.items()}
         out = args.output or f"build-{args.board}"
         files = generate(args.board, out, fmt=args.format,

@@ -30,8 +30,16 @@ __all__ = [
 MEASURED_BUILDS_PATH = Path(__file__).with_name("measured_builds.json")
 
 #: Keys :func:`measured_build` matches on, and what it returns.
-CONFIG_KEYS = ("n_max", "k_max", "lanes", "format", "cores")
-RESULT_KEYS = ("fmax_mhz", "clock_mhz", "n_max", "k_max", "lanes", "format", "cores", "command")
+CONFIG_KEYS = ("n_max", "k_max", "lanes", "format", "cores", "updater_fold")
+RESULT_KEYS = ("fmax_mhz", "clock_mhz", "n_max", "k_max", "lanes", "format", "cores",
+               "updater_fold", "command")
+#: Configuration keys an entry may leave out, and their value then (entries recorded before
+#: the key existed were built that way).
+CONFIG_DEFAULTS = {"updater_fold": False}
+
+
+def _config_value(entry: dict, key: str):
+    return entry.get(key, CONFIG_DEFAULTS.get(key)) if key in CONFIG_DEFAULTS else entry[key]
 
 
 def _cores(value) -> tuple[str, ...]:
@@ -55,6 +63,10 @@ def _normalise(config: dict) -> dict:
     for key, value in config.items():
         if key == "cores":
             normalised[key] = _cores(value)
+        elif key == "updater_fold":
+            if not isinstance(value, bool):
+                raise TypeError(f"updater_fold must be a bool, not {value!r}")
+            normalised[key] = value
         elif key == "format":
             normalised[key] = str(value)
         else:
@@ -65,16 +77,20 @@ def _normalise(config: dict) -> dict:
 
 
 def build_command(board: str, *, n_max: int, k_max: int, lanes: int, format: str,
-                  cores=("cholesky",), inverse_format=None, seed=None, clock_mhz=None) -> str:
+                  cores=("cholesky",), inverse_format=None, seed=None, clock_mhz=None,
+                  updater_fold: bool = False) -> str:
     """The ``tiersolve build`` command line that makes this configuration's bitstream
     (``inverse_format``: the pivot inverses' format, None for the data format; ``seed``: the
     nextpnr placement seed, None for nextpnr's default; ``clock_mhz``: the design clock of a
-    ``--clock-mhz`` override, None for the catalogue's clock)."""
+    ``--clock-mhz`` override, None for the catalogue's clock; ``updater_fold``: the updater's
+    FOLD command built)."""
     cores = ",".join(_cores(cores))
     command = (f"tiersolve build --board {board} --n-max {n_max} --k-max {k_max} "
                f"--lanes {lanes} --format {format} --cores {cores}")
     if inverse_format is not None:
         command += f" --inverse-format {inverse_format}"
+    if updater_fold:
+        command += " --updater-fold"
     if seed is not None:
         command += f" --seed {seed}"
     if clock_mhz is not None:  # 9 digits: every whole Hz up to 999 MHz
@@ -112,15 +128,17 @@ def measured_build(board: str, **config) -> dict | None:
     board : str
         Catalogue name (``"ulx3s-85f"``).
     **config
-        Any of ``n_max``, ``k_max``, ``lanes`` (int), ``format`` (str, ``"Q6.12"``) and
-        ``cores`` (tuple of str or ``"cholesky,updater"``); keys left out match anything.
+        Any of ``n_max``, ``k_max``, ``lanes`` (int), ``format`` (str, ``"Q6.12"``),
+        ``cores`` (tuple of str or ``"cholesky,updater"``) and ``updater_fold`` (bool); keys
+        left out match anything, but ``updater_fold`` left out is False (a design with the
+        updater's FOLD command is another design, returned only when asked for).
 
     Returns
     -------
     dict or None
         ``fmax_mhz`` (routed Fmax of the design clock), ``clock_mhz`` (the clock the board
-        runs the design at), ``n_max``, ``k_max``, ``lanes``, ``format``, ``cores`` (tuple)
-        and ``command`` (the ``tiersolve build`` line that reproduces it).
+        runs the design at), ``n_max``, ``k_max``, ``lanes``, ``format``, ``cores`` (tuple),
+        ``updater_fold`` and ``command`` (the ``tiersolve build`` line that reproduces it).
 
     Notes
     -----
@@ -139,12 +157,13 @@ def measured_build(board: str, **config) -> dict | None:
         An unknown configuration key, or a value of the wrong type.
     """
     get_board(board)
-    wanted = _normalise(config)
+    wanted = _normalise({**CONFIG_DEFAULTS, **config})
     entries = [entry for entry in load_measured_builds()
                if entry.get("board") == board and entry.get("fmax_mhz") is not None]
 
     def equal(entry, keys):
-        return all(_normalise({key: entry[key]})[key] == wanted[key] for key in keys)
+        return all(_normalise({key: _config_value(entry, key)})[key] == wanted[key]
+                   for key in keys)
 
     exact = [entry for entry in entries if equal(entry, wanted)]
     if exact:
@@ -160,7 +179,8 @@ def measured_build(board: str, **config) -> dict | None:
         if not covering:
             return None
         chosen = min(covering, key=lambda entry: (entry["n_max"], entry["k_max"]))
-    result = {key: chosen[key] for key in RESULT_KEYS}
+    result = {key: _config_value(chosen, key) if key in CONFIG_DEFAULTS else chosen[key]
+              for key in RESULT_KEYS}
     result["cores"] = _cores(result["cores"])
     return result
 
@@ -218,12 +238,14 @@ def record_builds(rows, path=None) -> Path:
     entries = load_measured_builds(path)
 
     def identity(entry):
-        return (entry["board"], *(_normalise({key: entry[key]})[key] for key in CONFIG_KEYS))
+        return (entry["board"],
+                *(_normalise({key: _config_value(entry, key)})[key] for key in CONFIG_KEYS))
 
     merged = {identity(entry): entry for entry in entries}
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     for row in rows:
-        missing = {"board", *CONFIG_KEYS, "clock_mhz", "fmax_mhz", "command"} - set(row)
+        missing = ({"board", *CONFIG_KEYS, "clock_mhz", "fmax_mhz", "command"}
+                   - set(CONFIG_DEFAULTS) - set(row))
         if missing:
             raise ValueError(f"build row {row!r} lacks {sorted(missing)}")
         entry = dict(row)
@@ -236,7 +258,7 @@ def record_builds(rows, path=None) -> Path:
         merged[identity(entry)] = entry
     ordered = sorted(merged.values(), key=lambda entry: (
         entry["board"], len(entry["cores"]), entry["n_max"], entry["k_max"], entry["lanes"],
-        entry["format"]))
+        entry["format"], _config_value(entry, "updater_fold")))
     path.write_text(json.dumps({
         "about": "board builds measured with the YoWASP tools; rewritten by "
                  "`tiersolve bench build --record`; read with "

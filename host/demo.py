@@ -59,14 +59,14 @@ def board_fmax(board=DEFAULT_BOARD, core_fmax_mhz=CORE_FMAX_MHZ, *,
 
     Looks up a recorded build of ``board`` with
     ``tiersolve.boards.measured.measured_build(board, **config)`` (``config``: the device's
-    ``n_max``, ``k_max``, ``lanes``, ``format``, ``cores``). When no build matches them all, it
-    asks again with ``cores`` only, then with no configuration (the board's most relevant
-    build of any kind), and the source names the build it used and says it is not the
-    device's configuration. When ``config`` asks for the updater and that build has none, the
-    clock is capped at ``updater_fmax_mhz`` (a design is no faster than its slowest core), and
-    the source says so. The module is imported defensively: when it is missing, or has no
-    build of the board at all, the bare core's Fmax ``core_fmax_mhz`` is used instead and the
-    source says so.
+    ``n_max``, ``k_max``, ``lanes``, ``format``, ``cores``, ``updater_fold``). When no build
+    matches them all, it asks again with ``cores`` only, then with no configuration (the
+    board's most relevant build of any kind), and the source names the build it used and says
+    it is not the device's configuration. When ``config`` asks for the updater and that build
+    has none, the clock is capped at ``updater_fmax_mhz`` (a design is no faster than its
+    slowest core), and the source says so. The module is imported defensively: when it is
+    missing, or has no build of the board at all, the bare core's Fmax ``core_fmax_mhz`` is
+    used instead and the source says so.
 
     Returns
     -------
@@ -434,7 +434,8 @@ def run_demo(backends=("float64", "fixed"), *, out="demo-output", hidden_layer_s
         curve = curves["device"]
         if fmax_mhz is None:
             clock = board_fmax(n_max=info.n_max, k_max=info.k_max, lanes=info.lanes,
-                               format=str(info.fmt), cores=",".join(info.cores))
+                               format=str(info.fmt), cores=",".join(info.cores),
+                               updater_fold=bool(info.updater_fold))
         else:
             clock = {"fmax_mhz": float(fmax_mhz), "board": None, "build": None, "match": None,
                      "source": "given by the caller (--fmax-mhz)"}

@@ -56,6 +56,8 @@ def add_arguments(parser):
                              "format)")
     parser.add_argument("--cores", default="cholesky", choices=["cholesky", "cholesky,updater"],
                         help="cores of the design (default cholesky)")
+    parser.add_argument("--updater-fold", action="store_true",
+                        help="build the updater's FOLD command (needs --cores cholesky,updater)")
     parser.add_argument("--seed", type=seed_argument, nargs="+", default=[None],
                         metavar="SEED",
                         help="nextpnr placement seed, or several: every seed is placed and "
@@ -97,7 +99,8 @@ def update_cycles(n: int, k: int, fmt="Q6.12", units: int = 1,
 
 
 def _row(board, n_max, k_max, lanes, fmt, out: Path, cores=("cholesky",),
-         inverse_format=None, seeds=(None,), clock_mhz=None, seed_minutes=None) -> dict:
+         inverse_format=None, seeds=(None,), clock_mhz=None, seed_minutes=None,
+         updater_fold=False) -> dict:
     from tiersolve.boards import synth
     from tiersolve.boards.build import TimingNotMetError, build, with_clock
     from tiersolve.boards.measured import build_command
@@ -113,8 +116,11 @@ def _row(board, n_max, k_max, lanes, fmt, out: Path, cores=("cholesky",),
            "command": build_command(board.name, n_max=n_max, k_max=k_max, lanes=lanes,
                                     format=fmt, cores=cores, inverse_format=inverse_format,
                                     seed=seeds[0] if len(seeds) == 1 else None,
-                                    clock_mhz=board.clock_mhz if overridden else None),
+                                    clock_mhz=board.clock_mhz if overridden else None,
+                                    updater_fold=updater_fold),
            "fmax_mhz": None}
+    if updater_fold:  # (rows without the key: built without FOLD)
+        row["updater_fold"] = True
     if inverse_format is not None:
         row["inverse_format"] = str(inverse_format)
     if len(seeds) == 1 and seeds[0] is not None:
@@ -122,11 +128,12 @@ def _row(board, n_max, k_max, lanes, fmt, out: Path, cores=("cholesky",),
     if overridden:
         row["catalogue_clock_mhz"] = catalogue_hz / 1e6
     started = time.monotonic()
-    suffix = "-updater" if "updater" in cores else ""
+    suffix = ("-updater" if "updater" in cores else "") + ("-fold" if updater_fold else "")
     folder = out / "build" / f"{board.name}-n{n_max}{suffix}"
     try:
         result = build(board, folder, n_max=n_max, k_max=k_max, fmt=fmt, lanes=lanes,
-                       cores=cores, inverse_format=inverse_format, allow_timing_failure=True,
+                       cores=cores, inverse_format=inverse_format, updater_fold=updater_fold,
+                       allow_timing_failure=True,
                        seed=list(seeds), keep_best=True, seed_minutes=seed_minutes,
                        progress=lambda line: print(f"  {line}", flush=True))
         report = result.report
@@ -163,7 +170,7 @@ def _row(board, n_max, k_max, lanes, fmt, out: Path, cores=("cholesky",),
             row["command"] = build_command(
                 board.name, n_max=n_max, k_max=k_max, lanes=lanes, format=fmt, cores=cores,
                 inverse_format=inverse_format, seed=report["seed"],
-                clock_mhz=board.clock_mhz if overridden else None)
+                clock_mhz=board.clock_mhz if overridden else None, updater_fold=updater_fold)
     if "updater" in cores:
         row["update_cycles"] = update_cycles(n_max, k_max, fmt)
         if row.get("fmax_mhz"):
@@ -213,10 +220,11 @@ def seed_note(row) -> str:
 
 
 def format_note(row) -> str:
-    """What follows the sizes: the format if not Q6.12, ``+updater`` if the updater is in."""
+    """What follows the sizes: the format if not Q6.12, ``+updater`` if the updater is in
+    (``+updater with FOLD`` when its FOLD command is built)."""
     parts = [] if row.get("format", "Q6.12") == "Q6.12" else [row["format"]]
     if "updater" in row.get("cores", ()):
-        parts.append("+updater")
+        parts.append("+updater with FOLD" if row.get("updater_fold") else "+updater")
     return f" ({', '.join(parts)})" if parts else ""
 
 
@@ -232,7 +240,11 @@ def run(args) -> int:
         print(markdown_table(rows), end="")
         return 0
     cores = tuple(args.cores.split(","))
+    updater_fold = getattr(args, "updater_fold", False)
     try:
+        if updater_fold and "updater" not in cores:
+            raise ValueError("--updater-fold builds the updater's FOLD command: it needs "
+                             "--cores cholesky,updater")
         boards = [get_board(name) for name in args.boards] if args.boards else \
             [board for board in BOARDS.values() if board.buildable]
         clock_mhz = getattr(args, "clock_mhz", None)
@@ -251,7 +263,7 @@ def run(args) -> int:
             print(f"{board.name} n_max={n_max} k_max={k_max} lanes={lanes}", flush=True)
             rows.append(_row(board, n_max, k_max, lanes, args.format, out, cores,
                              args.inverse_format, args.seed, clock_mhz,
-                             args.seed_minutes))
+                             args.seed_minutes, updater_fold))
             # written after every build: a long matrix can be stopped and still be read
             (out / "build.json").write_text(json.dumps(rows, indent=2) + "\n")
             (out / "build.md").write_text(markdown_table(rows))

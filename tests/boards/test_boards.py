@@ -186,12 +186,49 @@ def test_generate_command_line(tmp_path, capsys):
     capsys.readouterr()
     assert main(["generate", "--board", "ulx3s-85f", "-p", "clock_frequency=5",
                  "--output", str(out)]) == 2
-    assert "only cores, inverse_format, k_max, lanes, n_max" in capsys.readouterr().err
+    assert "only cores, inverse_format, k_max, lanes, n_max, updater_fold" in \
+        capsys.readouterr().err
     assert main(["generate", "--board", "ulx3s-85f", "-p", "inverse_format=Q9.99",
                  "--output", str(out)]) == 2
     assert "exceeds 32" in capsys.readouterr().err
     assert main(["generate", "--board", "nosuch", "--output", str(out)]) == 2
     assert "known boards: icebreaker" in capsys.readouterr().err
+
+
+def test_generate_and_build_with_the_updaters_fold(tmp_path, capsys, monkeypatch):
+    """``-p updater_fold=1`` / ``--updater-fold`` build the updater's FOLD command into the
+    board's design (configuration.json says so, the netlist has FOLD's register files and the
+    register map's FOLD bit); without the updater it is refused before anything is written."""
+    plain, folded = tmp_path / "plain", tmp_path / "folded"
+    for out, extra in ((plain, []), (folded, ["-p", "updater_fold=1"])):
+        assert main(["generate", "--board", "ulx3s-85f", "-p", "n_max=4", "-p", "k_max=1",
+                     "-p", "lanes=1", "-p", "cores=cholesky,updater", *extra,
+                     "--output", str(out)]) == 0
+    assert json.loads((folded / "configuration.json").read_text())["updater_fold"] is True
+    assert json.loads((plain / "configuration.json").read_text())["updater_fold"] is False
+    assert "fold_pivots" in (folded / "top.il").read_text()
+    assert "fold_pivots" not in (plain / "top.il").read_text()
+    capsys.readouterr()
+    for bad, message in ((["-p", "updater_fold=1"], "it needs the updater"),
+                         (["-p", "updater_fold=yes", "-p", "cores=cholesky,updater"],
+                          "updater_fold is 0 or 1")):
+        assert main(["generate", "--board", "ulx3s-85f", *bad, "--output",
+                     str(tmp_path / "bad")]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+    with pytest.raises(TypeError, match="updater_fold must be a bool"):
+        generate("ulx3s-85f", tmp_path / "bad", cores="cholesky,updater", updater_fold=1)
+    # `tiersolve build --updater-fold` hands it to the build (tools stubbed)
+    _fake_tools(monkeypatch, tmp_path, _NEXTPNR_REPORT.format(fmax=51.25))
+    assert main(["build", "--board", "ulx3s-85f", "--n-max", "4", "--k-max", "1", "--lanes", "1",
+                 "--cores", "cholesky,updater", "--updater-fold", "--out",
+                 str(tmp_path / "built")]) == 0
+    report = json.loads((tmp_path / "built" / "report.json").read_text())
+    assert report["configuration"]["updater_fold"] is True
+    capsys.readouterr()
+    assert main(["build", "--board", "ulx3s-85f", "--updater-fold", "--out",
+                 str(tmp_path / "refused")]) == 2
+    assert "it needs the updater" in capsys.readouterr().err
 
 
 def test_boards_command_lists_every_board(capsys):
@@ -662,6 +699,31 @@ def test_bench_build_runs_every_seed_and_keeps_the_fastest(monkeypatch, tmp_path
     assert (folder / "top.config").read_text() == "placed with 2"
     assert main(["bench", "build", "--from-record", "--record-file", str(record)]) == 0
     assert "| fits, seed 2 (others default: 46.0, 3: 47.0) |" in capsys.readouterr().out
+
+
+def test_bench_build_row_of_a_design_with_the_updaters_fold(monkeypatch, tmp_path, capsys):
+    from tiersolve.boards.measured import load_measured_builds
+
+    _fake_tools(monkeypatch, tmp_path, _NEXTPNR_REPORT.format(fmax=51.25))
+    record = tmp_path / "record.json"
+    arguments = ["bench", "build", "--boards", "ulx3s-85f", "--n-max", "4", "--k-max", "1",
+                 "--lanes", "1", "--out", str(tmp_path / "bench"), "--record",
+                 "--record-file", str(record)]
+    assert main([*arguments, "--cores", "cholesky,updater"]) == 0
+    assert main([*arguments, "--cores", "cholesky,updater", "--updater-fold"]) == 0
+    capsys.readouterr()
+    [row] = json.loads((tmp_path / "bench" / "build.json").read_text())
+    assert row["updater_fold"] is True and row["command"].endswith(" --updater-fold")
+    folder = tmp_path / "bench" / "build" / "ulx3s-85f-n4-updater-fold"
+    assert json.loads((folder / "configuration.json").read_text())["updater_fold"] is True
+    # the FOLD row sits beside the row without FOLD in the record
+    assert [entry.get("updater_fold", False) for entry in load_measured_builds(record)] == \
+        [False, True]
+    assert main(["bench", "build", "--from-record", "--record-file", str(record)]) == 0
+    table = capsys.readouterr().out
+    assert "| 4 / 1 / 1 (+updater) |" in table and "| 4 / 1 / 1 (+updater with FOLD) |" in table
+    assert main([*arguments, "--updater-fold"]) == 2
+    assert "needs --cores cholesky,updater" in capsys.readouterr().err
 
 
 @pytest.mark.synth
