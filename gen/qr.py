@@ -109,8 +109,8 @@ decision's fan-out sits between the command port and the sequencer.
 No wide state decode sits on a long path (the sequencer has about 40 states, which Yosys
 encodes one-hot: :func:`~tiersolve.gen.hwfixed.one_hot_state`; ``CHECK`` picks the next state
 with an ``If`` chain, because Yosys turns a ``Switch`` that assigns a constant state for every
-op into a ROM, and its fsm pass cannot follow a ROM: the FOLD variants' sequencer, whose switch
-covered all eight ops, stayed binary until d33c17e):
+op into a ROM, and its fsm pass cannot follow a ROM: the sequencer of the updater with FOLD,
+whose switch covered all eight ops, stayed binary until d33c17e):
 
 * the two state machines hand over through flip-flops only (the generator's start is a pulse
   the sequencer registers a cycle early; its "done" is the OR of a "last cycle next" flag the
