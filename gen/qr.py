@@ -273,7 +273,7 @@ def _mantissa(p, shift, mantissa_bits: int):
     return ((p << (mantissa_bits - 2)) >> (shift << 1))[: mantissa_bits + 1]
 
 
-def _spread_copies(m, source, count: int, max_depth: int, name: str) -> list:
+def _spread_copies(m, source, count: int, max_depth: int, name: str, hold=None) -> list:
     """``count`` registered copies of ``source``, one per far-apart consumer (a rotation unit's
     multipliers), loaded as a chain: copy 0 from ``source``, copy ``u`` from copy ``u - 1``.
     Yosys merges flip-flops that have the same input into one ("keep" on the signal or not),
@@ -284,12 +284,25 @@ def _spread_copies(m, source, count: int, max_depth: int, name: str) -> list:
     Copy ``u`` follows ``source`` ``1 + min(u, max_depth)`` cycles later: copies past
     ``max_depth`` all load from copy ``max_depth - 1`` (so Yosys merges them into one), and no
     copy lags ``source`` by more than ``1 + max_depth`` cycles.
+
+    ``hold = (mode, load, value)``: while ``mode`` is high every copy leaves the chain and
+    loads ``value`` when ``load`` is high (all copies at once, holding it otherwise); they
+    still differ in what they load otherwise, so Yosys keeps them apart. When ``mode`` falls
+    the chain refills from ``source`` within ``1 + max_depth`` cycles.
     """
     copies = []
     for u in range(count):
         parent = min(u, max_depth) - 1     # -1: from the source
         copy = Signal.like(source, name=f"{name}_{u}")
-        m.d.sync += copy.eq(source if parent < 0 else copies[parent])
+        follow = copy.eq(source if parent < 0 else copies[parent])
+        if hold is None:
+            m.d.sync += follow
+        else:
+            mode, load, value = hold
+            with m.If(~mode):
+                m.d.sync += follow
+            with m.Elif(load):
+                m.d.sync += copy.eq(value)
         copies.append(copy)
     return copies
 
@@ -651,7 +664,7 @@ class IncrementalUpdater(wiring.Component):
             fold_x_rd, fold_x_wr = fold_x.read_port(domain="comb"), fold_x.write_port()
             # the fold generator's operands (registered when a task starts) and its rotation
             # (valid fold_generator_latency cycles later): r, and the directions (CORDIC,
-            # fold_directions) or c, s (multiplier, fold_c / fold_s)
+            # fold_directions) or c, s (multiplier, fold_gen_c / fold_gen_s)
             fold_a = Signal(signed(w), name="fold_a")
             fold_b = Signal(signed(w), name="fold_b")
             fold_start = Signal()
@@ -1022,20 +1035,27 @@ class IncrementalUpdater(wiring.Component):
                                          unit_lower[u].eq(lower_in[bank])]
         fold_multipliers = folds and not cordic_kind
         if fold_multipliers:
-            # FOLD: each task's c, s from the fold generator's output registers, one cycle
-            # before the task's first group reaches the units, held through its groups
-            fold_c = Signal(signed(coefficient.width), name="fold_c")
-            fold_s = Signal(signed(coefficient.width), name="fold_s")
-        if need_multipliers:
+            # FOLD: each task's c, s, the fold generator's registered results; the units'
+            # copies load them with its valid pulse, one cycle before the task's first group
+            # reaches the units, and hold them through its groups
+            fold_gen_c = Signal(signed(coefficient.width), name="fold_gen_c")
+            fold_gen_s = Signal(signed(coefficient.width), name="fold_gen_s")
+        if fold_multipliers:
+            # each unit's copy takes FOLD's c, s while folding and otherwise follows the
+            # chain: the multipliers read a register of their own in both modes (a
+            # multiplexer of one shared FOLD register and the copy, routed across the die
+            # into the DSPs, was a worst path)
+            unit_cs = _spread_copies(m, rot_c, units, copy_depth, "unit_c",
+                                     hold=(folding, fold_gen_valid, fold_gen_c))
+            unit_ss = _spread_copies(m, rot_s, units, copy_depth, "unit_s",
+                                     hold=(folding, fold_gen_valid, fold_gen_s))
+        elif need_multipliers:
             unit_cs = _spread_copies(m, rot_c, units, copy_depth, "unit_c")
             unit_ss = _spread_copies(m, rot_s, units, copy_depth, "unit_s")
         for u in range(units if need_multipliers else 0):
             # four-multiplier unit: partial products registered and summed (product_latency),
             # then the pair sums with the rounding half, then shift and saturate, registered
             unit_c, unit_s = unit_cs[u], unit_ss[u]
-            if fold_multipliers:
-                unit_c = Mux(folding, fold_c, unit_c)
-                unit_s = Mux(folding, fold_s, unit_s)
             c_upper = hwfixed.pipelined_product(m, unit_c, unit_upper[u], f"c_upper_{u}")
             s_lower = hwfixed.pipelined_product(m, unit_s, unit_lower[u], f"s_lower_{u}")
             c_lower = hwfixed.pipelined_product(m, unit_c, unit_lower[u], f"c_lower_{u}")
@@ -1902,7 +1922,8 @@ class IncrementalUpdater(wiring.Component):
                              fold_gen_saturated.eq(vectoring.o.payload.saturated)]
             else:
                 self._fold_multiplier_generator(m, fold_a, fold_b, fold_start, fold_gen_valid,
-                                                fold_gen_r, fold_gen_saturated, fold_c, fold_s)
+                                                fold_gen_r, fold_gen_saturated, fold_gen_c,
+                                                fold_gen_s)
             setup_write = delay(setup_issue, 3, "fold_setup_write")
             setup_row = delay(task, 3, "fold_setup_row")
             setup_bank = delay(bank_of(task), 3, "fold_setup_bank")
@@ -1973,14 +1994,15 @@ class IncrementalUpdater(wiring.Component):
                         m.d.sync += full[0].eq(0)
         return m
 
-    def _fold_multiplier_generator(self, m, a, b, start, valid, r, saturated, c_out, s_out):
+    def _fold_multiplier_generator(self, m, a, b, start, valid, r, saturated, c_reg, s_reg):
         """FOLD's rotation generator for multiplier rotations: the arithmetic of the
         sequencer's generator (:func:`~tiersolve.gen.qr_model.generate_rotation`, circular
         rotations) as a pipeline that takes a pair ``(a, b)`` every cycle, with a pipelined
         reciprocal square root. ``a``, ``b`` hold from the cycle after ``start``'s; ``r``,
         ``saturated`` and the ``valid`` pulse come :attr:`fold_generator_latency` cycles
         later (``square_latency`` + 4 + reciprocal latency + ``coefficient_product_latency``
-        + 3), and ``c_out``, ``s_out`` are loaded then (they hold until the next rotation)."""
+        + 3), with ``c_reg``, ``s_reg`` (registers, loaded a cycle before ``valid``; they
+        change with every pair, so the units' copies load them on ``valid``)."""
         config, w = self.config, self.fmt.width
         mantissa_bits = config.mantissa_bits
         coefficient = config.coefficient_format
@@ -2074,8 +2096,6 @@ class IncrementalUpdater(wiring.Component):
         s_value = hwfixed.clip_flagged(s_rounded, coefficient.width, s_clip)
         r_value = hwfixed.clip_flagged(r_rounded, w, r_clips)
         vanished = delay(nonpositive, ahead + 2 - (self.square_latency + 2), "nonpositive")
-        c_reg = Signal.like(c_out, name="fold_gen_c")
-        s_reg = Signal.like(s_out, name="fold_gen_s")
         m.d.sync += [
             c_reg.eq(Mux(vanished, one, c_value)),
             s_reg.eq(Mux(vanished, 0, s_value)),
@@ -2085,8 +2105,6 @@ class IncrementalUpdater(wiring.Component):
         ahead += 3
         assert ahead == self.fold_generator_latency, (ahead, self.fold_generator_latency)
         m.d.comb += valid.eq(delay(start, ahead, "valid"))
-        with m.If(valid):
-            m.d.sync += [c_out.eq(c_reg), s_out.eq(s_reg)]
 
 
 class QRSolver(IncrementalUpdater):
