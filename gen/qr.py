@@ -121,7 +121,8 @@ whose switch covered all eight ops, stayed binary until d33c17e):
 * every rotation unit gets its own copy of the coefficients ``c``, ``s`` (or the CORDIC
   directions) and of the forgetting constant, loaded as a chain of registers so that Yosys
   does not merge the copies back into one register that fans out across the chip; the copies
-  settle before the first operands (at least a cycle to spare);
+  settle before the first operands (at least a cycle to spare); during a FOLD with multiplier
+  rotations every copy loads FOLD's ``c``, ``s`` from the generator instead;
 * the generator's products (``a²``, ``b²``, ``a·g``, ``b·g``, ``p·g``) and the back
   substitution's ``acc·g`` take their operands other than ``g`` through registers of their
   own beside the multipliers, in cycles the schedule already waited;
@@ -134,8 +135,9 @@ unchanged. Out of context on ECP5-85F speed 6 (``synthesize(IncrementalUpdater(1
 units=4, rotation=R), target="ecp5-85f", seed=S)``, with FOLD, at d33c17e): CORDIC rotations
 103.7 / 105.2 / 104.7 MHz with seeds 1 / 2 / 3 (worst paths the refusal flag into the
 sequencer's next state, a rotation unit's gain compensation, the schedule's row into the
-vectoring unit's operand), multiplier rotations 115.2 / 101.4 MHz with seeds 1 / 2 (a
-coefficient, FOLD's or a unit's copy, into a unit's multiplier: 3.5 ns of DSP setup). With
+vectoring unit's operand); multiplier rotations (at 91dbd29, whose units read their own copy
+of FOLD's coefficients) 104.8 / 116.7 / 116.6 MHz with seeds 1 / 2 / 3 (FOLD's schedule
+counters; a register into a DSP). With
 the sequencer binary (36bbc4e) the CORDIC core ran at 86.6-97.5 MHz, its worst paths the state
 decode into the memories' registered addresses and enables.
 The README's synthesis table has the history.
