@@ -1042,7 +1042,6 @@ class IncrementalUpdater(wiring.Component):
             # reaches the units, and hold them through its groups
             fold_gen_c = Signal(signed(coefficient.width), name="fold_gen_c")
             fold_gen_s = Signal(signed(coefficient.width), name="fold_gen_s")
-        if fold_multipliers:
             # each unit's copy takes FOLD's c, s while folding and otherwise follows the
             # chain: the multipliers read a register of their own in both modes (a
             # multiplexer of one shared FOLD register and the copy, routed across the die
@@ -2003,7 +2002,7 @@ class IncrementalUpdater(wiring.Component):
         reciprocal square root. ``a``, ``b`` hold from the cycle after ``start``'s; ``r``,
         ``saturated`` and the ``valid`` pulse come :attr:`fold_generator_latency` cycles
         later (``square_latency`` + 4 + reciprocal latency + ``coefficient_product_latency``
-        + 3), with ``c_reg``, ``s_reg`` (registers, loaded a cycle before ``valid``; they
+        + 3); ``c_reg``, ``s_reg`` hold the rotation in the cycle of ``valid`` (registers that
         change with every pair, so the units' copies load them on ``valid``)."""
         config, w = self.config, self.fmt.width
         mantissa_bits = config.mantissa_bits
