@@ -271,11 +271,11 @@ def _synthesise(bench, fmt, seeds=(1,)):
         fold = not target.startswith("ice40")   # the iCE40UP5K attempt: the smallest core
         record = {"core": name, "rotation": rotation, "target": target, "n_max": n_max,
                   "k_max": k_max, "units": units, "fold": fold, "runs": []}
+        core = _core(name, n_max, k_max, fmt, units, rotation, fold=fold)
         for seed in (seeds if target.startswith("ecp5") else seeds[:1]):
             print(f"synthesising {name} {rotation} n_max={n_max} units={units} for {target}, "
                   f"seed {seed} ...", file=sys.stderr)
             try:
-                core = _core(name, n_max, k_max, fmt, units, rotation, fold=fold)
                 report = synthesize(core, target=target, top="qr", seed=seed).to_dict()
             except SynthesisError as error:
                 record["error"] = str(error).splitlines()[0][:300]

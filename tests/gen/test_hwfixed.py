@@ -224,18 +224,27 @@ def test_round_clip_equals_model_primitives(width, shift, out_width):
     assert [bool(c) for _, c in got] == want_clipped.tolist()
 
 
+def _control_design(core: str):
+    """A small core whose control state machine asks for one-hot: ``cholesky``, ``qr``
+    (CORDIC) or ``updater-<rotation>`` (with FOLD)."""
+    from tiersolve.gen.cholesky import CholeskySolver
+    from tiersolve.gen.qr import IncrementalUpdater, QRSolver
+
+    if core == "cholesky":
+        return CholeskySolver(8, 2, "Q6.12", 2)
+    if core == "qr":
+        return QRSolver(4, 1, "Q6.12", units=2, rotation="cordic")
+    return IncrementalUpdater(4, 1, "Q6.12", units=2, rotation=core.split("-")[1])
+
+
 @pytest.mark.parametrize("core, state", [("cholesky", "control_state"),
-                                         ("updater", "sequencer_state")])
+                                         ("updater-multiplier", "sequencer_state")])
 def test_control_state_machines_ask_yosys_for_one_hot(core, state):
     # the attribute is all one_hot_state does: it must reach the state register in the RTLIL
     # that Yosys reads (without it Yosys keeps Amaranth's binary encoding)
     from amaranth.back import rtlil
-    from tiersolve.gen.cholesky import CholeskySolver
-    from tiersolve.gen.qr import IncrementalUpdater
 
-    design = (CholeskySolver(8, 2, "Q6.12", 2) if core == "cholesky"
-              else IncrementalUpdater(4, 1, "Q6.12", units=2, rotation="multiplier"))
-    text = rtlil.convert(design)
+    text = rtlil.convert(_control_design(core))
     wire = text.index(f"\\{state}\n")
     attributes = text[text.rfind("\n\n", 0, wire):wire]
     assert 'attribute \\fsm_encoding "one-hot"' in attributes
@@ -251,16 +260,8 @@ def test_yosys_encodes_the_control_state_machines_one_hot(core, state, tmp_path)
     # updater's sequencer), and then the state stays binary, every state test a decode
     from amaranth.back import verilog
     from tiersolve.boards.synth import find_tool
-    from tiersolve.gen.cholesky import CholeskySolver
-    from tiersolve.gen.qr import IncrementalUpdater, QRSolver
 
-    if core == "cholesky":
-        design = CholeskySolver(8, 2, "Q6.12", 2)
-    elif core == "qr":
-        design = QRSolver(4, 1, "Q6.12", units=2, rotation="cordic")
-    else:
-        design = IncrementalUpdater(4, 1, "Q6.12", units=2, rotation=core.split("-")[1])
-    (tmp_path / "core.v").write_text(verilog.convert(design, name="top"))
+    (tmp_path / "core.v").write_text(verilog.convert(_control_design(core), name="top"))
     subprocess.run([*find_tool("yosys"), "-q", "-l", "yosys.log", "-p",
                     "read_verilog core.v; synth_ecp5 -top top -run :map_ram"],
                    cwd=tmp_path, check=True, capture_output=True)
