@@ -36,7 +36,7 @@ from pathlib import Path
 
 __all__ = ["HELP", "add_arguments", "fit_cycles", "markdown_table", "run"]
 
-HELP = "build every board x n_max from scratch: LUT/DSP/BRAM %, Fmax, time of one fit"
+HELP = "build every board x n_max from scratch: LUT/DSP/BRAM use, Fmax, time of one fit"
 
 
 def add_arguments(parser):

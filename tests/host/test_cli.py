@@ -8,6 +8,7 @@ console script.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
@@ -16,7 +17,7 @@ import sys
 
 import pytest
 from tiersolve.gen import registry
-from tiersolve.host.cli import main
+from tiersolve.host.cli import build_parser, main
 
 UNITS = sorted(registry.units())
 
@@ -39,6 +40,24 @@ def test_help_lists_the_commands(capsys):
     assert status == 0 and "usage: tiersolve" in out
     status, out, _ = run_cli(capsys, "generate", "--help")
     assert status == 0 and "--format" in out and "--param" in out
+
+
+def _command_paths(parser, prefix=()):
+    """Every command path of ``parser`` (``()``, ``("bench",)``, ``("bench", "build")``...)."""
+    yield prefix
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _command_paths(sub, (*prefix, name))
+
+
+@pytest.mark.parametrize("path", [" ".join(p) for p in _command_paths(build_parser())])
+def test_every_command_prints_its_help(capsys, path):
+    # argparse %-formats each help line when it prints it: a bare "%" in a command's one-line
+    # help (as "bench build" had) crashed the help of the command above it
+    status, out, err = run_cli(capsys, *path.split(), "--help")
+    assert status == 0, err
+    assert out.startswith("usage: tiersolve")
 
 
 def test_units_are_registered():
