@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import operator
 import os
 import re
 import shlex
@@ -59,6 +60,7 @@ __all__ = [
     "ToolTimeoutError",
     "find_tool",
     "synthesize",
+    "synthesize_seeds",
 ]
 
 
@@ -548,6 +550,57 @@ def synthesize(design, *, target: str = "ecp5-85f", top: str | None = None,
     Timing: an ECP5 core of a few hundred LUTs takes about 5 s; the first run of each tool
     after installation takes about 40 s more to compile its WebAssembly.
     """
+    return synthesize_seeds(design, [seed], target=target, top=top, workdir=workdir,
+                            clock_mhz=clock_mhz, clock=clock, io_harness=io_harness,
+                            progress=progress)[0]
+
+
+def synthesize_seeds(design, seeds, *, target: str = "ecp5-85f", top: str | None = None,
+                     workdir=None, clock_mhz: float = 100, clock: str = "clk",
+                     io_harness: bool | None = None,
+                     progress: Callable[[str], None] | None = None) -> list[SynthesisReport]:
+    """:func:`synthesize` with several placement seeds: Yosys once, nextpnr once per seed.
+
+    Placement alone moves a large design's Fmax by several per cent, so a figure worth quoting
+    is a range over seeds; the netlist does not depend on the seed, and Yosys is a large part
+    of each run (about a minute of six for the 16/2/4 updater), so it runs once.
+
+    Parameters
+    ----------
+    design, target, top, clock_mhz, clock, io_harness, progress
+        As :func:`synthesize`.
+    seeds : sequence of int
+        nextpnr placement seeds, at least one; a repeated seed runs once.
+    workdir : str, pathlib.Path or None
+        As :func:`synthesize`. With more than one seed each seed's nextpnr log and report go
+        to a folder ``seed-<seed>`` in it (with one seed, beside the netlist, as
+        :func:`synthesize` puts them).
+
+    Returns
+    -------
+    list of SynthesisReport
+        One per distinct seed, in the order given; the Yosys time is in each report's
+        ``seconds`` (run once).
+
+    Raises
+    ------
+    As :func:`synthesize`; also ``ValueError`` for no seeds and ``TypeError`` for a seed that
+    is not an integer. A failure of one seed's placement raises (the reports of the seeds
+    before it are lost with it: the log names the folder).
+    """
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise TypeError(f"seeds must be a sequence of integers, not {seeds!r}")
+    checked = []
+    for value in seeds:
+        if isinstance(value, bool):
+            raise TypeError(f"a placement seed must be an integer, not {value!r}")
+        try:
+            checked.append(operator.index(value))
+        except TypeError:
+            raise TypeError(f"a placement seed must be an integer, not {value!r}") from None
+    seeds = list(dict.fromkeys(checked))
+    if not seeds:
+        raise ValueError("synthesize_seeds needs at least one seed")
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; known targets: {', '.join(TARGETS)}")
     spec = TARGETS[target]
@@ -582,19 +635,38 @@ def synthesize(design, *, target: str = "ecp5-85f", top: str | None = None,
         folder = Path(workdir).resolve()
         folder.mkdir(parents=True, exist_ok=True)
     # A temporary folder is removed after success only: the message of a failure names its log.
-    report = _flow(spec, text, top, folder, clock_mhz, clock, seed, io_harness, yosys, nextpnr,
-                   say, seconds)
+    netlist = _netlist(spec, text, top, folder, clock, io_harness, yosys, say, seconds)
+    reports = []
+    for seed in seeds:
+        place_start = time.monotonic()
+        place_folder = folder if len(seeds) == 1 else folder / f"seed-{seed}"
+        place_folder.mkdir(exist_ok=True)
+        report = _place(spec, netlist, folder, place_folder, clock_mhz, clock, seed, yosys,
+                        nextpnr, say, dict(seconds))
+        report.seconds["total"] = (time.monotonic() - place_start) + sum(
+            seconds.get(step, 0.0) for step in ("verilog", "ports", "yosys"))
+        report.workdir = None if temporary else str(place_folder)
+        say(report.summary() + (f" (seed {seed})" if len(seeds) > 1 else ""))
+        reports.append(report)
     if temporary:
         shutil.rmtree(folder, ignore_errors=True)
-    seconds["total"] = time.monotonic() - start
-    report.workdir = None if temporary else str(folder)
-    say(report.summary())
-    return report
+    return reports
 
 
-def _flow(spec: Target, text: str, top: str, folder: Path, clock_mhz: float, clock: str,
-          seed: int, harness: bool, yosys: list[str], nextpnr: list[str], say,
-          seconds: dict) -> SynthesisReport:
+@dataclass
+class _Netlist:
+    """What Yosys made of a design, for :func:`_place`: the netlist's file name (in the work
+    folder), its top module, whether the I/O harness wraps it and its flip-flops."""
+
+    path: str
+    top: str
+    synth_top: str
+    harness: bool
+    harness_ffs: int
+
+
+def _netlist(spec: Target, text: str, top: str, folder: Path, clock: str, harness: bool,
+             yosys: list[str], say, seconds: dict) -> _Netlist:
     core_path = folder / f"{top}.v"
     core_path.write_text(text)
     sources = [core_path]
@@ -607,9 +679,9 @@ def _flow(spec: Target, text: str, top: str, folder: Path, clock_mhz: float, clo
         _run([*yosys, "-q", "-p", f"read_verilog {core_path.name}; hierarchy -top {top}; proc; "
               f"write_json {ports_path.name}"], folder / "ports.log", folder, "yosys (ports)")
         ports = json.loads(ports_path.read_text())["modules"][top]["ports"]
-        harness, harness_ffs = _harness_verilog(ports, top, clock)
+        harness_text, harness_ffs = _harness_verilog(ports, top, clock)
         harness_path = folder / f"{_HARNESS_NAME}.v"
-        harness_path.write_text(harness)
+        harness_path.write_text(harness_text)
         sources.append(harness_path)
         synth_top = _HARNESS_NAME
         seconds["ports"] = time.monotonic() - step_start
@@ -624,16 +696,26 @@ def _flow(spec: Target, text: str, top: str, folder: Path, clock_mhz: float, clo
     _run([*yosys, "-q", "-l", "yosys.log", "-p", script],
          folder / "yosys.stdout", folder, "yosys")
     seconds["yosys"] = time.monotonic() - step_start
+    return _Netlist(netlist_path.name, top, synth_top, bool(harness), harness_ffs)
 
-    say(f"{spec.nextpnr}: place and route at {clock_mhz:g} MHz")
+
+def _place(spec: Target, netlist: _Netlist, folder: Path, place_folder: Path, clock_mhz: float,
+           clock: str, seed: int, yosys: list[str], nextpnr: list[str], say,
+           seconds: dict) -> SynthesisReport:
+    """nextpnr on ``netlist`` with ``seed`` (run in ``folder``, its log and report written to
+    ``place_folder``, which is ``folder`` or a folder in it) and the report."""
+    say(f"{spec.nextpnr}: place and route at {clock_mhz:g} MHz, seed {seed}")
     step_start = time.monotonic()
-    report_path = folder / "report.json"
+    report_path = place_folder / "report.json"
+    harness = netlist.harness
     placement_args = spec.harness_args if harness else spec.out_of_context_args
-    _run([*nextpnr, *spec.nextpnr_args, *placement_args, "--json", netlist_path.name,
+    _run([*nextpnr, *spec.nextpnr_args, *placement_args, "--json", netlist.path,
           "--freq", f"{clock_mhz:g}", "--seed", str(int(seed)), "--timing-allow-fail",
-          "--report", report_path.name],
-         folder / "nextpnr.log", folder, spec.nextpnr)
+          "--report", str(report_path.relative_to(folder))],
+         place_folder / "nextpnr.log", folder, spec.nextpnr)
     seconds["nextpnr"] = time.monotonic() - step_start
+    top, synth_top, harness_ffs = netlist.top, netlist.synth_top, netlist.harness_ffs
+    netlist_path = folder / netlist.path
 
     raw = json.loads(report_path.read_text())
     resources = {name: ResourceUsage(int(entry["used"]), int(entry["available"]))

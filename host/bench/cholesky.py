@@ -24,8 +24,10 @@ For each ``n`` in ``--n`` and each lane count in ``--lanes`` (``k`` right-hand s
   ``cho_factor`` + ``cho_solve`` for the same ``n``, ``k`` on this machine's CPU (median of
   ``--repeats`` runs).
 - ``--synth``: synthesis and place-and-route on ECP5-85F (speed grade 6, out of context) of the
-  core for ``n_max`` 16 and 64 (LUTs, DSPs, block RAM, Fmax) with
-  :func:`tiersolve.boards.synth.synthesize`.
+  core for ``n_max`` 16 and 64 (LUTs, DSPs, block RAM, Fmax; ``--synth-config`` for others)
+  with :func:`tiersolve.boards.synth.synthesize_seeds`; ``--synth-seeds S ...`` places each
+  core with every seed listed (default: seed 1) and gives each seed's Fmax, the time column
+  the lowest.
 - ``--plot PATH``: the accuracy sweep (relative forward error against ``cond(A)`` for two
   formats, with the derived bound) as a PNG.
 
@@ -45,6 +47,7 @@ from tiersolve.gen.cholesky_model import (
     late_term_default,
 )
 from tiersolve.gen.fixed import FixedFormat
+from tiersolve.host.bench.seeds import add_seeds_argument, fmax_cell, seed_runs
 
 __all__ = ["HELP", "accuracy_sweep", "add_arguments", "cpu_time_us", "cycle_table",
            "plot_accuracy", "run"]
@@ -74,6 +77,7 @@ def add_arguments(parser):
     parser.add_argument("--synth-config", nargs="+", default=None, metavar="N_MAX,K_MAX,LANES",
                         help="configurations for --synth instead of 16,4,4 and 64,16,16 "
                              "(e.g. 128,16,32: large ones take tens of minutes)")
+    add_seeds_argument(parser)
     parser.add_argument("--plot", default=None, metavar="PNG",
                         help="write the accuracy plot here (e.g. docs/cholesky_accuracy.png)")
     parser.add_argument("--repeats", type=int, default=50,
@@ -212,20 +216,26 @@ def _parse_synth_configs(texts):
     return tuple(configs)
 
 
-def _synthesise(fmt, inverse_format, configs=SYNTH_CONFIGS):
-    from tiersolve.boards.synth import synthesize
+def _synthesise(fmt, inverse_format, configs=SYNTH_CONFIGS, seeds=(1,)):
+    """One record per configuration: resources from the first seed's run, ``runs`` (each
+    seed's Fmax) and the lowest Fmax as ``fmax_mhz`` (Yosys once per core)."""
+    from tiersolve.boards.synth import synthesize_seeds
     from tiersolve.gen.cholesky import CholeskySolver
 
-    reports = []
+    seeds = list(dict.fromkeys(seeds))
+    records = []
     for n_max, k_max, lanes in configs:
-        print(f"synthesising n_max={n_max} k_max={k_max} lanes={lanes} ...", file=sys.stderr)
+        print(f"synthesising n_max={n_max} k_max={k_max} lanes={lanes}, "
+              f"seed{'s' if len(seeds) > 1 else ''} {' '.join(map(str, seeds))} ...",
+              file=sys.stderr)
         core = CholeskySolver(n_max, k_max, fmt, lanes, inverse_format=inverse_format)
-        report = synthesize(core, target="ecp5-85f", top="tiersolve_cholesky")
-        reports.append({"n_max": n_max, "k_max": k_max, "lanes": lanes, "fmt": str(fmt),
+        reports = synthesize_seeds(core, seeds, target="ecp5-85f", top="tiersolve_cholesky")
+        report = reports[0]
+        records.append({"n_max": n_max, "k_max": k_max, "lanes": lanes, "fmt": str(fmt),
                         "luts": report.luts.used, "ffs": report.ffs.used,
                         "dsps": report.dsps.used, "block_rams": report.block_rams.used,
-                        "fmax_mhz": report.fmax_mhz, "report": report.to_dict()})
-    return reports
+                        **seed_runs(reports, seeds), "report": report.to_dict()})
+    return records
 
 
 def run(args) -> int:
@@ -236,7 +246,7 @@ def run(args) -> int:
     latency = _rsqrt_latency(fmt, inverse_format)
     configs = (_parse_synth_configs(args.synth_config) if getattr(args, "synth_config", None)
                else SYNTH_CONFIGS)
-    synth = _synthesise(fmt, inverse_format, configs) if args.synth else []
+    synth = _synthesise(fmt, inverse_format, configs, args.synth_seeds) if args.synth else []
     if args.fmax_mhz:
         fmax, fmax_source = args.fmax_mhz, "given"
     elif synth and all(s["fmax_mhz"] for s in synth):
@@ -267,7 +277,8 @@ def run(args) -> int:
         # each synthesised core at its own Fmax, on an n = n_max problem with the table's k
         # (k_max if that is smaller), beside the CPU on the same problem
         lines += ["", "ECP5-85F (speed grade 6, out of context); the last columns solve "
-                  f"n = n_max, k = min({args.k}, k_max) on that core at its own Fmax:", "",
+                  f"n = n_max, k = min({args.k}, k_max) on that core at its own Fmax (the "
+                  "lowest over the seeds):", "",
                   "| n_max | k_max | lanes | LUTs | FFs | DSPs | block RAM | Fmax MHz | k |"
                   " factor+solve cyc | device µs | CPU µs |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -283,7 +294,7 @@ def run(args) -> int:
             device = f"{s['device_time_us']:.1f}" if s["device_time_us"] else "n/a"
             lines.append(f"| {s['n_max']} | {s['k_max']} | {s['lanes']} | {s['luts']} | "
                          f"{s['ffs']} | {s['dsps']} | {s['block_rams']} | "
-                         f"{s['fmax_mhz'] or float('nan'):.1f} | {k} | "
+                         f"{fmax_cell(s)} | {k} | "
                          f"{s['factor_solve_cycles']} | {device} | "
                          f"{s['cpu_time_us']:.1f} |")
     meta = {"format": str(fmt), "inverse_format": str(inverse_format or fmt),

@@ -40,6 +40,7 @@ import sys
 
 import numpy as np
 from tiersolve.gen.fixed import FixedFormat
+from tiersolve.host.bench.seeds import add_seeds_argument, fmax_cell, seed_runs
 
 __all__ = ["HELP", "add_arguments", "accuracy_sweep", "cycle_table", "fold_bound",
            "plot_accuracy",
@@ -73,28 +74,12 @@ def add_arguments(parser):
                         help="check the cycle formula in Verilator for n = 16 (about a minute)")
     parser.add_argument("--synth", action="store_true",
                         help="synthesise on ECP5-85F and iCE40UP5K (many minutes)")
-    parser.add_argument("--synth-seeds", type=_seed, nargs="+", default=[1], metavar="SEED",
-                        help="nextpnr placement seeds of each ECP5 run of --synth (default: 1); "
-                             "placement moves Fmax by several per cent")
+    add_seeds_argument(parser)
     parser.add_argument("--plot-utilisation", default=None, metavar="PNG",
                         help="write the utilisation plot, UPDATE against FOLD "
                              "(docs/qr_utilisation.png)")
     parser.add_argument("--plot", default=None, metavar="PNG",
                         help="write the QR-vs-Cholesky accuracy plot (docs/qr_vs_cholesky.png)")
-
-
-def _seed(text):
-    """argparse type of ``--synth-seeds``: ``tiersolve build``'s seeds, but a number (the
-    out-of-context flow always passes one to nextpnr)."""
-    import argparse
-
-    from tiersolve.boards.build import seed_argument
-
-    value = seed_argument(text)
-    if value is None:
-        raise argparse.ArgumentTypeError("not a seed for --synth: 'default' (give a number; "
-                                         "the out-of-context runs use seed 1 by default)")
-    return value
 
 
 def _core(name, n_max, k_max, fmt, units, rotation, fold=True):
@@ -262,7 +247,7 @@ def _synthesise(bench, fmt, seeds=(1,)):
     """One record per :data:`SYNTH_CONFIGS` line: the first seed's report, ``runs`` (seed and
     Fmax of each seed's run; the iCE40UP5K core, which does not fit, runs once) and, as
     ``fmax_mhz``, the lowest Fmax over the seeds."""
-    from tiersolve.boards.synth import SynthesisError, synthesize
+    from tiersolve.boards.synth import SynthesisError, synthesize_seeds
 
     name = "updater" if bench == "update" else "qr"
     seeds = list(dict.fromkeys(seeds))
@@ -272,35 +257,19 @@ def _synthesise(bench, fmt, seeds=(1,)):
         record = {"core": name, "rotation": rotation, "target": target, "n_max": n_max,
                   "k_max": k_max, "units": units, "fold": fold, "runs": []}
         core = _core(name, n_max, k_max, fmt, units, rotation, fold=fold)
-        for seed in (seeds if target.startswith("ecp5") else seeds[:1]):
-            print(f"synthesising {name} {rotation} n_max={n_max} units={units} for {target}, "
-                  f"seed {seed} ...", file=sys.stderr)
-            try:
-                report = synthesize(core, target=target, top="qr", seed=seed).to_dict()
-            except SynthesisError as error:
-                record["error"] = str(error).splitlines()[0][:300]
-                break
-            if not record["runs"]:
-                record.update(report)
-            record["runs"].append({"seed": seed, "fmax_mhz": report.get("fmax_mhz")})
-        fmaxes = [run["fmax_mhz"] for run in record["runs"]]
-        if fmaxes and None not in fmaxes:
-            record["fmax_mhz"] = min(fmaxes)
+        target_seeds = seeds if target.startswith("ecp5") else seeds[:1]
+        print(f"synthesising {name} {rotation} n_max={n_max} units={units} for {target}, "
+              f"seed{'s' if len(target_seeds) > 1 else ''} "
+              f"{' '.join(map(str, target_seeds))} ...", file=sys.stderr)
+        try:
+            reports = synthesize_seeds(core, target_seeds, target=target, top="qr")
+        except SynthesisError as error:
+            record["error"] = str(error).splitlines()[0][:300]
+        else:
+            record.update(reports[0].to_dict())
+            record.update(seed_runs(reports, target_seeds))
         records.append(record)
     return records
-
-
-def _fmax_cell(record) -> str:
-    """``103.7 / 105.2 (seeds 1 / 2)``: every run's Fmax (one run: the number alone)."""
-    runs = record.get("runs") or [{"seed": None, "fmax_mhz": record.get("fmax_mhz")}]
-
-    def text(value):
-        return "—" if value is None else f"{value:.1f}"
-
-    cell = " / ".join(text(run["fmax_mhz"]) for run in runs)
-    if len(runs) > 1:
-        cell += f" (seeds {' / '.join(str(run['seed']) for run in runs)})"
-    return cell
 
 
 def accuracy_sweep(fmt, rotation="multiplier", n=8, k=1, m=48, conds=None, seed=1,
@@ -521,7 +490,7 @@ def run(args) -> int:
 
             lines.append(f"| {s['core']} | {s['rotation']} | {s['target']} | {s['n_max']} | "
                          f"{s['units']} | {used('luts')} | {used('ffs')} | {used('dsps')} | "
-                         f"{used('block_rams')} | {_fmax_cell(s)} |")
+                         f"{used('block_rams')} | {fmax_cell(s)} |")
     if args.plot_utilisation:
         plot_utilisation(args.plot_utilisation, records, args.fold_rows)
         lines += ["", f"utilisation plot: {args.plot_utilisation}"]

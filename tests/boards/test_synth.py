@@ -14,6 +14,7 @@ from tiersolve.boards.synth import (
     ToolNotFoundError,
     find_tool,
     synthesize,
+    synthesize_seeds,
 )
 
 
@@ -72,6 +73,15 @@ def test_verilog_top_must_be_named_when_ambiguous():
 def test_ice40_cannot_be_placed_out_of_context():
     with pytest.raises(ValueError, match="io_harness=False"):
         synthesize(TINY_VERILOG, target="ice40-up5k", io_harness=False)
+
+
+@pytest.mark.parametrize("seeds, error", [
+    ([], ValueError), (["1"], TypeError), ([1.5], TypeError), ([True], TypeError),
+    (3, TypeError), ("12", TypeError),
+])
+def test_bad_seeds(seeds, error):
+    with pytest.raises(error, match="seed"):
+        synthesize_seeds(TINY_VERILOG, seeds)
 
 
 @pytest.fixture
@@ -209,6 +219,27 @@ def test_ecp5_product_register_is_inside_the_dsp(tmp_path):
     assert report.ffs.used == 36
     assert "MULT18X18D" in (tmp_path / "dsp_product.v").read_text()
     assert report.fmax_mhz is not None and report.fmax_mhz > 100
+
+
+@pytest.mark.synth
+def test_seeds_share_one_netlist(tmp_path):
+    """Two seeds (one given twice): Yosys once, nextpnr once per seed into its own folder,
+    the same resources in both reports and a Fmax from each placement."""
+    progress = []
+    reports = synthesize_seeds(RegisteredMultipliers(18, count=2), [2, 5, 2],
+                               target="ecp5-85f", top="mult18", workdir=tmp_path,
+                               progress=progress.append)
+    assert len(reports) == 2
+    assert sum(message.startswith("yosys:") for message in progress) == 1
+    assert sum(message.startswith("nextpnr-ecp5:") for message in progress) == 2
+    for seed, report in zip([2, 5], reports, strict=True):
+        folder = tmp_path / f"seed-{seed}"
+        assert report.workdir == str(folder)
+        assert (folder / "nextpnr.log").stat().st_size > 0
+        assert json.loads((folder / "report.json").read_text())["fmax"]
+        assert report.dsps.used == 2 and report.fmax_mhz is not None
+    assert reports[0].luts == reports[1].luts and reports[0].ffs == reports[1].ffs
+    assert len(list(tmp_path.glob("**/yosys.log"))) == 1
 
 
 @pytest.mark.synth

@@ -52,8 +52,9 @@ def test_plot_utilisation_writes_a_png(tmp_path):
 
 
 def test_synth_runs_every_seed_and_tabulates_each_fmax(monkeypatch, tmp_path, capsys):
-    """``bench update --synth --synth-seeds 1 2``: each ECP5 core is placed with both seeds
-    (the iCE40UP5K one once), the table lists each seed's Fmax, the JSON the lowest."""
+    """``bench update --synth --synth-seeds 1 2 1``: each ECP5 core is synthesised once and
+    placed with both seeds (the iCE40UP5K one once), the table lists each seed's Fmax, the
+    JSON the lowest."""
     import json
 
     from tiersolve.boards import synth
@@ -63,26 +64,26 @@ def test_synth_runs_every_seed_and_tabulates_each_fmax(monkeypatch, tmp_path, ca
     fmax = {("cordic", 1): 103.7, ("cordic", 2): 105.2, ("multiplier", 1): 115.2,
             ("multiplier", 2): 101.4}
 
-    def fake_synthesize(core, *, target, top, seed):
-        calls.append((core.rotation, target, seed))
+    def fake_synthesize_seeds(core, seeds, *, target, top):
+        # one call per core: Yosys runs once for all its seeds
+        calls.append((core.rotation, target, list(seeds)))
         if target.startswith("ice40"):
             raise synth.DesignDoesNotFitError("does not fit: ICESTORM_DSP 48/8",
                                               {"ICESTORM_DSP": (48, 8)})
         usage = synth.ResourceUsage
-        return synth.SynthesisReport(
+        return [synth.SynthesisReport(
             target=target, device="LFE5U-85F", top=top, luts=usage(100, 83640),
             ffs=usage(50, 83640), dsps=usage(4, 156), block_rams=usage(8, 208), spram=None,
             clock_mhz=100.0, fmax_mhz=fmax[core.rotation, seed], timing_met=True,
             out_of_context=True, io_harness_ffs=0, resources={}, clocks={}, critical_path={},
-            tools={}, seconds={})
+            tools={}, seconds={}) for seed in seeds]
 
-    monkeypatch.setattr(synth, "synthesize", fake_synthesize)
+    monkeypatch.setattr(synth, "synthesize_seeds", fake_synthesize_seeds)
     assert main(["bench", "update", "--n", "16", "--units", "4", "--synth", "--synth-seeds",
-                 "1", "2", "--out", str(tmp_path)]) == 0
+                 "1", "2", "1", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert calls == [("cordic", "ecp5-85f", 1), ("cordic", "ecp5-85f", 2),
-                     ("multiplier", "ecp5-85f", 1), ("multiplier", "ecp5-85f", 2),
-                     ("multiplier", "ice40-up5k", 1)]
+    assert calls == [("cordic", "ecp5-85f", [1, 2]), ("multiplier", "ecp5-85f", [1, 2]),
+                     ("multiplier", "ice40-up5k", [1])]
     assert "| 103.7 / 105.2 (seeds 1 / 2) |" in out and "| 115.2 / 101.4 (seeds 1 / 2) |" in out
     records = json.loads((tmp_path / "update.json").read_text())["synthesis"]
     assert [r.get("fmax_mhz") for r in records] == [103.7, 101.4, None]
