@@ -1177,10 +1177,10 @@ def run_generate_command(args) -> int:
                        f"(not {', '.join(sorted(unknown)) or '--bus'}): the board fixes the "
                        f"transport, and --clock-mhz sets a PLL board's clock")
     try:
-        if given.get("updater_fold", "0") not in ("0", "1"):
-            raise ValueError(f"updater_fold is 0 or 1, not {given['updater_fold']!r}")
+        from tiersolve.gen.registry import flag
+
         sizes = {name: value if name in ("cores", "inverse_format")
-                 else value == "1" if name == "updater_fold" else int(value)
+                 else flag(value) if name == "updater_fold" else int(value)
                  for name, value in given.items()}
         out = args.output or f"build-{args.board}"
         files = generate(args.board, out, fmt=args.format,

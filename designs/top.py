@@ -788,12 +788,13 @@ def _result_buffer(m, name: str, stream, width: int, depth: int, *, spram: bool 
 
 
 def _register_solver_unit():
-    from tiersolve.gen.registry import Parameter, UnitSpec, register
+    from tiersolve.gen.registry import Parameter, UnitSpec, flag, register
 
     register(UnitSpec(
         "solver",
         "complete solver design (cores + register map) behind a transport bridge",
-        build=lambda fmt, **params: SolverDesign(fmt=fmt, **params),
+        build=lambda fmt, inverse_format="", **params: SolverDesign(
+            fmt=fmt, inverse_format=inverse_format or None, **params),
         parameters=(
             Parameter("bus", str, "axi-lite", "transport to the register map", BUSES),
             Parameter("n_max", int, 16, "largest n"),
@@ -804,6 +805,11 @@ def _register_solver_unit():
             Parameter("updater_units", int, 1, "rotation units of the updater"),
             Parameter("updater_rotation", str, "multiplier", "rotation kind of the updater",
                       ("multiplier", "cordic")),
+            Parameter("updater_fold", flag, False,
+                      "the updater's FOLD command (rows in flight together; area)"),
+            Parameter("inverse_format", str, "",
+                      "format of the Cholesky pivot inverses, e.g. Q4.20 (default: --format)"),
+            Parameter("guard_bits", int, 4, "extra integer bits of the Gram words"),
             Parameter("clock_frequency", int, 12_000_000, "board clock in Hz"),
             Parameter("baud_rate", int, 3_000_000, "UART baud rate (bus=uart)"),
         ),

@@ -2119,12 +2119,12 @@ class QRSolver(IncrementalUpdater):
     incremental = False
 
 
-def _build_updater(fmt, n_max=8, k_max=2, units=2, rotation="cordic"):
-    return IncrementalUpdater(n_max, k_max, fmt, units=units, rotation=rotation)
+def _build_updater(fmt, n_max=8, k_max=2, units=2, rotation="cordic", fold=True):
+    return IncrementalUpdater(n_max, k_max, fmt, units=units, rotation=rotation, fold=fold)
 
 
-def _build_qr(fmt, n_max=8, k_max=2, units=2, rotation="cordic"):
-    return QRSolver(n_max, k_max, fmt, units=units, rotation=rotation)
+def _build_qr(fmt, n_max=8, k_max=2, units=2, rotation="cordic", fold=True):
+    return QRSolver(n_max, k_max, fmt, units=units, rotation=rotation, fold=fold)
 
 
 _PARAMETERS = (
@@ -2133,6 +2133,8 @@ _PARAMETERS = (
     registry.Parameter("units", int, 2, "rotation units (power of two)"),
     registry.Parameter("rotation", str, "cordic", "rotation kind", choices=("cordic",
                                                                              "multiplier")),
+    registry.Parameter("fold", registry.flag, True,
+                       "the FOLD command (rows in flight together); 0 leaves it out"),
 )
 
 registry.register(registry.UnitSpec(

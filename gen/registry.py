@@ -11,7 +11,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["Parameter", "UnitSpec", "register", "units", "get_unit"]
+__all__ = ["Parameter", "UnitSpec", "flag", "register", "units", "get_unit"]
 
 #: Modules that register units; imported lazily by :func:`units`.
 _MODULES = [
@@ -24,6 +24,18 @@ _MODULES = [
 ]
 
 _UNITS: dict[str, UnitSpec] = {}
+
+
+def flag(text) -> bool:
+    """Parameter type of an on/off option: ``1``/``0``, ``true``/``false``, ``yes``/``no``."""
+    if isinstance(text, bool):
+        return text
+    value = str(text).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{text!r} is not 0 or 1 (or true / false)")
 
 
 @dataclass(frozen=True)

@@ -210,8 +210,8 @@ def test_generate_and_build_with_the_updaters_fold(tmp_path, capsys, monkeypatch
     assert "fold_pivots" not in (plain / "top.il").read_text()
     capsys.readouterr()
     for bad, message in ((["-p", "updater_fold=1"], "it needs the updater"),
-                         (["-p", "updater_fold=yes", "-p", "cores=cholesky,updater"],
-                          "updater_fold is 0 or 1")):
+                         (["-p", "updater_fold=maybe", "-p", "cores=cholesky,updater"],
+                          "'maybe' is not 0 or 1")):
         assert main(["generate", "--board", "ulx3s-85f", *bad, "--output",
                      str(tmp_path / "bad")]) == 2
         assert message in capsys.readouterr().err

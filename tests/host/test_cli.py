@@ -60,6 +60,39 @@ def test_every_command_prints_its_help(capsys, path):
     assert out.startswith("usage: tiersolve")
 
 
+def test_generate_parameters_reach_the_generators():
+    """``generate`` sets what the Python constructors take: FOLD off in the QR cores, FOLD on
+    in the solver design's updater, the pivot inverses' format and the Gram guard bits."""
+    from tiersolve.gen.fixed import FixedFormat
+    from tiersolve.gen.registry import get_unit
+    from tiersolve.host.cli import build_params
+
+    fmt = FixedFormat.parse("Q8.16")
+    for name in ("qr", "updater"):
+        spec = get_unit(name)
+        assert spec.build(fmt, **build_params(spec, {})).folds
+        assert not spec.build(fmt, **build_params(spec, {"fold": "0"})).folds
+    spec = get_unit("solver")
+    design = spec.build(fmt, **build_params(spec, {"cores": "cholesky,updater",
+                                                  "updater_fold": "true",
+                                                  "inverse_format": "Q4.20",
+                                                  "guard_bits": "6"}))
+    registers = design.registers
+    assert registers.updater.folds
+    assert registers.inverse_format == FixedFormat.parse("Q4.20")
+    assert registers.guard_bits == 6
+    plain = spec.build(fmt, **build_params(spec, {"cores": "cholesky,updater"}))
+    assert not plain.registers.updater.folds
+    assert plain.registers.inverse_format == fmt
+
+
+def test_generate_rejects_a_bad_flag(capsys, tmp_path):
+    status, _, err = run_cli(capsys, "generate", "updater", "-p", "fold=maybe",
+                             "-o", str(tmp_path / "u.v"))
+    assert status == 2 and "fold='maybe'" in err and "0 or 1" in err
+    assert not (tmp_path / "u.v").exists()
+
+
 def test_units_are_registered():
     # The foundation units; later cores add to this list.
     assert {"mac", "recip", "rsqrt", "cordic"} <= set(UNITS)
