@@ -284,6 +284,11 @@ class Job:
         The right-hand side was one-dimensional (the result is returned as such).
     exponents : dict
         The scale exponents applied to the inputs (for the record).
+    expected_magnitude : numpy.ndarray or None
+        Per column of ``X``, the largest ``|X|`` of the float64 solution in stored units (None
+        where float64 found no Cholesky factor): a column that comes back all zero although
+        this says it holds a unit or more has underflowed, and is raised as
+        :class:`Saturated` instead of returned.
     """
 
     op: regmap.Op
@@ -294,6 +299,7 @@ class Job:
     result_exponent: int
     vector: bool = False
     exponents: dict = field(default_factory=dict)
+    expected_magnitude: np.ndarray | None = None
 
 
 @dataclass
@@ -354,10 +360,7 @@ class HeadState:
         if T is None:
             return h_int, None
         T = _as_real_array("t", T, (0, 1, 2))
-        T2 = T.reshape(H2.shape[0], -1) if T.size == H2.shape[0] * self.k else None
-        if T2 is None or T2.shape[1] != self.k:
-            raise ValueError(f"t must have {H2.shape[0]} row(s) of k = {self.k} value(s), not "
-                             f"shape {T.shape}")
+        T2 = _as_rows("t", T, H2.shape[0], self.k, single=H2.shape[0] == 1)
         if np.max(np.abs(T2)) > self.target_bound:
             raise ValueError(f"|t| = {np.max(np.abs(T2)):.6g} exceeds the target_bound "
                              f"{self.target_bound:.6g} given to reset()")
@@ -369,7 +372,7 @@ def _as_real_array(name: str, value, ndims: tuple[int, ...]) -> np.ndarray:
         array = np.asarray(value)
     except Exception as error:  # noqa: BLE001 - report any conversion failure the same way
         raise TypeError(f"{name} must be array-like, not {type(value).__name__}") from error
-    if array.dtype.kind not in "biuf":
+    if array.dtype.kind not in "iuf":
         raise TypeError(f"{name} must hold real numbers, not {array.dtype}")
     array = array.astype(np.float64)
     if array.ndim not in ndims:
@@ -383,11 +386,29 @@ def _as_real_array(name: str, value, ndims: tuple[int, ...]) -> np.ndarray:
     return array
 
 
+def _as_rows(name: str, T: np.ndarray, m: int, k: int, single: bool = False) -> np.ndarray:
+    """``T`` as ``(m, k)``: given as ``(m, k)``, as ``(m,)`` when ``k = 1``, or (``single``: one
+    row) as ``(k,)`` or a scalar. Any other shape is an error, not a reshape: a transposed
+    ``(k, m)`` array holds the right number of values in the wrong places."""
+    if T.shape == (m, k):
+        return T
+    if T.shape == (m,) and k == 1:
+        return T[:, None]
+    if single and m == 1 and T.shape in ((k,), ()) and (T.ndim == 1 or k == 1):
+        return T.reshape(1, k)
+    shapes = [f"({m}, {k})"] + ([f"({m},)"] if k == 1 else []) + \
+        ([f"({k},)"] if single and m == 1 and k > 1 else [])
+    raise ValueError(f"{name} must have {m} row(s) of k = {k} value(s), shape "
+                     f"{' or '.join(shapes)}, not shape {T.shape}")
+
+
 def _exponent(magnitude: float, limit: float) -> int | None:
     """Largest integer ``e`` with ``magnitude * 2**e <= limit`` (None for a zero magnitude)."""
     if magnitude == 0:
         return None
-    e = math.floor(math.log2(limit / magnitude))
+    # from the binary exponents, not log2(limit / magnitude): that ratio overflows for a
+    # subnormal magnitude
+    e = math.frexp(limit)[1] - math.frexp(magnitude)[1]
     while math.ldexp(magnitude, e) > limit:
         e -= 1
     while math.ldexp(magnitude, e + 1) <= limit:
@@ -499,12 +520,32 @@ class Device:
                 f"{self._info.inverse_format} (the matrix is too ill-conditioned for the "
                 "format; add regularisation)")
 
-    def _check_not_vanishing(self, name: str, values: np.ndarray, exponent: int) -> None:
-        if np.any(values) and np.max(np.abs(np.ldexp(values, exponent))) < \
-                self._info.fmt.resolution / 2:
-            raise Saturated(f"{name} would round to zero once scaled (by 2**{exponent}) so that "
-                            f"the solution fits {self._info.fmt}: the result's range exceeds "
-                            "the format")
+    def _check_not_vanishing(self, name: str, values: np.ndarray, exponent: int,
+                             why: str = "so that the solution fits") -> None:
+        """Raise :class:`Saturated` if ``values`` (or one of its columns) is not zero but every
+        value rounds to zero once scaled by ``2**exponent``: the device would work on zeros."""
+        columns = values[:, None] if values.ndim == 1 else values
+        half = self._info.fmt.resolution / 2
+        for j in range(columns.shape[1]):
+            column = columns[:, j]
+            if np.any(column) and np.max(np.abs(np.ldexp(column, exponent))) < half:
+                which = name if columns.shape[1] == 1 else f"column {j} of {name}"
+                raise Saturated(
+                    f"{which} (largest |value| {np.max(np.abs(column)):.3g}) would round to "
+                    f"zero once scaled by 2**{exponent} {why} in {self._info.fmt}: the "
+                    "problem's range exceeds the format")
+
+    def _check_result(self, job: Job, result: np.ndarray) -> None:
+        """Raise :class:`Saturated` for a result column that underflowed to all zeros."""
+        if job.expected_magnitude is None:
+            return
+        for j, expected in enumerate(job.expected_magnitude):
+            if expected >= 1 and not np.any(result[:, j]):
+                raise Saturated(
+                    f"column {j} of the solution came back all zero where float64 gives "
+                    f"values of {expected:.3g} units of {self._info.fmt}: it underflowed "
+                    "(its range is far below the other columns' or the inputs'); solve it "
+                    "on its own or rescale it")
 
     def plan_solve(self, A, B) -> Job:
         """Check, scale and quantise the system ``A X = B`` (direct mode, λ = 0).
@@ -551,8 +592,13 @@ class Device:
         A_int = np.tril(self._quantise("A", A, p))
         B_int = self._quantise("B", B2, q)
         rows = np.concatenate([A_int, B_int], axis=1)
+        expected = None if L is None else self._stored_magnitude(X, q - p)
         return Job(regmap.Op.CHOLESKY_DIRECT, n, k, 0, rows, p - q, vector,
-                   {"A": p, "B": q})
+                   {"A": p, "B": q}, expected)
+
+    def _stored_magnitude(self, X: np.ndarray, exponent: int) -> np.ndarray:
+        """Per column, the largest ``|X|`` scaled by ``2**exponent``, in stored units."""
+        return np.ldexp(np.max(np.abs(X), axis=0), exponent + self._info.fmt.frac_bits)
 
     def plan_fit(self, H, T, lam) -> Job:
         """Check, scale and quantise the ridge problem ``(HᵀH + λI) W = HᵀT`` (Gram mode).
@@ -605,11 +651,13 @@ class Device:
             candidates.append(None if e_w is None else e_w + e)
             self._check_pivots(math.ldexp(1.0, 2 * e) * np.diag(L) ** 2)
         e_t = _min_exponent(*candidates)
+        self._check_not_vanishing("H", H, e, f"to keep HᵀH + λI (λ = {lam:g}) in range")
         self._check_not_vanishing("T", T2, e_t)
         lam_int = int(self._quantise("lam", np.array(lam), 2 * e))
         rows = np.concatenate([self._quantise("H", H, e), self._quantise("T", T2, e_t)], axis=1)
+        expected = None if L is None else self._stored_magnitude(W, e_t - e)
         return Job(regmap.Op.CHOLESKY_GRAM, n, k, lam_int, rows, e - e_t, vector,
-                   {"H": e, "T": e_t, "lam": 2 * e})
+                   {"H": e, "T": e_t, "lam": 2 * e}, expected)
 
     # -- running ------------------------------------------------------------------------------
 
@@ -742,7 +790,9 @@ class Device:
         numpy.ndarray of float64, the shape of ``B``
         """
         job = self.plan_solve(A, B)
-        return self._finish(job, self.run(job))
+        result = self.run(job)
+        self._check_result(job, result)
+        return self._finish(job, result)
 
     def fit(self, H, T, lam: float = 0.0) -> np.ndarray:
         """Ridge regression on the device: ``W = (HᵀH + λI)⁻¹ HᵀT``.
@@ -759,7 +809,9 @@ class Device:
         numpy.ndarray of float64, shape (n,) or (n, k)
         """
         job = self.plan_fit(H, T, lam)
-        return self._finish(job, self.run(job))
+        result = self.run(job)
+        self._check_result(job, result)
+        return self._finish(job, result)
 
     # -- the incremental-update core ----------------------------------------------------------
 
@@ -969,9 +1021,15 @@ class Device:
             status, _ = self._head_command(regmap.UpdaterOp.DOWNDATE,
                                            data=np.concatenate([h_row, t_row]))
             if status["refused"]:
+                before = ("the state is unchanged" if index == 0 else
+                          "row 0 of this call was taken out, and the state is as it was "
+                          "after it" if index == 1 else
+                          f"rows 0-{index - 1} of this call were taken out, and the state is "
+                          "as it was after them")
                 raise DowndateRefused(f"the updater refused to remove row {index}: the result "
                                       "would not be positive definite in "
-                                      f"{head.config.fmt}; the state is unchanged")
+                                      f"{head.config.fmt}; {before} (row {index} and the rows "
+                                      "after it were not taken out)")
             head.stale = True
             head.rows -= 1
 
@@ -1026,10 +1084,9 @@ class Device:
         """
         head = self._require_head()
         R = _as_real_array("R", R, (2,))
-        Z = _as_real_array("Z", Z, (1, 2)).reshape(head.n, -1) if np.size(Z) == \
-            head.n * head.k else None
-        if R.shape != (head.n, head.n) or Z is None:
-            raise ValueError(f"R must be {head.n} x {head.n} and Z {head.n} x {head.k}")
+        if R.shape != (head.n, head.n):
+            raise ValueError(f"R must be {head.n} x {head.n}, not shape {R.shape}")
+        Z = _as_rows("Z", _as_real_array("Z", Z, (1, 2)), head.n, head.k)
         for name, matrix, exponent, select in (
                 ("R", np.triu(R), head.h_exponent, regmap.UpdaterSelect.R),
                 ("Z", Z, head.t_exponent, regmap.UpdaterSelect.Z)):
@@ -1205,10 +1262,18 @@ def _run_update(args) -> int:
         parse_url(args.device)
     except (ValueError, TypeError) as error:
         raise CliError(str(error)) from None
-    H = np.atleast_2d(_load_array(args.H))
-    T = _load_array(args.T)
-    T2 = T.reshape(len(T), -1) if T.ndim <= 2 else T
-    removed = [_load_array(path) for path in args.downdate] if args.downdate else None
+    try:
+        H = np.atleast_2d(_as_real_array("H", _load_array(args.H), (1, 2)))
+        T = _as_real_array("T", _load_array(args.T), (1, 2))
+        k = T.shape[1] if T.ndim == 2 else T.size if len(H) == 1 else 1
+        T2 = _as_rows("T", T, len(H), k, single=len(H) == 1)
+        removed = None
+        if args.downdate:
+            hd = np.atleast_2d(_as_real_array("HD", _load_array(args.downdate[0]), (1, 2)))
+            td = _as_real_array("TD", _load_array(args.downdate[1]), (1, 2))
+            removed = (hd, _as_rows("TD", td, len(hd), k, single=len(hd) == 1))
+    except (ValueError, TypeError) as error:
+        raise CliError(str(error)) from None
     X = _load_array(args.predict) if args.predict else None
     feature_bound = args.feature_bound
     target_bound = args.target_bound
@@ -1219,11 +1284,11 @@ def _run_update(args) -> int:
     with _open_for_cli(args.device) as device:
         try:
             device.reset(args.lam, n=H.shape[1], k=T2.shape[1], feature_bound=feature_bound,
-                         target_bound=target_bound, capacity=args.capacity or len(H))
+                         target_bound=target_bound,
+                         capacity=len(H) if args.capacity is None else args.capacity)
             device.update(H, T2, forget=args.forget)
             if removed is not None:
-                device.downdate(np.atleast_2d(removed[0]),
-                                removed[1].reshape(len(np.atleast_2d(removed[0])), -1))
+                device.downdate(*removed)
             result = device.predict(X) if X is not None else device.weights()
         except (ValueError, TypeError, DeviceError) as error:
             raise CliError(f"{type(error).__name__}: {error}") from None

@@ -50,7 +50,8 @@ class Saturated(DeviceError, ArithmeticError):
 class DowndateRefused(DeviceError, ArithmeticError):
     """The updater refused to take a row out: the result would not be positive definite (the
     row was never folded in, or too much of it was forgotten), or too close to singular for the
-    format. The updater's state is exactly what it was before the downdate."""
+    format. The updater's state is exactly what it was before the refused row: rows before it
+    in the same call were taken out (the message says which)."""
 
 
 class LinkError(DeviceError, OSError):

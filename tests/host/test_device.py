@@ -6,6 +6,8 @@ usable after an error. One simulated device (n_max=8, k_max=2, lanes=2, Q6.12) i
 module's tests; each job runs a few thousand cycles (about a second).
 """
 
+import re
+
 import numpy as np
 import pytest
 import tiersolve.host
@@ -151,12 +153,33 @@ def requests(device):
     (lambda d: d.solve(np.diag([1.0, 1e-6]), np.ones(2)), Saturated, "pivot"),
     # the solution's range (1e8) cannot be held together with b's
     (lambda d: d.solve(np.diag([1.0, 1e-8]), [1.0, 0.0]), Saturated, "pivot|round to zero"),
+    (lambda d: d.solve(np.eye(2, dtype=bool), np.ones(2)), TypeError, "real"),
+    # a column of B far below the other: at their common scale it would be all zeros
+    (lambda d: d.solve(np.eye(2), [[1.0, 1e-9], [0.5, 2e-9]]), Saturated,
+     "column 1 of B .* round to zero"),
+    # λ so large that H, scaled to keep HᵀH + λI in range, rounds to zero
+    (lambda d: d.fit(np.ones((4, 2)), np.ones(4), 1e12), Saturated,
+     r"column 0 of H .*\(λ = 1e\+12\)"),
+    (lambda d: d.fit(np.full((4, 2), 1e-30), np.ones(4), 1.0), Saturated, "round to zero"),
+    (lambda d: d.fit(np.full((4, 2), 1e-310), np.ones(4), 1.0), Saturated, "round to zero"),
 ])
 def test_bad_input_raises_before_sending(device, call, error, match):
     before = requests(device)
     with pytest.raises(error, match=match):
         call(device)
     assert requests(device) == before
+
+
+def test_an_underflowed_result_column_raises(device):
+    """A result column that comes back all zero where float64 says it holds a unit or more is
+    raised, not returned as zeros (the inputs' checks above exclude most such cases before
+    anything is sent; this is the last guard)."""
+    job = device.plan_solve(np.eye(2), [[1.0, 0.5], [0.5, 0.25]])
+    assert job.expected_magnitude is not None and np.all(job.expected_magnitude >= 1)
+    result = np.array([[5, 0], [7, 0]])
+    with pytest.raises(Saturated, match="column 1 of the solution came back all zero"):
+        device._check_result(job, result)
+    device._check_result(job, np.array([[5, 1], [7, 0]]))
 
 
 @pytest.mark.parametrize("url, match", [
@@ -404,6 +427,9 @@ def test_updater_checks_and_errors(updater_device):
         device.update([2.0, 0.0], [0.0])
     with pytest.raises(ValueError, match="t must have 1 row"):
         device.update([0.5, 0.0], [0.0, 1.0])
+    # a transposed T holds the right number of values in the wrong places: refused
+    with pytest.raises(ValueError, match=r"t must have 2 row\(s\) of k = 1 .* not shape \(1, 2\)"):
+        device.update([[0.5, 0.0], [0.0, 0.5]], [[0.1, 0.2]])
     with pytest.raises(ValueError, match="beta must be in"):
         device.update([0.5, 0.0], [0.0], forget=1.5)
     # far more rows than the declared capacity: the sticky flag becomes Saturated
@@ -411,6 +437,17 @@ def test_updater_checks_and_errors(updater_device):
     with pytest.raises(Saturated, match="sticky"):
         for _ in range(40):
             device.update([1.0, 1.0], [1.0])
+    # several rows, the second refused: the first is out, the state is as after it
+    device.reset(0.5, n=2, k=1, feature_bound=1.0, target_bound=1.0, capacity=4)
+    device.update([[0.5, 0.0], [0.0, 0.5], [0.25, 0.25]], [0.5, -0.5, 0.0])
+    device.downdate([0.25, 0.25], [0.0])
+    after_first = device.read_state()
+    device.update([0.25, 0.25], [0.0])
+    with pytest.raises(DowndateRefused, match=r"remove row 1: .*row 0 of this call was taken "
+                                              r"out, and the state is as it was after it"):
+        device.downdate([[0.25, 0.25], [1.0, 1.0]], [0.0, 1.0])
+    for got, expected in zip(device.read_state(), after_first, strict=True):
+        assert np.array_equal(got, expected)
     # a reset recovers; load_state puts a saved state back
     device.reset(0.5, n=2, k=1, capacity=4)
     device.update([[0.5, -0.25], [0.125, 0.75]], [0.5, -0.5])
@@ -463,3 +500,21 @@ def test_cli_update(tmp_path, capsys):
     assert main(["update", "--device", "sim://", str(tmp_path / "H.npy"),
                  str(tmp_path / "T.csv")]) == 2
     assert "no incremental-update core" in capsys.readouterr().err
+    # shapes that hold the right number of values in the wrong places, NaN, capacity 0:
+    # one-line errors before anything runs
+    np.save(tmp_path / "Tt.npy", T[None, :])                  # (1, 5): transposed
+    np.save(tmp_path / "Hnan.npy", np.where(H > 0.9, np.nan, H))
+    np.save(tmp_path / "Tbad.npy", np.ones((1, 5)))
+    base = ["update", "--device", UPDATER_URL]
+    for extra, message in (
+            ([str(tmp_path / "H.npy"), str(tmp_path / "Tt.npy")],
+             r"T must have 5 row\(s\) of k = 5 value\(s\), shape \(5, 5\), not shape \(1, 5\)"),
+            ([str(tmp_path / "H.npy"), str(tmp_path / "T.csv"), "--downdate",
+              str(tmp_path / "H.npy"), str(tmp_path / "Tbad.npy")],
+             r"TD must have 5 row\(s\) of k = 1 value\(s\), shape \(5, 1\) or \(5,\), "
+             r"not shape \(1, 5\)"),
+            ([str(tmp_path / "Hnan.npy"), str(tmp_path / "T.csv")], "H holds a non-finite value"),
+            ([str(tmp_path / "H.npy"), str(tmp_path / "T.csv"), "--capacity", "0"],
+             "capacity must be at least 1")):
+        assert main(base + extra) == 2
+        assert re.search(message, capsys.readouterr().err)
