@@ -1008,7 +1008,7 @@ def program(board, bitstream=None, *, dry_run: bool = False) -> list[str]:
 def _add_configuration_arguments(parser, *, with_out: bool = True):
     parser.add_argument("--board", required=True, help="board name (see `tiersolve boards`)")
     parser.add_argument("--core", "--cores", dest="cores", default="cholesky",
-                        choices=["cholesky", "cholesky,updater"],
+                        choices=["cholesky", "cholesky,updater"], metavar="CORES",
                         help="cores of the design: cholesky (default) or cholesky,updater")
     parser.add_argument("--n-max", type=int, default=None, help="largest n (default: board's)")
     parser.add_argument("--k-max", type=int, default=None, help="largest k (default: board's)")
@@ -1052,8 +1052,13 @@ def _run_boards(args) -> int:
             if entry["board"] == board.name:
                 fmax = "does not fit" if entry["fmax_mhz"] is None else \
                     f"Fmax {entry['fmax_mhz']:g} MHz at a {entry['clock_mhz']:g} MHz clock"
+                inverse = entry.get("inverse_format")
+                extras = (f" (pivot inverses {inverse})"
+                          if inverse and inverse != entry["format"] else "")
+                if entry.get("updater_fold"):
+                    extras += " with the updater's FOLD"
                 print(f"{'':12s} built   {entry['n_max']}/{entry['k_max']}/{entry['lanes']} "
-                      f"{entry['format']} {','.join(entry['cores'])}: {fmax}")
+                      f"{entry['format']} {','.join(entry['cores'])}{extras}: {fmax}")
         if args.verbose:
             for note in board.notes:
                 print(f"{'':12s} note: {note}")

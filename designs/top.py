@@ -113,6 +113,9 @@ class SolverRegisters(wiring.Component):
         self.inverse_format = check_inverse_format(inverse_format, self.fmt)
         self.cores = _check_cores(cores)
         self.updater = None
+        if updater_fold and "updater" not in self.cores:
+            raise ValueError("updater_fold builds the updater's FOLD command: it needs the "
+                             "updater (cores=cholesky,updater)")
         if "updater" in self.cores:
             if n_max * max(n_max, k_max) > regmap.RESULT_WINDOW_SIZE:
                 raise ValueError(f"n_max * max(n_max, k_max) = {n_max * max(n_max, k_max)} "

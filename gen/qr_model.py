@@ -82,6 +82,7 @@ still clips is flagged.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -211,9 +212,13 @@ class QRConfig:
 
         Raises
         ------
+        TypeError
+            If ``beta`` is not a real number.
         ValueError
             If ``beta`` is not in ``(0, 1]`` or rounds to 0.
         """
+        if isinstance(beta, (bool, str, bytes)) or not isinstance(beta, numbers.Real):
+            raise TypeError(f"beta (the forgetting factor) must be a real number, not {beta!r}")
         beta = float(beta)
         if not (0.0 < beta <= 1.0):
             raise ValueError(f"beta must be in (0, 1], not {beta!r}")

@@ -221,7 +221,9 @@ class SimulatedDeviceServer:
         self.path = os.ttyname(self._slave)
         self._simulator = Simulator(self.design)
         self._simulator.add_clock(1 / self.design.registers.clock_frequency)
-        self._simulator.add_testbench(self._serve)
+        # the byte pump is added when the server first runs: a server closed before that
+        # (a failed --link, say) leaves no coroutine that was never awaited
+        self._pump_added = False
 
     # -- the byte pump ----------------------------------------------------------------------
 
@@ -303,6 +305,9 @@ class SimulatedDeviceServer:
 
     def serve_forever(self) -> None:
         """Run the simulated device in this thread until :meth:`close` (or an exception)."""
+        if not self._pump_added:
+            self._simulator.add_testbench(self._serve)
+            self._pump_added = True
         try:
             self._simulator.run()
         except BaseException as error:

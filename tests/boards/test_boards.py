@@ -239,9 +239,17 @@ def test_boards_command_lists_every_board(capsys):
     assert "generate only" in text and "PLL from 25" in text
     from tiersolve.boards.measured import load_measured_builds
 
-    for entry in load_measured_builds():  # the recorded builds are listed too
-        assert f"built   {entry['n_max']}/{entry['k_max']}/{entry['lanes']} " \
-               f"{entry['format']} {','.join(entry['cores'])}:" in text
+    lines = []
+    for entry in load_measured_builds():  # the recorded builds are listed too, each its own
+        line = f"built   {entry['n_max']}/{entry['k_max']}/{entry['lanes']} " \
+               f"{entry['format']} {','.join(entry['cores'])}"
+        if entry.get("inverse_format") not in (None, entry["format"]):
+            line += f" (pivot inverses {entry['inverse_format']})"
+        if entry.get("updater_fold"):
+            line += " with the updater's FOLD"
+        assert line + ":" in text
+        lines.append((entry["board"], line))
+    assert len(set(lines)) == len(lines)  # no two rows of a board read the same
 
 
 # -- design-clock override (--clock-mhz) -----------------------------------------------------

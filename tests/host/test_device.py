@@ -432,6 +432,8 @@ def test_updater_checks_and_errors(updater_device):
         device.update([[0.5, 0.0], [0.0, 0.5]], [[0.1, 0.2]])
     with pytest.raises(ValueError, match="beta must be in"):
         device.update([0.5, 0.0], [0.0], forget=1.5)
+    with pytest.raises(TypeError, match=r"forgetting factor\) must be a real number, not 'x'"):
+        device.update([0.5, 0.0], [0.0], forget="x")
     # far more rows than the declared capacity: the sticky flag becomes Saturated
     device.reset(0.5, n=2, k=1, feature_bound=1.0, target_bound=1.0, capacity=1)
     with pytest.raises(Saturated, match="sticky"):
@@ -460,6 +462,13 @@ def test_updater_checks_and_errors(updater_device):
     device.reset()
     with pytest.raises(DeviceError, match="not initialised"):
         device.weights()
+
+
+def test_fold_without_the_updater_is_refused():
+    """``updater_fold=1`` on a design without the updater is an error (as ``generate --board``
+    says), not a key silently ignored."""
+    with pytest.raises(ValueError, match="it needs the updater"):
+        tiersolve.host.open("sim://?n_max=4&k_max=1&lanes=1&updater_fold=1")
 
 
 def test_updater_absent_is_reported(device):

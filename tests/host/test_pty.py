@@ -415,3 +415,20 @@ def test_damaged_update_requests_are_applied_once(updater_server):
     assert statistics["retries"] >= 2
     assert delta["executed"] == statistics["requests"]
     assert delta["nacked"] >= 1 and delta["replayed"] >= 1 and delta["rejected"] == 0
+
+
+def test_sim_serve_with_a_bad_link_fails_cleanly(tmp_path, capsys):
+    """A --link that cannot be made is a one-line error, and the server it abandons leaves no
+    coroutine that was never awaited (Python warned about one when the process ended)."""
+    import gc
+    import warnings
+
+    from tiersolve.host.cli import main
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["sim-serve", "--n-max", "4", "--k-max", "1", "--lanes", "1",
+                     "--link", str(tmp_path / "missing" / "tty")]) == 2
+        gc.collect()
+    assert "cannot link" in capsys.readouterr().err
+    assert not [w for w in caught if "never awaited" in str(w.message)]
