@@ -55,6 +55,7 @@ def add_arguments(parser):
                         help="format of the Cholesky core's pivot inverses (default: the data "
                              "format)")
     parser.add_argument("--cores", default="cholesky", choices=["cholesky", "cholesky,updater"],
+                        metavar="CORES",
                         help="cores of the design (default cholesky)")
     parser.add_argument("--updater-fold", action="store_true",
                         help="build the updater's FOLD command (needs --cores cholesky,updater)")
@@ -228,14 +229,43 @@ def format_note(row) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
+def _load_record(path, must_exist: bool) -> list[dict]:
+    """The builds of the record file ``path`` (None: the package's), or the one-line error
+    when it is not a record, or a folder, or (``must_exist``) missing, or has no folder to be
+    written in."""
+    from tiersolve.boards.measured import MEASURED_BUILDS_PATH, load_measured_builds
+    from tiersolve.host.cli import CliError
+
+    shown = Path(MEASURED_BUILDS_PATH if path is None else path)
+    if shown.exists() and not shown.is_file():
+        raise CliError(f"--record-file {shown}: not a file")
+    if not shown.exists():
+        if must_exist:
+            raise CliError(f"--record-file {shown}: no such file")
+        if not shown.parent.is_dir():
+            raise CliError(f"--record-file {shown}: no folder {shown.parent} to write it in")
+    try:
+        return load_measured_builds(path)
+    except json.JSONDecodeError as error:
+        raise CliError(f"--record-file {shown}: not JSON ({error}); give a record written by "
+                       "bench build --record") from None
+    except (OSError, ValueError) as error:  # (its message names the file)
+        raise CliError(f"--record-file: {error}") from None
+
+
 def run(args) -> int:
     from tiersolve.boards.build import BoardError, with_clock
     from tiersolve.boards.catalogue import BOARDS, UnknownBoardError, get_board
-    from tiersolve.boards.measured import load_measured_builds, record_builds
+    from tiersolve.boards.measured import record_builds
     from tiersolve.host.cli import CliError
 
     if args.from_record:
-        rows = [row for row in load_measured_builds(args.record_file)
+        try:
+            for name in args.boards or ():
+                get_board(name)
+        except (UnknownBoardError, TypeError) as error:
+            raise CliError(str(error)) from None
+        rows = [row for row in _load_record(args.record_file, must_exist=True)
                 if not args.boards or row["board"] in args.boards]
         print(markdown_table(rows), end="")
         return 0
@@ -253,6 +283,8 @@ def run(args) -> int:
                 with_clock(board, clock_mhz)
     except (UnknownBoardError, BoardError, TypeError, ValueError) as error:
         raise CliError(str(error)) from None
+    if args.record:  # a record --record cannot merge into fails now, not after a build
+        _load_record(args.record_file, must_exist=False)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []

@@ -216,6 +216,53 @@ def _parse_synth_configs(texts):
     return tuple(configs)
 
 
+#: ``guard_bits`` of :class:`~tiersolve.gen.cholesky.CholeskySolver` as the bench builds it.
+_GUARD_BITS = 4
+
+
+def _check_options(args):
+    """The options checked against the core's own parameter rules
+    (:func:`~tiersolve.gen.cholesky_model.check_cholesky_parameters`, which the generator
+    applies) before anything runs; returns ``(fmt, inverse_format, synth configs)``. An
+    ``n`` of the table is the job of the smallest core that takes it (``n_max = max(n, 2)``)."""
+    from tiersolve.gen.cholesky_model import check_cholesky_parameters, check_inverse_format
+    from tiersolve.host.bench.checks import fail, finite_number, fixed_format, integer_at_least
+
+    def check(option, value, n_max=2, k_max=1, lanes=1):
+        try:
+            check_cholesky_parameters(n_max, k_max, fmt, lanes, _GUARD_BITS)
+        except (TypeError, ValueError) as error:
+            fail(f"{option} {value}: {error}")
+
+    fmt = fixed_format("--format", args.format)
+    check("--format", args.format)
+    inverse_format = None
+    if args.inverse_format:
+        inverse_format = fixed_format("--inverse-format", args.inverse_format)
+        try:
+            check_inverse_format(inverse_format, fmt)
+        except (TypeError, ValueError) as error:
+            fail(f"--inverse-format {args.inverse_format}: {error}")
+    for n in args.n:
+        integer_at_least("--n", n, 1, "give sizes of at least 1")
+        check("--n", n, n_max=max(n, 2))
+    check("--k", args.k, k_max=args.k)
+    for lanes in args.lanes:
+        check("--lanes", lanes, lanes=lanes)
+    if args.fmax_mhz is not None:
+        finite_number("--fmax-mhz", args.fmax_mhz)
+    integer_at_least("--repeats", args.repeats, 1, "give at least 1 timing repetition")
+    configs = SYNTH_CONFIGS
+    if getattr(args, "synth_config", None):
+        try:
+            configs = _parse_synth_configs(args.synth_config)
+        except ValueError as error:
+            fail(str(error))
+        for (n_max, k_max, lanes), text in zip(configs, args.synth_config, strict=True):
+            check("--synth-config", text, n_max, k_max, lanes)
+    return fmt, inverse_format, configs
+
+
 def _synthesise(fmt, inverse_format, configs=SYNTH_CONFIGS, seeds=(1,)):
     """One record per configuration: resources from the first seed's run, ``runs`` (each
     seed's Fmax) and the lowest Fmax as ``fmax_mhz`` (Yosys once per core)."""
@@ -241,11 +288,12 @@ def _synthesise(fmt, inverse_format, configs=SYNTH_CONFIGS, seeds=(1,)):
 def run(args) -> int:
     from tiersolve.host.bench.arith import write_results
 
-    fmt = FixedFormat.parse(args.format)
-    inverse_format = FixedFormat.parse(args.inverse_format) if args.inverse_format else None
+    fmt, inverse_format, configs = _check_options(args)
+    if args.plot:
+        from tiersolve.host.bench.checks import plot_path
+
+        plot_path("--plot", args.plot)
     latency = _rsqrt_latency(fmt, inverse_format)
-    configs = (_parse_synth_configs(args.synth_config) if getattr(args, "synth_config", None)
-               else SYNTH_CONFIGS)
     synth = _synthesise(fmt, inverse_format, configs, args.synth_seeds) if args.synth else []
     if args.fmax_mhz:
         fmax, fmax_source = args.fmax_mhz, "given"

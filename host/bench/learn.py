@@ -539,7 +539,37 @@ def _mlp_ratios(rows) -> None:
         row["mlp_mac_ratio"] = mlp["macs"] / row["macs"]
 
 
+def _sweep_widths_option(text) -> tuple[int, ...]:
+    """``--sweep-widths``: comma-separated positive widths, at least one."""
+    from tiersolve.host.bench.checks import fail
+
+    try:
+        widths = tuple(int(w) for w in text.split(",") if w.strip())
+    except ValueError:
+        widths = ()
+    if not widths or min(widths) < 1:
+        fail(f"--sweep-widths {text}: give positive widths separated by commas (e.g. 64,128)")
+    return widths
+
+
+def _check_options(args) -> tuple[int, ...]:
+    """The options checked before the minutes of training; returns the sweep's widths."""
+    from tiersolve.host.bench.checks import integer_at_least, plot_path
+
+    integer_at_least("--width", args.width, 1, "give a hidden width of at least 1")
+    integer_at_least("--mlp-width", args.mlp_width, 1, "give a hidden width of at least 1")
+    integer_at_least("--wide-width", args.wide_width, 0,
+                     "give a hidden width of at least 1, or 0 for no wider rows")
+    integer_at_least("--seeds", args.seeds, 1, "give at least 1 random projection")
+    widths = _sweep_widths_option(args.sweep_widths)
+    for option, path in (("--plot", args.plot), ("--sweep-plot", args.sweep_plot)):
+        if path:
+            plot_path(option, path)
+    return widths
+
+
 def run(args) -> int:
+    widths = _check_options(args)
     from tiersolve.host.demo import (
         DEFAULT_BOARD,
         board_fmax,
@@ -574,7 +604,6 @@ def run(args) -> int:
         print(f"\nwidth sweep on digits (float64, {args.seeds} seeds per configuration) ...")
         mlp_row = next(r for r in rows if r["dataset"] == "digits"
                        and r["method"].startswith("MLP"))
-        widths = tuple(int(w) for w in args.sweep_widths.split(",") if w.strip())
         sweep = sweep_widths(mlp_row, widths, args.seeds)
         sweep_text = format_sweep(sweep, mlp_row)
         met = [r for r in sweep if r["meets_goal"]]

@@ -635,30 +635,44 @@ def _sizes(text: str, parts: int) -> tuple[int, ...]:
     return values
 
 
+#: Defaults of the options that name the device and the sizes (None in the parser, so that
+#: ``run`` knows what the user gave: a size the user gave that the device cannot take is an
+#: error, a default one is skipped with a note).
+DEFAULTS = {"device": _DEFAULT_DEVICE, "sim_device": _DEFAULT_SIM_DEVICE,
+            "solve": ["8,1", "16,4", "32,4", "64,4"],
+            "fit": ["8,1,16", "16,4,32", "32,4,64", "64,4,128"],
+            "update": ["8,1", "16,4", "32,4", "64,4"],
+            "sim_solve": "3,1", "sim_fit": "3,1,4", "sim_update": "3,1"}
+
+
 def add_arguments(parser) -> None:
     """Add the benchmark's options to its ``argparse`` sub-parser (``--out`` is added by
     :mod:`tiersolve.host.bench`)."""
-    parser.add_argument("--device", default=_DEFAULT_DEVICE,
+    parser.add_argument("--device", default=None,
                         help=f"device URL for the jobs and the efficiency sweep (default "
-                             f"{_DEFAULT_DEVICE}; the first use compiles it, about 30 s)")
-    parser.add_argument("--sim-device", default=_DEFAULT_SIM_DEVICE,
+                             f"{_DEFAULT_DEVICE}; the first use compiles it, about 30 s; if "
+                             f"the default cannot be used, the figures come from the protocol, "
+                             f"a device named here must work)")
+    parser.add_argument("--sim-device", default=None,
                         help=f"Amaranth-simulated device for the tiny case (default "
                              f"{_DEFAULT_SIM_DEVICE})")
     parser.add_argument("--no-sim", action="store_true",
                         help="skip the tiny case on the Amaranth-simulated device")
-    parser.add_argument("--solve", nargs="*", default=["8,1", "16,4", "32,4", "64,4"],
-                        metavar="N,K", help="solve sizes (default: 8,1 16,4 32,4 64,4)")
-    parser.add_argument("--fit", nargs="*", default=["8,1,16", "16,4,32", "32,4,64", "64,4,128"],
+    parser.add_argument("--solve", nargs="*", default=None,
+                        metavar="N,K", help="solve sizes (default: 8,1 16,4 32,4 64,4; "
+                                            "defaults beyond the device are skipped, sizes "
+                                            "given beyond it are an error)")
+    parser.add_argument("--fit", nargs="*", default=None,
                         metavar="N,K,M", help="fit sizes (default: 8,1,16 16,4,32 32,4,64 "
                                               "64,4,128)")
-    parser.add_argument("--update", nargs="*", default=["8,1", "16,4", "32,4", "64,4"],
+    parser.add_argument("--update", nargs="*", default=None,
                         metavar="N,K", help="update/downdate sizes, on devices with the updater "
                                             "(default: 8,1 16,4 32,4 64,4)")
-    parser.add_argument("--sim-solve", default="3,1", metavar="N,K",
+    parser.add_argument("--sim-solve", default=None, metavar="N,K",
                         help="solve size of the tiny case (default 3,1)")
-    parser.add_argument("--sim-fit", default="3,1,4", metavar="N,K,M",
+    parser.add_argument("--sim-fit", default=None, metavar="N,K,M",
                         help="fit size of the tiny case (default 3,1,4)")
-    parser.add_argument("--sim-update", default="3,1", metavar="N,K",
+    parser.add_argument("--sim-update", default=None, metavar="N,K",
                         help="update/downdate size of the tiny case (default 3,1)")
     parser.add_argument("--baud", type=float, default=3e6,
                         help="line rate of the per-job time split (default 3000000)")
@@ -675,18 +689,30 @@ def _progress(message: str) -> None:
 
 
 def _run_jobs(url: str, solves, fits, seed: int, label: str,
-              sweep_burst: int | None = None, updates=()) -> tuple[list[dict], dict]:
+              sweep_burst: int | None = None, updates=(),
+              given: dict | None = None) -> tuple[list[dict], dict]:
     """Open ``url`` and run the jobs that fit it, and for each ``(n, k)`` of ``updates`` one
     update and one downdate row if it has the updater; returns (records, device facts).
 
     With ``sweep_burst``, the facts also hold ``efficiency``: :func:`burst_efficiency` up to
     that length (at most the device's ``max_burst``) on the device's link, if it has one.
+
+    ``given`` maps the kinds whose sizes the user gave (``"solve"``, ``"fit"``, ``"update"``)
+    to their option: such a size beyond the device's ``n_max`` or ``k_max`` raises ValueError
+    before any job runs (the sizes of other kinds are skipped, and listed in the facts).
     """
     import tiersolve.host
 
+    given = given or {}
     records = []
     with tiersolve.host.open(url) as device:
         info = device.info()
+        for kind, sizes in (("solve", solves), ("fit", fits), ("update", updates)):
+            for size in sizes if kind in given else ():
+                if size[0] > info.n_max or size[1] > info.k_max:
+                    raise ValueError(
+                        f"{given[kind]} {','.join(map(str, size))} is beyond this device "
+                        f"(n_max = {info.n_max}, k_max = {info.k_max})")
         facts = {"url": url, "n_max": info.n_max, "k_max": info.k_max, "lanes": info.lanes,
                  "format": str(info.fmt), "clock_hz": info.clock_frequency,
                  "max_burst": info.max_burst, "cores": list(info.cores),
@@ -729,14 +755,34 @@ def _run_jobs(url: str, solves, fits, seed: int, label: str,
 def run(args) -> int:
     """Run the benchmark for the parsed ``args``; print the tables and save the results."""
     from tiersolve.host.bench.arith import write_results
+    from tiersolve.host.bench.checks import finite_number, integer_at_least
     from tiersolve.host.cli import CliError
     from tiersolve.host.errors import DeviceError
 
-    solves = [_sizes(text, 2) for text in args.solve]
-    fits = [_sizes(text, 3) for text in args.fit]
-    updates = [_sizes(text, 2) for text in args.update]
+    def option(name):  # (value, given by the user)
+        value = getattr(args, name, None)
+        return (DEFAULTS[name], False) if value is None else (value, True)
+
+    device_url, device_named = option("device")
+    sim_device, _ = option("sim_device")
+    given, sim_given = {}, {}
+    sizes = {}
+    for kind, parts in (("solve", 2), ("fit", 3), ("update", 2)):
+        texts, user = option(kind)
+        sizes[kind] = [_sizes(text, parts) for text in texts]
+        if user:
+            given[kind] = f"--{kind}"
+        text, user = option(f"sim_{kind}")
+        sizes[f"sim_{kind}"] = _sizes(text, parts)
+        if user:
+            sim_given[kind] = f"--sim-{kind}"
+    solves, fits, updates = sizes["solve"], sizes["fit"], sizes["update"]
     if not args.baud > 0:
         raise CliError(f"--baud must be positive, not {args.baud}")
+    finite_number("--baud", args.baud)
+    finite_number("--round-trip-us", args.round_trip_us, positive=False)
+    if args.max_burst is not None:
+        integer_at_least("--max-burst", args.max_burst, 1, "give a burst of at least 1 word")
     notes = []
     jobs: list[dict] = []
     devices = []
@@ -744,14 +790,18 @@ def run(args) -> int:
     efficiency_source = ""
 
     try:
-        records, facts = _run_jobs(args.device, solves, fits, args.seed,
-                                   args.device.split(":")[0], sweep_burst=args.max_burst or 1 << 16,
-                                   updates=updates)
+        records, facts = _run_jobs(device_url, solves, fits, args.seed,
+                                   device_url.split(":")[0],
+                                   sweep_burst=args.max_burst or 1 << 16, updates=updates,
+                                   given=given)
     except (ValueError, TypeError) as error:
-        raise CliError(f"{args.device}: {error}") from None
+        raise CliError(f"{device_url}: {error}") from None
     except (DeviceError, OSError, RuntimeError) as error:
+        if device_named:  # the user's own device: no figures from elsewhere in its place
+            raise CliError(f"{device_url} could not be used ({type(error).__name__}: "
+                           f"{error})") from None
         records, facts = [], None
-        notes.append(f"{args.device} could not be used ({type(error).__name__}: {error}); "
+        notes.append(f"{device_url} could not be used ({type(error).__name__}: {error}); "
                      "n = 64 figures come from the protocol and the cycle formula.")
         _progress(notes[-1])
     jobs += records
@@ -760,10 +810,10 @@ def run(args) -> int:
         efficiency = facts.pop("efficiency", [])
         devices.append(facts)
         if facts["skipped"]:
-            notes.append(f"Skipped on {args.device} (beyond n_max = {facts['n_max']}, "
+            notes.append(f"Skipped on {device_url} (beyond n_max = {facts['n_max']}, "
                          f"k_max = {facts['k_max']}): {', '.join(facts['skipped'])}.")
         max_burst = args.max_burst or facts["max_burst"] or max_burst
-        efficiency_source = f"on {args.device} (the gateware frame bridge)"
+        efficiency_source = f"on {device_url} (the gateware frame bridge)"
     if not efficiency:
         efficiency = burst_efficiency(RegisterLink(ModelBytePort(max_burst),
                                                    max_burst=max_burst), max_burst)
@@ -772,11 +822,14 @@ def run(args) -> int:
 
     if not args.no_sim:
         try:
-            records, facts = _run_jobs(args.sim_device, [_sizes(args.sim_solve, 2)],
-                                       [_sizes(args.sim_fit, 3)], args.seed, "sim",
-                                       updates=[_sizes(args.sim_update, 2)])
+            records, facts = _run_jobs(sim_device, [sizes["sim_solve"]], [sizes["sim_fit"]],
+                                       args.seed, "sim", updates=[sizes["sim_update"]],
+                                       given=sim_given)
         except (ValueError, TypeError) as error:
-            raise CliError(f"{args.sim_device}: {error}") from None
+            raise CliError(f"{sim_device}: {error}") from None
+        except (DeviceError, OSError, RuntimeError) as error:
+            raise CliError(f"{sim_device} could not be used ({type(error).__name__}: "
+                           f"{error})") from None
         jobs += records
         devices.append(facts)
 

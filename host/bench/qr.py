@@ -97,7 +97,7 @@ def cycle_table(name, ns, units_list, k, fmt, rotations, fold_rows=256):
         for n in ns:
             for units_text in units_list:
                 units = n if units_text == "n" else int(units_text)
-                if units & (units - 1):
+                if units & (units - 1) or units > 64:  # (units = n: not a count the core takes)
                     continue
                 core = _core(name, n, k, fmt, units, rotation)
                 core._MustUse__silence = True  # only asked for its cycle formula
@@ -405,12 +405,57 @@ def plot_utilisation(path, records, fold_rows):
     plt.close(fig)
 
 
+def _units_left_out(ns, units_list) -> list[int]:
+    """The sizes of ``ns`` that ``units = n`` (if ``units_list`` has it) leaves out: ``n`` not
+    a power of two from 1 to 64, the unit counts the cores take."""
+    return [n for n in ns if n & (n - 1) or n > 64] if "n" in units_list else []
+
+
+def _check_options(name, args):
+    """The options checked (with the cores' own parameter checks) before anything runs;
+    returns the data format."""
+    from tiersolve.host.bench.checks import fail, fixed_format, integer_at_least, plot_path
+
+    fmt = fixed_format("--format", args.format)
+    for n in args.n:
+        integer_at_least("--n", n, 1, "give sizes of at least 1")
+    integer_at_least("--k", args.k, 1, "give at least 1 right-hand side")
+    integer_at_least("--fold-rows", args.fold_rows, 1, "give at least 1 row")
+    from tiersolve.gen.qr_model import QRConfig
+
+    for rotation in args.rotation:  # the cores' check of the format
+        try:
+            QRConfig(fmt, rotation)
+        except (TypeError, ValueError) as error:
+            fail(f"--format {args.format}: {error}")
+    for text in args.units:  # the cores' rule (a core is not built here: a failed one warns)
+        try:
+            units = None if text == "n" else int(text)
+        except ValueError:
+            fail(f"--units {text}: give a power of two from 1 to 64, or n (units = n)")
+        if units is not None and not (1 <= units <= 64 and units & (units - 1) == 0):
+            fail(f"--units {text}: units must be a power of two from 1 to 64, not {units} "
+                 "(or n: units = n)")
+    if set(args.units) == {"n"} and len(_units_left_out(args.n, args.units)) == len(args.n):
+        fail(f"--units n with --n {' '.join(map(str, args.n))}: no row to tabulate (units = n "
+             "must be a power of two from 1 to 64)")
+    for option, path in (("--plot-utilisation", args.plot_utilisation),
+                         ("--plot", args.plot)):
+        if path:
+            plot_path(option, path)
+    return fmt
+
+
 def run(args) -> int:
     from tiersolve.host.bench.arith import write_results
 
     name = getattr(args, "benchmark", "qr") or "qr"
     name = "update" if name == "update" else "qr"
-    fmt = FixedFormat.parse(args.format)
+    fmt = _check_options(name, args)
+    left_out = _units_left_out(args.n, args.units)
+    if left_out:
+        print(f"units = n left out for n = {', '.join(map(str, left_out))} (the cores take a "
+              "power of two from 1 to 64 units)", file=sys.stderr)
     records = cycle_table(name, args.n, args.units, args.k, fmt, args.rotation,
                           args.fold_rows)
     core_name = "QRSolver" if name == "qr" else "IncrementalUpdater"

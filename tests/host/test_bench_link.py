@@ -129,8 +129,8 @@ def test_command_writes_json_and_markdown(tmp_path, capsys):
     """Also the updater: one update and one downdate row of n=3, k=1 cost exactly the frames
     of the wire format with one poll (4 command words, 4 row values, one status poll)."""
     code = main(["bench", "link", "--out", str(tmp_path), "--device",
-                 f"sim://?{TINY}&cores=cholesky,updater", "--solve", "3,1", "4,1",
-                 "--fit", "3,1,4", "--update", "3,1", "4,1", "--no-sim", "--max-burst", "4"])
+                 f"sim://?{TINY}&cores=cholesky,updater", "--solve", "3,1",
+                 "--fit", "3,1,4", "--update", "3,1", "--no-sim", "--max-burst", "4"])
     assert code == 0
     document = json.loads((tmp_path / "link.json").read_text())
     assert document["benchmark"] == "link"
@@ -150,11 +150,84 @@ def test_command_writes_json_and_markdown(tmp_path, capsys):
     assert {r["source"] for r in results["uart_projection"]} == {"protocol + cycle formula"}
     assert [r["kind"] for r in results["uart_projection"]] == [
         "solve", "solve", "fit", "fit", "update", "update", "downdate", "downdate"]
-    assert any("solve (4, 1)" in note and "update (4, 1)" in note
-               for note in document["notes"])
     markdown = (tmp_path / "link.md").read_text()
     assert "not integrated" not in markdown and "| update | 3 | 1 | 1 |" in markdown
     assert markdown in capsys.readouterr().out
+
+
+def test_command_skips_default_sizes_beyond_the_device_with_a_note(tmp_path):
+    """Sizes the user did not give (here the default update sizes, n = 8 .. 64) are skipped on
+    a device too small for them, and the notes say so; sizes the user gave are errors (next
+    test)."""
+    code = main(["bench", "link", "--out", str(tmp_path), "--device",
+                 f"sim://?{TINY}&cores=cholesky,updater", "--solve", "3,1", "--fit",
+                 "--no-sim", "--max-burst", "2"])
+    assert code == 0
+    document = json.loads((tmp_path / "link.json").read_text())
+    assert [(r["kind"], r["n"]) for r in document["results"]["jobs"]] == [("solve", 3)]
+    assert any("update (8, 1)" in note and "update (64, 4)" in note and "n_max = 3" in note
+               for note in document["notes"])
+
+
+@pytest.mark.parametrize("option, size", [("--solve", "20,1"), ("--fit", "3,2,4"),
+                                          ("--update", "4,1")])
+def test_command_rejects_a_size_beyond_the_device(tmp_path, capsys, option, size):
+    """A size the user gave that the device cannot take is an error before any job, naming
+    the device's n_max and k_max (it used to be skipped with a note)."""
+    sizes = {"--solve": ["3,1"], "--fit": [], "--update": []}
+    sizes[option] = [size]
+    code = main(["bench", "link", "--out", str(tmp_path / "out"), "--device",
+                 f"sim://?{TINY}&cores=cholesky,updater", "--no-sim",
+                 *[item for name, values in sizes.items() for item in (name, *values)]])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f": {option} {size} is beyond this device (n_max = 3, k_max = 1)")
+    assert err.startswith("tiersolve bench: error: sim://?") and "\n" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_command_rejects_a_named_device_it_cannot_open(tmp_path, capsys):
+    """The user's own device: no protocol figures in its place, but the reason, exit 2."""
+    code = main(["bench", "link", "--out", str(tmp_path / "out"), "--device",
+                 "uart:///dev/doesnotexist", "--no-sim"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tiersolve bench: error: uart:///dev/doesnotexist could not be used")
+    assert "/dev/doesnotexist" in err.split("could not be used", 1)[1] and "\n" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_command_falls_back_when_the_default_device_cannot_be_used(monkeypatch, tmp_path):
+    """Without --device, a default device that cannot be used (no Verilator, say) leaves the
+    figures to the protocol and the cycle formula, with a note."""
+    from tiersolve.host.errors import DeviceError
+
+    def cannot_open(url, *args, **kwargs):
+        raise DeviceError(f"{url}: not here")
+
+    monkeypatch.setattr(tiersolve.host, "open", cannot_open)
+    code = main(["bench", "link", "--out", str(tmp_path), "--no-sim", "--solve", "--fit",
+                 "--update", "--max-burst", "2"])
+    assert code == 0
+    document = json.loads((tmp_path / "link.json").read_text())
+    assert any("could not be used (DeviceError" in note for note in document["notes"])
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--max-burst", "0"], "--max-burst 0: give a burst of at least 1 word"),
+    (["--max-burst", "-3"], "--max-burst -3: give a burst of at least 1 word"),
+    (["--round-trip-us", "-100"], "--round-trip-us -100: give a finite number of at least 0"),
+    (["--round-trip-us", "nan"], "--round-trip-us nan: give a finite number of at least 0"),
+    (["--baud", "inf"], "--baud inf: give a finite number above 0"),
+])
+def test_command_rejects_bad_numbers(monkeypatch, tmp_path, capsys, options, message):
+    def no_device(*args, **kwargs):
+        raise AssertionError("the options should have been rejected before opening a device")
+
+    monkeypatch.setattr(tiersolve.host, "open", no_device)
+    code = main(["bench", "link", "--out", str(tmp_path), "--no-sim", *options])
+    assert code == 2
+    assert f"tiersolve bench: error: {message}" in capsys.readouterr().err
 
 
 def test_command_rejects_a_bad_size(tmp_path, capsys):
