@@ -179,6 +179,15 @@ class ColumnBlockedBackend(SolverBackend):
     def qr_solve(self, state):
         return self.backend.qr_solve(state)
 
+    def qr_check(self, state, H, T, beta=1.0, forget_per="sample", removed=None):
+        return self.backend.qr_check(state, H, T, beta, forget_per, removed)
+
+    def qr_snapshot(self, state):
+        return self.backend.qr_snapshot(state)
+
+    def qr_restore(self, state, snapshot):
+        return self.backend.qr_restore(state, snapshot)
+
 
 class CycleCountingDeviceBackend(DeviceBackend):
     """A :class:`~tiersolve.host.learn.DeviceBackend` that sums the device's cycle counts.

@@ -709,6 +709,12 @@ class Device:
         LinkError
             A link failure or an inconsistent device answer.
         """
+        self._check_sizes(job.n, job.k)
+        expected_shape = ((job.n, job.n + job.k) if job.op == regmap.Op.CHOLESKY_DIRECT
+                          else (np.shape(job.rows)[0], job.n + job.k))
+        if np.ndim(job.rows) != 2 or np.shape(job.rows) != expected_shape:
+            raise ValueError(f"job rows must have shape {expected_shape} for n = {job.n}, "
+                             f"k = {job.k}, not {np.shape(job.rows)}")
         transport = self.transport
         stats_before = dict(transport.statistics)
         sim_before = getattr(transport, "cycles", None)

@@ -65,7 +65,10 @@ exist from the start); with ``new_classes="error"`` a label outside the known cl
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import math
+import warnings
 from collections import deque
 from dataclasses import dataclass
 
@@ -168,6 +171,25 @@ class SolverBackend:
 
     def qr_solve(self, state):  # pragma: no cover - interface
         raise NotImplementedError
+
+    # Optional: what lets an estimator leave its head as it was when a call fails.
+
+    def qr_check(self, state, H, T, beta=1.0, forget_per="sample", removed=None):
+        """Raise, changing nothing, what :meth:`qr_update` of ``(H, T)`` after
+        :meth:`qr_downdate` of ``removed = (H_old, T_old)`` would refuse for its inputs
+        (bounds, capacity); a refusal that depends on the arithmetic can still come later."""
+
+    def qr_snapshot(self, state):
+        """A copy of ``state`` for :meth:`qr_restore`, or None where a copy would cost a
+        transfer (a device): a failed call then leaves such a head as the failure left it."""
+        import copy
+
+        return copy.deepcopy(state)
+
+    def qr_restore(self, state, snapshot):
+        """The state to use instead of ``state`` after a failure (``snapshot`` from
+        :meth:`qr_snapshot`)."""
+        return snapshot
 
 
 @dataclass
@@ -560,28 +582,50 @@ class FixedBackend(SolverBackend):
             return result.A, result.refused, result.saturated
         return _fold_row_multiplier(model.config, model.A, rows, forgetting, hyperbolic)
 
-    def qr_update(self, state, H, T, beta=1.0, forget_per="sample"):
-        Hq, Tq = self._quantise_rows(state, H, T)
+    def _schedule(self, state, count, beta, forget_per, weight):
+        """Forgetting constant and head weight of each of ``count`` new rows, starting from
+        ``weight``; ValueError (nothing folded) if the weight would pass the capacity."""
         constant = None if beta == 1 else state.model.config.forgetting_constant(beta)
-        rows = np.hstack([Hq, Tq])
-        forgettings, weights, weight = [], [], state.weight
-        for index in range(len(rows)):
+        forgettings, weights = [], []
+        for index in range(count):
             forgetting = constant if (forget_per == "sample" or index == 0) else None
             weight = (beta if forgetting is not None else 1.0) * weight + 1.0
-            if weight > state.capacity:
-                break
+            if weight > state.capacity * (1 + 1e-12):
+                raise ValueError(f"the fixed head holds at most capacity={state.capacity:g} "
+                                 f"(forgetting-weighted) samples and would reach {weight:.6g} "
+                                 f"with these {count} rows; give a larger capacity (nothing "
+                                 "was folded in)")
             forgettings.append(forgetting)
             weights.append(weight)
-        # the rows before the first one over capacity go in, as they would one by one
-        self._update_rows(state, rows[:len(forgettings)], forgettings, weights)
-        if len(forgettings) < len(rows):
-            raise ValueError(f"the fixed head holds at most capacity={state.capacity:g} "
-                             f"(forgetting-weighted) samples; give a larger capacity")
+        return forgettings, weights
+
+    def qr_check(self, state, H, T, beta=1.0, forget_per="sample", removed=None):
+        weight = state.weight
+        if removed is not None:
+            self._quantise_rows(state, *removed)
+            weight -= len(removed[0])
+        self._quantise_rows(state, H, T)
+        self._schedule(state, len(_as_2d_float(H, "H")), beta, forget_per, weight)
+
+    def qr_update(self, state, H, T, beta=1.0, forget_per="sample"):
+        Hq, Tq = self._quantise_rows(state, H, T)
+        rows = np.hstack([Hq, Tq])
+        forgettings, weights = self._schedule(state, len(rows), beta, forget_per, state.weight)
+        self._update_rows(state, rows, forgettings, weights)
         return state
 
     def _update_rows(self, state, rows, forgettings, weights) -> None:
         """Fold ``rows`` in order, row ``i`` after forgetting ``forgettings[i]`` (None: none);
-        ``weights[i]`` is the head's weight once row ``i`` is in."""
+        ``weights[i]`` is the head's weight once row ``i`` is in. If a row saturates, the
+        model is put back as it was before the first row."""
+        saved = (state.model.A.copy(), state.weight, state.rows)
+        try:
+            self._update_rows_in_order(state, rows, forgettings, weights)
+        except ArithmeticError:
+            state.model.A, state.weight, state.rows = saved
+            raise
+
+    def _update_rows_in_order(self, state, rows, forgettings, weights) -> None:
         for row, forgetting, weight in zip(rows, forgettings, weights, strict=True):
             self._update_row(state, row, forgetting)
             state.weight = weight
@@ -673,6 +717,24 @@ class DeviceBackend(FixedBackend):
                          head_rotation=info.updater_rotation)
         self._current = None
 
+    def qr_snapshot(self, state):
+        return None  # reading R, Z, W back for every call would cost a transfer each time
+
+    def __getstate__(self):
+        raise TypeError("a DeviceBackend holds an open device and cannot be pickled (an "
+                        "estimator fitted on a device pickles without it: see "
+                        "TwoTierClassifier)")
+
+    def _check_sizes(self, what, n, k):
+        info = self.device.info()
+        if n > info.n_max:
+            raise ValueError(f"{what} has n = {n} unknowns but the device's n_max is "
+                             f"{info.n_max} (use a narrower layer, or a larger device)")
+        if k > info.k_max:
+            raise ValueError(f"{what} has k = {k} right-hand sides but the device's k_max is "
+                             f"{info.k_max} (tiersolve.host.demo.ColumnBlockedBackend solves "
+                             "them in blocks of k_max; or use a larger device)")
+
     def matching_fixed_backend(self) -> FixedBackend:
         """The :class:`FixedBackend` this device agrees with bit for bit."""
         return FixedBackend(self.fmt, self.inverse_format, self.guard_bits,
@@ -692,6 +754,7 @@ class DeviceBackend(FixedBackend):
         from tiersolve.host.device import Job
         from tiersolve.host.errors import NotPositiveDefinite, Saturated
 
+        self._check_sizes("the one-step solve", n, k)
         job = Job(regmap.Op.CHOLESKY_GRAM, n, k, int(lam_q), np.asarray(rows, dtype=np.int64),
                   0)
         outcome = SimpleNamespace(x=None, npd=False, npd_index=0, saturated=False)
@@ -711,6 +774,10 @@ class DeviceBackend(FixedBackend):
         if state is not self._current:
             raise ValueError("this head state is no longer on the device (a later qr_init "
                              "replaced it)")
+        if state.broken:
+            raise ValueError("this head state is no longer consistent: an update failed "
+                             "part-way on the device (its updater saturated); start a new "
+                             "one (qr_init, or the estimator's fit)")
         model = state.model
         status, values = self.device.updater_command(regmap.UpdaterOp(op), model.n, model.k,
                                                      **kwargs)
@@ -737,6 +804,7 @@ class DeviceBackend(FixedBackend):
     def qr_init(self, n, k, lam, capacity=None, feature_bound=1.0, target_bound=1.0):
         from tiersolve.designs import regmap
 
+        self._check_sizes("the head", n, k)
         state = super().qr_init(n, k, lam, capacity, feature_bound, target_bound)
         self._current = state
         self._command(state, regmap.UpdaterOp.RESET, value=state.model.lam_sqrt)
@@ -752,10 +820,20 @@ class DeviceBackend(FixedBackend):
         run of rows with the same forgetting constant (or none) goes in FOLD commands (the
         rows in flight together on the device: the same integers as one UPDATE per row, in
         far fewer cycles)."""
+        try:
+            self._device_update_rows(state, rows, forgettings, weights)
+        except BaseException:
+            # the rows before the failure are in the device's R, Z: no longer the state the
+            # host's counters describe, and reading it back before every call would cost a
+            # transfer each time
+            state.broken = True
+            raise
+
+    def _device_update_rows(self, state, rows, forgettings, weights) -> None:
         from tiersolve.designs import regmap
 
         if not self.device.info().updater_fold:
-            super()._update_rows(state, rows, forgettings, weights)
+            self._update_rows_in_order(state, rows, forgettings, weights)
             return
         most = fold_row_limit(state.model.config.fmt.width)
         start = 0
@@ -828,6 +906,7 @@ class _FixedHeadState:
     lam: float
     weight: float = 0.0
     rows: int = 0
+    broken: bool = False
 
 
 def _fold_row_multiplier(config, A, row, forgetting, hyperbolic):
@@ -894,6 +973,34 @@ def _round_up(value: int, shift: int) -> int:
     if shift <= 0:
         return value << -shift
     return (value + (1 << (shift - 1))) >> shift
+
+
+@contextlib.contextmanager
+def _closing_on_failure(backend, given):
+    """``backend``; closed if the block raises and it was opened here (from a URL in
+    ``given``), so that a failed ``fit`` does not leave a device open until collected."""
+    try:
+        yield backend
+    except BaseException:
+        if backend is not given and hasattr(backend, "close"):
+            backend.close()
+        raise
+
+
+class _DetachedBackend(SolverBackend):
+    """Stands for a device backend in an unpickled estimator: every solve raises."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def _detached(self, *args, **kwargs):
+        raise RuntimeError(f"this estimator was pickled with its {self.name} backend, whose "
+                           "head (R, Z) lives on the device and did not travel with it: "
+                           "predict works, fit() opens the device again, partial_fit needs "
+                           "a fit first")
+
+    ridge_solve = qr_init = qr_update = qr_downdate = qr_add_outputs = qr_solve = _detached
+    qr_check = qr_snapshot = qr_restore = _detached
 
 
 def get_backend(backend) -> SolverBackend:
@@ -1003,6 +1110,19 @@ class _TwoTierBase(BaseEstimator):
         self.capacity = capacity
         self.random_state = random_state
 
+    # -- pickling ---------------------------------------------------------------------------
+
+    def __getstate__(self):
+        """A fitted estimator whose backend is a device pickles without the device: the copy
+        predicts (the head's weights are on the host), ``fit`` opens the device again from
+        ``backend`` (a URL), and ``partial_fit`` raises until then (the head's ``R`` and
+        ``Z`` stayed on the device)."""
+        state = dict(super().__getstate__())  # a copy: Python's is the instance's __dict__
+        backend = state.get("_backend_")
+        if backend is not None and getattr(backend, "device", None) is not None:
+            state["_backend_"] = _DetachedBackend(getattr(backend, "name", "device"))
+        return state
+
     # -- parameter checks ------------------------------------------------------------------
 
     def _validate_params(self):
@@ -1053,6 +1173,11 @@ class _TwoTierBase(BaseEstimator):
             if beta != 1:
                 raise ValueError(f"a sliding window needs forgetting_factor=1, not {beta}: "
                                  f"they are alternatives")
+        capacity = self.capacity
+        if capacity is not None and (isinstance(capacity, bool)
+                                     or not isinstance(capacity, (int, np.integer))
+                                     or capacity < 1):
+            raise ValueError(f"capacity must be a positive integer or None, not {capacity!r}")
         return sizes, activations
 
     # -- lower tier ------------------------------------------------------------------------
@@ -1123,29 +1248,75 @@ class _TwoTierBase(BaseEstimator):
         self.head_ = backend.qr_init(F.shape[1], T.shape[1], self.alpha, capacity,
                                      feature_bound, self._target_bound(T))
         self.window_rows_ = deque() if self.window is not None else None
+        self._fitted_window = self.window
+        self._head_touched = False
         self.n_samples_seen_ = 0
 
     def _head_fold(self, F, T, backend, beta):
+        """Fold ``(F, T)`` into the head (and, with a window, take the rows that fall out of
+        it out first). Everything the backend can refuse from the inputs alone (bounds,
+        capacity) is checked before anything changes; the window's bookkeeping changes only
+        once the head has taken the rows."""
+        removed, overflow = None, 0
         if self.window is not None:
             if len(F) > self.window:  # only the last `window` rows can be in the window
                 F, T = F[-self.window:], T[-self.window:]
-            overflow = len(self.window_rows_) + len(F) - self.window
-            if overflow > 0:
-                old = [self.window_rows_.popleft() for _ in range(overflow)]
-                old_F = np.array([row[0] for row in old])
-                old_T = np.array([row[1] for row in old])
-                old_T = self._pad_targets(old_T)
-                backend.qr_downdate(self.head_, old_F, old_T)
-            self.window_rows_.extend(zip(F, T, strict=True))
+            overflow = max(0, len(self.window_rows_) + len(F) - self.window)
+            if overflow:
+                old = list(itertools.islice(self.window_rows_, overflow))
+                # rows stored before a class was added have fewer target columns
+                removed = (np.array([row[0] for row in old]),
+                           np.vstack([self._pad_targets(np.atleast_2d(row[1]))
+                                      for row in old]))
+        backend.qr_check(self.head_, F, T, beta, self.forget_per, removed)
+        if removed is not None:
+            self._head_touched = True
+            try:
+                backend.qr_downdate(self.head_, *removed)
+            except DowndateRefused:
+                self._head_touched = False  # the backend put the head back as it was
+                raise
+        self._head_touched = True
         backend.qr_update(self.head_, F, T, beta, self.forget_per)
+        coef = backend.qr_solve(self.head_)
+        if self.window is not None:
+            for _ in range(overflow):
+                self.window_rows_.popleft()
+            self.window_rows_.extend(zip(F, T, strict=True))
         self.n_samples_seen_ += len(F)
-        self.coef_ = backend.qr_solve(self.head_)
+        self.coef_ = coef
+
+    def _head_snapshot(self):
+        """What :meth:`_head_restore` needs to undo a failed :meth:`partial_fit`."""
+        return {
+            "classes_": getattr(self, "classes_", None),
+            "head": self._backend_.qr_snapshot(self.head_),
+            "window_rows_": None if self.window_rows_ is None else deque(self.window_rows_),
+            "n_samples_seen_": self.n_samples_seen_,
+            "coef_": self.coef_,
+        }
+
+    def _head_restore(self, saved):
+        if saved["classes_"] is not None:
+            self.classes_ = saved["classes_"]
+        if saved["head"] is not None:
+            self.head_ = self._backend_.qr_restore(self.head_, saved["head"])
+        elif self._head_touched and hasattr(self.head_, "broken"):
+            # a device's head changed before the failure and was not read back: refuse to
+            # go on with it rather than use a state the host no longer describes
+            self.head_.broken = True
+        self.window_rows_ = saved["window_rows_"]
+        self.n_samples_seen_ = saved["n_samples_seen_"]
+        self.coef_ = saved["coef_"]
 
     def _pad_targets(self, T):
         return T
 
     def _target_bound(self, T):
-        return 2.0 * max(1.0, float(np.abs(T).max()))
+        # twice the largest target of the first fit (not at least 1: small targets would
+        # then use a few of the format's bits, or none)
+        largest = float(np.abs(T).max()) if T.size else 0.0
+        return 2.0 * largest if largest > 0 else 1.0
 
     def fit_head(self, X, y):
         """Fit the head in one step on ``(X, y)``, keeping the lower tier as it is.
@@ -1167,34 +1338,50 @@ class _TwoTierBase(BaseEstimator):
         X, y = validate_data(self, X, y, reset=True, dtype=np.float64,
                              multi_output=self._multi_output,
                              y_numeric=not isinstance(self, ClassifierMixin))
-        backend = get_backend(self.backend)
-        self._backend_ = backend
-        T = self._targets(y, reset=True)
-        self._fit_lower_tier(X, backend)
-        F = self._transform(X)
-        self._head_start(F, T, backend)
-        self._head_fold(F, T, backend, 1.0)
+        with _closing_on_failure(get_backend(self.backend), self.backend) as backend:
+            self._backend_ = backend
+            T = self._targets(y, reset=True)
+            self._fit_lower_tier(X, backend)
+            F = self._transform(X)
+            self._head_start(F, T, backend)
+            self._head_fold(F, T, backend, 1.0)
         return self
 
     def _partial_fit(self, X, y, classes=None):
         first = not hasattr(self, "encoders_")
-        if first:
-            self._validate_params()
+        sizes, _ = self._validate_params()  # again: set_params may have changed them
         X, y = validate_data(self, X, y, reset=first, dtype=np.float64,
                              multi_output=self._multi_output,
                              y_numeric=not isinstance(self, ClassifierMixin))
         if first:
-            backend = get_backend(self.backend)
-            self._backend_ = backend
-            T = self._targets(y, reset=True, classes=classes)
-            self._fit_lower_tier(X, backend)
-            F = self._transform(X)
-            self._head_start(F, T, backend)
-            self._head_fold(F, T, backend, self.forgetting_factor)
+            with _closing_on_failure(get_backend(self.backend), self.backend) as backend:
+                self._backend_ = backend
+                T = self._targets(y, reset=True, classes=classes)
+                self._fit_lower_tier(X, backend)
+                F = self._transform(X)
+                self._head_start(F, T, backend)
+                self._head_fold(F, T, backend, self.forgetting_factor)
+            if len(X) < max(sizes[0], X.shape[1]):
+                warnings.warn(
+                    f"the first partial_fit call trains the lower tier and the input "
+                    f"standardisation on its {len(X)} samples alone (fewer than the "
+                    f"{sizes[0]} hidden units or the {X.shape[1]} features): later calls only "
+                    "update the head, so the model stays as weak as this first batch; call "
+                    "fit (or a first partial_fit) on a representative batch",
+                    UserWarning, stacklevel=3)
             return self
+        if (self.window is None) != (self.window_rows_ is None):
+            raise ValueError(f"window changed from {self._fitted_window!r} to "
+                             f"{self.window!r} since fit: call fit again")
         backend = self._backend_
-        T = self._targets(y, reset=False, classes=classes)
-        self._head_fold(self._transform(X), T, backend, self.forgetting_factor)
+        saved = self._head_snapshot()
+        self._head_touched = False
+        try:
+            T = self._targets(y, reset=False, classes=classes)
+            self._head_fold(self._transform(X), T, backend, self.forgetting_factor)
+        except BaseException:
+            self._head_restore(saved)
+            raise
         return self
 
     def _decision(self, X):
@@ -1235,10 +1422,21 @@ class TwoTierClassifier(ClassifierMixin, _TwoTierBase):
     new_classes : {"grow", "error"}
         What :meth:`partial_fit` does with a label it has not seen: add an output column
         (exact, see the module docstring) or raise ``ValueError``.
-    backend : {"float64", "fixed"} or SolverBackend
-        Who solves (see the module docstring).
+    backend : {"float64", "fixed"}, a device URL or SolverBackend
+        Who solves (see the module docstring). A device URL (``"vsim://?..."``,
+        ``"uart:///dev/ttyUSB1"``) is opened by ``fit``; its ``n_max`` must hold the widest
+        layer and the head, its ``k_max`` the features (the autoencoder's right-hand sides;
+        ``tiersolve.host.demo.ColumnBlockedBackend`` splits them) and the classes.
     capacity : int or None
         Samples the fixed head must hold without overflow (default: ``window``, else 65536).
+
+    Notes
+    -----
+    A :meth:`partial_fit` that raises leaves the estimator as it was (head, window, classes,
+    counters), except on a device when the device's updater failed part-way: the head is
+    then marked inconsistent and the next call says so (``fit`` starts again). A fitted
+    estimator pickles; with a device backend the copy predicts, and ``partial_fit`` needs a
+    ``fit`` first (the head's ``R`` and ``Z`` stay on the device).
     random_state : int, RandomState or None
         Seed of the random projections.
 
@@ -1298,6 +1496,7 @@ class TwoTierClassifier(ClassifierMixin, _TwoTierBase):
                     raise ValueError(f"y holds labels {unseen.tolist()} not seen before "
                                      f"(new_classes='error'); known: {self.classes_.tolist()}")
                 self.classes_ = np.concatenate([self.classes_, np.sort(unseen)])
+                self._head_touched = True
                 self._backend_.qr_add_outputs(self.head_, unseen.size)
         columns = {label: index for index, label in enumerate(self.classes_.tolist())}
         T = np.zeros((len(y), len(self.classes_)))

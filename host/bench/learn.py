@@ -168,6 +168,16 @@ def recording_backend(backend):
         def qr_solve(self, state):
             return self.inner.qr_solve(state)
 
+        # SolverBackend's defaults of these would act on the inner backend's state here
+        def qr_check(self, state, H, T, beta=1.0, forget_per="sample", removed=None):
+            return self.inner.qr_check(state, H, T, beta, forget_per, removed)
+
+        def qr_snapshot(self, state):
+            return self.inner.qr_snapshot(state)
+
+        def qr_restore(self, state, snapshot):
+            return self.inner.qr_restore(state, snapshot)
+
     return _Recording(get_backend(backend))
 
 

@@ -466,6 +466,86 @@ def test_bad_input_raises(digits, backend):
         TwoTierClassifier(forgetting_factor=1.5).fit(X[:20], y[:20])
 
 
+@pytest.mark.parametrize("backend", ["float64", "fixed"])
+def test_window_keeps_working_after_a_new_class(backend):
+    """The window drops, in one call, rows stored before and after a class was added (their
+    target rows differ in width): they come out padded (the call raised ValueError before)."""
+    X = np.random.default_rng(0).standard_normal((40, 3))
+    model = TwoTierClassifier(hidden_layer_sizes=(4,), window=3, random_state=0,
+                              backend=backend).fit(X[:3], [0, 1, 0])
+    model.partial_fit(X[3:5], [2, 2])
+    model.partial_fit(X[5:7], [0, 1])
+    assert model.classes_.tolist() == [0, 1, 2] and len(model.window_rows_) == 3
+    reference = TwoTierClassifier(hidden_layer_sizes=(4,), window=3, random_state=0,
+                                  backend=backend).fit(X[:3], [0, 1, 0])
+    reference.partial_fit(X[3:5], [2, 2])
+    reference.fit_head(X[4:7], [2, 0, 1])
+    assert np.allclose(model.coef_, reference.coef_, atol=1e-9 if backend == "float64" else 1e-3)
+
+
+def test_a_refused_partial_fit_leaves_the_estimator_as_it_was():
+    """Targets beyond the fixed head's bound, or more rows than its capacity: the call raises
+    before the head, the window or the counters change, and the next good call works."""
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((200, 5))
+    y = X @ rng.standard_normal(5)
+    for params, first, bad in (({"window": 40}, 40, (X[40:50], 100 * y[40:50])),
+                               ({"capacity": 120}, 100, (X[100:150], y[100:150]))):
+        model = TwoTierRegressor(hidden_layer_sizes=(8,), backend="fixed", random_state=0,
+                                 **params).fit(X[:first], y[:first])
+        before = (model.coef_.copy(), model.n_samples_seen_, model.head_.rows,
+                  model.head_.model.A.copy(),
+                  None if model.window_rows_ is None else len(model.window_rows_))
+        with pytest.raises(ValueError, match="exceeds the bound|capacity=120"):
+            model.partial_fit(*bad)
+        after = (model.coef_, model.n_samples_seen_, model.head_.rows, model.head_.model.A,
+                 None if model.window_rows_ is None else len(model.window_rows_))
+        assert np.array_equal(before[0], after[0]) and before[1:3] == after[1:3]
+        assert np.array_equal(before[3], after[3]) and before[4] == after[4]
+        model.partial_fit(X[150:160], y[150:160])
+        assert model.n_samples_seen_ == first + 10
+
+
+def test_a_failed_partial_fit_does_not_keep_a_new_class():
+    X = np.random.default_rng(2).standard_normal((60, 3))
+    model = TwoTierClassifier(hidden_layer_sizes=(4,), backend="fixed", capacity=25,
+                              random_state=0).fit(X[:20], np.arange(20) % 2)
+    with pytest.raises(ValueError, match="capacity=25"):
+        model.partial_fit(X[20:30], [2] * 10)
+    assert model.classes_.tolist() == [0, 1] and model.coef_.shape[1] == 2
+    assert model.head_.model.k == 2
+
+
+def test_small_regression_targets_are_not_lost_in_fixed_point():
+    """The fixed head is scaled for twice the first fit's largest target, however small (it
+    was at least 1, and targets of 1e-8 came back as an all-zero model)."""
+    from sklearn.datasets import make_regression
+
+    X, y = make_regression(200, 5, noise=0.1, random_state=0)
+    reference = TwoTierRegressor(hidden_layer_sizes=(16,), random_state=0).fit(X, y)
+    for scale in (1.0, 1e-8):
+        model = TwoTierRegressor(hidden_layer_sizes=(16,), backend="fixed",
+                                 random_state=0).fit(X, y * scale)
+        assert np.any(model.coef_)
+        assert model.score(X, y * scale) > reference.score(X, y) - 0.03
+
+
+def test_partial_fit_checks_its_parameters_again_and_warns_on_a_small_first_batch():
+    X = np.random.default_rng(3).standard_normal((40, 3))
+    with pytest.warns(UserWarning, match="first partial_fit call trains the lower tier"):
+        TwoTierClassifier(hidden_layer_sizes=(16,)).partial_fit(X[:2], [0, 1])
+    model = TwoTierClassifier(hidden_layer_sizes=(4,)).fit(X[:20], np.arange(20) % 2)
+    model.set_params(window=5)
+    with pytest.raises(ValueError, match="window changed from None to 5 since fit"):
+        model.partial_fit(X[20:22], [0, 1])
+    model.set_params(window=None, forgetting_factor=5.0)
+    with pytest.raises(ValueError, match="forgetting_factor must be in"):
+        model.partial_fit(X[20:22], [0, 1])
+    for capacity in (-3, 0, "a", 2.5):
+        with pytest.raises(ValueError, match="capacity must be a positive integer"):
+            TwoTierClassifier(capacity=capacity).fit(X[:20], np.arange(20) % 2)
+
+
 def test_activation_lipschitz_constants():
     x = np.linspace(-6, 6, 2001)
     for name, (function, lipschitz) in ACTIVATIONS.items():
@@ -518,3 +598,30 @@ def test_device_backend_equals_fixed_bit_for_bit(verilator, hidden, direct_link)
         assert regmap.UpdaterOp.FOLD in ops and regmap.UpdaterOp.DOWNDATE in ops
     finally:
         backend.close()
+
+
+@pytest.mark.verilator
+def test_device_estimator_sizes_and_pickling(verilator):
+    """On a device given as a URL: a layer wider than n_max or more right-hand sides than
+    k_max is a ValueError naming them (it was a bus timeout or a bad_command); a fitted
+    estimator pickles without its device, predicts the same, and says why partial_fit
+    needs a fit first."""
+    import pickle
+
+    url = "vsim://?n_max=8&k_max=4&lanes=2&format=Q8.16&inverse_format=Q4.20" \
+          "&cores=cholesky,updater"
+    X = np.random.default_rng(4).standard_normal((60, 3))
+    y = (X[:, 0] > 0).astype(int)
+    with pytest.raises(ValueError, match="n = 10 unknowns but the device's n_max is 8"):
+        TwoTierClassifier(hidden_layer_sizes=(10,), backend=url).fit(X, y)
+    X6 = np.random.default_rng(5).standard_normal((60, 6))
+    with pytest.raises(ValueError, match="k = 6 right-hand sides but the device's k_max is 4"):
+        TwoTierClassifier(hidden_layer_sizes=(4,), backend=url).fit(X6, y)
+    model = TwoTierClassifier(hidden_layer_sizes=(3,), backend=url, random_state=0).fit(X, y)
+    try:
+        copy_ = pickle.loads(pickle.dumps(model))
+        assert np.array_equal(copy_.predict(X), model.predict(X))
+        with pytest.raises(RuntimeError, match="pickled with its device backend"):
+            copy_.partial_fit(X[:5], y[:5])
+    finally:
+        model._backend_.close()
