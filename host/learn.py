@@ -1187,8 +1187,8 @@ class _TwoTierBase(BaseEstimator):
         rng = check_random_state(self.random_state)
         self.input_offset_ = X.mean(axis=0)
         spread = X.std(axis=0)
-        self.input_scale_ = np.where(spread > 1e-12 * max(1.0, float(np.abs(X).max())),
-                                     spread, 1.0)
+        # constant features (spread at rounding level of the data's own scale) keep scale 1
+        self.input_scale_ = np.where(spread > 1e-12 * float(np.abs(X).max()), spread, 1.0)
         Z = self.standardised_inputs(X)
         self.encoders_ = []
         self.encoder_biases_ = []

@@ -265,8 +265,12 @@ def run(args) -> int:
                 get_board(name)
         except (UnknownBoardError, TypeError) as error:
             raise CliError(str(error)) from None
-        rows = [row for row in _load_record(args.record_file, must_exist=True)
-                if not args.boards or row["board"] in args.boards]
+        recorded = _load_record(args.record_file, must_exist=True)
+        rows = [row for row in recorded if not args.boards or row["board"] in args.boards]
+        if not rows:
+            have = sorted({row["board"] for row in recorded})
+            raise CliError(f"the record holds no build of {', '.join(args.boards or ['any board'])}"
+                           f"; it has builds of: {', '.join(have) or 'none'}")
         print(markdown_table(rows), end="")
         return 0
     cores = tuple(args.cores.split(","))

@@ -169,6 +169,14 @@ def test_bench_build_rejects_an_unknown_board(monkeypatch, tmp_path, capsys):
         assert f"unknown board 'nosuch'; known boards: {', '.join(BOARDS)}" in err
 
 
+def test_bench_build_from_record_of_a_board_never_built(capsys):
+    """A known board with no recorded build: an error naming the boards the record has, not
+    an empty table."""
+    err = _error(capsys, ["bench", "build", "--from-record", "--boards", "arty-a7-35"])
+    assert "the record holds no build of arty-a7-35; it has builds of: ecpix5-85f, " \
+           "icebreaker, ulx3s-85f" in err
+
+
 def test_bench_build_record_checks_its_record_file_before_building(monkeypatch, tmp_path,
                                                                    capsys):
     monkeypatch.setattr(build, "_row", _no_work)

@@ -546,6 +546,20 @@ def test_partial_fit_checks_its_parameters_again_and_warns_on_a_small_first_batc
             TwoTierClassifier(capacity=capacity).fit(X[:20], np.arange(20) % 2)
 
 
+def test_feature_scale_does_not_decide_which_features_are_constant(digits):
+    """The digits scaled by 1e-12 standardise to the same inputs: only features whose spread
+    is at rounding level of the data's own scale keep scale 1 (the threshold was at least
+    1e-12 in absolute terms, so small data lost features to it)."""
+    X, y = digits
+    model = TwoTierClassifier(hidden_layer_sizes=(16,), random_state=0).fit(X[:300], y[:300])
+    small = TwoTierClassifier(hidden_layer_sizes=(16,), random_state=0).fit(X[:300] * 1e-12,
+                                                                             y[:300])
+    constant = model.input_scale_ == 1.0
+    assert np.array_equal(small.input_scale_ == 1.0, constant)
+    assert np.allclose(small.input_scale_[~constant], model.input_scale_[~constant] * 1e-12)
+    assert np.array_equal(small.predict(X[300:] * 1e-12), model.predict(X[300:]))
+
+
 def test_activation_lipschitz_constants():
     x = np.linspace(-6, 6, 2001)
     for name, (function, lipschitz) in ACTIVATIONS.items():
