@@ -418,21 +418,6 @@ class Cordic(wiring.Component):
         return m
 
 
-def _parse_bool(text) -> bool:
-    """Parse a command-line boolean (true/false, yes/no, on/off, 1/0)."""
-    if isinstance(text, bool):
-        return text
-    value = str(text).strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"expected a boolean (true/false), not {text!r}")
-
-
-_parse_bool.__name__ = "bool"
-
-
 def _build(fmt, iterations=None, mode="vectoring", pipelined=True, compensate_gain=True,
            guard_bits=None):
     return Cordic(fmt, iterations=iterations, mode=mode, pipelined=pipelined,
@@ -448,9 +433,9 @@ registry.register(registry.UnitSpec(
                            "micro-rotations (default: the format's width)"),
         registry.Parameter("mode", str, "vectoring", "vectoring: (x, y) -> magnitude, "
                            "directions, angle; rotation: replay directions", choices=MODES),
-        registry.Parameter("pipelined", _parse_bool, True,
+        registry.Parameter("pipelined", registry.flag, True,
                            "one stage per iteration (true) or one iteration per cycle (false)"),
-        registry.Parameter("compensate_gain", _parse_bool, True,
+        registry.Parameter("compensate_gain", registry.flag, True,
                            "multiply by 1/K with shifts and adds (false: outputs carry K)"),
         registry.Parameter("guard_bits", int, None,
                            "fractional guard bits (default: floor(log2(iterations)) + 3)"),

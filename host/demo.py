@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tiersolve.host.learn import DeviceBackend, SolverBackend
+from tiersolve.host.learn import DelegatingBackend, DeviceBackend, SolverBackend
 
 __all__ = ["CORE_FMAX_MHZ", "DEFAULT_BOARD", "DEFAULT_DEVICE_URL", "DEFAULT_FMAX_MHZ",
            "UPDATER_FMAX_MHZ", "ColumnBlockedBackend", "CycleCountingDeviceBackend",
@@ -123,7 +123,7 @@ def board_fmax(board=DEFAULT_BOARD, core_fmax_mhz=CORE_FMAX_MHZ, *,
             "source": "core Fmax, no board build recorded"}
 
 
-class ColumnBlockedBackend(SolverBackend):
+class ColumnBlockedBackend(DelegatingBackend):
     """A backend whose one-step ridge solves take at most ``block`` right-hand sides at a time.
 
     ``ridge_solve(H, T, lam)`` solves ``T[:, j:j + block]`` one block after another with the
@@ -179,14 +179,9 @@ class ColumnBlockedBackend(SolverBackend):
     def qr_solve(self, state):
         return self.backend.qr_solve(state)
 
-    def qr_check(self, state, H, T, beta=1.0, forget_per="sample", removed=None):
-        return self.backend.qr_check(state, H, T, beta, forget_per, removed)
-
-    def qr_snapshot(self, state):
-        return self.backend.qr_snapshot(state)
-
-    def qr_restore(self, state, snapshot):
-        return self.backend.qr_restore(state, snapshot)
+    @property
+    def wrapped(self):
+        return self.backend
 
 
 class CycleCountingDeviceBackend(DeviceBackend):

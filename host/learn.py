@@ -81,6 +81,7 @@ from tiersolve.gen.qr_ops import fold_row_limit
 
 __all__ = [
     "ACTIVATIONS",
+    "DelegatingBackend",
     "DeviceBackend",
     "DowndateRefused",
     "FixedBackend",
@@ -190,6 +191,25 @@ class SolverBackend:
         """The state to use instead of ``state`` after a failure (``snapshot`` from
         :meth:`qr_snapshot`)."""
         return snapshot
+
+
+class DelegatingBackend(SolverBackend):
+    """Base of a backend that wraps another one (``wrapped``, a property of the subclass) and
+    changes some of its operations: the head's hooks (:meth:`~SolverBackend.qr_check`,
+    ``qr_snapshot``, ``qr_restore``) go to the wrapped backend, whose state it is."""
+
+    @property
+    def wrapped(self) -> SolverBackend:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def qr_check(self, state, H, T, beta=1.0, forget_per="sample", removed=None):
+        return self.wrapped.qr_check(state, H, T, beta, forget_per, removed)
+
+    def qr_snapshot(self, state):
+        return self.wrapped.qr_snapshot(state)
+
+    def qr_restore(self, state, snapshot):
+        return self.wrapped.qr_restore(state, snapshot)
 
 
 @dataclass

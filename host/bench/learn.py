@@ -132,9 +132,9 @@ class CycleRecordingBackend:
 
 def recording_backend(backend):
     """A :class:`CycleRecordingBackend` around ``backend`` (a name or a SolverBackend)."""
-    from tiersolve.host.learn import SolverBackend, get_backend
+    from tiersolve.host.learn import DelegatingBackend, get_backend
 
-    class _Recording(CycleRecordingBackend, SolverBackend):
+    class _Recording(CycleRecordingBackend, DelegatingBackend):
         def __init__(self, inner):
             self.inner = inner
             self.name = getattr(inner, "name", "recording")
@@ -168,15 +168,9 @@ def recording_backend(backend):
         def qr_solve(self, state):
             return self.inner.qr_solve(state)
 
-        # SolverBackend's defaults of these would act on the inner backend's state here
-        def qr_check(self, state, H, T, beta=1.0, forget_per="sample", removed=None):
-            return self.inner.qr_check(state, H, T, beta, forget_per, removed)
-
-        def qr_snapshot(self, state):
-            return self.inner.qr_snapshot(state)
-
-        def qr_restore(self, state, snapshot):
-            return self.inner.qr_restore(state, snapshot)
+        @property
+        def wrapped(self):
+            return self.inner
 
     return _Recording(get_backend(backend))
 
