@@ -428,7 +428,15 @@ def _check_folder(out) -> Path:
     if not isinstance(out, (str, os.PathLike)):
         raise TypeError(f"out must be a folder path, not {out!r}")
     folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
+    if str(out) == "":
+        raise ValueError("out: give a folder path (empty)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ValueError(f"out {out}: is a file, not a folder") from None
+    except OSError as error:
+        raise ValueError(f"out {out}: cannot create the folder ({error.strerror or error})") \
+            from None
     return folder.resolve()
 
 
@@ -661,6 +669,7 @@ def build(board, out, *, n_max: int | None = None, k_max: int | None = None, fmt
     started = time.monotonic()
     seconds = {}
     say(f"{board.name}: writing the top level ({board.description})")
+    _remove_results(_check_folder(out), board)
     generate(board, out, n_max=n_max, k_max=k_max, fmt=fmt, lanes=lanes, cores=cores,
              inverse_format=inverse_format, updater_fold=updater_fold)
     folder = Path(out).resolve()
@@ -668,12 +677,12 @@ def build(board, out, *, n_max: int | None = None, k_max: int | None = None, fmt
     seconds["generate"] = time.monotonic() - started
 
     commands = json.loads((folder / f"build_{TOP_NAME}.json").read_text())["commands"]
-    tools = {}
+    # every tool is found before the first runs: a missing nextpnr is not news after Yosys
+    tools = {command[0]: _find_build_tool(command[0]) for command in commands}
     for index, command in enumerate(commands, 1):
         name = command[0]
         arguments = [argument for argument in command[1:] if argument != "--quiet"]
-        prefix = _find_build_tool(name)
-        tools[name] = prefix
+        prefix = tools[name]
         step = f"[{index}/{len(commands)}] {name}"
         if name.startswith("nextpnr"):
             report = _place_and_route(board, config, folder, tools, seconds, name, arguments,
@@ -703,6 +712,22 @@ def build(board, out, *, n_max: int | None = None, k_max: int | None = None, fmt
     return BuildResult(report, summary, bitstream, folder)
 
 
+def _remove_results(folder: Path, board: Board) -> None:
+    """Take a previous build's results out of ``folder`` (its bitstream, report, summary,
+    placed designs and per-seed folders): a build that fails must not leave them looking like
+    its own, for ``tiersolve program`` to load."""
+    stale = [folder / f"{TOP_NAME}{board.bitstream_suffix}", folder / "report.json",
+             folder / "summary.txt", folder / "nextpnr-report.json",
+             folder / f"{TOP_NAME}.config", folder / f"{TOP_NAME}.asc",
+             folder / f"{TOP_NAME}.svf", folder / f"{TOP_NAME}.tim"]
+    for path in stale:
+        if path.is_file():
+            path.unlink()
+    for path in folder.glob("seed-*"):
+        if path.is_dir():
+            shutil.rmtree(path)
+
+
 def _seed_list(seed) -> list:
     """``seed`` of :func:`build` as a non-empty list of seeds (None: nextpnr's default)."""
     seeds = list(seed) if isinstance(seed, (list, tuple)) else [seed]
@@ -710,8 +735,9 @@ def _seed_list(seed) -> list:
         raise ValueError("seed: give at least one placement seed (or None)")
     for value in seeds:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < 0):
-            raise ValueError(f"seed must be a non-negative integer or None, not {value!r}")
+                                  or not 0 <= value < 2**31):
+            raise ValueError(f"seed must be an integer from 0 to 2**31 - 1 (nextpnr's range) "
+                             f"or None, not {value!r}")
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seed: the seeds {seeds} repeat one (a seed places the same way "
                          f"every time)")
@@ -861,7 +887,9 @@ def _report(board: Board, config: dict, folder: Path, tools: dict, seconds: dict
                      "constraint_mhz": round(float(entry["constraint"]), 2)}
               for name, entry in raw.get("fmax", {}).items()}
     fmax = min((entry["achieved_mhz"] for entry in clocks.values()), default=None)
-    timing_met = all(entry["achieved_mhz"] >= entry["constraint_mhz"] for entry in clocks.values())
+    # no clock timed is no proof of anything: not met (nextpnr found no constrained clock)
+    timing_met = bool(clocks) and all(entry["achieved_mhz"] >= entry["constraint_mhz"]
+                                      for entry in clocks.values())
     platform_class = board.platform_class.split(":")[1]
     clock = _clock_fields(board)
     return {

@@ -84,20 +84,27 @@ class FramedTransport(Transport):
         self.link = RegisterLink(port, max_burst=max_burst, timeout=timeout, retries=retries)
 
     def read(self, address, count, *, fixed_address=False):
-        try:
-            return self.link.read(address, count, fixed_address=fixed_address)
-        except LinkTimeout as error:
-            raise DeviceTimeout(str(error)) from error
-        except RequestRejected as error:
-            raise LinkError(str(error)) from error
+        return self._over_the_link(self.link.read, address, count, fixed_address=fixed_address)
 
     def write(self, address, words, *, fixed_address=False):
+        self._over_the_link(self.link.write, address, words, fixed_address=fixed_address)
+
+    @staticmethod
+    def _over_the_link(operation, *args, **kwargs):
+        """``operation(...)`` with the link's failures as the host's errors: no intact answer
+        is :class:`DeviceTimeout`; a rejected request, or the port itself failing (a board
+        unplugged, a pty whose server died: pyserial's ``SerialException`` is an
+        ``OSError``), is :class:`LinkError`."""
         try:
-            self.link.write(address, words, fixed_address=fixed_address)
-        except LinkTimeout as error:
+            return operation(*args, **kwargs)
+        except LinkTimeout as error:  # a TimeoutError, so an OSError: first
             raise DeviceTimeout(str(error)) from error
         except RequestRejected as error:
             raise LinkError(str(error)) from error
+        except LinkError:
+            raise
+        except OSError as error:
+            raise LinkError(f"the link failed: {error}") from error
 
     @property
     def statistics(self) -> dict:

