@@ -556,7 +556,13 @@ def _find_build_tool(name: str) -> list[str]:
     if name in _PACK_TOOLS:
         script, package, module, function, variable = _PACK_TOOLS[name]
         override = os.environ.get(variable)
-        found = (shutil.which(override) if override else None) or shutil.which(script) \
+        if override:  # as YOSYS and NEXTPNR_* are: a given program that is not there is news
+            found = shutil.which(override)
+            if found is None:
+                raise synth.ToolNotFoundError(f"{variable}={override!r} names no program "
+                                              f"(unset it to use {script} from {package})")
+            return [found]
+        found = shutil.which(script) \
             or shutil.which(script, path=str(Path(sys.executable).parent))
         if found:
             return [found]
@@ -1011,10 +1017,18 @@ def program(board, bitstream=None, *, dry_run: bool = False) -> list[str]:
         The programmer is not installed (the message names the Debian package).
     """
     board = board if isinstance(board, Board) else get_board(board)
+    command = program_command(board, "")  # a board without a programmer: its own error first
     path = Path(bitstream) if bitstream is not None else default_bitstream(board)
     if not path.is_file():
-        raise BoardError(f"no bitstream at {path}: build it with "
-                         f"`tiersolve build --board {board.name}` or give its path")
+        how = (f"build it with `tiersolve build --board {board.name}`" if board.buildable else
+               f"build it with the vendor tools from `tiersolve generate --board {board.name}`")
+        raise BoardError(f"no bitstream at {path}: {how} or give its path")
+    if path.suffix != board.bitstream_suffix:
+        raise BoardError(f"{path} is not a bitstream for {board.name}: its programmer loads "
+                         f"{board.bitstream_suffix} files (the build's "
+                         f"{TOP_NAME}{board.bitstream_suffix})")
+    if path.stat().st_size == 0:
+        raise BoardError(f"{path} is empty: not a bitstream (rebuild it)")
     command = program_command(board, path)
     if dry_run:
         return command

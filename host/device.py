@@ -749,6 +749,8 @@ class Device:
                 self.reset()
                 raise DeviceTimeout(f"job did not finish within {self.job_timeout} s "
                                     f"(phase {status['phase']}, {cycles} cycles); core reset")
+            if transport.poll_interval:
+                time.sleep(transport.poll_interval)
         if status["bad_command"]:
             raise DeviceError(f"device rejected n={job.n}, k={job.k} (bad_command)")
         if status["npd"]:
@@ -906,6 +908,8 @@ class Device:
                 self.reset()
                 raise DeviceTimeout(f"updater command {regmap.UpdaterOp(op).name} did not "
                                     f"finish within {self.job_timeout} s; cores reset")
+            if transport.poll_interval:
+                time.sleep(transport.poll_interval)
         if status["bad_command"]:
             raise DeviceError(f"updater rejected {regmap.UpdaterOp(op).name} with n={n}, "
                               f"k={k}, forgetting={forgetting} (bad_command)")

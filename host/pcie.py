@@ -208,6 +208,7 @@ class PcieTransport(Transport):
     """
 
     max_burst = 1 << 16
+    poll_interval = 50e-6  # a job's status is read at most every 50 µs: no core held
 
     def __init__(self, path, *, offset: int = 0, size: int | None = None,
                  mode: str | None = None):

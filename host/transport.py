@@ -34,12 +34,18 @@ class Transport:
     ----------
     max_burst : int
         Longest burst the transport sends in one request (longer ones are split).
+    poll_interval : float
+        Seconds to wait between two polls of a job's status (see below).
     statistics : dict
         Counters of the link (at least ``requests``, ``bytes_sent``, ``bytes_received``,
         ``payload_bytes``, ``retries``).
     """
 
     max_burst: int = 64
+    #: Seconds :class:`~tiersolve.host.device.Device` waits between two polls of a job's
+    #: status. 0 for links whose every read is a round trip (a UART) or that run a simulation
+    #: per read; a memory-mapped BAR answers at once, and polling it flat out holds a core.
+    poll_interval: float = 0.0
 
     def read(self, address: int, count: int, *, fixed_address: bool = False) -> list[int]:
         """Read ``count`` 32-bit words from ``address`` (consecutive, or all from it)."""
@@ -286,6 +292,10 @@ class UartTransport(FramedTransport):
             import serial
         except ImportError as error:  # pragma: no cover - pyserial is a dependency
             raise LinkError("the uart transport needs pyserial (pip install pyserial)") from error
+        if isinstance(baud_rate, bool) or not isinstance(baud_rate, int) or baud_rate < 1:
+            # pyserial takes 0 (a hang-up on a real port) and says little about negatives
+            raise ValueError(f"baud must be a positive whole number of bits per second, "
+                             f"not {baud_rate!r}")
         try:
             port = serial.Serial(path, baud_rate, timeout=min(timeout, 0.05))
         except (OSError, serial.SerialException) as error:

@@ -825,7 +825,13 @@ def test_real_icebreaker_bitstream_from_scratch(tmp_path):
 def bitstream(tmp_path):
     path = tmp_path / "top.bit"
     path.write_bytes(b"\xff" * 16)
+    path.with_suffix(".bin").write_bytes(b"\xff" * 16)
     return path
+
+
+def _for(name, bitstream):
+    """The fixture's bitstream with the suffix board ``name``'s programmer loads."""
+    return bitstream.with_suffix(get_board(name).bitstream_suffix)
 
 
 @pytest.mark.parametrize("name, expected", [
@@ -835,6 +841,7 @@ def bitstream(tmp_path):
     ("arty-a7-35", ["openFPGALoader", "-b", "arty", "{bitstream}"]),
 ])
 def test_program_command_line(name, expected, bitstream, monkeypatch):
+    bitstream = _for(name, bitstream)
     monkeypatch.delenv("ICEPROG", raising=False)
     monkeypatch.delenv("OPENFPGALOADER", raising=False)
     expected = [argument.replace("{bitstream}", str(bitstream)) for argument in expected]
@@ -859,6 +866,7 @@ def test_program_runs_the_programmer(bitstream, monkeypatch):
 
 def test_program_environment_override(bitstream, monkeypatch):
     monkeypatch.setenv("ICEPROG", "/opt/icestorm/iceprog")
+    bitstream = _for("icebreaker", bitstream)
     assert program("icebreaker", bitstream, dry_run=True) == ["/opt/icestorm/iceprog",
                                                               str(bitstream)]
 
@@ -867,6 +875,7 @@ def test_program_environment_override(bitstream, monkeypatch):
                                            ("ecpix5-85f", "openfpgaloader")])
 def test_program_names_the_debian_package_of_a_missing_tool(name, package, bitstream,
                                                             monkeypatch, capsys):
+    bitstream = _for(name, bitstream)
     monkeypatch.delenv("ICEPROG", raising=False)
     monkeypatch.delenv("OPENFPGALOADER", raising=False)
     monkeypatch.setattr(board_build.shutil, "which", lambda tool: None)
@@ -883,8 +892,19 @@ def test_program_errors(tmp_path, bitstream, capsys):
         program("nitefury", bitstream)
     assert main(["program", "--board", "nosuch", str(bitstream), "--dry-run"]) == 2
     assert "known boards: icebreaker, ulx3s-85f" in capsys.readouterr().err
-    assert main(["program", "--board", "icebreaker", str(bitstream), "--dry-run"]) == 0
-    assert capsys.readouterr().out.strip().endswith(str(bitstream))
+    binary = _for("icebreaker", bitstream)
+    assert main(["program", "--board", "icebreaker", str(binary), "--dry-run"]) == 0
+    assert capsys.readouterr().out.strip().endswith(str(binary))
+    # a bitstream of another family, an empty file, a generate-only board: what to do instead
+    with pytest.raises(BoardError, match=r"not a bitstream for icebreaker: .* loads \.bin"):
+        program("icebreaker", bitstream, dry_run=True)
+    empty = tmp_path / "empty.bit"
+    empty.write_bytes(b"")
+    with pytest.raises(BoardError, match="is empty"):
+        program("ulx3s-85f", empty, dry_run=True)
+    with pytest.raises(BoardError, match="vendor tools from `tiersolve generate --board "
+                                         "arty-a7-35`"):
+        program("arty-a7-35", tmp_path / "missing.bit", dry_run=True)
 
 
 # -- benchmark -------------------------------------------------------------------------------
@@ -908,3 +928,13 @@ def test_bench_table_and_fit_cycles():
     assert lines[2] == ("| ulx3s-85f | 16 / 4 / 4 | 12.3 | 5.0 | 3.0 | 60.0 | 45 | 6000 | 100.0 "
                         "| 133.3 | — | fits |")
     assert "| — |" in lines[3] and "does not fit: DP16KD 300/208" in lines[3]
+
+
+def test_a_pack_tool_override_that_names_nothing_is_an_error(monkeypatch):
+    """ECPPACK / ICEPACK that name no program are reported, as YOSYS and NEXTPNR_* are (the
+    override was silently passed over for the packaged tool)."""
+    for variable, tool in (("ECPPACK", "ecppack"), ("ICEPACK", "icepack")):
+        monkeypatch.setenv(variable, "/nonexistent/packer")
+        with pytest.raises(synth.ToolNotFoundError, match=f"{variable}='/nonexistent/packer' "
+                                                          "names no program"):
+            board_build._find_build_tool(tool)

@@ -130,6 +130,22 @@ def test_job_timeout_raises_and_returns_nothing(device):
     assert device.solve(np.eye(2), [1.0, 2.0]) == pytest.approx([1.0, 2.0], abs=1e-3)
 
 
+def test_polling_waits_the_transports_poll_interval(device, monkeypatch):
+    """A transport that answers at once (a PCIe BAR) asks for a pause between status polls:
+    the device waits it, so a long job does not hold a core (it polled flat out before)."""
+    import tiersolve.host.device as device_module
+
+    pauses = []
+    monkeypatch.setattr(device_module.time, "sleep", pauses.append)
+    monkeypatch.setattr(device.transport, "poll_interval", 0.002, raising=False)
+    assert device.solve(np.eye(2), [1.0, 2.0]) == pytest.approx([1.0, 2.0], abs=1e-3)
+    polls = device.last_run["polls"]
+    assert polls >= 2 and pauses == [0.002] * (polls - 1)  # none after the last poll
+    from tiersolve.host.pcie import PcieTransport
+
+    assert PcieTransport.poll_interval > 0
+
+
 def requests(device):
     return device.transport.statistics["requests"]
 
@@ -469,6 +485,13 @@ def test_fold_without_the_updater_is_refused():
     says), not a key silently ignored."""
     with pytest.raises(ValueError, match="it needs the updater"):
         tiersolve.host.open("sim://?n_max=4&k_max=1&lanes=1&updater_fold=1")
+
+
+def test_a_uart_url_with_a_baud_of_zero_is_refused():
+    """pyserial takes 0 (on a real port: hang up); the URL's baud must be positive."""
+    for baud in ("0", "-5"):
+        with pytest.raises(ValueError, match="baud must be a positive whole number"):
+            tiersolve.host.open(f"uart:///dev/null?baud={baud}")
 
 
 def test_updater_absent_is_reported(device):
