@@ -495,10 +495,10 @@ def generate(board, out, *, n_max: int | None = None, k_max: int | None = None, 
         board = with_clock(board, clock_mhz)
     config = _configuration(board, n_max, k_max, fmt, lanes, cores, inverse_format,
                             updater_fold)
-    folder = _check_folder(out)
     design = _solver_design(board, config["n_max"], config["k_max"], config["format"],
                             config["lanes"], tuple(config["cores"]), config["inverse_format"],
                             config["updater_fold"])
+    folder = _check_folder(out)  # after the design's own checks: no empty folder on an error
     if board.bus == "axi-lite":
         return _generate_axi_lite(board, design, folder)
     platform = board.platform()
@@ -675,10 +675,10 @@ def build(board, out, *, n_max: int | None = None, k_max: int | None = None, fmt
     started = time.monotonic()
     seconds = {}
     say(f"{board.name}: writing the top level ({board.description})")
-    _remove_results(_check_folder(out), board)
     generate(board, out, n_max=n_max, k_max=k_max, fmt=fmt, lanes=lanes, cores=cores,
              inverse_format=inverse_format, updater_fold=updater_fold)
     folder = Path(out).resolve()
+    _remove_results(folder, board)
     config = json.loads((folder / "configuration.json").read_text())
     seconds["generate"] = time.monotonic() - started
 
@@ -1226,9 +1226,15 @@ def run_generate_command(args) -> int:
     try:
         from tiersolve.gen.registry import flag
 
-        sizes = {name: value if name in ("cores", "inverse_format")
-                 else flag(value) if name == "updater_fold" else int(value)
-                 for name, value in given.items()}
+        def parsed(name, value):
+            if name in ("cores", "inverse_format"):
+                return value
+            try:
+                return flag(value) if name == "updater_fold" else int(value)
+            except ValueError as error:
+                raise ValueError(f"-p {name}={value}: {error}") from None
+
+        sizes = {name: parsed(name, value) for name, value in given.items()}
         out = args.output or f"build-{args.board}"
         files = generate(args.board, out, fmt=args.format,
                          clock_mhz=getattr(args, "clock_mhz", None), **sizes)

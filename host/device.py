@@ -457,8 +457,11 @@ class Device:
             raise AssertionError("identity registers are not consecutive")
         words = dict(zip(names, self.transport.read(first, len(names)), strict=True))
         if words["MAGIC"] != regmap.MAGIC:
+            silent = ("; every bit reads as 1, which is what a PCIe device that does not "
+                      "answer returns (card powered? bitstream loaded? the right BAR?)"
+                      if words["MAGIC"] == 0xFFFFFFFF else "")
             raise IncompatibleDevice(f"not a tiersolve device: magic {words['MAGIC']:#010x}, "
-                                     f"expected {regmap.MAGIC:#010x}")
+                                     f"expected {regmap.MAGIC:#010x}{silent}")
         if words["VERSION"] != regmap.VERSION or words["LAYOUT"] != regmap.LAYOUT_ID:
             raise IncompatibleDevice(
                 f"register map version {words['VERSION']} / layout {words['LAYOUT']:#010x} "
@@ -1137,6 +1140,14 @@ def _load_array(path: str) -> np.ndarray:
     raise CliError(f"{path}: expected a .npy or .csv file")
 
 
+def _check_output(path: str | None) -> None:
+    """Refuse an output file :func:`_save_array` cannot write, before the job runs."""
+    from .cli import CliError
+
+    if path is not None and not path.endswith((".npy", ".csv")):
+        raise CliError(f"{path}: the output must be a .npy or .csv file")
+
+
 def _save_array(path: str | None, array: np.ndarray) -> None:
     from .cli import CliError
 
@@ -1203,6 +1214,7 @@ def _run_job(args, method: str, inputs: list[str], **extra) -> int:
         parse_url(args.device)  # a malformed URL is reported before any file is read
     except (ValueError, TypeError) as error:
         raise CliError(str(error)) from None
+    _check_output(args.output)
     arrays = [_load_array(path) for path in inputs]
     with _open_for_cli(args.device) as device:
         try:
@@ -1272,6 +1284,7 @@ def _run_update(args) -> int:
         parse_url(args.device)
     except (ValueError, TypeError) as error:
         raise CliError(str(error)) from None
+    _check_output(args.output)
     try:
         H = np.atleast_2d(_as_real_array("H", _load_array(args.H), (1, 2)))
         T = _as_real_array("T", _load_array(args.T), (1, 2))

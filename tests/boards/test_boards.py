@@ -930,6 +930,16 @@ def test_bench_table_and_fit_cycles():
     assert "| — |" in lines[3] and "does not fit: DP16KD 300/208" in lines[3]
 
 
+def test_a_refused_configuration_leaves_no_folder(tmp_path, capsys):
+    out = tmp_path / "g0"
+    for parameter, message in (("n_max=0", "n_max must be in"),
+                               ("n_max=abc", "-p n_max=abc: invalid literal")):
+        assert main(["generate", "--board", "ulx3s-85f", "-p", parameter, "-o", str(out)]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["build", "--board", "ulx3s-85f", "--n-max", "0", "--out", str(out)]) == 2
+    assert not out.exists()
+
+
 def test_a_pack_tool_override_that_names_nothing_is_an_error(monkeypatch):
     """ECPPACK / ICEPACK that name no program are reported, as YOSYS and NEXTPNR_* are (the
     override was silently passed over for the packaged tool)."""

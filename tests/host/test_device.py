@@ -487,6 +487,28 @@ def test_fold_without_the_updater_is_refused():
         tiersolve.host.open("sim://?n_max=4&k_max=1&lanes=1&updater_fold=1")
 
 
+def test_cli_refuses_an_output_it_cannot_write_before_the_job(tmp_path, capsys, monkeypatch):
+    import tiersolve.host.device as device_module
+
+    def no_device(url):
+        raise AssertionError("the output should have been refused before opening the device")
+
+    monkeypatch.setattr(device_module, "_open_for_cli", no_device)
+    np.save(tmp_path / "A.npy", np.eye(2))
+    np.save(tmp_path / "B.npy", np.ones(2))
+    assert main(["solve", str(tmp_path / "A.npy"), str(tmp_path / "B.npy"),
+                 "-o", str(tmp_path / "out.txt")]) == 2
+    assert "the output must be a .npy or .csv file" in capsys.readouterr().err
+
+
+def test_all_ones_identity_says_the_device_does_not_answer(tmp_path):
+    """A PCIe device that does not answer reads as all ones; the error says so."""
+    bar = tmp_path / "bar.bin"
+    bar.write_bytes(b"\xff" * 4096)
+    with pytest.raises(IncompatibleDevice, match="magic 0xffffffff.*does not answer"):
+        tiersolve.host.open(f"pcie://{bar}")
+
+
 def test_a_uart_url_with_a_baud_of_zero_is_refused():
     """pyserial takes 0 (on a real port: hang up); the URL's baud must be positive."""
     for baud in ("0", "-5"):
