@@ -1290,11 +1290,12 @@ class _TwoTierBase(BaseEstimator):
                                       for row in old]))
         backend.qr_check(self.head_, F, T, beta, self.forget_per, removed)
         if removed is not None:
+            touched = self._head_touched
             self._head_touched = True
             try:
                 backend.qr_downdate(self.head_, *removed)
             except DowndateRefused:
-                self._head_touched = False  # the backend put the head back as it was
+                self._head_touched = touched  # the backend put the head back as it was
                 raise
         self._head_touched = True
         backend.qr_update(self.head_, F, T, beta, self.forget_per)
@@ -1450,13 +1451,6 @@ class TwoTierClassifier(ClassifierMixin, _TwoTierBase):
     capacity : int or None
         Samples the fixed head must hold without overflow (default: ``window``, else 65536).
 
-    Notes
-    -----
-    A :meth:`partial_fit` that raises leaves the estimator as it was (head, window, classes,
-    counters), except on a device when the device's updater failed part-way: the head is
-    then marked inconsistent and the next call says so (``fit`` starts again). A fitted
-    estimator pickles; with a device backend the copy predicts, and ``partial_fit`` needs a
-    ``fit`` first (the head's ``R`` and ``Z`` stay on the device).
     random_state : int, RandomState or None
         Seed of the random projections.
 
@@ -1475,6 +1469,14 @@ class TwoTierClassifier(ClassifierMixin, _TwoTierBase):
         before it weigh the direct inputs).
     n_samples_seen_ : int
         Samples folded into the head since the last :meth:`fit`.
+
+    Notes
+    -----
+    A :meth:`partial_fit` that raises leaves the estimator as it was (head, window, classes,
+    counters), except on a device when the device's updater failed part-way: the head is
+    then marked inconsistent and the next call says so (``fit`` starts again). A fitted
+    estimator pickles; with a device backend the copy predicts, and ``partial_fit`` needs a
+    ``fit`` first (the head's ``R`` and ``Z`` stay on the device).
     """
 
     def __init__(self, hidden_layer_sizes=(128,), activation="tanh", alpha=1.0, ae_alpha=1.0,
