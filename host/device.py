@@ -713,11 +713,12 @@ class Device:
             A link failure or an inconsistent device answer.
         """
         self._check_sizes(job.n, job.k)
+        rows_shape = np.shape(job.rows)
         expected_shape = ((job.n, job.n + job.k) if job.op == regmap.Op.CHOLESKY_DIRECT
-                          else (np.shape(job.rows)[0], job.n + job.k))
-        if np.ndim(job.rows) != 2 or np.shape(job.rows) != expected_shape:
+                          else (rows_shape[0] if rows_shape else 0, job.n + job.k))
+        if len(rows_shape) != 2 or rows_shape != expected_shape:
             raise ValueError(f"job rows must have shape {expected_shape} for n = {job.n}, "
-                             f"k = {job.k}, not {np.shape(job.rows)}")
+                             f"k = {job.k}, not {rows_shape}")
         transport = self.transport
         stats_before = dict(transport.statistics)
         sim_before = getattr(transport, "cycles", None)
