@@ -414,6 +414,12 @@ class FixedBackend(SolverBackend):
         Fold rows with :func:`tiersolve.gen.qr_model.fold_row` itself instead of this module's
         vectorised twin of its multiplier rotation (same integers, ~10x slower). CORDIC
         rotations always use ``fold_row``.
+    rhs_block : int or None
+        Solve at most this many right-hand sides (columns of ``T``) per one-step job, block
+        after block, each scaled for its own columns (None: all at once). A device's
+        ``k_max`` (:class:`DeviceBackend` sets it; its :meth:`~DeviceBackend.
+        matching_fixed_backend` has the same). The ridge problem separates by columns, so
+        only the rounding differs.
 
     One-step solves (range analysis)
     --------------------------------
@@ -443,7 +449,8 @@ class FixedBackend(SolverBackend):
     name = "fixed"
 
     def __init__(self, fmt="Q8.16", inverse_format="Q4.20", guard_bits=4, *,
-                 head_format="Q10.18", head_rotation="multiplier", exact_reference=False):
+                 head_format="Q10.18", head_rotation="multiplier", exact_reference=False,
+                 rhs_block=None):
         self.fmt = FixedFormat.parse(fmt)
         self.inverse_format = FixedFormat.parse(inverse_format)
         if not isinstance(guard_bits, int) or isinstance(guard_bits, bool):
@@ -455,12 +462,21 @@ class FixedBackend(SolverBackend):
                              f"not {head_rotation!r}")
         self.head_rotation = head_rotation
         self.exact_reference = bool(exact_reference)
+        if rhs_block is not None and (isinstance(rhs_block, bool)
+                                      or not isinstance(rhs_block, int) or rhs_block < 1):
+            raise ValueError(f"rhs_block must be a positive integer or None, not {rhs_block!r}")
+        self.rhs_block = rhs_block
         self.last_report: RidgeReport | None = None
 
     # -- one-step solves (Cholesky core model) --------------------------------------------
 
     def ridge_solve(self, H, T, lam):
-        return self.ridge_report(H, T, lam).W
+        T = _as_2d_float(T, "T")
+        block = self.rhs_block
+        if block is None or T.shape[1] <= block:
+            return self.ridge_report(H, T, lam).W
+        return np.hstack([self.ridge_report(H, T[:, begin:begin + block], lam).W
+                          for begin in range(0, T.shape[1], block)])
 
     def _gram_solve(self, n, k, lam_q, rows):
         """The Cholesky core's Gram-mode job on stored integers (``.x``, ``.npd``,
@@ -471,7 +487,8 @@ class FixedBackend(SolverBackend):
                               guard_bits=self.guard_bits, inverse_format=self.inverse_format)
 
     def ridge_report(self, H, T, lam) -> RidgeReport:
-        """Solve like :meth:`ridge_solve`; return the solution with its shifts and bounds."""
+        """Solve like :meth:`ridge_solve` (all of ``T``'s columns in one job, whatever
+        ``rhs_block``); return the solution with its shifts and bounds."""
         from tiersolve.gen.cholesky_model import forward_error_bound
 
         H, T = _as_2d_float(H, "H"), _as_2d_float(T, "T")
@@ -734,7 +751,7 @@ class DeviceBackend(FixedBackend):
             raise ValueError(f"the device needs the incremental-update core (cores: "
                              f"{', '.join(info.cores)}); build it with cores=cholesky,updater")
         super().__init__(info.fmt, info.inverse_format, info.guard_bits, head_format=info.fmt,
-                         head_rotation=info.updater_rotation)
+                         head_rotation=info.updater_rotation, rhs_block=info.k_max)
         self._current = None
 
     def qr_snapshot(self, state):
@@ -750,15 +767,15 @@ class DeviceBackend(FixedBackend):
         if n > info.n_max:
             raise ValueError(f"{what} has n = {n} unknowns but the device's n_max is "
                              f"{info.n_max} (use a narrower layer, or a larger device)")
-        if k > info.k_max:
-            raise ValueError(f"{what} has k = {k} right-hand sides but the device's k_max is "
-                             f"{info.k_max} (tiersolve.host.demo.ColumnBlockedBackend solves "
-                             "them in blocks of k_max; or use a larger device)")
+        if k > info.k_max:  # the one-step solves come in blocks of k_max: the head's outputs
+            raise ValueError(f"{what} has k = {k} outputs but the device's k_max is "
+                             f"{info.k_max} (fewer classes or outputs, or a larger device)")
 
     def matching_fixed_backend(self) -> FixedBackend:
         """The :class:`FixedBackend` this device agrees with bit for bit."""
         return FixedBackend(self.fmt, self.inverse_format, self.guard_bits,
-                            head_format=self.head_format, head_rotation=self.head_rotation)
+                            head_format=self.head_format, head_rotation=self.head_rotation,
+                            rhs_block=self.rhs_block)
 
     def close(self) -> None:
         """Close the device if this backend opened it."""
@@ -1446,8 +1463,8 @@ class TwoTierClassifier(ClassifierMixin, _TwoTierBase):
     backend : {"float64", "fixed"}, a device URL or SolverBackend
         Who solves (see the module docstring). A device URL (``"vsim://?..."``,
         ``"uart:///dev/ttyUSB1"``) is opened by ``fit``; its ``n_max`` must hold the widest
-        layer and the head, its ``k_max`` the features (the autoencoder's right-hand sides;
-        ``tiersolve.host.demo.ColumnBlockedBackend`` splits them) and the classes.
+        layer and the head, its ``k_max`` the classes (the autoencoders' right-hand sides, one
+        per feature, go in blocks of ``k_max``).
     capacity : int or None
         Samples the fixed head must hold without overflow (default: ``window``, else 65536).
 

@@ -197,6 +197,22 @@ def test_fixed_head_within_qr_model_bound():
     assert error <= bound < 0.05 * np.linalg.norm(np.ldexp(reference, e_h - e_t))
 
 
+def test_fixed_rhs_block_solves_column_blocks_on_their_own():
+    """``rhs_block`` (a device's k_max) splits the right-hand sides: each block is the
+    one-block solve of its columns (own scaling), bit for bit."""
+    rng = np.random.default_rng(6)
+    H, T = rng.uniform(-1, 1, (30, 5)), rng.uniform(-1, 1, (30, 7))
+    blocked = FixedBackend(rhs_block=3).ridge_solve(H, T, 0.5)
+    whole = FixedBackend()
+    expected = np.hstack([whole.ridge_solve(H, T[:, b:b + 3], 0.5) for b in (0, 3, 6)])
+    assert np.array_equal(blocked, expected)
+    assert np.array_equal(FixedBackend(rhs_block=7).ridge_solve(H, T, 0.5),
+                          whole.ridge_solve(H, T, 0.5))
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="rhs_block must be a positive integer"):
+            FixedBackend(rhs_block=bad)
+
+
 def test_fixed_ridge_rejects_tiny_lambda():
     with pytest.raises(ValueError, match="too small"):
         FixedBackend().ridge_solve(np.ones((100, 3)) * 10, np.ones((100, 1)), 1e-9)
@@ -628,9 +644,24 @@ def test_device_estimator_sizes_and_pickling(verilator):
     y = (X[:, 0] > 0).astype(int)
     with pytest.raises(ValueError, match="n = 10 unknowns but the device's n_max is 8"):
         TwoTierClassifier(hidden_layer_sizes=(10,), backend=url).fit(X, y)
+    with pytest.raises(ValueError, match="the head has k = 5 outputs but the device's k_max "
+                                         "is 4"):
+        TwoTierClassifier(hidden_layer_sizes=(4,), backend=url).fit(X, np.arange(60) % 5)
+    # six features: the autoencoder's six right-hand sides go in blocks of k_max = 4, on the
+    # device as in its matching fixed backend
     X6 = np.random.default_rng(5).standard_normal((60, 6))
-    with pytest.raises(ValueError, match="k = 6 right-hand sides but the device's k_max is 4"):
-        TwoTierClassifier(hidden_layer_sizes=(4,), backend=url).fit(X6, y)
+    from tiersolve.host.learn import DeviceBackend
+
+    backend = DeviceBackend(url)
+    try:
+        on_device = TwoTierClassifier(hidden_layer_sizes=(4,), backend=backend,
+                                      random_state=0).fit(X6, y)
+        on_model = TwoTierClassifier(hidden_layer_sizes=(4,), random_state=0,
+                                     backend=backend.matching_fixed_backend()).fit(X6, y)
+        assert np.array_equal(on_device.encoders_[0], on_model.encoders_[0])
+        assert np.array_equal(on_device.coef_, on_model.coef_)
+    finally:
+        backend.close()
     model = TwoTierClassifier(hidden_layer_sizes=(3,), backend=url, random_state=0).fit(X, y)
     try:
         copy_ = pickle.loads(pickle.dumps(model))
