@@ -707,6 +707,9 @@ def _run_jobs(url: str, solves, fits, seed: int, label: str,
     records = []
     with tiersolve.host.open(url) as device:
         info = device.info()
+        if "update" in given and updates and "updater" not in info.cores:
+            raise ValueError(f"{given['update']}: this device has no updater (cores: "
+                             f"{', '.join(info.cores)})")
         for kind, sizes in (("solve", solves), ("fit", fits), ("update", updates)):
             for size in sizes if kind in given else ():
                 if size[0] > info.n_max or size[1] > info.k_max:

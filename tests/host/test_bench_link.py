@@ -186,6 +186,15 @@ def test_command_rejects_a_size_beyond_the_device(tmp_path, capsys, option, size
     assert not (tmp_path / "out").exists()
 
 
+def test_command_rejects_update_sizes_for_a_device_without_the_updater(tmp_path, capsys):
+    code = main(["bench", "link", "--out", str(tmp_path / "out"), "--device",
+                 f"sim://?{TINY}", "--no-sim", "--solve", "3,1", "--fit", "--update", "3,1"])
+    assert code == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "--update: this device has no updater (cores: cholesky)")
+    assert not (tmp_path / "out").exists()
+
+
 def test_command_rejects_a_named_device_it_cannot_open(tmp_path, capsys):
     """The user's own device: no protocol figures in its place, but the reason, exit 2."""
     code = main(["bench", "link", "--out", str(tmp_path / "out"), "--device",
