@@ -699,7 +699,8 @@ def _run_jobs(url: str, solves, fits, seed: int, label: str,
 
     ``given`` maps the kinds whose sizes the user gave (``"solve"``, ``"fit"``, ``"update"``)
     to their option: such a size beyond the device's ``n_max`` or ``k_max`` raises ValueError
-    before any job runs (the sizes of other kinds are skipped, and listed in the facts).
+    before any job runs (the sizes of other kinds are skipped, and listed in the facts); with
+    ``"max_burst"`` in it, a ``sweep_burst`` beyond the device's ``max_burst`` does too.
     """
     import tiersolve.host
 
@@ -707,6 +708,9 @@ def _run_jobs(url: str, solves, fits, seed: int, label: str,
     records = []
     with tiersolve.host.open(url) as device:
         info = device.info()
+        if "max_burst" in given and sweep_burst is not None and sweep_burst > info.max_burst:
+            raise ValueError(f"{given['max_burst']} {sweep_burst} is beyond this device's "
+                             f"max_burst = {info.max_burst}")
         if "update" in given and updates and "updater" not in info.cores:
             raise ValueError(f"{given['update']}: this device has no updater (cores: "
                              f"{', '.join(info.cores)})")
@@ -786,6 +790,7 @@ def run(args) -> int:
     finite_number("--round-trip-us", args.round_trip_us, positive=False)
     if args.max_burst is not None:
         integer_at_least("--max-burst", args.max_burst, 1, "give a burst of at least 1 word")
+        given["max_burst"] = "--max-burst"
     notes = []
     jobs: list[dict] = []
     devices = []

@@ -195,6 +195,16 @@ def test_command_rejects_update_sizes_for_a_device_without_the_updater(tmp_path,
     assert not (tmp_path / "out").exists()
 
 
+def test_command_rejects_a_max_burst_beyond_the_device(tmp_path, capsys):
+    """--max-burst above the device's own limit is an error (it was lowered silently)."""
+    code = main(["bench", "link", "--out", str(tmp_path / "out"), "--device",
+                 f"sim://?{TINY}", "--no-sim", "--solve", "3,1", "--fit", "--update",
+                 "--max-burst", "9"])
+    assert code == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "--max-burst 9 is beyond this device's max_burst = 8")
+
+
 def test_command_rejects_a_named_device_it_cannot_open(tmp_path, capsys):
     """The user's own device: no protocol figures in its place, but the reason, exit 2."""
     code = main(["bench", "link", "--out", str(tmp_path / "out"), "--device",
