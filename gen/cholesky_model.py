@@ -147,6 +147,14 @@ def check_inverse_format(inverse_format, fmt: FixedFormat) -> FixedFormat:
                         f"not {inverse_format!r}")
     if inverse_format.width > 24 or inverse_format.width < 2:
         raise ValueError(f"inverse_format {inverse_format} must be 2..24 bits wide")
+    # 1/sqrt(s) of the largest pivot fmt can hold must not truncate to zero: with fewer
+    # fraction bits every L of such a column, and X with it, would come out 0 with no flag
+    needed = -(-(fmt.int_bits - 1) // 2)
+    if inverse_format.frac_bits < needed:
+        raise ValueError(f"inverse_format {inverse_format} has {inverse_format.frac_bits} "
+                         f"fraction bits: 1/sqrt of a pivot near {fmt}'s largest value "
+                         f"(2**{fmt.int_bits - 1}) would truncate to 0; give it at least "
+                         f"{needed}")
     return inverse_format
 
 
@@ -237,6 +245,8 @@ def cholesky_model(fmt, mode: str, n: int, k: int, lam: int, rows, *, n_max: int
     if rows.ndim != 2 or rows.shape[1] != n + k:
         raise ValueError(f"rows must have shape (m, n + k) = (m, {n + k}), not {rows.shape}")
     rows = fmt.check_ints(rows, "rows")
+    if mode == "gram" and not len(rows):
+        raise ValueError("Gram mode needs at least one row (the core cannot take none)")
     lam = int(fmt.check_ints(np.array(lam), "lam"))
     saturated = False
     total = n + k
@@ -417,6 +427,8 @@ def late_term_default(lanes: int, late_term=None) -> bool:
     iCE40UP5K, whose 16 × 16 DSPs a Q6.12 one-lane core already uses 6 of 8, four more) and
     saves least with one lane (one step per right-hand side and row, about 2 % of factor +
     solve at n = 32)."""
+    if late_term is not None and not isinstance(late_term, (bool, np.bool_)):
+        raise TypeError(f"late_term must be True, False or None, not {late_term!r}")
     return lanes >= 2 if late_term is None else bool(late_term)
 
 
@@ -510,6 +522,13 @@ def cycle_model(n: int, k: int, lanes: int, rows: int = 0, *, rsqrt_latency: int
         the scaling blocks still to go after the last column's last step) and
         ``factor_drain`` (the final drain, ``factor_drain`` of :func:`pipeline_delays`).
     """
+    for name, value, least in (("n", n, 1), ("k", k, 1), ("lanes", lanes, 1),
+                               ("rows", rows, 0), ("rsqrt_latency", rsqrt_latency, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise ValueError(f"cycle_model: {name} must be an integer of at least {least}, "
+                             f"not {value!r}")
+    if lanes & (lanes - 1):
+        raise ValueError(f"cycle_model: lanes must be a power of two, not {lanes}")
     delays = pipeline_delays(lanes, fmt, inverse_format, late_term)
     late = "back_late" in delays
     total = n + k

@@ -109,8 +109,11 @@ class Cordic(wiring.Component):
 
     def __init__(self, fmt, iterations=None, mode="vectoring", pipelined=True,
                  compensate_gain=True, guard_bits=None):
+        if isinstance(fmt, str):
+            fmt = FixedFormat.parse(fmt)
         if not isinstance(fmt, FixedFormat):
-            raise TypeError(f"fmt must be a FixedFormat, not {fmt!r}")
+            raise TypeError(f"fmt must be a FixedFormat or a string such as 'Q6.12', not "
+                            f"{fmt!r}")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         if not isinstance(pipelined, bool):

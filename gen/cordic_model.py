@@ -163,8 +163,11 @@ class CordicConfig:
     compensate_gain: bool = True
 
     def __post_init__(self):
+        if isinstance(self.fmt, str):
+            object.__setattr__(self, "fmt", FixedFormat.parse(self.fmt))
         if not isinstance(self.fmt, FixedFormat):
-            raise TypeError(f"fmt must be a FixedFormat, not {self.fmt!r}")
+            raise TypeError(f"fmt must be a FixedFormat or a string such as 'Q6.12', not "
+                            f"{self.fmt!r}")
         if self.fmt.width < ANGLE_INT_BITS + 1:
             raise ValueError(f"fmt {self.fmt} is too narrow: the CORDIC needs at least 4 bits")
         iterations = self.fmt.width if self.iterations is None else self.iterations
@@ -185,6 +188,19 @@ class CordicConfig:
         object.__setattr__(self, "iterations", iterations)
         object.__setattr__(self, "guard_bits", int(guard_bits))
         object.__setattr__(self, "compensate_gain", bool(self.compensate_gain))
+        # The x/y registers have two integer bits above the input's: room for the gain
+        # (|x|, |y| <= K·√2·2**(a-1), K < 1.65) plus the truncation error the shifted adds
+        # collect (at most about one internal LSB per register and iteration). Too few guard
+        # bits for many iterations overflow it (a magnitude that comes out negative).
+        lsb = 2.0 ** -self.internal_frac_bits
+        headroom = 2.0 ** (self.fmt.int_bits + 1) - math.sqrt(2) * self.gain * \
+            2.0 ** (self.fmt.int_bits - 1)
+        if 2 * iterations * lsb > headroom:
+            raise ValueError(f"{iterations} iterations with {guard_bits} guard bits can "
+                             f"overflow the {self.fmt} CORDIC's registers (rounding errors of "
+                             f"up to {2 * iterations * lsb:.3g} against {headroom:.3g} of "
+                             "headroom): give more guard bits (the default is "
+                             f"{iterations.bit_length() + 2}) or fewer iterations")
 
     # -- x/y datapath ------------------------------------------------------------------------
 

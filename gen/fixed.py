@@ -14,6 +14,7 @@ operations in hardware.
 
 from __future__ import annotations
 
+import numbers
 import re
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -48,7 +49,7 @@ MAX_WIDTH = 32
 #:     drop the bits, i.e. round towards -inf (an arithmetic right shift in two's complement).
 ROUNDING_MODES = ("nearest-even", "nearest-up", "truncate")
 
-_FORMAT_RE = re.compile(r"^\s*[Qq]?\s*(\d+)\s*\.\s*(\d+)\s*$")
+_FORMAT_RE = re.compile(r"^\s*[Qq]?\s*([0-9]+)\s*\.\s*([0-9]+)\s*$")
 
 
 def _check_int(name: str, value) -> int:
@@ -140,7 +141,10 @@ class FixedFormat:
         """Parse ``"Q6.12"`` or ``"6.12"`` (int_bits.frac_bits, sign included)."""
         if isinstance(text, FixedFormat):
             return text
-        match = _FORMAT_RE.match(str(text))
+        if not isinstance(text, str):  # a float 6.10 would read as "6.1"
+            raise TypeError(f"a fixed-point format is a string such as 'Q6.12' or a "
+                            f"FixedFormat, not {text!r}")
+        match = _FORMAT_RE.match(text)
         if match is None:
             raise ValueError(
                 f"cannot parse fixed-point format {text!r}; expected 'Q<int_bits>.<frac_bits>', "
@@ -247,12 +251,21 @@ class FixedFormat:
     def check_ints(self, q, name: str = "values") -> np.ndarray:
         """Return ``q`` as int64 after checking every element fits the format."""
         q = np.asarray(q)
-        if q.dtype.kind not in "iuO":
+        if q.dtype.kind == "O":  # Python integers (e.g. beyond int64): each must be one
+            for value in q.flat:
+                if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                    raise TypeError(f"{name} must be integers, not {type(value).__name__} "
+                                    f"({value!r})")
+        elif q.dtype.kind not in "iu":
             raise TypeError(f"{name} must be integers, not {q.dtype}")
-        q = q.astype(np.int64)
-        if q.size and (q.min() < self.min_int or q.max() > self.max_int):
-            raise ValueError(f"{name} out of range for {self}")
-        return q
+        # range first, on the values as given: a uint64 or a Python int beyond int64 would
+        # wrap in the conversion
+        if q.size:
+            low, high = ((min(q.flat), max(q.flat)) if q.dtype.kind == "O"
+                         else (int(q.min()), int(q.max())))
+            if low < self.min_int or high > self.max_int:
+                raise ValueError(f"{name} out of range for {self}")
+        return q.astype(np.int64)
 
     # -- Amaranth side -----------------------------------------------------------------------
 

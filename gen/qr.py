@@ -173,6 +173,7 @@ FOLD       ``m`` rows ``[h | t]``       fold ``m = value`` rows in, each after s
 
 from __future__ import annotations
 
+import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -408,8 +409,9 @@ class IncrementalUpdater(wiring.Component):
     def __init__(self, n_max: int, k_max: int, fmt, units: int = 1, rotation: str = "cordic",
                  fold: bool = True):
         for name, value in (("n_max", n_max), ("k_max", k_max), ("units", units)):
-            if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise TypeError(f"{name} must be an integer, not {value!r}")
+        n_max, k_max, units = int(n_max), int(k_max), int(units)
         if n_max < 1 or k_max < 1:
             raise ValueError(f"n_max and k_max must be at least 1, not {n_max}, {k_max}")
         if units < 1 or units > 64 or units & (units - 1):

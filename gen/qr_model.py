@@ -9,8 +9,8 @@ only (the host uses it).
 
 Formats
 -------
-``fmt = Q a.f`` (``w = a + f`` bits, ``w <= 30``) holds ``R``, ``Z``, the rows ``h``, ``t``,
-the solution ``W`` and predictions. Derived formats (:class:`QRConfig`):
+``fmt = Q a.f`` (``w = a + f`` bits, ``w <= 28``: :data:`MAX_DATA_WIDTH`) holds ``R``, ``Z``,
+the rows ``h``, ``t``, the solution ``W`` and predictions. Derived formats (:class:`QRConfig`):
 
 * rotation coefficients ``c, s``: ``Q4.w`` (``|c|, |s| < 8``; a circular rotation has
   ``|c|, |s| <= 1``, a hyperbolic one is refused if ``c`` or ``s`` does not fit);
@@ -480,7 +480,8 @@ def _check_size(name: str, value, maximum=None) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an integer, not {value!r}")
     if value < 1 or (maximum is not None and value > maximum):
-        raise ValueError(f"{name} must be from 1 to {maximum}, not {value}")
+        allowed = "at least 1" if maximum is None else f"from 1 to {maximum}"
+        raise ValueError(f"{name} must be {allowed}, not {value}")
     return int(value)
 
 

@@ -102,7 +102,7 @@ def test_config_defaults():
 
 
 @pytest.mark.parametrize("kwargs, error", [
-    (dict(fmt="Q6.12"), TypeError),
+    (dict(fmt=6.12), TypeError),  # a string such as "Q6.12" is parsed, as the other units do
     (dict(fmt=FixedFormat(2, 1)), ValueError),
     (dict(fmt=FixedFormat(6, 12), iterations=3), ValueError),
     (dict(fmt=FixedFormat(6, 12), iterations=63), ValueError),
@@ -123,7 +123,7 @@ def test_cordic_rejects_bad_parameters():
     with pytest.raises(TypeError, match="pipelined"):
         Cordic(fmt, pipelined="yes")
     with pytest.raises(TypeError, match="fmt"):
-        Cordic("Q6.12")
+        Cordic(6.12)
     with pytest.raises(ValueError, match="iterations"):
         Cordic(fmt, iterations=100)
 
