@@ -408,11 +408,8 @@ def _configuration(board: Board, n_max, k_max, fmt, lanes, cores=None,
         cores = ("cholesky",)
     elif isinstance(cores, str):  # "cholesky,updater" from the command line
         cores = tuple(name.strip() for name in cores.split(",") if name.strip())
-    if not isinstance(updater_fold, bool):
+    if not isinstance(updater_fold, bool):  # (without the updater: SolverDesign refuses it)
         raise TypeError(f"updater_fold must be a bool, not {updater_fold!r}")
-    if updater_fold and "updater" not in cores:
-        raise ValueError("updater_fold builds the updater's FOLD command: it needs the "
-                         "updater (cores=cholesky,updater)")
     return {"n_max": default.n_max if n_max is None else n_max,
             "k_max": default.k_max if k_max is None else k_max,
             "format": str(fmt or default.format),
@@ -678,11 +675,11 @@ def build(board, out, *, n_max: int | None = None, k_max: int | None = None, fmt
     generate(board, out, n_max=n_max, k_max=k_max, fmt=fmt, lanes=lanes, cores=cores,
              inverse_format=inverse_format, updater_fold=updater_fold)
     folder = Path(out).resolve()
-    _remove_results(folder, board)
     config = json.loads((folder / "configuration.json").read_text())
     seconds["generate"] = time.monotonic() - started
 
     commands = json.loads((folder / f"build_{TOP_NAME}.json").read_text())["commands"]
+    _remove_results(folder, board, commands)
     # every tool is found before the first runs: a missing nextpnr is not news after Yosys
     tools = {command[0]: _find_build_tool(command[0]) for command in commands}
     for index, command in enumerate(commands, 1):
@@ -718,14 +715,15 @@ def build(board, out, *, n_max: int | None = None, k_max: int | None = None, fmt
     return BuildResult(report, summary, bitstream, folder)
 
 
-def _remove_results(folder: Path, board: Board) -> None:
+def _remove_results(folder: Path, board: Board, commands: list) -> None:
     """Take a previous build's results out of ``folder`` (its bitstream, report, summary,
-    placed designs and per-seed folders): a build that fails must not leave them looking like
-    its own, for ``tiersolve program`` to load."""
-    stale = [folder / f"{TOP_NAME}{board.bitstream_suffix}", folder / "report.json",
-             folder / "summary.txt", folder / "nextpnr-report.json",
-             folder / f"{TOP_NAME}.config", folder / f"{TOP_NAME}.asc",
-             folder / f"{TOP_NAME}.svf", folder / f"{TOP_NAME}.tim"]
+    what nextpnr wrote, per-seed folders): a build that fails must not leave them looking
+    like its own, for ``tiersolve program`` to load."""
+    stale = [folder / f"{TOP_NAME}{board.bitstream_suffix}", folder / f"{TOP_NAME}.svf",
+             folder / "report.json", folder / "summary.txt"]
+    for command in commands:
+        if command[0].startswith("nextpnr"):
+            stale += [folder / name for name in _nextpnr_files(command[0], command[1:])]
     for path in stale:
         if path.is_file():
             path.unlink()
@@ -1017,7 +1015,7 @@ def program(board, bitstream=None, *, dry_run: bool = False) -> list[str]:
         The programmer is not installed (the message names the Debian package).
     """
     board = board if isinstance(board, Board) else get_board(board)
-    command = program_command(board, "")  # a board without a programmer: its own error first
+    program_command(board, "")  # a board without a programmer: its own error first
     path = Path(bitstream) if bitstream is not None else default_bitstream(board)
     if not path.is_file():
         how = (f"build it with `tiersolve build --board {board.name}`" if board.buildable else

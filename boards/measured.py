@@ -179,8 +179,7 @@ def measured_build(board: str, **config) -> dict | None:
         if not covering:
             return None
         chosen = min(covering, key=lambda entry: (entry["n_max"], entry["k_max"]))
-    result = {key: _config_value(chosen, key) if key in CONFIG_DEFAULTS else chosen[key]
-              for key in RESULT_KEYS}
+    result = {key: _config_value(chosen, key) for key in RESULT_KEYS}
     result["cores"] = _cores(result["cores"])
     return result
 

@@ -762,14 +762,14 @@ class DeviceBackend(FixedBackend):
                         "estimator fitted on a device pickles without it: see "
                         "TwoTierClassifier)")
 
-    def _check_sizes(self, what, n, k):
+    def _check_sizes(self, what, n, k, columns="outputs"):
         info = self.device.info()
         if n > info.n_max:
             raise ValueError(f"{what} has n = {n} unknowns but the device's n_max is "
                              f"{info.n_max} (use a narrower layer, or a larger device)")
-        if k > info.k_max:  # the one-step solves come in blocks of k_max: the head's outputs
-            raise ValueError(f"{what} has k = {k} outputs but the device's k_max is "
-                             f"{info.k_max} (fewer classes or outputs, or a larger device)")
+        if k > info.k_max:  # (ridge_solve sends its right-hand sides in blocks of k_max)
+            raise ValueError(f"{what} has k = {k} {columns} but the device's k_max is "
+                             f"{info.k_max} (fewer {columns}, or a larger device)")
 
     def matching_fixed_backend(self) -> FixedBackend:
         """The :class:`FixedBackend` this device agrees with bit for bit."""
@@ -791,7 +791,7 @@ class DeviceBackend(FixedBackend):
         from tiersolve.host.device import Job
         from tiersolve.host.errors import NotPositiveDefinite, Saturated
 
-        self._check_sizes("the one-step solve", n, k)
+        self._check_sizes("the one-step solve", n, k, "right-hand sides")
         job = Job(regmap.Op.CHOLESKY_GRAM, n, k, int(lam_q), np.asarray(rows, dtype=np.int64),
                   0)
         outcome = SimpleNamespace(x=None, npd=False, npd_index=0, saturated=False)
@@ -1305,8 +1305,10 @@ class _TwoTierBase(BaseEstimator):
                 removed = (np.array([row[0] for row in old]),
                            np.vstack([self._pad_targets(np.atleast_2d(row[1]))
                                       for row in old]))
-        backend.qr_check(self.head_, F, T, beta, self.forget_per, removed)
         if removed is not None:
+            # the update must not be refused after the downdate went in (a device's head is
+            # not snapshot); without one, qr_update checks its rows before folding any
+            backend.qr_check(self.head_, F, T, beta, self.forget_per, removed)
             touched = self._head_touched
             self._head_touched = True
             try:
