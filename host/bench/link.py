@@ -784,9 +784,7 @@ def run(args) -> int:
         if user:
             sim_given[kind] = f"--sim-{kind}"
     solves, fits, updates = sizes["solve"], sizes["fit"], sizes["update"]
-    if not args.baud > 0:
-        raise CliError(f"--baud must be positive, not {args.baud}")
-    finite_number("--baud", args.baud)
+    finite_number("--baud", args.baud)  # (above 0 and finite)
     finite_number("--round-trip-us", args.round_trip_us, positive=False)
     if args.max_burst is not None:
         integer_at_least("--max-burst", args.max_burst, 1, "give a burst of at least 1 word")
