@@ -215,7 +215,10 @@ class FixedFormat:
         if rounding == "nearest-even":
             rounded = np.rint(scaled)
         elif rounding == "nearest-up":
-            rounded = np.floor(scaled + 0.5)
+            # floor, then up where the part dropped is at least one half: both steps exact
+            # (floor(scaled + 0.5) rounds the sum first: 0.49999999999999994 went up to 1)
+            rounded = np.floor(scaled)
+            rounded = rounded + (scaled - rounded >= 0.5)
         else:
             rounded = np.floor(scaled)
         saturated = (rounded < self.min_int) | (rounded > self.max_int)
@@ -304,7 +307,20 @@ def round_shift(x, shift: int, rounding: str = "nearest-even") -> np.ndarray:
     if shift == 0:
         return x.copy()
     if shift < 0:
-        return x * (1 << -shift)
+        factor = 1 << -shift
+        if x.dtype.kind != "O" and x.size:
+            info = np.iinfo(x.dtype)
+            low, high = int(x.min()), int(x.max())
+            if low * factor < info.min or high * factor > info.max:
+                raise OverflowError(
+                    f"round_shift: {x.dtype} values in [{low}, {high}] times 2**{-shift} do "
+                    f"not fit {x.dtype}; pass Python integers (an object array)")
+        return x * factor
+    if x.dtype.kind != "O" and x.size:
+        # x + 2**(shift-1) must not wrap, nor a shift reach the width (NumPy masks the count)
+        info = np.iinfo(x.dtype)
+        if shift >= info.bits - 1 or int(x.max()) > info.max - (1 << (shift - 1)):
+            return round_shift(x.astype(object), shift, rounding).astype(x.dtype)
     if rounding == "truncate":
         return x >> shift
     half = 1 << (shift - 1)

@@ -123,6 +123,16 @@ def round_nearest_up(value: int, shift: int) -> int:
     return (value + (1 << (shift - 1))) >> shift
 
 
+def _ints(fmt: FixedFormat, values, name: str, ndim: int) -> np.ndarray:
+    """``values`` as int64 after checking they are integers of ``fmt`` in ``ndim`` dimensions
+    (the public helpers below take what the cores hold; a float would be truncated)."""
+    values = fmt.check_ints(values, name)
+    if values.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimension{'s' if ndim != 1 else ''}, "
+                         f"not shape {values.shape}")
+    return values
+
+
 def _clip(value: int, fmt: FixedFormat) -> tuple[int, bool]:
     if value > fmt.max_int:
         return fmt.max_int, True
@@ -314,8 +324,17 @@ def generate_rotation(config: QRConfig, a: int, b: int, hyperbolic: bool = False
     """Rotation that zeroes ``b`` against the pivot ``a`` (stored integers of ``config.fmt``).
 
     See the module docstring for the arithmetic of each kind.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``a`` or ``b`` is not an integer of ``config.fmt``.
     """
-    a, b = int(a), int(b)
+    a, b = (int(v) for v in _ints(config.fmt, [a, b], "a and b", 1))
+    return _generate_rotation(config, a, b, bool(hyperbolic))
+
+
+def _generate_rotation(config: QRConfig, a: int, b: int, hyperbolic: bool) -> Rotation:
     if config.rotation == "cordic" and not hyperbolic:
         result = vectoring(config.cordic, a, b)
         return Rotation(r=int(result.magnitude), directions=int(result.directions),
@@ -344,9 +363,21 @@ def apply_rotation(config: QRConfig, rot: Rotation, upper, lower):
     Returns
     -------
     (upper, lower, saturated) : (list of int, list of int, bool)
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``upper`` or ``lower`` holds something other than integers of ``config.fmt``, or their
+        lengths differ.
     """
-    upper = [int(v) for v in upper]
-    lower = [int(v) for v in lower]
+    upper = [int(v) for v in _ints(config.fmt, np.atleast_1d(upper), "upper", 1)]
+    lower = [int(v) for v in _ints(config.fmt, np.atleast_1d(lower), "lower", 1)]
+    if len(upper) != len(lower):
+        raise ValueError(f"upper and lower have {len(upper)} and {len(lower)} entries")
+    return _apply_rotation(config, rot, upper, lower)
+
+
+def _apply_rotation(config: QRConfig, rot: Rotation, upper: list[int], lower: list[int]):
     if not upper:
         return upper, lower, False
     fmt = config.fmt
@@ -370,7 +401,22 @@ def apply_rotation(config: QRConfig, rot: Rotation, upper, lower):
 
 def scale_row(values, forgetting: int, frac_bits: int) -> list[int]:
     """Forgetting: ``round(v·b / 2**frac_bits)`` of each value (identity for ``b = 2**w``)."""
-    return [round_nearest_up(int(v) * forgetting, frac_bits) for v in values]
+    forgetting = _check_integer("forgetting", forgetting)
+    frac_bits = _check_integer("frac_bits", frac_bits)
+    values = np.atleast_1d(np.asarray(values))
+    if values.dtype.kind not in "iuO":
+        raise TypeError(f"values must be integers, not {values.dtype}")
+    return _scale_row([_check_integer("a value", v) for v in values.flat], forgetting, frac_bits)
+
+
+def _scale_row(values: list[int], forgetting: int, frac_bits: int) -> list[int]:
+    return [round_nearest_up(v * forgetting, frac_bits) for v in values]
+
+
+def _check_integer(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    return int(value)
 
 
 @dataclass
@@ -401,12 +447,26 @@ def fold_row(config: QRConfig, A, row, forgetting: int | None = None,
     """Fold one work row ``[h | t]`` into ``A = [R | Z]`` (``n x (n + k)`` stored integers).
 
     ``forgetting`` is ``b`` of :meth:`QRConfig.forgetting_constant` (None: ``beta = 1``).
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``A`` or ``row`` holds something other than integers of ``config.fmt``, ``A`` is not
+        ``n x (n + k)`` with ``k >= 0``, ``row`` does not have ``n + k`` entries, or
+        ``forgetting`` is not an integer from 1 to ``2**w``.
     """
-    A = np.asarray(A, dtype=np.int64)
+    A = _ints(config.fmt, A, "A", 2)
     n, width = A.shape
-    work = [int(v) for v in row]
+    if width < n:
+        raise ValueError(f"A = [R | Z] must have at least n = {n} columns, not {width}")
+    work = [int(v) for v in _ints(config.fmt, np.atleast_1d(row), "row", 1)]
     if len(work) != width:
         raise ValueError(f"row has {len(work)} entries, expected n + k = {width}")
+    if forgetting is not None:
+        forgetting = _check_integer("forgetting", forgetting)
+        if not 1 <= forgetting <= 1 << config.forgetting_frac_bits:
+            raise ValueError(f"forgetting constant must be from 1 to "
+                             f"2**{config.forgetting_frac_bits}, not {forgetting}")
     out = A.copy()
     saturated = False
     rotations = 0
@@ -414,12 +474,12 @@ def fold_row(config: QRConfig, A, row, forgetting: int | None = None,
     for i in range(n):
         pivot_row = [int(v) for v in A[i, i:]]
         if forgetting is not None:
-            pivot_row = scale_row(pivot_row, forgetting, frac)
-        rot = generate_rotation(config, pivot_row[0], work[i], hyperbolic)
+            pivot_row = _scale_row(pivot_row, forgetting, frac)
+        rot = _generate_rotation(config, pivot_row[0], work[i], bool(hyperbolic))
         if rot.refused:
             return FoldResult(A.copy(), refused=True, refused_index=i, saturated=saturated,
                               rotations=rotations)
-        upper, lower, clipped = apply_rotation(config, rot, pivot_row[1:], work[i + 1:])
+        upper, lower, clipped = _apply_rotation(config, rot, pivot_row[1:], work[i + 1:])
         out[i, i] = rot.r
         out[i, i + 1:] = upper
         work[i + 1:] = lower
@@ -436,12 +496,20 @@ def back_substitution(config: QRConfig, R, Z) -> tuple[np.ndarray, bool]:
     reciprocal square root as the rotations), so it keeps ``w`` significant bits whatever the
     size of ``R_ii``. A zero ``R_ii`` (singular ``R``) gives ``W[i] = 0`` and the
     ``saturated`` flag.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``R`` (``n x n``) or ``Z`` (``n x k``) holds something other than integers of
+        ``config.fmt``, or their shapes do not match.
     """
     fmt = config.fmt
     f, w = fmt.frac_bits, fmt.width
-    R = np.asarray(R, dtype=np.int64)
-    Z = np.asarray(Z, dtype=np.int64)
+    R = _ints(fmt, R, "R", 2)
+    Z = _ints(fmt, Z, "Z", 2)
     n, k = Z.shape
+    if R.shape != (n, n):
+        raise ValueError(f"R must be {n} x {n} for Z of shape {Z.shape}, not {R.shape}")
     saturated = False
     W = [[0] * k for _ in range(n)]
     for i in range(n - 1, -1, -1):
@@ -463,10 +531,19 @@ def back_substitution(config: QRConfig, R, Z) -> tuple[np.ndarray, bool]:
 
 
 def predict(config: QRConfig, W, h) -> tuple[np.ndarray, bool]:
-    """``y = hᵀW`` (``k`` values in ``fmt``) as the core computes it; ``(y, saturated)``."""
+    """``y = hᵀW`` (``k`` values in ``fmt``) as the core computes it; ``(y, saturated)``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``W`` (``n x k``) or ``h`` (``n``) holds something other than integers of
+        ``config.fmt``, or their sizes do not match.
+    """
     fmt = config.fmt
-    W = np.asarray(W, dtype=np.int64)
-    h = [int(v) for v in h]
+    W = _ints(fmt, W, "W", 2)
+    h = [int(v) for v in _ints(fmt, np.atleast_1d(h), "h", 1)]
+    if len(h) != W.shape[0]:
+        raise ValueError(f"h has {len(h)} entries, W has {W.shape[0]} rows")
     out, saturated = [], False
     for c in range(W.shape[1]):
         acc = sum(h[j] * int(W[j, c]) for j in range(W.shape[0]))
@@ -587,7 +664,7 @@ class IncrementalUpdaterModel(QRSolverModel):
     def update_with_constant(self, h, t, forgetting: int) -> FoldResult:
         """:meth:`update` with ``b`` given as the integer the core's register holds
         (``1 <= b <= 2**w``; the core rejects other values as a bad command)."""
-        forgetting = int(forgetting)
+        forgetting = _check_integer("forgetting", forgetting)
         if not 1 <= forgetting <= 1 << self.config.forgetting_frac_bits:
             raise ValueError(f"forgetting constant must be from 1 to "
                              f"2**{self.config.forgetting_frac_bits}, not {forgetting}")

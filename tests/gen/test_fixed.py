@@ -72,6 +72,21 @@ def test_rounding_ties():
     assert fmt.quantise(x, "truncate").values.tolist() == [0, 1, -1, -2, 2, -3]
 
 
+def test_nearest_up_is_exact_beside_ties():
+    # floor(x + 0.5) in floating point rounded the sum first: the largest double below a tie
+    # went up; the reference is exact rational rounding of the double
+    from fractions import Fraction
+
+    fmt = FixedFormat(20, 0)
+    below = [np.nextafter(v + 0.5, -np.inf) for v in (0.0, 1.0, 2.0, -1.0, 1000.0)]
+    ties = [0.5, 1.5, -0.5, -1.5, -2.5]
+    above = [np.nextafter(v, np.inf) for v in ties]
+    x = np.array(below + ties + above)
+    want = [int(np.floor(Fraction(float(v)) + Fraction(1, 2))) for v in x]
+    assert fmt.quantise(x, "nearest-up").values.tolist() == want
+    assert want[:5] == [0, 1, 2, -1, 1000]
+
+
 def test_saturation_reports_elements():
     fmt = FixedFormat(2, 2)  # range [-2, 1.75]
     q = fmt.quantise([[1.75, 1.8, 1.9], [-2.0, -2.1, -2.2]])
@@ -125,6 +140,23 @@ def test_round_shift_object_arrays_and_negative_shift():
     assert round_shift(big, 10).tolist() == [2**70, -(2**70) - 2]
     assert round_shift(np.array([3, -3]), -2).tolist() == [12, -12]
     assert round_shift(np.array([3, -3]), 0).tolist() == [3, -3]
+
+
+def test_round_shift_int64_never_wraps():
+    # a negative shift that leaves int64 raises (it wrapped silently); roundings whose
+    # x + 2**(shift-1) passes the int64 maximum, or whose shift reaches 64 bits, still give
+    # the exact result
+    with pytest.raises(OverflowError, match="do not fit int64"):
+        round_shift(np.array([1, 2**60]), -4)
+    with pytest.raises(OverflowError):
+        round_shift(np.array([-(2**62)]), -2)
+    assert round_shift(np.array([2**60], dtype=object), -4).tolist() == [2**64]
+    edge = np.array([2**63 - 1, -(2**63), 2**62 + 2**61, -5, 5], dtype=np.int64)
+    for shift in (1, 2, 40, 62, 63, 64, 100):
+        for rounding in ("nearest-even", "nearest-up", "truncate"):
+            want = [_reference_round_shift(int(v), shift, rounding) for v in edge]
+            got = round_shift(edge, shift, rounding)
+            assert got.dtype == np.int64 and got.tolist() == want, (shift, rounding)
 
 
 def test_saturate():

@@ -18,10 +18,15 @@ from tiersolve.gen.qr_model import (
     IncrementalUpdaterModel,
     QRConfig,
     QRSolverModel,
+    apply_rotation,
+    back_substitution,
+    fold_row,
     generate_rotation,
     normalise,
+    predict,
     ridge_error_bound,
     round_nearest_up,
+    scale_row,
 )
 
 
@@ -218,3 +223,51 @@ def test_predict_solve_load(rotation):
     other = IncrementalUpdaterModel(config, n, k, 0)
     other.load(R=model.R, Z=model.Z)
     assert np.array_equal(other.solve(), model.W)
+
+
+def test_public_helpers_check_their_integers():
+    # the helpers are public: a float was truncated by int()/astype and an out-of-range value
+    # folded in as if the core could hold it
+    config = QRConfig(FixedFormat(4, 12), "multiplier")
+    fmt = config.fmt
+    model = QRSolverModel(config, 2, 1, fmt.const(0.5))
+    A = model.A
+    with pytest.raises(TypeError, match="row must be integers"):
+        fold_row(config, A, [0.5, 1.7, 0.0])
+    with pytest.raises(ValueError, match="row out of range"):
+        fold_row(config, A, [fmt.max_int + 1, 0, 0])
+    with pytest.raises(TypeError, match="A must be integers"):
+        fold_row(config, A.astype(float), [1, 2, 3])
+    with pytest.raises(ValueError, match="2 dimensions"):
+        fold_row(config, A[0], [1, 2, 3])
+    with pytest.raises(ValueError, match="at least n"):
+        fold_row(config, A[:, :1], [1])
+    with pytest.raises(ValueError, match="forgetting constant"):
+        fold_row(config, A, [1, 2, 3], forgetting=0)
+    with pytest.raises(TypeError, match="forgetting must be an integer"):
+        fold_row(config, A, [1, 2, 3], forgetting=4096.5)
+    with pytest.raises(TypeError, match="a and b must be integers"):
+        generate_rotation(config, 100.9, 3)
+    with pytest.raises(ValueError, match="a and b out of range"):
+        generate_rotation(config, 100, fmt.min_int - 1)
+    rot = generate_rotation(config, 100, 3)
+    with pytest.raises(TypeError, match="upper must be integers"):
+        apply_rotation(config, rot, [1.5], [2])
+    with pytest.raises(ValueError, match="1 and 2 entries"):
+        apply_rotation(config, rot, [1], [2, 3])
+    with pytest.raises(TypeError, match="Z must be integers"):
+        back_substitution(config, model.R, model.Z.astype(float))
+    with pytest.raises(ValueError, match="R must be 2 x 2"):
+        back_substitution(config, model.R[:1], model.Z)
+    with pytest.raises(ValueError, match="h has 3 entries"):
+        predict(config, np.zeros((2, 1), dtype=np.int64), [1, 2, 3])
+    with pytest.raises(TypeError, match="h must be integers"):
+        predict(config, np.zeros((2, 1), dtype=np.int64), [0.5, 1])
+    with pytest.raises(TypeError, match="values must be integers"):
+        scale_row([1.5, 2], 4096, 12)
+    with pytest.raises(TypeError, match="forgetting must be an integer"):
+        IncrementalUpdaterModel(config, 2, 1, 0).update_with_constant([1, 2], [3], 4000.7)
+    # what the checks let through gives the integers it gave before
+    result = fold_row(config, A, np.array([5, -7, 9], dtype=np.int32))
+    assert np.array_equal(result.A, fold_row(config, A, [5, -7, 9]).A)
+    assert scale_row(np.array([3, -3]), 2048, 12) == [2, -1]
