@@ -186,7 +186,10 @@ from .qr_model import QRConfig
 from .qr_ops import Op, Select
 from .recip import ReciprocalUnit
 
-__all__ = ["Op", "Select", "IncrementalUpdater", "QRSolver", "command_layout"]
+__all__ = ["MAX_K", "MAX_N", "Op", "Select", "IncrementalUpdater", "QRSolver", "command_layout"]
+
+#: Largest ``n_max`` and ``k_max`` of the QR cores (those of the Cholesky core).
+MAX_N, MAX_K = 1024, 256
 
 
 def command_layout(n_max: int, k_max: int, fmt: FixedFormat) -> data.StructLayout:
@@ -345,7 +348,8 @@ class IncrementalUpdater(wiring.Component):
     Parameters
     ----------
     n_max, k_max : int
-        Largest ``n`` (columns of ``H``) and ``k`` (columns of ``T``), at least 1.
+        Largest ``n`` (columns of ``H``, 1..1024: :data:`MAX_N`) and ``k`` (columns of ``T``,
+        1..256: :data:`MAX_K`).
     fmt : FixedFormat or str
         Data format (8 to 28 bits; see :mod:`tiersolve.gen.qr_model`).
     units : int
@@ -412,8 +416,9 @@ class IncrementalUpdater(wiring.Component):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise TypeError(f"{name} must be an integer, not {value!r}")
         n_max, k_max, units = int(n_max), int(k_max), int(units)
-        if n_max < 1 or k_max < 1:
-            raise ValueError(f"n_max and k_max must be at least 1, not {n_max}, {k_max}")
+        if not (1 <= n_max <= MAX_N and 1 <= k_max <= MAX_K):
+            raise ValueError(f"n_max must be from 1 to {MAX_N} and k_max from 1 to {MAX_K} "
+                             f"(the Cholesky core's limits), not {n_max}, {k_max}")
         if units < 1 or units > 64 or units & (units - 1):
             raise ValueError(f"units must be a power of two from 1 to 64, not {units}")
         self.config = QRConfig(fmt, rotation)
@@ -456,10 +461,11 @@ class IncrementalUpdater(wiring.Component):
             self.fold_min_period_forgetting = max(drain, generate + 2 + self.scale_latency)
             #: skew: s·P must cover a task's lead, its array latency and the capture
             self.fold_skew_cycles = self.fold_lead + drain - 1
-            #: rows that can be in flight at once (x memory row slots)
+            #: rows that can be in flight at once (x memory row slots): the most over every
+            #: (n, k), which k = 1 gives for each n (a larger k only lengthens the period,
+            #: which can only shorten the skew)
             self.fold_row_slots = max(
-                self.fold_plan(n, k)["skew"] * (n - 1) + 1
-                for n in range(1, n_max + 1) for k in range(1, k_max + 1))
+                self.fold_plan(n, 1)["skew"] * (n - 1) + 1 for n in range(1, n_max + 1))
         super().__init__({
             "command": In(stream.Signature(command_layout(n_max, k_max, self.fmt))),
             "i": In(stream.Signature(signed(w))),

@@ -565,6 +565,23 @@ def test_parameter_validation():
         IncrementalUpdater(4.0, 1, "Q4.12")
     with pytest.raises(ValueError, match="rotation"):
         QRSolver(4, 1, "Q4.12", rotation="householder")
+    # the Cholesky core's limits (there were none: 1024 / 256 took 10 s to refuse nothing)
+    with pytest.raises(ValueError, match="n_max must be from 1 to 1024"):
+        IncrementalUpdater(1025, 1, "Q4.12")
+    with pytest.raises(ValueError, match="k_max from 1 to 256"):
+        QRSolver(4, 257, "Q4.12")
+
+
+@pytest.mark.parametrize("n_max, k_max, units, rotation", [
+    (16, 2, 4, "cordic"), (64, 32, 1, "multiplier"), (8, 1, 8, "cordic"),
+    (32, 4, 32, "multiplier")])
+def test_fold_row_slots_cover_every_size(n_max, k_max, units, rotation):
+    """The row slots are the most rows in flight over every runtime (n, k): the constructor
+    takes k = 1 for each n (a larger k can only lengthen the period and shorten the skew)."""
+    core = IncrementalUpdater(n_max, k_max, "Q4.12", units=units, rotation=rotation)
+    assert core.fold_row_slots == max(
+        core.fold_plan(n, k, forgetting)["skew"] * (n - 1) + 1
+        for n in range(1, n_max + 1) for k in range(1, k_max + 1) for forgetting in (False, True))
 
 
 def test_forgetting_run_in_simulation():
