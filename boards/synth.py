@@ -584,9 +584,10 @@ def synthesize_seeds(design, seeds, *, target: str = "ecp5-85f", top: str | None
 
     Raises
     ------
-    As :func:`synthesize`; also ``ValueError`` for no seeds and ``TypeError`` for a seed that
-    is not an integer. A failure of one seed's placement raises (the reports of the seeds
-    before it are lost with it: the log names the folder).
+    As :func:`synthesize`; also ``ValueError`` for no seeds or a seed outside nextpnr's range
+    (0 to ``2**31 - 1``) and ``TypeError`` for a seed that is not an integer. A failure of
+    one seed's placement raises (the reports of the seeds before it are lost with it: the log
+    names the folder).
     """
     if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
         raise TypeError(f"seeds must be a sequence of integers, not {seeds!r}")
@@ -598,6 +599,9 @@ def synthesize_seeds(design, seeds, *, target: str = "ecp5-85f", top: str | None
             checked.append(operator.index(value))
         except TypeError:
             raise TypeError(f"a placement seed must be an integer, not {value!r}") from None
+        if not 0 <= checked[-1] < 2**31:
+            raise ValueError(f"a placement seed must be from 0 to 2**31 - 1 (nextpnr's range), "
+                             f"not {checked[-1]}")
     seeds = list(dict.fromkeys(checked))
     if not seeds:
         raise ValueError("synthesize_seeds needs at least one seed")

@@ -77,7 +77,7 @@ def test_ice40_cannot_be_placed_out_of_context():
 
 @pytest.mark.parametrize("seeds, error", [
     ([], ValueError), (["1"], TypeError), ([1.5], TypeError), ([True], TypeError),
-    (3, TypeError), ("12", TypeError),
+    (3, TypeError), ("12", TypeError), ([2**31], ValueError), ([1, -1], ValueError),
 ])
 def test_bad_seeds(seeds, error):
     with pytest.raises(error, match="seed"):
