@@ -27,7 +27,8 @@ _UNITS: dict[str, UnitSpec] = {}
 
 
 def flag(text) -> bool:
-    """Parameter type of an on/off option: ``1``/``0``, ``true``/``false``, ``yes``/``no``."""
+    """An on/off option (``tiersolve generate -p``, the ``updater_fold`` URL key): ``1``/``0``,
+    ``true``/``false``, ``yes``/``no``, ``on``/``off``, in any case."""
     if isinstance(text, bool):
         return text
     value = str(text).strip().lower()
@@ -35,7 +36,7 @@ def flag(text) -> bool:
         return True
     if value in ("0", "false", "no", "off"):
         return False
-    raise ValueError(f"{text!r} is not 0 or 1 (or true / false)")
+    raise ValueError(f"expected 0 or 1 (or true / false, yes / no, on / off), not {text!r}")
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,7 @@ import numpy as np
 from tiersolve.designs import regmap
 from tiersolve.gen.fixed import FixedFormat
 from tiersolve.gen.qr_ops import fold_row_limit
+from tiersolve.gen.registry import flag
 
 from .errors import (
     DeviceError,
@@ -96,13 +97,6 @@ from .errors import (
 )
 
 __all__ = ["Device", "DeviceInfo", "HeadState", "Job", "open", "parse_url"]
-
-
-def switch(text: str) -> bool:
-    """``"0"`` -> False, ``"1"`` -> True (the ``updater_fold`` URL key)."""
-    if text not in ("0", "1"):
-        raise ValueError(f"expected 0 or 1, not {text!r}")
-    return text == "1"
 
 
 def core_list(text: str) -> tuple[str, ...]:
@@ -119,7 +113,7 @@ _SIM_KEYS = {
     "inverse_format": ("inverse_format", str), "max_burst": ("max_burst", int),
     "clock_hz": ("clock_frequency", int), "cores": ("cores", core_list),
     "updater_units": ("updater_units", int), "updater_rotation": ("updater_rotation", str),
-    "updater_fold": ("updater_fold", switch),
+    "updater_fold": ("updater_fold", flag),
 }
 _UART_KEYS = {"baud": ("baud_rate", int), "timeout": ("timeout", float),
               "retries": ("retries", int), "max_burst": ("max_burst", int)}

@@ -211,7 +211,7 @@ def test_generate_and_build_with_the_updaters_fold(tmp_path, capsys, monkeypatch
     capsys.readouterr()
     for bad, message in ((["-p", "updater_fold=1"], "it needs the updater"),
                          (["-p", "updater_fold=maybe", "-p", "cores=cholesky,updater"],
-                          "'maybe' is not 0 or 1")):
+                          "expected 0 or 1 (or true / false, yes / no, on / off), not 'maybe'")):
         assert main(["generate", "--board", "ulx3s-85f", *bad, "--output",
                      str(tmp_path / "bad")]) == 2
         assert message in capsys.readouterr().err

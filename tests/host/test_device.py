@@ -207,8 +207,8 @@ def test_an_underflowed_result_column_raises(device):
     ("sim://somewhere", "no path"),
     ("uart://", "serial device path"),
     ("sim://?n_max=4#x", "fragment"),
-    ("sim://?updater_fold=2", r"updater_fold='2' .* not a valid switch \(expected 0 or 1"),
-    ("sim://?updater_fold=yes", "expected 0 or 1"),
+    ("sim://?updater_fold=2", r"updater_fold='2' .* not a valid flag \(expected 0 or 1"),
+    ("sim://?updater_fold=maybe", "expected 0 or 1"),
     ("sim://?cores=,", "no core named"),
 ])
 def test_malformed_urls(url, match):
@@ -223,6 +223,9 @@ def test_parse_url_defaults():
     assert parse_url("uart:///dev/ttyUSB1?baud=115200")[1:] == \
         ("/dev/ttyUSB1", {"baud_rate": 115200})
     assert parse_url("sim://?updater_fold=1")[2] == {"updater_fold": True}
+    # the same on/off words as tiersolve generate -p (gen.registry.flag)
+    assert parse_url("sim://?updater_fold=yes")[2] == {"updater_fold": True}
+    assert parse_url("sim://?updater_fold=Off")[2] == {"updater_fold": False}
     assert parse_url("sim://?updater_fold=0")[2] == {"updater_fold": False}
 
 
