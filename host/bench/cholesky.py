@@ -22,7 +22,9 @@ For each ``n`` in ``--n`` and each lane count in ``--lanes`` (``k`` right-hand s
 - **time** of factor + solve at the clock frequency (``--fmax-mhz``, or the lowest Fmax that
   ``--synth`` measured, else an assumed 100 MHz, marked as such), beside the time of SciPy's
   ``cho_factor`` + ``cho_solve`` for the same ``n``, ``k`` on this machine's CPU (median of
-  ``--repeats`` runs).
+  ``--repeats`` runs after three unmeasured ones, with the BLAS library held to
+  ``--blas-threads`` threads, default 1, through ``threadpoolctl``; the JSON keeps the
+  minimum and the 90th percentile too, and the BLAS library and version).
 - ``--synth``: synthesis and place-and-route on ECP5-85F (speed grade 6, out of context) of the
   core for ``n_max`` 16 and 64 (LUTs, DSPs, block RAM, Fmax; ``--synth-config`` for others)
   with :func:`tiersolve.boards.synth.synthesize_seeds`; ``--synth-seeds S ...`` places each
@@ -49,8 +51,8 @@ from tiersolve.gen.cholesky_model import (
 from tiersolve.gen.fixed import FixedFormat
 from tiersolve.host.bench.seeds import add_seeds_argument, fmax_cell, seed_runs
 
-__all__ = ["HELP", "accuracy_sweep", "add_arguments", "cpu_time_us", "cycle_table",
-           "plot_accuracy", "run"]
+__all__ = ["HELP", "accuracy_sweep", "add_arguments", "blas_description", "cpu_time_us",
+           "cpu_timing", "cycle_table", "plot_accuracy", "run"]
 
 HELP = "cycles vs the n³/6P bound, time at Fmax vs SciPy, area and accuracy of the Cholesky core"
 
@@ -82,6 +84,9 @@ def add_arguments(parser):
                         help="write the accuracy plot here (e.g. docs/cholesky_accuracy.png)")
     parser.add_argument("--repeats", type=int, default=50,
                         help="CPU timing repetitions (default 50)")
+    parser.add_argument("--blas-threads", type=int, default=1,
+                        help="threads the BLAS library may use in the CPU timing (default 1; "
+                             "set through threadpoolctl, whatever OPENBLAS_NUM_THREADS says)")
 
 
 def _rsqrt_latency(fmt, inverse_format) -> int:
@@ -92,20 +97,64 @@ def _rsqrt_latency(fmt, inverse_format) -> int:
     return unit.latency
 
 
-def cpu_time_us(n: int, k: int, repeats: int = 50, seed: int = 0) -> float:
-    """Median time of ``scipy.linalg.cho_factor`` + ``cho_solve`` (float64), in µs."""
-    from scipy.linalg import cho_factor, cho_solve
+#: Unmeasured runs before the timed ones (first calls load code and warm the caches).
+WARMUP_RUNS = 3
 
+
+def cpu_timing(n: int, k: int, repeats: int = 50, seed: int = 0,
+               threads: int | None = 1) -> dict:
+    """Time ``scipy.linalg.cho_factor`` + ``cho_solve`` (float64) on an SPD ``n x n`` system
+    with ``k`` right-hand sides: ``WARMUP_RUNS`` unmeasured runs, then ``repeats`` timed ones.
+
+    ``threads`` caps the BLAS library's threads for the timing (``threadpoolctl``; None leaves
+    them as they are). Returns ``median_us``, ``min_us``, ``p90_us``, ``repeats`` and
+    ``blas`` (:func:`blas_description` during the timing).
+    """
+    from scipy.linalg import cho_factor, cho_solve
+    from threadpoolctl import threadpool_limits
+
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be an integer of at least 1, not {repeats!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or threads < 1):
+        raise ValueError(f"threads must be an integer of at least 1 or None, not {threads!r}")
     rng = np.random.default_rng(seed)
     h = rng.standard_normal((2 * n, n))
     a = h.T @ h + np.eye(n)
     b = rng.standard_normal((n, k))
     times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        cho_solve(cho_factor(a, lower=True, check_finite=False), b, check_finite=False)
-        times.append(time.perf_counter() - started)
-    return float(np.median(times) * 1e6)
+    with threadpool_limits(limits=threads, user_api="blas"):
+        blas = blas_description()
+        for index in range(WARMUP_RUNS + repeats):
+            started = time.perf_counter()
+            cho_solve(cho_factor(a, lower=True, check_finite=False), b, check_finite=False)
+            if index >= WARMUP_RUNS:
+                times.append(time.perf_counter() - started)
+    times = np.array(times) * 1e6
+    return {"median_us": float(np.median(times)), "min_us": float(times.min()),
+            "p90_us": float(np.percentile(times, 90)), "repeats": repeats, "blas": blas}
+
+
+def cpu_time_us(n: int, k: int, repeats: int = 50, seed: int = 0,
+                threads: int | None = 1) -> float:
+    """Median time of ``scipy.linalg.cho_factor`` + ``cho_solve`` (float64), in µs, with the
+    BLAS library held to ``threads`` threads (:func:`cpu_timing`)."""
+    return cpu_timing(n, k, repeats, seed, threads)["median_us"]
+
+
+def blas_description() -> str:
+    """The BLAS libraries NumPy/SciPy use now, with versions and thread counts (e.g.
+    ``"openblas 0.3.27, 1 thread"``)."""
+    from threadpoolctl import threadpool_info
+
+    parts = []
+    for info in threadpool_info():
+        if info.get("user_api") != "blas":
+            continue
+        threads = info.get("num_threads")
+        parts.append(f"{info.get('internal_api', '?')} {info.get('version') or '?'}, "
+                     f"{threads} thread{'s' if threads != 1 else ''}")
+    return "; ".join(dict.fromkeys(parts)) or "no BLAS library found"
 
 
 def cycle_table(ns, lanes_list, k, rsqrt_latency, fmt=None, inverse_format=None):
@@ -252,6 +301,7 @@ def _check_options(args):
     if args.fmax_mhz is not None:
         finite_number("--fmax-mhz", args.fmax_mhz)
     integer_at_least("--repeats", args.repeats, 1, "give at least 1 timing repetition")
+    integer_at_least("--blas-threads", args.blas_threads, 1, "give at least 1 BLAS thread")
     configs = SYNTH_CONFIGS
     if getattr(args, "synth_config", None):
         try:
@@ -302,13 +352,22 @@ def run(args) -> int:
     else:
         fmax, fmax_source = 100.0, "assumed"
     records = cycle_table(args.n, args.lanes, args.k, latency, fmt, inverse_format)
-    cpu = {n: cpu_time_us(n, args.k, args.repeats) for n in args.n}
+    timings = {n: cpu_timing(n, args.k, args.repeats, threads=args.blas_threads)
+               for n in args.n}
+    cpu = {n: timing["median_us"] for n, timing in timings.items()}
     for record in records:
+        timing = timings[record["n"]]
         record["device_time_us"] = record["factor_solve_cycles"] / fmax
-        record["cpu_time_us"] = cpu[record["n"]]
+        record["cpu_time_us"] = timing["median_us"]
+        record["cpu_min_us"], record["cpu_p90_us"] = timing["min_us"], timing["p90_us"]
+    blas = timings[args.n[0]]["blas"]
+    largest = max(args.n)
+    spread = timings[largest]
     lines = [
         f"Cholesky core, {fmt}, k = {args.k}, rsqrt latency {latency}; time at {fmax:.1f} MHz "
-        f"({fmax_source}); CPU: scipy cho_factor + cho_solve (float64)",
+        f"({fmax_source}); CPU: scipy cho_factor + cho_solve (float64), {blas}, median of "
+        f"{args.repeats} (n = {largest}: minimum {spread['min_us']:.1f} µs, 90th percentile "
+        f"{spread['p90_us']:.1f} µs)",
         "",
         "| n | lanes | Gram cyc/row | factor cyc | solve cyc | bound | ratio | partial | scale |"
         " pivot wait | drain | device µs | CPU µs |",
@@ -336,7 +395,8 @@ def run(args) -> int:
                             fmt=fmt, inverse_format=inverse_format)
             s["factor_solve_cycles"] = c["factor"] + c["solve"]
             s["cpu_time_us"] = (cpu[s["n_max"]] if k == args.k and s["n_max"] in cpu
-                                else cpu_time_us(s["n_max"], k, args.repeats))
+                                else cpu_time_us(s["n_max"], k, args.repeats,
+                                                 threads=args.blas_threads))
             s["device_time_us"] = (s["factor_solve_cycles"] / s["fmax_mhz"]
                                    if s["fmax_mhz"] else None)
             device = f"{s['device_time_us']:.1f}" if s["device_time_us"] else "n/a"
@@ -347,6 +407,8 @@ def run(args) -> int:
                          f"{s['cpu_time_us']:.1f} |")
     meta = {"format": str(fmt), "inverse_format": str(inverse_format or fmt),
             "rsqrt_latency": latency, "fmax_mhz": fmax, "fmax_source": fmax_source,
+            "cpu_blas": blas, "cpu_blas_threads": args.blas_threads,
+            "cpu_repeats": args.repeats, "cpu_warmup_runs": WARMUP_RUNS,
             "cycles_source": "tiersolve.gen.cholesky_model.cycle_model (checked against "
                              "simulation by tests/gen/test_cholesky.py)",
             "synthesis": synth}

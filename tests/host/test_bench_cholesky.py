@@ -48,3 +48,44 @@ def test_bench_cholesky_synth_seeds(monkeypatch, tmp_path, capsys):
     assert abs(record["device_time_us"] - record["factor_solve_cycles"] / 110.0) < 1e-9
     (row,) = records
     assert row["factor_cycles"] == cycles["factor"] and row["solve_cycles"] == cycles["solve"]
+
+
+def test_cpu_timing_holds_blas_to_the_threads_given(monkeypatch, tmp_path, capsys):
+    """The CPU column is timed with the BLAS library held to --blas-threads (default 1),
+    whatever the environment allows, and says so in the header and the JSON."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+    from tiersolve.host.bench import cholesky
+
+    seen = []
+    real_timing = cholesky.cpu_timing
+
+    def spying(*args, **kwargs):
+        from scipy.linalg import cho_factor
+
+        real_factor = cho_factor
+
+        def factor(*a, **k):
+            seen.append({info["num_threads"] for info in threadpool_info()
+                         if info["user_api"] == "blas"})
+            return real_factor(*a, **k)
+
+        monkeypatch.setattr("scipy.linalg.cho_factor", factor)
+        try:
+            return real_timing(*args, **kwargs)
+        finally:
+            monkeypatch.setattr("scipy.linalg.cho_factor", real_factor)
+
+    monkeypatch.setattr(cholesky, "cpu_timing", spying)
+    assert main(["bench", "cholesky", "--n", "8", "--lanes", "4", "--k", "2", "--repeats", "4",
+                 "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert seen and all(threads == {1} for threads in seen)
+    assert len(seen) == cholesky.WARMUP_RUNS + 4
+    assert "1 thread" in out.splitlines()[0] and "median of 4" in out.splitlines()[0]
+    saved = json.loads((tmp_path / "cholesky.json").read_text())
+    assert saved["cpu_blas_threads"] == 1 and saved["cpu_repeats"] == 4
+    (row,) = saved["results"]
+    assert 0 < row["cpu_min_us"] <= row["cpu_time_us"] <= row["cpu_p90_us"]
+    with threadpool_limits(limits=1, user_api="blas"):
+        timing = real_timing(8, 2, repeats=3, threads=None)  # None: leave the limit as it is
+    assert "1 thread" in timing["blas"] and "threads" not in timing["blas"]

@@ -48,6 +48,7 @@ def _error(capsys, argv) -> str:
     (["--fmax-mhz", "-5"], "--fmax-mhz -5: give a finite number above 0"),
     (["--fmax-mhz", "nan"], "--fmax-mhz nan: give a finite number above 0"),
     (["--repeats", "0"], "--repeats 0: give at least 1 timing repetition"),
+    (["--blas-threads", "0"], "--blas-threads 0: give at least 1 BLAS thread"),
 ])
 def test_bench_cholesky_rejects_bad_options(monkeypatch, tmp_path, capsys, options, message):
     monkeypatch.setattr(cholesky, "cycle_table", _no_work)
