@@ -22,6 +22,10 @@ four-multiplier units. ``A`` and the work row ``x`` are split over ``units`` mem
 column (column ``j`` in bank ``j mod units``), so every unit reads and writes its own bank.
 ``A`` has two halves (ping-pong): a fold reads the current half and writes the other, and only
 a completed fold switches halves, which is how a refused downdate leaves ``R``, ``Z`` untouched.
+The updater with multiplier rotations and FOLD has a third region, the *spare*: a FOLD of
+downdates writes the other half and the spare in turn (row ``r`` the other half when ``r``
+and ``m - 1`` have the same parity, so the last row does) and never the current half, so a
+refused one leaves ``R``, ``Z`` untouched too.
 
 The generator of pivot ``i + 1`` runs while the array applies pivot ``i``: its operands are
 ``A[i + 1, i + 1]``, which pivot ``i`` does not touch (it writes the other half of ``A``) and
@@ -167,7 +171,10 @@ FOLD       ``m`` rows ``[h | t]``       fold ``m = value`` rows in, each after s
                                         ``forgetting``), rows in flight together (see
                                         above); ``value < 1``, a forgetting constant out of
                                         range, or a core built with ``fold=False``:
-                                        ``bad_command``
+                                        ``bad_command``. ``select`` =
+                                        ``FoldKind.DOWNDATE`` (updater, multiplier
+                                        rotations): take the ``m`` rows out, all or none
+                                        (``refused``; ``R``, ``Z`` unchanged)
 =========  ===========================  =================================================
 """
 
@@ -183,10 +190,11 @@ from .cordic import Cordic
 from .fixed import FixedFormat, product_latency
 from .hwfixed import clip_width
 from .qr_model import QRConfig
-from .qr_ops import Op, Select
+from .qr_ops import FoldKind, Op, Select
 from .recip import ReciprocalUnit
 
-__all__ = ["MAX_K", "MAX_N", "Op", "Select", "IncrementalUpdater", "QRSolver", "command_layout"]
+__all__ = ["MAX_K", "MAX_N", "FoldKind", "Op", "Select", "IncrementalUpdater", "QRSolver",
+           "command_layout"]
 
 #: Largest ``n_max`` and ``k_max`` of the QR cores (those of the Cholesky core).
 MAX_N, MAX_K = 1024, 256
@@ -372,12 +380,15 @@ class IncrementalUpdater(wiring.Component):
     busy : ``Out(1)``
         A command is running.
     refused : ``Out(1)``
-        The last DOWNDATE was refused (would lose positive definiteness).
+        The last DOWNDATE, or FOLD of downdates, was refused (would lose positive
+        definiteness).
     saturated : ``Out(1)``
         Sticky since RESET: a value was clipped.
     bad_command : ``Out(1)``
-        The last command had ``n`` or ``k`` out of range, an op this core lacks, or (updater,
-        UPDATE) a forgetting constant outside ``1 .. 2**w``. Decided in the cycle after the
+        The last command had ``n`` or ``k`` out of range, an op this core lacks, (updater,
+        UPDATE, FOLD) a forgetting constant outside ``1 .. 2**w``, a FOLD of fewer than one
+        row, or (:attr:`fold_downdates`) a FOLD with ``select`` above 1 or a FOLD of downdates
+        with a forgetting constant other than ``2**w``. Decided in the cycle after the
         transfer: low, with ``busy`` high, in that cycle; final when ``busy`` falls (a refused
         command keeps ``busy`` high for that one cycle only).
     cycles : ``Out(32)``
@@ -398,6 +409,17 @@ class IncrementalUpdater(wiring.Component):
         :func:`product_latency` ``(w, w + 2)`` + 1 for the rounding; QR solver: 0).
     square_latency, coefficient_product_latency : int
         Latencies of the generator's products ``a²``, ``b²`` and ``a·g``, ``b·g``, ``p·g``.
+    folds : bool
+        The FOLD command is built (``fold``).
+    fold_downdates : bool
+        FOLD takes rows out too (``select`` = :attr:`FoldKind.DOWNDATE
+        <tiersolve.gen.qr_ops.FoldKind.DOWNDATE>`): the updater with multiplier rotations and
+        FOLD. The integers of one DOWNDATE per row, all or nothing: if a row would be refused,
+        ``refused`` is set and ``R``, ``Z``, ``W`` and ``saturated`` are as before the command
+        (``A`` has a third region, the spare, which the FOLD writes in turn with the other
+        half, never the current one). It takes :meth:`fold_cycles` (without forgetting),
+        refused or not. (CORDIC updaters' FOLD ignores ``select``: its generator is the
+        circular vectoring unit.)
 
     Timing
     ------
@@ -444,6 +466,10 @@ class IncrementalUpdater(wiring.Component):
         # FOLD (rows in flight together) needs a pipelined generator: the CORDIC vectoring
         # unit, or (multiplier rotations) a pipeline of its own (elaborate)
         self.folds = fold
+        #: FOLD takes rows out too (``select`` = FoldKind.DOWNDATE): the updater with
+        #: multiplier rotations, whose FOLD generator can make hyperbolic rotations (the
+        #: CORDIC updater's FOLD generator is its circular vectoring unit)
+        self.fold_downdates = fold and self.incremental and rotation == "multiplier"
         if self.folds:
             operand_delay = 4 + self.scale_latency
             #: cycles from the generator's registered operands to its registered rotation
@@ -638,7 +664,12 @@ class IncrementalUpdater(wiring.Component):
         slot_bits = (slots - 1).bit_length()
         row_bits = (n_max - 1).bit_length()
         rhs_bits = (k_max - 1).bit_length()
-        a_mem = [make(f"matrix{u}", 2 << (row_bits + slot_bits)) for u in range(units)]
+        # two halves of A (ping-pong), and with FOLD's downdates a third region, the spare
+        # (address bit above the half's): a FOLD of downdates never writes the current half,
+        # so a refused one leaves it as it was
+        fold_downdates = self.fold_downdates
+        regions = 4 if fold_downdates else 2
+        a_mem = [make(f"matrix{u}", regions << (row_bits + slot_bits)) for u in range(units)]
         a_rd = [mem.read_port() for mem in a_mem]
         a_wr = [mem.write_port() for mem in a_mem]
         # the writes into A are registered once (a_write_* -> a_wr): the block RAM's write port
@@ -690,8 +721,9 @@ class IncrementalUpdater(wiring.Component):
         def slot_of(index):
             return index >> shift
 
-        def a_address(half, row, slot):
-            return Cat(Value.cast(slot)[:slot_bits], Value.cast(row)[:row_bits], half)
+        def a_address(half, row, slot, spare=0):
+            address = Cat(Value.cast(slot)[:slot_bits], Value.cast(row)[:row_bits], half)
+            return Cat(address, spare) if fold_downdates else address
 
         # -- command registers ------------------------------------------------------------
         op = Signal(3)
@@ -971,6 +1003,13 @@ class IncrementalUpdater(wiring.Component):
         issue_rot = Signal(range(units))
         issue_first = Signal()          # FOLD: the task's first group (its pivot column)
         m.d.comb += issue_half.eq(half)
+        if fold_downdates:
+            # the region read (half, or the spare) and the region written (FOLD of updates:
+            # the other half; FOLD of downdates: the other half or the spare, never `half`)
+            issue_spare = Signal()
+            issue_write_half = Signal()
+            issue_write_spare = Signal()
+            m.d.comb += issue_write_half.eq(~half)
 
         def delay(signal, cycles_, name):
             return hwfixed.delay_line(m, signal, cycles_, name)
@@ -1179,7 +1218,11 @@ class IncrementalUpdater(wiring.Component):
         if folds:
             # FOLD's tags from the issue to the write-back (the array's latency minus one)
             fold_delay = operand_delay + self.apply_latency
-            out_fold_half = delay(~issue_half, fold_delay, "fold_out_half")
+            if fold_downdates:
+                out_fold_half = delay(issue_write_half, fold_delay, "fold_out_half")
+                out_fold_spare = delay(issue_write_spare, fold_delay, "fold_out_spare")
+            else:
+                out_fold_half = delay(~issue_half, fold_delay, "fold_out_half")
             out_fold_xslot = delay(issue_xslot, fold_delay, "fold_out_xslot")
             out_rot = delay(issue_rot, fold_delay, "fold_out_rot")
 
@@ -1239,7 +1282,8 @@ class IncrementalUpdater(wiring.Component):
             # (FOLD: bank u's slot is one further when u < issue_rot)
             slot_u = issue_group + (u < issue_rot) if folds and units > 1 else issue_group
             m.d.sync += [
-                a_rd[u].addr.eq(a_address(issue_half, issue_row, slot_u)),
+                a_rd[u].addr.eq(a_address(issue_half, issue_row, slot_u,
+                                          issue_spare if fold_downdates else 0)),
                 x_rd[u].addr.eq(Cat(Value.cast(slot_u)[:slot_bits], issue_xslot)
                                 if folds else issue_group),
             ]
@@ -1247,8 +1291,11 @@ class IncrementalUpdater(wiring.Component):
                 m.d.sync += in_rd[u].addr.eq(Cat(Value.cast(slot_u)[:slot_bits],
                                                  issue_parity))
         # default writes: the array's write-back into the other half and the work row
+        write_spare = 0
         if folds:
             write_half = Mux(folding, out_fold_half, ~half)
+            if fold_downdates:
+                write_spare = folding & out_fold_spare
             write_x = Cat(Value.cast(out_group)[:slot_bits], Mux(folding, out_fold_xslot, 0))
             with m.If(folding & writeback & out_next_x.any()):
                 m.d.comb += [fold_x_wr.addr.eq(out_fold_xslot), fold_x_wr.en.eq(1)]
@@ -1262,7 +1309,7 @@ class IncrementalUpdater(wiring.Component):
         def write_back(bank, source, slot, x_address):
             """Bank ``bank`` takes unit ``source``'s results, at ``slot`` of the A row."""
             m.d.comb += [
-                a_write_addr[bank].eq(a_address(write_half, write_row, slot)),
+                a_write_addr[bank].eq(a_address(write_half, write_row, slot, write_spare)),
                 a_write_data[bank].eq(out_upper[source]),
                 a_write_en[bank].eq(writeback & out_mask[source]),
                 x_wr[bank].addr.eq(x_address),
@@ -1315,6 +1362,10 @@ class IncrementalUpdater(wiring.Component):
         if folds:
             # FOLD's row count (value) must be at least 1: sign bit clear, some bit set
             rows_ok = ~command.value[w - 1] & command.value.any()
+            if fold_downdates:
+                # select: FoldKind UPDATE or DOWNDATE; downdates take no forgetting (2**w)
+                no_forgetting = command.forgetting[w] & ~command.forgetting[:w].any()
+                rows_ok = rows_ok & ~command.select[1] & (~command.select[0] | no_forgetting)
             op_ok = op_ok & ((command.op != Op.FOLD) | rows_ok)
         command_ok = Signal()
         m.d.sync += command_ok.eq(size_ok & op_ok)
@@ -1350,6 +1401,14 @@ class IncrementalUpdater(wiring.Component):
         takes_forgetting = op == Op.UPDATE
         if folds and incremental:
             takes_forgetting = takes_forgetting | (op == Op.FOLD)
+        # the ops that take rows out (hyperbolic rotations): DOWNDATE, a FOLD of downdates
+        takes_out = op == Op.DOWNDATE
+        if fold_downdates:
+            takes_out = takes_out | ((op == Op.FOLD) & (select == FoldKind.DOWNDATE))
+            # a FOLD of downdates that is refused puts the sticky flag back as it was
+            saturated_before = Signal(name="fold_saturated_before")
+            with m.If(checking):
+                m.d.sync += saturated_before.eq(saturated)
         with m.If(checking):
             m.d.sync += [
                 total.eq(n + k),
@@ -1361,10 +1420,10 @@ class IncrementalUpdater(wiring.Component):
                 row_in_last.eq(Mux(op == Op.PREDICT, n, n + k) - 1),
                 walk_last_column.eq(Mux(select == Select.R, n, k) - 1),
                 forgetting.eq(Mux(takes_forgetting, command_forgetting, 1 << w)),
-                hyperbolic.eq(op == Op.DOWNDATE),
+                hyperbolic.eq(takes_out),
                 use_cordic.eq(op != Op.DOWNDATE),
                 bad.eq(~command_ok),
-                refused.eq(Mux(op == Op.DOWNDATE, 0, refused)),
+                refused.eq(Mux(takes_out, 0, refused)),
             ]
         if folds:
             # -- FOLD: registers of the input writer and of the schedule -------------------
@@ -1419,6 +1478,11 @@ class IncrementalUpdater(wiring.Component):
             fold_b_value = Mux(task == 0, Mux(task_row[0], first_value[1], first_value[0]),
                                fold_x_rd.data)
             setup_issue = Signal()
+            if fold_downdates:
+                # a FOLD of downdates: some task's rotation was refused (sticky over the
+                # command); the rows' parity of the last row m - 1 (which picks the regions)
+                fold_refused = Signal()
+                fold_last_odd = Signal()
         with m.FSM(name="sequencer") as sequencer:
             with m.State("IDLE"):
                 # command.ready is ~busy: high exactly in this state
@@ -1451,6 +1515,8 @@ class IncrementalUpdater(wiring.Component):
                                          in_half.eq(0), rows_in.eq(0), full.eq(0),
                                          in_last_row.eq(rows == 1),
                                          fold_work.eq(0), task.eq(0)]
+                            if fold_downdates:
+                                m.d.sync += [fold_refused.eq(0), fold_last_odd.eq(~rows[0])]
                             m.next = "FOLD_SETUP"
                 with m.Else():
                     m.d.sync += self.busy.eq(0)
@@ -1806,7 +1872,19 @@ class IncrementalUpdater(wiring.Component):
                     # the schedule runs on its own (below the FSM) and, once its last period
                     # is over, counts down the array's lag and latency; then this state ends
                     with m.If(fold_done):
-                        m.d.sync += half.eq(half ^ rows[0])
+                        if fold_downdates:
+                            with m.If(hyperbolic):
+                                # the rows went into the other half and the spare in turn,
+                                # the last into the other half; a refusal leaves `half`
+                                with m.If(fold_refused):
+                                    m.d.sync += [refused.eq(1),
+                                                 saturated.eq(saturated_before)]
+                                with m.Else():
+                                    m.d.sync += half.eq(~half)
+                            with m.Else():
+                                m.d.sync += half.eq(half ^ rows[0])
+                        else:
+                            m.d.sync += half.eq(half ^ rows[0])
                         m.next = "FINISH"
 
             with m.State("FINISH"):
@@ -1929,9 +2007,15 @@ class IncrementalUpdater(wiring.Component):
                              fold_gen_r.eq(vectoring.o.payload.magnitude),
                              fold_gen_saturated.eq(vectoring.o.payload.saturated)]
             else:
+                fold_gen_refuses = Signal() if fold_downdates else None
                 self._fold_multiplier_generator(m, fold_a, fold_b, fold_start, fold_gen_valid,
                                                 fold_gen_r, fold_gen_saturated, fold_gen_c,
-                                                fold_gen_s)
+                                                fold_gen_s,
+                                                hyperbolic if fold_downdates else None,
+                                                fold_gen_refuses)
+                if fold_downdates:
+                    with m.If(fold_gen_valid & fold_gen_refuses):
+                        m.d.sync += fold_refused.eq(1)
             setup_write = delay(setup_issue, 3, "fold_setup_write")
             setup_row = delay(task, 3, "fold_setup_row")
             setup_bank = delay(bank_of(task), 3, "fold_setup_bank")
@@ -1983,9 +2067,12 @@ class IncrementalUpdater(wiring.Component):
             # -- FOLD: the array follows the schedule fold_lead cycles later ------------------
             issue_tags = [emit, task, task_group, task_slot, task_row[0], task == 0,
                           task_group == task_group_last, bank_of(task), task_first]
+            if fold_downdates:
+                issue_tags.append(task_row == 0)
+            late_tags = [delay(tag, lead, f"fold_late_{index}")
+                         for index, tag in enumerate(issue_tags)]
             (late_emit, late_task, late_group, late_slot, late_parity, late_inbuf,
-             late_last, late_rot, late_first) = [delay(tag, lead, f"fold_late_{index}")
-                                                 for index, tag in enumerate(issue_tags)]
+             late_last, late_rot, late_first) = late_tags[:9]
             with m.If(late_emit):
                 m.d.comb += [issue_valid.eq(1), issue_row.eq(late_task),
                              issue_group.eq(late_group), issue_half.eq(half ^ late_parity),
@@ -1994,6 +2081,23 @@ class IncrementalUpdater(wiring.Component):
                              issue_first.eq(late_first)]
                 if units > 1:
                     m.d.comb += issue_rot.eq(late_rot)
+                if fold_downdates:
+                    # updates: row r reads the half row r - 1 wrote and writes the other.
+                    # Downdates: row r writes the other half when r and m - 1 have the same
+                    # parity (so the last row does), else the spare, and reads what row r - 1
+                    # wrote (row 0: the current half); `half` is never written, so a refused
+                    # FOLD leaves it as it was
+                    late_first_row = late_tags[9]
+                    same = ~(late_parity ^ fold_last_odd)
+                    with m.If(hyperbolic):
+                        m.d.comb += [
+                            issue_half.eq(Mux(late_first_row, half, Mux(same, 0, ~half))),
+                            issue_spare.eq(~late_first_row & same),
+                            issue_write_half.eq(Mux(same, ~half, 0)),
+                            issue_write_spare.eq(~same),
+                        ]
+                    with m.Else():
+                        m.d.comb += issue_write_half.eq(~(half ^ late_parity))
                 # the row's input half is free once its pivot-0 groups are issued
                 with m.If(late_inbuf & late_last):
                     with m.If(late_parity):
@@ -2002,15 +2106,19 @@ class IncrementalUpdater(wiring.Component):
                         m.d.sync += full[0].eq(0)
         return m
 
-    def _fold_multiplier_generator(self, m, a, b, start, valid, r, saturated, c_reg, s_reg):
+    def _fold_multiplier_generator(self, m, a, b, start, valid, r, saturated, c_reg, s_reg,
+                                   hyperbolic=None, refuses=None):
         """FOLD's rotation generator for multiplier rotations: the arithmetic of the
-        sequencer's generator (:func:`~tiersolve.gen.qr_model.generate_rotation`, circular
-        rotations) as a pipeline that takes a pair ``(a, b)`` every cycle, with a pipelined
-        reciprocal square root. ``a``, ``b`` hold from the cycle after ``start``'s; ``r``,
-        ``saturated`` and the ``valid`` pulse come :attr:`fold_generator_latency` cycles
-        later (``square_latency`` + 4 + reciprocal latency + ``coefficient_product_latency``
-        + 3); ``c_reg``, ``s_reg`` hold the rotation in the cycle of ``valid`` (registers that
-        change with every pair, so the units' copies load them on ``valid``)."""
+        sequencer's generator (:func:`~tiersolve.gen.qr_model.generate_rotation`) as a
+        pipeline that takes a pair ``(a, b)`` every cycle, with a pipelined reciprocal square
+        root. ``a``, ``b`` hold from the cycle after ``start``'s; ``r``, ``saturated`` and the
+        ``valid`` pulse come :attr:`fold_generator_latency` cycles later (``square_latency``
+        + 4 + reciprocal latency + ``coefficient_product_latency`` + 3); ``c_reg``, ``s_reg``
+        hold the rotation in the cycle of ``valid`` (registers that change with every pair,
+        so the units' copies load them on ``valid``). With ``hyperbolic`` (a signal that holds
+        through the FOLD; None: circular rotations only) it makes hyperbolic rotations while
+        that is high, ``p = a² - b²``, and ``refuses`` (registered beside ``r``) tells that
+        the model would refuse the rotation: ``p <= 0``, or ``c`` or ``s`` clips."""
         config, w = self.config, self.fmt.width
         mantissa_bits = config.mantissa_bits
         coefficient = config.coefficient_format
@@ -2024,7 +2132,14 @@ class IncrementalUpdater(wiring.Component):
         b_square = hwfixed.pipelined_product(m, b, b, "fold_gen_b_square")
         ahead = self.square_latency                     # cycles after the operands
         p = Signal(signed(2 * w + 2), name="fold_gen_p")
-        m.d.sync += p.eq(a_square + b_square)
+        if hyperbolic is None:
+            m.d.sync += p.eq(a_square + b_square)
+        else:
+            # a register of its own beside the squares (the command's flag, held through
+            # the FOLD), so that no decode reaches the adder
+            subtract = Signal(name="fold_gen_hyperbolic")
+            m.d.sync += [subtract.eq(hyperbolic),
+                         p.eq(Mux(subtract, a_square - b_square, a_square + b_square))]
         ahead += 1
         # leading one and p <= 0
         leading_one = _leading_one(m, p, "fold_gen_leading_one")
@@ -2094,9 +2209,9 @@ class IncrementalUpdater(wiring.Component):
             r_clips.eq(_rounded_clips(r_shifted, w)),
         ]
         # every clip test beside its rounding, as in the one-row generator (a shift of 0
-        # keeps the product itself). FOLD's rotations are circular, |c|, |s| <= 1 plus a
-        # rounding against a Q4 coefficient format, so these two never fire; they keep the
-        # model's arithmetic (no test can make them fire)
+        # keeps the product itself). Circular rotations have |c|, |s| <= 1 plus a rounding
+        # against a Q4 coefficient format, so these two fire only for hyperbolic ones (and
+        # then the model refuses the rotation)
         for clips, late, shifted in ((c_clip, c_late, c_shifted), (s_clip, s_late, s_shifted)):
             m.d.sync += clips.eq(_round_shift_clips(late, shifted, coefficient.width,
                                                     shift_is_zero))
@@ -2110,6 +2225,9 @@ class IncrementalUpdater(wiring.Component):
             r.eq(Mux(vanished, 0, r_value)),
             saturated.eq(~vanished & (c_clip | s_clip | r_clips)),
         ]
+        if hyperbolic is not None:
+            m.d.sync += refuses.eq(delay(subtract, ahead + 2 - (self.square_latency + 1),
+                                         "hyperbolic") & (vanished | c_clip | s_clip))
         ahead += 3
         assert ahead == self.fold_generator_latency, (ahead, self.fold_generator_latency)
         m.d.comb += valid.eq(delay(start, ahead, "valid"))

@@ -428,7 +428,8 @@ class FoldResult:
     A : numpy.ndarray of int64, shape (n, n + k)
         ``[R | Z]`` after the fold (the input ``A`` if refused).
     refused : bool
-        A hyperbolic fold was refused (``refused_index`` is the pivot).
+        A hyperbolic fold was refused (``refused_index`` is the pivot; for
+        :meth:`IncrementalUpdaterModel.fold_downdate`, ``refused_row`` the row).
     saturated : bool
         Something was clipped.
     rotations : int
@@ -440,6 +441,7 @@ class FoldResult:
     refused_index: int = 0
     saturated: bool = False
     rotations: int = 0
+    refused_row: int = 0
 
 
 def fold_row(config: QRConfig, A, row, forgetting: int | None = None,
@@ -679,6 +681,32 @@ class IncrementalUpdaterModel(QRSolverModel):
         if not result.refused:
             self.rotations += result.rotations
         return result
+
+    def fold_downdate(self, H, T) -> FoldResult:
+        """Take every row of ``H`` (``m x n``) and ``T`` (``m x k``) out, as a FOLD of
+        downdates (:attr:`~tiersolve.gen.qr_ops.FoldKind.DOWNDATE`) does: the integers of
+        ``m`` :meth:`downdate` calls in order, all or nothing. If one would be refused,
+        ``R``, ``Z`` and the ``saturated`` flag stay as they were before the call, and the
+        result is ``refused`` with ``refused_row`` (the first row that would be refused) and
+        ``refused_index`` (its pivot); else ``rotations`` counts every row's."""
+        H, T = np.atleast_2d(H), np.atleast_2d(T)
+        if H.shape[0] != T.shape[0]:
+            raise ValueError(f"H and T have {H.shape[0]} and {T.shape[0]} rows")
+        rows = [self._row(h, t) for h, t in zip(H, T, strict=True)]
+        A, saturated = self.A.copy(), self.saturated
+        total = FoldResult(A)
+        for index, row in enumerate(rows):
+            result = fold_row(self.config, A, row, hyperbolic=True)
+            if result.refused:
+                return FoldResult(self.A.copy(), refused=True, refused_index=result.refused_index,
+                                  refused_row=index, saturated=self.saturated)
+            A = result.A
+            saturated |= result.saturated
+            total.rotations += result.rotations
+        self.A, self.saturated = A, saturated
+        self.rotations += total.rotations
+        total.A, total.saturated = A.copy(), saturated
+        return total
 
     def solve(self) -> np.ndarray:
         self.W = super().solve()

@@ -3,7 +3,7 @@ the host (standard library only, so the host needs no Amaranth to name them)."""
 
 import enum
 
-__all__ = ["Op", "Select", "fold_row_limit"]
+__all__ = ["FoldKind", "Op", "Select", "fold_row_limit"]
 
 
 class Op(enum.IntEnum):
@@ -25,9 +25,12 @@ class Op(enum.IntEnum):
     READ = 5
     #: Write ``R``, ``Z`` or ``W`` (``select``) from ``UPDATER_DATA``.
     LOAD = 6
-    #: Fold ``m`` rows ``[h | t]`` (``m`` = ``UPDATER_VALUE``, ``β = 1``) with the rows in
-    #: flight together (a skewed wavefront schedule); the same integers as ``m`` UPDATEs with
-    #: ``β = 1``, in far fewer cycles. Only in cores built with ``fold=True``.
+    #: Fold ``m`` rows ``[h | t]`` (``m`` = ``UPDATER_VALUE``, ``β`` from ``UPDATER_FORGET``)
+    #: with the rows in flight together (a skewed wavefront schedule); the same integers as
+    #: ``m`` UPDATEs, in far fewer cycles. Only in cores built with ``fold=True``. ``select``
+    #: (:class:`FoldKind`) ``DOWNDATE`` takes the rows out instead, in the updaters that have
+    #: it (multiplier rotations): the integers of ``m`` DOWNDATEs, and if any would be
+    #: refused, none is taken out.
     FOLD = 7
 
 
@@ -38,6 +41,20 @@ class Select(enum.IntEnum):
     R = 0
     Z = 1
     W = 2
+
+
+class FoldKind(enum.IntEnum):
+    """What a FOLD does with its rows (``command.payload.select``; ``select`` field of
+    ``UPDATER_COMMAND``)."""
+
+    #: Fold them in (UPDATE's rotations, with the command's forgetting constant).
+    UPDATE = 0
+    #: Take them out (DOWNDATE's hyperbolic rotations, no forgetting): all of them, or, if
+    #: one would be refused, none (``refused`` set; ``R``, ``Z`` and the ``saturated`` flag as
+    #: before the command). Only in updaters with multiplier rotations and FOLD
+    #: (:attr:`~tiersolve.gen.qr.IncrementalUpdater.fold_downdates`); the CORDIC updater's
+    #: FOLD ignores ``select``.
+    DOWNDATE = 1
 
 
 def fold_row_limit(width: int) -> int:

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 from tiersolve.gen.fixed import FixedFormat
-from tiersolve.gen.qr import IncrementalUpdater, Op, QRSolver, Select
+from tiersolve.gen.qr import FoldKind, IncrementalUpdater, Op, QRSolver, Select
 from tiersolve.gen.qr_model import IncrementalUpdaterModel, QRConfig, QRSolverModel
 from tiersolve.gen.sim import run_simulation, stream_get, stream_put
 
@@ -24,7 +24,9 @@ def run_script(dut, script, n, k, deadline=2e-3):
     ``("solve",)``, ``("predict", h)``, ``("read", select)``, ``("load", select, values)``,
     ``("fold", [(h, t), ...])`` (its ``value`` is the row count; ``("fold", rows, count)``
     sends ``count`` instead, for the bad-command tests, None: the row count;
-    ``("fold", rows, count, forgetting)`` folds with forgetting).
+    ``("fold", rows, count, forgetting)`` folds with forgetting), ``("fold_downdate", [(h, t),
+    ...])`` (FOLD with select FoldKind.DOWNDATE; ``("fold_downdate", rows, forgetting)``
+    sends that constant, for the bad-command test).
     Returns a list with, per op, ``(values_out, flags)``; ``flags`` are ``refused``,
     ``saturated``, ``bad_command``, ``cycles`` after the op.
     """
@@ -36,7 +38,7 @@ def run_script(dut, script, n, k, deadline=2e-3):
             name = step[0]
             op = {"reset": Op.RESET, "update": Op.UPDATE, "downdate": Op.DOWNDATE,
                   "solve": Op.SOLVE, "predict": Op.PREDICT, "read": Op.READ,
-                  "load": Op.LOAD, "fold": Op.FOLD}[name]
+                  "load": Op.LOAD, "fold": Op.FOLD, "fold_downdate": Op.FOLD}[name]
             payload = {"op": op, "select": 0, "n": n, "k": k, "value": 0,
                        "forgetting": 1 << w}
             inputs, outputs = [], 0
@@ -61,6 +63,12 @@ def run_script(dut, script, n, k, deadline=2e-3):
                                     else len(step[1]))
                 if len(step) > 3 and step[3] is not None:
                     payload["forgetting"] = int(step[3])
+            elif name == "fold_downdate":
+                inputs = [int(v) for h, t in step[1] for v in [*h, *t]]
+                payload["value"] = len(step[1])
+                payload["select"] = FoldKind.DOWNDATE
+                if len(step) > 2:
+                    payload["forgetting"] = int(step[2])
             await stream_put(ctx, dut.command, payload)
             await ctx.tick()    # the core checks the command in the cycle after the transfer
             if ctx.get(dut.bad_command):
@@ -100,6 +108,10 @@ def model_script(model, script):
                 model.fold(step[1], step[2])
         elif name == "downdate":
             model.last_refused = model.downdate(step[1], step[2]).refused
+        elif name == "fold_downdate":
+            H = np.array([h for h, _ in step[1]])
+            T = np.array([t for _, t in step[1]])
+            model.last_refused = model.fold_downdate(H, T).refused
         elif name == "fold":
             forgetting = step[3] if len(step) > 3 else None
             for h, t in step[1]:
@@ -338,16 +350,94 @@ def test_fold_with_forgetting_bit_exact_and_cycles(rotation, units, n_max, k_max
     assert [flags["bad_command"] for _, flags in bad] == [1, 1, 0]
 
 
-def random_script(rng, fmt, config, n, k, length, folds):
+@pytest.mark.parametrize("units, n_max, k_max, n, k", [
+    (2, 4, 2, 3, 1),
+    (1, 6, 1, 5, 1),       # skew 1, a row slot wrap
+    (4, 5, 2, 5, 2),       # n = n_max, k = k_max
+])
+def test_fold_downdate_bit_exact_and_cycles(units, n_max, k_max, n, k):
+    """A FOLD of downdates (select FoldKind.DOWNDATE) gives the integers of one DOWNDATE per
+    row, in exactly ``fold_cycles``, for odd and even row counts (the last row's parity picks
+    which region each row writes); a batch with a row that must be refused, first, in the
+    middle or last, is refused whole: R, Z, W and the flags as before, ``refused`` set; the
+    next commands work; taking every row out returns to sqrt(lambda)·I."""
+    fmt = FixedFormat(4, 12)
+    rng = np.random.default_rng(n * 10 + units)
+    config = QRConfig(fmt, "multiplier")
+    dut = IncrementalUpdater(n_max, k_max, fmt, units=units, rotation="multiplier")
+    assert dut.fold_downdates
+    model = IncrementalUpdaterModel(config, n, k, 0)
+    many = dut.fold_row_slots + 1
+    rows = random_rows(fmt, rng, many + 4, n, k)
+    bad = (fmt.quantise(np.r_[np.zeros(n - 1), 3.5]).values, np.zeros(k, np.int64))
+    script = [("reset", fmt.const(0.25)), ("fold", rows), ("solve",),
+              ("fold_downdate", rows[:many]), *READ_ALL,
+              ("fold_downdate", [bad, *rows[many:many + 2]]), *READ_ALL,
+              ("fold_downdate", [rows[many], bad]), ("read", Select.W),
+              ("fold_downdate", [rows[many], bad, rows[many + 1]]), *READ_ALL,
+              ("fold_downdate", rows[many:many + 1]), ("update", *rows[0]),
+              ("downdate", *rows[0]), ("fold_downdate", rows[many + 1:]), *READ_ALL]
+    results = check_script(dut, model, script, n, k)
+    refused = [flags["refused"] for _, flags in results]
+    assert refused == [0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0]
+    for step, (_, flags) in zip(script, results, strict=True):
+        if step[0] == "fold_downdate":
+            assert flags["cycles"] == dut.fold_cycles(n, k, len(step[1])), step
+    # back to sqrt(lambda)·I within the bound of tests/gen/test_qr_model.py's
+    # test_downdate_back_to_lambda: m·(n + k)·(c + s)_max LSBs, m rows in and out
+    R, Z = (np.array(values) for values, _ in results[-2:])
+    norm_v = math.sqrt(n + k) * 0.5                     # random_rows: entries below 0.5
+    lam_sqrt = 0.25
+    allowed = (len(rows) + 1) * (n + k) * (math.sqrt(1 + (norm_v / lam_sqrt) ** 2)
+                                           + norm_v / lam_sqrt)
+    assert np.abs(R.reshape(n, n) - np.diag([fmt.const(lam_sqrt)] * n)).max() <= allowed
+    assert np.abs(Z).max() <= allowed
+
+
+def test_fold_downdate_bad_commands_and_cores_without_it():
+    """A FOLD of downdates with forgetting, or with select 2 or 3, is a bad command (nothing
+    changes); the CORDIC updater and the QR solver have no FOLD of downdates."""
+    fmt = FixedFormat(4, 12)
+    dut = IncrementalUpdater(2, 1, fmt, units=1, rotation="multiplier")
+    row = ([100, -50], [30])
+    results = run_script(dut, [("reset", fmt.const(0.5)), ("fold", [row]),
+                               ("fold_downdate", [row], 4000), ("read", Select.R)], 2, 1)
+    assert results[2][1]["bad_command"] == 1
+    model = IncrementalUpdaterModel(QRConfig(fmt, "multiplier"), 2, 1, fmt.const(0.5))
+    model.fold(*row)
+    assert results[3][0] == [int(v) for v in np.ravel(model.R)]
+
+    async def bench(ctx):
+        for select in (2, 3):
+            await stream_put(ctx, dut.command, {"op": Op.FOLD, "select": select, "n": 2,
+                                                "k": 1, "value": 1, "forgetting": 1 << 16})
+            await ctx.tick()
+            assert ctx.get(dut.bad_command)
+            while ctx.get(dut.busy):
+                await ctx.tick()
+
+    run_simulation(dut, bench, deadline=1e-4)
+    for core in (IncrementalUpdater(4, 1, fmt, units=2, rotation="cordic"),
+                 QRSolver(4, 1, fmt, units=2, rotation="multiplier"),
+                 IncrementalUpdater(4, 1, fmt, rotation="multiplier", fold=False)):
+        core._MustUse__silence = True       # only its attribute is asked for
+        assert not core.fold_downdates
+
+
+def random_script(rng, fmt, config, n, k, length, folds, fold_downdates=False):
     """A random command sequence: updates with and without forgetting, downdates of rows
     folded in earlier and of random rows (some refused), folds of 1-4 rows (with and without
-    forgetting), solve, predict,
-    the read-outs, and resets, then a read of R and Z."""
+    forgetting), with ``fold_downdates`` FOLDs of downdates of 1-3 rows folded in earlier (a
+    random row among them now and then: refused), solve, predict, the read-outs, and resets,
+    then a read of R and Z."""
     script = [("reset", fmt.const(float(rng.choice([0.25, 0.5, 1.0]))))]
     history = []                                # rows folded in since the last reset
     ops = ["update", "update_beta", "downdate", "downdate_any", "fold", "solve", "predict",
            "read", "reset"]
     weights = [.2, .12, .12, .04, .16 if folds else 0, .08, .08, .16 if folds else .32, .04]
+    if fold_downdates:
+        ops.append("fold_downdate")
+        weights = [.16, .1, .1, .04, .16, .06, .06, .14, .04, .14]
     for _ in range(length):
         op = rng.choice(ops, p=weights)
         if op in ("update", "update_beta"):
@@ -367,6 +457,15 @@ def random_script(rng, fmt, config, n, k, length, folds):
             beta = (config.forgetting_constant(float(rng.uniform(0.7, 1.0)))
                     if rng.random() < 0.5 else None)
             script.append(("fold", rows, None, beta))
+        elif op == "fold_downdate" and history:
+            count = min(len(history), int(rng.integers(1, 4)))
+            taken = [history.pop(int(rng.integers(len(history)))) for _ in range(count)]
+            if rng.random() < 0.25:
+                # a random large row among them: usually refused (then the rows stay in)
+                stranger = random_rows(fmt, rng, 1, n, k, scale=2.0)[0]
+                history += taken
+                taken.insert(int(rng.integers(len(taken) + 1)), stranger)
+            script.append(("fold_downdate", taken))
         elif op == "solve":
             script.append(("solve",))
         elif op == "reset":
@@ -381,7 +480,7 @@ def random_script(rng, fmt, config, n, k, length, folds):
 
 @pytest.mark.parametrize("seed, rotation, units, fold", [
     (1, "cordic", 2, True), (2, "multiplier", 4, True), (3, "cordic", 1, False),
-    (4, "multiplier", 2, False), (5, "cordic", 4, True),
+    (4, "multiplier", 2, False), (5, "cordic", 4, True), (6, "multiplier", 1, True),
 ])
 def test_random_command_sequences(seed, rotation, units, fold):
     """Random sequences of every command (in any order: an UPDATE straight after a DOWNDATE
@@ -392,7 +491,8 @@ def test_random_command_sequences(seed, rotation, units, fold):
     config = QRConfig(fmt, rotation)
     dut = IncrementalUpdater(5, 2, fmt, units=units, rotation=rotation, fold=fold)
     model = IncrementalUpdaterModel(config, n, k, 0)
-    check_script(dut, model, random_script(rng, fmt, config, n, k, 14, fold), n, k)
+    check_script(dut, model, random_script(rng, fmt, config, n, k, 14, fold,
+                                           dut.fold_downdates), n, k)
 
 
 @pytest.mark.parametrize("rotation", ["cordic", "multiplier"])
