@@ -163,15 +163,16 @@ def script_streams(script, n, k, fmt):
     ``script`` is a list of tuples: ``("reset", lam_sqrt)``, ``("update", h, t[, b])``,
     ``("downdate", h, t)``, ``("solve",)``, ``("predict", h)``, ``("read", select)``,
     ``("load", select, values)``, ``("fold", [(h, t), ...][, None, b])`` (stored integers;
-    ``b`` the forgetting constant).
+    ``b`` the forgetting constant), ``("fold_downdate", [(h, t), ...])`` (a FOLD of
+    downdates).
     """
-    from tiersolve.gen.qr import Op, Select
+    from tiersolve.gen.qr import FoldKind, Op, Select
 
     w = fmt.width
     commands, values, outputs = [], [], 0
     ops = {"reset": Op.RESET, "update": Op.UPDATE, "downdate": Op.DOWNDATE,
            "solve": Op.SOLVE, "predict": Op.PREDICT, "read": Op.READ, "load": Op.LOAD,
-           "fold": Op.FOLD}
+           "fold": Op.FOLD, "fold_downdate": Op.FOLD}
     for step in script:
         name = step[0]
         command = {"op": int(ops[name]), "select": 0, "n": n, "k": k, "value": 0,
@@ -191,10 +192,12 @@ def script_streams(script, n, k, fmt):
         elif name == "load":
             command["select"] = int(step[1])
             values += [int(v) for v in np.ravel(step[2])]
-        elif name == "fold":
+        elif name in ("fold", "fold_downdate"):
             command["value"] = len(step[1])
             values += [int(v) for h, t in step[1] for v in [*h, *t]]
-            if len(step) > 3 and step[3] is not None:
+            if name == "fold_downdate":
+                command["select"] = int(FoldKind.DOWNDATE)
+            elif len(step) > 3 and step[3] is not None:
                 command["forgetting"] = int(step[3])
         commands.append(command)
     return commands, values, outputs

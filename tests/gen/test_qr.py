@@ -740,6 +740,39 @@ def test_verilator_cross_simulation(verilator):
     assert accepted[13] - accepted[12] == dut.fold_cycles(n, k, 4, forgetting)
 
 
+@pytest.mark.verilator
+def test_verilator_cross_simulation_fold_downdates(verilator):
+    """The generated Verilog of the multiplier updater (2 units, n = 5, k = 1) in Verilator:
+    FOLDs of updates and of downdates (one refused whole), a DOWNDATE, solve and reads give
+    the model's integers and flags, and each FOLD of downdates takes ``fold_cycles``."""
+    from tiersolve.gen.crosssim import VerilatorSimulation
+    from tiersolve.host.bench.qr import script_streams
+
+    fmt = FixedFormat(4, 12)
+    n, k = 5, 1
+    config = QRConfig(fmt, "multiplier")
+    rng = np.random.default_rng(21)
+    dut = IncrementalUpdater(5, 1, fmt, units=2, rotation="multiplier")
+    rows = random_rows(fmt, rng, 12, n, k)
+    bad = (fmt.quantise([0, 0, 0, 0, 3.5]).values, np.zeros(k, np.int64))
+    script = [("reset", fmt.const(0.25)), ("fold", rows), ("fold_downdate", rows[:7]),
+              ("fold_downdate", [rows[7], bad, rows[8]]), *READ_ALL,
+              ("fold_downdate", rows[7:11]), ("downdate", *rows[11]), ("solve",),
+              *READ_ALL, ("read", Select.W)]
+    commands, values, outputs = script_streams(script, n, k, fmt)
+    simulation = VerilatorSimulation(dut, top="qr_updater_fold_downdates", log=None)
+    result = simulation.run({"command": commands, "i": values}, {"o": outputs},
+                            ready_seed=5, ready_probability=0.7)
+    model = IncrementalUpdaterModel(config, n, k, 0)
+    expected = [v for values_, _ in model_script(model, script) for v in values_]
+    assert [payload["value"] for payload in result.values("o")] == expected
+    assert result.port_value("saturated") == int(model.saturated)
+    assert result.port_value("refused") == 0   # the last, a DOWNDATE, was taken out
+    accepted = result.input_cycles["command"]
+    assert accepted[3] - accepted[2] == dut.fold_cycles(n, k, 7)
+    assert accepted[4] - accepted[3] == dut.fold_cycles(n, k, 3)
+
+
 def test_forgetting_constant_out_of_range_is_a_bad_command():
     fmt = FixedFormat(4, 12)
     dut = IncrementalUpdater(2, 1, fmt, units=1, rotation="multiplier")

@@ -271,3 +271,38 @@ def test_public_helpers_check_their_integers():
     result = fold_row(config, A, np.array([5, -7, 9], dtype=np.int32))
     assert np.array_equal(result.A, fold_row(config, A, [5, -7, 9]).A)
     assert scale_row(np.array([3, -3]), 2048, 12) == [2, -1]
+
+
+@pytest.mark.parametrize("rotation", ROTATIONS)
+def test_fold_downdate_is_downdates_all_or_nothing(rotation):
+    """fold_downdate gives the integers of one downdate per row in order; if one row would be
+    refused, nothing changes (A, the saturated flag, the rotation count) and the result names
+    the row and its pivot."""
+    config = QRConfig(FixedFormat(4, 14), rotation)
+    fmt = config.fmt
+    n, k = 4, 2
+    rng = np.random.default_rng(8)
+    V = fmt.quantise(rng.uniform(-0.5, 0.5, (9, n + k))).values
+    batch = IncrementalUpdaterModel(config, n, k, fmt.const(0.5))
+    for v in V:
+        batch.update(v[:n], v[n:])
+    single = IncrementalUpdaterModel(config, n, k, fmt.const(0.5))
+    single.A, single.rotations = batch.A.copy(), batch.rotations
+    result = batch.fold_downdate(V[:5, :n], V[:5, n:])
+    for v in V[:5]:
+        assert not single.downdate(v[:n], v[n:]).refused
+    assert not result.refused
+    assert np.array_equal(batch.A, single.A) and np.array_equal(result.A, batch.A)
+    assert batch.rotations == single.rotations and result.rotations == 5 * (n * (n + 1) // 2
+                                                                            + n * k)
+    before, rotations = batch.A.copy(), batch.rotations
+    stranger = fmt.quantise([0.1, 0.2, 0.3, 3.0, 0, 0]).values
+    rows = np.vstack([V[5], stranger, V[6]])
+    result = batch.fold_downdate(rows[:, :n], rows[:, n:])
+    assert result.refused and result.refused_row == 1 and result.refused_index == 3
+    assert np.array_equal(batch.A, before) and batch.rotations == rotations
+    assert not batch.saturated
+    with pytest.raises(ValueError, match="rows"):
+        batch.fold_downdate(V[:2, :n], V[:3, n:])
+    with pytest.raises(TypeError, match="integers"):
+        batch.fold_downdate(V[:2, :n] * 0.5, V[:2, n:])
