@@ -28,7 +28,9 @@ address    name              access  contents
 0x09       CLOCK_HZ          ro      design clock frequency in Hz
 0x0A       MAX_BURST         ro      longest burst of the frame bridge, in words (0: no bridge)
 0x0B       UPDATER           ro      incremental-update core: rotation ``units``, ``rotation``
-                                     kind (0 CORDIC, 1 multiplier); 0 when it is not built
+                                     kind (0 CORDIC, 1 multiplier), ``fold`` (FOLD built),
+                                     ``fold_downdate`` (FOLD takes rows out too); 0 when it
+                                     is not built
 0x10       CONTROL           wo      write 1 to bit ``reset_cholesky`` / ``reset_updater``:
                                      return that core to idle (an updater must then be
                                      re-initialised with its RESET or LOAD commands)
@@ -46,7 +48,9 @@ address    name              access  contents
                                      row count ``m`` for FOLD
 0x32       UPDATER_FORGET    rw      ``b = round(√β·2**w)`` for UPDATE and FOLD (``2**w``: no
                                      forgetting)
-0x33       UPDATER_COMMAND   wo      start an updater command (:class:`UpdaterOp`, ``select``);
+0x33       UPDATER_COMMAND   wo      start an updater command (:class:`UpdaterOp`, ``select``:
+                                     :class:`UpdaterSelect`, or for FOLD
+                                     :class:`UpdaterFoldKind`);
                                      waits while the updater is busy
 0x34       UPDATER_STATUS    ro      ``busy``, ``done``, ``refused``, ``saturated``,
                                      ``bad_command``
@@ -82,6 +86,7 @@ import json
 import zlib
 from dataclasses import asdict, dataclass
 
+from tiersolve.gen.qr_ops import FoldKind as UpdaterFoldKind
 from tiersolve.gen.qr_ops import Op as UpdaterOp
 from tiersolve.gen.qr_ops import Select as UpdaterSelect
 
@@ -97,6 +102,7 @@ __all__ = [
     "RESULT_WINDOW_SIZE",
     "Register",
     "UPDATER_RESULT_WINDOW",
+    "UpdaterFoldKind",
     "UpdaterOp",
     "UpdaterSelect",
     "VERSION",
@@ -186,7 +192,9 @@ REGISTERS: tuple[Register, ...] = (
     Register("UPDATER", 0x0B, "ro", "incremental-update core parameters (0: not built)", (
         Field("units", 0, 8, "rotation units of the linear array"),
         Field("rotation", 8, 1, "rotation kind: 0 CORDIC, 1 multiplier"),
-        Field("fold", 9, 1, "the FOLD command is built (rows in flight together)"))),
+        Field("fold", 9, 1, "the FOLD command is built (rows in flight together)"),
+        Field("fold_downdate", 10, 1, "FOLD takes rows out too (select DOWNDATE of "
+              "UpdaterFoldKind: all or none)"))),
     Register("CONTROL", 0x10, "wo", "write-one actions", (
         Field("reset_cholesky", 0, 1, "return the Cholesky core to idle (aborts a job)"),
         Field("reset_updater", 1, 1, "return the updater to idle (aborts a command; its "
@@ -222,7 +230,8 @@ REGISTERS: tuple[Register, ...] = (
     Register("UPDATER_COMMAND", 0x33, "wo", "start an updater command; the write waits while "
              "the updater is busy", (
                  Field("op", 0, 4, "operation, see UpdaterOp"),
-                 Field("select", 4, 2, "matrix of READ / LOAD, see UpdaterSelect"))),
+                 Field("select", 4, 2, "matrix of READ / LOAD (UpdaterSelect); what FOLD does "
+                       "with its rows (UpdaterFoldKind)"))),
     Register("UPDATER_STATUS", 0x34, "ro", "state and flags of the updater", (
         Field("busy", 0, 1, "a command is running"),
         Field("done", 1, 1, "the last command has ended"),
@@ -303,6 +312,7 @@ def register_map() -> dict:
         "ops": {op.name: int(op) for op in Op},
         "updater_ops": {op.name: int(op) for op in UpdaterOp},
         "updater_selects": {select.name: int(select) for select in UpdaterSelect},
+        "updater_fold_kinds": {kind.name: int(kind) for kind in UpdaterFoldKind},
         "registers": [
             {**asdict(reg), "fields": [asdict(f) for f in reg.fields]} for reg in REGISTERS
         ],

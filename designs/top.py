@@ -165,7 +165,8 @@ class SolverRegisters(wiring.Component):
             "UPDATER": 0 if self.updater is None else regmap.encode_fields(
                 "UPDATER", units=self.updater.units,
                 rotation=regmap.UPDATER_ROTATIONS.index(self.updater.rotation),
-                fold=int(self.updater.folds)),
+                fold=int(self.updater.folds),
+                fold_downdate=int(self.updater.fold_downdates)),
         }
 
     def elaborate(self, platform):

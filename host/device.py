@@ -240,6 +240,8 @@ class DeviceInfo:
         ``"multiplier"`` or ``"cordic"`` (None: no updater).
     updater_fold : bool
         The updater has the FOLD command (rows in flight together).
+    updater_fold_downdate : bool
+        Its FOLD takes rows out too (all or none; the updater with multiplier rotations).
     """
 
     version: int
@@ -256,6 +258,7 @@ class DeviceInfo:
     updater_units: int = 0
     updater_rotation: str | None = None
     updater_fold: bool = False
+    updater_fold_downdate: bool = False
 
 
 @dataclass
@@ -479,7 +482,8 @@ class Device:
                 updater_units=updater["units"] if has_updater else 0,
                 updater_rotation=(regmap.UPDATER_ROTATIONS[updater["rotation"]]
                                   if has_updater else None),
-                updater_fold=bool(updater["fold"]) and has_updater)
+                updater_fold=bool(updater["fold"]) and has_updater,
+                updater_fold_downdate=bool(updater["fold_downdate"]) and has_updater)
         except (TypeError, ValueError) as error:
             raise IncompatibleDevice(f"device reports an unusable format: {error}") from None
 
@@ -855,8 +859,9 @@ class Device:
             ``√λ`` (stored integer) for RESET, the row count for FOLD.
         forgetting : int or None
             ``b = round(√β·2**w)`` for UPDATE and FOLD (None: ``2**w``, no forgetting).
-        select : regmap.UpdaterSelect
-            Matrix of READ / LOAD.
+        select : regmap.UpdaterSelect or regmap.UpdaterFoldKind
+            Matrix of READ / LOAD; for FOLD, what it does with its rows (UPDATE: fold them
+            in; DOWNDATE: take them out, on a design with ``info().updater_fold_downdate``).
         data : sequence of int
             Values for ``UPDATER_DATA`` (stored integers of the format).
         outputs : int
@@ -1014,17 +1019,48 @@ class Device:
     def downdate(self, h, t) -> None:
         """Take rows ``[h | t]`` out of the updater (shapes as :meth:`update`).
 
+        On a design whose FOLD takes rows out (``info().updater_fold_downdate``), several
+        rows go in one FOLD of downdates (the integers of one DOWNDATE per row, rows in
+        flight together; all or none: if one row would be refused, none of the command's
+        rows is taken out); otherwise one DOWNDATE command per row, in order.
+
         Raises
         ------
         DowndateRefused
-            The updater refused a row (the result would not be positive definite); the rows
-            before it are out, the refused one and those after it were not sent, and ``R``,
-            ``Z`` are exactly as they were before the refused row.
+            The updater refused a row (the result would not be positive definite). One
+            DOWNDATE per row: the rows before it are out, the refused one and those after it
+            were not sent, and ``R``, ``Z`` are exactly as they were before the refused row.
+            FOLD: none of the rows of the refused command is out (a call sends at most
+            ``2**(w-1) - 1`` rows per command: the commands before it stay done), and ``R``,
+            ``Z`` are exactly as they were before that command.
         Saturated, ValueError
             As :meth:`update`.
         """
         head = self._require_head()
         h_int, t_int = head.quantise_rows(h, t)
+        if len(h_int) > 1 and self._info.updater_fold_downdate:
+            rows = np.concatenate([h_int, t_int], axis=1)
+            most = fold_row_limit(head.config.fmt.width)
+            for start in range(0, len(rows), most):
+                chunk = rows[start:start + most]
+                status, _ = self._head_command(regmap.UpdaterOp.FOLD, value=len(chunk),
+                                               select=regmap.UpdaterFoldKind.DOWNDATE,
+                                               data=chunk)
+                if status["refused"]:
+                    end = start + len(chunk) - 1
+                    before = ("" if start == 0 else
+                              f"; rows 0-{start - 1} of this call were taken out before "
+                              "it, by earlier commands")
+                    raise DowndateRefused(
+                        f"the updater refused to remove rows {start}-{end}: one of them "
+                        f"would leave a result that is not positive definite in "
+                        f"{head.config.fmt}; none of rows {start}-{end} was taken out (one "
+                        f"FOLD command, all or none), and the state is as it was before "
+                        f"them{before}" + ("" if end == len(rows) - 1 else
+                                           f"; rows {end + 1}- were not sent"))
+                head.stale = True
+                head.rows -= len(chunk)
+            return
         for index, (h_row, t_row) in enumerate(zip(h_int, t_int, strict=True)):
             status, _ = self._head_command(regmap.UpdaterOp.DOWNDATE,
                                            data=np.concatenate([h_row, t_row]))

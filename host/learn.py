@@ -898,14 +898,28 @@ class DeviceBackend(FixedBackend):
         saved = [self._read(state, select, columns) for select, columns in (
             (regmap.UpdaterSelect.R, state.model.n), (regmap.UpdaterSelect.Z, state.model.k),
             (regmap.UpdaterSelect.W, state.model.k))]
-        for row in np.hstack([Hq, Tq]):
-            status, _ = self._command(state, regmap.UpdaterOp.DOWNDATE, data=row,
-                                      new_saturation="ignore")
+        rows = np.hstack([Hq, Tq])
+        if len(rows) > 1 and self.device.info().updater_fold_downdate:
+            # FOLDs of downdates: the integers of one DOWNDATE per row, rows in flight
+            # together (a refused FOLD leaves R, Z as they were; a saturating one is undone
+            # below, as a saturating DOWNDATE is)
+            most = fold_row_limit(state.model.config.fmt.width)
+            batches = [rows[start:start + most] for start in range(0, len(rows), most)]
+        else:
+            batches = [row[np.newaxis] for row in rows]
+        for batch in batches:
+            if len(batch) > 1:
+                status, _ = self._command(state, regmap.UpdaterOp.FOLD, value=len(batch),
+                                          select=regmap.UpdaterFoldKind.DOWNDATE, data=batch,
+                                          new_saturation="ignore")
+            else:
+                status, _ = self._command(state, regmap.UpdaterOp.DOWNDATE, data=batch[0],
+                                          new_saturation="ignore")
             if status["refused"] or status["saturated"]:
                 self._restore(state, *saved)
                 raise DowndateRefused("the device's updater refused a downdate (it would lose "
                                       "positive definiteness); R left unchanged")
-            state.weight -= 1.0
+            state.weight -= float(len(batch))
         return state
 
     def qr_add_outputs(self, state, count):

@@ -356,7 +356,7 @@ def test_updater_over_register_bus_is_bit_exact():
     design = SolverDesign(cores=("cholesky", "updater"), n_max=N_MAX, k_max=K_MAX, lanes=LANES,
                           bus="register")
     assert regmap.decode_fields("UPDATER", design.identity()["UPDATER"]) == \
-        {"units": 1, "rotation": 1, "fold": 0}
+        {"units": 1, "rotation": 1, "fold": 0, "fold_downdate": 0}
     folding = SolverDesign(cores=("cholesky", "updater"), n_max=N_MAX, k_max=K_MAX,
                            lanes=LANES, bus="register", updater_fold=True)
     assert regmap.decode_fields("UPDATER", folding.identity()["UPDATER"])["fold"] == 1

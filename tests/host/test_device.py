@@ -394,6 +394,7 @@ def test_updater_with_cordic_rotations_folds_rows_bit_exact():
     with tiersolve.host.open(url) as device:
         ops = record_updater_ops(device)
         assert device.info().updater_rotation == "cordic" and device.info().updater_fold
+        assert not device.info().updater_fold_downdate   # (multiplier rotations only)
         check_head_session(device, np.random.default_rng(23), 3, 2, 6)
     assert ops.count(regmap.UpdaterOp.FOLD) == 2    # the two multi-row updates
     assert regmap.UpdaterOp.UPDATE in ops           # the single row with forgetting
@@ -429,6 +430,45 @@ def test_updater_folds_rows_with_forgetting_bit_exact():
     # least what fold_cycles counts for rows that arrive at full rate
     core = IncrementalUpdater(4, 2, head.config.fmt, units=2, rotation="multiplier")
     assert cycles >= core.fold_cycles(n, k, rows, b)
+
+
+def test_updater_fold_downdates_all_or_nothing_bit_exact():
+    """On a design whose FOLD takes rows out (multiplier rotations), ``downdate`` of several
+    rows is one FOLD of downdates: the model's integers (one DOWNDATE per row), in far fewer
+    cycles; a call with a row that must be refused takes none out, says so, and leaves R, Z
+    exactly as they were; a single row still goes as one DOWNDATE."""
+    n, k = 3, 1
+    url = UPDATER_URL + "&updater_units=2&updater_fold=1"
+    rng = np.random.default_rng(31)
+    H, T = rng.uniform(-1, 1, (6, n)), rng.uniform(-1, 1, (6, k))
+    with tiersolve.host.open(url) as device:
+        assert device.info().updater_fold_downdate
+        calls = record_updater_ops(device, "select")
+        device.reset(0.5, n=n, k=k, feature_bound=1.0, target_bound=1.0, capacity=20)
+        device.update(H, T)
+        device.downdate(H[:3], T[:3])
+        fold_cycles = device.last_run["cycles"]
+        model = head_model(device)
+        head = device.head
+        h_int, t_int = head.quantise_rows(H, T)
+        for h, t in zip(h_int, t_int, strict=True):
+            model.update(h, t)
+        assert not model.fold_downdate(h_int[:3], t_int[:3]).refused
+        assert np.array_equal(device_ints(device, regmap.UpdaterSelect.R, n), model.R)
+        assert np.array_equal(device_ints(device, regmap.UpdaterSelect.Z, k), model.Z)
+        before = device.read_state()
+        big = np.array([[0.0, 0.0, 1.0]])
+        with pytest.raises(DowndateRefused, match=r"remove rows 0-2: .*none of rows 0-2 was "
+                                                  r"taken out .*as it was before them"):
+            device.downdate(np.vstack([H[3:4], big, H[4:5]]), np.vstack([T[3:4], [[1.0]],
+                                                                           T[4:5]]))
+        for got, expected in zip(device.read_state(), before, strict=True):
+            assert np.array_equal(got, expected)
+        device.downdate(H[5], T[5])
+        single_cycles = device.last_run["cycles"]
+    fold = (regmap.UpdaterOp.FOLD, regmap.UpdaterFoldKind.DOWNDATE)
+    assert calls.count(fold) == 2 and calls[-1][0] == regmap.UpdaterOp.DOWNDATE
+    assert fold_cycles < 3 * single_cycles     # three rows in flight: fewer than 3 one by one
 
 
 def test_updater_checks_and_errors(updater_device):

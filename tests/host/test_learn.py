@@ -604,7 +604,7 @@ def test_device_backend_equals_fixed_bit_for_bit(verilator, hidden, direct_link)
     url = ("vsim://?n_max=8&k_max=4&lanes=2&format=Q8.16&inverse_format=Q4.20"
            "&cores=cholesky,updater&updater_fold=1")
     backend = DeviceBackend(url)
-    ops = record_updater_ops(backend.device)
+    ops = record_updater_ops(backend.device, "select")
     try:
         fixed = backend.matching_fixed_backend()
         params = {"hidden_layer_sizes": (hidden,), "random_state": 0, "alpha": 0.5,
@@ -623,9 +623,12 @@ def test_device_backend_equals_fixed_bit_for_bit(verilator, hidden, direct_link)
         assert on_device.score(X[90:], y[90:]) > 0.7
         assert backend.device.last_run["cycles"] > 0  # the device did the work
         # the batches went in FOLD commands (rows in flight together), the window's old rows
-        # came out by DOWNDATE
+        # came out in FOLDs of downdates (multiplier rotations), none by one DOWNDATE a row
         from tiersolve.designs import regmap
-        assert regmap.UpdaterOp.FOLD in ops and regmap.UpdaterOp.DOWNDATE in ops
+        kinds = {(op, None if select is None else int(select)) for op, select in ops}
+        assert (regmap.UpdaterOp.FOLD, None) in kinds
+        assert (regmap.UpdaterOp.FOLD, int(regmap.UpdaterFoldKind.DOWNDATE)) in kinds
+        assert not any(op == regmap.UpdaterOp.DOWNDATE for op, _ in kinds)
     finally:
         backend.close()
 
