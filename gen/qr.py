@@ -139,11 +139,11 @@ unchanged. Out of context on ECP5-85F speed 6 (``synthesize(IncrementalUpdater(1
 units=4, rotation=R), target="ecp5-85f", seed=S)``, with FOLD, at d33c17e): CORDIC rotations
 103.7 / 105.2 / 104.7 MHz with seeds 1 / 2 / 3 (worst paths the refusal flag into the
 sequencer's next state, a rotation unit's gain compensation, the schedule's row into the
-vectoring unit's operand); multiplier rotations (at 91dbd29, whose units read their own copy
-of FOLD's coefficients) 104.8 / 116.7 / 116.6 MHz with seeds 1 / 2 / 3 (FOLD's schedule
-counters; a register into a DSP). With the sequencer binary (36bbc4e) the CORDIC core ran at
-86.6-97.5 MHz, its worst paths the state decode into the memories' registered addresses and
-enables. The README's synthesis table has the history.
+vectoring unit's operand); multiplier rotations (at 80964c2, with the FOLD of downdates)
+105.7 / 111.6 / 114.1 MHz with seeds 1 / 2 / 3 (FOLD's schedule counters). With the
+sequencer binary (36bbc4e) the CORDIC core ran at 86.6-97.5 MHz, its worst paths the state
+decode into the memories' registered addresses and enables. The README's synthesis table
+has the history.
 
 Command port
 ------------

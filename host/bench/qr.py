@@ -246,6 +246,16 @@ def verilator_fold_cycles(name, n, k, fmt, units, rotation, rows=64, seed=0, for
     return accepted[2] - accepted[1]
 
 
+def verilator_fold_downdate_cycles(n, k, fmt, units, rows=64, seed=0):
+    """Cycles of one FOLD of downdates of ``rows`` rows (the rows a FOLD put in just before)
+    on the generated Verilog of the multiplier updater in Verilator, which
+    :meth:`~tiersolve.gen.qr.IncrementalUpdater.fold_cycles` predicts (without forgetting)."""
+    rows_ = _random_rows(fmt, n, k, rows, seed)
+    accepted = _verilator_acceptances("update", n, k, fmt, units, "multiplier",
+                                      [("fold", rows_), ("fold_downdate", rows_)])
+    return accepted[3] - accepted[2]
+
+
 def _synthesise(bench, fmt, seeds=(1,)):
     """One record per :data:`SYNTH_CONFIGS` line: the first seed's report, ``runs`` (seed and
     Fmax of each seed's run; the iCE40UP5K core, which does not fit, runs once) and, as
@@ -517,6 +527,12 @@ def run(args) -> int:
                     "measured": verilator_fold_cycles(name, 16, args.k, fmt, 4, rotation,
                                                       forgetting=forgetting),
                     "formula": core.fold_cycles(16, args.k, 64, forgetting)})
+            if core.fold_downdates:
+                checks.append({
+                    "rotation": f"{rotation}, FOLD of 64 downdates (the 64 rows just folded "
+                                "in)", "n": 16, "units": 4,
+                    "measured": verilator_fold_downdate_cycles(16, args.k, fmt, 4),
+                    "formula": core.fold_cycles(16, args.k, 64)})
         meta["verilator_checks"] = checks
         lines += ["", "Verilator check (n = 16, units = 4; spacing of UPDATE commands, and "
                   "the cycles of one FOLD):"]
