@@ -1233,8 +1233,9 @@ def _run_info(args) -> int:
     if args.json:
         print(json.dumps(fields, indent=2))
     else:
+        width = max(map(len, fields))
         for name, value in fields.items():
-            print(f"{name:16s} {value}")
+            print(f"{name:{width}s} {value}")
     return 0
 
 
