@@ -150,7 +150,7 @@ def _setup_demo(parser):
     parser.add_argument("--fmax-mhz", type=float, default=None,
                         help="clock for converting the device's cycles to time (default: the "
                              "Fmax of the last recorded ulx3s-85f build, else the bare "
-                             "Cholesky core's 105.2 MHz)")
+                             "Cholesky core's 124.8 MHz)")
 
 
 def _run_demo(args) -> int:

@@ -43,12 +43,14 @@ DEFAULT_DEVICE_URL = ("vsim://?n_max=64&k_max=32&lanes=4&format=Q8.16&inverse_fo
                       "&guard_bits=4&cores=cholesky,updater")
 #: Board whose recorded build gives the clock at which device cycles become time.
 DEFAULT_BOARD = "ulx3s-85f"
-#: Fmax (MHz) of the bare Cholesky core at ``n_max = 16`` on an ECP5-85F (measured): the
-#: fallback when no board build is recorded.
-CORE_FMAX_MHZ = 105.2
-#: Fmax (MHz) of the bare incremental updater (``n_max = 16``, 4 units, multiplier rotations,
-#: ECP5-85F, measured): caps the clock when the board build used has no updater in it.
-UPDATER_FMAX_MHZ = 53.0
+#: Fmax (MHz) of the bare Cholesky core at ``n_max = 16`` on an ECP5-85F (measured out of
+#: context, 16/4/4 Q6.12, the lowest of seeds 1-3 at a0ad6f0; README): the fallback when no
+#: board build is recorded.
+CORE_FMAX_MHZ = 124.8
+#: Fmax (MHz) of the bare incremental updater (``n_max = 16``, ``k_max = 2``, 4 units,
+#: multiplier rotations with FOLD, Q6.12, ECP5-85F, measured out of context: the lowest of
+#: seeds 1-3 at 80964c2; README): caps the clock when the board build used has no updater.
+UPDATER_FMAX_MHZ = 105.7
 #: Default ``fmax_mhz`` of :func:`run_demo`: None, i.e. the board build's Fmax (:func:`board_fmax`).
 DEFAULT_FMAX_MHZ = None
 

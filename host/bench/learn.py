@@ -38,9 +38,10 @@ Assumed cores (:data:`CHOLESKY_CORE`, :data:`UPDATER_CORE`): Cholesky core with 
 multiplier rotations, Q10.18 (the fixed backend's head format). The cycles become time at the
 Fmax of the most relevant recorded build of the default board (both cores in one design, one
 clock; :func:`tiersolve.host.demo.board_fmax` reads ``tiersolve.boards.measured``, and caps the
-clock at the bare updater's 53.0 MHz when that build has no updater); when no build is
-recorded, at each bare core's Fmax (105.2 and 53.0 MHz, measured at ``n_max = 16`` on an
-ECP5-85F), and the output says "core Fmax, no board build recorded". Both cores need
+clock at the bare updater's Fmax when that build has no updater); when no build is
+recorded, at each bare core's Fmax (:data:`tiersolve.host.demo.CORE_FMAX_MHZ` and
+:data:`~tiersolve.host.demo.UPDATER_FMAX_MHZ`, measured at ``n_max = 16`` on an ECP5-85F),
+and the output says "core Fmax, no board build recorded". Both cores need
 ``n_max`` at least the problem's ``n`` (the width; width + 1, or width + d + 1 with the direct
 link, for the head): those larger cores were not built, so their Fmax is assumed equal to the
 measured one (optimistic), and past ``n_max`` of about 150 the Cholesky core's matrix memory no
@@ -65,6 +66,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from tiersolve.host.demo import CORE_FMAX_MHZ, UPDATER_FMAX_MHZ
 
 __all__ = ["CHOLESKY_CORE", "HELP", "SWEEP_WIDTHS", "UPDATER_CORE", "CycleRecordingBackend",
            "add_arguments", "elm_macs", "format_sweep", "format_table", "fpga_cost", "mlp_macs",
@@ -77,10 +79,13 @@ DATASETS = ("digits", "breast_cancer", "wine")
 
 #: Cholesky core assumed for the lower tier's ridge solves (``n_max`` = what the solve needs).
 CHOLESKY_CORE = {"lanes": 4, "k_max": 10, "format": "Q8.16", "inverse_format": "Q4.20",
-                 "fmax_mhz": 105.2, "fmax_source": "measured, n_max=16, lanes=4, ECP5-85F"}
+                 "fmax_mhz": CORE_FMAX_MHZ,
+                 "fmax_source": "measured, n_max=16, lanes=4, Q6.12, ECP5-85F"}
 #: Incremental updater assumed for the head (``n_max`` = width + 1, ``k_max`` = classes).
-UPDATER_CORE = {"units": 4, "rotation": "multiplier", "format": "Q10.18", "fmax_mhz": 53.0,
-                "fmax_source": "measured, n_max=16, k_max=2, units=4, multiplier, ECP5-85F"}
+UPDATER_CORE = {"units": 4, "rotation": "multiplier", "format": "Q10.18",
+                "fmax_mhz": UPDATER_FMAX_MHZ,
+                "fmax_source": "measured, n_max=16, k_max=2, units=4, multiplier, Q6.12, "
+                               "ECP5-85F"}
 
 
 def add_arguments(parser):
