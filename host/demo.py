@@ -361,7 +361,7 @@ def run_demo(backends=("float64", "fixed"), *, out="demo-output", hidden_layer_s
         Samples per partial_fit call.
     device : str or tiersolve.host.device.Device
         The device of the ``"device"`` backend (default :data:`DEFAULT_DEVICE_URL`: the
-        Verilator-simulated design, compiled on first use, about 1 to 2 min, then cached).
+        Verilator-simulated design, compiled on first use, 10-50 s here, then cached).
         It needs both cores (``cores=cholesky,updater``), ``k_max`` of at least 10 (the
         classes) and ``n_max`` above the last hidden width.
     fmax_mhz : float or None
@@ -393,7 +393,7 @@ def run_demo(backends=("float64", "fixed"), *, out="demo-output", hidden_layer_s
     device_backend = None
     if "device" in backends:  # the name; a SolverBackend object is used as it is
         say(f"opening the device {device if isinstance(device, str) else device!r}"
-            + (" (first use compiles it with Verilator: 30 s to 2 min, then cached)"
+            + (" (first use compiles it with Verilator: 10-50 s here, then cached)"
                if isinstance(device, str) and device.startswith("vsim://") else ""))
         start = time.perf_counter()
         device_backend = CycleCountingDeviceBackend(device)

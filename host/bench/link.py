@@ -650,7 +650,7 @@ def add_arguments(parser) -> None:
     :mod:`tiersolve.host.bench`)."""
     parser.add_argument("--device", default=None,
                         help=f"device URL for the jobs and the efficiency sweep (default "
-                             f"{_DEFAULT_DEVICE}; the first use compiles it, about 30 s; if "
+                             f"{_DEFAULT_DEVICE}; the first use compiles it, 10-50 s here; if "
                              f"the default cannot be used, the figures come from the protocol, "
                              f"a device named here must work)")
     parser.add_argument("--sim-device", default=None,
