@@ -64,7 +64,9 @@ def board_fmax(board=DEFAULT_BOARD, core_fmax_mhz=CORE_FMAX_MHZ, *,
     ``n_max``, ``k_max``, ``lanes``, ``format``, ``cores``, ``updater_fold``). When no build
     matches them all, it asks again with ``cores`` only, then with no configuration (the
     board's most relevant build of any kind), and the source names the build it used and says
-    it is not the device's configuration. When ``config`` asks for the updater and that build
+    it is not the device's configuration; so it does when the build found first is larger
+    than the device (``measured_build`` lets the smallest recorded build that holds ``n_max``
+    and ``k_max`` stand in). When ``config`` asks for the updater and that build
     has none, the clock is capped at ``updater_fmax_mhz`` (a design is no faster than its
     slowest core), and the source says so. The module is imported defensively: when it is
     missing, or has no build of the board at all, the bare core's Fmax ``core_fmax_mhz`` is
@@ -75,8 +77,9 @@ def board_fmax(board=DEFAULT_BOARD, core_fmax_mhz=CORE_FMAX_MHZ, *,
     dict
         ``fmax_mhz``; ``board`` (None for the core fallback); ``build`` (the recorded build:
         ``fmax_mhz``, ``clock_mhz``, ``n_max``, ``k_max``, ``lanes``, ``format``, ``cores``,
-        ``command``; or None); ``match``: ``"exact"``, ``"cores"``, ``"board"`` (what the
-        build has in common with ``config``) or None; ``source``, a phrase naming the board and
+        ``command``; or None); ``match``: ``"exact"``, ``"stand-in"`` (the same kind of design
+        with another ``n_max`` or ``k_max``), ``"cores"``, ``"board"`` (what the build has in
+        common with ``config``) or None; ``source``, a phrase naming the board and
         the build, or ``"core Fmax, no board build recorded"``.
     """
     try:
@@ -93,6 +96,8 @@ def board_fmax(board=DEFAULT_BOARD, core_fmax_mhz=CORE_FMAX_MHZ, *,
         for level, keys in attempts:
             build, match = measured_build(board, **keys), level
             if build and build.get("fmax_mhz"):
+                if level == "exact" and _differs(build, config):
+                    match = "stand-in"
                 break
     if build and build.get("fmax_mhz"):
         shape = "/".join(str(build.get(key, "?")) for key in ("n_max", "k_max", "lanes"))
@@ -107,7 +112,12 @@ def board_fmax(board=DEFAULT_BOARD, core_fmax_mhz=CORE_FMAX_MHZ, *,
         source = f"Fmax of the {board} build ({', '.join(details)})"
         if build.get("command"):
             source += f" recorded by `{build['command']}`"
-        if match != "exact" and config:
+        if match == "stand-in":
+            asked = ", ".join(f"{key} {config[key]}" for key in _differs(build, config))
+            source += ("; no build of this configuration is recorded, so this build of the same "
+                       f"kind stands in for the device's ({asked}; a smaller design is usually "
+                       "a little faster)")
+        elif match != "exact" and config:
             source += ("; no build of this configuration is recorded, so this is the closest "
                        "recorded one (a larger design is usually a little slower)")
         fmax = float(build["fmax_mhz"])
@@ -123,6 +133,19 @@ def board_fmax(board=DEFAULT_BOARD, core_fmax_mhz=CORE_FMAX_MHZ, *,
                 "source": source}
     return {"fmax_mhz": float(core_fmax_mhz), "board": None, "build": None, "match": None,
             "source": "core Fmax, no board build recorded"}
+
+
+def _differs(build, config) -> list[str]:
+    """The keys of ``config`` whose value the recorded ``build`` does not have."""
+    def value(key, raw):
+        if key == "cores":
+            return tuple(raw.split(",")) if isinstance(raw, str) else tuple(raw or ())
+        if key == "updater_fold":
+            return bool(raw)
+        return str(raw) if key == "format" else raw
+
+    return [key for key, wanted in config.items()
+            if value(key, build.get(key)) != value(key, wanted)]
 
 
 class ColumnBlockedBackend(DelegatingBackend):

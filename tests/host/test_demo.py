@@ -99,14 +99,20 @@ def test_board_fmax_uses_the_recorded_board_build(monkeypatch):
              "format": "Q8.16", "cores": ["cholesky", "updater"],
              "command": "tiersolve bench build --record"}
     calls = _fake_measured(monkeypatch, {DEFAULT_BOARD: build})
-    clock = board_fmax(n_max=64, k_max=32)
-    assert calls == [(DEFAULT_BOARD, {"n_max": 64, "k_max": 32})]
+    clock = board_fmax(n_max=16, k_max=4, cores="cholesky,updater", format="Q8.16")
+    assert calls == [(DEFAULT_BOARD, {"n_max": 16, "k_max": 4, "cores": "cholesky,updater",
+                                      "format": "Q8.16"})]
     assert clock["fmax_mhz"] == 71.5 and clock["board"] == DEFAULT_BOARD
     assert clock["build"] is build and clock["match"] == "exact"
     for text in (DEFAULT_BOARD, "16/4/4", "Q8.16", "cholesky,updater", "runs at 45 MHz",
                  "`tiersolve bench build --record`"):
         assert text in clock["source"]
-    assert "closest" not in clock["source"]
+    assert "closest" not in clock["source"] and "stands in" not in clock["source"]
+    # measured_build lets a build of another size stand in for the device's: the source says
+    # so (it read as the device's own build)
+    clock = board_fmax(n_max=8, k_max=2, cores="cholesky,updater")
+    assert clock["match"] == "stand-in" and clock["fmax_mhz"] == 71.5
+    assert "stands in for the device's (n_max 8, k_max 2;" in clock["source"]
 
 
 def test_board_fmax_relaxes_to_the_closest_recorded_build(monkeypatch):
