@@ -29,7 +29,9 @@ def _setup(parser):
             if error.name != module_name:
                 raise
             continue
-        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        # a module that serves several benchmarks (qr, update) may say which is which
+        text = getattr(module, "HELPS", {}).get(name, module.HELP)
+        p = sub.add_parser(name, help=text, description=text)
         p.add_argument("--out", default="bench-results",
                        help="folder for the JSON results (default: bench-results)")
         module.add_arguments(p)

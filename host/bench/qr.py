@@ -48,6 +48,11 @@ __all__ = ["HELP", "add_arguments", "accuracy_sweep", "cycle_table", "fold_bound
            "script_streams", "verilator_fold_cycles", "verilator_update_cycles"]
 
 HELP = "cycles per row, rotation-unit utilisation, area and accuracy of the Givens QR cores"
+#: One line per benchmark this module serves (``tiersolve bench --help``).
+HELPS = {"qr": "the QR solver core: cycles per row, rotation-unit utilisation, area and "
+               "accuracy (QR against the Gram/Cholesky path)",
+         "update": "the incremental updater: cycles per row (UPDATE, DOWNDATE, FOLD with and "
+                   "without forgetting), rotation-unit utilisation, area and accuracy"}
 
 #: (rotation, target, n_max, k_max, units) synthesised by ``--synth``, for the benchmark's
 #: core (``qr``: QRSolver, ``update``: IncrementalUpdater). The iCE40UP5K line is the smallest
