@@ -387,10 +387,10 @@ class IncrementalUpdater(wiring.Component):
     bad_command : ``Out(1)``
         The last command had ``n`` or ``k`` out of range, an op this core lacks, (updater,
         UPDATE, FOLD) a forgetting constant outside ``1 .. 2**w``, a FOLD of fewer than one
-        row, or (:attr:`fold_downdates`) a FOLD with ``select`` above 1 or a FOLD of downdates
-        with a forgetting constant other than ``2**w``. Decided in the cycle after the
-        transfer: low, with ``busy`` high, in that cycle; final when ``busy`` falls (a refused
-        command keeps ``busy`` high for that one cycle only).
+        row, a FOLD with a ``select`` (:class:`~tiersolve.gen.qr_ops.FoldKind`) the core lacks,
+        or a FOLD of downdates with a forgetting constant other than ``2**w``. Decided in the
+        cycle after the transfer: low, with ``busy`` high, in that cycle; final when ``busy``
+        falls (a refused command keeps ``busy`` high for that one cycle only).
     cycles : ``Out(32)``
         Cycles the last command took (from its transfer to idle).
 
@@ -418,8 +418,9 @@ class IncrementalUpdater(wiring.Component):
         ``refused`` is set and ``R``, ``Z``, ``W`` and ``saturated`` are as before the command
         (``A`` has a third region, the spare, which the FOLD writes in turn with the other
         half, never the current one). It takes :meth:`fold_cycles` (without forgetting),
-        refused or not. (CORDIC updaters' FOLD ignores ``select``: its generator is the
-        circular vectoring unit.)
+        refused or not. (A CORDIC updater's FOLD, whose generator is the circular vectoring
+        unit, and the QR solver's take ``select`` = UPDATE only: another is a
+        ``bad_command``.)
 
     Timing
     ------
@@ -1366,6 +1367,10 @@ class IncrementalUpdater(wiring.Component):
                 # select: FoldKind UPDATE or DOWNDATE; downdates take no forgetting (2**w)
                 no_forgetting = command.forgetting[w] & ~command.forgetting[:w].any()
                 rows_ok = rows_ok & ~command.select[1] & (~command.select[0] | no_forgetting)
+            else:
+                # FoldKind.UPDATE only: a FOLD of downdates this core cannot make must not
+                # fold the rows in instead
+                rows_ok = rows_ok & ~command.select.any()
             op_ok = op_ok & ((command.op != Op.FOLD) | rows_ok)
         command_ok = Signal()
         m.d.sync += command_ok.eq(size_ok & op_ok)

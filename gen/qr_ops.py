@@ -52,8 +52,8 @@ class FoldKind(enum.IntEnum):
     #: Take them out (DOWNDATE's hyperbolic rotations, no forgetting): all of them, or, if
     #: one would be refused, none (``refused`` set; ``R``, ``Z`` and the ``saturated`` flag as
     #: before the command). Only in updaters with multiplier rotations and FOLD
-    #: (:attr:`~tiersolve.gen.qr.IncrementalUpdater.fold_downdates`); the CORDIC updater's
-    #: FOLD ignores ``select``.
+    #: (:attr:`~tiersolve.gen.qr.IncrementalUpdater.fold_downdates`); in the others it is a
+    #: ``bad_command``.
     DOWNDATE = 1
 
 

@@ -396,7 +396,8 @@ def test_fold_downdate_bit_exact_and_cycles(units, n_max, k_max, n, k):
 
 def test_fold_downdate_bad_commands_and_cores_without_it():
     """A FOLD of downdates with forgetting, or with select 2 or 3, is a bad command (nothing
-    changes); the CORDIC updater and the QR solver have no FOLD of downdates."""
+    changes); the CORDIC updater and the QR solver have no FOLD of downdates: there it is a
+    bad command too."""
     fmt = FixedFormat(4, 12)
     dut = IncrementalUpdater(2, 1, fmt, units=1, rotation="multiplier")
     row = ([100, -50], [30])
@@ -417,11 +418,20 @@ def test_fold_downdate_bad_commands_and_cores_without_it():
                 await ctx.tick()
 
     run_simulation(dut, bench, deadline=1e-4)
-    for core in (IncrementalUpdater(4, 1, fmt, units=2, rotation="cordic"),
-                 QRSolver(4, 1, fmt, units=2, rotation="multiplier"),
-                 IncrementalUpdater(4, 1, fmt, rotation="multiplier", fold=False)):
-        core._MustUse__silence = True       # only its attribute is asked for
+    core = IncrementalUpdater(4, 1, fmt, rotation="multiplier", fold=False)
+    core._MustUse__silence = True       # only its attribute is asked for
+    assert not core.fold_downdates
+    # cores whose FOLD cannot take rows out: a FOLD of downdates is a bad command (it must
+    # not fold the rows in instead), a FOLD of updates works
+    for core in (IncrementalUpdater(2, 1, fmt, units=1, rotation="cordic"),
+                 QRSolver(2, 1, fmt, units=1, rotation="multiplier")):
         assert not core.fold_downdates
+        results = run_script(core, [("reset", fmt.const(0.5)), ("fold_downdate", [row]),
+                                    ("read", Select.R), ("fold", [row]), ("read", Select.R)],
+                             2, 1)
+        assert results[1][1]["bad_command"] == 1 and results[3][1]["bad_command"] == 0
+        assert results[2][0] == [fmt.const(0.5), 0, 0, fmt.const(0.5)]
+        assert results[4][0] != results[2][0]
 
 
 def random_script(rng, fmt, config, n, k, length, folds, fold_downdates=False):
