@@ -226,7 +226,8 @@ REGISTERS: tuple[Register, ...] = (
         Field("value", 0, 32, "sign-extended stored integer", signed=True),)),
     Register("UPDATER_FORGET", 0x32, "rw", "forgetting constant b = round(sqrt(beta) 2**w) "
              "of UPDATE and FOLD", (
-        Field("value", 0, 32, "1..2**w; 2**w means beta = 1"),)),
+        Field("value", 0, 32, "1..2**w; 2**w means beta = 1 (a FOLD of downdates takes only "
+              "2**w)"),)),
     Register("UPDATER_COMMAND", 0x33, "wo", "start an updater command; the write waits while "
              "the updater is busy", (
                  Field("op", 0, 4, "operation, see UpdaterOp"),
@@ -235,9 +236,11 @@ REGISTERS: tuple[Register, ...] = (
     Register("UPDATER_STATUS", 0x34, "ro", "state and flags of the updater", (
         Field("busy", 0, 1, "a command is running"),
         Field("done", 1, 1, "the last command has ended"),
-        Field("refused", 2, 1, "the last DOWNDATE was refused (R, Z unchanged)"),
+        Field("refused", 2, 1, "the last DOWNDATE, or FOLD of downdates, was refused (R, Z "
+              "unchanged)"),
         Field("saturated", 3, 1, "a value was clipped since RESET (sticky)"),
-        Field("bad_command", 4, 1, "n, k, op or forgetting constant out of range"))),
+        Field("bad_command", 4, 1, "n, k, op, forgetting constant, FOLD's row count or "
+              "select out of range"))),
     Register("UPDATER_CYCLES", 0x35, "ro", "updater cycles of the current / last command"),
     Register("UPDATER_COUNT", 0x36, "ro", "values captured in UPDATER_RESULT since the "
              "last command"),

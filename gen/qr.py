@@ -76,7 +76,8 @@ one period after the previous row's task ``i`` (``P >= D``: ``A[i, :]`` is writt
 :attr:`~IncrementalUpdater.fold_row_slots` slots of the work-row memory from its task 0 to its
 task ``n - 1``; rows arrive through a two-row input buffer, and a period waits for its row.
 Each task reads the half of ``A`` the previous row's task wrote, so after ``m`` rows the
-current half has flipped ``m`` times. The integers are those of ``m`` UPDATEs with the same
+current half has flipped ``m`` times (a FOLD of downdates: once, or not at all if refused; see
+:attr:`IncrementalUpdater.fold_downdates`). The integers are those of ``m`` UPDATEs with the same
 forgetting constant: every ``A[i, :]`` sees the rows in order and every row sees the pivots
 in order. Forgetting needs nothing new in the array: UPDATE already scales ``A[i, i:]`` by
 ``√β`` as pivot ``i`` reads it, and since row ``i`` of ``A`` changes only at pivot ``i``,
@@ -102,7 +103,8 @@ registered level per cycle (:func:`product_latency`); variable-shift roundings t
 (ECP5 block RAM ports have no collision guarantee, so Yosys adds bypass logic that must start
 from flip-flops); addresses are bit fields (the
 memories are padded to powers of two: ``2 · 2**ceil(log2 n_max) · 2**ceil(log2 slots)`` words
-per bank, ``slots = ceil((n_max + k_max) / units)``), so no adder or multiplier sits in front
+per bank, three times that with the FOLD of downdates' spare region, ``slots = ceil((n_max +
+k_max) / units)``), so no adder or multiplier sits in front
 of a memory port. The CORDIC vectoring unit takes its operands from registers of its own and its
 start from a registered pulse, both loaded in the cycle before the generator starts (no cycle
 added), so that no decode of the sequencer's state reaches the unit's pre-rotation (a negation).
@@ -666,10 +668,11 @@ class IncrementalUpdater(wiring.Component):
         row_bits = (n_max - 1).bit_length()
         rhs_bits = (k_max - 1).bit_length()
         # two halves of A (ping-pong), and with FOLD's downdates a third region, the spare
-        # (address bit above the half's): a FOLD of downdates never writes the current half,
-        # so a refused one leaves it as it was
+        # (address bit above the half's, set only with the half's bit clear: region 2, so the
+        # memory holds three regions, not four): a FOLD of downdates never writes the current
+        # half, so a refused one leaves it as it was
         fold_downdates = self.fold_downdates
-        regions = 4 if fold_downdates else 2
+        regions = 3 if fold_downdates else 2
         a_mem = [make(f"matrix{u}", regions << (row_bits + slot_bits)) for u in range(units)]
         a_rd = [mem.read_port() for mem in a_mem]
         a_wr = [mem.write_port() for mem in a_mem]

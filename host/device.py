@@ -931,11 +931,16 @@ class Device:
     def _head_command(self, op, *, raise_saturated=True, **kwargs):
         head = self.head
         status, values = self.updater_command(op, head.n, head.k, **kwargs)
-        if raise_saturated and status["saturated"]:
+        if raise_saturated:
+            self._raise_if_saturated(status)
+        return status, values
+
+    @staticmethod
+    def _raise_if_saturated(status) -> None:
+        if status["saturated"]:
             raise Saturated("the updater clipped a value since its reset (sticky saturated "
                             "flag): its state is not trustworthy; reset it with a larger "
                             "capacity or bounds")
-        return status, values
 
     def _start_head(self, lam, n, k, feature_bound, target_bound, capacity) -> None:
         self._require_updater()
@@ -1045,7 +1050,7 @@ class Device:
                 chunk = rows[start:start + most]
                 status, _ = self._head_command(regmap.UpdaterOp.FOLD, value=len(chunk),
                                                select=regmap.UpdaterFoldKind.DOWNDATE,
-                                               data=chunk)
+                                               data=chunk, raise_saturated=False)
                 if status["refused"]:
                     end = start + len(chunk) - 1
                     before = ("" if start == 0 else
@@ -1058,12 +1063,15 @@ class Device:
                         f"FOLD command, all or none), and the state is as it was before "
                         f"them{before}" + ("" if end == len(rows) - 1 else
                                            f"; rows {end + 1}- were not sent"))
+                # the rows are out, saturated or not: the bookkeeping first, then the flag
                 head.stale = True
                 head.rows -= len(chunk)
+                self._raise_if_saturated(status)
             return
         for index, (h_row, t_row) in enumerate(zip(h_int, t_int, strict=True)):
             status, _ = self._head_command(regmap.UpdaterOp.DOWNDATE,
-                                           data=np.concatenate([h_row, t_row]))
+                                           data=np.concatenate([h_row, t_row]),
+                                           raise_saturated=False)
             if status["refused"]:
                 before = ("the state is unchanged" if index == 0 else
                           "row 0 of this call was taken out, and the state is as it was "
@@ -1076,6 +1084,7 @@ class Device:
                                       "after it were not taken out)")
             head.stale = True
             head.rows -= 1
+            self._raise_if_saturated(status)
 
     def _refresh(self) -> HeadState:
         head = self._require_head()

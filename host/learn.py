@@ -680,14 +680,15 @@ class FixedBackend(SolverBackend):
         Hq, Tq = self._quantise_rows(state, H, T)
         model = state.model
         saved = model.A.copy()
-        for row in np.hstack([Hq, Tq]):
+        rows = np.hstack([Hq, Tq])
+        for row in rows:
             A, refused, saturated = self._fold(state, row, None, True)
             if refused or saturated:
                 model.A = saved
                 raise DowndateRefused("the incremental-updater model refused a downdate "
                                       "(it would lose positive definiteness); R left unchanged")
             model.A = A
-            state.weight -= 1.0
+        state.weight -= float(len(rows))    # (after the last: a refusal leaves it as it was)
         return state
 
     def qr_add_outputs(self, state, count):
@@ -916,10 +917,10 @@ class DeviceBackend(FixedBackend):
                 status, _ = self._command(state, regmap.UpdaterOp.DOWNDATE, data=batch[0],
                                           new_saturation="ignore")
             if status["refused"] or status["saturated"]:
-                self._restore(state, *saved)
+                self._restore(state, *saved)    # (the batches before it are undone too)
                 raise DowndateRefused("the device's updater refused a downdate (it would lose "
                                       "positive definiteness); R left unchanged")
-            state.weight -= float(len(batch))
+        state.weight -= float(len(rows))
         return state
 
     def qr_add_outputs(self, state, count):

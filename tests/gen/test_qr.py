@@ -394,6 +394,30 @@ def test_fold_downdate_bit_exact_and_cycles(units, n_max, k_max, n, k):
     assert np.abs(Z).max() <= allowed
 
 
+def test_fold_downdate_refused_after_a_saturating_row_restores_the_flag():
+    """A FOLD of downdates whose first row saturates (a value clipped) and whose second row is
+    refused ends with ``refused`` set and ``saturated`` as before the command (clear), R and
+    Z untouched; a FOLD of one row that is refused does the same; then the saturating row
+    alone is taken out and sets the flag."""
+    fmt = FixedFormat(4, 12)
+    n, k = 3, 1
+    config = QRConfig(fmt, "multiplier")
+    dut = IncrementalUpdater(3, 1, fmt, units=1, rotation="multiplier")
+    model = IncrementalUpdaterModel(config, n, k, 0)
+    rows = [([1970, 760, 616], [12196]), ([-455, -1495, 907], [1641]),
+            ([-777, -58, 1595], [28090])]
+    saturating = ([-582, 293, -730], [32727])
+    bad = (fmt.quantise([0, 0, 3.5]).values, [0])
+    script = [("reset", fmt.const(0.25)), ("fold", rows),
+              ("fold_downdate", [saturating, bad]), *READ_ALL,
+              ("fold_downdate", [bad]), *READ_ALL,
+              ("fold_downdate", [saturating]), *READ_ALL]
+    results = check_script(dut, model, script, n, k)
+    flags = [(f["refused"], f["saturated"]) for _, f in results]
+    assert flags == [(0, 0), (0, 0), (1, 0), (1, 0), (1, 0), (1, 0), (1, 0), (1, 0),
+                     (0, 1), (0, 1), (0, 1)]
+
+
 def test_fold_downdate_bad_commands_and_cores_without_it():
     """A FOLD of downdates with forgetting, or with select 2 or 3, is a bad command (nothing
     changes); the CORDIC updater and the QR solver have no FOLD of downdates: there it is a

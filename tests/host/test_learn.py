@@ -126,6 +126,24 @@ def test_float64_refused_downdate_leaves_state():
 # -- fixed backend ------------------------------------------------------------------------------
 
 
+def test_fixed_refused_downdate_leaves_state_and_weight():
+    """A downdate call whose second row is refused leaves R, Z and the head's weight (rows
+    counted in) as they were: the first row's removal is undone with the rest (the weight
+    dropped by one for it before)."""
+    backend = FixedBackend()
+    state = backend.qr_init(3, 1, 1.0, capacity=10, feature_bound=1.0, target_bound=1.0)
+    rng = np.random.default_rng(2)
+    H = rng.uniform(-0.5, 0.5, (4, 3))
+    backend.qr_update(state, H, np.ones((4, 1)) * 0.25)
+    A, weight = state.model.A.copy(), state.weight
+    with pytest.raises(DowndateRefused):
+        backend.qr_downdate(state, np.vstack([H[:1], np.ones((1, 3))]), np.full((2, 1), 0.25))
+    assert np.array_equal(state.model.A, A) and state.weight == weight
+    backend.qr_downdate(state, H[:2], np.full((2, 1), 0.25))
+    assert state.weight == weight - 2
+
+
+
 @pytest.mark.parametrize("beta", [1.0, 0.95])
 def test_vectorised_fold_equals_qr_model(beta):
     """The vectorised multiplier fold is the qr_model's fold_row, bit for bit."""
