@@ -138,11 +138,11 @@ whose switch covered all eight ops, stayed binary until d33c17e):
 
 None of this adds a cycle: the cycle counts below, and :mod:`tiersolve.gen.qr_model`'s, are
 unchanged. Out of context on ECP5-85F speed 6 (``synthesize(IncrementalUpdater(16, 2, "Q6.12",
-units=4, rotation=R), target="ecp5-85f", seed=S)``, with FOLD, at d33c17e): CORDIC rotations
-103.7 / 105.2 / 104.7 MHz with seeds 1 / 2 / 3 (worst paths the refusal flag into the
-sequencer's next state, a rotation unit's gain compensation, the schedule's row into the
-vectoring unit's operand); multiplier rotations (at 80964c2, with the FOLD of downdates)
-105.7 / 111.6 / 114.1 MHz with seeds 1 / 2 / 3 (FOLD's schedule counters). With the
+units=4, rotation=R), target="ecp5-85f", seed=S)``, with FOLD): CORDIC rotations (at 0ea5c26)
+105.2 / 103.4 / 105.1 MHz with seeds 1 / 2 / 3 (worst paths a rotation unit's gain
+compensation); multiplier rotations (at 6fa0cef, with the FOLD of downdates) 113.4 / 109.8 /
+115.6 MHz with seeds 1 / 2 / 3 (the FOLD generator's rounding shift, FOLD's input writer, the
+schedule into a square's operand). With the
 sequencer binary (36bbc4e) the CORDIC core ran at 86.6-97.5 MHz, its worst paths the state
 decode into the memories' registered addresses and enables. The README's synthesis table
 has the history.
