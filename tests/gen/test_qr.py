@@ -733,15 +733,30 @@ def test_forgetting_run_in_simulation():
     check_script(dut, model, script, n, k)
 
 
+def verilator_script(dut, config, script, n, k, top, ready_seed):
+    """Run ``script`` on ``dut``'s generated Verilog in Verilator (the output stream's ready
+    toggling at random); check its outputs equal the model's. Returns the run's result and the
+    model after the script."""
+    from tiersolve.gen.crosssim import VerilatorSimulation
+    from tiersolve.host.bench.qr import script_streams
+
+    commands, values, outputs = script_streams(script, n, k, config.fmt)
+    simulation = VerilatorSimulation(dut, top=top, log=None)
+    result = simulation.run({"command": commands, "i": values}, {"o": outputs},
+                            ready_seed=ready_seed, ready_probability=0.7)
+    model = IncrementalUpdaterModel(config, n, k, 0)
+    expected = [v for values_, _ in model_script(model, script) for v in values_]
+    assert [payload["value"] for payload in result.values("o")] == expected
+    assert result.port_value("saturated") == int(model.saturated)
+    return result, model
+
+
 @pytest.mark.verilator
 def test_verilator_cross_simulation(verilator):
     """The generated Verilog of one IncrementalUpdater (CORDIC, 2 units, n = 6, k = 2) run in
     Verilator gives the model's integers: updates with and without forgetting, a downdate, a
     refused downdate, FOLDs of several rows without and with forgetting, solve, predict,
     reads; and its UPDATE and FOLD spacings are the cycle formulas."""
-    from tiersolve.gen.crosssim import VerilatorSimulation
-    from tiersolve.host.bench.qr import script_streams
-
     fmt = FixedFormat(5, 13)
     n, k = 6, 2
     config = QRConfig(fmt, "cordic")
@@ -756,17 +771,7 @@ def test_verilator_cross_simulation(verilator):
     script += [("fold", folded[:4], None, forgetting)]
     script += [("downdate", *rows[7]), ("downdate", *bad), ("solve",), ("predict", rows[0][0])]
     script += READ_ALL + [("read", Select.W)]
-    commands, values, outputs = script_streams(script, n, k, fmt)
-    simulation = VerilatorSimulation(dut, top="qr_updater", log=None)
-    result = simulation.run({"command": commands, "i": values}, {"o": outputs},
-                            ready_seed=3, ready_probability=0.7)
-    expected = [v for values_, _ in model_script(IncrementalUpdaterModel(config, n, k, 0),
-                                                  script) for v in values_]
-    got = [payload["value"] for payload in result.values("o")]
-    assert got == expected
-    model = IncrementalUpdaterModel(config, n, k, 0)
-    model_script(model, script)
-    assert result.port_value("saturated") == int(model.saturated)
+    result, _ = verilator_script(dut, config, script, n, k, "qr_updater", 3)
     assert result.port_value("refused") == 1  # the last DOWNDATE (of `bad`) was refused
     accepted = result.input_cycles["command"]
     assert accepted[2] - accepted[1] == dut.update_cycles(n, k)
@@ -779,9 +784,6 @@ def test_verilator_cross_simulation_fold_downdates(verilator):
     """The generated Verilog of the multiplier updater (2 units, n = 5, k = 1) in Verilator:
     FOLDs of updates and of downdates (one refused whole), a DOWNDATE, solve and reads give
     the model's integers and flags, and each FOLD of downdates takes ``fold_cycles``."""
-    from tiersolve.gen.crosssim import VerilatorSimulation
-    from tiersolve.host.bench.qr import script_streams
-
     fmt = FixedFormat(4, 12)
     n, k = 5, 1
     config = QRConfig(fmt, "multiplier")
@@ -793,14 +795,7 @@ def test_verilator_cross_simulation_fold_downdates(verilator):
               ("fold_downdate", [rows[7], bad, rows[8]]), *READ_ALL,
               ("fold_downdate", rows[7:11]), ("downdate", *rows[11]), ("solve",),
               *READ_ALL, ("read", Select.W)]
-    commands, values, outputs = script_streams(script, n, k, fmt)
-    simulation = VerilatorSimulation(dut, top="qr_updater_fold_downdates", log=None)
-    result = simulation.run({"command": commands, "i": values}, {"o": outputs},
-                            ready_seed=5, ready_probability=0.7)
-    model = IncrementalUpdaterModel(config, n, k, 0)
-    expected = [v for values_, _ in model_script(model, script) for v in values_]
-    assert [payload["value"] for payload in result.values("o")] == expected
-    assert result.port_value("saturated") == int(model.saturated)
+    result, _ = verilator_script(dut, config, script, n, k, "qr_updater_fold_downdates", 5)
     assert result.port_value("refused") == 0   # the last, a DOWNDATE, was taken out
     accepted = result.input_cycles["command"]
     assert accepted[3] - accepted[2] == dut.fold_cycles(n, k, 7)
