@@ -49,8 +49,8 @@ DEFAULT_BOARD = "ulx3s-85f"
 CORE_FMAX_MHZ = 124.8
 #: Fmax (MHz) of the bare incremental updater (``n_max = 16``, ``k_max = 2``, 4 units,
 #: multiplier rotations with FOLD, Q6.12, ECP5-85F, measured out of context: the lowest of
-#: seeds 1-3 at 80964c2; README): caps the clock when the board build used has no updater.
-UPDATER_FMAX_MHZ = 105.7
+#: seeds 1-3 at 6fa0cef; README): caps the clock when the board build used has no updater.
+UPDATER_FMAX_MHZ = 109.8
 #: Default ``fmax_mhz`` of :func:`run_demo`: None, i.e. the board build's Fmax (:func:`board_fmax`).
 DEFAULT_FMAX_MHZ = None
 
