@@ -21,6 +21,7 @@ from .catalogue import get_board
 __all__ = [
     "MEASURED_BUILDS_PATH",
     "build_command",
+    "config_differences",
     "load_measured_builds",
     "measured_build",
     "record_builds",
@@ -74,6 +75,21 @@ def _normalise(config: dict) -> dict:
                 raise TypeError(f"{key} must be an int, not {value!r}")
             normalised[key] = value
     return normalised
+
+
+def config_differences(build: dict, **config) -> list[str]:
+    """The keys of ``config`` (any of :data:`CONFIG_KEYS`, as :func:`measured_build` takes
+    them) whose value the recorded ``build`` (an entry, or what :func:`measured_build`
+    returned) does not have, compared in the form entries store them.
+
+    Raises
+    ------
+    TypeError
+        An unknown configuration key, or a value of the wrong type.
+    """
+    wanted = _normalise(config)
+    return [key for key in wanted
+            if _normalise({key: _config_value(build, key)})[key] != wanted[key]]
 
 
 def build_command(board: str, *, n_max: int, k_max: int, lanes: int, format: str,
@@ -162,8 +178,7 @@ def measured_build(board: str, **config) -> dict | None:
                if entry.get("board") == board and entry.get("fmax_mhz") is not None]
 
     def equal(entry, keys):
-        return all(_normalise({key: _config_value(entry, key)})[key] == wanted[key]
-                   for key in keys)
+        return not config_differences(entry, **{key: wanted[key] for key in keys})
 
     exact = [entry for entry in entries if equal(entry, wanted)]
     if exact:

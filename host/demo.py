@@ -83,7 +83,7 @@ def board_fmax(board=DEFAULT_BOARD, core_fmax_mhz=CORE_FMAX_MHZ, *,
         the build, or ``"core Fmax, no board build recorded"``.
     """
     try:
-        from tiersolve.boards.measured import measured_build
+        from tiersolve.boards.measured import config_differences, measured_build
     except ImportError:
         measured_build = None
     build = match = None
@@ -96,7 +96,7 @@ def board_fmax(board=DEFAULT_BOARD, core_fmax_mhz=CORE_FMAX_MHZ, *,
         for level, keys in attempts:
             build, match = measured_build(board, **keys), level
             if build and build.get("fmax_mhz"):
-                if level == "exact" and _differs(build, config):
+                if level == "exact" and config_differences(build, **config):
                     match = "stand-in"
                 break
     if build and build.get("fmax_mhz"):
@@ -113,7 +113,8 @@ def board_fmax(board=DEFAULT_BOARD, core_fmax_mhz=CORE_FMAX_MHZ, *,
         if build.get("command"):
             source += f" recorded by `{build['command']}`"
         if match == "stand-in":
-            asked = ", ".join(f"{key} {config[key]}" for key in _differs(build, config))
+            asked = ", ".join(f"{key} {config[key]}"
+                              for key in config_differences(build, **config))
             source += ("; no build of this configuration is recorded, so this build of the same "
                        f"kind stands in for the device's ({asked}; a smaller design is usually "
                        "a little faster)")
@@ -133,19 +134,6 @@ def board_fmax(board=DEFAULT_BOARD, core_fmax_mhz=CORE_FMAX_MHZ, *,
                 "source": source}
     return {"fmax_mhz": float(core_fmax_mhz), "board": None, "build": None, "match": None,
             "source": "core Fmax, no board build recorded"}
-
-
-def _differs(build, config) -> list[str]:
-    """The keys of ``config`` whose value the recorded ``build`` does not have."""
-    def value(key, raw):
-        if key == "cores":
-            return tuple(raw.split(",")) if isinstance(raw, str) else tuple(raw or ())
-        if key == "updater_fold":
-            return bool(raw)
-        return str(raw) if key == "format" else raw
-
-    return [key for key, wanted in config.items()
-            if value(key, build.get(key)) != value(key, wanted)]
 
 
 class ColumnBlockedBackend(DelegatingBackend):

@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 
+from tiersolve.boards import measured as real_measured  # noqa: E402
 from tiersolve.host.cli import main  # noqa: E402
 from tiersolve.host.demo import (  # noqa: E402
     CORE_FMAX_MHZ,
@@ -90,6 +91,7 @@ def _fake_measured(monkeypatch, builds):
         return builds.get(board)
 
     module.measured_build = measured_build
+    module.config_differences = real_measured.config_differences
     monkeypatch.setitem(sys.modules, "tiersolve.boards.measured", module)
     return calls
 
@@ -131,6 +133,7 @@ def test_board_fmax_relaxes_to_the_closest_recorded_build(monkeypatch):
         return build if not config else None
 
     module.measured_build = measured_build
+    module.config_differences = real_measured.config_differences
     monkeypatch.setitem(sys.modules, "tiersolve.boards.measured", module)
     config = {"n_max": 64, "k_max": 32, "cores": "cholesky,updater"}
     clock = board_fmax(**config)
