@@ -2080,7 +2080,7 @@ class IncrementalUpdater(wiring.Component):
             late_tags = [delay(tag, lead, f"fold_late_{index}")
                          for index, tag in enumerate(issue_tags)]
             (late_emit, late_task, late_group, late_slot, late_parity, late_inbuf,
-             late_last, late_rot, late_first) = late_tags[:9]
+             late_last, late_rot, late_first, *late_fold_downdate) = late_tags
             with m.If(late_emit):
                 m.d.comb += [issue_valid.eq(1), issue_row.eq(late_task),
                              issue_group.eq(late_group), issue_half.eq(half ^ late_parity),
@@ -2095,7 +2095,7 @@ class IncrementalUpdater(wiring.Component):
                     # parity (so the last row does), else the spare, and reads what row r - 1
                     # wrote (row 0: the current half); `half` is never written, so a refused
                     # FOLD leaves it as it was
-                    late_first_row = late_tags[9]
+                    late_first_row, = late_fold_downdate
                     same = ~(late_parity ^ fold_last_odd)
                     with m.If(hyperbolic):
                         m.d.comb += [
