@@ -12,9 +12,9 @@ by default the built-in Verilator-simulated one, :data:`DEFAULT_DEVICE_URL`).
 
 With a device, the demo's ``"fixed"`` backend is the device's
 :meth:`~tiersolve.host.learn.DeviceBackend.matching_fixed_backend` (same formats), both solve the
-lower tier's ridge problems in blocks of ``k_max`` right-hand-side columns
-(:class:`ColumnBlockedBackend`: the autoencoder of a layer has as many right-hand sides as the
-layer has inputs, 64 for digits, more than a small core's ``k_max``), and the demo checks that
+lower tier's ridge problems in blocks of ``k_max`` right-hand-side columns (their
+``rhs_block``: the autoencoder of a layer has as many right-hand sides as the layer has
+inputs, 64 for digits, more than a small core's ``k_max``), and the demo checks that
 the two agree bit for bit. The device's core cycles (its ``CYCLES`` counters, summed over every
 job and updater command) are converted to time at the Fmax of the last recorded build of the
 default board (:data:`DEFAULT_BOARD`, looked up by :func:`board_fmax` in
@@ -138,6 +138,9 @@ def board_fmax(board=DEFAULT_BOARD, core_fmax_mhz=CORE_FMAX_MHZ, *,
 
 class ColumnBlockedBackend(DelegatingBackend):
     """A backend whose one-step ridge solves take at most ``block`` right-hand sides at a time.
+
+    For backends without their own ``rhs_block`` (:class:`~tiersolve.host.learn.FixedBackend`
+    and :class:`~tiersolve.host.learn.DeviceBackend` have it, and the demo uses theirs).
 
     ``ridge_solve(H, T, lam)`` solves ``T[:, j:j + block]`` one block after another with the
     wrapped backend (each block gets its own input scaling) and joins the solutions; the head
@@ -394,7 +397,7 @@ def run_demo(backends=("float64", "fixed"), *, out="demo-output", hidden_layer_s
     -----
     With a device, ``"fixed"`` is the device's matching fixed backend (its formats, not the
     :class:`~tiersolve.host.learn.FixedBackend` defaults), and both it and the device solve
-    the lower tier's ridge problems in blocks of ``k_max`` columns (:class:`ColumnBlockedBackend`).
+    the lower tier's ridge problems in blocks of ``k_max`` columns (their ``rhs_block``).
     """
     if fmax_mhz is not None and not fmax_mhz > 0:
         raise ValueError(f"fmax_mhz must be positive or None, not {fmax_mhz!r}")
@@ -428,10 +431,9 @@ def run_demo(backends=("float64", "fixed"), *, out="demo-output", hidden_layer_s
     try:
         for backend, name in zip(backends, names, strict=True):
             if device_backend is not None and backend in ("fixed", "device"):
-                block = device_backend.device.info().k_max
-                inner = (device_backend if name == "device"
-                         else device_backend.matching_fixed_backend())
-                backend = ColumnBlockedBackend(inner, block)
+                # both split the ridge solves' right-hand sides in blocks of k_max themselves
+                backend = (device_backend if name == "device"
+                           else device_backend.matching_fixed_backend())
             say(f"backend {name}:")
             curves[name] = continual_curve(
                 backend, data, hidden_layer_sizes=hidden_layer_sizes, batch_size=batch_size,

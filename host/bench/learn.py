@@ -26,7 +26,7 @@ generator's tests check against simulation, applied to the solves the estimator 
 
 - every one-step ridge solve ``ridge_solve(H, T, λ)`` (``m`` rows, ``n`` columns of ``H``,
   ``k`` of ``T``) is split into blocks of at most ``k_max`` right-hand sides, as
-  :class:`tiersolve.host.demo.ColumnBlockedBackend` does, and each block is one Gram-mode job
+  a device backend does (``rhs_block = k_max``), and each block is one Gram-mode job
   of the Cholesky core: ``m · gram_per_row + factor + solve`` of
   :func:`tiersolve.gen.cholesky_model.cycle_model` (the clear pass and the read-out of ``X``,
   under 1 % here, are not counted);
