@@ -13,6 +13,7 @@ from amaranth.lib.wiring import In, Out
 from . import registry
 from .cholesky_model import (
     Phase,
+    bank_chunks,
     broadcast_stage,
     check_cholesky_parameters,
     check_inverse_format,
@@ -23,7 +24,7 @@ from .cholesky_model import (
     wide_bits,
 )
 from .hwfixed import clip_width, delay_line, one_hot_state, pipelined_product, round_even
-from .hwmem import chunked_memory
+from .hwmem import BLOCK_RAM_WORDS, chunked_memory
 
 __all__ = ["CholeskySolver", "MODE_DIRECT", "MODE_GRAM"]
 
@@ -114,9 +115,10 @@ class CholeskySolver(wiring.Component):
     each read into a register before the chunk is selected
     (:func:`~tiersolve.gen.hwmem.chunked_memory`; on ECP5 that register is the block RAM's own
     output register, for the banks, ``X``, the Gram row and the column buffers alike); from 8
-    lanes the read words pass one more register before the bank multiplexers
-    (:func:`~tiersolve.gen.cholesky_model.read_stage`) and the fetched words and the pivot-row
-    broadcast one more before they fan out to the lanes
+    lanes, and from 2 when the banks are deeper than one block RAM, the read words pass one
+    more register before the bank multiplexers
+    (:func:`~tiersolve.gen.cholesky_model.read_stage`); from 8 lanes the fetched words and
+    the pivot-row broadcast one more before they fan out to the lanes
     (:func:`~tiersolve.gen.cholesky_model.broadcast_stage`); the issued block's lane masks are
     decoded a stage after the issue; a product whose operands are wider than one 18x18
     hardware multiplier is cut into partial products that each fit one
@@ -218,10 +220,11 @@ class CholeskySolver(wiring.Component):
     ``k·max(1, ceil((n - 2 - i)/lanes))`` issue cycles; the last step of the next row's first
     right-hand side issued no earlier than ``10 + P_d + P_s`` cycles after this row's, and
     the first step of the row after next no earlier than ``B = 10 + log2(lanes) + P_d + P_s``
-    (+ 2 from 8 lanes: the read and broadcast stages) after it; ``B + 1`` cycles of drain
-    after the last row. Without the late term (``late_term=False``): ``k·max(1, ceil((n - 1 -
-    i)/lanes))`` issue cycles, the next row's first step no earlier than ``B`` after the last
-    step of this row's first right-hand side. Output: 2 cycles per element.
+    (+ 1 with the read stage, + 1 from 8 lanes: the broadcast stage) after it; ``B + 1``
+    cycles of drain after the last row. Without the late term (``late_term=False``):
+    ``k·max(1, ceil((n - 1 - i)/lanes))`` issue cycles, the next row's first step no earlier
+    than ``B`` after the last step of this row's first right-hand side. Output: 2 cycles per
+    element.
     The command is accepted in the cycle after the previous job ends; its fields and range
     check are registered as it is taken and acted on in the next cycle (``CHECK``), one cycle
     before the job's first counted cycle.
@@ -285,7 +288,8 @@ class CholeskySolver(wiring.Component):
         tree_depth = shift
         dot_latency, scale_latency = multiplier_latencies(fmt, self.inverse_format)
         has_late = self.late_term
-        delays = pipeline_delays(lanes, fmt, self.inverse_format, has_late)
+        chunks = bank_chunks(n_max, k_max, lanes)
+        delays = pipeline_delays(lanes, fmt, self.inverse_format, has_late, chunks)
 
         m.submodules.rsqrt = rsqrt = self._rsqrt
 
@@ -302,6 +306,7 @@ class CholeskySolver(wiring.Component):
         # an address decided in cycle t is in a register in cycle t + 3
         # (on ECP5 that register is the block RAM's own output register, gen/hwmem.py)
         family = getattr(platform, "family", None)
+        assert -(-(slots << col_bits) // BLOCK_RAM_WORDS) == chunks
         banks = [chunked_memory(m, f"matrix{b}", signed(wide), slots << col_bits, read_ports=2,
                                 address_register=True, family=family)
                  for b in range(lanes)]
@@ -561,17 +566,18 @@ class CholeskySolver(wiring.Component):
         follow(t1, ta)
         follow(tr, t1)
         in_flight = [ta["valid"], t1["valid"], tr["valid"], t2["valid"]]
-        # wide cores: the read words are registered once more before the bank multiplexers
-        # (read_stage), and one more register stage carries the fetched words and the
-        # broadcast (a lanes-to-1 multiplexer) before they fan out to every lane's operand
-        # registers (broadcast_stage)
-        t_read = tag_chain(tr, read_stage(lanes), "read_stage")
+        # wide cores and cores with deep banks: the read words are registered once more,
+        # after the chunk multiplexers and before the bank multiplexers (read_stage); wide
+        # cores: one more register stage carries the fetched words and the broadcast (a
+        # lanes-to-1 multiplexer) before they fan out to every lane's operand registers
+        # (broadcast_stage)
+        t_read = tag_chain(tr, read_stage(lanes, chunks), "read_stage")
         t_op = tag_chain(t_read, broadcast_stage(lanes), "broadcast")
         # stage depths after the issue (for kind_at): operands of the products, products (t3);
         # the scaling blocks count from their own issue (sc0); the matrix write ports serve
         # stage t4 (Gram and clear, depth d_t3 + 1) and t7 (6 + scale_latency after sc0); the
         # s values (t5, depth d_t3 + 2) go only to the column buffers
-        d_op = 3 + read_stage(lanes) + broadcast_stage(lanes)
+        d_op = 3 + read_stage(lanes, chunks) + broadcast_stage(lanes)
         d_t3 = d_op + 1 + dot_latency
         d_write = min(d_t3 + 1, 6 + scale_latency)
         # back substitution: X is written at stage d_write_back (t7), the rounded and scaled

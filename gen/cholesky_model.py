@@ -69,8 +69,10 @@ import numpy as np
 from .fixed import FixedFormat, product_latency, round_shift, saturate
 
 __all__ = [
+    "BANK_CHUNK_WORDS",
     "CholeskyResult",
     "Phase",
+    "bank_chunks",
     "check_cholesky_parameters",
     "check_inverse_format",
     "cholesky_model",
@@ -409,15 +411,34 @@ def broadcast_stage(lanes: int) -> int:
 READ_STAGE_LANES = 8
 
 
-def read_stage(lanes: int) -> int:
-    """1 when a core of ``lanes`` lanes registers the read words once more before the bank
-    multiplexers, else 0. On ECP5 the read register is the block RAM's own output register
+#: Words of one matrix bank chunk (one ECP5 block RAM at the banks' widths; the core's chunks
+#: are :data:`tiersolve.gen.hwmem.BLOCK_RAM_WORDS` deep, which a test checks is this).
+BANK_CHUNK_WORDS = 512
+
+
+def bank_chunks(n_max: int, k_max: int, lanes: int) -> int:
+    """Chunks of :data:`BANK_CHUNK_WORDS` words in each matrix bank of an ``n_max`` /
+    ``k_max`` / ``lanes`` core: a bank holds ``ceil((n_max + k_max) / lanes)`` rows of
+    ``2**ceil(log2 n_max)`` words."""
+    rows = -(-(n_max + k_max) // lanes)
+    return -(-(rows << (n_max - 1).bit_length()) // BANK_CHUNK_WORDS)
+
+
+def read_stage(lanes: int, chunks: int = 1) -> int:
+    """1 when a core of ``lanes`` lanes whose matrix banks are ``chunks`` block RAMs deep
+    (:func:`bank_chunks`) registers the read words once more before the bank multiplexers,
+    else 0: from :data:`READ_STAGE_LANES` lanes, and from 2 lanes when the banks are deeper
+    than one block RAM. On ECP5 the read register is the block RAM's own output register
     (gen/hwmem.py), at the block RAM's place; in a wide core the banks' block RAMs spread over
     the die, and the route from them, the chunk and bank multiplexers made one path (the
-    critical path of a 128/8/8 ULX3S build). The extra stage costs a cycle on every path
-    through the dot products (0.1 % of factor + solve at n = 128 with 8 lanes, 1.3 % with
-    64)."""
-    return int(lanes >= READ_STAGE_LANES)
+    critical path of a 128/8/8 ULX3S build); with 4 lanes and banks of 3 chunks (n_max = 64)
+    the chunk multiplexer, the bank multiplexer and the operand selection made the critical
+    path of the core (64/10/4 Q6.12, out of context: 106.8 / 113.0 / 108.5 MHz with seeds
+    1 / 2 / 3 without the stage, 119.5 / 112.3 / 112.4 with it). One lane has no bank
+    multiplexer. The extra stage costs a cycle on every path through the dot products (0.1 %
+    of factor + solve at n = 128 with 8 lanes, 1.3 % with 64; 3 cycles of 22,144 at 64/10/4,
+    where the pivot chain hides behind the other blocks)."""
+    return int(lanes >= READ_STAGE_LANES or (lanes >= 2 and chunks > 1))
 
 
 def late_term_default(lanes: int, late_term=None) -> bool:
@@ -432,7 +453,8 @@ def late_term_default(lanes: int, late_term=None) -> bool:
     return lanes >= 2 if late_term is None else bool(late_term)
 
 
-def pipeline_delays(lanes: int, fmt=None, inverse_format=None, late_term=None) -> dict:
+def pipeline_delays(lanes: int, fmt=None, inverse_format=None, late_term=None,
+                    chunks: int = 1) -> dict:
     """Pipeline delays of the core (cycles) that the schedule depends on.
 
     Parameters
@@ -443,8 +465,12 @@ def pipeline_delays(lanes: int, fmt=None, inverse_format=None, late_term=None) -
         Data format and pivot-inverse format; they set the product latencies
         ``P_d, P_s`` (:func:`multiplier_latencies`; None: formats of at most 18 bits, 1 and 1).
         From :data:`BROADCAST_STAGE_LANES` lanes, ``P_d`` below counts one more cycle: the
-        broadcast register stage before the operand registers; from :data:`READ_STAGE_LANES`
-        one more: the read stage before the bank multiplexers (:func:`read_stage`).
+        broadcast register stage before the operand registers; with the read stage before the
+        bank multiplexers (:func:`read_stage`) one more.
+    late_term : bool or None
+        The core's ``late_term`` (None: :func:`late_term_default`).
+    chunks : int
+        Block RAM chunks per matrix bank (:func:`bank_chunks`; they decide the read stage).
 
     Returns
     -------
@@ -479,7 +505,7 @@ def pipeline_delays(lanes: int, fmt=None, inverse_format=None, late_term=None) -
     # (P_m) just in time for the subtraction from Y: 10 + P_m + P_s whatever the lanes
     back_late = 10 + dot + scaling
     # the stages lengthen every path through the dot products
-    dot += broadcast_stage(lanes) + read_stage(lanes)
+    dot += broadcast_stage(lanes) + read_stage(lanes, chunks)
     tree_depth = lanes.bit_length() - 1
     back = 10 + tree_depth + dot + scaling
     delays = {"gram_drain": 7 + dot, "s_stored": 7 + dot, "pivot": 8 + dot,
@@ -491,7 +517,8 @@ def pipeline_delays(lanes: int, fmt=None, inverse_format=None, late_term=None) -
 
 
 def cycle_model(n: int, k: int, lanes: int, rows: int = 0, *, rsqrt_latency: int,
-                fmt=None, inverse_format=None, late_term=None) -> dict:
+                fmt=None, inverse_format=None, late_term=None, n_max=None,
+                k_max=None) -> dict:
     """Cycle counts of one job of the core, phase by phase (checked against simulation).
 
     Parameters
@@ -507,6 +534,10 @@ def cycle_model(n: int, k: int, lanes: int, rows: int = 0, *, rsqrt_latency: int
         products longer (:func:`pipeline_delays`). None: formats of at most 18 bits.
     late_term : bool or None
         The core's ``late_term`` (None: :func:`late_term_default`).
+    n_max, k_max : int or None
+        The core's sizes (None: ``n`` and ``k``, a core built for this problem): they set the
+        depth of the matrix banks, and so the read stage (:func:`bank_chunks`,
+        :func:`read_stage`).
 
     Returns
     -------
@@ -522,14 +553,18 @@ def cycle_model(n: int, k: int, lanes: int, rows: int = 0, *, rsqrt_latency: int
         the scaling blocks still to go after the last column's last step) and
         ``factor_drain`` (the final drain, ``factor_drain`` of :func:`pipeline_delays`).
     """
+    n_max = n if n_max is None else n_max
+    k_max = k if k_max is None else k_max
     for name, value, least in (("n", n, 1), ("k", k, 1), ("lanes", lanes, 1),
-                               ("rows", rows, 0), ("rsqrt_latency", rsqrt_latency, 1)):
+                               ("rows", rows, 0), ("rsqrt_latency", rsqrt_latency, 1),
+                               ("n_max", n_max, n), ("k_max", k_max, k)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
             raise ValueError(f"cycle_model: {name} must be an integer of at least {least}, "
                              f"not {value!r}")
     if lanes & (lanes - 1):
         raise ValueError(f"cycle_model: lanes must be a power of two, not {lanes}")
-    delays = pipeline_delays(lanes, fmt, inverse_format, late_term)
+    delays = pipeline_delays(lanes, fmt, inverse_format, late_term,
+                             bank_chunks(n_max, k_max, lanes))
     late = "back_late" in delays
     total = n + k
 

@@ -392,7 +392,7 @@ def run(args) -> int:
         for s in synth:
             k = s["k"] = min(args.k, s["k_max"])
             c = cycle_model(s["n_max"], k, s["lanes"], rows=1, rsqrt_latency=latency,
-                            fmt=fmt, inverse_format=inverse_format)
+                            fmt=fmt, inverse_format=inverse_format, k_max=s["k_max"])
             s["factor_solve_cycles"] = c["factor"] + c["solve"]
             s["cpu_time_us"] = (cpu[s["n_max"]] if k == args.k and s["n_max"] in cpu
                                 else cpu_time_us(s["n_max"], k, args.repeats,

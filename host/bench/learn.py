@@ -211,12 +211,14 @@ def fpga_cost(ridge_jobs, head_rows, cholesky=None, updater=None, clock=None) ->
     ridge_jobs, head_rows = list(ridge_jobs), list(head_rows)
     rsqrt_latency = _rsqrt_latency(cholesky["format"], cholesky["inverse_format"])
     k_max, lanes = cholesky["k_max"], cholesky["lanes"]
+    n_max_cholesky = max([n for _, n, _ in ridge_jobs], default=0)  # one core for every job
     jobs = cholesky_cycles = 0
     for m, n, k in ridge_jobs:
         for begin in range(0, k, k_max):
             block = min(k_max, k - begin)
             c = cycle_model(n, block, lanes, rows=m, rsqrt_latency=rsqrt_latency,
-                            fmt=cholesky["format"], inverse_format=cholesky["inverse_format"])
+                            fmt=cholesky["format"], inverse_format=cholesky["inverse_format"],
+                            n_max=max(n_max_cholesky, 2), k_max=k_max)
             cholesky_cycles += m * c["gram_per_row"] + c["factor"] + c["solve"]
             jobs += 1
     updater_cycles = 0
@@ -244,7 +246,7 @@ def fpga_cost(ridge_jobs, head_rows, cholesky=None, updater=None, clock=None) ->
             "cholesky_seconds": cholesky_seconds, "updater_seconds": updater_seconds,
             "seconds": cholesky_seconds + updater_seconds,
             "cholesky_mhz": cholesky_mhz, "updater_mhz": updater_mhz,
-            "n_max_cholesky": max([n for _, n, _ in ridge_jobs], default=0),
+            "n_max_cholesky": n_max_cholesky,
             "n_max_updater": n_max_updater}
 
 

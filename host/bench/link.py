@@ -364,7 +364,8 @@ def job_link_profile(device, kind: str, n: int, k: int, m: int = 0, *, seed: int
     }
     info = device.info()
     record["tail_cycles"] = core_cycles_from_formula(kind, n, k, m, info.lanes, info.fmt,
-                                                     info.inverse_format)["tail"]
+                                                     info.inverse_format, info.n_max,
+                                                     info.k_max)["tail"]
     wire = record["bytes_sent_one_poll"] + record["bytes_received_one_poll"]
     record["efficiency"] = record["payload_bytes_one_poll"] / wire
     return record
@@ -448,8 +449,9 @@ def _timing(record: dict, baud: float, clock_hz: float, round_trip_us: float) ->
 
 
 def core_cycles_from_formula(kind: str, n: int, k: int, m: int, lanes: int, fmt,
-                             inverse_format=None) -> dict:
-    """Core cycles of one job from :func:`tiersolve.gen.cholesky_model.cycle_model`.
+                             inverse_format=None, n_max=None, k_max=None) -> dict:
+    """Core cycles of one job from :func:`tiersolve.gen.cholesky_model.cycle_model`
+    (``n_max``, ``k_max``: the core's sizes, None for a core sized for the job).
 
     Returns
     -------
@@ -470,7 +472,8 @@ def core_cycles_from_formula(kind: str, n: int, k: int, m: int, lanes: int, fmt,
     unit = ReciprocalUnit(fmt, inverse_format, "rsqrt", "iterative")
     unit._MustUse__silence = True  # only asked for its latency
     cycles = cycle_model(n, k, lanes, rows=m if kind == "fit" else 0,
-                         rsqrt_latency=unit.latency, fmt=fmt, inverse_format=inverse_format)
+                         rsqrt_latency=unit.latency, fmt=fmt, inverse_format=inverse_format,
+                         n_max=n_max, k_max=k_max)
     tail = cycles["factor"] + cycles["solve"] + cycles["output"]
     if kind == "fit":
         return {"tail": cycles["gram_per_row"] + tail,

@@ -119,7 +119,8 @@ def make_core(n_max, k_max, fmt, lanes, **kwargs):
 def core_cycles(core, n, k, rows=0):
     """``cycle_model`` for the configuration of ``core``."""
     return cycle_model(n, k, core.lanes, rows, rsqrt_latency=core.rsqrt_latency, fmt=core.fmt,
-                       inverse_format=core.inverse_format, late_term=core.late_term)
+                       inverse_format=core.inverse_format, late_term=core.late_term,
+                       n_max=core.n_max, k_max=core.k_max)
 
 
 def check_schedule(core, jobs):
@@ -299,7 +300,7 @@ def test_wide_core_broadcast_stage():
     from tiersolve.gen.cholesky_model import broadcast_stage, read_stage
 
     assert broadcast_stage(8) == 1 and broadcast_stage(4) == 0
-    assert read_stage(8) == 1 and read_stage(4) == 0
+    assert read_stage(8) == 1 and read_stage(4) == 0 and read_stage(4, 2) == 1
     rng = np.random.default_rng(16)
     core = make_core(20, 3, Q6_12, 16)
     jobs = [Job("direct", 20, 3, Q6_12.const(0.125), spd_direct(rng, Q6_12, 20, 3, cond=30.0),
@@ -321,6 +322,29 @@ def test_bank_deeper_than_a_block_ram():
     jobs = [Job("direct", 24, 2, Q6_12.const(0.125), spd_direct(rng, Q6_12, 24, 2, cond=20.0),
                 core),
             Job("gram", 21, 2, Q6_12.const(0.25), gram_rows(rng, Q6_12, 21, 2, 4), core)]
+    check_schedule(core, jobs)
+
+
+def test_deep_banks_take_the_read_stage():
+    """Banks deeper than one block RAM put the read stage between the chunk and the bank
+    multiplexers from 2 lanes (one lane has no bank multiplexer; from 8 lanes every core has
+    it): 18 slots x 64 columns = 1,152 words, three chunks; integers unchanged, and
+    ``cycle_model`` given the core's n_max and k_max counts the longer dot-product path
+    exactly (it differs from the count for a core sized for the job)."""
+    from tiersolve.gen.cholesky_model import BANK_CHUNK_WORDS, bank_chunks, read_stage
+    from tiersolve.gen.hwmem import BLOCK_RAM_WORDS
+
+    assert BANK_CHUNK_WORDS == BLOCK_RAM_WORDS
+    assert [bank_chunks(*c) for c in ((33, 2, 2), (64, 10, 4), (16, 4, 4), (24, 2, 1),
+                                      (128, 8, 8))] == [3, 3, 1, 2, 5]
+    assert (read_stage(2, 3), read_stage(4, 1), read_stage(1, 3), read_stage(8, 1)) == (
+        1, 0, 0, 1)
+    rng = np.random.default_rng(78)
+    core = make_core(33, 2, Q6_12, 2)
+    jobs = [Job("direct", 12, 2, Q6_12.const(0.125), spd_direct(rng, Q6_12, 12, 2, cond=20.0),
+                core),
+            Job("gram", 10, 1, Q6_12.const(0.25), gram_rows(rng, Q6_12, 10, 1, 3), core)]
+    assert core_cycles(core, 12, 2) != cycle_model(12, 2, 2, rsqrt_latency=core.rsqrt_latency)
     check_schedule(core, jobs)
 
 

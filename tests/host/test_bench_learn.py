@@ -27,15 +27,16 @@ def _tiny_problem(m=40, d=13, classes=3, seed=0):
 
 def _expected_cycles(m, d, width, classes, direct_link=False):
     """Lower tier: one ridge solve of ``m`` rows, ``n = width``, ``k = d`` right-hand sides in
-    blocks of ``k_max``; head: ``m`` UPDATEs of ``n = width + 1`` (``+ d`` with the direct
-    link), ``k = classes``."""
+    blocks of ``k_max`` (one core of ``n_max = width``); head: ``m`` UPDATEs of ``n = width +
+    1`` (``+ d`` with the direct link), ``k = classes``."""
     core = learn.CHOLESKY_CORE
     latency = learn._rsqrt_latency(core["format"], core["inverse_format"])
     cholesky = 0
     for begin in range(0, d, core["k_max"]):
         block = min(core["k_max"], d - begin)
         c = cycle_model(width, block, core["lanes"], rows=m, rsqrt_latency=latency,
-                        fmt=core["format"], inverse_format=core["inverse_format"])
+                        fmt=core["format"], inverse_format=core["inverse_format"],
+                        n_max=max(width, 2), k_max=core["k_max"])
         cholesky += m * c["gram_per_row"] + c["factor"] + c["solve"]
     updater = learn.UPDATER_CORE
     n = width + 1 + (d if direct_link else 0)
