@@ -186,6 +186,32 @@ def cycle_table(ns, lanes_list, k, rsqrt_latency, fmt=None, inverse_format=None)
     return records
 
 
+def cpu_parity(records, n: int, cpu_us: float, fmax_mhz: float) -> dict:
+    """What matching the CPU takes at size ``n``, from the :func:`cycle_table` records of that
+    ``n`` (they carry ``k``), the CPU's time ``cpu_us`` and a clock ``fmax_mhz``.
+
+    Returns
+    -------
+    dict
+        ``multiply_adds`` (``n³/6 + n²k``, the work of factor + solve), ``cpu_cycles`` (the
+        CPU's time in cycles at ``fmax_mhz``), ``multiply_adds_per_cycle`` (what a core needs
+        with none idle to match the CPU at that clock) and ``clock_to_match_mhz``: per lane
+        count of the table, the clock at which its factor + solve takes the CPU's time.
+    """
+    rows = [r for r in records if r["n"] == n]
+    if not rows:
+        raise ValueError(f"cpu_parity: no record of n = {n}")
+    if not cpu_us > 0 or not fmax_mhz > 0:
+        raise ValueError(f"cpu_parity: times and clocks must be positive, not {cpu_us!r}, "
+                         f"{fmax_mhz!r}")
+    work = n**3 / 6 + n**2 * rows[0]["k"]
+    cycles = cpu_us * fmax_mhz
+    return {"n": n, "k": rows[0]["k"], "cpu_us": cpu_us, "fmax_mhz": fmax_mhz,
+            "multiply_adds": work, "cpu_cycles": cycles,
+            "multiply_adds_per_cycle": work / cycles,
+            "clock_to_match_mhz": {r["lanes"]: r["factor_solve_cycles"] / cpu_us for r in rows}}
+
+
 def accuracy_sweep(fmt, inverse_format=None, n=16, k=2, conds=None, trials=4, seed=1):
     """Relative forward error of the core (bit-exact model) against float64 over ``cond(A)``.
 
@@ -380,6 +406,15 @@ def run(args) -> int:
             f"{r['partial_block_cycles']} | {r['scale_cycles']} | "
             f"{r['pivot_wait_cycles']} | {r['drain_cycles']} | {r['device_time_us']:.1f} | "
             f"{r['cpu_time_us']:.1f} |")
+    parity = cpu_parity(records, largest, cpu[largest], fmax)
+    clocks = ", ".join(f"{lanes} lane{'s' if lanes > 1 else ''} "
+                       + (f"{mhz:,.0f}" if mhz >= 1000 else f"{mhz:.1f}")
+                       for lanes, mhz in parity["clock_to_match_mhz"].items())
+    lines += ["", f"Matching the CPU at n = {largest}, k = {args.k}: factor + solve is "
+              f"{parity['multiply_adds']:,.0f} multiply-adds; the CPU's {cpu[largest]:.1f} µs "
+              f"are {parity['cpu_cycles']:,.0f} cycles at {fmax:.1f} MHz, so a core needs "
+              f"{parity['multiply_adds_per_cycle']:.1f} multiply-adds every cycle with none "
+              f"idle; the clock (MHz) at which each lane count matches it: {clocks}."]
     if synth:
         # each synthesised core at its own Fmax, on an n = n_max problem with the table's k
         # (k_max if that is smaller), beside the CPU on the same problem
@@ -411,7 +446,7 @@ def run(args) -> int:
             "cpu_repeats": args.repeats, "cpu_warmup_runs": WARMUP_RUNS,
             "cycles_source": "tiersolve.gen.cholesky_model.cycle_model (checked against "
                              "simulation by tests/gen/test_cholesky.py)",
-            "synthesis": synth}
+            "synthesis": synth, "cpu_parity": parity}
     if args.plot:
         sweeps = plot_accuracy(args.plot)
         meta["accuracy"] = sweeps

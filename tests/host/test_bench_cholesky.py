@@ -89,3 +89,25 @@ def test_cpu_timing_holds_blas_to_the_threads_given(monkeypatch, tmp_path, capsy
     with threadpool_limits(limits=1, user_api="blas"):
         timing = real_timing(8, 2, repeats=3, threads=None)  # None: leave the limit as it is
     assert "1 thread" in timing["blas"] and "threads" not in timing["blas"]
+
+
+def test_cpu_parity_counts_the_work_and_the_clocks():
+    """Matching the CPU: the work is n³/6 + n²k multiply-adds, the CPU's time in cycles at the
+    clock gives the multiply-adds a cycle needed, and each lane count's factor + solve cycles
+    over the CPU's time the clock it would need (the README's LAPACK paragraph quotes them)."""
+    import pytest
+    from tiersolve.host.bench.cholesky import cpu_parity, cycle_table
+
+    records = cycle_table([16, 32], [4, 8], 10, _rsqrt_latency("Q6.12", None))
+    parity = cpu_parity(records, 32, 20.0, 100.0)
+    assert parity["multiply_adds"] == 32**3 / 6 + 32**2 * 10
+    assert parity["cpu_cycles"] == 2000.0
+    assert parity["multiply_adds_per_cycle"] == parity["multiply_adds"] / 2000.0
+    for lanes in (4, 8):
+        model = cycle_model(32, 10, lanes, rows=1, rsqrt_latency=_rsqrt_latency("Q6.12", None))
+        assert parity["clock_to_match_mhz"][lanes] == (model["factor"] + model["solve"]) / 20.0
+    assert set(parity["clock_to_match_mhz"]) == {4, 8}
+    with pytest.raises(ValueError, match="no record of n = 64"):
+        cpu_parity(records, 64, 20.0, 100.0)
+    with pytest.raises(ValueError, match="must be positive"):
+        cpu_parity(records, 32, 0.0, 100.0)
