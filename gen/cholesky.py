@@ -107,9 +107,9 @@ class CholeskySolver(wiring.Component):
       values are written.
 
     Pipelining (out of context on ECP5-85F speed 6: 124.8 MHz for ``n_max=16, k_max=4,
-    lanes=4`` and 106.8 MHz for ``64, 10, 4``, from ``tiersolve bench cholesky --synth
+    lanes=4`` and 112.3 MHz for ``64, 10, 4``, from ``tiersolve bench cholesky --synth
     --synth-config 16,4,4 64,10,4``; placement moves these by several per cent; wide cores
-    are slower: a 64-lane core fills 82 % of the LUTs): every memory read address (beside
+    are slower: a 64-lane core fills 84 % of the LUTs): every memory read address (beside
     each block RAM chunk of a matrix bank), memory output, multiplier operand and product is
     registered; a matrix bank deeper than one block RAM is built in block-RAM-sized chunks,
     each read into a register before the chunk is selected
