@@ -407,7 +407,8 @@ def broadcast_stage(lanes: int) -> int:
 
 
 #: Lanes from which the core registers every memory's read word once more, before the bank
-#: multiplexers (:func:`read_stage`).
+#: multiplexers, whatever the depth of its banks (:func:`read_stage`; cores of 2 or more lanes
+#: whose banks are deeper than one block RAM have the stage too).
 READ_STAGE_LANES = 8
 
 
@@ -420,6 +421,9 @@ def bank_chunks(n_max: int, k_max: int, lanes: int) -> int:
     """Chunks of :data:`BANK_CHUNK_WORDS` words in each matrix bank of an ``n_max`` /
     ``k_max`` / ``lanes`` core: a bank holds ``ceil((n_max + k_max) / lanes)`` rows of
     ``2**ceil(log2 n_max)`` words."""
+    for name, value in (("n_max", n_max), ("k_max", k_max), ("lanes", lanes)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"bank_chunks: {name} must be a positive integer, not {value!r}")
     rows = -(-(n_max + k_max) // lanes)
     return -(-(rows << (n_max - 1).bit_length()) // BANK_CHUNK_WORDS)
 
@@ -500,6 +504,8 @@ def pipeline_delays(lanes: int, fmt=None, inverse_format=None, late_term=None,
         registers; the paths that end elsewhere (the pivot to the rsqrt unit, the drains) are
         one cycle longer.
     """
+    if isinstance(chunks, bool) or not isinstance(chunks, (int, np.integer)) or chunks < 1:
+        raise ValueError(f"pipeline_delays: chunks must be a positive integer, not {chunks!r}")
     dot, scaling = (1, 1) if fmt is None else multiplier_latencies(fmt, inverse_format)
     # the late term's product is read from two small memories (3 cycles) and multiplied
     # (P_m) just in time for the subtraction from Y: 10 + P_m + P_s whatever the lanes
@@ -559,8 +565,9 @@ def cycle_model(n: int, k: int, lanes: int, rows: int = 0, *, rsqrt_latency: int
                                ("rows", rows, 0), ("rsqrt_latency", rsqrt_latency, 1),
                                ("n_max", n_max, n), ("k_max", k_max, k)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-            raise ValueError(f"cycle_model: {name} must be an integer of at least {least}, "
-                             f"not {value!r}")
+            what = {"n_max": " (n)", "k_max": " (k)"}.get(name, "")
+            raise ValueError(f"cycle_model: {name} must be an integer of at least {least}"
+                             f"{what}, not {value!r}")
     if lanes & (lanes - 1):
         raise ValueError(f"cycle_model: lanes must be a power of two, not {lanes}")
     delays = pipeline_delays(lanes, fmt, inverse_format, late_term,

@@ -196,7 +196,8 @@ def cpu_parity(records, n: int, cpu_us: float, fmax_mhz: float) -> dict:
         ``multiply_adds`` (``n³/6 + n²k``, the work of factor + solve), ``cpu_cycles`` (the
         CPU's time in cycles at ``fmax_mhz``), ``multiply_adds_per_cycle`` (what a core needs
         with none idle to match the CPU at that clock) and ``clock_to_match_mhz``: per lane
-        count of the table, the clock at which its factor + solve takes the CPU's time.
+        count of the table (``lanes``), the clock (``clock_mhz``) at which its factor + solve
+        takes the CPU's time.
     """
     rows = [r for r in records if r["n"] == n]
     if not rows:
@@ -209,7 +210,9 @@ def cpu_parity(records, n: int, cpu_us: float, fmax_mhz: float) -> dict:
     return {"n": n, "k": rows[0]["k"], "cpu_us": cpu_us, "fmax_mhz": fmax_mhz,
             "multiply_adds": work, "cpu_cycles": cycles,
             "multiply_adds_per_cycle": work / cycles,
-            "clock_to_match_mhz": {r["lanes"]: r["factor_solve_cycles"] / cpu_us for r in rows}}
+            "clock_to_match_mhz": [{"lanes": r["lanes"],
+                                    "clock_mhz": r["factor_solve_cycles"] / cpu_us}
+                                   for r in rows]}
 
 
 def accuracy_sweep(fmt, inverse_format=None, n=16, k=2, conds=None, trials=4, seed=1):
@@ -407,9 +410,8 @@ def run(args) -> int:
             f"{r['pivot_wait_cycles']} | {r['drain_cycles']} | {r['device_time_us']:.1f} | "
             f"{r['cpu_time_us']:.1f} |")
     parity = cpu_parity(records, largest, cpu[largest], fmax)
-    clocks = ", ".join(f"{lanes} lane{'s' if lanes > 1 else ''} "
-                       + (f"{mhz:,.0f}" if mhz >= 1000 else f"{mhz:.1f}")
-                       for lanes, mhz in parity["clock_to_match_mhz"].items())
+    clocks = "; ".join(f"{row['lanes']} lane{'s' if row['lanes'] > 1 else ''} "
+                       f"{row['clock_mhz']:.1f}" for row in parity["clock_to_match_mhz"])
     lines += ["", f"Matching the CPU at n = {largest}, k = {args.k}: factor + solve is "
               f"{parity['multiply_adds']:,.0f} multiply-adds; the CPU's {cpu[largest]:.1f} µs "
               f"are {parity['cpu_cycles']:,.0f} cycles at {fmax:.1f} MHz, so a core needs "

@@ -190,7 +190,10 @@ def fpga_cost(ridge_jobs, head_rows, cholesky=None, updater=None, clock=None) ->
     head_rows : iterable of (n, k)
         Head rows folded by the incremental updater.
     cholesky, updater : dict or None
-        Core configurations (default :data:`CHOLESKY_CORE`, :data:`UPDATER_CORE`).
+        Core configurations (default :data:`CHOLESKY_CORE`, :data:`UPDATER_CORE`); the
+        Cholesky core's may give ``n_max`` (its bank depth sets a pipeline stage, see
+        :func:`~tiersolve.gen.cholesky_model.read_stage`; default: the largest ``n`` of
+        ``ridge_jobs``).
     clock : float or None
         Clock (MHz) of a board design holding both cores (its measured Fmax, see
         :func:`tiersolve.host.demo.board_fmax`): both cores' cycles are converted at it. None:
@@ -211,14 +214,19 @@ def fpga_cost(ridge_jobs, head_rows, cholesky=None, updater=None, clock=None) ->
     ridge_jobs, head_rows = list(ridge_jobs), list(head_rows)
     rsqrt_latency = _rsqrt_latency(cholesky["format"], cholesky["inverse_format"])
     k_max, lanes = cholesky["k_max"], cholesky["lanes"]
-    n_max_cholesky = max([n for _, n, _ in ridge_jobs], default=0)  # one core for every job
+    # one core for every job: the caller's n_max, else the smallest that holds them
+    n_max_cholesky = max([n for _, n, _ in ridge_jobs], default=0)
+    core_n_max = cholesky.get("n_max") or max(n_max_cholesky, 2)
+    if core_n_max < n_max_cholesky:
+        raise ValueError(f"a ridge solve of n = {n_max_cholesky} does not fit the Cholesky "
+                         f"core's n_max = {core_n_max}")
     jobs = cholesky_cycles = 0
     for m, n, k in ridge_jobs:
         for begin in range(0, k, k_max):
             block = min(k_max, k - begin)
             c = cycle_model(n, block, lanes, rows=m, rsqrt_latency=rsqrt_latency,
                             fmt=cholesky["format"], inverse_format=cholesky["inverse_format"],
-                            n_max=max(n_max_cholesky, 2), k_max=k_max)
+                            n_max=core_n_max, k_max=k_max)
             cholesky_cycles += m * c["gram_per_row"] + c["factor"] + c["solve"]
             jobs += 1
     updater_cycles = 0

@@ -484,7 +484,8 @@ def core_cycles_from_formula(kind: str, n: int, k: int, m: int, lanes: int, fmt,
 def uart_projection(jobs: list[dict], *, n: int = 64, k: int = 4, m: int = 128,
                     bauds=UART_BAUDS, clock_hz: float = 12e6, round_trip_us: float = 0.0,
                     max_burst: int = 64, lanes: int = 4, fmt: str = "Q6.12",
-                    updater_units: int = 1, updater_rotation: str = "multiplier") -> list[dict]:
+                    updater_units: int = 1, updater_rotation: str = "multiplier",
+                    n_max: int | None = None, k_max: int | None = None) -> list[dict]:
     """End-to-end time of a solve and a fit of size ``n``, and of one update and one downdate
     row, over a UART at each of ``bauds``.
 
@@ -492,7 +493,8 @@ def uart_projection(jobs: list[dict], *, n: int = 64, k: int = 4, m: int = 128,
     ``"measured"``), else the wire-format bounds of :func:`job_wire_bound` (or
     :func:`updater_wire_bound`) and the core's cycle formula for ``lanes`` (or
     ``updater_units``, ``updater_rotation``) and ``fmt`` (``source`` =
-    ``"protocol + cycle formula"``).
+    ``"protocol + cycle formula"``), on a Cholesky core of ``n_max`` and ``k_max`` (the
+    device's; None, or a job larger than they are: a core sized for the job).
     """
     records = []
     for kind, rows in (("solve", n), ("fit", m), ("update", 1), ("downdate", 1)):
@@ -507,7 +509,10 @@ def uart_projection(jobs: list[dict], *, n: int = 64, k: int = 4, m: int = 128,
                                                    rotation=updater_rotation)
             else:
                 bound = job_wire_bound(kind, n, k, rows, max_burst=max_burst)
-                core = core_cycles_from_formula(kind, n, k, rows, lanes, fmt)
+                holds = n_max is not None and k_max is not None and n <= n_max and k <= k_max
+                core = core_cycles_from_formula(kind, n, k, rows, lanes, fmt,
+                                                n_max=n_max if holds else None,
+                                                k_max=k_max if holds else None)
             basis = {"requests_one_poll": bound["requests"],
                      "bytes_sent_one_poll": bound["bytes_sent"],
                      "bytes_received_one_poll": bound["bytes_received"],
@@ -849,7 +854,8 @@ def run(args) -> int:
                                  max_burst=main["max_burst"] or max_burst,
                                  lanes=main["lanes"], fmt=main["format"],
                                  updater_units=main.get("updater_units") or 1,
-                                 updater_rotation=main.get("updater_rotation") or "multiplier")
+                                 updater_rotation=main.get("updater_rotation") or "multiplier",
+                                 n_max=main.get("n_max"), k_max=main.get("k_max"))
     table = markdown_tables(efficiency, jobs, projection, baud=args.baud, clock_hz=clock_hz,
                             round_trip_us=args.round_trip_us,
                             efficiency_source=efficiency_source, notes=notes)

@@ -331,7 +331,12 @@ def test_deep_banks_take_the_read_stage():
     it): 18 slots x 64 columns = 1,152 words, three chunks; integers unchanged, and
     ``cycle_model`` given the core's n_max and k_max counts the longer dot-product path
     exactly (it differs from the count for a core sized for the job)."""
-    from tiersolve.gen.cholesky_model import BANK_CHUNK_WORDS, bank_chunks, read_stage
+    from tiersolve.gen.cholesky_model import (
+        BANK_CHUNK_WORDS,
+        bank_chunks,
+        pipeline_delays,
+        read_stage,
+    )
     from tiersolve.gen.hwmem import BLOCK_RAM_WORDS
 
     assert BANK_CHUNK_WORDS == BLOCK_RAM_WORDS
@@ -339,6 +344,10 @@ def test_deep_banks_take_the_read_stage():
                                       (128, 8, 8))] == [3, 3, 1, 2, 5]
     assert (read_stage(2, 3), read_stage(4, 1), read_stage(1, 3), read_stage(8, 1)) == (
         1, 0, 0, 1)
+    with pytest.raises(ValueError, match="lanes must be a positive integer"):
+        bank_chunks(16, 4, 0)
+    with pytest.raises(ValueError, match="chunks must be a positive integer"):
+        pipeline_delays(4, chunks=0)
     rng = np.random.default_rng(78)
     core = make_core(33, 2, Q6_12, 2)
     jobs = [Job("direct", 12, 2, Q6_12.const(0.125), spd_direct(rng, Q6_12, 12, 2, cond=20.0),
@@ -348,7 +357,7 @@ def test_deep_banks_take_the_read_stage():
     check_schedule(core, jobs)
 
 
-@pytest.mark.parametrize("n_max, k_max, lanes", [(20, 3, 2), (12, 2, 8), (24, 2, 1)])
+@pytest.mark.parametrize("n_max, k_max, lanes", [(20, 3, 2), (12, 2, 8), (24, 2, 1), (33, 2, 2)])
 def test_ecp5_block_ram_structure_gives_the_same_results(monkeypatch, n_max, k_max, lanes):
     """On ECP5 the block RAMs of the banks, X, the Gram row and the column buffers are DP16KD
     instances behind a registered write with a bypass (gen/hwmem.py), not simulable here.

@@ -59,7 +59,10 @@ def test_models_and_cycle_counts_refuse_impossible_jobs():
                        k_max=1)
     for kwargs, message in (({"lanes": 3}, "power of two"), ({"lanes": 0}, "lanes"),
                             ({"n": 0}, "n must"), ({"k": 0}, "k must"),
-                            ({"rsqrt_latency": 0}, "rsqrt_latency")):
+                            ({"rsqrt_latency": 0}, "rsqrt_latency"),
+                            ({"n_max": 3}, r"n_max must be an integer of at least 4 \(n\)"),
+                            ({"k_max": 0}, r"k_max must be an integer of at least 1 \(k\)"),
+                            ({"n_max": 4.0}, "n_max must be an integer")):
         arguments = {"n": 4, "k": 1, "lanes": 4, "rsqrt_latency": 19, **kwargs}
         with pytest.raises(ValueError, match=message):
             cycle_model(arguments.pop("n"), arguments.pop("k"), arguments.pop("lanes"),

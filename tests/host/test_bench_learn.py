@@ -94,6 +94,23 @@ def _tiny_tables(monkeypatch):
     monkeypatch.setattr(learn, "_load", lambda name: (X[:40], X[40:], y[:40], y[40:]))
 
 
+def test_fpga_cost_models_the_given_core_size():
+    """A Cholesky core of a given n_max (deeper banks: the read stage) counts the cycles of
+    that core, not of the smallest one that holds the solve; a solve larger than it raises."""
+    latency = learn._rsqrt_latency(learn.CHOLESKY_CORE["format"],
+                                   learn.CHOLESKY_CORE["inverse_format"])
+    sized = learn.fpga_cost([(20, 16, 10)], [])
+    big = learn.fpga_cost([(20, 16, 10)], [], cholesky={**learn.CHOLESKY_CORE, "n_max": 64})
+    for result, n_max in ((sized, 16), (big, 64)):
+        c = cycle_model(16, 10, 4, rows=20, rsqrt_latency=latency, n_max=n_max, k_max=10,
+                        fmt=learn.CHOLESKY_CORE["format"],
+                        inverse_format=learn.CHOLESKY_CORE["inverse_format"])
+        assert result["cholesky_cycles"] == 20 * c["gram_per_row"] + c["factor"] + c["solve"]
+    assert big["cholesky_cycles"] > sized["cholesky_cycles"]
+    with pytest.raises(ValueError, match="does not fit the Cholesky core's n_max = 8"):
+        learn.fpga_cost([(20, 16, 10)], [], cholesky={**learn.CHOLESKY_CORE, "n_max": 8})
+
+
 def test_sweep_judges_worst_seed_and_mac_ratio(monkeypatch):
     """The sweep trains every (width, direct link) with each seed; a configuration meets the
     goal only if its worst seed is within one point of the MLP AND it needs <= 1/10 of its

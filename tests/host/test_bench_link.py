@@ -125,6 +125,22 @@ def test_uart_projection_splits_link_and_core():
         link.job_wire_bound("fit", 64, 4, 128)[key] for key in ("bytes_sent", "bytes_received"))
 
 
+def test_uart_projection_models_the_devices_core():
+    """Projected jobs are counted on the device's Cholesky core (n = 16 on a 64/4/4 core: its
+    banks are three block RAMs deep, one more pipeline stage), or on one sized for a job it
+    does not hold."""
+    def solve_tail(**sizes):
+        (record, *_) = [r for r in link.uart_projection([], n=16, k=4, **sizes)
+                        if r["kind"] == "solve"]
+        return record["tail_cycles"]
+
+    own = link.core_cycles_from_formula("solve", 16, 4, 16, 4, "Q6.12", n_max=64, k_max=4)
+    sized = link.core_cycles_from_formula("solve", 16, 4, 16, 4, "Q6.12")
+    assert own["tail"] > sized["tail"]
+    assert solve_tail(n_max=64, k_max=4) == own["tail"]
+    assert solve_tail() == solve_tail(n_max=8, k_max=4) == sized["tail"]
+
+
 def test_command_writes_json_and_markdown(tmp_path, capsys):
     """Also the updater: one update and one downdate row of n=3, k=1 cost exactly the frames
     of the wire format with one poll (4 command words, 4 row values, one status poll)."""
