@@ -3,6 +3,7 @@ tools replaced by a stand-in; the real flow is tested in tests/boards/test_synth
 
 import json
 
+import pytest
 from tiersolve.gen.cholesky_model import cycle_model
 from tiersolve.host.bench.cholesky import _rsqrt_latency
 from tiersolve.host.cli import main
@@ -95,7 +96,6 @@ def test_cpu_parity_counts_the_work_and_the_clocks():
     """Matching the CPU: the work is n³/6 + n²k multiply-adds, the CPU's time in cycles at the
     clock gives the multiply-adds a cycle needed, and each lane count's factor + solve cycles
     over the CPU's time the clock it would need (the README's LAPACK paragraph quotes them)."""
-    import pytest
     from tiersolve.host.bench.cholesky import cpu_parity, cycle_table
 
     records = cycle_table([16, 32], [4, 8], 10, _rsqrt_latency("Q6.12", None))
