@@ -417,13 +417,20 @@ READ_STAGE_LANES = 8
 BANK_CHUNK_WORDS = 512
 
 
+def _check_at_least(where: str, name: str, value, least: int, bound: str = "") -> None:
+    """ValueError (naming ``where``, ``name`` and the ``bound`` least comes from) unless
+    ``value`` is an integer (not a bool) of at least ``least``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        raise ValueError(f"{where}: {name} must be an integer of at least {least}{bound}, "
+                         f"not {value!r}")
+
+
 def bank_chunks(n_max: int, k_max: int, lanes: int) -> int:
     """Chunks of :data:`BANK_CHUNK_WORDS` words in each matrix bank of an ``n_max`` /
     ``k_max`` / ``lanes`` core: a bank holds ``ceil((n_max + k_max) / lanes)`` rows of
     ``2**ceil(log2 n_max)`` words."""
     for name, value in (("n_max", n_max), ("k_max", k_max), ("lanes", lanes)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"bank_chunks: {name} must be a positive integer, not {value!r}")
+        _check_at_least("bank_chunks", name, value, 1)
     rows = -(-(n_max + k_max) // lanes)
     return -(-(rows << (n_max - 1).bit_length()) // BANK_CHUNK_WORDS)
 
@@ -504,8 +511,7 @@ def pipeline_delays(lanes: int, fmt=None, inverse_format=None, late_term=None,
         registers; the paths that end elsewhere (the pivot to the rsqrt unit, the drains) are
         one cycle longer.
     """
-    if isinstance(chunks, bool) or not isinstance(chunks, (int, np.integer)) or chunks < 1:
-        raise ValueError(f"pipeline_delays: chunks must be a positive integer, not {chunks!r}")
+    _check_at_least("pipeline_delays", "chunks", chunks, 1)
     dot, scaling = (1, 1) if fmt is None else multiplier_latencies(fmt, inverse_format)
     # the late term's product is read from two small memories (3 cycles) and multiplied
     # (P_m) just in time for the subtraction from Y: 10 + P_m + P_s whatever the lanes
@@ -564,10 +570,8 @@ def cycle_model(n: int, k: int, lanes: int, rows: int = 0, *, rsqrt_latency: int
     for name, value, least in (("n", n, 1), ("k", k, 1), ("lanes", lanes, 1),
                                ("rows", rows, 0), ("rsqrt_latency", rsqrt_latency, 1),
                                ("n_max", n_max, n), ("k_max", k_max, k)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-            what = {"n_max": " (n)", "k_max": " (k)"}.get(name, "")
-            raise ValueError(f"cycle_model: {name} must be an integer of at least {least}"
-                             f"{what}, not {value!r}")
+        _check_at_least("cycle_model", name, value, least,
+                        {"n_max": " (n)", "k_max": " (k)"}.get(name, ""))
     if lanes & (lanes - 1):
         raise ValueError(f"cycle_model: lanes must be a power of two, not {lanes}")
     delays = pipeline_delays(lanes, fmt, inverse_format, late_term,

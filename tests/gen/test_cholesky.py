@@ -344,9 +344,10 @@ def test_deep_banks_take_the_read_stage():
                                       (128, 8, 8))] == [3, 3, 1, 2, 5]
     assert (read_stage(2, 3), read_stage(4, 1), read_stage(1, 3), read_stage(8, 1)) == (
         1, 0, 0, 1)
-    with pytest.raises(ValueError, match="lanes must be a positive integer"):
+    at_least_1 = "must be an integer of at least 1, not 0"
+    with pytest.raises(ValueError, match=f"bank_chunks: lanes {at_least_1}"):
         bank_chunks(16, 4, 0)
-    with pytest.raises(ValueError, match="chunks must be a positive integer"):
+    with pytest.raises(ValueError, match=f"pipeline_delays: chunks {at_least_1}"):
         pipeline_delays(4, chunks=0)
     rng = np.random.default_rng(78)
     core = make_core(33, 2, Q6_12, 2)
