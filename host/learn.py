@@ -856,8 +856,8 @@ class DeviceBackend(FixedBackend):
     def _update_rows(self, state, rows, forgettings, weights) -> None:
         """As the base class, but on a design built with FOLD (``info().updater_fold``) each
         run of rows with the same forgetting constant (or none) goes in FOLD commands (the
-        rows in flight together on the device: the same integers as one UPDATE per row, in
-        far fewer cycles)."""
+        rows in flight together on the device: the same integers as one UPDATE per row) when
+        that ends sooner (:meth:`~tiersolve.host.device.Device.fold_is_quicker`)."""
         try:
             self._device_update_rows(state, rows, forgettings, weights)
         except BaseException:
@@ -880,7 +880,8 @@ class DeviceBackend(FixedBackend):
             while (end < len(rows) and forgettings[end] == forgettings[start]
                    and end - start < most):
                 end += 1
-            if end - start > 1:
+            if self.device.fold_is_quicker(state.model.n, state.model.k, end - start,
+                                           forgettings[start]):
                 self._command(state, regmap.UpdaterOp.FOLD, value=end - start,
                               forgetting=forgettings[start], data=rows[start:end])
                 state.weight = weights[end - 1]

@@ -21,10 +21,34 @@ import collections
 from collections.abc import Iterable
 
 from .errors import DeviceTimeout, LinkError
-from .protocol import LinkTimeout, RegisterLink, RequestRejected
+from .protocol import (
+    OP_READ,
+    OP_WRITE,
+    LinkTimeout,
+    RegisterLink,
+    Reply,
+    Request,
+    RequestRejected,
+    Status,
+)
 
-__all__ = ["FramedTransport", "ReplyQueuePort", "SimTransport", "SimulatedBytePort", "Transport",
-           "UartTransport"]
+__all__ = ["COMMAND_EXCHANGE_BYTES", "FramedTransport", "ReplyQueuePort", "SimTransport",
+           "SimulatedBytePort", "Transport", "UartTransport"]
+
+
+def _exchange_bytes(written: int, read: int) -> int:
+    """Wire bytes of a write of ``written`` words and a read of ``read`` words, each request
+    with its reply (words without zero bytes: COBS adds nothing for them)."""
+    word = 0x01010101
+    return (len(Request.write(1, 1, [word] * written).encode())
+            + len(Reply(1, Status.OK, OP_WRITE, written).encode())
+            + len(Request.read(1, 1, read).encode())
+            + len(Reply(1, Status.OK, OP_READ, read, (word,) * read).encode()))
+
+
+#: Bytes on the wire of one command's own exchange, beside its data: the write of the four
+#: updater command registers and one read of the three status words, with their replies.
+COMMAND_EXCHANGE_BYTES = _exchange_bytes(4, 3)
 
 
 class Transport:
@@ -58,6 +82,19 @@ class Transport:
     @property
     def statistics(self) -> dict:
         return {}
+
+    def byte_cycles(self, clock_hz: float) -> float:
+        """Device clock cycles (at ``clock_hz``) one byte takes on this link. 0 here: a bus
+        mapped into the host's memory (PCIe) moves a word in about a microsecond, which no
+        choice between commands needs to count."""
+        return 0.0
+
+    def command_cycles(self, clock_hz: float) -> float:
+        """Device clock cycles (at ``clock_hz``) that one more command costs on this link
+        beyond the data it carries: the write of a command's four registers and one read of
+        its three status words, with their replies (:data:`COMMAND_EXCHANGE_BYTES` bytes), at
+        :meth:`byte_cycles` each."""
+        return COMMAND_EXCHANGE_BYTES * self.byte_cycles(clock_hz)
 
     def close(self) -> None:
         """Release the port or the simulator."""
@@ -115,6 +152,11 @@ class FramedTransport(Transport):
     @property
     def statistics(self) -> dict:
         return self.link.statistics
+
+    def byte_cycles(self, clock_hz: float) -> float:
+        """Device clock cycles one byte takes on the wire: 1 here (the simulated ports feed
+        the design a byte a cycle, and the simulation stands still while the host works)."""
+        return 1.0
 
     def close(self):
         close = getattr(self.port, "close", None)
@@ -301,3 +343,9 @@ class UartTransport(FramedTransport):
         except (OSError, serial.SerialException) as error:
             raise LinkError(f"cannot open serial port {path!r}: {error}") from error
         super().__init__(port, max_burst=max_burst, timeout=timeout, retries=retries)
+        self.baud_rate = baud_rate
+
+    def byte_cycles(self, clock_hz: float) -> float:
+        """Device clock cycles of one byte on the line: 10 bits (start, 8 data, stop) at
+        :attr:`baud_rate` (the USB adapter's latency comes on top and is not counted)."""
+        return 10 * clock_hz / self.baud_rate

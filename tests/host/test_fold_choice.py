@@ -1,0 +1,174 @@
+"""Which updater command the host sends for several rows: one FOLD (rows in flight together)
+or one UPDATE per row. Both give the same integers; ``Device.fold_is_quicker`` picks the one
+that ends sooner from the cores' exact cycle formulas and the link's cost per byte and per
+command (a FOLD's schedule runs ``s·(n - 1)`` periods after its last row enters, so a few rows
+of a large ``n`` go quicker one at a time)."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import tiersolve.host
+from tiersolve.designs import regmap
+from tiersolve.gen.fixed import FixedFormat
+from tiersolve.host.device import Device, DeviceInfo, updater_cycle_model
+from tiersolve.host.transport import (
+    COMMAND_EXCHANGE_BYTES,
+    FramedTransport,
+    Transport,
+    UartTransport,
+)
+from updater_state import device_ints, head_model, record_updater_ops
+
+#: The demo's device: n_max 64, k_max 32, Q8.16, one multiplier unit, with FOLD.
+DEMO_INFO = DeviceInfo(version=regmap.VERSION, layout=regmap.LAYOUT_ID,
+                       cores=("cholesky", "updater"), n_max=64, k_max=32,
+                       fmt=FixedFormat(8, 16), inverse_format=FixedFormat(4, 20), guard_bits=4,
+                       lanes=4, clock_frequency=90_000_000, max_burst=64, updater_units=1,
+                       updater_rotation="multiplier", updater_fold=True,
+                       updater_fold_downdate=True)
+
+
+class CostedLink(Transport):
+    """A transport that only tells its cost: ``byte`` cycles a byte."""
+
+    def __init__(self, byte):
+        self.byte = byte
+
+    def byte_cycles(self, clock_hz):
+        return self.byte
+
+
+def device_with(info, byte):
+    """A Device object with ``info`` and a link of ``byte`` cycles a byte, without a device
+    behind it (``fold_is_quicker`` reads nothing from the device)."""
+    device = Device.__new__(Device)
+    device._info, device.transport = info, CostedLink(byte)
+    return device
+
+
+def expected_choice(info, byte, n, k, rows, forgetting=None):
+    """The rule, written out from the formulas: FOLD when its cycles, with the periods that
+    wait for rows arriving slower than one a period, are fewer than the UPDATEs' with each
+    row's wait and each further command's exchange."""
+    model = updater_cycle_model(info.n_max, info.k_max, str(info.fmt), info.updater_units,
+                                info.updater_rotation)
+    forgets = forgetting is not None and forgetting
+    arrival = 4 * (n + k) * byte
+    period = model.fold_plan(n, k, forgets)["period"]
+    fold = model.fold_cycles(n, k, rows, forgets) + rows * max(0, arrival - period)
+    updates = (rows * (model.update_cycles(n, k) + max(0, arrival - (n + k)))
+               + (rows - 1) * COMMAND_EXCHANGE_BYTES * byte)
+    return fold < updates
+
+
+def test_a_few_rows_of_a_large_n_go_one_at_a_time_on_a_fast_link():
+    model = updater_cycle_model(64, 32, "Q8.16", 1, "multiplier")
+    # the demo's batches: 25 rows at n = 63, k = 10 take longer in one FOLD than in UPDATEs
+    assert model.fold_cycles(63, 10, 25) > 25 * model.update_cycles(63, 10)
+    for byte in (0, 1):   # a memory-mapped bus, a simulated link
+        device = device_with(DEMO_INFO, byte)
+        assert not device.fold_is_quicker(63, 10, 25)
+        assert device.fold_is_quicker(63, 10, 630)     # the demo's fit: 630 rows at once
+        choices = [device.fold_is_quicker(63, 10, rows) for rows in range(2, 400, 7)]
+        assert choices == [expected_choice(DEMO_INFO, byte, 63, 10, rows)
+                           for rows in range(2, 400, 7)]
+        # once a FOLD is quicker it stays so for more rows: one crossover
+        assert choices == sorted(choices)
+        assert True in choices and False in choices
+
+
+def test_a_slow_link_prefers_one_fold():
+    """On a 3 Mbaud UART at 90 MHz a byte is 300 cycles and a command's own exchange 21,000:
+    the 25 rows go in one FOLD (the rows' transfer hides its periods), two rows still go
+    one at a time."""
+    uart = SimpleNamespace(baud_rate=3_000_000)
+    byte = UartTransport.byte_cycles(uart, DEMO_INFO.clock_frequency)
+    assert byte == 300
+    device = device_with(DEMO_INFO, byte)
+    assert device.transport.command_cycles(DEMO_INFO.clock_frequency) \
+        == COMMAND_EXCHANGE_BYTES * 300
+    assert device.fold_is_quicker(63, 10, 25)
+    assert device.fold_is_quicker(63, 10, 2) == expected_choice(DEMO_INFO, byte, 63, 10, 2)
+    assert not device.fold_is_quicker(63, 10, 2)
+
+
+def test_small_problems_fold_and_single_rows_do_not():
+    device = device_with(DEMO_INFO, 1)
+    assert device.fold_is_quicker(8, 1, 2)          # a short schedule: FOLD from two rows
+    assert not device.fold_is_quicker(8, 1, 1)      # one row is one UPDATE
+    b = 1 << 24   # forgetting constant other than 2**w: the FOLD with forgetting's period
+    forgetting = b - 100
+    assert device.fold_is_quicker(16, 2, 40, forgetting) == expected_choice(
+        DEMO_INFO, 1, 16, 2, 40, forgetting)
+    without = device_with(DeviceInfo(**{**DEMO_INFO.__dict__, "updater_fold": False}), 1)
+    assert not without.fold_is_quicker(8, 1, 100)  # no FOLD on the design
+
+
+def test_a_command_exchange_is_the_bytes_counted():
+    """COMMAND_EXCHANGE_BYTES is what a command that ends at its first poll moves over the
+    simulated link: the write of its four registers and one read of its status, with the
+    replies."""
+    with tiersolve.host.open("sim://?n_max=4&k_max=2&lanes=1&cores=cholesky,updater") as device:
+        assert isinstance(device.transport, FramedTransport)
+        before = dict(device.transport.statistics)
+        device.updater_command(regmap.UpdaterOp.RESET, 3, 2, value=1 << 12)
+        after = device.transport.statistics
+        assert device.last_run["polls"] == 1
+        moved = (after["bytes_sent"] - before["bytes_sent"]
+                 + after["bytes_received"] - before["bytes_received"])
+        assert moved == COMMAND_EXCHANGE_BYTES
+        assert device.transport.command_cycles(10 ** 6) == COMMAND_EXCHANGE_BYTES
+
+
+@pytest.mark.parametrize("fold", [False, True])
+def test_update_sends_the_command_chosen_with_the_same_integers(fold):
+    """With the choice forced each way, ``update`` of several rows sends one FOLD or one
+    UPDATE per row, and the updater then holds the model's integers either way."""
+    n, k, rows = 3, 2, 5
+    rng = np.random.default_rng(31)
+    H, T = rng.uniform(-1, 1, (rows, n)), rng.uniform(-2, 2, (rows, k))
+    url = "sim://?n_max=4&k_max=2&lanes=1&cores=cholesky,updater&updater_units=2&updater_fold=1"
+    with tiersolve.host.open(url) as device:
+        device.fold_is_quicker = lambda *args, **kwargs: fold
+        ops = record_updater_ops(device)
+        device.reset(0.5, n=n, k=k, feature_bound=1.0, target_bound=2.0, capacity=50)
+        device.update(H, T)
+        sent = list(ops)
+        R = device_ints(device, regmap.UpdaterSelect.R, n)
+        Z = device_ints(device, regmap.UpdaterSelect.Z, k)
+        model = head_model(device)
+        h_int, t_int = device.head.quantise_rows(H, T)
+    for h, t in zip(h_int, t_int, strict=True):
+        model.update(h, t)
+    assert np.array_equal(R, model.R) and np.array_equal(Z, model.Z)
+    expected = [regmap.UpdaterOp.FOLD] if fold else [regmap.UpdaterOp.UPDATE] * rows
+    assert sent == [regmap.UpdaterOp.RESET, *expected]
+
+
+@pytest.mark.parametrize("fold", [False, True])
+def test_the_learning_backend_sends_the_command_chosen(fold):
+    """The device backend of ``host/learn.py`` takes the same choice for its runs of rows,
+    and its head equals the fixed backend's either way."""
+    from tiersolve.host.learn import DeviceBackend
+
+    n, k, rows = 3, 2, 6
+    rng = np.random.default_rng(37)
+    H, T = rng.uniform(-1, 1, (rows, n)), rng.uniform(-1, 1, (rows, k))
+    url = ("sim://?n_max=4&k_max=2&lanes=1&format=Q8.16&inverse_format=Q4.20"
+           "&cores=cholesky,updater&updater_units=2&updater_fold=1")
+    backend = DeviceBackend(url)
+    try:
+        backend.device.fold_is_quicker = lambda *args, **kwargs: fold
+        ops = record_updater_ops(backend.device)
+        fixed = backend.matching_fixed_backend()
+        heads = []
+        for each in (backend, fixed):
+            state = each.qr_init(n, k, 0.5, capacity=rows)
+            state = each.qr_update(state, H, T)
+            heads.append(each.qr_solve(state))
+        assert np.array_equal(heads[0], heads[1])
+        updates = [op for op in ops if op in (regmap.UpdaterOp.FOLD, regmap.UpdaterOp.UPDATE)]
+        assert updates == ([regmap.UpdaterOp.FOLD] if fold else [regmap.UpdaterOp.UPDATE] * rows)
+    finally:
+        backend.close()
