@@ -17,7 +17,9 @@ rotation kinds (``--rotation``):
   (:meth:`~tiersolve.gen.qr.IncrementalUpdater.fold_cycles`, which counts the start-up and
   the drain; checked exactly against simulation, and with ``--verilator`` in Verilator), and
   the bound of any such schedule of these pipelines (:func:`fold_bound`: rows no closer than
-  :attr:`~tiersolve.gen.qr.IncrementalUpdater.fold_min_period` cycles).
+  :attr:`~tiersolve.gen.qr.IncrementalUpdater.fold_min_period` cycles). ``update`` also
+  gives the fewest rows one FOLD takes fewer cycles for than one UPDATE a row
+  (:func:`fold_quicker_from`; the host sends fewer as UPDATEs).
 - ``--synth``: LUTs, flip-flops, DSPs, block RAM, Fmax of the benchmark's core
   (:data:`SYNTH_CONFIGS`) on ECP5-85F (speed grade 6, out of context; ``n_max = 16``,
   ``k_max = 2``, 4 units, CORDIC against multiplier rotations) and iCE40UP5K (``n_max = 8``,
@@ -43,7 +45,7 @@ from tiersolve.gen.fixed import FixedFormat
 from tiersolve.host.bench.seeds import add_seeds_argument, fmax_cell, seed_runs
 
 __all__ = ["HELP", "add_arguments", "accuracy_sweep", "cycle_table", "fold_bound",
-           "plot_accuracy",
+           "fold_quicker_from", "plot_accuracy",
            "plot_utilisation", "run",
            "script_streams", "verilator_fold_cycles", "verilator_update_cycles"]
 
@@ -131,6 +133,7 @@ def cycle_table(name, ns, units_list, k, fmt, rotations, fold_rows=256):
                         # shortest period can be longer
                         record.update(_fold_figures(core, n, k, fold_rows, "fold_forgetting",
                                                     True))
+                        record["fold_quicker_from"] = fold_quicker_from(core, n, k)
                 records.append(record)
     return records
 
@@ -150,6 +153,31 @@ def _fold_figures(core, n, k, fold_rows, prefix, forgetting) -> dict:
         f"{prefix}_cycles": cycles,
         f"{prefix}_utilisation": rotations * fold_rows / (core.units * cycles),
     }
+
+
+def fold_quicker_from(core, n: int, k: int, limit: int = 1 << 16) -> int | None:
+    """The fewest rows (at least 2) that one FOLD folds in sooner than one UPDATE per row on
+    ``core`` (an updater with FOLD), by the exact cycle formulas with the rows arriving at a
+    value a cycle; None if no count up to ``limit`` does. A FOLD's schedule runs ``s·(n - 1)``
+    periods after its last row enters, so below this count the rows go quicker one at a
+    time (what :meth:`~tiersolve.host.device.Device.fold_is_quicker` decides for a device,
+    with its link's costs on top)."""
+    update = core.update_cycles(n, k)
+
+    def quicker(rows):
+        return core.fold_cycles(n, k, rows) < rows * update
+
+    # one FOLD grows by a period (or a row's arrival) a row, an UPDATE by more: once
+    # quicker, a FOLD stays quicker for more rows, so double, then halve the interval
+    low, high = 1, 2                # not quicker at low (one row is one UPDATE)
+    while not quicker(high):
+        if high >= limit:
+            return None
+        low, high = high, min(2 * high, limit)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if quicker(middle) else (middle, high)
+    return high
 
 
 def fold_bound(rotations: int, units: int, min_period: int) -> float:
@@ -489,8 +517,8 @@ def run(args) -> int:
     rule += "---|---|---|---|---|"
     if name == "update":
         header += (f" FOLD with forgetting: period (P_min) | its FOLD of {args.fold_rows}: "
-                   "utilisation |")
-        rule += "---|---|"
+                   "utilisation | FOLD quicker than UPDATEs from (rows) |")
+        rule += "---|---|---|"
     lines += [header, rule]
     for r in records:
         line = (f"| {r['rotation']} | {r['n']} | {r['units']} | {r['cycles_per_row']} | "
@@ -504,9 +532,10 @@ def run(args) -> int:
                      f"{100 * r['fold_bound_utilisation']:.1f} % ({r['fold_min_period']}) |")
             if name == "update":
                 line += (f" {r['fold_forgetting_period']} ({r['fold_forgetting_min_period']}) "
-                         f"| {100 * r['fold_forgetting_utilisation']:.1f} % |")
+                         f"| {100 * r['fold_forgetting_utilisation']:.1f} % | "
+                         f"{r['fold_quicker_from'] or '—'} |")
         else:
-            line += " — | — | — | — | — |" + (" — | — |" if name == "update" else "")
+            line += " — | — | — | — | — |" + (" — | — | — |" if name == "update" else "")
         lines.append(line)
     meta = {"format": str(fmt), "k": args.k, "core": core_name}
     if args.verilator:

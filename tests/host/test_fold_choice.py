@@ -172,3 +172,26 @@ def test_the_learning_backend_sends_the_command_chosen(fold):
         assert updates == ([regmap.UpdaterOp.FOLD] if fold else [regmap.UpdaterOp.UPDATE] * rows)
     finally:
         backend.close()
+
+
+@pytest.mark.parametrize("n, units, rotation", [(16, 1, "multiplier"), (32, 2, "cordic"),
+                                                (64, 4, "multiplier"), (8, 8, "cordic")])
+def test_bench_update_gives_the_crossover(n, units, rotation):
+    """``tiersolve bench update``'s "FOLD quicker than UPDATEs from (rows)": the fewest rows
+    one FOLD takes fewer cycles for than one UPDATE a row, by the formulas, and from there on
+    FOLD stays quicker; on a link that costs nothing, ``fold_is_quicker`` turns there."""
+    from tiersolve.host.bench.qr import _core, fold_quicker_from
+
+    k = 1
+    core = _core("update", n, k, "Q6.12", units, rotation)
+    core._MustUse__silence = True
+    rows = fold_quicker_from(core, n, k)
+    update = core.update_cycles(n, k)
+    quicker = [core.fold_cycles(n, k, m) < m * update for m in range(2, rows + 40)]
+    assert quicker == [m >= rows for m in range(2, rows + 40)]
+    info = DeviceInfo(**{**DEMO_INFO.__dict__, "n_max": n, "k_max": k,
+                         "fmt": FixedFormat(6, 12), "updater_units": units,
+                         "updater_rotation": rotation})
+    device = device_with(info, 0)
+    assert device.fold_is_quicker(n, k, rows)
+    assert rows == 2 or not device.fold_is_quicker(n, k, rows - 1)
