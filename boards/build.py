@@ -495,7 +495,13 @@ def generate(board, out, *, n_max: int | None = None, k_max: int | None = None, 
     design = _solver_design(board, config["n_max"], config["k_max"], config["format"],
                             config["lanes"], tuple(config["cores"]), config["inverse_format"],
                             config["updater_fold"])
-    folder = _check_folder(out)  # after the design's own checks: no empty folder on an error
+    try:
+        folder = _check_folder(out)  # after the design's own checks: no empty folder on an error
+    except (TypeError, ValueError):
+        from tiersolve.gen.checks import silence_unused
+
+        silence_unused(design)  # refused: never elaborated
+        raise
     if board.bus == "axi-lite":
         return _generate_axi_lite(board, design, folder)
     platform = board.platform()

@@ -37,7 +37,7 @@ import enum
 from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
-from tiersolve.gen.checks import check_int
+from tiersolve.gen.checks import check_int, silent_if_refused
 
 from .bus import BusSignature, RegisterBusSignature
 
@@ -159,6 +159,7 @@ class AxiLiteBridge(wiring.Component):
     time. Each wait state of the bus slave adds one cycle.
     """
 
+    @silent_if_refused
     def __init__(self, *, address_width: int = 16, axi_address_width: int | None = None,
                  bus_timeout: int | None = 1 << 20):
         self._address_width = check_int("address_width", address_width, 1, 32)

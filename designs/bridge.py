@@ -14,7 +14,7 @@ from amaranth.hdl import Cat, ClockSignal, Instance, Module, Mux, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out, connect
-from tiersolve.gen.checks import check_int
+from tiersolve.gen.checks import check_int, silent_if_refused
 from tiersolve.host.protocol import (
     FLAG_FIXED_ADDRESS,
     OP_READ,
@@ -113,6 +113,7 @@ class SinglePortRam(wiring.Component):
     One cycle of read latency; one access (read or write) per cycle.
     """
 
+    @silent_if_refused
     def __init__(self, width: int, depth: int, *, spram: bool = False):
         self._width = check_int("width", width, 1, 64)
         self._depth = check_int("depth", depth, 1)
@@ -222,6 +223,7 @@ class FrameBridge(wiring.Component):
     the bridge is not ready, so behind a UART no byte is lost in normal operation.
     """
 
+    @silent_if_refused
     def __init__(self, *, max_burst: int = 64, address_width: int = 16,
                  bus_timeout: int | None = 1 << 20, spram: bool = False):
         self._max_burst = check_int("max_burst", max_burst, 1, 0xFFFF)
@@ -722,6 +724,7 @@ class UartFrameBridge(wiring.Component):
         Pulses from the bridge.
     """
 
+    @silent_if_refused
     def __init__(self, divisor: int, *, max_burst: int = 64, address_width: int = 16,
                  bus_timeout: int | None = 1 << 20, spram: bool = False):
         self._bridge = FrameBridge(max_burst=max_burst, address_width=address_width,

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal, Value
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out, connect
-from tiersolve.gen.checks import check_int
+from tiersolve.gen.checks import check_int, silent_if_refused
 from tiersolve.gen.cholesky_model import check_cholesky_parameters, check_inverse_format
 from tiersolve.gen.fixed import FixedFormat
 
@@ -100,6 +100,7 @@ class SolverRegisters(wiring.Component):
     updater's timing is :meth:`tiersolve.gen.qr.IncrementalUpdater.update_cycles`.
     """
 
+    @silent_if_refused
     def __init__(self, n_max: int = 16, k_max: int = 4, fmt="Q6.12", lanes: int = 4, *,
                  cores=("cholesky",), guard_bits: int = 4, inverse_format=None,
                  rsqrt_mode: str = "iterative", clock_frequency: int = 12_000_000,
@@ -539,6 +540,7 @@ class SolverDesign(wiring.Component):
     cycle: every access takes two cycles more than :class:`SolverRegisters` alone needs.
     """
 
+    @silent_if_refused
     def __init__(self, cores=("cholesky",), n_max: int = 16, k_max: int = 4, fmt="Q6.12",
                  lanes: int = 4, *, bus: str = "bytes", clock_frequency: int = 12_000_000,
                  baud_rate: int = 3_000_000, max_burst: int = 64,
@@ -557,17 +559,8 @@ class SolverDesign(wiring.Component):
             max_burst=max_burst if bus in ("bytes", "uart") else 0,
             updater_units=updater_units, updater_rotation=updater_rotation,
             updater_fold=updater_fold, spram=spram)
-        try:
-            self._build_bridge(bus, n_max, k_max, lanes, clock_frequency, baud_rate, max_burst,
-                               bus_timeout)
-        except (TypeError, ValueError):
-            # a rejected design is not an unused one: silence the cores' must-use warnings
-            core = self.registers.cholesky
-            core._MustUse__silence = True
-            core._rsqrt._MustUse__silence = True
-            if self.registers.updater is not None:
-                self.registers.updater._MustUse__silence = True
-            raise
+        self._build_bridge(bus, n_max, k_max, lanes, clock_frequency, baud_rate, max_burst,
+                           bus_timeout)
 
     def _build_bridge(self, bus, n_max, k_max, lanes, clock_frequency, baud_rate, max_burst,
                       bus_timeout):

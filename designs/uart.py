@@ -14,6 +14,7 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
+from tiersolve.gen.checks import silent_if_refused
 
 __all__ = ["MIN_DIVISOR", "baud_divisor", "UartTransmitter", "UartReceiver"]
 
@@ -78,6 +79,7 @@ class UartTransmitter(wiring.Component):
     exactly ``divisor`` cycles; a byte takes ``10 * divisor`` cycles.
     """
 
+    @silent_if_refused
     def __init__(self, divisor: int):
         self._divisor = _check_divisor(divisor)
         super().__init__({
@@ -160,6 +162,7 @@ class UartReceiver(wiring.Component):
     ``divisor = 16`` and +-1 % at ``divisor = 4``.
     """
 
+    @silent_if_refused
     def __init__(self, divisor: int):
         self._divisor = _check_divisor(divisor)
         super().__init__({

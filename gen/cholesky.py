@@ -11,6 +11,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import registry
+from .checks import silent_if_refused
 from .cholesky_model import (
     Phase,
     bank_chunks,
@@ -230,18 +231,15 @@ class CholeskySolver(wiring.Component):
     before the job's first counted cycle.
     """
 
+    @silent_if_refused  # a rejected design is not an unused one
     def __init__(self, n_max: int, k_max: int, fmt, lanes: int = 1, *, guard_bits: int = 4,
                  inverse_format=None, rsqrt_mode: str = "iterative", late_term=None):
         from .recip import ReciprocalUnit
 
-        try:
-            self.fmt = check_cholesky_parameters(n_max, k_max, fmt, lanes, guard_bits)
-            self.inverse_format = check_inverse_format(inverse_format, self.fmt)
-            # built here (it validates rsqrt_mode and tells its latency), used by elaborate
-            self._rsqrt = ReciprocalUnit(self.fmt, self.inverse_format, "rsqrt", rsqrt_mode)
-        except (TypeError, ValueError):
-            self._MustUse__silence = True  # a rejected design is not an unused one
-            raise
+        self.fmt = check_cholesky_parameters(n_max, k_max, fmt, lanes, guard_bits)
+        self.inverse_format = check_inverse_format(inverse_format, self.fmt)
+        # built here (it validates rsqrt_mode and tells its latency), used by elaborate
+        self._rsqrt = ReciprocalUnit(self.fmt, self.inverse_format, "rsqrt", rsqrt_mode)
         self.n_max = int(n_max)
         self.k_max = int(k_max)
         self.lanes = int(lanes)

@@ -15,6 +15,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import registry
+from .checks import silent_if_refused
 from .cordic_model import OUTPUT_ROUNDING, CordicConfig
 from .fixed import FixedFormat
 from .hwfixed import clip_width, round_even
@@ -107,6 +108,7 @@ class Cordic(wiring.Component):
     output register. In both, ``o.payload`` is stable while ``o.valid`` waits for ``o.ready``.
     """
 
+    @silent_if_refused
     def __init__(self, fmt, iterations=None, mode="vectoring", pipelined=True,
                  compensate_gain=True, guard_bits=None):
         if isinstance(fmt, str):

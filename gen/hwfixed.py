@@ -24,6 +24,7 @@ from amaranth.hdl import (
     signed,
 )
 
+from .checks import silent_if_refused
 from .fixed import MULTIPLIER_WIDTH, FixedFormat, _check_rounding
 
 __all__ = ["RegisteredProduct", "clip_flagged", "clip_width", "delay_line",
@@ -149,6 +150,7 @@ class RegisteredProduct(Elaboratable):
     reset.
     """
 
+    @silent_if_refused
     def __init__(self, a_width: int, b_width: int):
         for width in (a_width, b_width):
             if not 1 <= width <= MULTIPLIER_WIDTH:

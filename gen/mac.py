@@ -11,6 +11,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import hwfixed, registry
+from .checks import silent_if_refused
 from .fixed import ROUNDING_MODES, FixedFormat
 from .mac_model import check_mac_parameters
 
@@ -92,6 +93,7 @@ class MultiplyAccumulate(wiring.Component):
     and then the result says so in ``saturated``.
     """
 
+    @silent_if_refused
     def __init__(self, fmt_a, fmt_b=None, fmt_out=None, guard_bits=8, rounding="nearest-even"):
         params = check_mac_parameters(fmt_a, fmt_b, fmt_out, guard_bits, rounding)
         self._params = params

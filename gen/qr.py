@@ -188,6 +188,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import hwfixed, registry
+from .checks import silent_if_refused
 from .cordic import Cordic
 from .fixed import FixedFormat, product_latency
 from .hwfixed import clip_width
@@ -435,6 +436,7 @@ class IncrementalUpdater(wiring.Component):
 
     incremental = True
 
+    @silent_if_refused
     def __init__(self, n_max: int, k_max: int, fmt, units: int = 1, rotation: str = "cordic",
                  fold: bool = True):
         for name, value in (("n_max", n_max), ("k_max", k_max), ("units", units)):

@@ -51,6 +51,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import registry
+from .checks import silent_if_refused
 from .fixed import FixedFormat
 from .recip_model import reciprocal_dividend, rsqrt_dividend
 
@@ -185,6 +186,7 @@ class ReciprocalUnit(wiring.Component):
         If a format is narrower than 2 bits, or ``function`` or ``mode`` is unknown.
     """
 
+    @silent_if_refused
     def __init__(self, fmt_in, fmt_out, function: str = "rsqrt", mode: str = "iterative"):
         self.fmt_in = _check_format("fmt_in", fmt_in)
         self.fmt_out = _check_format("fmt_out", fmt_out)

@@ -184,12 +184,12 @@ def test_build_command_with_and_without_a_clock_override():
 
 def test_update_column_from_the_updater_cycle_model():
     from tiersolve.designs.top import SolverRegisters
+    from tiersolve.gen.checks import silence_unused
     from tiersolve.gen.qr import IncrementalUpdater
     from tiersolve.host.bench.build import markdown_table, update_cell, update_cycles
 
     # the updater the board design builds (its rotation kind and units by default)
-    design = SolverRegisters(16, 4, "Q6.12", cores=("cholesky", "updater"))
-    design._MustUse__silence = True
+    design = silence_unused(SolverRegisters(16, 4, "Q6.12", cores=("cholesky", "updater")))
     assert (design.updater.rotation, design.updater.units) == ("multiplier", 1)
     cycles = design.updater.update_cycles(16, 4)
     assert update_cycles(16, 4) == cycles
