@@ -7,6 +7,8 @@ module's tests; each job runs a few thousand cycles (about a second).
 """
 
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -616,3 +618,24 @@ def test_cli_update(tmp_path, capsys):
              "capacity must be at least 1")):
         assert main(base + extra) == 2
         assert re.search(message, capsys.readouterr().err)
+
+
+def test_a_refused_url_leaves_no_unused_design_warning():
+    """A URL whose design parameters are refused raises, and nothing it had built warns
+    "created but never used" afterwards (it did, twice, after the error). In a fresh
+    interpreter, as a user's script: Amaranth warns only once something was elaborated, and
+    only when the objects are collected."""
+    script = (
+        "import gc\n"
+        "import tiersolve.host as ts\n"
+        "with ts.open('sim://?n_max=4&k_max=1&lanes=1'):\n"
+        "    pass\n"
+        "try:\n"
+        "    ts.open('sim://?n_max=4&k_max=1&lanes=3')\n"
+        "except ValueError as error:\n"
+        "    print('refused:', error)\n"
+        "gc.collect()\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300, check=True)
+    assert "refused: lanes must be a power of two" in result.stdout
+    assert "never used" not in result.stderr, result.stderr
