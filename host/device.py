@@ -59,7 +59,7 @@ chip between calls::
 
     device.reset(lam=0.1, n=8, k=2, feature_bound=1.0, target_bound=4.0, capacity=1000)
     device.update(H, T, forget=0.99)   # fold rows in (R, Z scaled by √forget before each)
-    device.update(H, T)                # rows in flight together (FOLD) where the design has it
+    device.update(H, T)                # rows in flight together (FOLD) where that is quicker
     device.downdate(H_old, T_old)      # take rows out (one FOLD, all or none, where the design
                                        # has it); DowndateRefused says which rows are out
     W = device.weights()               # W = R⁻¹Z (refreshed on the device)
