@@ -97,6 +97,7 @@ from .errors import (
     NotPositiveDefinite,
     Saturated,
 )
+from .transport import Transport
 
 __all__ = ["Device", "DeviceInfo", "HeadState", "Job", "open", "parse_url"]
 
@@ -1029,12 +1030,14 @@ class Device:
                                     info.updater_rotation)
         forgets = forgetting is not None
         clock = info.clock_frequency
-        arrival = 4 * (n + k) * self.transport.byte_cycles(clock)
+        # a transport of its own making may have only read and write: costs as a mapped bus
+        link = self.transport if hasattr(self.transport, "command_cycles") else Transport()
+        arrival = 4 * (n + k) * link.byte_cycles(clock)
         period = model.fold_plan(n, k, forgetting if forgets else False)["period"]
         fold = (model.fold_cycles(n, k, rows, forgetting if forgets else False)
                 + rows * max(0.0, arrival - period))
         one_by_one = (rows * (model.update_cycles(n, k) + max(0.0, arrival - (n + k)))
-                      + (rows - 1) * self.transport.command_cycles(clock))
+                      + (rows - 1) * link.command_cycles(clock))
         return fold < one_by_one
 
     def update(self, h, t, forget: float = 1.0) -> None:

@@ -221,3 +221,13 @@ def test_the_choice_is_the_quicker_one_on_the_simulated_link():
             assert choice == (measured[True] < measured[False]), (rows, measured)
             choices.append(choice)
     assert choices == [False, True]
+
+
+def test_a_transport_with_only_read_and_write_costs_as_a_mapped_bus():
+    """A transport of the user's making (``read`` and ``write`` only) gets the costs of a
+    memory-mapped bus: the formulas alone decide."""
+    device = device_with(DEMO_INFO, 0)
+    device.transport = SimpleNamespace(read=None, write=None)
+    mapped = device_with(DEMO_INFO, 0)
+    for rows in (2, 25, 100, 630):
+        assert device.fold_is_quicker(63, 10, rows) == mapped.fold_is_quicker(63, 10, rows)
