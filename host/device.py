@@ -379,6 +379,22 @@ def updater_cycle_model(n_max: int, k_max: int, fmt: str, units: int, rotation: 
     return core
 
 
+def fold_beats_updates(core, n: int, k: int, rows: int, forgetting=None,
+                       byte_cycles: float = 0.0, command_cycles: float = 0.0) -> bool:
+    """Whether one FOLD of ``rows`` rows ends sooner than ``rows`` UPDATEs on the updater
+    ``core`` (with FOLD; sizes ``n``, ``k``; ``forgetting`` the command's constant, None:
+    none), over a link of ``byte_cycles`` cycles a byte and ``command_cycles`` a command's
+    own exchange (the rule of :meth:`Device.fold_is_quicker`; 0 and 0: the cycle formulas
+    alone, as ``tiersolve bench update`` counts)."""
+    forgetting = False if forgetting is None else forgetting
+    arrival = 4 * (n + k) * byte_cycles
+    period = core.fold_plan(n, k, forgetting)["period"]
+    fold = core.fold_cycles(n, k, rows, forgetting) + rows * max(0.0, arrival - period)
+    one_by_one = (rows * (core.update_cycles(n, k) + max(0.0, arrival - (n + k)))
+                  + (rows - 1) * command_cycles)
+    return fold < one_by_one
+
+
 def _as_real_array(name: str, value, ndims: tuple[int, ...]) -> np.ndarray:
     try:
         array = np.asarray(value)
@@ -1028,17 +1044,11 @@ class Device:
             return False
         model = updater_cycle_model(info.n_max, info.k_max, str(info.fmt), info.updater_units,
                                     info.updater_rotation)
-        forgets = forgetting is not None
         clock = info.clock_frequency
         # a transport of its own making may have only read and write: costs as a mapped bus
         link = self.transport if hasattr(self.transport, "command_cycles") else Transport()
-        arrival = 4 * (n + k) * link.byte_cycles(clock)
-        period = model.fold_plan(n, k, forgetting if forgets else False)["period"]
-        fold = (model.fold_cycles(n, k, rows, forgetting if forgets else False)
-                + rows * max(0.0, arrival - period))
-        one_by_one = (rows * (model.update_cycles(n, k) + max(0.0, arrival - (n + k)))
-                      + (rows - 1) * link.command_cycles(clock))
-        return fold < one_by_one
+        return fold_beats_updates(model, n, k, rows, forgetting, link.byte_cycles(clock),
+                                  link.command_cycles(clock))
 
     def update(self, h, t, forget: float = 1.0) -> None:
         """Fold rows ``[h | t]`` into the updater, each after forgetting: ``R``, ``Z`` are

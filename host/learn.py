@@ -886,12 +886,12 @@ class DeviceBackend(FixedBackend):
                               forgetting=forgettings[start], data=rows[start:end])
                 state.weight = weights[end - 1]
                 state.rows += end - start
-                start = end
-                continue
-            self._update_row(state, rows[start], forgettings[start])
-            state.weight = weights[start]
-            state.rows += 1
-            start += 1
+            else:
+                for index in range(start, end):
+                    self._update_row(state, rows[index], forgettings[index])
+                    state.weight = weights[index]
+                    state.rows += 1
+            start = end
 
     def qr_downdate(self, state, H, T):
         from tiersolve.designs import regmap

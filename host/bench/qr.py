@@ -162,10 +162,10 @@ def fold_quicker_from(core, n: int, k: int, limit: int = 1 << 16) -> int | None:
     periods after its last row enters, so below this count the rows go quicker one at a
     time (what :meth:`~tiersolve.host.device.Device.fold_is_quicker` decides for a device,
     with its link's costs on top)."""
-    update = core.update_cycles(n, k)
+    from tiersolve.host.device import fold_beats_updates
 
     def quicker(rows):
-        return core.fold_cycles(n, k, rows) < rows * update
+        return fold_beats_updates(core, n, k, rows)
 
     # one FOLD grows by a period (or a row's arrival) a row, an UPDATE by more: once
     # quicker, a FOLD stays quicker for more rows, so double, then halve the interval
