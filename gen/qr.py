@@ -58,9 +58,11 @@ FOLD takes ``m`` rows (the command's ``value``) and folds them in a static skewe
 (``b = 2**w``: none). Pivot ``i`` of a row is a *task* of
 ``groups_i = ceil((n + k - i) / units)`` cycles on the array: unit ``v`` takes column
 ``i + v`` (then ``+ units`` per group), so the banks are seen rotated by ``i mod units`` and
-no unit idles in a task's first group. Period ``p`` runs the tasks ``i = 0 .. n-1`` of rows
-``p - s·i`` back to back (bubbles where that row does not exist), then waits out the period
-``P = max(W, P_min)``, ``W = sum_i groups_i``. The generator runs the same task sequence
+no unit idles in a task's first group. Period ``p`` runs the tasks of rows ``p - s·i`` back
+to back, for the pivots ``i`` whose row exists (all ``n`` once the first rows are deep enough
+and until the last row is in: ``P = max(W, P_min)`` cycles a period, ``W = sum_i groups_i``;
+while the schedule fills and drains, fewer: see the periods' lengths below). The generator
+runs the same task sequence
 :attr:`~IncrementalUpdater.fold_lead` cycles ahead of the array and must take a pair every
 cycle: the CORDIC vectoring unit is pipelined; for multiplier rotations a pipeline of its own
 (squares, sum, leading one, normaliser, pipelined reciprocal square root, ``a·g``, ``b·g``,
@@ -88,6 +90,18 @@ later, the array's rounding): ``P >= G + 2 + S``
 (:attr:`~IncrementalUpdater.fold_min_period_forgetting`; it binds only where the multiplier
 generator's loop sets the period, 38 cycles instead of 35 in Q6.12), and the schedule starts
 ``S`` cycles later.
+
+The periods' lengths follow from these dependencies alone, so a period is no longer than they
+and its own tasks need: a period runs its tasks ``lo .. hi`` (the pivots whose rows exist)
+and lasts ``max(its groups, P_min' + δ)``, where ``P_min' = max(P_min, ceil(X / s))`` keeps
+pivot ``i`` of a row ``P_min`` after the previous row's and ``s`` periods long enough for the
+skew ``X``, and ``δ`` is the first task's groups when the next period starts one pivot later
+(its tasks then begin that much earlier against this period's); the last period lasts its
+groups. In the steady state that is ``P``; a FOLD of few rows no longer pays ``s·(n - 1)``
+full periods of fill and drain (before 2026-11-27 every period lasted ``P``, its missing
+tasks bubbles): 10 rows at n = 64, one unit, 21,712 cycles instead of 156,623 (multiplier
+rotations, Q6.12), and a FOLD takes fewer cycles than one UPDATE a row from 1 or 2 rows at
+every size of ``bench update`` (it was from up to 89 rows).
 :meth:`IncrementalUpdater.fold_cycles` counts the cycles exactly (checked against simulation
 and Verilator). Steady state: ``P`` cycles per row, utilisation ``rotations / (units · P)``,
 100 % with one unit, 86-98 % with 2 or 4 units for ``n >= 16``; with ``units = n`` a task is
@@ -579,15 +593,21 @@ class IncrementalUpdater(wiring.Component):
         ``p - s·i`` for ``i = 0 .. n-1`` in turn (``groups_i`` cycles each), so pivot ``i``
         of a row comes ``s`` periods after its pivot ``i - 1`` (its ``x[i]`` is written back
         by then) and one period after the previous row's pivot ``i`` (``A[i, :]`` and ``r_i``
-        are written back by then)."""
+        are written back by then). Also ``groups`` (``groups_i`` for each pivot) and
+        ``shortest``, ``P_min' = max(P_min, ceil(X / s))``: the fewest cycles from one period's
+        tasks to the next's while the schedule fills or drains (periods with fewer than
+        ``n`` tasks; :meth:`fold_cycles`)."""
         if not self.folds:
             raise ValueError("this core was built without FOLD (fold=False)")
         forgetting = self._fold_forgets(forgetting)
-        work = sum((n + k - 1 - i) // self.units + 1 for i in range(n))
-        period = max(work, self.fold_min_period_forgetting if forgetting
-                     else self.fold_min_period)
+        groups = [(n + k - 1 - i) // self.units + 1 for i in range(n)]
+        work = sum(groups)
+        least = self.fold_min_period_forgetting if forgetting else self.fold_min_period
+        period = max(work, least)
         skew = -(-self.fold_skew_cycles // period)
-        return {"work": work, "period": period, "skew": skew}
+        shortest = max(least, -(-self.fold_skew_cycles // skew))
+        return {"work": work, "period": period, "skew": skew, "shortest": shortest,
+                "groups": groups}
 
     def _fold_forgets(self, forgetting) -> bool:
         """Whether a FOLD forgets: ``forgetting`` is a bool, or the command's constant ``b``
@@ -604,38 +624,48 @@ class IncrementalUpdater(wiring.Component):
         The transfer and the check (2), ``n`` cycles that read the pivots ``A[i, i]``, three
         cycles for the period and skew (with forgetting :attr:`scale_latency` more: the
         pivots are scaled on their way into the register file), then ``rows + s·(n - 1)``
-        periods of ``P`` cycles
-        (:meth:`fold_plan`), a period starting late if its row has not fully arrived (the
-        rows go through a two-row input buffer: a row is written while the array reads the
-        previous one), then the drain (the lead :attr:`fold_lead`, the array latency
-        :meth:`array_cycles`, one) and the return to idle. Checked exactly against
-        simulation in ``tests/gen/test_qr.py``.
+        periods (:meth:`fold_plan`): period ``p`` runs pivots ``lo .. hi``, those whose rows
+        ``p - s·i`` exist, for ``max(W_p, P_min' + δ_p)`` cycles (``W_p`` their groups,
+        ``P_min'`` = ``fold_plan``'s ``shortest``, ``δ_p`` = ``groups_lo`` when period
+        ``p + 1`` starts at ``lo + 1``, else 0; the last period: ``W_p``), starting late if
+        its row has not fully arrived (the rows go through a two-row input buffer: a row is
+        written while the array reads the previous one), then the drain (the lead
+        :attr:`fold_lead`, the array latency :meth:`array_cycles`, one) and the return to
+        idle. Checked exactly against simulation in ``tests/gen/test_qr.py``.
         """
         forgetting = self._fold_forgets(forgetting)
         plan = self.fold_plan(n, k, forgetting)
-        period, skew = plan["period"], plan["skew"]
+        skew, shortest, groups = plan["skew"], plan["shortest"], plan["groups"]
         columns = n + k
-        first_groups = (columns - 1) // self.units + 1
         # first cycle of the schedule
         run_start = n + 5 + (self.scale_latency if forgetting else 0)
         free = [2, 2]                          # first cycle each input half may be written
         written = 2                            # first cycle the next value may be taken
-        full_from = []                         # cycle each row is readable from
-        starts = []
-        for row in range(rows + skew * (n - 1)):
-            if row < rows:
-                begin = max(written, free[row & 1])
+        periods = rows + skew * (n - 1)
+        start = run_start
+        for p in range(periods):
+            if p < rows:
+                begin = max(written, free[p & 1])
                 end = begin + columns - 1      # its last value is taken here
                 written = end + 1
-                full_from.append(end + 1)
-                start = max(starts[-1] + period if starts else run_start, full_from[row])
+                start = max(start, end + 1)    # the period waits for its row
                 # the half is free again once the array has issued the row's pivot-0 groups
-                free[row & 1] = start + self.fold_lead + first_groups
+                free[p & 1] = start + self.fold_lead + groups[0]
+            first, last = self._fold_tasks(p, rows, skew, n)
+            work = sum(groups[first:last + 1])
+            if p == periods - 1:
+                length = work
             else:
-                start = starts[-1] + period
-            starts.append(start)
-        schedule_end = starts[-1] + period      # first cycle after the last period
-        return schedule_end + self.fold_lead + self.array_cycles() + 1 + 1
+                steps = self._fold_tasks(p + 1, rows, skew, n)[0] > first
+                length = max(work, shortest + (groups[first] if steps else 0))
+            start += length
+        return start + self.fold_lead + self.array_cycles() + 1 + 1
+
+    @staticmethod
+    def _fold_tasks(period: int, rows: int, skew: int, n: int) -> tuple:
+        """The tasks period ``p`` of a FOLD of ``rows`` rows runs: pivots ``lo .. hi``, those
+        whose rows ``p - s·i`` exist (``0 <= p - s·i < rows``)."""
+        return max(0, -(-(period - rows + 1) // skew)), min(n - 1, period // skew)
 
     @staticmethod
     def rotations_per_row(n: int, k: int) -> int:
@@ -1459,7 +1489,9 @@ class IncrementalUpdater(wiring.Component):
             # scale_latency more cycles before the schedule starts
             fold_forgets = ~forgetting[w] if incremental else Const(0, 1)
             settle_left = Signal(range(scale_latency + 1))
-            period_last = Signal.like(period_length)    # P - 1
+            # a period lasts max(its tasks' groups, P_min' + (its first task's groups when
+            # the next period starts one task later)); the last one only its groups
+            short_last = Signal.like(period_length)     # P_min' - 1 (see fold_plan)
             skew = Signal(range(max_skew + 1))
             period = Signal(w + 8)                      # the schedule's period p
             period_final = Signal(w + 8)                # m - 1 + s·(n - 1)
@@ -1474,6 +1506,20 @@ class IncrementalUpdater(wiring.Component):
             task_row = Signal(signed(w + 9))            # its row p - s·i
             task_slot = Signal(range(row_slots))        # its row slot
             task_first = task_group == slot_of(task)
+            # the period's first task: lo (its row p - s·lo, the last row m - 1 at most, and
+            # that row's slot); whether the next period starts at lo + 1 (`steps`: counted by
+            # to_step, the periods until then); whether the walk is in its first task; the
+            # periods left after this one and whether this is the last
+            lo = Signal(range(n_max))
+            lo_row = Signal(signed(w + 9))
+            lo_slot = Signal(range(row_slots))
+            to_step = Signal(w + 8)
+            steps = Signal()
+            in_first_task = Signal()
+            periods_left = Signal(w + 8)
+            final_period = Signal()
+            # the walk's last task: the last pivot, or the next task's row is before row 0
+            walk_last_task = (task == n_last) | (task_row < skew)
             emit = Signal()                             # the schedule gives a group now
             scheduling = Signal()                       # the schedule runs
             draining = Signal()                         # its last period is over
@@ -1862,13 +1908,28 @@ class IncrementalUpdater(wiring.Component):
                     spread = n_last * max_skew
                     for j in range(max_skew - 1, 0, -1):
                         spread = Mux(chosen == j, n_last * j, spread)
+                    # P_min' = max(P_min, ceil(X / s)): s periods cover the skew cycles X
+                    shortest_of = {j: Mux(fold_forgets,
+                                          max(self.fold_min_period_forgetting,
+                                              -(-self.fold_skew_cycles // j)),
+                                          max(self.fold_min_period,
+                                              -(-self.fold_skew_cycles // j))) - 1
+                                   for j in range(1, max_skew + 1)}
+                    short = shortest_of[max_skew]
+                    for j in range(max_skew - 1, 0, -1):
+                        short = Mux(period_length * j >= self.fold_skew_cycles, shortest_of[j],
+                                    short)
                     m.d.sync += [
                         skew.eq(chosen), period_final.eq(rows - 1 + spread),
-                        period_last.eq(period_length - 1),
+                        short_last.eq(short),
                         period.eq(0), period_slot.eq(0), period_has_row.eq(1),
                         cycle_in_period.eq(0), starting.eq(1), tasks_on.eq(1),
                         task.eq(0), task_group.eq(0), task_row.eq(0), task_slot.eq(0),
                         task_group_last.eq(last_slot),
+                        lo.eq(0), lo_row.eq(0), lo_slot.eq(0), in_first_task.eq(1),
+                        to_step.eq(rows - 1), steps.eq(rows == 1),
+                        periods_left.eq(rows - 1 + spread),
+                        final_period.eq((rows == 1) & (n_last == 0)),
                     ]
                     m.next = "FOLD_SETTLE"
                 with m.State("FOLD_SETTLE"):
@@ -1933,12 +1994,21 @@ class IncrementalUpdater(wiring.Component):
             # its registers' enables are flip-flops and not decodes of the sequencer's state.
             # When its last period ends, a countdown covers the array's lag (fold_lead) and
             # latency; `fold_done` then ends FOLD_RUN.
+            # A period walks its tasks lo .. hi (those whose rows exist), then lasts until
+            # the next period's tasks are far enough from this period's (fold_plan): its
+            # cycle count stops while the first task runs if the next period starts a task
+            # later (steps), and the period ends once the walk is over and the count has
+            # reached P_min' - 1; the last period ends with its walk.
+            walk_over = ~tasks_on | ((task_group == task_group_last) & walk_last_task)
             with m.If(scheduling & advance):
-                m.d.sync += [starting.eq(0), cycle_in_period.eq(cycle_in_period + 1)]
+                m.d.sync += starting.eq(0)
+                with m.If(~(steps & in_first_task & tasks_on)):
+                    m.d.sync += cycle_in_period.eq(cycle_in_period + 1)
                 m.d.comb += emit.eq(tasks_on & task_valid)
                 with m.If(tasks_on):
                     with m.If(task_group == task_group_last):
-                        with m.If(task == n_last):
+                        m.d.sync += in_first_task.eq(0)
+                        with m.If(walk_last_task):
                             m.d.sync += tasks_on.eq(0)
                         with m.Else():
                             m.d.sync += [
@@ -1953,16 +2023,37 @@ class IncrementalUpdater(wiring.Component):
                             ]
                     with m.Else():
                         m.d.sync += task_group.eq(task_group + 1)
-                with m.If(cycle_in_period == period_last):
+                with m.If(walk_over & (final_period | (cycle_in_period >= short_last))):
                     next_slot = Mux(period_slot == row_slots - 1, 0, period_slot + 1)
+                    # the next period's first task: lo, or lo + 1 (its row s earlier)
+                    step_slot = Mux(lo_slot + 1 < skew, lo_slot + 1 + row_slots - skew,
+                                    lo_slot + 1 - skew)
+                    same_slot = Mux(lo_slot == row_slots - 1, 0, lo_slot + 1)
                     m.d.sync += [
                         period.eq(period + 1), period_slot.eq(next_slot),
                         period_has_row.eq(period + 1 < rows),
                         cycle_in_period.eq(0), starting.eq(1), tasks_on.eq(1),
-                        task.eq(0), task_group.eq(0), task_row.eq(period + 1),
-                        task_group_last.eq(last_slot),
-                        task_slot.eq(next_slot),
+                        in_first_task.eq(1),
+                        to_step.eq(Mux(to_step == 0, skew - 1, to_step - 1)),
+                        steps.eq(Mux(to_step == 0, skew == 1, to_step == 1)),
+                        periods_left.eq(periods_left - 1),
+                        final_period.eq(periods_left == 1),
                     ]
+                    with m.If(steps):
+                        m.d.sync += [
+                            lo.eq(lo + 1), task.eq(lo + 1),
+                            task_group.eq(slot_of(lo + 1)),
+                            task_group_last.eq(slot_of(lo + 1) + ((total - 2 - lo) >> shift)),
+                            lo_row.eq(lo_row + 1 - skew), task_row.eq(lo_row + 1 - skew),
+                            lo_slot.eq(step_slot), task_slot.eq(step_slot),
+                        ]
+                    with m.Else():
+                        m.d.sync += [
+                            task.eq(lo), task_group.eq(slot_of(lo)),
+                            task_group_last.eq(slot_of(lo) + ((total - 1 - lo) >> shift)),
+                            lo_row.eq(lo_row + 1), task_row.eq(lo_row + 1),
+                            lo_slot.eq(same_slot), task_slot.eq(same_slot),
+                        ]
                     with m.If(period == period_final):
                         m.d.sync += [scheduling.eq(0), draining.eq(1),
                                      drain_left.eq(lead + latency - 1)]

@@ -27,9 +27,9 @@ class Op(enum.IntEnum):
     LOAD = 6
     #: Fold ``m`` rows ``[h | t]`` (``m`` = ``UPDATER_VALUE``, ``β`` from ``UPDATER_FORGET``)
     #: with the rows in flight together (a skewed wavefront schedule); the same integers as
-    #: ``m`` UPDATEs, in fewer cycles once ``m`` is large enough for the schedule's periods
-    #: after the last row (``IncrementalUpdater.fold_cycles``; ``Device.fold_is_quicker``
-    #: chooses). Only in cores built with ``fold=True``. ``select``
+    #: ``m`` UPDATEs, in fewer cycles from two rows on at every size measured
+    #: (``IncrementalUpdater.fold_cycles``; ``Device.fold_is_quicker`` chooses, with the
+    #: link's costs). Only in cores built with ``fold=True``. ``select``
     #: (:class:`FoldKind`) ``DOWNDATE`` takes the rows out instead, in the updaters that have
     #: it (multiplier rotations): the integers of ``m`` DOWNDATEs, and if any would be
     #: refused, none is taken out.

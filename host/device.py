@@ -1019,14 +1019,16 @@ class Device:
         constant, None: none) ends sooner on this device and link than ``rows`` UPDATE
         commands, which give the same integers. False on a design without FOLD.
 
-        A FOLD keeps rows in flight together, but its schedule also runs ``s·(n - 1)`` periods
-        after its last row enters (the rows' later pivots), so a few rows of a large ``n``
-        go quicker one at a time: 25 rows at ``n = 63``, ``k = 10`` on the demo's design (one
-        multiplier unit, Q8.16) take 230,328 cycles in one FOLD
+        A FOLD keeps rows in flight together; its schedule's fill and drain (the periods
+        before all of a row's pivots run and after the last row enters) last only as long as
+        their own tasks need, so by the cores' formulas one FOLD of two or more rows ends
+        sooner than UPDATEs at every size: 25 rows at ``n = 63``, ``k = 10`` on the demo's
+        design (one multiplier unit, Q8.16) take 66,350 cycles in one FOLD
         (:meth:`~tiersolve.gen.qr.IncrementalUpdater.fold_cycles`) and 25 x 4,277 in UPDATEs
-        (:meth:`~tiersolve.gen.qr.IncrementalUpdater.update_cycles`). Both formulas take
-        the rows at a value a cycle; the link adds, in cycles of the design's clock
-        (``info().clock_frequency``) and with ``b`` its
+        (:meth:`~tiersolve.gen.qr.IncrementalUpdater.update_cycles`). The rule still weighs
+        both, so that a design whose figures differ is served by what they say. Both
+        formulas take the rows at a value a cycle; the link adds, in cycles of the design's
+        clock (``info().clock_frequency``) and with ``b`` its
         :meth:`~tiersolve.host.transport.Transport.byte_cycles`:
 
         - to every UPDATE, the wait for its row (``4·(n + k)·b`` cycles, less the ``n + k``
@@ -1036,9 +1038,8 @@ class Device:
         - to the FOLD, ``rows·max(0, 4·(n + k)·b - P)``: its periods ``P`` wait for rows
           arriving slower than one a period, while the ones in flight go on.
 
-        On the simulated links (``b = 1``) that makes the 25 rows above quicker as UPDATEs;
-        on a 3 Mbaud UART at 90 MHz (``b = 300``, 21,000 cycles a command) one FOLD is, and
-        on a memory-mapped bus (``b = 0``) the formulas alone decide."""
+        One row is always one UPDATE (a FOLD of one row is a few per cent quicker on some
+        designs, slower on others)."""
         info = self._info
         if not info.updater_fold or rows < 2:
             return False

@@ -1,8 +1,10 @@
 """Which updater command the host sends for several rows: one FOLD (rows in flight together)
 or one UPDATE per row. Both give the same integers; ``Device.fold_is_quicker`` picks the one
 that ends sooner from the cores' exact cycle formulas and the link's cost per byte and per
-command (a FOLD's schedule runs ``s·(n - 1)`` periods after its last row enters, so a few rows
-of a large ``n`` go quicker one at a time)."""
+command. Since a FOLD's periods last only as long as their own tasks need while the schedule
+fills and drains, one FOLD ends sooner from two rows on at every size checked here (before,
+its ``s·(n - 1)`` periods of fill and drain lasted a full period each, and a few rows of a
+large ``n`` went quicker one at a time)."""
 
 from types import SimpleNamespace
 
@@ -11,7 +13,12 @@ import pytest
 import tiersolve.host
 from tiersolve.designs import regmap
 from tiersolve.gen.fixed import FixedFormat
-from tiersolve.host.device import Device, DeviceInfo, updater_cycle_model
+from tiersolve.host.device import (
+    Device,
+    DeviceInfo,
+    fold_beats_updates,
+    updater_cycle_model,
+)
 from tiersolve.host.transport import (
     COMMAND_EXCHANGE_BYTES,
     FramedTransport,
@@ -50,7 +57,9 @@ def device_with(info, byte):
 def expected_choice(info, byte, n, k, rows, forgetting=None):
     """The rule, written out from the formulas: FOLD when its cycles, with the periods that
     wait for rows arriving slower than one a period, are fewer than the UPDATEs' with each
-    row's wait and each further command's exchange."""
+    row's wait and each further command's exchange; one row is one UPDATE."""
+    if rows < 2:
+        return False
     model = updater_cycle_model(info.n_max, info.k_max, str(info.fmt), info.updater_units,
                                 info.updater_rotation)
     forgets = forgetting is not None and forgetting
@@ -62,35 +71,50 @@ def expected_choice(info, byte, n, k, rows, forgetting=None):
     return fold < updates
 
 
-def test_a_few_rows_of_a_large_n_go_one_at_a_time_on_a_fast_link():
+def test_the_demos_batches_go_in_one_fold():
     model = updater_cycle_model(64, 32, "Q8.16", 1, "multiplier")
-    # the demo's batches: 25 rows at n = 63, k = 10 take longer in one FOLD than in UPDATEs
-    assert model.fold_cycles(63, 10, 25) > 25 * model.update_cycles(63, 10)
-    for byte in (0, 1):   # a memory-mapped bus, a simulated link
+    # the demo's batches: 25 rows at n = 63, k = 10 (230,328 cycles in one FOLD before its
+    # fill and drain were shortened, more than as 25 UPDATEs)
+    assert model.fold_cycles(63, 10, 25) < 25 * model.update_cycles(63, 10)
+    for byte in (0, 1, 300):   # a memory-mapped bus, a simulated link, a 3 Mbaud UART
         device = device_with(DEMO_INFO, byte)
-        assert not device.fold_is_quicker(63, 10, 25)
-        assert device.fold_is_quicker(63, 10, 630)     # the demo's fit: 630 rows at once
-        choices = [device.fold_is_quicker(63, 10, rows) for rows in range(2, 400, 7)]
+        choices = [device.fold_is_quicker(63, 10, rows) for rows in range(1, 400, 7)]
         assert choices == [expected_choice(DEMO_INFO, byte, 63, 10, rows)
-                           for rows in range(2, 400, 7)]
-        # once a FOLD is quicker it stays so for more rows: one crossover
-        assert choices == sorted(choices)
-        assert True in choices and False in choices
+                           for rows in range(1, 400, 7)]
+        # one row is one UPDATE; from two rows on, one FOLD
+        assert choices == [rows > 1 for rows in range(1, 400, 7)]
+
+
+def test_every_size_folds_from_two_rows():
+    """By the formulas alone (a link that costs nothing), two or three rows end sooner in one
+    FOLD than as UPDATEs for every n, k (1, 4, 10, 32), units and both rotation kinds, with and
+    without forgetting: the shortened fill and drain leave no size where UPDATEs win."""
+    for rotation in ("multiplier", "cordic"):
+        for units in (1, 4, 64):
+            model = updater_cycle_model(64, 32, "Q6.12", units, rotation)
+            for n in range(1, 65, 7):
+                for k in (1, 4, 10, 32):
+                    for forgetting in (None, (1 << 18) - 100):
+                        update = model.update_cycles(n, k)
+                        for rows in (2, 3):
+                            assert fold_beats_updates(model, n, k, rows, forgetting), \
+                                (rotation, units, n, k, forgetting, rows)
+                            assert model.fold_cycles(n, k, rows, forgetting is not None) \
+                                < rows * update
 
 
 def test_a_slow_link_prefers_one_fold():
     """On a 3 Mbaud UART at 90 MHz a byte is 300 cycles and a command's own exchange 21,000:
-    the 25 rows go in one FOLD (the rows' transfer hides its periods), two rows still go
-    one at a time."""
+    the rule counts both, and the rows go in one FOLD."""
     uart = SimpleNamespace(baud_rate=3_000_000)
     byte = UartTransport.byte_cycles(uart, DEMO_INFO.clock_frequency)
     assert byte == 300
     device = device_with(DEMO_INFO, byte)
     assert device.transport.command_cycles(DEMO_INFO.clock_frequency) \
         == COMMAND_EXCHANGE_BYTES * 300
-    assert device.fold_is_quicker(63, 10, 25)
-    assert device.fold_is_quicker(63, 10, 2) == expected_choice(DEMO_INFO, byte, 63, 10, 2)
-    assert not device.fold_is_quicker(63, 10, 2)
+    for rows in (2, 25):
+        assert device.fold_is_quicker(63, 10, rows)
+        assert expected_choice(DEMO_INFO, byte, 63, 10, rows)
 
 
 def test_small_problems_fold_and_single_rows_do_not():
@@ -199,8 +223,9 @@ def test_bench_update_gives_the_crossover(n, units, rotation):
 
 def test_the_choice_is_the_quicker_one_on_the_simulated_link():
     """Measured end to end on the simulated device (the link's bytes included): with 4 units
-    at n = 31, two rows end sooner as two UPDATEs (4,104 cycles here against 5,288 in a FOLD)
-    and eight rows in one FOLD (7,316 against 16,416), and ``fold_is_quicker`` says so."""
+    at n = 31, two rows end sooner in one FOLD (2,210 cycles here against 4,104 as two UPDATEs;
+    5,288 before the FOLD's fill and drain were shortened, when the UPDATEs won) and eight
+    rows too (4,238 against 16,416; 7,316 before), and ``fold_is_quicker`` says so."""
     url = ("sim://?n_max=32&k_max=1&lanes=1&format=Q6.12&cores=cholesky,updater"
            "&updater_units=4&updater_fold=1")
     n, k = 31, 1
@@ -220,7 +245,7 @@ def test_the_choice_is_the_quicker_one_on_the_simulated_link():
             choice = device.fold_is_quicker(n, k, rows)
             assert choice == (measured[True] < measured[False]), (rows, measured)
             choices.append(choice)
-    assert choices == [False, True]
+    assert choices == [True, True]
 
 
 def test_a_transport_with_only_read_and_write_costs_as_a_mapped_bus():
