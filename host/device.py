@@ -371,7 +371,9 @@ class HeadState:
 def updater_cycle_model(n_max: int, k_max: int, fmt: str, units: int, rotation: str):
     """The :class:`~tiersolve.gen.qr.IncrementalUpdater` (with FOLD) of a device's updater,
     built only for its exact cycle formulas (``update_cycles``, ``fold_cycles``) and never
-    elaborated; cached, since building one takes a moment."""
+    elaborated; cached, since building one takes a moment. The benches that need an updater's
+    cycles (``bench build``, ``bench learn``, ``bench link``) take it from here too; ``fmt``
+    is the format's name (``"Q6.12"``), the cache's key."""
     from tiersolve.gen.qr import IncrementalUpdater
 
     core = IncrementalUpdater(n_max, k_max, fmt, units=units, rotation=rotation, fold=True)

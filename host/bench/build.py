@@ -92,11 +92,9 @@ def update_cycles(n: int, k: int, fmt="Q6.12", units: int = 1,
                   rotation: str = "multiplier") -> int:
     """Cycles of one row update of the updater as the board design builds it (one unit,
     multiplier rotations: :class:`~tiersolve.designs.top.SolverDesign`'s defaults)."""
-    from tiersolve.gen.qr import IncrementalUpdater
+    from tiersolve.host.device import updater_cycle_model
 
-    updater = IncrementalUpdater(n, k, fmt, units=units, rotation=rotation)
-    updater._MustUse__silence = True  # built for its cycle count only
-    return updater.update_cycles(n, k)
+    return updater_cycle_model(n, k, str(fmt), units, rotation).update_cycles(n, k)
 
 
 def _row(board, n_max, k_max, lanes, fmt, out: Path, cores=("cholesky",),

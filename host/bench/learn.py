@@ -232,11 +232,11 @@ def fpga_cost(ridge_jobs, head_rows, cholesky=None, updater=None, clock=None) ->
     updater_cycles = 0
     n_max_updater = max([n for n, _ in head_rows], default=0)
     if head_rows:
-        from tiersolve.gen.qr import IncrementalUpdater
+        from tiersolve.host.device import updater_cycle_model
 
-        core = IncrementalUpdater(max(n_max_updater, 1), max(k for _, k in head_rows),
-                                  updater["format"], updater["units"], updater["rotation"])
-        core._MustUse__silence = True  # built for its cycle formula only, never elaborated
+        core = updater_cycle_model(max(n_max_updater, 1), max(k for _, k in head_rows),
+                                   str(updater["format"]), updater["units"],
+                                   updater["rotation"])
         memo = {}
         for n, k in head_rows:
             if (n, k) not in memo:

@@ -231,13 +231,12 @@ def updater_cycles_from_formula(kind: str, n: int, k: int, fmt, *, units: int = 
         the row), which no link can hide.
     """
     from tiersolve.gen.fixed import FixedFormat
-    from tiersolve.gen.qr import IncrementalUpdater
+    from tiersolve.host.device import updater_cycle_model
 
     if kind not in UPDATER_KINDS:
         raise ValueError(f"kind must be one of {UPDATER_KINDS}, not {kind!r}")
     fmt = FixedFormat.parse(fmt) if isinstance(fmt, str) else fmt
-    updater = IncrementalUpdater(n, k, fmt, units=units, rotation=rotation)
-    updater._MustUse__silence = True  # only asked for its timing
+    updater = updater_cycle_model(n, k, str(fmt), units, rotation)
     total = updater.update_cycles(n, k, hyperbolic=kind == "downdate")
     return {"total": total, "tail": total - 2 - (n + k)}
 
