@@ -1518,8 +1518,10 @@ class IncrementalUpdater(wiring.Component):
             in_first_task = Signal()
             periods_left = Signal(w + 8)
             final_period = Signal()
-            # the walk's last task: the last pivot, or the next task's row is before row 0
-            walk_last_task = (task == n_last) | (task_row < skew)
+            # the walk is in its last task: the last pivot, or the next task's row is before
+            # row 0 (registered with each task)
+            last_task = Signal()
+            reached = Signal()                          # the count has reached P_min' - 1
             emit = Signal()                             # the schedule gives a group now
             scheduling = Signal()                       # the schedule runs
             draining = Signal()                         # its last period is over
@@ -1905,9 +1907,6 @@ class IncrementalUpdater(wiring.Component):
                     chosen = Const(max_skew, len(skew))
                     for j in range(max_skew - 1, 0, -1):
                         chosen = Mux(period_length * j >= self.fold_skew_cycles, j, chosen)
-                    spread = n_last * max_skew
-                    for j in range(max_skew - 1, 0, -1):
-                        spread = Mux(chosen == j, n_last * j, spread)
                     # P_min' = max(P_min, ceil(X / s)): s periods cover the skew cycles X
                     shortest_of = {j: Mux(fold_forgets,
                                           max(self.fold_min_period_forgetting,
@@ -1920,22 +1919,28 @@ class IncrementalUpdater(wiring.Component):
                         short = Mux(period_length * j >= self.fold_skew_cycles, shortest_of[j],
                                     short)
                     m.d.sync += [
-                        skew.eq(chosen), period_final.eq(rows - 1 + spread),
-                        short_last.eq(short),
+                        skew.eq(chosen), short_last.eq(short),
                         period.eq(0), period_slot.eq(0), period_has_row.eq(1),
                         cycle_in_period.eq(0), starting.eq(1), tasks_on.eq(1),
                         task.eq(0), task_group.eq(0), task_row.eq(0), task_slot.eq(0),
                         task_group_last.eq(last_slot),
                         lo.eq(0), lo_row.eq(0), lo_slot.eq(0), in_first_task.eq(1),
+                        last_task.eq(1), reached.eq(0),
                         to_step.eq(rows - 1), steps.eq(rows == 1),
-                        periods_left.eq(rows - 1 + spread),
                         final_period.eq((rows == 1) & (n_last == 0)),
                     ]
                     m.next = "FOLD_SETTLE"
                 with m.State("FOLD_SETTLE"):
                     # the last r_i read in FOLD_SETUP is written to fold_pivots by now (with
-                    # forgetting, after settle_left more cycles)
-                    m.d.sync += settle_left.eq(settle_left - 1)
+                    # forgetting, after settle_left more cycles); the schedule's last period
+                    # m - 1 + s·(n - 1), from the registered skew (its first use is the first
+                    # period's end)
+                    spread = n_last * max_skew
+                    for j in range(max_skew - 1, 0, -1):
+                        spread = Mux(skew == j, n_last * j, spread)
+                    m.d.sync += [settle_left.eq(settle_left - 1),
+                                 period_final.eq(rows - 1 + spread),
+                                 periods_left.eq(rows - 1 + spread)]
                     with m.If(settle_left == 0):
                         m.d.sync += scheduling.eq(1)
                         m.next = "FOLD_RUN"
@@ -1999,16 +2004,54 @@ class IncrementalUpdater(wiring.Component):
             # cycle count stops while the first task runs if the next period starts a task
             # later (steps), and the period ends once the walk is over and the count has
             # reached P_min' - 1; the last period ends with its walk.
-            walk_over = ~tasks_on | ((task_group == task_group_last) & walk_last_task)
+            # The next period's values are made from this period's registers in every cycle
+            # (`next_*`; a period other than the last lasts at least P_min' cycles, so they are
+            # ready when it ends), and the period's end is decided from flip-flops: the walk's
+            # last group (`last_task`: registered with each task), `reached` (the count has
+            # reached P_min' - 1) and `final_period`.
+            next_lo = Signal.like(lo)
+            next_lo_row = Signal.like(lo_row)
+            next_lo_slot = Signal.like(lo_slot)
+            next_group = Signal.like(task_group)
+            next_group_last = Signal.like(task_group_last)
+            next_last_task = Signal()
+            next_to_step = Signal.like(to_step)
+            next_steps = Signal()
+            next_final = Signal()
+            counting = ~(steps & in_first_task & tasks_on)
+            with m.If(steps):
+                m.d.sync += [
+                    next_lo.eq(lo + 1), next_lo_row.eq(lo_row + 1 - skew),
+                    next_lo_slot.eq(Mux(lo_slot + 1 < skew, lo_slot + 1 + row_slots - skew,
+                                        lo_slot + 1 - skew)),
+                    next_group.eq(slot_of(lo + 1)),
+                    next_group_last.eq(slot_of(lo + 1) + ((total - 2 - lo) >> shift)),
+                    next_last_task.eq((lo + 1 == n_last) | (lo_row + 1 < 2 * skew)),
+                ]
+            with m.Else():
+                m.d.sync += [
+                    next_lo.eq(lo), next_lo_row.eq(lo_row + 1),
+                    next_lo_slot.eq(Mux(lo_slot == row_slots - 1, 0, lo_slot + 1)),
+                    next_group.eq(slot_of(lo)),
+                    next_group_last.eq(slot_of(lo) + ((total - 1 - lo) >> shift)),
+                    next_last_task.eq((lo == n_last) | (lo_row + 1 < skew)),
+                ]
+            m.d.sync += [
+                next_to_step.eq(Mux(to_step == 0, skew - 1, to_step - 1)),
+                next_steps.eq(Mux(to_step == 0, skew == 1, to_step == 1)),
+                next_final.eq(periods_left == 1),
+            ]
+            walk_over = ~tasks_on | ((task_group == task_group_last) & last_task)
             with m.If(scheduling & advance):
                 m.d.sync += starting.eq(0)
-                with m.If(~(steps & in_first_task & tasks_on)):
+                with m.If(counting):
                     m.d.sync += cycle_in_period.eq(cycle_in_period + 1)
+                m.d.sync += reached.eq(cycle_in_period + counting >= short_last)
                 m.d.comb += emit.eq(tasks_on & task_valid)
                 with m.If(tasks_on):
                     with m.If(task_group == task_group_last):
                         m.d.sync += in_first_task.eq(0)
-                        with m.If(walk_last_task):
+                        with m.If(last_task):
                             m.d.sync += tasks_on.eq(0)
                         with m.Else():
                             m.d.sync += [
@@ -2020,40 +2063,25 @@ class IncrementalUpdater(wiring.Component):
                                 task_slot.eq(Mux(task_slot < skew,
                                                  task_slot + row_slots - skew,
                                                  task_slot - skew)),
+                                last_task.eq((task + 1 == n_last) | (task_row < 2 * skew)),
                             ]
                     with m.Else():
                         m.d.sync += task_group.eq(task_group + 1)
-                with m.If(walk_over & (final_period | (cycle_in_period >= short_last))):
+                with m.If(walk_over & (final_period | reached)):
                     next_slot = Mux(period_slot == row_slots - 1, 0, period_slot + 1)
-                    # the next period's first task: lo, or lo + 1 (its row s earlier)
-                    step_slot = Mux(lo_slot + 1 < skew, lo_slot + 1 + row_slots - skew,
-                                    lo_slot + 1 - skew)
-                    same_slot = Mux(lo_slot == row_slots - 1, 0, lo_slot + 1)
                     m.d.sync += [
                         period.eq(period + 1), period_slot.eq(next_slot),
                         period_has_row.eq(period + 1 < rows),
-                        cycle_in_period.eq(0), starting.eq(1), tasks_on.eq(1),
+                        cycle_in_period.eq(0), reached.eq(0), starting.eq(1), tasks_on.eq(1),
                         in_first_task.eq(1),
-                        to_step.eq(Mux(to_step == 0, skew - 1, to_step - 1)),
-                        steps.eq(Mux(to_step == 0, skew == 1, to_step == 1)),
-                        periods_left.eq(periods_left - 1),
-                        final_period.eq(periods_left == 1),
+                        to_step.eq(next_to_step), steps.eq(next_steps),
+                        periods_left.eq(periods_left - 1), final_period.eq(next_final),
+                        lo.eq(next_lo), task.eq(next_lo),
+                        task_group.eq(next_group), task_group_last.eq(next_group_last),
+                        lo_row.eq(next_lo_row), task_row.eq(next_lo_row),
+                        lo_slot.eq(next_lo_slot), task_slot.eq(next_lo_slot),
+                        last_task.eq(next_last_task),
                     ]
-                    with m.If(steps):
-                        m.d.sync += [
-                            lo.eq(lo + 1), task.eq(lo + 1),
-                            task_group.eq(slot_of(lo + 1)),
-                            task_group_last.eq(slot_of(lo + 1) + ((total - 2 - lo) >> shift)),
-                            lo_row.eq(lo_row + 1 - skew), task_row.eq(lo_row + 1 - skew),
-                            lo_slot.eq(step_slot), task_slot.eq(step_slot),
-                        ]
-                    with m.Else():
-                        m.d.sync += [
-                            task.eq(lo), task_group.eq(slot_of(lo)),
-                            task_group_last.eq(slot_of(lo) + ((total - 1 - lo) >> shift)),
-                            lo_row.eq(lo_row + 1), task_row.eq(lo_row + 1),
-                            lo_slot.eq(same_slot), task_slot.eq(same_slot),
-                        ]
                     with m.If(period == period_final):
                         m.d.sync += [scheduling.eq(0), draining.eq(1),
                                      drain_left.eq(lead + latency - 1)]
