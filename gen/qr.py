@@ -1521,13 +1521,14 @@ class IncrementalUpdater(wiring.Component):
             # the walk is in its last task: the last pivot, or the next task's row is before
             # row 0 (registered with each task)
             last_task = Signal()
+            task_valid = (task_row >= 0) & (task_row < rows)
+            at_group_last = Signal()                    # task_group == task_group_last
             reached = Signal()                          # the count has reached P_min' - 1
             emit = Signal()                             # the schedule gives a group now
             scheduling = Signal()                       # the schedule runs
             draining = Signal()                         # its last period is over
             drain_left = Signal(range(lead + latency + 1))
             fold_done = Signal()                        # the array's last write is in
-            task_valid = (task_row >= 0) & (task_row < rows)
             row_ready = Mux(period[0], full[1], full[0])
             advance = ~starting | ~period_has_row | row_ready
             # the generator's operands: r_i, and x[i] of the task's row (pivot 0: the input
@@ -1923,7 +1924,7 @@ class IncrementalUpdater(wiring.Component):
                         period.eq(0), period_slot.eq(0), period_has_row.eq(1),
                         cycle_in_period.eq(0), starting.eq(1), tasks_on.eq(1),
                         task.eq(0), task_group.eq(0), task_row.eq(0), task_slot.eq(0),
-                        task_group_last.eq(last_slot),
+                        task_group_last.eq(last_slot), at_group_last.eq(last_slot == 0),
                         lo.eq(0), lo_row.eq(0), lo_slot.eq(0), in_first_task.eq(1),
                         last_task.eq(1), reached.eq(0),
                         to_step.eq(rows - 1), steps.eq(rows == 1),
@@ -2015,6 +2016,7 @@ class IncrementalUpdater(wiring.Component):
             next_group = Signal.like(task_group)
             next_group_last = Signal.like(task_group_last)
             next_last_task = Signal()
+            next_at_group_last = Signal()
             next_to_step = Signal.like(to_step)
             next_steps = Signal()
             next_final = Signal()
@@ -2026,6 +2028,7 @@ class IncrementalUpdater(wiring.Component):
                                         lo_slot + 1 - skew)),
                     next_group.eq(slot_of(lo + 1)),
                     next_group_last.eq(slot_of(lo + 1) + ((total - 2 - lo) >> shift)),
+                    next_at_group_last.eq(((total - 2 - lo) >> shift) == 0),
                     next_last_task.eq((lo + 1 == n_last) | (lo_row + 1 < 2 * skew)),
                 ]
             with m.Else():
@@ -2034,6 +2037,7 @@ class IncrementalUpdater(wiring.Component):
                     next_lo_slot.eq(Mux(lo_slot == row_slots - 1, 0, lo_slot + 1)),
                     next_group.eq(slot_of(lo)),
                     next_group_last.eq(slot_of(lo) + ((total - 1 - lo) >> shift)),
+                    next_at_group_last.eq(((total - 1 - lo) >> shift) == 0),
                     next_last_task.eq((lo == n_last) | (lo_row + 1 < skew)),
                 ]
             m.d.sync += [
@@ -2041,15 +2045,18 @@ class IncrementalUpdater(wiring.Component):
                 next_steps.eq(Mux(to_step == 0, skew == 1, to_step == 1)),
                 next_final.eq(periods_left == 1),
             ]
-            walk_over = ~tasks_on | ((task_group == task_group_last) & last_task)
+            walk_over = ~tasks_on | (at_group_last & last_task)
             with m.If(scheduling & advance):
                 m.d.sync += starting.eq(0)
                 with m.If(counting):
                     m.d.sync += cycle_in_period.eq(cycle_in_period + 1)
                 m.d.sync += reached.eq(cycle_in_period + counting >= short_last)
+                # (a task walked exists but in a period that has none, lo > hi: m < s rows,
+                # between the last row's pivot i and the first row's pivot i + 1; its first
+                # task is then walked as a bubble)
                 m.d.comb += emit.eq(tasks_on & task_valid)
                 with m.If(tasks_on):
-                    with m.If(task_group == task_group_last):
+                    with m.If(at_group_last):
                         m.d.sync += in_first_task.eq(0)
                         with m.If(last_task):
                             m.d.sync += tasks_on.eq(0)
@@ -2059,6 +2066,7 @@ class IncrementalUpdater(wiring.Component):
                                 task_group.eq(slot_of(task + 1)),
                                 task_group_last.eq(slot_of(task + 1)
                                                    + ((total - 2 - task) >> shift)),
+                                at_group_last.eq(((total - 2 - task) >> shift) == 0),
                                 task_row.eq(task_row - skew),
                                 task_slot.eq(Mux(task_slot < skew,
                                                  task_slot + row_slots - skew,
@@ -2066,7 +2074,8 @@ class IncrementalUpdater(wiring.Component):
                                 last_task.eq((task + 1 == n_last) | (task_row < 2 * skew)),
                             ]
                     with m.Else():
-                        m.d.sync += task_group.eq(task_group + 1)
+                        m.d.sync += [task_group.eq(task_group + 1),
+                                     at_group_last.eq(task_group + 1 == task_group_last)]
                 with m.If(walk_over & (final_period | reached)):
                     next_slot = Mux(period_slot == row_slots - 1, 0, period_slot + 1)
                     m.d.sync += [
@@ -2078,6 +2087,7 @@ class IncrementalUpdater(wiring.Component):
                         periods_left.eq(periods_left - 1), final_period.eq(next_final),
                         lo.eq(next_lo), task.eq(next_lo),
                         task_group.eq(next_group), task_group_last.eq(next_group_last),
+                        at_group_last.eq(next_at_group_last),
                         lo_row.eq(next_lo_row), task_row.eq(next_lo_row),
                         lo_slot.eq(next_lo_slot), task_slot.eq(next_lo_slot),
                         last_task.eq(next_last_task),
@@ -2195,7 +2205,7 @@ class IncrementalUpdater(wiring.Component):
 
             # -- FOLD: the array follows the schedule fold_lead cycles later ------------------
             issue_tags = [emit, task, task_group, task_slot, task_row[0], task == 0,
-                          task_group == task_group_last, bank_of(task), task_first]
+                          at_group_last, bank_of(task), task_first]
             if fold_downdates:
                 issue_tags.append(task_row == 0)
             late_tags = [delay(tag, lead, f"fold_late_{index}")
