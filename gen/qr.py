@@ -2051,9 +2051,9 @@ class IncrementalUpdater(wiring.Component):
                 with m.If(counting):
                     m.d.sync += cycle_in_period.eq(cycle_in_period + 1)
                 m.d.sync += reached.eq(cycle_in_period + counting >= short_last)
-                # (a task walked exists but in a period that has none, lo > hi: m < s rows,
-                # between the last row's pivot i and the first row's pivot i + 1; its first
-                # task is then walked as a bubble)
+                # (every task walked exists, except in a period that has none, lo > hi: with
+                # fewer rows than s, between the last row's pivot i and the first row's pivot
+                # i + 1; such a period walks its first task as a bubble)
                 m.d.comb += emit.eq(tasks_on & task_valid)
                 with m.If(tasks_on):
                     with m.If(at_group_last):

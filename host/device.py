@@ -1040,8 +1040,8 @@ class Device:
         - to the FOLD, ``rows·max(0, 4·(n + k)·b - P)``: its periods ``P`` wait for rows
           arriving slower than one a period, while the ones in flight go on.
 
-        One row is always one UPDATE (a FOLD of one row is a few per cent quicker on some
-        designs, slower on others)."""
+        One row is always one UPDATE (by the formulas a FOLD of one row is up to 14 %
+        quicker at some sizes and designs, up to 40 % slower at others)."""
         info = self._info
         if not info.updater_fold or rows < 2:
             return False
