@@ -152,11 +152,11 @@ whose switch covered all eight ops, stayed binary until d33c17e):
 
 None of this adds a cycle: the cycle counts below, and :mod:`tiersolve.gen.qr_model`'s, are
 unchanged. Out of context on ECP5-85F speed 6 (``synthesize(IncrementalUpdater(16, 2, "Q6.12",
-units=4, rotation=R), target="ecp5-85f", seed=S)``, with FOLD): CORDIC rotations (at 0ea5c26)
-105.2 / 103.4 / 105.1 MHz with seeds 1 / 2 / 3 (worst paths a rotation unit's gain
-compensation); multiplier rotations (at 6fa0cef, with the FOLD of downdates) 113.4 / 109.8 /
-115.6 MHz with seeds 1 / 2 / 3 (the FOLD generator's rounding shift, FOLD's input writer, the
-schedule into a square's operand). With the
+units=4, rotation=R), target="ecp5-85f", seed=S)``, with FOLD, after its shortened fill and
+drain): CORDIC rotations 106.8 / 103.4 / 102.5 MHz with seeds 1 / 2 / 3 (worst path a rotation
+unit's gain compensation); multiplier rotations 108.1 / 112.9 / 109.3 MHz (a work-row or input
+buffer read into its data register). Before (0ea5c26, 6fa0cef): 105.2 / 103.4 / 105.1 and
+113.4 / 109.8 / 115.6 MHz. With the
 sequencer binary (36bbc4e) the CORDIC core ran at 86.6-97.5 MHz, its worst paths the state
 decode into the memories' registered addresses and enables. The README's synthesis table
 has the history.
