@@ -642,6 +642,7 @@ class IncrementalUpdater(wiring.Component):
         free = [2, 2]                          # first cycle each input half may be written
         written = 2                            # first cycle the next value may be taken
         periods = rows + skew * (n - 1)
+        tasks = [self._fold_tasks(p, rows, skew, n) for p in range(periods + 1)]
         start = run_start
         for p in range(periods):
             if p < rows:
@@ -651,12 +652,12 @@ class IncrementalUpdater(wiring.Component):
                 start = max(start, end + 1)    # the period waits for its row
                 # the half is free again once the array has issued the row's pivot-0 groups
                 free[p & 1] = start + self.fold_lead + groups[0]
-            first, last = self._fold_tasks(p, rows, skew, n)
+            first, last = tasks[p]
             work = sum(groups[first:last + 1])
             if p == periods - 1:
                 length = work
             else:
-                steps = self._fold_tasks(p + 1, rows, skew, n)[0] > first
+                steps = tasks[p + 1][0] > first        # the next period starts a pivot later
                 length = max(work, shortest + (groups[first] if steps else 0))
             start += length
         return start + self.fold_lead + self.array_cycles() + 1 + 1

@@ -374,11 +374,12 @@ def updater_cycle_model(n_max: int, k_max: int, fmt: str, units: int, rotation: 
     elaborated; cached, since building one takes a moment. The benches that need an updater's
     cycles (``bench build``, ``bench learn``, ``bench link``) take it from here too; ``fmt``
     is the format's name (``"Q6.12"``), the cache's key."""
+    from tiersolve.gen.checks import silence_unused
     from tiersolve.gen.qr import IncrementalUpdater
 
-    core = IncrementalUpdater(n_max, k_max, fmt, units=units, rotation=rotation, fold=True)
-    core._MustUse__silence = True  # a model of the device's timing, not hardware to build
-    return core
+    # a model of the device's timing, not hardware to build
+    return silence_unused(IncrementalUpdater(n_max, k_max, fmt, units=units, rotation=rotation,
+                                             fold=True))
 
 
 def fold_beats_updates(core, n: int, k: int, rows: int, forgetting=None,

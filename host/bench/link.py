@@ -462,17 +462,15 @@ def core_cycles_from_formula(kind: str, n: int, k: int, m: int, lanes: int, fmt,
     """
     from tiersolve.gen.cholesky_model import cycle_model
     from tiersolve.gen.fixed import FixedFormat
-    from tiersolve.gen.recip import ReciprocalUnit
+    from tiersolve.host.bench.cholesky import _rsqrt_latency
 
     fmt = FixedFormat.parse(fmt) if isinstance(fmt, str) else fmt
     inverse_format = fmt if inverse_format is None else inverse_format
     if isinstance(inverse_format, str):
         inverse_format = FixedFormat.parse(inverse_format)
-    unit = ReciprocalUnit(fmt, inverse_format, "rsqrt", "iterative")
-    unit._MustUse__silence = True  # only asked for its latency
     cycles = cycle_model(n, k, lanes, rows=m if kind == "fit" else 0,
-                         rsqrt_latency=unit.latency, fmt=fmt, inverse_format=inverse_format,
-                         n_max=n_max, k_max=k_max)
+                         rsqrt_latency=_rsqrt_latency(fmt, inverse_format), fmt=fmt,
+                         inverse_format=inverse_format, n_max=n_max, k_max=k_max)
     tail = cycles["factor"] + cycles["solve"] + cycles["output"]
     if kind == "fit":
         return {"tail": cycles["gram_per_row"] + tail,
