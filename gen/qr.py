@@ -616,10 +616,14 @@ class IncrementalUpdater(wiring.Component):
             forgetting = int(forgetting) != 1 << self.fmt.width
         return forgetting and self.incremental
 
-    def fold_cycles(self, n: int, k: int, rows: int, forgetting: bool = False) -> int:
+    def fold_cycles(self, n: int, k: int, rows: int, forgetting: bool = False,
+                    value_cycles: float = 1) -> int:
         """Cycles of one FOLD of ``rows`` rows, as :attr:`cycles` counts them, when the rows
         arrive at one value per cycle whenever the core takes them; ``forgetting`` as
-        :meth:`fold_plan` (a bool, or the command's constant ``b``).
+        :meth:`fold_plan` (a bool, or the command's constant ``b``). With ``value_cycles``
+        above 1, an estimate for rows that come over a slower link: the command's ``v``-th
+        value (counted from 0 over all rows) is there no sooner than cycle
+        ``2 + v·value_cycles`` (a float then).
 
         The transfer and the check (2), ``n`` cycles that read the pivots ``A[i, i]``, three
         cycles for the period and skew (with forgetting :attr:`scale_latency` more: the
@@ -633,6 +637,8 @@ class IncrementalUpdater(wiring.Component):
         :attr:`fold_lead`, the array latency :meth:`array_cycles`, one) and the return to
         idle. Checked exactly against simulation in ``tests/gen/test_qr.py``.
         """
+        if not value_cycles >= 1:
+            raise ValueError(f"value_cycles must be at least 1, not {value_cycles!r}")
         forgetting = self._fold_forgets(forgetting)
         plan = self.fold_plan(n, k, forgetting)
         skew, shortest, groups = plan["skew"], plan["shortest"], plan["groups"]
@@ -647,7 +653,8 @@ class IncrementalUpdater(wiring.Component):
         for p in range(periods):
             if p < rows:
                 begin = max(written, free[p & 1])
-                end = begin + columns - 1      # its last value is taken here
+                # its last value is taken here (not before it is there)
+                end = max(begin + columns - 1, 2 + ((p + 1) * columns - 1) * value_cycles)
                 written = end + 1
                 start = max(start, end + 1)    # the period waits for its row
                 # the half is free again once the array has issued the row's pivot-0 groups

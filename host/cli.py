@@ -156,6 +156,7 @@ def _setup_demo(parser):
 def _run_demo(args) -> int:
     try:
         from tiersolve.host.demo import DEFAULT_DEVICE_URL, DEFAULT_FMAX_MHZ, run_demo
+        from tiersolve.host.errors import DeviceError
     except ModuleNotFoundError as error:  # scikit-learn / matplotlib missing
         raise CliError(f"the demo needs {error.name}: pip install -e '.[learn]'") from None
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
@@ -177,6 +178,9 @@ def _run_demo(args) -> int:
                  fmax_mhz=args.fmax_mhz or DEFAULT_FMAX_MHZ)
     except ValueError as error:  # a device too small for the demo, a malformed URL
         raise CliError(str(error)) from None
+    except DeviceError as error:  # a port that does not open, a device that does not answer
+        raise CliError(f"{args.device or DEFAULT_DEVICE_URL}: {type(error).__name__}: "
+                       f"{error}") from None
     return 0
 
 

@@ -220,8 +220,11 @@ def updater_wire_bound(n: int, k: int, *, max_burst: int = 64, polls: int = 1) -
 
 
 def updater_cycles_from_formula(kind: str, n: int, k: int, fmt, *, units: int = 1,
-                                rotation: str = "multiplier") -> dict:
-    """Updater cycles of one row from :meth:`~tiersolve.gen.qr.IncrementalUpdater.update_cycles`.
+                                rotation: str = "multiplier", fold: bool = False,
+                                forgetting=False) -> dict:
+    """Updater cycles of one row from :meth:`~tiersolve.gen.qr.IncrementalUpdater.update_cycles`,
+    or with ``fold`` (an update the host sent as a FOLD of one row, where that is the quicker)
+    from :meth:`~tiersolve.gen.qr.IncrementalUpdater.fold_cycles` (``forgetting`` as there).
 
     Returns
     -------
@@ -237,7 +240,10 @@ def updater_cycles_from_formula(kind: str, n: int, k: int, fmt, *, units: int = 
         raise ValueError(f"kind must be one of {UPDATER_KINDS}, not {kind!r}")
     fmt = FixedFormat.parse(fmt) if isinstance(fmt, str) else fmt
     updater = updater_cycle_model(n, k, str(fmt), units, rotation)
-    total = updater.update_cycles(n, k, hyperbolic=kind == "downdate")
+    if fold and kind == "update":
+        total = updater.fold_cycles(n, k, 1, forgetting)
+    else:
+        total = updater.update_cycles(n, k, hyperbolic=kind == "downdate")
     return {"total": total, "tail": total - 2 - (n + k)}
 
 
@@ -418,9 +424,11 @@ def updater_link_profile(device, n: int, k: int, *, rows: int = 4, forget: float
             "bytes_received_one_poll": stats["bytes_received"] - extra_polls * poll_reply,
             "payload_bytes_one_poll": stats["payload_bytes"] - extra_polls * 12,
             "bound": updater_wire_bound(n, k, max_burst=max_burst),
+            "command": run["op"],
             "tail_cycles": updater_cycles_from_formula(
                 kind, n, k, info.fmt, units=info.updater_units or 1,
-                rotation=info.updater_rotation or "multiplier")["tail"],
+                rotation=info.updater_rotation or "multiplier", fold=run["op"] == "FOLD",
+                forgetting=device.head.config.forgetting_constant(forget))["tail"],
         }
         wire = record["bytes_sent_one_poll"] + record["bytes_received_one_poll"]
         record["efficiency"] = record["payload_bytes_one_poll"] / wire

@@ -158,21 +158,23 @@ def _fold_figures(core, n, k, fold_rows, prefix, forgetting) -> dict:
 
 
 def fold_quicker_from(core, n: int, k: int, limit: int = 1 << 16) -> int | None:
-    """The fewest rows (at least 2) that one FOLD folds in sooner than one UPDATE per row on
-    ``core`` (an updater with FOLD), by the exact cycle formulas with the rows arriving at a
-    value a cycle; None if no count up to ``limit`` does. Below this count the rows go
-    quicker one at a time (what :meth:`~tiersolve.host.device.Device.fold_is_quicker` decides
-    for a device, with its link's costs on top). Since the FOLD's fill and drain were
-    shortened (2026-11-27) it is 2 at every size of the README's table (it was up to 89
-    rows, at n = 64 with one unit)."""
+    """The fewest rows that one FOLD folds in sooner than one UPDATE per row on ``core`` (an
+    updater with FOLD), by the exact cycle formulas with the rows arriving at a value a
+    cycle; None if no count up to ``limit`` does. Below this count the rows go quicker one
+    at a time (what :meth:`~tiersolve.host.device.Device.fold_is_quicker` decides for a
+    device, with its link's costs on top). Since the FOLD's fill and drain were shortened
+    (2026-11-27) it is 1 or 2 at every size of the README's table (it was up to 89 rows, at
+    n = 64 with one unit): 1 where a FOLD of a single row is already the quicker."""
     from tiersolve.host.device import fold_beats_updates
 
     def quicker(rows):
         return fold_beats_updates(core, n, k, rows)
 
+    if quicker(1):
+        return 1
     # one FOLD grows by a period (or a row's arrival) a row, an UPDATE by more: once
     # quicker, a FOLD stays quicker for more rows, so double, then halve the interval
-    low, high = 1, 2                # not quicker at low (one row is one UPDATE)
+    low, high = 1, 2                # not quicker at low
     while not quicker(high):
         if high >= limit:
             return None

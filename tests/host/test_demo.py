@@ -184,6 +184,12 @@ def test_cli_demo(tmp_path, capsys):
     assert main(["demo", "--fmax-mhz", "0"]) == 2
     assert main(["demo", "--backends", "device", "--device", "sim://?n_max=4&k_max=2"]) == 2
     assert "incremental-update core" in capsys.readouterr().err
+    # a serial port that does not open is a one-line error too, not a traceback
+    missing = tmp_path / "no-such-port"
+    assert main(["demo", "--backends", "device", "--device", f"uart://{missing}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"tiersolve demo: error: uart://{missing}: LinkError: cannot open "
+                          "serial port") and "Traceback" not in err
 
 
 @pytest.mark.verilator

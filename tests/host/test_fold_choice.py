@@ -4,7 +4,8 @@ that ends sooner from the cores' exact cycle formulas and the link's cost per by
 command. Since a FOLD's periods last only as long as their own tasks need while the schedule
 fills and drains, one FOLD ends sooner from two rows on at every size checked here (before,
 its ``s·(n - 1)`` periods of fill and drain lasted a full period each, and a few rows of a
-large ``n`` went quicker one at a time)."""
+large ``n`` went quicker one at a time); a single row goes in a FOLD too where that is the
+quicker, at some sizes."""
 
 from types import SimpleNamespace
 
@@ -57,15 +58,12 @@ def device_with(info, byte):
 def expected_choice(info, byte, n, k, rows, forgetting=None):
     """The rule, written out from the formulas: FOLD when its cycles, with the periods that
     wait for rows arriving slower than one a period, are fewer than the UPDATEs' with each
-    row's wait and each further command's exchange; one row is one UPDATE."""
-    if rows < 2:
-        return False
+    row's wait and each further command's exchange."""
     model = updater_cycle_model(info.n_max, info.k_max, str(info.fmt), info.updater_units,
                                 info.updater_rotation)
     forgets = forgetting is not None and forgetting
     arrival = 4 * (n + k) * byte
-    period = model.fold_plan(n, k, forgets)["period"]
-    fold = model.fold_cycles(n, k, rows, forgets) + rows * max(0, arrival - period)
+    fold = model.fold_cycles(n, k, rows, forgets, max(1, 4 * byte))
     updates = (rows * (model.update_cycles(n, k) + max(0, arrival - (n + k)))
                + (rows - 1) * COMMAND_EXCHANGE_BYTES * byte)
     return fold < updates
@@ -81,7 +79,7 @@ def test_the_demos_batches_go_in_one_fold():
         choices = [device.fold_is_quicker(63, 10, rows) for rows in range(1, 400, 7)]
         assert choices == [expected_choice(DEMO_INFO, byte, 63, 10, rows)
                            for rows in range(1, 400, 7)]
-        # one row is one UPDATE; from two rows on, one FOLD
+        # a single row at n = 63 goes quicker as an UPDATE; from two rows on, one FOLD
         assert choices == [rows > 1 for rows in range(1, 400, 7)]
 
 
@@ -117,10 +115,14 @@ def test_a_slow_link_prefers_one_fold():
         assert expected_choice(DEMO_INFO, byte, 63, 10, rows)
 
 
-def test_small_problems_fold_and_single_rows_do_not():
+def test_small_problems_fold_and_single_rows_as_their_formulas_say():
     device = device_with(DEMO_INFO, 1)
     assert device.fold_is_quicker(8, 1, 2)          # a short schedule: FOLD from two rows
-    assert not device.fold_is_quicker(8, 1, 1)      # one row is one UPDATE
+    assert not device.fold_is_quicker(8, 1, 1)      # one row: its UPDATE is the quicker
+    assert device.fold_is_quicker(1, 1, 1)          # one row of a 1 x 1 problem: its FOLD
+    assert not device.fold_is_quicker(8, 1, 0)      # no rows, no FOLD
+    for n in (1, 8, 16, 40, 63):
+        assert device.fold_is_quicker(n, 1, 1) == expected_choice(DEMO_INFO, 1, n, 1, 1)
     b = 1 << 24   # forgetting constant other than 2**w: the FOLD with forgetting's period
     forgetting = b - 100
     assert device.fold_is_quicker(16, 2, 40, forgetting) == expected_choice(
@@ -221,31 +223,32 @@ def test_bench_update_gives_the_crossover(n, units, rotation):
     assert rows == 2 or not device.fold_is_quicker(n, k, rows - 1)
 
 
-def test_the_choice_is_the_quicker_one_on_the_simulated_link():
-    """Measured end to end on the simulated device (the link's bytes included): with 4 units
-    at n = 31, two rows end sooner in one FOLD (2,210 cycles here against 4,104 as two UPDATEs;
-    5,288 before the FOLD's fill and drain were shortened, when the UPDATEs won) and eight
-    rows too (4,238 against 16,416; 7,316 before), and ``fold_is_quicker`` says so."""
+@pytest.mark.parametrize("n, rows, expected", [(31, 1, True), (31, 2, True), (31, 8, True),
+                                               (12, 1, False), (12, 2, True)])
+def test_the_choice_is_the_quicker_one_on_the_simulated_link(n, rows, expected):
+    """Measured end to end on the simulated device (the link's bytes included), with 4 units:
+    at n = 31 one row ends sooner in a FOLD (1,890 cycles here against 2,052 as its UPDATE)
+    and so do two rows (2,210 against 4,104; 5,288 before the FOLD's fill and drain were
+    shortened, when the UPDATEs won) and eight (4,238 against 16,416; 7,316 before); at
+    n = 12 one row ends sooner as its UPDATE (890 against 1,133), two in one FOLD (1,263
+    against 1,780). ``fold_is_quicker`` says so in each case."""
     url = ("sim://?n_max=32&k_max=1&lanes=1&format=Q6.12&cores=cholesky,updater"
            "&updater_units=4&updater_fold=1")
-    n, k = 31, 1
+    k = 1
     rng = np.random.default_rng(3)
+    H, T = rng.uniform(-1, 1, (rows, n)), rng.uniform(-1, 1, (rows, k))
     with tiersolve.host.open(url) as device:
-        choices = []
-        for rows in (2, 8):
-            H, T = rng.uniform(-1, 1, (rows, n)), rng.uniform(-1, 1, (rows, k))
-            measured = {}
-            for fold in (False, True):
-                device.reset(0.5, n=n, k=k, feature_bound=1.0, target_bound=1.0, capacity=64)
-                device.fold_is_quicker = lambda *args, fold=fold, **kwargs: fold
-                before = device.transport.cycles
-                device.update(H, T)
-                measured[fold] = device.transport.cycles - before
-            del device.fold_is_quicker
-            choice = device.fold_is_quicker(n, k, rows)
-            assert choice == (measured[True] < measured[False]), (rows, measured)
-            choices.append(choice)
-    assert choices == [True, True]
+        measured = {}
+        for fold in (False, True):
+            device.reset(0.5, n=n, k=k, feature_bound=1.0, target_bound=1.0, capacity=64)
+            device.fold_is_quicker = lambda *args, fold=fold, **kwargs: fold
+            before = device.transport.cycles
+            device.update(H, T)
+            measured[fold] = device.transport.cycles - before
+        del device.fold_is_quicker
+        choice = device.fold_is_quicker(n, k, rows)
+    assert choice == (measured[True] < measured[False]), measured
+    assert choice == expected
 
 
 def test_a_transport_with_only_read_and_write_costs_as_a_mapped_bus():
