@@ -621,9 +621,9 @@ class IncrementalUpdater(wiring.Component):
         """Cycles of one FOLD of ``rows`` rows, as :attr:`cycles` counts them, when the rows
         arrive at one value per cycle whenever the core takes them; ``forgetting`` as
         :meth:`fold_plan` (a bool, or the command's constant ``b``). With ``value_cycles``
-        above 1, an estimate for rows that come over a slower link: the command's ``v``-th
-        value (counted from 0 over all rows) is there no sooner than cycle
-        ``2 + v·value_cycles`` (a float then).
+        above 1, rows from a slower source: the command's ``v``-th value (counted from 0 over
+        all rows) is offered from cycle ``2 + v·value_cycles`` on (exact for such a source,
+        checked in simulation; the host's estimate for a link; a float when it is).
 
         The transfer and the check (2), ``n`` cycles that read the pivots ``A[i, i]``, three
         cycles for the period and skew (with forgetting :attr:`scale_latency` more: the

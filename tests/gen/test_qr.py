@@ -589,6 +589,62 @@ def test_fold_with_gaps_in_the_input():
     assert got["cycles"] > dut.fold_cycles(n, k, len(rows)) + 500
 
 
+@pytest.mark.parametrize("rotation, units, n, k, count", [("multiplier", 2, 3, 1, 4),
+                                                        ("cordic", 1, 4, 2, 5)])
+@pytest.mark.parametrize("value_cycles", [3, 40])
+def test_fold_cycles_with_rows_on_a_timetable(rotation, units, n, k, count, value_cycles):
+    """Rows whose ``v``-th value is offered from cycle ``2 + v·value_cycles`` of the command
+    (a source slower than the core: 3 cycles a value, about a period a row here; 40, far
+    slower) take exactly ``fold_cycles(..., value_cycles)`` and give the model's integers
+    (the host's choice between FOLD and UPDATEs estimates a link this way)."""
+    fmt = FixedFormat(4, 12)
+    dut = IncrementalUpdater(4, 2, fmt, units=units, rotation=rotation)
+    rows = random_rows(fmt, np.random.default_rng(5), count, n, k)
+    model = IncrementalUpdaterModel(QRConfig(fmt, rotation), n, k, fmt.const(0.5))
+    for h, t in rows:
+        model.update(h, t)
+    got = {}
+
+    async def bench(ctx):
+        w = fmt.width
+        await stream_put(ctx, dut.command, {"op": Op.RESET, "n": n, "k": k,
+                                            "value": fmt.const(0.5), "forgetting": 1 << w})
+        while ctx.get(dut.busy) or ctx.get(dut.command.ready) == 0:
+            await ctx.tick()
+        await stream_put(ctx, dut.command, {"op": Op.FOLD, "n": n, "k": k,
+                                            "value": count, "forgetting": 1 << w})
+        tick = 0      # value v from tick 1 + v·value_cycles: the core's cycle 2 + v·...
+        for index, value in enumerate(v for h, t in rows for v in [*h, *t]):
+            while tick < 1 + index * value_cycles:
+                await ctx.tick()
+                tick += 1
+            ctx.set(dut.i.valid, 1)
+            ctx.set(dut.i.payload, int(value))
+            ready = False
+            while not ready:
+                *_, ready = await ctx.tick().sample(dut.i.ready)
+                tick += 1
+            ctx.set(dut.i.valid, 0)
+        while ctx.get(dut.busy):
+            await ctx.tick()
+        got["cycles"] = ctx.get(dut.cycles)
+        for select in (Select.R, Select.Z):
+            await stream_put(ctx, dut.command, {"op": Op.READ, "select": select, "n": n,
+                                                "k": k, "value": 0, "forgetting": 1 << w})
+            total = n * n if select == Select.R else n * k
+            got[select] = [(await stream_get(ctx, dut.o)).value for _ in range(total)]
+            while ctx.get(dut.busy):
+                await ctx.tick()
+
+    run_simulation(dut, bench, deadline=2e-3)
+    assert got[Select.R] == [int(v) for v in np.ravel(model.R)]
+    assert got[Select.Z] == [int(v) for v in np.ravel(model.Z)]
+    assert got["cycles"] == dut.fold_cycles(n, k, count, value_cycles=value_cycles)
+    assert got["cycles"] > dut.fold_cycles(n, k, count)
+    with pytest.raises(ValueError, match="value_cycles must be at least 1"):
+        dut.fold_cycles(n, k, count, value_cycles=0.5)
+
+
 def test_fold_bad_commands():
     """FOLD needs a row count of at least 1."""
     fmt = FixedFormat(4, 12)
