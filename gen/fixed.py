@@ -209,7 +209,8 @@ class FixedFormat:
         if not np.all(np.isfinite(x)):
             bad = np.argwhere(~np.isfinite(x))[0]
             raise ValueError(
-                f"cannot quantise non-finite value {x[tuple(bad)]!r} at index {tuple(bad)}"
+                f"cannot quantise non-finite value {float(x[tuple(bad)])!r} at index "
+                f"{tuple(int(i) for i in bad)}"
             )
         scaled = np.ldexp(x, self.frac_bits)  # exact: multiplying by a power of two
         if rounding == "nearest-even":

@@ -412,7 +412,8 @@ def _as_real_array(name: str, value, ndims: tuple[int, ...]) -> np.ndarray:
         raise ValueError(f"{name} is empty (shape {array.shape})")
     if not np.all(np.isfinite(array)):
         index = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
-        raise ValueError(f"{name} holds a non-finite value {array[index]!r} at index {index}")
+        raise ValueError(f"{name} holds a non-finite value {float(array[index])!r} at index "
+                         f"{index}")
     return array
 
 

@@ -615,7 +615,8 @@ def test_cli_update(tmp_path, capsys):
               str(tmp_path / "H.npy"), str(tmp_path / "Tbad.npy")],
              r"TD must have 5 row\(s\) of k = 1 value\(s\), shape \(5, 1\) or \(5,\), "
              r"not shape \(1, 5\)"),
-            ([str(tmp_path / "Hnan.npy"), str(tmp_path / "T.csv")], "H holds a non-finite value"),
+            ([str(tmp_path / "Hnan.npy"), str(tmp_path / "T.csv")],
+             r"H holds a non-finite value nan at index \(\d+, \d+\)"),
             ([str(tmp_path / "H.npy"), str(tmp_path / "T.csv"), "--capacity", "0"],
              "capacity must be at least 1")):
         assert main(base + extra) == 2
