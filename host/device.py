@@ -1105,7 +1105,10 @@ class Device:
         On a design whose FOLD takes rows out (``info().updater_fold_downdate``), several
         rows go in one FOLD of downdates (the integers of one DOWNDATE per row, rows in
         flight together; all or none: if one row would be refused, none of the command's
-        rows is taken out); otherwise one DOWNDATE command per row, in order.
+        rows is taken out), and so does a single row where that ends sooner
+        (:meth:`fold_is_quicker`: with multiplier rotations a DOWNDATE takes the cycles of an
+        UPDATE, a FOLD of downdates those of a FOLD without forgetting); otherwise one
+        DOWNDATE command per row, in order.
 
         Raises
         ------
@@ -1121,7 +1124,8 @@ class Device:
         """
         head = self._require_head()
         h_int, t_int = head.quantise_rows(h, t)
-        if len(h_int) > 1 and self._info.updater_fold_downdate:
+        if self._info.updater_fold_downdate and (
+                len(h_int) > 1 or self.fold_is_quicker(head.n, head.k, 1)):
             rows = np.concatenate([h_int, t_int], axis=1)
             most = fold_row_limit(head.config.fmt.width)
             for start in range(0, len(rows), most):
@@ -1134,6 +1138,11 @@ class Device:
                     before = ("" if start == 0 else
                               f"; rows 0-{start - 1} of this call were taken out before "
                               "it, by earlier commands")
+                    if start == end == 0 and len(rows) == 1:
+                        raise DowndateRefused(
+                            "the updater refused to remove the row: the result would not be "
+                            f"positive definite in {head.config.fmt}; the state is unchanged "
+                            "(one FOLD command of one row)")
                     raise DowndateRefused(
                         f"the updater refused to remove rows {start}-{end}: one of them "
                         f"would leave a result that is not positive definite in "

@@ -901,7 +901,9 @@ class DeviceBackend(FixedBackend):
             (regmap.UpdaterSelect.R, state.model.n), (regmap.UpdaterSelect.Z, state.model.k),
             (regmap.UpdaterSelect.W, state.model.k))]
         rows = np.hstack([Hq, Tq])
-        if len(rows) > 1 and self.device.info().updater_fold_downdate:
+        fold = self.device.info().updater_fold_downdate and (
+            len(rows) > 1 or self.device.fold_is_quicker(state.model.n, state.model.k, 1))
+        if fold:
             # FOLDs of downdates: the integers of one DOWNDATE per row, rows in flight
             # together (a refused FOLD leaves R, Z as they were; a saturating one is undone
             # below, as a saturating DOWNDATE is)
@@ -910,7 +912,7 @@ class DeviceBackend(FixedBackend):
         else:
             batches = [row[np.newaxis] for row in rows]
         for batch in batches:
-            if len(batch) > 1:
+            if fold:
                 status, _ = self._command(state, regmap.UpdaterOp.FOLD, value=len(batch),
                                           select=regmap.UpdaterFoldKind.DOWNDATE, data=batch,
                                           new_saturation="ignore")

@@ -259,3 +259,48 @@ def test_a_transport_with_only_read_and_write_costs_as_a_mapped_bus():
     mapped = device_with(DEMO_INFO, 0)
     for rows in (2, 25, 100, 630):
         assert device.fold_is_quicker(63, 10, rows) == mapped.fold_is_quicker(63, 10, rows)
+
+
+def test_a_single_downdate_goes_as_the_quicker_command():
+    """On a design whose FOLD takes rows out, a single row to take out goes as a FOLD of one
+    downdate where that ends sooner (n = 15 with 4 units) with the integers of its DOWNDATE,
+    and a row that must be refused leaves the state as it was and says so; at n = 8 the
+    DOWNDATE is the quicker and goes."""
+    from tiersolve.host.errors import DowndateRefused
+
+    url = ("sim://?n_max=16&k_max=1&lanes=1&format=Q6.12&cores=cholesky,updater"
+           "&updater_units=4&updater_fold=1")
+    rng = np.random.default_rng(41)
+    fold = (regmap.UpdaterOp.FOLD, regmap.UpdaterFoldKind.DOWNDATE)
+    with tiersolve.host.open(url) as device:
+        assert device.info().updater_fold_downdate
+        for n, expected in ((15, fold), (8, (regmap.UpdaterOp.DOWNDATE, None))):
+            H, T = rng.uniform(-1, 1, (3, n)), rng.uniform(-1, 1, (3, 1))
+            device.reset(0.5, n=n, k=1, feature_bound=1.0, target_bound=1.0, capacity=8)
+            device.update(H, T)
+            calls = record_updater_ops(device, "select")
+            device.downdate(H[0], T[0])
+            del device.updater_command
+            assert calls == [expected], n
+            assert device.fold_is_quicker(n, 1, 1) == (expected == fold)
+            model = head_model(device)
+            h_int, t_int = device.head.quantise_rows(H, T)
+            for h, t in zip(h_int, t_int, strict=True):
+                model.update(h, t)
+            assert not model.downdate(h_int[0], t_int[0]).refused
+            assert np.array_equal(device_ints(device, regmap.UpdaterSelect.R, n), model.R)
+            assert np.array_equal(device_ints(device, regmap.UpdaterSelect.Z, 1), model.Z)
+        # a row that was never folded in and would leave R indefinite: refused, state kept
+        device.reset(0.5, n=15, k=1, feature_bound=1.0, target_bound=1.0, capacity=8)
+        device.update(rng.uniform(-1, 1, (2, 15)), rng.uniform(-1, 1, (2, 1)))
+        before = device.read_state()
+        big = np.zeros(15)
+        big[-1] = 1.0
+        calls = record_updater_ops(device, "select")
+        with pytest.raises(DowndateRefused, match="refused to remove the row: .*the state is "
+                                                  "unchanged"):
+            device.downdate(big, [1.0])
+        del device.updater_command
+        assert calls == [fold]
+        for got, kept in zip(device.read_state(), before, strict=True):
+            assert np.array_equal(got, kept)
