@@ -549,15 +549,10 @@ def test_fold_edge_cases(rotation):
     assert results[-1][1]["saturated"] == 1     # the big rows clip (so the flag is tested)
 
 
-def test_fold_with_gaps_in_the_input():
-    """Rows that arrive slowly (the periods wait for them) give the same integers."""
-    fmt = FixedFormat(4, 12)
-    n, k = 3, 1
-    dut = QRSolver(3, 1, fmt, units=2, rotation="cordic")
-    rows = random_rows(fmt, np.random.default_rng(9), 5, n, k)
-    model = QRSolverModel(QRConfig(fmt, "cordic"), n, k, fmt.const(0.5))
-    for h, t in rows:
-        model.fold(h, t)
+def run_fold_fed(dut, fmt, n, k, rows, feed):
+    """RESET (√λ = 0.5), one FOLD of ``rows`` whose values ``feed(ctx, values)`` offers on
+    ``dut.i`` as it likes, then READ of R and Z: ``{"cycles": the FOLD's, Select.R: [...],
+    Select.Z: [...]}``."""
     got = {}
 
     async def bench(ctx):
@@ -568,10 +563,7 @@ def test_fold_with_gaps_in_the_input():
             await ctx.tick()
         await stream_put(ctx, dut.command, {"op": Op.FOLD, "n": n, "k": k,
                                             "value": len(rows), "forgetting": 1 << w})
-        for index, value in enumerate(v for h, t in rows for v in [*h, *t]):
-            if index % 3:
-                await ctx.tick().repeat(37 * (index % 3))  # 0, 37 or 74 idle cycles
-            await stream_put(ctx, dut.i, int(value))
+        await feed(ctx, [int(v) for h, t in rows for v in [*h, *t]])
         while ctx.get(dut.busy):
             await ctx.tick()
         got["cycles"] = ctx.get(dut.cycles)
@@ -584,6 +576,26 @@ def test_fold_with_gaps_in_the_input():
                 await ctx.tick()
 
     run_simulation(dut, bench, deadline=2e-3)
+    return got
+
+
+def test_fold_with_gaps_in_the_input():
+    """Rows that arrive slowly (the periods wait for them) give the same integers."""
+    fmt = FixedFormat(4, 12)
+    n, k = 3, 1
+    dut = QRSolver(3, 1, fmt, units=2, rotation="cordic")
+    rows = random_rows(fmt, np.random.default_rng(9), 5, n, k)
+    model = QRSolverModel(QRConfig(fmt, "cordic"), n, k, fmt.const(0.5))
+    for h, t in rows:
+        model.fold(h, t)
+
+    async def feed(ctx, values):
+        for index, value in enumerate(values):
+            if index % 3:
+                await ctx.tick().repeat(37 * (index % 3))  # 0, 37 or 74 idle cycles
+            await stream_put(ctx, dut.i, value)
+
+    got = run_fold_fed(dut, fmt, n, k, rows, feed)
     assert got[Select.R] == [int(v) for v in np.ravel(model.R)]
     assert got[Select.Z] == [int(v) for v in np.ravel(model.Z)]
     assert got["cycles"] > dut.fold_cycles(n, k, len(rows)) + 500
@@ -603,40 +615,22 @@ def test_fold_cycles_with_rows_on_a_timetable(rotation, units, n, k, count, valu
     model = IncrementalUpdaterModel(QRConfig(fmt, rotation), n, k, fmt.const(0.5))
     for h, t in rows:
         model.update(h, t)
-    got = {}
 
-    async def bench(ctx):
-        w = fmt.width
-        await stream_put(ctx, dut.command, {"op": Op.RESET, "n": n, "k": k,
-                                            "value": fmt.const(0.5), "forgetting": 1 << w})
-        while ctx.get(dut.busy) or ctx.get(dut.command.ready) == 0:
-            await ctx.tick()
-        await stream_put(ctx, dut.command, {"op": Op.FOLD, "n": n, "k": k,
-                                            "value": count, "forgetting": 1 << w})
+    async def feed(ctx, values):
         tick = 0      # value v from tick 1 + v·value_cycles: the core's cycle 2 + v·...
-        for index, value in enumerate(v for h, t in rows for v in [*h, *t]):
+        for index, value in enumerate(values):
             while tick < 1 + index * value_cycles:
                 await ctx.tick()
                 tick += 1
             ctx.set(dut.i.valid, 1)
-            ctx.set(dut.i.payload, int(value))
+            ctx.set(dut.i.payload, value)
             ready = False
             while not ready:
                 *_, ready = await ctx.tick().sample(dut.i.ready)
                 tick += 1
             ctx.set(dut.i.valid, 0)
-        while ctx.get(dut.busy):
-            await ctx.tick()
-        got["cycles"] = ctx.get(dut.cycles)
-        for select in (Select.R, Select.Z):
-            await stream_put(ctx, dut.command, {"op": Op.READ, "select": select, "n": n,
-                                                "k": k, "value": 0, "forgetting": 1 << w})
-            total = n * n if select == Select.R else n * k
-            got[select] = [(await stream_get(ctx, dut.o)).value for _ in range(total)]
-            while ctx.get(dut.busy):
-                await ctx.tick()
 
-    run_simulation(dut, bench, deadline=2e-3)
+    got = run_fold_fed(dut, fmt, n, k, rows, feed)
     assert got[Select.R] == [int(v) for v in np.ravel(model.R)]
     assert got[Select.Z] == [int(v) for v in np.ravel(model.Z)]
     assert got["cycles"] == dut.fold_cycles(n, k, count, value_cycles=value_cycles)
