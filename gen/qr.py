@@ -1502,6 +1502,7 @@ class IncrementalUpdater(wiring.Component):
             short_last = Signal.like(period_length)     # P_min' - 1 (see fold_plan)
             skew = Signal(range(max_skew + 1))
             period = Signal(w + 8)                      # the schedule's period p
+            period_final = Signal(w + 8)                # m - 1 + s·(n - 1)
             period_has_row = Signal()                   # p < m
             period_slot = Signal(range(row_slots))      # p mod row_slots
             cycle_in_period = Signal.like(period_length)
@@ -1947,6 +1948,7 @@ class IncrementalUpdater(wiring.Component):
                     for j in range(max_skew - 1, 0, -1):
                         spread = Mux(skew == j, n_last * j, spread)
                     m.d.sync += [settle_left.eq(settle_left - 1),
+                                 period_final.eq(rows - 1 + spread),
                                  periods_left.eq(rows - 1 + spread)]
                     with m.If(settle_left == 0):
                         m.d.sync += scheduling.eq(1)
@@ -2098,7 +2100,7 @@ class IncrementalUpdater(wiring.Component):
                         lo_slot.eq(next_lo_slot), task_slot.eq(next_lo_slot),
                         last_task.eq(next_last_task),
                     ]
-                    with m.If(final_period):
+                    with m.If(period == period_final):
                         m.d.sync += [scheduling.eq(0), draining.eq(1),
                                      drain_left.eq(lead + latency - 1)]
             with m.If(emit & task_first):
