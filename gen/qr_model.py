@@ -231,10 +231,11 @@ class QRConfig:
             raise TypeError(f"beta (the forgetting factor) must be a real number, not {beta!r}")
         beta = float(beta)
         if not (0.0 < beta <= 1.0):
-            raise ValueError(f"beta must be in (0, 1], not {beta!r}")
+            raise ValueError(f"beta (the forgetting factor) must be in (0, 1], not {beta!r}")
         constant = round(math.sqrt(beta) * 2**self.forgetting_frac_bits)
         if constant < 1:
-            raise ValueError(f"beta {beta!r} is too small for {self.forgetting_frac_bits} bits")
+            raise ValueError(f"beta (the forgetting factor) {beta!r} is too small for "
+                             f"{self.forgetting_frac_bits} bits")
         return constant
 
     # -- error bounds ------------------------------------------------------------------------

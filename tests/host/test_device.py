@@ -494,7 +494,7 @@ def test_updater_checks_and_errors(updater_device):
     # a transposed T holds the right number of values in the wrong places: refused
     with pytest.raises(ValueError, match=r"t must have 2 row\(s\) of k = 1 .* not shape \(1, 2\)"):
         device.update([[0.5, 0.0], [0.0, 0.5]], [[0.1, 0.2]])
-    with pytest.raises(ValueError, match="beta must be in"):
+    with pytest.raises(ValueError, match=r"beta \(the forgetting factor\) must be in"):
         device.update([0.5, 0.0], [0.0], forget=1.5)
     with pytest.raises(TypeError, match=r"forgetting factor\) must be a real number, not 'x'"):
         device.update([0.5, 0.0], [0.0], forget="x")
