@@ -223,8 +223,9 @@ def updater_cycles_from_formula(kind: str, n: int, k: int, fmt, *, units: int = 
                                 rotation: str = "multiplier", fold: bool = False,
                                 forgetting=False) -> dict:
     """Updater cycles of one row from :meth:`~tiersolve.gen.qr.IncrementalUpdater.update_cycles`,
-    or with ``fold`` (an update the host sent as a FOLD of one row, where that is the quicker)
-    from :meth:`~tiersolve.gen.qr.IncrementalUpdater.fold_cycles` (``forgetting`` as there).
+    or with ``fold`` (a row the host sent as a FOLD of one row, where that is the quicker)
+    from :meth:`~tiersolve.gen.qr.IncrementalUpdater.fold_cycles` (``forgetting`` as there,
+    for an update).
 
     Returns
     -------
@@ -240,8 +241,8 @@ def updater_cycles_from_formula(kind: str, n: int, k: int, fmt, *, units: int = 
         raise ValueError(f"kind must be one of {UPDATER_KINDS}, not {kind!r}")
     fmt = FixedFormat.parse(fmt) if isinstance(fmt, str) else fmt
     updater = updater_cycle_model(n, k, str(fmt), units, rotation)
-    if fold and kind == "update":
-        total = updater.fold_cycles(n, k, 1, forgetting)
+    if fold:    # a FOLD of downdates takes the cycles of one without forgetting
+        total = updater.fold_cycles(n, k, 1, forgetting if kind == "update" else False)
     else:
         total = updater.update_cycles(n, k, hyperbolic=kind == "downdate")
     return {"total": total, "tail": total - 2 - (n + k)}

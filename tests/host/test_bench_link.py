@@ -282,25 +282,24 @@ def test_full_bursts_on_verilated_gateware_match_the_model(verilator):
     assert on_device[-1]["write_request_bytes"] == 269
 
 
-@pytest.mark.parametrize("n, command", [(31, "FOLD"), (12, "UPDATE")])
-def test_a_single_update_row_is_profiled_as_the_command_the_host_sent(n, command):
-    """On a design with FOLD the host sends a single row as a FOLD where that is the quicker
-    (n = 31 with 4 units) and as an UPDATE otherwise (n = 12): the profile says which, and its
-    tail is that command's formula (the core's CYCLES hold the tail, the command's first
-    cycles and the row's values, which arrive slower over the simulated link than one a
-    cycle)."""
+@pytest.mark.parametrize("n, commands", [(31, ("FOLD", "FOLD")), (12, ("DOWNDATE", "UPDATE"))])
+def test_a_single_row_is_profiled_as_the_command_the_host_sent(n, commands):
+    """On a design with FOLD the host sends a single row, to take out or to fold in, as a FOLD
+    where that is the quicker (n = 31 with 4 units) and as a DOWNDATE or UPDATE otherwise
+    (n = 12): the profile says which, and its tail is that command's formula (the core's
+    CYCLES hold the tail, the command's first cycles and the row's values, which arrive
+    slower over the simulated link than one a cycle)."""
     url = ("sim://?n_max=32&k_max=1&lanes=1&format=Q6.12&cores=cholesky,updater"
            "&updater_units=4&updater_fold=1")
     with tiersolve.host.open(url) as device:
-        downdate, update = link.updater_link_profile(device, n, 1, forget=0.95)
+        records = link.updater_link_profile(device, n, 1, forget=0.95)
         forgetting = device.head.config.forgetting_constant(0.95)
-    assert (downdate["command"], update["command"]) == ("DOWNDATE", command)
-    formula = {fold: link.updater_cycles_from_formula(
-        "update", n, 1, "Q6.12", units=4, fold=fold, forgetting=forgetting)["tail"]
-        for fold in (False, True)}
-    assert formula[True] != formula[False]
-    assert update["tail_cycles"] == formula[command == "FOLD"]
-    assert downdate["tail_cycles"] == link.updater_cycles_from_formula(
-        "downdate", n, 1, "Q6.12", units=4)["tail"]
-    for record in (downdate, update):
+    assert tuple(record["command"] for record in records) == commands
+    for record in records:
+        kind = record["kind"]
+        formula = {fold: link.updater_cycles_from_formula(
+            kind, n, 1, "Q6.12", units=4, fold=fold, forgetting=forgetting)["tail"]
+            for fold in (False, True)}
+        assert formula[True] != formula[False]
+        assert record["tail_cycles"] == formula[record["command"] == "FOLD"], kind
         assert record["core_cycles"] > record["tail_cycles"] + 2 + n + 1
