@@ -1062,6 +1062,16 @@ class Device:
         return fold_beats_updates(model, n, k, rows, forgetting, link.byte_cycles(clock),
                                   link.command_cycles(clock))
 
+    def downdates_in_fold(self, n: int, k: int, rows: int) -> bool:
+        """Whether ``rows`` rows to take out (sizes ``n``, ``k``) go in FOLDs of downdates
+        rather than one DOWNDATE a row: on a design whose FOLD takes rows out
+        (``info().updater_fold_downdate``), always for several rows (all or none per
+        command), and for a single row where :meth:`fold_is_quicker` says so (with multiplier
+        rotations a DOWNDATE takes the cycles of an UPDATE, a FOLD of downdates those of a
+        FOLD without forgetting). :meth:`downdate` and the learning backend decide by it."""
+        return self._info.updater_fold_downdate and (
+            rows > 1 or self.fold_is_quicker(n, k, rows))
+
     def update(self, h, t, forget: float = 1.0) -> None:
         """Fold rows ``[h | t]`` into the updater, each after forgetting: ``R``, ``Z`` are
         scaled by ``√forget`` first (``0 < forget <= 1``; 1: remember everything).
@@ -1106,9 +1116,7 @@ class Device:
         rows go in one FOLD of downdates (the integers of one DOWNDATE per row, rows in
         flight together; all or none: if one row would be refused, none of the command's
         rows is taken out), and so does a single row where that ends sooner
-        (:meth:`fold_is_quicker`: with multiplier rotations a DOWNDATE takes the cycles of an
-        UPDATE, a FOLD of downdates those of a FOLD without forgetting); otherwise one
-        DOWNDATE command per row, in order.
+        (:meth:`downdates_in_fold`); otherwise one DOWNDATE command per row, in order.
 
         Raises
         ------
@@ -1124,8 +1132,7 @@ class Device:
         """
         head = self._require_head()
         h_int, t_int = head.quantise_rows(h, t)
-        if self._info.updater_fold_downdate and (
-                len(h_int) > 1 or self.fold_is_quicker(head.n, head.k, 1)):
+        if self.downdates_in_fold(head.n, head.k, len(h_int)):
             rows = np.concatenate([h_int, t_int], axis=1)
             most = fold_row_limit(head.config.fmt.width)
             for start in range(0, len(rows), most):
@@ -1138,7 +1145,7 @@ class Device:
                     before = ("" if start == 0 else
                               f"; rows 0-{start - 1} of this call were taken out before "
                               "it, by earlier commands")
-                    if start == end == 0 and len(rows) == 1:
+                    if len(rows) == 1:
                         raise DowndateRefused(
                             "the updater refused to remove the row: the result would not be "
                             f"positive definite in {head.config.fmt}; the state is unchanged "

@@ -901,8 +901,7 @@ class DeviceBackend(FixedBackend):
             (regmap.UpdaterSelect.R, state.model.n), (regmap.UpdaterSelect.Z, state.model.k),
             (regmap.UpdaterSelect.W, state.model.k))]
         rows = np.hstack([Hq, Tq])
-        fold = self.device.info().updater_fold_downdate and (
-            len(rows) > 1 or self.device.fold_is_quicker(state.model.n, state.model.k, 1))
+        fold = self.device.downdates_in_fold(state.model.n, state.model.k, len(rows))
         if fold:
             # FOLDs of downdates: the integers of one DOWNDATE per row, rows in flight
             # together (a refused FOLD leaves R, Z as they were; a saturating one is undone

@@ -170,11 +170,9 @@ def fold_quicker_from(core, n: int, k: int, limit: int = 1 << 16) -> int | None:
     def quicker(rows):
         return fold_beats_updates(core, n, k, rows)
 
-    if quicker(1):
-        return 1
     # one FOLD grows by a period (or a row's arrival) a row, an UPDATE by more: once
     # quicker, a FOLD stays quicker for more rows, so double, then halve the interval
-    low, high = 1, 2                # not quicker at low
+    low, high = 0, 1                # not quicker at low (no rows)
     while not quicker(high):
         if high >= limit:
             return None
