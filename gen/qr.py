@@ -105,7 +105,9 @@ every size of ``bench update`` (it was from up to 89 rows).
 :meth:`IncrementalUpdater.fold_cycles` counts the cycles exactly (checked against simulation
 and Verilator). Steady state: ``P`` cycles per row, utilisation ``rotations / (units · P)``,
 100 % with one unit, 86-98 % with 2 or 4 units for ``n >= 16``; with ``units = n`` a task is
-one or two groups and ``P`` is bound by ``P_min``, about 30-50 %.
+one or two groups and ``P`` is bound by ``P_min`` or by the row's ``n + k`` values, which
+come in at one a cycle (``P >= n + k`` at any size: with ``units = n`` at most
+``(n(n+1)/2 + nk) / (n(n + k))``, about 50-59 %), 27-53 % at n = 16-64.
 
 Timing (ECP5 at 100 MHz)
 ------------------------

@@ -17,7 +17,8 @@ rotation kinds (``--rotation``):
   (:meth:`~tiersolve.gen.qr.IncrementalUpdater.fold_cycles`, which counts the start-up and
   the drain; checked exactly against simulation, and with ``--verilator`` in Verilator), and
   the bound of any such schedule of these pipelines (:func:`fold_bound`: rows no closer than
-  :attr:`~tiersolve.gen.qr.IncrementalUpdater.fold_min_period` cycles). ``update`` also
+  :attr:`~tiersolve.gen.qr.IncrementalUpdater.fold_min_period` cycles, nor than the ``n + k``
+  cycles a row takes to come in at one value a cycle). ``update`` also
   gives the fewest rows one FOLD takes fewer cycles for than one UPDATE a row
   (:func:`fold_quicker_from`; the host sends fewer as UPDATEs).
 - ``--synth``: LUTs, flip-flops, DSPs, block RAM, Fmax of the benchmark's core
@@ -128,7 +129,7 @@ def cycle_table(name, ns, units_list, k, fmt, rotations, fold_rows=256):
                         "fold_skew": core.fold_plan(n, k)["skew"], "fold_rows": fold_rows,
                         "fold_cycles_per_row": record["fold_cycles"] / fold_rows,
                         "fold_bound_utilisation": fold_bound(rotations_done, units,
-                                                             core.fold_min_period),
+                                                             core.fold_min_period, n + k),
                     })
                     if name == "update":
                         # FOLD with forgetting (beta < 1): r is scaled in its loop, so the
@@ -183,13 +184,17 @@ def fold_quicker_from(core, n: int, k: int, limit: int = 1 << 16) -> int | None:
     return high
 
 
-def fold_bound(rotations: int, units: int, min_period: int) -> float:
+def fold_bound(rotations: int, units: int, min_period: int, row_values: int) -> float:
     """The highest steady-state utilisation any schedule of rows through these pipelines can
-    reach: a row takes at least ``ceil(rotations / units)`` cycles of array work, and rows
+    reach: a row takes at least ``ceil(rotations / units)`` cycles of array work; rows
     cannot follow each other faster than ``min_period`` cycles (``P_min``: each row's pivot
     ``i`` needs ``r_i`` and ``A[i, :]`` from the previous row's, through the generator and
-    the array; the bound is the same for a triangular array of the same pipelines)."""
-    return rotations / (units * max(-(-rotations // units), min_period))
+    the array; the same for a triangular array of the same pipelines); and a row's
+    ``row_values = n + k`` values come in through the ``i`` port at one a cycle, so rows
+    cannot follow each other faster than that either. With ``units = n`` the last alone caps
+    the utilisation at ``(n(n+1)/2 + nk) / (n(n + k))``, about 50-59 %, whatever the
+    generator, the array or the schedule."""
+    return rotations / (units * max(-(-rotations // units), min_period, row_values))
 
 
 def script_streams(script, n, k, fmt):
@@ -439,7 +444,7 @@ def plot_utilisation(path, records, fold_rows):
                 if kind == "n":  # the other counts' bound is 100 % from n = 16 on
                     ax.plot(ns, [100 * r["fold_bound_utilisation"] for r in chosen], "-.",
                             color=colour, lw=0.8, label=f"{label}, bound with these pipelines "
-                            "(rows ≥ P_min apart)")
+                            "(rows ≥ P_min and n + k apart)")
         ax.axhline(80, color="grey", lw=0.8)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("n")
@@ -516,7 +521,7 @@ def run(args) -> int:
         header += " downdate cycles |"
         rule += "---|"
     header += (f" FOLD period (skew) | FOLD steady utilisation | FOLD of {args.fold_rows}: "
-               "cycles/row | its utilisation | bound (P_min) |")
+               "cycles/row | its utilisation | bound (P_min; n + k) |")
     rule += "---|---|---|---|---|"
     if name == "update":
         header += (f" FOLD with forgetting: period (P_min) | its FOLD of {args.fold_rows}: "
@@ -532,7 +537,8 @@ def run(args) -> int:
             line += (f" {r['fold_period']} ({r['fold_skew']}) | "
                      f"{100 * r['fold_steady_utilisation']:.1f} % | "
                      f"{r['fold_cycles_per_row']:.1f} | {100 * r['fold_utilisation']:.1f} % | "
-                     f"{100 * r['fold_bound_utilisation']:.1f} % ({r['fold_min_period']}) |")
+                     f"{100 * r['fold_bound_utilisation']:.1f} % ({r['fold_min_period']}; "
+                     f"{r['n'] + r['k']}) |")
             if name == "update":
                 line += (f" {r['fold_forgetting_period']} ({r['fold_forgetting_min_period']}) "
                          f"| {100 * r['fold_forgetting_utilisation']:.1f} % | "

@@ -25,10 +25,12 @@ def test_cycle_table_records_follow_the_cycle_models():
         assert r["fold_steady_utilisation"] == pytest.approx(
             rotations / (r["units"] * plan["period"]))
         assert r["fold_utilisation"] <= r["fold_steady_utilisation"] <= 1.0
-        # the bound: rows at most one per P_min cycles, and no fewer cycles than the work
+        # the bound: rows at most one per P_min cycles, none before its n + k values are in
+        # (one a cycle), and no fewer cycles than the work
         assert r["fold_min_period"] == core.fold_min_period
         assert r["fold_bound_utilisation"] == pytest.approx(
-            rotations / (r["units"] * max(-(-rotations // r["units"]), core.fold_min_period)))
+            rotations / (r["units"] * max(-(-rotations // r["units"]), core.fold_min_period,
+                                          r["n"] + 1)))
         assert r["fold_steady_utilisation"] <= r["fold_bound_utilisation"] + 1e-12
         # with forgetting: the period of fold_plan(forgetting=True), never shorter
         plan = core.fold_plan(r["n"], 1, forgetting=True)
@@ -41,6 +43,23 @@ def test_cycle_table_records_follow_the_cycle_models():
     # one unit: the period is the work, so the steady state keeps the unit busy
     assert all(r["fold_steady_utilisation"] == pytest.approx(1.0)
                for r in records if r["units"] == 1)
+
+
+@pytest.mark.parametrize("name", ["qr", "update"])
+def test_units_n_reach_the_bound_of_a_row_a_value_a_cycle(name):
+    """With units = n the FOLD's steady state is at the bound at every size of the README's
+    table: at n = 16 the generator's round trip P_min sets it, at n = 64 (and n = 32 with
+    CORDIC rotations) the n + k cycles a row takes to come in, which cap units = n near
+    ((n + 1) / 2 + k) / (n + k) whatever the schedule."""
+    fmt = FixedFormat(6, 12)
+    records = cycle_table(name, [16, 32, 64], ["n"], 1, fmt, ["cordic", "multiplier"],
+                          fold_rows=8)
+    for r in records:
+        assert r["fold_steady_utilisation"] == pytest.approx(r["fold_bound_utilisation"])
+        if r["n"] == 64:
+            assert r["fold_period"] == r["n"] + 1
+            assert r["fold_bound_utilisation"] == pytest.approx(
+                r["rotations_per_row"] / (r["n"] * (r["n"] + 1)))
 
 
 def test_plot_utilisation_writes_a_png(tmp_path):
