@@ -390,9 +390,11 @@ def fold_beats_updates(core, n: int, k: int, rows: int, forgetting=None,
     own exchange (the rule of :meth:`Device.fold_is_quicker`; 0 and 0: the cycle formulas
     alone, as ``tiersolve bench update`` counts)."""
     forgetting = False if forgetting is None else forgetting
-    arrival = 4 * (n + k) * byte_cycles
-    fold = core.fold_cycles(n, k, rows, forgetting, value_cycles=max(1, 4 * byte_cycles))
-    one_by_one = (rows * (core.update_cycles(n, k) + max(0.0, arrival - (n + k)))
+    value_cycles = max(1, 4 * byte_cycles)
+    fold = core.fold_cycles(n, k, rows, forgetting, value_cycles=value_cycles)
+    # each UPDATE's row on the FOLD's timetable (value v at cycle 2 + v·value_cycles of its
+    # command): every value after the first comes value_cycles - 1 later than the formula's
+    one_by_one = (rows * (core.update_cycles(n, k) + (n + k - 1) * (value_cycles - 1))
                   + (rows - 1) * command_cycles)
     return fold < one_by_one
 
@@ -1036,14 +1038,16 @@ class Device:
         clock (``info().clock_frequency``) and with ``b`` its
         :meth:`~tiersolve.host.transport.Transport.byte_cycles`:
 
-        - to every UPDATE, the wait for its row (``4·(n + k)·b`` cycles, less the ``n + k``
-          the formula counts: the host sends a row once the command before has ended) and,
-          to all but the first, the exchange of a command
+        - to every UPDATE, the wait for its row, a value every ``4·b`` cycles from its
+          command on (the host sends a row once the command before has ended):
+          ``(n + k - 1)·(4·b - 1)`` cycles more than the formula's value a cycle (exact in
+          simulation), and, to all but the first, the exchange of a command
           (:meth:`~tiersolve.host.transport.Transport.command_cycles`);
         - to the FOLD, the waits of its schedule for rows that arrive a value every
-          ``4·b`` cycles (the formula's ``value_cycles``): a period starts once its row is
-          in, while the rows in flight go on; with rows slower than one a period, the
-          FOLD takes about the rows' arrival and the schedule's drain after the last.
+          ``4·b`` cycles on the same timetable (the formula's ``value_cycles``): a period
+          starts once its row is in, while the rows in flight go on; with rows slower than
+          one a period, the FOLD takes about the rows' arrival and the schedule's drain
+          after the last.
 
         A single row is weighed too: by the formulas a FOLD of one row ends up to 23 %
         sooner than its UPDATE at some sizes (e.g. ``n = 64``, ``k = 1`` with 64 multiplier

@@ -491,6 +491,7 @@ def uart_projection(jobs: list[dict], *, n: int = 64, k: int = 4, m: int = 128,
                     bauds=UART_BAUDS, clock_hz: float = 12e6, round_trip_us: float = 0.0,
                     max_burst: int = 64, lanes: int = 4, fmt: str = "Q6.12",
                     updater_units: int = 1, updater_rotation: str = "multiplier",
+                    updater_fold: bool = False, updater_fold_downdate: bool = False,
                     n_max: int | None = None, k_max: int | None = None) -> list[dict]:
     """End-to-end time of a solve and a fit of size ``n``, and of one update and one downdate
     row, over a UART at each of ``bauds``.
@@ -500,19 +501,30 @@ def uart_projection(jobs: list[dict], *, n: int = 64, k: int = 4, m: int = 128,
     :func:`updater_wire_bound`) and the core's cycle formula for ``lanes`` (or
     ``updater_units``, ``updater_rotation``) and ``fmt`` (``source`` =
     ``"protocol + cycle formula"``), on a Cholesky core of ``n_max`` and ``k_max`` (the
-    device's; None, or a job larger than they are: a core sized for the job).
+    device's; None, or a job larger than they are: a core sized for the job). On a design
+    whose updater has FOLD (``updater_fold``; ``updater_fold_downdate``: its FOLD takes rows
+    out too) the row goes as the command the host would send at that rate
+    (:func:`~tiersolve.host.device.fold_beats_updates` with the UART's cycles a byte: a FOLD
+    of one row where that ends sooner), named in ``command``.
     """
     records = []
     for kind, rows in (("solve", n), ("fit", m), ("update", 1), ("downdate", 1)):
         measured = [job for job in jobs if job["kind"] == kind and job["n"] == n
                     and job["k"] == k and job["m"] == rows]
         if measured:
-            basis, source = measured[0], "measured"
-        else:
+            records += [_projected(measured[0], "measured", kind, n, k, rows, baud, clock_hz,
+                                   round_trip_us) for baud in bauds]
+            continue
+        for baud in bauds:
+            command = None
             if kind in UPDATER_KINDS:
+                fold = (updater_fold if kind == "update" else updater_fold_downdate) and (
+                    _fold_is_quicker(n, k, fmt, updater_units, updater_rotation,
+                                     _uart_clock(clock_hz, baud), baud))
+                command = "FOLD" if fold else kind.upper()
                 bound = updater_wire_bound(n, k, max_burst=max_burst)
                 core = updater_cycles_from_formula(kind, n, k, fmt, units=updater_units,
-                                                   rotation=updater_rotation)
+                                                   rotation=updater_rotation, fold=fold)
             else:
                 bound = job_wire_bound(kind, n, k, rows, max_burst=max_burst)
                 holds = n_max is not None and k_max is not None and n <= n_max and k <= k_max
@@ -524,18 +536,37 @@ def uart_projection(jobs: list[dict], *, n: int = 64, k: int = 4, m: int = 128,
                      "bytes_received_one_poll": bound["bytes_received"],
                      "payload_bytes_one_poll": bound["payload_bytes"],
                      "core_cycles": core["total"], "tail_cycles": core["tail"]}
-            source = "protocol + cycle formula"
-        for baud in bauds:
-            timing = _timing(basis, baud, _uart_clock(clock_hz, baud), round_trip_us)
-            records.append({"kind": kind, "n": n, "k": k, "m": rows, "source": source,
-                            "requests": basis["requests_one_poll"],
-                            "wire_bytes": basis["bytes_sent_one_poll"]
-                            + basis["bytes_received_one_poll"],
-                            "core_cycles": basis["core_cycles"],
-                            "tail_cycles": basis["tail_cycles"], **timing,
-                            "jobs_per_second": 1 / timing["total_seconds"],
-                            "jobs_per_second_upper": 1 / timing["total_lower_seconds"]})
+            if command is not None:
+                basis["command"] = command
+            records.append(_projected(basis, "protocol + cycle formula", kind, n, k, rows,
+                                      baud, clock_hz, round_trip_us))
     return records
+
+
+def _fold_is_quicker(n: int, k: int, fmt, units: int, rotation: str, clock_hz: float,
+                     baud: float) -> bool:
+    """Whether the host sends a single row as a FOLD of one row at ``baud`` (the rule of
+    :meth:`~tiersolve.host.device.Device.fold_is_quicker`, a UART byte being 10 bits)."""
+    from tiersolve.host.device import fold_beats_updates, updater_cycle_model
+
+    core = updater_cycle_model(n, k, str(fmt), units, rotation)
+    return fold_beats_updates(core, n, k, 1, byte_cycles=10 * clock_hz / baud)
+
+
+def _projected(basis: dict, source: str, kind: str, n: int, k: int, rows: int, baud: float,
+               clock_hz: float, round_trip_us: float) -> dict:
+    """One record of :func:`uart_projection`: ``basis`` (a measured job, or the wire bound and
+    the cycle formula) at ``baud``."""
+    timing = _timing(basis, baud, _uart_clock(clock_hz, baud), round_trip_us)
+    record = {"kind": kind, "n": n, "k": k, "m": rows, "source": source,
+              "requests": basis["requests_one_poll"],
+              "wire_bytes": basis["bytes_sent_one_poll"] + basis["bytes_received_one_poll"],
+              "core_cycles": basis["core_cycles"], "tail_cycles": basis["tail_cycles"],
+              **timing, "jobs_per_second": 1 / timing["total_seconds"],
+              "jobs_per_second_upper": 1 / timing["total_lower_seconds"]}
+    if "command" in basis:
+        record["command"] = basis["command"]
+    return record
 
 
 # -- output -----------------------------------------------------------------------------------
@@ -614,7 +645,8 @@ def markdown_tables(efficiency: list[dict], jobs: list[dict], projection: list[d
         lines += ["", f"### n = {p['n']} over a UART (k = {p['k']}, fit with m = "
                   f"{[r['m'] for r in projection if r['kind'] == 'fit'][0]} rows; update "
                   "and downdate: one row)", ""]
-        rows = [[r["kind"], f"{r['baud'] / 1e6:g}", f"{r['clock_hz'] / 1e6:g}", r["requests"],
+        rows = [[r["kind"] + (" (FOLD)" if r.get("command") == "FOLD" else ""),
+                 f"{r['baud'] / 1e6:g}", f"{r['clock_hz'] / 1e6:g}", r["requests"],
                  r["wire_bytes"], r["core_cycles"], r["tail_cycles"], _ms(r["link_seconds"]),
                  _ms(r["core_seconds"]), _ms(r["tail_seconds"]),
                  f"{_ms(r['total_lower_seconds'])} – {_ms(r['total_seconds'])}",
@@ -738,7 +770,9 @@ def _run_jobs(url: str, solves, fits, seed: int, label: str,
                  "format": str(info.fmt), "clock_hz": info.clock_frequency,
                  "max_burst": info.max_burst, "cores": list(info.cores),
                  "updater_units": info.updater_units,
-                 "updater_rotation": info.updater_rotation, "skipped": []}
+                 "updater_rotation": info.updater_rotation,
+                 "updater_fold": info.updater_fold,
+                 "updater_fold_downdate": info.updater_fold_downdate, "skipped": []}
         for kind, sizes in (("solve", solves), ("fit", fits)):
             for size in sizes:
                 n, k = size[0], size[1]
@@ -861,6 +895,8 @@ def run(args) -> int:
                                  lanes=main["lanes"], fmt=main["format"],
                                  updater_units=main.get("updater_units") or 1,
                                  updater_rotation=main.get("updater_rotation") or "multiplier",
+                                 updater_fold=bool(main.get("updater_fold")),
+                                 updater_fold_downdate=bool(main.get("updater_fold_downdate")),
                                  n_max=main.get("n_max"), k_max=main.get("k_max"))
     table = markdown_tables(efficiency, jobs, projection, baud=args.baud, clock_hz=clock_hz,
                             round_trip_us=args.round_trip_us,

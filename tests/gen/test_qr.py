@@ -639,6 +639,55 @@ def test_fold_cycles_with_rows_on_a_timetable(rotation, units, n, k, count, valu
         dut.fold_cycles(n, k, count, value_cycles=0.5)
 
 
+@pytest.mark.parametrize("rotation, units, n, k", [("multiplier", 2, 3, 1), ("cordic", 1, 4, 2)])
+@pytest.mark.parametrize("value_cycles", [3, 40])
+def test_update_cycles_with_a_row_on_a_timetable(rotation, units, n, k, value_cycles):
+    """One UPDATE whose row's ``v``-th value is offered from cycle ``2 + v·value_cycles`` (the
+    timetable of :meth:`fold_cycles`' ``value_cycles``) takes ``update_cycles`` plus
+    ``(n + k - 1)·(value_cycles - 1)``: the row is read before the first pivot, so every value
+    after the first comes that much later. The host weighs a FOLD against UPDATEs on this
+    timetable (:func:`tiersolve.host.device.fold_beats_updates`); at 40 cycles a value the
+    UPDATE of the multiplier case ends first (262 cycles against the FOLD's 290)."""
+    fmt = FixedFormat(4, 12)
+    dut = IncrementalUpdater(4, 2, fmt, units=units, rotation=rotation)
+    (h, t), = random_rows(fmt, np.random.default_rng(5), 1, n, k)
+    model = IncrementalUpdaterModel(QRConfig(fmt, rotation), n, k, fmt.const(0.5))
+    model.update(h, t)
+    got = {}
+
+    async def bench(ctx):
+        w = fmt.width
+        for op in (Op.RESET, Op.UPDATE):
+            while ctx.get(dut.busy) or ctx.get(dut.command.ready) == 0:
+                await ctx.tick()
+            await stream_put(ctx, dut.command, {"op": op, "n": n, "k": k,
+                                                "value": fmt.const(0.5), "forgetting": 1 << w})
+        tick = 0      # value v from tick 1 + v·value_cycles: the core's cycle 2 + v·...
+        for index, value in enumerate(int(v) for v in [*h, *t]):
+            while tick < 1 + index * value_cycles:
+                await ctx.tick()
+                tick += 1
+            ctx.set(dut.i.valid, 1)
+            ctx.set(dut.i.payload, value)
+            ready = False
+            while not ready:
+                *_, ready = await ctx.tick().sample(dut.i.ready)
+                tick += 1
+            ctx.set(dut.i.valid, 0)
+        while ctx.get(dut.busy):
+            await ctx.tick()
+        got["cycles"] = ctx.get(dut.cycles)
+        await stream_put(ctx, dut.command, {"op": Op.READ, "select": Select.R, "n": n, "k": k,
+                                            "value": 0, "forgetting": 1 << w})
+        got["R"] = [(await stream_get(ctx, dut.o)).value for _ in range(n * n)]
+
+    run_simulation(dut, bench, deadline=2e-3)
+    assert got["R"] == [int(v) for v in np.ravel(model.R)]
+    assert got["cycles"] == dut.update_cycles(n, k) + (n + k - 1) * (value_cycles - 1)
+    if (rotation, value_cycles) == ("multiplier", 40):
+        assert (got["cycles"], dut.fold_cycles(n, k, 1, value_cycles=40)) == (262, 290)
+
+
 def test_fold_bad_commands():
     """FOLD needs a row count of at least 1."""
     fmt = FixedFormat(4, 12)

@@ -125,6 +125,38 @@ def test_uart_projection_splits_link_and_core():
         link.job_wire_bound("fit", 64, 4, 128)[key] for key in ("bytes_sent", "bytes_received"))
 
 
+def test_uart_projection_sends_the_row_as_the_host_would():
+    """On a design whose updater has FOLD, the projected row goes as the command the host
+    would pick at that rate: n = 16 with 4 multiplier units, a FOLD of one row (705 cycles
+    against the UPDATE's 804), with one unit at n = 64 its UPDATE; a downdate goes in a FOLD
+    only where the design's FOLD takes rows out."""
+    from tiersolve.host.device import updater_cycle_model
+
+    def rows(n, units, **fold):
+        return {(r["kind"], r["baud"]): r for r in link.uart_projection(
+                    [], n=n, k=4, clock_hz=90e6, updater_units=units, **fold)
+                if r["kind"] in ("update", "downdate")}
+
+    model = updater_cycle_model(16, 4, "Q6.12", 4, "multiplier")
+    folds = rows(16, 4, updater_fold=True)
+    for baud in link.UART_BAUDS:
+        update, downdate = folds["update", baud], folds["downdate", baud]
+        assert (update["command"], update["core_cycles"]) == ("FOLD", 705)
+        assert update["core_cycles"] == model.fold_cycles(16, 4, 1)
+        assert update["tail_cycles"] == 705 - 2 - 20
+        assert (downdate["command"], downdate["core_cycles"]) == ("DOWNDATE", 804)
+        assert downdate["core_cycles"] == model.update_cycles(16, 4, hyperbolic=True)
+        assert rows(16, 4, updater_fold=True, updater_fold_downdate=True)[
+            "downdate", baud]["command"] == "FOLD"
+        assert rows(16, 4)["update", baud]["command"] == "UPDATE"     # no FOLD on the design
+        assert rows(64, 1, updater_fold=True)["update", baud]["command"] == "UPDATE"
+    projection = link.uart_projection([], n=16, k=4, clock_hz=90e6, updater_units=4,
+                                      updater_fold=True)
+    table = link.markdown_tables([], [], projection, baud=3e6, clock_hz=90e6,
+                                 round_trip_us=0.0, efficiency_source="", notes=[])
+    assert "| update (FOLD) |" in table and "| downdate |" in table
+
+
 def test_uart_projection_models_the_devices_core():
     """Projected jobs are counted on the device's Cholesky core (n = 16 on a 64/4/4 core: its
     banks are three block RAMs deep, one more pipeline stage), or on one sized for a job it

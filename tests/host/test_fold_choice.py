@@ -62,9 +62,9 @@ def expected_choice(info, byte, n, k, rows, forgetting=None):
     model = updater_cycle_model(info.n_max, info.k_max, str(info.fmt), info.updater_units,
                                 info.updater_rotation)
     forgets = forgetting is not None and forgetting
-    arrival = 4 * (n + k) * byte
-    fold = model.fold_cycles(n, k, rows, forgets, max(1, 4 * byte))
-    updates = (rows * (model.update_cycles(n, k) + max(0, arrival - (n + k)))
+    value = max(1, 4 * byte)     # cycles a value; the formulas take one a cycle
+    fold = model.fold_cycles(n, k, rows, forgets, value)
+    updates = (rows * (model.update_cycles(n, k) + (n + k - 1) * (value - 1))
                + (rows - 1) * COMMAND_EXCHANGE_BYTES * byte)
     return fold < updates
 
@@ -129,6 +129,20 @@ def test_small_problems_fold_and_single_rows_as_their_formulas_say():
         DEMO_INFO, 1, 16, 2, 40, forgetting)
     without = device_with(DeviceInfo(**{**DEMO_INFO.__dict__, "updater_fold": False}), 1)
     assert not without.fold_is_quicker(8, 1, 100)  # no FOLD on the design
+
+
+def test_a_single_row_on_a_slow_link_is_weighed_on_one_timetable():
+    """On a link of 10 cycles a byte (40 a value), the simulated 4/2 updater with 2 multiplier
+    units and FOLD takes one row of n = 3, k = 1 in 262 cycles as its UPDATE and 290 as a FOLD
+    of one row (tests/gen/test_qr.py, ``test_update_cycles_with_a_row_on_a_timetable``): the
+    rule sends the UPDATE. (Until 2026-11-27 it charged the UPDATE a value's wait too many,
+    301 cycles, and sent the FOLD.)"""
+    info = DeviceInfo(**{**DEMO_INFO.__dict__, "n_max": 4, "k_max": 2, "fmt": FixedFormat(4, 12),
+                         "updater_units": 2})
+    model = updater_cycle_model(4, 2, "Q4.12", 2, "multiplier")
+    assert model.update_cycles(3, 1) + 3 * 39 == 262
+    assert model.fold_cycles(3, 1, 1, value_cycles=40) == 290
+    assert not device_with(info, 10).fold_is_quicker(3, 1, 1)
 
 
 def test_a_command_exchange_is_the_bytes_counted():
