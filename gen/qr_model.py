@@ -640,6 +640,30 @@ class QRSolverModel:
         for h, t in zip(H, T, strict=True):
             self.fold(h, t)
 
+    def fold_rows_in_engines(self, H, T, engines: int) -> None:
+        """Fold the rows of ``H``, ``T`` as :class:`~tiersolve.gen.qr_engines.QREngines` of
+        ``engines`` cores does: row ``r`` goes to engine ``r mod engines``; engine 0 folds
+        its rows into ``A``, engine ``e > 0`` into a factor of its own that starts at zero
+        (``R = 0``, ``Z = 0``), each row after the engine's previous one; then, for ``e = 1,
+        2, ...`` that took a row, the rows ``0 .. n-1`` of ``[R_e | Z_e]`` are folded into
+        ``A`` in order (a QR of the stacked factors: the same least-squares problem, other
+        integers than one fold a row). ``rotations`` counts the merge's rotations too."""
+        H, T = np.atleast_2d(H), np.atleast_2d(T)
+        if H.shape[0] != T.shape[0]:
+            raise ValueError(f"H and T have {H.shape[0]} and {T.shape[0]} rows")
+        engines = _check_size("engines", engines)
+        rows = [self._row(h, t) for h, t in zip(H, T, strict=True)]
+        factors = [self.A] + [np.zeros_like(self.A) for _ in range(1, engines)]
+        for index, row in enumerate(rows):
+            result = fold_row(self.config, factors[index % engines], row)
+            factors[index % engines] = result.A
+            self.saturated |= result.saturated
+            self.rotations += result.rotations
+        self.A = factors[0]
+        for engine in range(1, min(engines, len(rows))):
+            for row in factors[engine]:
+                self.fold(row[: self.n], row[self.n :])
+
     def solve(self) -> np.ndarray:
         """``W = R⁻¹Z`` (``n x k`` stored integers)."""
         W, saturated = back_substitution(self.config, self.R, self.Z)
