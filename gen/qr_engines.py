@@ -13,9 +13,10 @@ own, the way a tall-skinny QR splits the rows into blocks:
   it RESETs to zero first; rows come on two streams, the even rows on ``i`` and the odd rows
   on ``i_odd``, so that the engines together can take more than one value a cycle (stream
   ``s`` feeds engines ``s, s + 2, ...``);
-* then the factors are merged into engine 0's: for ``e = 1, 2, ...`` that took a row, the
-  wrapper READs ``R_e`` and ``Z_e`` into a buffer and feeds their ``n`` rows to engine 0 in
-  one FOLD. The result is the QR factor of all the rows (the stacked factors have the same
+* then the factors are merged into engine 0's: every other engine that took a row READs its
+  ``Z_e``, then its ``R_e``, into a buffer of its own (all at once), and engine 0 folds
+  their rows in, in one FOLD of ``n`` rows per engine, row ``i`` of each engine's factor in
+  turn (``e = 1, 2, ...``), then row ``i + 1``, each row as soon as it is in its buffer. The result is the QR factor of all the rows (the stacked factors have the same
   Gram matrix as the rows they came from), with other integers than one fold a row:
   :meth:`tiersolve.gen.qr_model.QRSolverModel.fold_rows_in_engines` computes them.
 
@@ -100,10 +101,14 @@ class QREngines(wiring.Component):
         n_max, k_max = self.n_max, self.k_max
         stride_bits = (n_max + k_max - 1).bit_length()
         row_bits = max(1, (n_max - 1).bit_length())
-        buffer = memory.Memory(shape=signed(w), depth=(1 << row_bits) << stride_bits, init=[])
-        m.submodules.buffer = buffer
-        write = buffer.write_port()
-        read = buffer.read_port()
+        # engine e's [R_e | Z_e] (e >= 1), read out for the merge: row i at i << stride_bits
+        writes, reads = [None], [None]
+        for index in range(1, g):
+            buffer = memory.Memory(shape=signed(w), depth=(1 << row_bits) << stride_bits,
+                                   init=[])
+            m.submodules[f"buffer{index}"] = buffer
+            writes.append(buffer.write_port())
+            reads.append(buffer.read_port())
 
         payload = self.command.payload
         command = Signal.like(payload)                 # the FOLD being spread
@@ -115,31 +120,24 @@ class QREngines(wiring.Component):
         with m.If(counting):
             m.d.sync += own_cycles.eq(own_cycles + 1)
 
-        idle = ~self.busy
         all_idle = Signal()
         m.d.comb += all_idle.eq(~Cat(*(c.busy for c in cores)).any())
         is_spread = ((payload.op == Op.FOLD) & (payload.select == FoldKind.UPDATE)
                      & (payload.value >= 2) & (payload.n >= 1) & (payload.n <= n_max)
                      & (payload.k >= 1) & (payload.k <= k_max))
 
-        # the engines' command ports: what the wrapper sends them
+        # the engines' command ports: what the wrapper sends them (per state below)
         sends = [Signal(name=f"send{index}") for index in range(g)]
-        op = Signal(3)
-        select = Signal(2)
-        value = Signal(signed(w))
         for index, core in enumerate(cores):
             m.d.comb += [core.command.payload.n.eq(command.n),
                          core.command.payload.k.eq(command.k),
-                         core.command.payload.op.eq(op),
-                         core.command.payload.select.eq(select),
                          core.command.payload.forgetting.eq(1 << w),
                          core.command.valid.eq(sends[index])]
-            if index:
-                m.d.comb += core.command.payload.value.eq(value)
         taken = Signal(g)                              # which engines took the command
 
         # engine e's rows in a FOLD of `rows` rows
         shift = (g - 1).bit_length()
+
         def share(index):
             return (rows >> shift) + (index < (rows & (g - 1)))
 
@@ -150,12 +148,19 @@ class QREngines(wiring.Component):
         width = Signal(range(n_max + k_max + 1))
         m.d.comb += width.eq(command.n + command.k)
 
-        merge = Signal(range(g))                       # the engine being merged
-        row = Signal(range(n_max + 1))
-        col = Signal(range(n_max + k_max + 1))
-        # feeding engine 0 from the buffer: address counters and the read port's data
+        # the merge: every engine e >= 1 with rows reads Z_e, then R_e, into its buffer
+        # (phase: 0 READ Z to send, 1 Z coming, 2 READ R to send, 3 R coming, 4 done), while
+        # engine 0 folds their rows in, in one FOLD, each row once it is in its buffer
+        phases = [None] + [Signal(3, name=f"phase{index}") for index in range(1, g)]
+        out_row = [None] + [Signal(range(n_max + 1), name=f"out_row{i}") for i in range(1, g)]
+        out_col = [None] + [Signal(range(n_max + k_max + 1), name=f"out_col{i}")
+                            for i in range(1, g)]
+        merging = Signal(range(g + 1))                 # engines with rows
+        merge_rows = Signal(range((g - 1) * n_max + 1))
+        feed_engine = Signal(range(g))
         feed_row = Signal(range(n_max + 1))
         feed_col = Signal(range(n_max + k_max + 1))
+        feed_from = Signal(range(g))                   # the engine read.data came from
         feed_valid = Signal()                          # read.data holds a value to send
         feed_over = Signal()                           # every address has been read
 
@@ -166,7 +171,6 @@ class QREngines(wiring.Component):
 
         with m.FSM(name="engines"):
             with m.State("IDLE"):
-                m.d.comb += self.busy.eq(0)
                 with m.If(is_spread):
                     m.d.comb += self.command.ready.eq(all_idle)
                     with m.If(self.command.valid & all_idle):
@@ -188,17 +192,19 @@ class QREngines(wiring.Component):
                 m.d.comb += [self.busy.eq(1),
                              cores[0].i.valid.eq(self.i.valid),
                              cores[0].i.payload.eq(self.i.payload),
-                             self.i.ready.eq(cores[0].i.ready)]
-                m.d.comb += [self.o.valid.eq(cores[0].o.valid),
+                             self.i.ready.eq(cores[0].i.ready),
+                             self.o.valid.eq(cores[0].o.valid),
                              self.o.payload.eq(cores[0].o.payload),
                              cores[0].o.ready.eq(self.o.ready)]
                 with m.If(~cores[0].busy & cores[0].command.ready):
                     m.next = "IDLE"
             with m.State("RESET"):
                 # engines 1 .. g-1 start from R = 0, Z = 0
-                m.d.comb += [self.busy.eq(1), op.eq(Op.RESET), value.eq(0)]
+                m.d.comb += self.busy.eq(1)
                 for index in range(1, g):
-                    m.d.comb += sends[index].eq(~taken[index])
+                    m.d.comb += [cores[index].command.payload.op.eq(Op.RESET),
+                                 cores[index].command.payload.value.eq(0),
+                                 sends[index].eq(~taken[index])]
                     with m.If(cores[index].command.ready & ~taken[index]):
                         m.d.sync += taken[index].eq(1)
                 with m.If(taken.all()):
@@ -212,85 +218,110 @@ class QREngines(wiring.Component):
                     m.next = "FOLD"
             with m.State("FOLD"):
                 # every engine's FOLD of its share; the rows go to them as they come
-                m.d.comb += [self.busy.eq(1), op.eq(Op.FOLD), select.eq(FoldKind.UPDATE)]
+                m.d.comb += self.busy.eq(1)
                 for index in range(g):
-                    m.d.comb += [sends[index].eq(~taken[index] & (share(index) != 0)),
-                                 cores[index].command.payload.value.eq(share(index))]
-                    with m.If(cores[index].command.ready & sends[index]):
-                        m.d.sync += taken[index].eq(1)
-                    with m.If(share(index) == 0):
+                    m.d.comb += [cores[index].command.payload.op.eq(Op.FOLD),
+                                 cores[index].command.payload.select.eq(FoldKind.UPDATE),
+                                 cores[index].command.payload.value.eq(share(index)),
+                                 sends[index].eq(~taken[index] & (share(index) != 0))]
+                    with m.If((cores[index].command.ready & sends[index])
+                              | (share(index) == 0)):
                         m.d.sync += taken[index].eq(1)
                 with m.If(taken.all()):
-                    m.d.sync += taken.eq(0)
+                    m.d.sync += [taken.eq(0),
+                                 merging.eq(Mux(rows >= g, g, rows)),
+                                 merge_rows.eq((Mux(rows >= g, g, rows) - 1) * command.n)]
                     m.next = "ROWS"
             with m.State("ROWS"):
                 m.d.comb += self.busy.eq(1)
                 self._route_rows(m, streams, turn, column, width)
                 with m.If(all_idle):
-                    m.d.sync += merge.eq(1)
-                    m.next = "NEXT"
-            with m.State("NEXT"):
-                m.d.comb += self.busy.eq(1)
-                with m.If((merge == 0) | (merge >= rows)):
-                    m.d.sync += counting.eq(0)
-                    with m.If(Cat(*(c.saturated for c in cores[1:])).any()):
-                        m.d.sync += sticky.eq(1)
-                    m.next = "IDLE"
-                with m.Else():
-                    m.d.sync += [row.eq(0), col.eq(0)]
-                    m.next = "READ_R"
-            for name, chosen, limit, offset, after in (
-                    ("READ_R", Select.R, command.n, 0, "READ_Z"),
-                    ("READ_Z", Select.Z, command.k, command.n, "MERGE")):
-                with m.State(name):
-                    # engine `merge` reads R (then Z) out; the values go into the buffer
-                    m.d.comb += [self.busy.eq(1), op.eq(Op.READ), select.eq(chosen)]
+                    m.d.sync += [feed_engine.eq(1), feed_row.eq(0), feed_col.eq(0),
+                                 feed_valid.eq(0), feed_over.eq(0)]
                     for index in range(1, g):
-                        with m.If(merge == index):
-                            m.d.comb += sends[index].eq(~taken[0])
-                            with m.If(cores[index].command.ready & ~taken[0]):
-                                m.d.sync += taken[0].eq(1)
-                            m.d.comb += cores[index].o.ready.eq(1)
-                            with m.If(cores[index].o.valid):
-                                m.d.comb += [write.en.eq(1),
-                                             write.addr.eq((row << stride_bits) | (col + offset)),
-                                             write.data.eq(cores[index].o.payload.value)]
-                                with m.If(col == limit - 1):
-                                    m.d.sync += [col.eq(0), row.eq(row + 1)]
-                                with m.Else():
-                                    m.d.sync += col.eq(col + 1)
-                                with m.If(cores[index].o.payload.last):
-                                    m.d.sync += [taken[0].eq(0), row.eq(0), col.eq(0)]
-                                    m.next = after
-                                    if after == "MERGE":
-                                        m.d.sync += [feed_row.eq(0), feed_col.eq(0),
-                                                     feed_valid.eq(0), feed_over.eq(0)]
+                        m.d.sync += [phases[index].eq(Mux(index < merging, 0, 4)),
+                                     out_row[index].eq(0), out_col[index].eq(0)]
+                    m.next = "MERGE"
             with m.State("MERGE"):
-                # engine 0 folds the n rows of [R_e | Z_e] in, fed from the buffer
-                m.d.comb += [self.busy.eq(1), op.eq(Op.FOLD), select.eq(FoldKind.UPDATE),
-                             cores[0].command.payload.value.eq(command.n),
+                m.d.comb += self.busy.eq(1)
+                for index in range(1, g):
+                    self._read_out(m, cores[index], writes[index], phases[index],
+                                   out_row[index], out_col[index], sends[index], command,
+                                   stride_bits)
+                # engine 0: one FOLD of the other engines' rows, fed from their buffers
+                m.d.comb += [cores[0].command.payload.op.eq(Op.FOLD),
+                             cores[0].command.payload.select.eq(FoldKind.UPDATE),
+                             cores[0].command.payload.value.eq(merge_rows),
                              sends[0].eq(~taken[0])]
                 with m.If(cores[0].command.ready & ~taken[0]):
                     m.d.sync += taken[0].eq(1)
+                # a row of engine e is in once Z_e is (phase >= 2) and R_e's rows past it
+                row_in = Signal()
+                for index in range(1, g):
+                    with m.If(feed_engine == index):
+                        m.d.comb += row_in.eq((phases[index] >= 2)
+                                              & ((phases[index] == 4)
+                                                 | (out_row[index] > feed_row)))
                 consume = feed_valid & cores[0].i.ready
+                advance = ~feed_valid | consume
+                issue = advance & ~feed_over & row_in
+                data_out = Signal(signed(w))
+                for index in range(1, g):
+                    m.d.comb += [reads[index].addr.eq((feed_row << stride_bits) | feed_col),
+                                 reads[index].en.eq(advance)]
+                    with m.If(feed_from == index):
+                        m.d.comb += data_out.eq(reads[index].data)
                 m.d.comb += [cores[0].i.valid.eq(feed_valid),
-                             cores[0].i.payload.eq(read.data),
-                             read.addr.eq((feed_row << stride_bits) | feed_col),
-                             read.en.eq(~feed_valid | consume)]
-                with m.If(read.en):
-                    m.d.sync += feed_valid.eq(~feed_over)
-                    with m.If(~feed_over):
-                        with m.If(feed_col == width - 1):
-                            m.d.sync += [feed_col.eq(0), feed_row.eq(feed_row + 1)]
+                             cores[0].i.payload.eq(data_out)]
+                with m.If(advance):
+                    m.d.sync += [feed_valid.eq(issue), feed_from.eq(feed_engine)]
+                with m.If(issue):
+                    # row i of every engine's factor in turn, then row i + 1
+                    with m.If(feed_col == width - 1):
+                        m.d.sync += feed_col.eq(0)
+                        with m.If(feed_engine == merging - 1):
+                            m.d.sync += feed_engine.eq(1)
                             with m.If(feed_row == command.n - 1):
                                 m.d.sync += feed_over.eq(1)
+                            with m.Else():
+                                m.d.sync += feed_row.eq(feed_row + 1)
                         with m.Else():
-                            m.d.sync += feed_col.eq(feed_col + 1)
+                            m.d.sync += feed_engine.eq(feed_engine + 1)
+                    with m.Else():
+                        m.d.sync += feed_col.eq(feed_col + 1)
                 with m.If(taken[0] & feed_over & ~feed_valid & ~cores[0].busy
                           & cores[0].command.ready):
-                    m.d.sync += [taken[0].eq(0), merge.eq(merge + 1)]
-                    m.next = "NEXT"
+                    m.d.sync += [taken.eq(0), counting.eq(0)]
+                    with m.If(Cat(*(c.saturated for c in cores[1:])).any()):
+                        m.d.sync += sticky.eq(1)
+                    m.next = "IDLE"
         return m
+
+    @staticmethod
+    def _read_out(m, core, write, phase, row, col, send, command, stride_bits):
+        """Engine ``core``'s READ of ``Z`` (phase 0, 1), then of ``R`` (2, 3), into its
+        buffer: ``Z[i, c]`` at ``(i, n + c)``, ``R[i, c]`` at ``(i, c)``; ``row`` counts the
+        rows of ``R`` that are in."""
+        with m.If((phase == 0) | (phase == 2)):
+            m.d.comb += [core.command.payload.op.eq(Op.READ),
+                         core.command.payload.select.eq(Mux(phase == 0, Select.Z, Select.R)),
+                         send.eq(1)]
+            with m.If(core.command.ready):
+                m.d.sync += phase.eq(phase + 1)
+        with m.If((phase == 1) | (phase == 3)):
+            limit = Mux(phase == 1, command.k, command.n)
+            offset = Mux(phase == 1, command.n, 0)
+            m.d.comb += core.o.ready.eq(1)
+            with m.If(core.o.valid):
+                m.d.comb += [write.en.eq(1),
+                             write.addr.eq((row << stride_bits) | (col + offset)),
+                             write.data.eq(core.o.payload.value)]
+                with m.If(col == limit - 1):
+                    m.d.sync += [col.eq(0), row.eq(row + 1)]
+                with m.Else():
+                    m.d.sync += col.eq(col + 1)
+                with m.If(core.o.payload.last):
+                    m.d.sync += [phase.eq(phase + 1), row.eq(0), col.eq(0)]
 
     def _route_rows(self, m, streams, turn, column, width):
         """Stream ``s`` feeds engine ``s + 2·turn_s``, a row at a time."""

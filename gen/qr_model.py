@@ -644,10 +644,11 @@ class QRSolverModel:
         """Fold the rows of ``H``, ``T`` as :class:`~tiersolve.gen.qr_engines.QREngines` of
         ``engines`` cores does: row ``r`` goes to engine ``r mod engines``; engine 0 folds
         its rows into ``A``, engine ``e > 0`` into a factor of its own that starts at zero
-        (``R = 0``, ``Z = 0``), each row after the engine's previous one; then, for ``e = 1,
-        2, ...`` that took a row, the rows ``0 .. n-1`` of ``[R_e | Z_e]`` are folded into
-        ``A`` in order (a QR of the stacked factors: the same least-squares problem, other
-        integers than one fold a row). ``rotations`` counts the merge's rotations too."""
+        (``R = 0``, ``Z = 0``), each row after the engine's previous one; then the rows of
+        the other engines' factors ``[R_e | Z_e]`` (those that took a row) are folded into
+        ``A``: row 0 of engine 1, 2, ..., then row 1 of each, and so on (a QR of the stacked
+        factors: the same least-squares problem, other integers than one fold a row).
+        ``rotations`` counts the merge's rotations too."""
         H, T = np.atleast_2d(H), np.atleast_2d(T)
         if H.shape[0] != T.shape[0]:
             raise ValueError(f"H and T have {H.shape[0]} and {T.shape[0]} rows")
@@ -660,8 +661,9 @@ class QRSolverModel:
             self.saturated |= result.saturated
             self.rotations += result.rotations
         self.A = factors[0]
-        for engine in range(1, min(engines, len(rows))):
-            for row in factors[engine]:
+        for index in range(self.n):
+            for engine in range(1, min(engines, len(rows))):
+                row = factors[engine][index]
                 self.fold(row[: self.n], row[self.n :])
 
     def solve(self) -> np.ndarray:
