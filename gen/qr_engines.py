@@ -16,8 +16,9 @@ own, the way a tall-skinny QR splits the rows into blocks:
 * then the factors are merged into engine 0's: every other engine that took a row READs its
   ``Z_e``, then its ``R_e``, into a buffer of its own (all at once), and engine 0 folds
   their rows in, in one FOLD of ``n`` rows per engine, row ``i`` of each engine's factor in
-  turn (``e = 1, 2, ...``), then row ``i + 1``, each row as soon as it is in its buffer. The result is the QR factor of all the rows (the stacked factors have the same
-  Gram matrix as the rows they came from), with other integers than one fold a row:
+  turn (``e = 1, 2, ...``), then row ``i + 1``, each row as soon as it is in its buffer.
+  The result is the QR factor of all the rows (the stacked factors have the same Gram
+  matrix as the rows they came from), with other integers than one fold a row:
   :meth:`tiersolve.gen.qr_model.QRSolverModel.fold_rows_in_engines` computes them.
 
 Every other command (RESET, UPDATE, SOLVE, READ, a FOLD of fewer than two rows or one that
