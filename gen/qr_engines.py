@@ -9,29 +9,33 @@ busy (``tiersolve bench qr``). :class:`QREngines` spends the same units as ``eng
 own, the way a tall-skinny QR splits the rows into blocks:
 
 * a FOLD of ``m >= 2`` rows: engine ``e`` takes rows ``r = e, e + engines, ...`` (``m_e`` of
-  them); engine 0 folds them into the current ``[R | Z]``, every other engine into a factor
-  it RESETs to zero first; rows come on two streams, the even rows on ``i`` and the odd rows
-  on ``i_odd``, so that the engines together can take more than one value a cycle (stream
-  ``s`` feeds engines ``s, s + 2, ...``);
-* then the factors are merged into engine 0's: every other engine that took a row READs its
-  ``Z_e``, then its ``R_e``, into a buffer of its own (all at once), and engine 0 folds
-  their rows in, in one FOLD of ``n`` rows per engine, row ``i`` of each engine's factor in
-  turn (``e = 1, 2, ...``), then row ``i + 1``, each row as soon as it is in its buffer.
-  The result is the QR factor of all the rows (the stacked factors have the same Gram
-  matrix as the rows they came from), with other integers than one fold a row:
-  :meth:`tiersolve.gen.qr_model.QRSolverModel.fold_rows_in_engines` computes them.
+  them); engine 0 folds them into ``[R | Z]``, every other engine into a factor of its own,
+  which it RESETs to zero first unless it still holds rows of an earlier FOLD; rows come on
+  two streams, the even rows on ``i`` and the odd rows on ``i_odd``, so that the engines
+  together can take more than one value a cycle (stream ``s`` feeds engines ``s, s + 2,
+  ...``, a row each in turn). The FOLD ends when every engine has folded its rows: the
+  factors stay apart, and the next FOLD of the same sizes goes on folding into them;
+* the merge, when the whole factor is next needed (any other command but RESET, which drops
+  the other engines' rows): every other engine that holds rows READs its ``Z_e``, then its
+  ``R_e``, into a buffer of its own (all at once), and engine 0 folds their rows in, in one
+  FOLD of ``n`` rows per engine, row ``i`` of each engine's factor in turn (``e = 1, 2,
+  ...``), then row ``i + 1``, each row as soon as it is in its buffer; then the command
+  runs on engine 0. The result is the QR factor of all the rows (the stacked factors have
+  the same Gram matrix as the rows they came from), with other integers than one fold a
+  row: :class:`tiersolve.gen.qr_model.QREnginesModel` computes them.
 
-Every other command (RESET, UPDATE, SOLVE, READ, a FOLD of fewer than two rows or one that
-is a bad command) goes to engine 0 as it is, its input on ``i`` and its output on ``o``:
-the wrapper then behaves as engine 0 does. ``cycles`` is engine 0's count for those, and
-the wrapper's own (command to the end of the merge) for a FOLD spread over the engines.
+Every other command (RESET, UPDATE, SOLVE, READ, a FOLD of fewer than two rows, of other
+sizes than the rows the engines hold, or one that is a bad command) goes to engine 0 as it
+is (after the merge, if one is due), its input on ``i`` and its output on ``o``: the wrapper
+then behaves as engine 0 does. ``cycles`` is engine 0's count for such a command without a
+merge, and the wrapper's own (command to end, the merge included) for a spread FOLD and for
+a command that merged first.
 
 In steady state every engine runs its own FOLD schedule, one row every ``P`` cycles (its
 :meth:`~tiersolve.gen.qr.IncrementalUpdater.fold_plan` period), so the engines together
 take ``engines`` rows every ``P`` cycles and keep their units as busy as one engine keeps
-its own (86-96 % with 4 units at ``n = 16 .. 64``); the merge costs ``n`` rows on engine 0
-for each other engine, once per FOLD, so the rows of one FOLD must be many for the whole
-FOLD to come near the steady state.
+its own; the merge costs ``n`` rows on engine 0 for each other engine that holds rows, once
+per solve, not per FOLD.
 """
 
 from __future__ import annotations
@@ -123,9 +127,7 @@ class QREngines(wiring.Component):
 
         all_idle = Signal()
         m.d.comb += all_idle.eq(~Cat(*(c.busy for c in cores)).any())
-        is_spread = ((payload.op == Op.FOLD) & (payload.select == FoldKind.UPDATE)
-                     & (payload.value >= 2) & (payload.n >= 1) & (payload.n <= n_max)
-                     & (payload.k >= 1) & (payload.k <= k_max))
+        is_spread = Signal()
 
         # the engines' command ports: what the wrapper sends them (per state below)
         sends = [Signal(name=f"send{index}") for index in range(g)]
@@ -156,7 +158,6 @@ class QREngines(wiring.Component):
         out_row = [None] + [Signal(range(n_max + 1), name=f"out_row{i}") for i in range(1, g)]
         out_col = [None] + [Signal(range(n_max + k_max + 1), name=f"out_col{i}")
                             for i in range(1, g)]
-        merging = Signal(range(g + 1))                 # engines with rows
         merge_rows = Signal(range((g - 1) * n_max + 1))
         feed_engine = Signal(range(g))
         feed_row = Signal(range(n_max + 1))
@@ -170,25 +171,55 @@ class QREngines(wiring.Component):
                      self.saturated.eq(cores[0].saturated | sticky),
                      self.cycles.eq(Mux(spread, own_cycles, cores[0].cycles))]
 
+        holds = Signal(g)                              # engines (>= 1) holding rows
+        new_holds = Signal(g)
+        held = Signal.like(payload)                    # a command waiting for the merge
+        # a FOLD of two or more rows of good sizes is spread (after a merge if the rows the
+        # engines hold are of other sizes)
+        m.d.comb += is_spread.eq(
+            (payload.op == Op.FOLD) & (payload.select == FoldKind.UPDATE)
+            & (payload.value >= 2) & (payload.n >= 1) & (payload.n <= n_max)
+            & (payload.k >= 1) & (payload.k <= k_max)
+            & (~holds.any() | ((payload.n == command.n) & (payload.k == command.k))))
+
         with m.FSM(name="engines"):
             with m.State("IDLE"):
                 with m.If(is_spread):
                     m.d.comb += self.command.ready.eq(all_idle)
                     with m.If(self.command.valid & all_idle):
                         m.d.sync += [command.eq(payload), rows.eq(payload.value), spread.eq(1),
-                                     own_cycles.eq(1), counting.eq(1), taken.eq(1),
-                                     sticky.eq(0)]
+                                     own_cycles.eq(1), counting.eq(1), taken.eq(holds | 1)]
                         m.next = "RESET"
+                with m.Elif(holds.any() & (payload.op != Op.RESET)):
+                    # the whole factor is needed: merge first, then the command
+                    m.d.comb += self.command.ready.eq(all_idle)
+                    with m.If(self.command.valid & all_idle):
+                        # (`command` keeps the sizes of the FOLD that left the rows)
+                        m.d.sync += [held.eq(payload), spread.eq(1),
+                                     own_cycles.eq(1), counting.eq(1), taken.eq(0),
+                                     merge_rows.eq(sum(holds[e] for e in range(1, g))
+                                                   * command.n),
+                                     feed_engine.eq(1), feed_row.eq(0), feed_col.eq(0),
+                                     feed_valid.eq(0), feed_over.eq(0)]
+                        for index in range(1, g):
+                            m.d.sync += [phases[index].eq(Mux(holds[index], 0, 4)),
+                                         out_row[index].eq(0), out_col[index].eq(0)]
+                        m.next = "MERGE"
                 with m.Else():
-                    # anything else is engine 0's, as it is
+                    # anything else is engine 0's, as it is (a RESET drops the other rows)
                     m.d.comb += [cores[0].command.valid.eq(self.command.valid),
                                  self.command.ready.eq(cores[0].command.ready),
                                  cores[0].command.payload.eq(payload)]
                     with m.If(self.command.valid & cores[0].command.ready):
-                        m.d.sync += spread.eq(0)
+                        m.d.sync += [spread.eq(0), holds.eq(0)]
                         with m.If(payload.op == Op.RESET):
                             m.d.sync += sticky.eq(0)
                         m.next = "PASS"
+            with m.State("ISSUE"):
+                m.d.comb += [self.busy.eq(1), cores[0].command.valid.eq(1),
+                             cores[0].command.payload.eq(held)]
+                with m.If(cores[0].command.ready):
+                    m.next = "PASS"
             with m.State("PASS"):
                 m.d.comb += [self.busy.eq(1),
                              cores[0].i.valid.eq(self.i.valid),
@@ -198,9 +229,10 @@ class QREngines(wiring.Component):
                              self.o.payload.eq(cores[0].o.payload),
                              cores[0].o.ready.eq(self.o.ready)]
                 with m.If(~cores[0].busy & cores[0].command.ready):
+                    m.d.sync += counting.eq(0)
                     m.next = "IDLE"
             with m.State("RESET"):
-                # engines 1 .. g-1 start from R = 0, Z = 0
+                # the engines (>= 1) that hold no rows start from R = 0, Z = 0
                 m.d.comb += self.busy.eq(1)
                 for index in range(1, g):
                     m.d.comb += [cores[index].command.payload.op.eq(Op.RESET),
@@ -228,21 +260,17 @@ class QREngines(wiring.Component):
                     with m.If((cores[index].command.ready & sends[index])
                               | (share(index) == 0)):
                         m.d.sync += taken[index].eq(1)
+                    if index:
+                        m.d.comb += new_holds[index].eq(holds[index] | (share(index) != 0))
                 with m.If(taken.all()):
-                    m.d.sync += [taken.eq(0),
-                                 merging.eq(Mux(rows >= g, g, rows)),
-                                 merge_rows.eq((Mux(rows >= g, g, rows) - 1) * command.n)]
+                    m.d.sync += [taken.eq(0), holds.eq(new_holds)]
                     m.next = "ROWS"
             with m.State("ROWS"):
                 m.d.comb += self.busy.eq(1)
                 self._route_rows(m, streams, turn, column, width)
                 with m.If(all_idle):
-                    m.d.sync += [feed_engine.eq(1), feed_row.eq(0), feed_col.eq(0),
-                                 feed_valid.eq(0), feed_over.eq(0)]
-                    for index in range(1, g):
-                        m.d.sync += [phases[index].eq(Mux(index < merging, 0, 4)),
-                                     out_row[index].eq(0), out_col[index].eq(0)]
-                    m.next = "MERGE"
+                    m.d.sync += counting.eq(0)
+                    m.next = "IDLE"
             with m.State("MERGE"):
                 m.d.comb += self.busy.eq(1)
                 for index in range(1, g):
@@ -256,16 +284,19 @@ class QREngines(wiring.Component):
                              sends[0].eq(~taken[0])]
                 with m.If(cores[0].command.ready & ~taken[0]):
                     m.d.sync += taken[0].eq(1)
-                # a row of engine e is in once Z_e is (phase >= 2) and R_e's rows past it
+                # a row of engine e is in once Z_e is (phase >= 2) and R_e's rows past it;
+                # an engine that holds no rows is passed over
                 row_in = Signal()
+                skip = Signal()
                 for index in range(1, g):
                     with m.If(feed_engine == index):
-                        m.d.comb += row_in.eq((phases[index] >= 2)
-                                              & ((phases[index] == 4)
-                                                 | (out_row[index] > feed_row)))
+                        m.d.comb += [row_in.eq((phases[index] >= 2)
+                                               & ((phases[index] == 4)
+                                                  | (out_row[index] > feed_row))),
+                                     skip.eq(~holds[index])]
                 consume = feed_valid & cores[0].i.ready
                 advance = ~feed_valid | consume
-                issue = advance & ~feed_over & row_in
+                issue = advance & ~feed_over & row_in & ~skip
                 data_out = Signal(signed(w))
                 for index in range(1, g):
                     m.d.comb += [reads[index].addr.eq((feed_row << stride_bits) | feed_col),
@@ -276,26 +307,25 @@ class QREngines(wiring.Component):
                              cores[0].i.payload.eq(data_out)]
                 with m.If(advance):
                     m.d.sync += [feed_valid.eq(issue), feed_from.eq(feed_engine)]
-                with m.If(issue):
+                with m.If((issue & (feed_col == width - 1)) | (advance & ~feed_over & skip)):
                     # row i of every engine's factor in turn, then row i + 1
-                    with m.If(feed_col == width - 1):
-                        m.d.sync += feed_col.eq(0)
-                        with m.If(feed_engine == merging - 1):
-                            m.d.sync += feed_engine.eq(1)
-                            with m.If(feed_row == command.n - 1):
-                                m.d.sync += feed_over.eq(1)
-                            with m.Else():
-                                m.d.sync += feed_row.eq(feed_row + 1)
+                    m.d.sync += feed_col.eq(0)
+                    with m.If(feed_engine == g - 1):
+                        m.d.sync += feed_engine.eq(1)
+                        with m.If(feed_row == command.n - 1):
+                            m.d.sync += feed_over.eq(1)
                         with m.Else():
-                            m.d.sync += feed_engine.eq(feed_engine + 1)
+                            m.d.sync += feed_row.eq(feed_row + 1)
                     with m.Else():
-                        m.d.sync += feed_col.eq(feed_col + 1)
+                        m.d.sync += feed_engine.eq(feed_engine + 1)
+                with m.Elif(issue):
+                    m.d.sync += feed_col.eq(feed_col + 1)
                 with m.If(taken[0] & feed_over & ~feed_valid & ~cores[0].busy
                           & cores[0].command.ready):
-                    m.d.sync += [taken.eq(0), counting.eq(0)]
+                    m.d.sync += [taken.eq(0), holds.eq(0)]
                     with m.If(Cat(*(c.saturated for c in cores[1:])).any()):
                         m.d.sync += sticky.eq(1)
-                    m.next = "IDLE"
+                    m.next = "ISSUE"
         return m
 
     @staticmethod

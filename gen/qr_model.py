@@ -97,6 +97,7 @@ __all__ = [
     "QRConfig",
     "Rotation",
     "QRSolverModel",
+    "QREnginesModel",
     "IncrementalUpdaterModel",
     "apply_rotation",
     "fold_row",
@@ -640,37 +641,106 @@ class QRSolverModel:
         for h, t in zip(H, T, strict=True):
             self.fold(h, t)
 
-    def fold_rows_in_engines(self, H, T, engines: int) -> None:
-        """Fold the rows of ``H``, ``T`` as :class:`~tiersolve.gen.qr_engines.QREngines` of
-        ``engines`` cores does: row ``r`` goes to engine ``r mod engines``; engine 0 folds
-        its rows into ``A``, engine ``e > 0`` into a factor of its own that starts at zero
-        (``R = 0``, ``Z = 0``), each row after the engine's previous one; then the rows of
-        the other engines' factors ``[R_e | Z_e]`` (those that took a row) are folded into
-        ``A``: row 0 of engine 1, 2, ..., then row 1 of each, and so on (a QR of the stacked
-        factors: the same least-squares problem, other integers than one fold a row).
-        ``rotations`` counts the merge's rotations too."""
-        H, T = np.atleast_2d(H), np.atleast_2d(T)
-        if H.shape[0] != T.shape[0]:
-            raise ValueError(f"H and T have {H.shape[0]} and {T.shape[0]} rows")
-        engines = _check_size("engines", engines)
-        rows = [self._row(h, t) for h, t in zip(H, T, strict=True)]
-        factors = [self.A] + [np.zeros_like(self.A) for _ in range(1, engines)]
-        for index, row in enumerate(rows):
-            result = fold_row(self.config, factors[index % engines], row)
-            factors[index % engines] = result.A
-            self.saturated |= result.saturated
-            self.rotations += result.rotations
-        self.A = factors[0]
-        for index in range(self.n):
-            for engine in range(1, min(engines, len(rows))):
-                row = factors[engine][index]
-                self.fold(row[: self.n], row[self.n :])
-
     def solve(self) -> np.ndarray:
         """``W = R⁻¹Z`` (``n x k`` stored integers)."""
         W, saturated = back_substitution(self.config, self.R, self.Z)
         self.saturated |= saturated
         return W
+
+
+@dataclass
+class QREnginesModel(QRSolverModel):
+    """Model of :class:`~tiersolve.gen.qr_engines.QREngines`: ``engines`` QR solver cores
+    whose FOLDs of two or more rows are spread over them and whose factors are merged only
+    when the whole factor is needed.
+
+    A FOLD of ``m >= 2`` rows (:meth:`fold_rows`): row ``r`` goes to engine ``r mod
+    engines``; engine 0 folds its rows into ``A``, engine ``e > 0`` into a factor of its own
+    (``partials[e]``), which starts at zero (``R = 0``, ``Z = 0``) unless it still holds rows
+    of an earlier FOLD; each engine folds its rows in order. The merge (:meth:`merge`): the
+    rows of the engines' factors that hold rows are folded into ``A``, row 0 of each engine
+    in turn (``e = 1, 2, ...``), then row 1 of each, and so on: a QR of the stacked factors,
+    the same least-squares problem as one fold a row, with other integers. Everything else
+    (:meth:`fold` of one row, :meth:`solve`, reading ``R`` or ``Z``) merges first; a
+    :meth:`reset` drops the other engines' rows. ``rotations`` counts the merge's too.
+    """
+
+    engines: int = 2
+    partials: list = field(init=False)
+    holds: list = field(init=False)
+
+    def __post_init__(self):
+        super().__post_init__()
+        engines = self.engines
+        if isinstance(engines, bool) or not isinstance(engines, int) or engines < 2:
+            raise ValueError(f"engines must be an integer of at least 2, not {engines!r}")
+        self.partials = [None] + [np.zeros_like(self.A) for _ in range(1, engines)]
+        self.holds = [False] * engines
+
+    def reset(self, lam_sqrt: int) -> None:
+        """``R = √λ·I``, ``Z = 0`` (the core's RESET); the other engines' rows are dropped."""
+        self.lam_sqrt = lam_sqrt
+        self.saturated, self.rotations = False, 0
+        QRSolverModel.__post_init__(self)
+        self.partials = [None] + [np.zeros_like(self.A) for _ in range(1, self.engines)]
+        self.holds = [False] * self.engines
+
+    @property
+    def R(self) -> np.ndarray:
+        self.merge()
+        return self.A[:, : self.n].copy()
+
+    @property
+    def Z(self) -> np.ndarray:
+        self.merge()
+        return self.A[:, self.n :].copy()
+
+    def _fold_into(self, engine: int, row: list[int]) -> None:
+        if engine == 0:
+            result = fold_row(self.config, self.A, row)
+            self.A = result.A
+        else:
+            if not self.holds[engine]:
+                self.partials[engine] = np.zeros_like(self.A)
+            result = fold_row(self.config, self.partials[engine], row)
+            self.partials[engine] = result.A
+            self.holds[engine] = True
+        self.saturated |= result.saturated
+        self.rotations += result.rotations
+
+    def fold(self, h, t, forgetting: int | None = None) -> FoldResult:
+        """One row, on engine 0, after the merge (``forgetting`` is ignored, as by the QR
+        solver core)."""
+        self.merge()
+        return super().fold(h, t)
+
+    def fold_rows(self, H, T) -> None:
+        """One FOLD of the rows of ``H``, ``T``: spread over the engines from two rows on,
+        else one row on engine 0 (after the merge)."""
+        H, T = np.atleast_2d(H), np.atleast_2d(T)
+        if H.shape[0] != T.shape[0]:
+            raise ValueError(f"H and T have {H.shape[0]} and {T.shape[0]} rows")
+        rows = [self._row(h, t) for h, t in zip(H, T, strict=True)]
+        if len(rows) < 2:
+            for h, t in zip(H, T, strict=True):
+                self.fold(h, t)
+            return
+        for index, row in enumerate(rows):
+            self._fold_into(index % self.engines, row)
+
+    def merge(self) -> None:
+        """Fold the rows of the other engines' factors into ``A`` (module docstring)."""
+        holding = [e for e in range(1, self.engines) if self.holds[e]]
+        for index in range(self.n):
+            for engine in holding:
+                self._fold_into(0, [int(v) for v in self.partials[engine][index]])
+        for engine in holding:
+            self.holds[engine] = False
+
+    def solve(self) -> np.ndarray:
+        """``W = R⁻¹Z`` after the merge."""
+        self.merge()
+        return super().solve()
 
 
 class IncrementalUpdaterModel(QRSolverModel):

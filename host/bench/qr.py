@@ -260,6 +260,47 @@ def _verilator_acceptances(name, n, k, fmt, units, rotation, steps):
     return result.input_cycles["command"]
 
 
+def verilator_engines_fold(n, k, fmt, engines, units, rotation, rows, seed=0):
+    """One FOLD of ``rows`` rows spread over :class:`~tiersolve.gen.qr_engines.QREngines`
+    (``engines`` QR solver cores of ``units`` units; the even rows on ``i``, the odd ones on
+    ``i_odd``) on the generated Verilog in Verilator, then READ ``R`` (which merges the
+    engines' factors first), ``R`` again and ``Z``.
+
+    Returns
+    -------
+    dict
+        ``cycles``: the FOLD's, from its command to the next command's acceptance;
+        ``merge``: the cycles the first READ took more than the second (the merge);
+        ``bit_exact``: whether what was read is
+        :class:`~tiersolve.gen.qr_model.QREnginesModel`'s.
+    """
+    from tiersolve.gen.crosssim import VerilatorSimulation
+    from tiersolve.gen.qr import Select
+    from tiersolve.gen.qr_engines import QREngines
+    from tiersolve.gen.qr_model import QRConfig, QREnginesModel
+
+    core = QREngines(n, k, fmt, engines=engines, units=units, rotation=rotation)
+    data = _random_rows(fmt, n, k, rows, seed)
+    script = [("reset", fmt.const(0.5)), ("fold", data), ("read", Select.R),
+              ("read", Select.R), ("read", Select.Z)]
+    commands, values, outputs = script_streams(script, n, k, fmt)
+    width = n + k
+    even = [v for r in range(0, rows, 2) for v in values[r * width:(r + 1) * width]]
+    odd = [v for r in range(1, rows, 2) for v in values[r * width:(r + 1) * width]]
+    simulation = VerilatorSimulation(core, top=f"qr_engines_{rotation}", optimize="-O1",
+                                     log=None)
+    result = simulation.run({"command": commands, "i": even, "i_odd": odd}, {"o": outputs})
+    model = QREnginesModel(QRConfig(fmt, rotation), n, k, fmt.const(0.5), engines=engines)
+    model.fold_rows(np.array([h for h, _ in data]), np.array([t for _, t in data]))
+    R = [int(v) for v in np.ravel(model.R)]
+    expected = R + R + [int(v) for v in np.ravel(model.Z)]
+    got = [int(v["value"]) for v in result.values("o")]
+    accepted = result.input_cycles["command"]
+    return {"cycles": accepted[2] - accepted[1],
+            "merge": (accepted[3] - accepted[2]) - (accepted[4] - accepted[3]),
+            "bit_exact": got == expected}
+
+
 def _random_rows(fmt, n, k, rows, seed):
     rng = np.random.default_rng(seed)
     values = [fmt.quantise(rng.uniform(-0.5, 0.5, n + k)).values for _ in range(rows)]
