@@ -45,10 +45,12 @@ import numpy as np
 from tiersolve.gen.fixed import FixedFormat
 from tiersolve.host.bench.seeds import add_seeds_argument, fmax_cell, seed_runs
 
-__all__ = ["HELP", "add_arguments", "accuracy_sweep", "cycle_table", "fold_bound",
+__all__ = ["HELP", "add_arguments", "accuracy_sweep", "cycle_table", "engines_lines",
+           "engines_steady_period", "engines_table", "fold_bound",
            "fold_quicker_from", "plot_accuracy",
            "plot_utilisation", "run",
-           "script_streams", "verilator_fold_cycles", "verilator_update_cycles"]
+           "script_streams", "verilator_engines_fold", "verilator_fold_cycles",
+           "verilator_update_cycles"]
 
 HELP = "cycles per row, rotation-unit utilisation, area and accuracy of the Givens QR cores"
 #: One line per benchmark this module serves (``tiersolve bench --help``).
@@ -79,7 +81,12 @@ def add_arguments(parser):
     parser.add_argument("--fold-rows", type=int, default=256,
                         help="rows of the FOLD command whose cycles are listed (default 256)")
     parser.add_argument("--verilator", action="store_true",
-                        help="check the cycle formula in Verilator for n = 16 (about a minute)")
+                        help="check the cycle formula in Verilator for n = 16 (about a minute); "
+                             "with --engines, measure each split's FOLD and merge too")
+    parser.add_argument("--engines", action="store_true",
+                        help="(bench qr) units = n as several QR solver cores of 4, 8 or 16 "
+                             "units each (QREngines): steady state, and with --verilator one "
+                             "FOLD of --fold-rows rows and the merge, measured")
     parser.add_argument("--synth", action="store_true",
                         help="synthesise on ECP5-85F and iCE40UP5K (many minutes)")
     add_seeds_argument(parser)
@@ -139,6 +146,77 @@ def cycle_table(name, ns, units_list, k, fmt, rotations, fold_rows=256):
                         record["fold_quicker_from"] = fold_quicker_from(core, n, k)
                 records.append(record)
     return records
+
+
+#: Units per engine that :func:`engines_table` lists (engines x units = n, engines >= 2).
+ENGINE_UNITS = (4, 8, 16)
+
+
+def engines_steady_period(core, n: int, k: int, engines: int) -> float:
+    """Cycles per row of :class:`~tiersolve.gen.qr_engines.QREngines` in steady state: each
+    engine takes a row every ``P`` cycles (``core``'s FOLD period) unless its stream, which
+    feeds ``engines / 2`` engines a row each in turn at one value a cycle, is slower."""
+    period = core.fold_plan(n, k)["period"]
+    return max(period, -(-engines // 2) * (n + k)) / engines
+
+
+def engines_table(ns, k, fmt, rotations, fold_rows, verilator=False):
+    """One record per (rotation, n, split) with ``engines x units = n``: the steady state of
+    :class:`~tiersolve.gen.qr_engines.QREngines` (:func:`engines_steady_period`), and with
+    ``verilator`` one FOLD of ``fold_rows`` rows and the merge measured on the generated
+    Verilog (:func:`verilator_engines_fold`)."""
+    records = []
+    for rotation in rotations:
+        for n in ns:
+            for units in ENGINE_UNITS:
+                engines = n // units
+                if engines < 2 or engines * units != n or engines > 64:
+                    continue
+                core = _core("qr", n, k, fmt, units, rotation)
+                rotations_done = core.rotations_per_row(n, k)
+                steady = engines_steady_period(core, n, k, engines)
+                record = {"rotation": rotation, "n": n, "k": k, "engines": engines,
+                          "units": units, "rotations_per_row": rotations_done,
+                          "steady_cycles_per_row": steady,
+                          "steady_utilisation": rotations_done / (n * steady)}
+                if verilator:
+                    print(f"Verilator: QREngines n = {n}, {engines} x {units} {rotation}, "
+                          f"FOLD of {fold_rows} rows ...", file=sys.stderr)
+                    measured = verilator_engines_fold(n, k, fmt, engines, units, rotation,
+                                                      fold_rows)
+                    cycles, merge = measured["cycles"], measured["merge"]
+                    record.update({
+                        "fold_rows": fold_rows, "fold_cycles": cycles, "merge_cycles": merge,
+                        "fold_utilisation": rotations_done * fold_rows / (n * cycles),
+                        "with_merge_utilisation":
+                            rotations_done * fold_rows / (n * (cycles + merge)),
+                        "bit_exact": measured["bit_exact"]})
+                records.append(record)
+    return records
+
+
+def engines_lines(records, fold_rows) -> list[str]:
+    """The markdown table of :func:`engines_table`'s records."""
+    measured = any("fold_cycles" in r for r in records)
+    header = ("| rotation | n | engines x units | steady cycles/row | steady utilisation |")
+    rule = "|---|---|---|---|---|"
+    if measured:
+        header += (f" FOLD of {fold_rows}: cycles/row | its utilisation | merge cycles | "
+                   "utilisation with the merge | bit-exact |")
+        rule += "---|---|---|---|---|"
+    lines = [header, rule]
+    for r in records:
+        line = (f"| {r['rotation']} | {r['n']} | {r['engines']} x {r['units']} | "
+                f"{r['steady_cycles_per_row']:.1f} | {100 * r['steady_utilisation']:.1f} % |")
+        if "fold_cycles" in r:
+            line += (f" {r['fold_cycles'] / r['fold_rows']:.1f} | "
+                     f"{100 * r['fold_utilisation']:.1f} % | {r['merge_cycles']} | "
+                     f"{100 * r['with_merge_utilisation']:.1f} % | "
+                     f"{'yes' if r['bit_exact'] else 'NO'} |")
+        elif measured:
+            line += " — | — | — | — | — |"
+        lines.append(line)
+    return lines
 
 
 def _fold_figures(core, n, k, fold_rows, prefix, forgetting) -> dict:
@@ -516,6 +594,8 @@ def _check_options(name, args):
         integer_at_least("--n", n, 1, "give sizes of at least 1")
     integer_at_least("--k", args.k, 1, "give at least 1 right-hand side")
     integer_at_least("--fold-rows", args.fold_rows, 1, "give at least 1 row")
+    if getattr(args, "engines", False) and name != "qr":
+        fail("--engines is a bench qr option (QREngines is made of QR solver cores)")
     from tiersolve.gen.qr_model import QRConfig
 
     for rotation in args.rotation:  # the cores' check of the format
@@ -620,6 +700,19 @@ def run(args) -> int:
                   "the cycles of one FOLD):"]
         lines += [f"- {c['rotation']}: measured {c['measured']}, formula {c['formula']}"
                   for c in checks]
+    if getattr(args, "engines", False):
+        from tiersolve.host.cli import CliError
+
+        engine_records = engines_table(args.n, args.k, fmt, args.rotation, args.fold_rows,
+                                       verilator=args.verilator)
+        meta["engines"] = engine_records
+        lines += ["", "units = n as several QR solver cores (QREngines: a FOLD's rows spread "
+                  "over them, their factors merged when the whole factor is next needed); "
+                  "utilisation = rotations of the rows ÷ (n × cycles)", ""]
+        lines += engines_lines(engine_records, args.fold_rows)
+        if any(not r.get("bit_exact", True) for r in engine_records):
+            print("\n".join(lines))
+            raise CliError("QREngines in Verilator did not give the model's integers")
     if args.synth:
         synth = _synthesise(name, fmt, args.synth_seeds)
         meta["synthesis"] = synth

@@ -112,3 +112,38 @@ def test_synth_runs_every_seed_and_tabulates_each_fmax(monkeypatch, tmp_path, ca
         with pytest.raises(SystemExit):
             main(["bench", "update", "--synth", "--synth-seeds", bad])
         assert message in capsys.readouterr().err
+
+
+def test_engines_table_steady_state():
+    """units = n as engines: each engine's FOLD period over the engines, unless the stream
+    that feeds half of them a row each in turn is slower (n = 64, 16 x 4: 560 / 16 = 35
+    cycles a row, 95.7 %; n = 16, 2 x 8 with multiplier rotations: P_min = 35 binds)."""
+    from tiersolve.host.bench.qr import engines_steady_period, engines_table
+
+    fmt = FixedFormat(6, 12)
+    records = {(r["n"], r["engines"], r["units"]): r
+               for r in engines_table([8, 16, 64], 1, fmt, ["multiplier"], 64)}
+    assert set(records) == {(8, 2, 4), (16, 4, 4), (16, 2, 8), (64, 16, 4), (64, 8, 8),
+                            (64, 4, 16)}
+    assert records[64, 16, 4]["steady_cycles_per_row"] == 35
+    assert records[64, 16, 4]["steady_utilisation"] == pytest.approx(2144 / (64 * 35))
+    assert records[16, 4, 4]["steady_utilisation"] == pytest.approx(152 / (16 * 11))
+    assert records[16, 2, 8]["steady_cycles_per_row"] == 35 / 2
+    # a stream slower than the engines: 16 engines of one unit at n = 8 could each take a
+    # row every 44 cycles, but a stream brings one to each of its 8 engines every 8 x 9
+    core = IncrementalUpdater(8, 1, fmt, units=1, rotation="multiplier")
+    core._MustUse__silence = True
+    assert core.fold_plan(8, 1)["period"] == 44
+    assert engines_steady_period(core, 8, 1, 16) == 72 / 16
+
+
+@pytest.mark.verilator
+def test_engines_in_verilator_give_the_models_integers():
+    """The generated Verilog of QREngines (2 engines of 1 unit) folds 20 rows spread over
+    them, merges on the first READ and gives QREnginesModel's integers."""
+    from tiersolve.host.bench.qr import verilator_engines_fold
+
+    measured = verilator_engines_fold(4, 1, FixedFormat(4, 12), 2, 1, "multiplier", 20)
+    assert measured["bit_exact"]
+    assert measured["merge"] > 4 * 5          # four rows of five values at least
+    assert measured["cycles"] > 0
