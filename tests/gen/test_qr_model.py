@@ -17,6 +17,7 @@ from tiersolve.gen.qr_model import (
     ROTATIONS,
     IncrementalUpdaterModel,
     QRConfig,
+    QREnginesModel,
     QRSolverModel,
     apply_rotation,
     back_substitution,
@@ -100,6 +101,38 @@ def test_accuracy_against_float64_ridge(rotation, cond):
     error = np.linalg.norm(W - W_ridge)
     assert error <= bound
     # the bound is not vacuous for well-conditioned problems
+    if cond <= 1e2:
+        assert bound < np.linalg.norm(W_ridge)
+
+
+@pytest.mark.parametrize("rotation", ROTATIONS)
+@pytest.mark.parametrize("cond", [1.0, 1e2, 1e4, 1e6])
+@pytest.mark.parametrize("engines", [2, 4])
+def test_engines_accuracy_against_float64_ridge(rotation, cond, engines):
+    """Rows spread over engines and merged (:class:`QREnginesModel`) stay within the same
+    bound, the merge's rows counted among the rows folded (``m + (engines - 1)·n``: every
+    rotation, the merge's too, is an exact one up to its error)."""
+    config = QRConfig(FixedFormat(6, 22), rotation)
+    fmt = config.fmt
+    rng = np.random.default_rng(int(math.log10(cond)) + 20)
+    n, k, m = 6, 2, 40
+    H = conditioned(rng, m, n, cond)
+    T = H @ rng.standard_normal((n, k)) * 0.5 + 1e-3 * rng.standard_normal((m, k))
+    Hq, Tq = fmt.quantise(H).values, fmt.quantise(T).values
+    lam_sqrt = fmt.const(2.0**-15)
+    model = QREnginesModel(config, n, k, lam_sqrt, engines=engines)
+    model.fold_rows(Hq[:25], Tq[:25])
+    model.fold_rows(Hq[25:], Tq[25:])           # a second FOLD into the same factors
+    W = fmt.dequantise(model.solve())
+    assert not model.saturated
+    lam = (lam_sqrt * fmt.resolution) ** 2
+    Hr, Tr = fmt.dequantise(Hq), fmt.dequantise(Tq)
+    A = np.vstack([Hr, math.sqrt(lam) * np.eye(n)])
+    B = np.vstack([Tr, np.zeros((n, k))])
+    W_ridge = np.linalg.lstsq(A, B, rcond=None)[0]
+    bound = ridge_error_bound(config, Hr, Tr, lam, fmt.dequantise(model.R), W,
+                              rows=m + (engines - 1) * n)
+    assert np.linalg.norm(W - W_ridge) <= bound
     if cond <= 1e2:
         assert bound < np.linalg.norm(W_ridge)
 
