@@ -45,30 +45,39 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .checks import silent_if_refused
-from .qr import QRSolver, command_layout
+from .qr import IncrementalUpdater, QRSolver, command_layout
 from .qr_ops import FoldKind, Op, Select
 
 __all__ = ["QREngines"]
 
 
 class QREngines(wiring.Component):
-    """``engines`` :class:`~tiersolve.gen.qr.QRSolver` cores (``n_max``, ``k_max``, ``fmt``,
-    ``units`` and ``rotation`` each) behind one command port (module docstring).
+    """``engines`` :class:`~tiersolve.gen.qr.QRSolver` cores (``core="qr"``) or
+    :class:`~tiersolve.gen.qr.IncrementalUpdater` cores (``core="updater"``; ``n_max``,
+    ``k_max``, ``fmt``, ``units`` and ``rotation`` each) behind one command port (module
+    docstring). Of the updaters' commands only a FOLD of two or more rows without
+    forgetting is spread; UPDATE, DOWNDATE, a FOLD with forgetting or of downdates, PREDICT
+    and LOAD run on engine 0 after the merge, as SOLVE and READ do
+    (:class:`~tiersolve.gen.qr_model.UpdaterEnginesModel`).
 
-    Ports: those of :class:`~tiersolve.gen.qr.QRSolver` (``command``, ``i``, ``o``, ``busy``,
-    ``refused``, ``saturated``, ``bad_command``, ``cycles``) and ``i_odd``, the odd rows of
-    a FOLD spread over the engines (the even rows, and every other command's input, on
-    ``i``).
+    Ports: those of the cores (``command``, ``i``, ``o``, ``busy``, ``refused``,
+    ``saturated``, ``bad_command``, ``cycles``) and ``i_odd``, the odd rows of a FOLD spread
+    over the engines (the even rows, and every other command's input, on ``i``).
     """
 
     @silent_if_refused
     def __init__(self, n_max: int, k_max: int, fmt, engines: int = 2, units: int = 1,
-                 rotation: str = "cordic"):
+                 rotation: str = "cordic", core: str = "qr"):
         if isinstance(engines, bool) or not isinstance(engines, int):
             raise TypeError(f"engines must be an integer, not {engines!r}")
         if engines < 2 or engines > 64 or engines & (engines - 1):
             raise ValueError(f"engines must be a power of two from 2 to 64, not {engines}")
-        self.cores = [QRSolver(n_max, k_max, fmt, units=units, rotation=rotation)
+        if core not in ("qr", "updater"):
+            raise ValueError(f"core must be 'qr' (QRSolver) or 'updater' "
+                             f"(IncrementalUpdater), not {core!r}")
+        cls = QRSolver if core == "qr" else IncrementalUpdater
+        self.core = core
+        self.cores = [cls(n_max, k_max, fmt, units=units, rotation=rotation)
                       for _ in range(engines)]
         core = self.cores[0]
         self.fmt, self.n_max, self.k_max = core.fmt, core.n_max, core.k_max
@@ -180,7 +189,9 @@ class QREngines(wiring.Component):
             (payload.op == Op.FOLD) & (payload.select == FoldKind.UPDATE)
             & (payload.value >= 2) & (payload.n >= 1) & (payload.n <= n_max)
             & (payload.k >= 1) & (payload.k <= k_max)
-            & (~holds.any() | ((payload.n == command.n) & (payload.k == command.k))))
+            & (~holds.any() | ((payload.n == command.n) & (payload.k == command.k)))
+            # (the updater's: without forgetting; the QR solver ignores the field)
+            & ((payload.forgetting == 1 << w) if self.core == "updater" else 1))
 
         with m.FSM(name="engines"):
             with m.State("IDLE"):

@@ -99,6 +99,7 @@ __all__ = [
     "QRSolverModel",
     "QREnginesModel",
     "IncrementalUpdaterModel",
+    "UpdaterEnginesModel",
     "apply_rotation",
     "fold_row",
     "generate_rotation",
@@ -668,6 +669,8 @@ class QREnginesModel(QRSolverModel):
     engines: int = 2
     partials: list = field(init=False)
     holds: list = field(init=False)
+    #: whether a single row's forgetting constant is applied (the updater's engines)
+    forgets = False
 
     def __post_init__(self):
         super().__post_init__()
@@ -681,9 +684,7 @@ class QREnginesModel(QRSolverModel):
         """``R = √λ·I``, ``Z = 0`` (the core's RESET); the other engines' rows are dropped."""
         self.lam_sqrt = lam_sqrt
         self.saturated, self.rotations = False, 0
-        QRSolverModel.__post_init__(self)
-        self.partials = [None] + [np.zeros_like(self.A) for _ in range(1, self.engines)]
-        self.holds = [False] * self.engines
+        self.__post_init__()
 
     @property
     def R(self) -> np.ndarray:
@@ -710,9 +711,9 @@ class QREnginesModel(QRSolverModel):
 
     def fold(self, h, t, forgetting: int | None = None) -> FoldResult:
         """One row, on engine 0, after the merge (``forgetting`` is ignored, as by the QR
-        solver core)."""
+        solver core; :class:`UpdaterEnginesModel` applies it)."""
         self.merge()
-        return super().fold(h, t)
+        return super().fold(h, t, forgetting if self.forgets else None)
 
     def fold_rows(self, H, T) -> None:
         """One FOLD of the rows of ``H``, ``T``: spread over the engines from two rows on,
@@ -835,6 +836,33 @@ class IncrementalUpdaterModel(QRSolverModel):
             if W.shape != (self.n, self.k):
                 raise ValueError(f"W must be {self.n} x {self.k}, not {W.shape}")
             self.W = W.copy()
+
+
+@dataclass
+class UpdaterEnginesModel(QREnginesModel, IncrementalUpdaterModel):
+    """Model of :class:`~tiersolve.gen.qr_engines.QREngines` made of incremental updaters:
+    a FOLD of two or more rows without forgetting is spread over the engines (as
+    :class:`QREnginesModel`); every other command (UPDATE with or without forgetting,
+    DOWNDATE, a FOLD of downdates, SOLVE, PREDICT, LOAD, reading ``R`` or ``Z``) merges first
+    and then runs on engine 0, which keeps ``W``."""
+
+    forgets = True
+
+    def downdate(self, h, t) -> FoldResult:
+        self.merge()
+        return super().downdate(h, t)
+
+    def fold_downdate(self, H, T) -> FoldResult:
+        self.merge()
+        return super().fold_downdate(H, T)
+
+    def predict(self, h) -> np.ndarray:
+        self.merge()
+        return super().predict(h)
+
+    def load(self, R=None, Z=None, W=None) -> None:
+        self.merge()
+        super().load(R, Z, W)
 
 
 def ridge_error_bound(config: QRConfig, H, T, lam: float, R, W, rows: int | None = None,

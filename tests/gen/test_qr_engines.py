@@ -9,7 +9,7 @@ import pytest
 from tiersolve.gen.fixed import FixedFormat
 from tiersolve.gen.qr import Op, Select
 from tiersolve.gen.qr_engines import QREngines
-from tiersolve.gen.qr_model import QRConfig, QREnginesModel, QRSolverModel
+from tiersolve.gen.qr_model import QRConfig, QREnginesModel, QRSolverModel, UpdaterEnginesModel
 from tiersolve.gen.sim import run_simulation, stream_get, stream_put
 
 
@@ -21,7 +21,9 @@ def random_rows(fmt, rng, count, n, k, scale=0.5):
 def run_engines(dut, n, k, script, deadline=4e-3):
     """Run ``script`` on ``dut``: ``("reset", lam_sqrt)``, ``("fold", rows)`` (the even rows on
     ``i``, the odd ones on ``i_odd``; a single row on ``i``), ``("solve",)``, ``("read",
-    select)``. Returns, per step, ``(values read, cycles)``, and the flags at the end."""
+    select)``, and for updaters ``("update", h, t, b)`` (``b`` the forgetting constant, None:
+    none), ``("downdate", h, t)``, ``("predict", h)``. Returns, per step, ``(values read,
+    cycles)``, and the flags at the end."""
     w = dut.fmt.width
     got = {"steps": []}
     folds = [step[1] for step in script if step[0] == "fold"]
@@ -43,6 +45,18 @@ def run_engines(dut, n, k, script, deadline=4e-3):
                         await stream_put(ctx, dut.i, int(v))
             elif name == "solve":
                 await stream_put(ctx, dut.command, command(Op.SOLVE))
+            elif name in ("update", "downdate"):
+                payload = command(Op.UPDATE if name == "update" else Op.DOWNDATE)
+                if name == "update" and step[3] is not None:
+                    payload["forgetting"] = step[3]
+                await stream_put(ctx, dut.command, payload)
+                for v in [*step[1], *step[2]]:
+                    await stream_put(ctx, dut.i, int(v))
+            elif name == "predict":
+                await stream_put(ctx, dut.command, command(Op.PREDICT))
+                for v in step[1]:
+                    await stream_put(ctx, dut.i, int(v))
+                values = [(await stream_get(ctx, dut.o)).value for _ in range(k)]
             else:
                 await stream_put(ctx, dut.command, command(Op.READ, step[1]))
                 count = n * n if step[1] == Select.R else n * k
@@ -75,6 +89,13 @@ def model_reads(model, script):
             model.fold_rows(np.array([h for h, _ in step[1]]), np.array([t for _, t in step[1]]))
         elif step[0] == "solve":
             W = model.solve()
+        elif step[0] == "update":
+            model.update_with_constant(step[1], step[2], step[3]) if step[3] is not None \
+                else model.fold(step[1], step[2])
+        elif step[0] == "downdate":
+            model.downdate(step[1], step[2])
+        elif step[0] == "predict":
+            reads.append([int(v) for v in model.predict(step[1])])
         elif step[1] == Select.W:
             reads.append([int(v) for v in np.ravel(W)])
         else:
@@ -131,6 +152,31 @@ def test_a_reset_drops_the_engines_rows_and_a_read_merges_them():
     assert expected[0] == [int(v) for v in np.ravel(fresh.R)]
     (_, merged_read), (_, plain_read) = got["steps"][4:]
     assert merged_read > plain_read + 3 * (n + k)     # the first READ merged 3 rows first
+
+
+@pytest.mark.parametrize("rotation", ["cordic", "multiplier"])
+def test_updater_engines_merge_before_every_other_command(rotation):
+    """Updaters as engines: spread FOLDs, then an UPDATE with forgetting, a DOWNDATE (each
+    after the merge, on engine 0), another spread FOLD, SOLVE, PREDICT and READ: the
+    integers of UpdaterEnginesModel."""
+    fmt = FixedFormat(4, 12)
+    n, k = 3, 1
+    rng = np.random.default_rng(7)
+    dut = QREngines(4, 2, fmt, engines=2, units=1, rotation=rotation, core="updater")
+    config = QRConfig(fmt, rotation)
+    first, second = random_rows(fmt, rng, 5, n, k), random_rows(fmt, rng, 4, n, k)
+    (h, t), (hd, td) = random_rows(fmt, rng, 2, n, k, scale=0.1)
+    script = [("reset", fmt.const(0.5)), ("fold", first),
+              ("update", h, t, config.forgetting_constant(0.9)), ("downdate", *first[0]),
+              ("fold", second), ("solve",), ("predict", hd), ("read", Select.R),
+              ("read", Select.Z), ("read", Select.W)]
+    model = UpdaterEnginesModel(config, n, k, fmt.const(0.5), engines=2)
+    expected = model_reads(model, script)
+    got = run_engines(dut, n, k, script)
+    assert [values for values, _ in got["steps"] if values] == expected
+    assert (got["saturated"], got["bad_command"]) == (int(model.saturated), 0)
+    with pytest.raises(ValueError, match="core must be"):
+        QREngines(4, 2, fmt, core="cholesky")
 
 
 def test_engines_must_be_a_power_of_two():
