@@ -84,9 +84,9 @@ def add_arguments(parser):
                         help="check the cycle formula in Verilator for n = 16 (about a minute); "
                              "with --engines, measure each split's FOLD and merge too")
     parser.add_argument("--engines", action="store_true",
-                        help="(bench qr) units = n as several QR solver cores of 4, 8 or 16 "
-                             "units each (QREngines): steady state, and with --verilator one "
-                             "FOLD of --fold-rows rows and the merge, measured")
+                        help="units = n as several cores of 4, 8 or 16 units each "
+                             "(QREngines): steady state, and with --verilator one FOLD of "
+                             "--fold-rows rows and the merge, measured")
     parser.add_argument("--synth", action="store_true",
                         help="synthesise on ECP5-85F and iCE40UP5K (many minutes)")
     add_seeds_argument(parser)
@@ -160,11 +160,12 @@ def engines_steady_period(core, n: int, k: int, engines: int) -> float:
     return max(period, -(-engines // 2) * (n + k)) / engines
 
 
-def engines_table(ns, k, fmt, rotations, fold_rows, verilator=False):
+def engines_table(ns, k, fmt, rotations, fold_rows, verilator=False, name="qr"):
     """One record per (rotation, n, split) with ``engines x units = n``: the steady state of
-    :class:`~tiersolve.gen.qr_engines.QREngines` (:func:`engines_steady_period`), and with
-    ``verilator`` one FOLD of ``fold_rows`` rows and the merge measured on the generated
-    Verilog (:func:`verilator_engines_fold`)."""
+    :class:`~tiersolve.gen.qr_engines.QREngines` (:func:`engines_steady_period`; QR solver
+    cores, or updaters with ``name="update"``), and with ``verilator`` one FOLD of
+    ``fold_rows`` rows and the merge measured on the generated Verilog
+    (:func:`verilator_engines_fold`)."""
     records = []
     for rotation in rotations:
         for n in ns:
@@ -172,7 +173,7 @@ def engines_table(ns, k, fmt, rotations, fold_rows, verilator=False):
                 engines = n // units
                 if engines < 2 or engines * units != n or engines > 64:
                     continue
-                core = _core("qr", n, k, fmt, units, rotation)
+                core = _core(name, n, k, fmt, units, rotation)
                 rotations_done = core.rotations_per_row(n, k)
                 steady = engines_steady_period(core, n, k, engines)
                 record = {"rotation": rotation, "n": n, "k": k, "engines": engines,
@@ -183,7 +184,7 @@ def engines_table(ns, k, fmt, rotations, fold_rows, verilator=False):
                     print(f"Verilator: QREngines n = {n}, {engines} x {units} {rotation}, "
                           f"FOLD of {fold_rows} rows ...", file=sys.stderr)
                     measured = verilator_engines_fold(n, k, fmt, engines, units, rotation,
-                                                      fold_rows)
+                                                      fold_rows, name=name)
                     cycles, merge = measured["cycles"], measured["merge"]
                     record.update({
                         "fold_rows": fold_rows, "fold_cycles": cycles, "merge_cycles": merge,
@@ -338,11 +339,11 @@ def _verilator_acceptances(name, n, k, fmt, units, rotation, steps):
     return result.input_cycles["command"]
 
 
-def verilator_engines_fold(n, k, fmt, engines, units, rotation, rows, seed=0):
+def verilator_engines_fold(n, k, fmt, engines, units, rotation, rows, seed=0, name="qr"):
     """One FOLD of ``rows`` rows spread over :class:`~tiersolve.gen.qr_engines.QREngines`
-    (``engines`` QR solver cores of ``units`` units; the even rows on ``i``, the odd ones on
-    ``i_odd``) on the generated Verilog in Verilator, then READ ``R`` (which merges the
-    engines' factors first), ``R`` again and ``Z``.
+    (``engines`` QR solver cores, or updaters with ``name="update"``, of ``units`` units; the
+    even rows on ``i``, the odd ones on ``i_odd``) on the generated Verilog in Verilator,
+    then READ ``R`` (which merges the engines' factors first), ``R`` again and ``Z``.
 
     Returns
     -------
@@ -355,9 +356,10 @@ def verilator_engines_fold(n, k, fmt, engines, units, rotation, rows, seed=0):
     from tiersolve.gen.crosssim import VerilatorSimulation
     from tiersolve.gen.qr import Select
     from tiersolve.gen.qr_engines import QREngines
-    from tiersolve.gen.qr_model import QRConfig, QREnginesModel
+    from tiersolve.gen.qr_model import QRConfig, QREnginesModel, UpdaterEnginesModel
 
-    core = QREngines(n, k, fmt, engines=engines, units=units, rotation=rotation)
+    core = QREngines(n, k, fmt, engines=engines, units=units, rotation=rotation,
+                     core="updater" if name == "update" else "qr")
     data = _random_rows(fmt, n, k, rows, seed)
     script = [("reset", fmt.const(0.5)), ("fold", data), ("read", Select.R),
               ("read", Select.R), ("read", Select.Z)]
@@ -365,10 +367,11 @@ def verilator_engines_fold(n, k, fmt, engines, units, rotation, rows, seed=0):
     width = n + k
     even = [v for r in range(0, rows, 2) for v in values[r * width:(r + 1) * width]]
     odd = [v for r in range(1, rows, 2) for v in values[r * width:(r + 1) * width]]
-    simulation = VerilatorSimulation(core, top=f"qr_engines_{rotation}", optimize="-O1",
+    simulation = VerilatorSimulation(core, top=f"{name}_engines_{rotation}", optimize="-O1",
                                      log=None)
     result = simulation.run({"command": commands, "i": even, "i_odd": odd}, {"o": outputs})
-    model = QREnginesModel(QRConfig(fmt, rotation), n, k, fmt.const(0.5), engines=engines)
+    model = (UpdaterEnginesModel if name == "update" else QREnginesModel)(
+        QRConfig(fmt, rotation), n, k, fmt.const(0.5), engines=engines)
     model.fold_rows(np.array([h for h, _ in data]), np.array([t for _, t in data]))
     R = [int(v) for v in np.ravel(model.R)]
     expected = R + R + [int(v) for v in np.ravel(model.Z)]
@@ -594,8 +597,6 @@ def _check_options(name, args):
         integer_at_least("--n", n, 1, "give sizes of at least 1")
     integer_at_least("--k", args.k, 1, "give at least 1 right-hand side")
     integer_at_least("--fold-rows", args.fold_rows, 1, "give at least 1 row")
-    if getattr(args, "engines", False) and name != "qr":
-        fail("--engines is a bench qr option (QREngines is made of QR solver cores)")
     from tiersolve.gen.qr_model import QRConfig
 
     for rotation in args.rotation:  # the cores' check of the format
@@ -704,10 +705,11 @@ def run(args) -> int:
         from tiersolve.host.cli import CliError
 
         engine_records = engines_table(args.n, args.k, fmt, args.rotation, args.fold_rows,
-                                       verilator=args.verilator)
+                                       verilator=args.verilator, name=name)
         meta["engines"] = engine_records
-        lines += ["", "units = n as several QR solver cores (QREngines: a FOLD's rows spread "
-                  "over them, their factors merged when the whole factor is next needed); "
+        kind = "QR solver cores" if name == "qr" else "updaters"
+        lines += ["", f"units = n as several {kind} (QREngines: a FOLD's rows spread over "
+                  "them, their factors merged when the whole factor is next needed); "
                   "utilisation = rotations of the rows ÷ (n × cycles)", ""]
         lines += engines_lines(engine_records, args.fold_rows)
         if any(not r.get("bit_exact", True) for r in engine_records):

@@ -138,12 +138,15 @@ def test_engines_table_steady_state():
 
 
 @pytest.mark.verilator
-def test_engines_in_verilator_give_the_models_integers():
-    """The generated Verilog of QREngines (2 engines of 1 unit) folds 20 rows spread over
-    them, merges on the first READ and gives QREnginesModel's integers."""
+@pytest.mark.parametrize("name", ["qr", "update"])
+def test_engines_in_verilator_give_the_models_integers(name):
+    """The generated Verilog of QREngines (2 QR solver cores or updaters of 1 unit) folds 20
+    rows spread over them, merges on the first READ and gives the model's integers
+    (QREnginesModel, UpdaterEnginesModel)."""
     from tiersolve.host.bench.qr import verilator_engines_fold
 
-    measured = verilator_engines_fold(4, 1, FixedFormat(4, 12), 2, 1, "multiplier", 20)
+    measured = verilator_engines_fold(4, 1, FixedFormat(4, 12), 2, 1, "multiplier", 20,
+                                      name=name)
     assert measured["bit_exact"]
     assert measured["merge"] > 4 * 5          # four rows of five values at least
     assert measured["cycles"] > 0
