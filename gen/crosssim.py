@@ -1064,6 +1064,22 @@ class VerilatorSimulation:
                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                          text=True)
                 log_text.append(" ".join(command) + "\n" + process.stdout)
+                never = [line for line in process.stdout.splitlines()
+                         if line.startswith("%Warning-ALWNEVER")]
+                if step == 0 and never:
+                    # An `always @*` that reads nothing never runs in Verilator (nor in any
+                    # event-driven simulator), so the signal keeps its initial value where
+                    # Amaranth's simulator and synthesis give the constant: the design's
+                    # Verilog would not simulate as the design does (Amaranth issue #1629;
+                    # Amaranth writes one for a comb assignment of a constant that is alone
+                    # in its process). Say where, rather than simulate the wrong thing.
+                    (staging / "build.log").write_text("\n".join(log_text))
+                    keep_staging = True
+                    raise CrossSimulationBuildError(
+                        f"{self.top}: Verilator would never run {len(never)} `always @*` "
+                        "block(s) that read no signal (a comb assignment of a constant alone "
+                        "in its process: assign it together with a signal's, or from a "
+                        f"register); files kept in {staging}\n" + "\n".join(never[:5]))
                 if process.returncode != 0:
                     (staging / "build.log").write_text("\n".join(log_text))
                     keep_staging = True

@@ -40,7 +40,7 @@ per solve, not per FOLD.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -140,10 +140,12 @@ class QREngines(wiring.Component):
 
         # the engines' command ports: what the wrapper sends them (per state below)
         sends = [Signal(name=f"send{index}") for index in range(g)]
+        # (``forgetting`` = 2**w, none, is set with each command's op below: a constant
+        # assigned in a comb statement of its own becomes an `always @*` block without
+        # inputs in the Verilog, which Verilator never runs: the updaters then saw 0)
         for index, core in enumerate(cores):
             m.d.comb += [core.command.payload.n.eq(command.n),
                          core.command.payload.k.eq(command.k),
-                         core.command.payload.forgetting.eq(1 << w),
                          core.command.valid.eq(sends[index])]
         taken = Signal(g)                              # which engines took the command
 
@@ -247,6 +249,7 @@ class QREngines(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 for index in range(1, g):
                     m.d.comb += [cores[index].command.payload.op.eq(Op.RESET),
+                                 cores[index].command.payload.forgetting.eq(1 << w),
                                  cores[index].command.payload.value.eq(0),
                                  sends[index].eq(~taken[index])]
                     with m.If(cores[index].command.ready & ~taken[index]):
@@ -265,16 +268,16 @@ class QREngines(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 for index in range(g):
                     m.d.comb += [cores[index].command.payload.op.eq(Op.FOLD),
+                                 cores[index].command.payload.forgetting.eq(1 << w),
                                  cores[index].command.payload.select.eq(FoldKind.UPDATE),
                                  cores[index].command.payload.value.eq(share(index)),
                                  sends[index].eq(~taken[index] & (share(index) != 0))]
                     with m.If((cores[index].command.ready & sends[index])
                               | (share(index) == 0)):
                         m.d.sync += taken[index].eq(1)
-                    if index:
-                        m.d.comb += new_holds[index].eq(holds[index] | (share(index) != 0))
+                    m.d.comb += new_holds[index].eq(holds[index] | (share(index) != 0))
                 with m.If(taken.all()):
-                    m.d.sync += [taken.eq(0), holds.eq(new_holds)]
+                    m.d.sync += [taken.eq(0), holds.eq(Cat(Const(0, 1), new_holds[1:]))]
                     m.next = "ROWS"
             with m.State("ROWS"):
                 m.d.comb += self.busy.eq(1)
@@ -290,6 +293,7 @@ class QREngines(wiring.Component):
                                    stride_bits)
                 # engine 0: one FOLD of the other engines' rows, fed from their buffers
                 m.d.comb += [cores[0].command.payload.op.eq(Op.FOLD),
+                             cores[0].command.payload.forgetting.eq(1 << w),
                              cores[0].command.payload.select.eq(FoldKind.UPDATE),
                              cores[0].command.payload.value.eq(merge_rows),
                              sends[0].eq(~taken[0])]
@@ -346,6 +350,7 @@ class QREngines(wiring.Component):
         rows of ``R`` that are in."""
         with m.If((phase == 0) | (phase == 2)):
             m.d.comb += [core.command.payload.op.eq(Op.READ),
+                         core.command.payload.forgetting.eq(1 << core.fmt.width),
                          core.command.payload.select.eq(Mux(phase == 0, Select.Z, Select.R)),
                          send.eq(1)]
             with m.If(core.command.ready):
