@@ -124,6 +124,7 @@ class QREngines(wiring.Component):
             writes.append(buffer.write_port())
             reads.append(buffer.read_port())
 
+        holds = Signal(g)                              # engines (>= 1) holding rows
         payload = self.command.payload
         command = Signal.like(payload)                 # the FOLD being spread
         rows = Signal(w)
@@ -179,10 +180,12 @@ class QREngines(wiring.Component):
 
         m.d.comb += [self.refused.eq(cores[0].refused),
                      self.bad_command.eq(cores[0].bad_command),
-                     self.saturated.eq(cores[0].saturated | sticky),
+                     # (an engine's flag is sticky since the RESET its rows started from)
+                     self.saturated.eq(cores[0].saturated | sticky
+                                       | (Cat(*(c.saturated for c in cores[1:]))
+                                          & holds[1:]).any()),
                      self.cycles.eq(Mux(spread, own_cycles, cores[0].cycles))]
 
-        holds = Signal(g)                              # engines (>= 1) holding rows
         new_holds = Signal(g)
         held = Signal.like(payload)                    # a command waiting for the merge
         # a FOLD of two or more rows of good sizes is spread (after a merge if the rows the

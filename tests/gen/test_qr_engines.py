@@ -65,6 +65,7 @@ def run_engines(dut, n, k, script, deadline=4e-3):
             while ctx.get(dut.busy):
                 await ctx.tick()
             got["steps"].append((values, ctx.get(dut.cycles)))
+            got.setdefault("saturated_after", []).append(ctx.get(dut.saturated))
         got["saturated"] = ctx.get(dut.saturated)
         got["bad_command"] = ctx.get(dut.bad_command)
 
@@ -177,6 +178,25 @@ def test_updater_engines_merge_before_every_other_command(rotation):
     assert (got["saturated"], got["bad_command"]) == (int(model.saturated), 0)
     with pytest.raises(ValueError, match="core must be"):
         QREngines(4, 2, fmt, core="cholesky")
+
+
+def test_a_clip_in_another_engine_shows_before_the_merge():
+    """Rows that clip only in engine 1's factor set ``saturated`` as soon as the FOLD ends,
+    before any merge, as the model's flag does."""
+    fmt = FixedFormat(4, 12)
+    n, k = 3, 1
+    rng = np.random.default_rng(11)
+    dut = QREngines(4, 2, fmt, engines=2, units=1, rotation="multiplier")
+    rows = random_rows(fmt, rng, 6, n, k, scale=0.1)
+    big = fmt.quantise(np.full(n + k, 6.0)).values
+    rows[1::2] = [(big[:n], big[n:])] * 3          # engine 1's rows: |R[0, 0]| > 8 clips
+    script = [("reset", fmt.const(0.5)), ("fold", rows), ("read", Select.R)]
+    model = QREnginesModel(QRConfig(fmt, "multiplier"), n, k, fmt.const(0.5), engines=2)
+    model.reset(fmt.const(0.5))
+    model.fold_rows(np.array([h for h, _ in rows]), np.array([t for _, t in rows]))
+    assert model.saturated and not model.holds[0] and model.holds[1]
+    got = run_engines(dut, n, k, script)
+    assert got["saturated_after"] == [0, 1, 1]
 
 
 def test_engines_must_be_a_power_of_two():
