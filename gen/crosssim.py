@@ -34,6 +34,13 @@ Timing convention: cycle ``c`` is the ``c``-th clock period after reset. A trans
 c" means ``valid and ready`` were high just before the rising edge that ends cycle ``c``. A
 registered pass-through therefore shows a latency of 1 (output cycle minus input cycle).
 
+A build whose Verilog has an ``always @*`` block that reads no signal is refused
+(:class:`CrossSimulationBuildError`): Verilator, like any event-driven simulator, never runs
+such a block, so its signal keeps its initial value where Amaranth's simulator and synthesis
+give the constant. Amaranth writes one for a comb assignment of a constant to part of a
+signal when that assignment ends up alone in its process (amaranth-lang/amaranth#1629); the
+cure is to assign it together with other parts that read a signal, or from a register.
+
 Builds are cached in a folder named after a hash of the Verilog text, the testbench and the
 build options, under ``workdir`` or ``$TIERSOLVE_CROSSSIM_CACHE`` or
 ``~/.cache/tiersolve/crosssim``; concurrent builds of the same design are safe (each builds in a

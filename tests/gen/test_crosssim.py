@@ -19,6 +19,7 @@ from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from tiersolve.gen.crosssim import (
+    CrossSimulationBuildError,
     CrossSimulationTimeout,
     StreamProtocolError,
     VerilatorSimulation,
@@ -580,3 +581,29 @@ def test_vcd_trace(verilator, tmp_path):
     text = (tmp_path / "trace.vcd").read_text()
     assert "$enddefinitions" in text
     assert "i__valid" in text and "o__payload" in text  # the design's own signal names
+
+
+class ConstantSlice(wiring.Component):
+    """``o[7:4]`` is a constant assigned alone: Amaranth's Verilog gives it an ``always @*``
+    that reads nothing, which Verilator never runs (``o[7:4]`` would stay 0, not 5)."""
+
+    a: In(4)
+    o: Out(8)
+
+    def elaborate(self, platform):
+        m = Module()
+        r = Signal(4)
+        m.d.sync += r.eq(self.a)
+        m.d.comb += self.o[4:8].eq(5)
+        m.d.comb += self.o[3].eq(r[1])
+        with m.If(r[0]):
+            m.d.comb += self.o[0:3].eq(r)
+        return m
+
+
+@pytest.mark.verilator
+def test_an_always_block_that_never_runs_is_refused(verilator, tmp_path):
+    """The harness refuses a build whose Verilog Verilator would not simulate as the design
+    (the `always @*` of a constant alone in its process), naming the cause."""
+    with pytest.raises(CrossSimulationBuildError, match="never run 1 `always @[*]`"):
+        VerilatorSimulation(ConstantSlice(), top="constant_slice", workdir=tmp_path, log=None)
