@@ -158,7 +158,10 @@ class QREngines(wiring.Component):
 
         # input streams: stream s feeds engines s, s + 2, ... a row each in turn
         streams = [self.i, self.i_odd]
-        turn = [Signal(range(max(2, g // 2)), name=f"turn{s}") for s in range(2)]
+        # (one-hot: the engine a stream feeds now; registered flags for PASS and ROWS, so
+        # that no decode of the state sits in front of the engines' input handshakes)
+        turn = [Signal(len(range(s, g, 2)), init=1, name=f"turn{s}") for s in range(2)]
+        passing, routing = Signal(), Signal()
         column = [Signal(range(n_max + k_max), name=f"column{s}") for s in range(2)]
         width = Signal(range(n_max + k_max + 1))
         m.d.comb += width.eq(command.n + command.k)
@@ -198,6 +201,16 @@ class QREngines(wiring.Component):
             # (the updater's: without forgetting; the QR solver ignores the field)
             & ((payload.forgetting == 1 << w) if self.core == "updater" else 1))
 
+        with m.If(passing):
+            m.d.comb += [cores[0].i.valid.eq(self.i.valid),
+                         cores[0].i.payload.eq(self.i.payload),
+                         self.i.ready.eq(cores[0].i.ready),
+                         self.o.valid.eq(cores[0].o.valid),
+                         self.o.payload.eq(cores[0].o.payload),
+                         cores[0].o.ready.eq(self.o.ready)]
+        with m.If(routing):
+            self._route_rows(m, streams, turn, column, width)
+
         with m.FSM(name="engines"):
             with m.State("IDLE"):
                 with m.If(is_spread):
@@ -230,22 +243,18 @@ class QREngines(wiring.Component):
                         m.d.sync += [spread.eq(0), holds.eq(0)]
                         with m.If(payload.op == Op.RESET):
                             m.d.sync += sticky.eq(0)
+                        m.d.sync += passing.eq(1)
                         m.next = "PASS"
             with m.State("ISSUE"):
                 m.d.comb += [self.busy.eq(1), cores[0].command.valid.eq(1),
                              cores[0].command.payload.eq(held)]
                 with m.If(cores[0].command.ready):
+                    m.d.sync += passing.eq(1)
                     m.next = "PASS"
             with m.State("PASS"):
-                m.d.comb += [self.busy.eq(1),
-                             cores[0].i.valid.eq(self.i.valid),
-                             cores[0].i.payload.eq(self.i.payload),
-                             self.i.ready.eq(cores[0].i.ready),
-                             self.o.valid.eq(cores[0].o.valid),
-                             self.o.payload.eq(cores[0].o.payload),
-                             cores[0].o.ready.eq(self.o.ready)]
+                m.d.comb += self.busy.eq(1)
                 with m.If(~cores[0].busy & cores[0].command.ready):
-                    m.d.sync += counting.eq(0)
+                    m.d.sync += [counting.eq(0), passing.eq(0)]
                     m.next = "IDLE"
             with m.State("RESET"):
                 # the engines (>= 1) that hold no rows start from R = 0, Z = 0
@@ -263,7 +272,7 @@ class QREngines(wiring.Component):
             with m.State("RESET_WAIT"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(all_idle):
-                    m.d.sync += [turn[0].eq(0), turn[1].eq(0), column[0].eq(0),
+                    m.d.sync += [turn[0].eq(1), turn[1].eq(1), column[0].eq(0),
                                  column[1].eq(0)]
                     m.next = "FOLD"
             with m.State("FOLD"):
@@ -280,13 +289,13 @@ class QREngines(wiring.Component):
                         m.d.sync += taken[index].eq(1)
                     m.d.comb += new_holds[index].eq(holds[index] | (share(index) != 0))
                 with m.If(taken.all()):
-                    m.d.sync += [taken.eq(0), holds.eq(Cat(Const(0, 1), new_holds[1:]))]
+                    m.d.sync += [taken.eq(0), holds.eq(Cat(Const(0, 1), new_holds[1:])),
+                                 routing.eq(1)]
                     m.next = "ROWS"
             with m.State("ROWS"):
                 m.d.comb += self.busy.eq(1)
-                self._route_rows(m, streams, turn, column, width)
                 with m.If(all_idle):
-                    m.d.sync += counting.eq(0)
+                    m.d.sync += [counting.eq(0), routing.eq(0)]
                     m.next = "IDLE"
             with m.State("MERGE"):
                 m.d.comb += self.busy.eq(1)
@@ -374,13 +383,13 @@ class QREngines(wiring.Component):
                     m.d.sync += [phase.eq(phase + 1), row.eq(0), col.eq(0)]
 
     def _route_rows(self, m, streams, turn, column, width):
-        """Stream ``s`` feeds engine ``s + 2·turn_s``, a row at a time."""
+        """Stream ``s`` feeds engine ``s + 2·p`` where bit ``p`` of ``turn_s`` is set, a row
+        at a time."""
         g, cores = self.engines, self.cores
         for s, source in enumerate(streams):
             targets = list(range(s, g, 2))
             for position, index in enumerate(targets):
-                chosen = turn[s] == position
-                with m.If(chosen):
+                with m.If(turn[s][position]):
                     m.d.comb += [cores[index].i.valid.eq(source.valid),
                                  cores[index].i.payload.eq(source.payload),
                                  source.ready.eq(cores[index].i.ready)]
@@ -388,7 +397,6 @@ class QREngines(wiring.Component):
                 with m.If(column[s] == width - 1):
                     m.d.sync += column[s].eq(0)
                     if len(targets) > 1:
-                        m.d.sync += turn[s].eq(Mux(turn[s] == len(targets) - 1, 0,
-                                                   turn[s] + 1))
+                        m.d.sync += turn[s].eq(turn[s].rotate_left(1))
                 with m.Else():
                     m.d.sync += column[s].eq(column[s] + 1)
