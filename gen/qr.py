@@ -231,6 +231,22 @@ def command_layout(n_max: int, k_max: int, fmt: FixedFormat) -> data.StructLayou
     })
 
 
+def port_members(n_max: int, k_max: int, fmt: FixedFormat) -> dict:
+    """The ports of the QR cores: ``command``, ``i``, ``o``, ``busy``, ``refused``,
+    ``saturated``, ``bad_command``, ``cycles``."""
+    w = fmt.width
+    return {
+        "command": In(stream.Signature(command_layout(n_max, k_max, fmt))),
+        "i": In(stream.Signature(signed(w))),
+        "o": Out(stream.Signature(data.StructLayout({"value": signed(w), "last": 1}))),
+        "busy": Out(1),
+        "refused": Out(1),
+        "saturated": Out(1),
+        "bad_command": Out(1),
+        "cycles": Out(32),
+    }
+
+
 def _round_shift_first(value, shift_minus_one):
     """First cycle of ``round_nearest_up(value, shift)`` for a variable ``shift``, given the
     registered ``shift - 1``: ``value >> (shift - 1)`` (meaningless for ``shift = 0``; see
@@ -513,16 +529,7 @@ class IncrementalUpdater(wiring.Component):
             #: which can only shorten the skew)
             self.fold_row_slots = max(
                 self.fold_plan(n, 1)["skew"] * (n - 1) + 1 for n in range(1, n_max + 1))
-        super().__init__({
-            "command": In(stream.Signature(command_layout(n_max, k_max, self.fmt))),
-            "i": In(stream.Signature(signed(w))),
-            "o": Out(stream.Signature(data.StructLayout({"value": signed(w), "last": 1}))),
-            "busy": Out(1),
-            "refused": Out(1),
-            "saturated": Out(1),
-            "bad_command": Out(1),
-            "cycles": Out(32),
-        })
+        super().__init__(port_members(n_max, k_max, self.fmt))
 
     # -- cycle model ---------------------------------------------------------------------------
 

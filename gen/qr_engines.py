@@ -41,11 +41,11 @@ per solve, not per FOLD.
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import data, memory, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.wiring import In
 
 from .checks import silent_if_refused
-from .qr import IncrementalUpdater, QRSolver, command_layout
+from .qr import IncrementalUpdater, QRSolver, port_members
 from .qr_ops import FoldKind, Op, Select
 
 __all__ = ["QREngines"]
@@ -82,18 +82,8 @@ class QREngines(wiring.Component):
         core = self.cores[0]
         self.fmt, self.n_max, self.k_max = core.fmt, core.n_max, core.k_max
         self.engines, self.units, self.rotation = engines, units, rotation
-        w = self.fmt.width
-        super().__init__({
-            "command": In(stream.Signature(command_layout(n_max, k_max, self.fmt))),
-            "i": In(stream.Signature(signed(w))),
-            "i_odd": In(stream.Signature(signed(w))),
-            "o": Out(stream.Signature(data.StructLayout({"value": signed(w), "last": 1}))),
-            "busy": Out(1),
-            "refused": Out(1),
-            "saturated": Out(1),
-            "bad_command": Out(1),
-            "cycles": Out(32),
-        })
+        super().__init__({**port_members(n_max, k_max, self.fmt),
+                          "i_odd": In(stream.Signature(signed(self.fmt.width)))})
 
     def rows_of(self, engine: int, rows: int) -> int:
         """How many of a FOLD's ``rows`` rows engine ``engine`` takes (all on engine 0 when

@@ -549,6 +549,24 @@ def test_fold_edge_cases(rotation):
     assert results[-1][1]["saturated"] == 1     # the big rows clip (so the flag is tested)
 
 
+async def offer_on_a_timetable(ctx, port, values, value_cycles):
+    """Offer ``values`` on the stream ``port``, value ``v`` from the testbench's tick ``1 +
+    v·value_cycles`` (the core's cycle ``2 + v·value_cycles`` of a command just taken), each
+    held until taken."""
+    tick = 0
+    for index, value in enumerate(values):
+        while tick < 1 + index * value_cycles:
+            await ctx.tick()
+            tick += 1
+        ctx.set(port.valid, 1)
+        ctx.set(port.payload, value)
+        ready = False
+        while not ready:
+            *_, ready = await ctx.tick().sample(port.ready)
+            tick += 1
+        ctx.set(port.valid, 0)
+
+
 def run_fold_fed(dut, fmt, n, k, rows, feed):
     """RESET (√λ = 0.5), one FOLD of ``rows`` whose values ``feed(ctx, values)`` offers on
     ``dut.i`` as it likes, then READ of R and Z: ``{"cycles": the FOLD's, Select.R: [...],
@@ -617,18 +635,7 @@ def test_fold_cycles_with_rows_on_a_timetable(rotation, units, n, k, count, valu
         model.update(h, t)
 
     async def feed(ctx, values):
-        tick = 0      # value v from tick 1 + v·value_cycles: the core's cycle 2 + v·...
-        for index, value in enumerate(values):
-            while tick < 1 + index * value_cycles:
-                await ctx.tick()
-                tick += 1
-            ctx.set(dut.i.valid, 1)
-            ctx.set(dut.i.payload, value)
-            ready = False
-            while not ready:
-                *_, ready = await ctx.tick().sample(dut.i.ready)
-                tick += 1
-            ctx.set(dut.i.valid, 0)
+        await offer_on_a_timetable(ctx, dut.i, values, value_cycles)
 
     got = run_fold_fed(dut, fmt, n, k, rows, feed)
     assert got[Select.R] == [int(v) for v in np.ravel(model.R)]
@@ -662,18 +669,7 @@ def test_update_cycles_with_a_row_on_a_timetable(rotation, units, n, k, value_cy
                 await ctx.tick()
             await stream_put(ctx, dut.command, {"op": op, "n": n, "k": k,
                                                 "value": fmt.const(0.5), "forgetting": 1 << w})
-        tick = 0      # value v from tick 1 + v·value_cycles: the core's cycle 2 + v·...
-        for index, value in enumerate(int(v) for v in [*h, *t]):
-            while tick < 1 + index * value_cycles:
-                await ctx.tick()
-                tick += 1
-            ctx.set(dut.i.valid, 1)
-            ctx.set(dut.i.payload, value)
-            ready = False
-            while not ready:
-                *_, ready = await ctx.tick().sample(dut.i.ready)
-                tick += 1
-            ctx.set(dut.i.valid, 0)
+        await offer_on_a_timetable(ctx, dut.i, [int(v) for v in [*h, *t]], value_cycles)
         while ctx.get(dut.busy):
             await ctx.tick()
         got["cycles"] = ctx.get(dut.cycles)

@@ -80,16 +80,27 @@ def test_accuracy_against_float64_ridge(rotation, cond):
     Q6.22 data, n = 6, k = 2, m = 40 rows, λ = 2**-30; the reference is
     ``numpy.linalg.lstsq`` on ``[H; √λ I] W = [T; 0]`` with the quantised data.
     """
-    config = QRConfig(FixedFormat(6, 22), rotation)
+    def fold(model, Hq, Tq):
+        model.fold_rows(Hq, Tq)
+
+    check_against_ridge(QRConfig(FixedFormat(6, 22), rotation), cond,
+                        int(math.log10(cond)) + 10, QRSolverModel, fold)
+
+
+def check_against_ridge(config, cond, seed, make, fold, merge_rows=0, **options):
+    """Q6.22 data, n = 6, k = 2, m = 40 rows of cond(H) = ``cond``, λ = 2**-30: the model
+    ``make(config, n, k, lam_sqrt, **options)`` after ``fold(model, Hq, Tq)`` solves within
+    :func:`ridge_error_bound` (``merge_rows·n`` more rows folded) of float64 ridge, and the
+    bound is not vacuous for well-conditioned problems."""
     fmt = config.fmt
-    rng = np.random.default_rng(int(math.log10(cond)) + 10)
+    rng = np.random.default_rng(seed)
     n, k, m = 6, 2, 40
     H = conditioned(rng, m, n, cond)
     T = H @ rng.standard_normal((n, k)) * 0.5 + 1e-3 * rng.standard_normal((m, k))
     Hq, Tq = fmt.quantise(H).values, fmt.quantise(T).values
     lam_sqrt = fmt.const(2.0**-15)
-    model = QRSolverModel(config, n, k, lam_sqrt)
-    model.fold_rows(Hq, Tq)
+    model = make(config, n, k, lam_sqrt, **options)
+    fold(model, Hq, Tq)
     W = fmt.dequantise(model.solve())
     assert not model.saturated
     lam = (lam_sqrt * fmt.resolution) ** 2
@@ -97,10 +108,9 @@ def test_accuracy_against_float64_ridge(rotation, cond):
     A = np.vstack([Hr, math.sqrt(lam) * np.eye(n)])
     B = np.vstack([Tr, np.zeros((n, k))])
     W_ridge = np.linalg.lstsq(A, B, rcond=None)[0]
-    bound = ridge_error_bound(config, Hr, Tr, lam, fmt.dequantise(model.R), W)
-    error = np.linalg.norm(W - W_ridge)
-    assert error <= bound
-    # the bound is not vacuous for well-conditioned problems
+    bound = ridge_error_bound(config, Hr, Tr, lam, fmt.dequantise(model.R), W,
+                              rows=m + merge_rows * n)
+    assert np.linalg.norm(W - W_ridge) <= bound
     if cond <= 1e2:
         assert bound < np.linalg.norm(W_ridge)
 
@@ -112,29 +122,13 @@ def test_engines_accuracy_against_float64_ridge(rotation, cond, engines):
     """Rows spread over engines and merged (:class:`QREnginesModel`) stay within the same
     bound, the merge's rows counted among the rows folded (``m + (engines - 1)·n``: every
     rotation, the merge's too, is an exact one up to its error)."""
-    config = QRConfig(FixedFormat(6, 22), rotation)
-    fmt = config.fmt
-    rng = np.random.default_rng(int(math.log10(cond)) + 20)
-    n, k, m = 6, 2, 40
-    H = conditioned(rng, m, n, cond)
-    T = H @ rng.standard_normal((n, k)) * 0.5 + 1e-3 * rng.standard_normal((m, k))
-    Hq, Tq = fmt.quantise(H).values, fmt.quantise(T).values
-    lam_sqrt = fmt.const(2.0**-15)
-    model = QREnginesModel(config, n, k, lam_sqrt, engines=engines)
-    model.fold_rows(Hq[:25], Tq[:25])
-    model.fold_rows(Hq[25:], Tq[25:])           # a second FOLD into the same factors
-    W = fmt.dequantise(model.solve())
-    assert not model.saturated
-    lam = (lam_sqrt * fmt.resolution) ** 2
-    Hr, Tr = fmt.dequantise(Hq), fmt.dequantise(Tq)
-    A = np.vstack([Hr, math.sqrt(lam) * np.eye(n)])
-    B = np.vstack([Tr, np.zeros((n, k))])
-    W_ridge = np.linalg.lstsq(A, B, rcond=None)[0]
-    bound = ridge_error_bound(config, Hr, Tr, lam, fmt.dequantise(model.R), W,
-                              rows=m + (engines - 1) * n)
-    assert np.linalg.norm(W - W_ridge) <= bound
-    if cond <= 1e2:
-        assert bound < np.linalg.norm(W_ridge)
+    def fold(model, Hq, Tq):
+        model.fold_rows(Hq[:25], Tq[:25])
+        model.fold_rows(Hq[25:], Tq[25:])       # a second FOLD into the same factors
+
+    check_against_ridge(QRConfig(FixedFormat(6, 22), rotation), cond,
+                        int(math.log10(cond)) + 20, QREnginesModel, fold,
+                        merge_rows=engines - 1, engines=engines)
 
 
 def long_run(rotation, updates, beta=0.99, seed=2):
