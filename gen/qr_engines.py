@@ -85,17 +85,6 @@ class QREngines(wiring.Component):
         super().__init__({**port_members(n_max, k_max, self.fmt),
                           "i_odd": In(stream.Signature(signed(self.fmt.width)))})
 
-    def rows_of(self, engine: int, rows: int) -> int:
-        """How many of a FOLD's ``rows`` rows engine ``engine`` takes (all on engine 0 when
-        ``rows < 2``: such a FOLD is engine 0's alone)."""
-        if rows < 2:
-            return rows if engine == 0 else 0
-        return len(range(engine, rows, self.engines))
-
-    def steady_period(self, n: int, k: int) -> float:
-        """Cycles per row in steady state: one engine's FOLD period over the engines."""
-        return self.cores[0].fold_plan(n, k)["period"] / self.engines
-
     def elaborate(self, platform):
         m = Module()
         g, w = self.engines, self.fmt.width
