@@ -158,6 +158,8 @@ class QREngines(wiring.Component):
         feed_col = Signal(range(n_max + k_max + 1))
         feed_from = Signal(range(g))                   # the engine read.data came from
         feed_valid = Signal()                          # read.data holds a value to send
+        sent_valid = Signal()                          # `sent` holds a value for engine 0
+        sent = Signal(signed(w))
         feed_over = Signal()                           # every address has been read
 
         m.d.comb += [self.refused.eq(cores[0].refused),
@@ -208,7 +210,7 @@ class QREngines(wiring.Component):
                                      merge_rows.eq(sum(holds[e] for e in range(1, g))
                                                    * command.n),
                                      feed_engine.eq(1), feed_row.eq(0), feed_col.eq(0),
-                                     feed_valid.eq(0), feed_over.eq(0)]
+                                     feed_valid.eq(0), sent_valid.eq(0), feed_over.eq(0)]
                         for index in range(1, g):
                             m.d.sync += [phases[index].eq(Mux(holds[index], 0, 4)),
                                          out_row[index].eq(0), out_col[index].eq(0)]
@@ -300,8 +302,11 @@ class QREngines(wiring.Component):
                                                & ((phases[index] == 4)
                                                   | (out_row[index] > feed_row))),
                                      skip.eq(~holds[index])]
-                consume = feed_valid & cores[0].i.ready
-                advance = ~feed_valid | consume
+                # two stages: the buffers' read data (feed_valid), then a register that
+                # engine 0 takes its values from (sent_valid, sent), so that no block-RAM
+                # output runs into engine 0's input buffer in the same cycle
+                consume = sent_valid & cores[0].i.ready
+                advance = ~sent_valid | consume
                 issue = advance & ~feed_over & row_in & ~skip
                 data_out = Signal(signed(w))
                 for index in range(1, g):
@@ -309,10 +314,11 @@ class QREngines(wiring.Component):
                                  reads[index].en.eq(advance)]
                     with m.If(feed_from == index):
                         m.d.comb += data_out.eq(reads[index].data)
-                m.d.comb += [cores[0].i.valid.eq(feed_valid),
-                             cores[0].i.payload.eq(data_out)]
+                m.d.comb += [cores[0].i.valid.eq(sent_valid),
+                             cores[0].i.payload.eq(sent)]
                 with m.If(advance):
-                    m.d.sync += [feed_valid.eq(issue), feed_from.eq(feed_engine)]
+                    m.d.sync += [feed_valid.eq(issue), feed_from.eq(feed_engine),
+                                 sent_valid.eq(feed_valid), sent.eq(data_out)]
                 with m.If((issue & (feed_col == width - 1)) | (advance & ~feed_over & skip)):
                     # row i of every engine's factor in turn, then row i + 1
                     m.d.sync += feed_col.eq(0)
@@ -326,7 +332,7 @@ class QREngines(wiring.Component):
                         m.d.sync += feed_engine.eq(feed_engine + 1)
                 with m.Elif(issue):
                     m.d.sync += feed_col.eq(feed_col + 1)
-                with m.If(taken[0] & feed_over & ~feed_valid & ~cores[0].busy
+                with m.If(taken[0] & feed_over & ~feed_valid & ~sent_valid & ~cores[0].busy
                           & cores[0].command.ready):
                     m.d.sync += [taken.eq(0), holds.eq(0)]
                     with m.If(Cat(*(c.saturated for c in cores[1:])).any()):
