@@ -1,4 +1,4 @@
-"""Several QR solver cores on one stream of rows: partial factors merged at the end.
+"""Several QR cores on one stream of rows: partial factors, merged when the whole is needed.
 
 One core's rows cannot follow each other faster than its ``P_min`` (each row's pivot ``i``
 needs ``r_i`` from the previous row's, through the generator: 30-35 cycles in Q6.12) nor than
