@@ -106,8 +106,7 @@ class QREngines(wiring.Component):
         holds = Signal(g)                              # engines (>= 1) holding rows
         payload = self.command.payload
         command = Signal.like(payload)                 # the FOLD being spread
-        rows = Signal(w)
-        spread = Signal()                              # the last command was spread
+        spread = Signal()                              # `cycles` is the wrapper's own count
         own_cycles = Signal(32)
         sticky = Signal()                              # an engine other than 0 clipped
         counting = Signal()
@@ -129,8 +128,9 @@ class QREngines(wiring.Component):
                          core.command.valid.eq(sends[index])]
         taken = Signal(g)                              # which engines took the command
 
-        # engine e's rows in a FOLD of `rows` rows
+        # engine e's rows in a FOLD of `command.value` rows (two or more)
         shift = (g - 1).bit_length()
+        rows = command.value.as_unsigned()
 
         def share(index):
             return (rows >> shift) + (index < (rows & (g - 1)))
@@ -170,7 +170,6 @@ class QREngines(wiring.Component):
                                           & holds[1:]).any()),
                      self.cycles.eq(Mux(spread, own_cycles, cores[0].cycles))]
 
-        new_holds = Signal(g)
         held = Signal.like(payload)                    # a command waiting for the merge
         # a FOLD of two or more rows of good sizes is spread (after a merge if the rows the
         # engines hold are of other sizes)
@@ -197,8 +196,8 @@ class QREngines(wiring.Component):
                 with m.If(is_spread):
                     m.d.comb += self.command.ready.eq(all_idle)
                     with m.If(self.command.valid & all_idle):
-                        m.d.sync += [command.eq(payload), rows.eq(payload.value), spread.eq(1),
-                                     own_cycles.eq(1), counting.eq(1), taken.eq(holds | 1)]
+                        m.d.sync += [command.eq(payload), spread.eq(1), own_cycles.eq(1),
+                                     counting.eq(1), taken.eq(holds | 1)]
                         m.next = "RESET"
                 with m.Elif(holds.any() & (payload.op != Op.RESET)):
                     # the whole factor is needed: merge first, then the command
@@ -268,10 +267,11 @@ class QREngines(wiring.Component):
                     with m.If((cores[index].command.ready & sends[index])
                               | (share(index) == 0)):
                         m.d.sync += taken[index].eq(1)
-                    m.d.comb += new_holds[index].eq(holds[index] | (share(index) != 0))
                 with m.If(taken.all()):
-                    m.d.sync += [taken.eq(0), holds.eq(Cat(Const(0, 1), new_holds[1:])),
-                                 routing.eq(1)]
+                    # engines 1 .. g-1 that took rows now hold them (engine 0 never "holds")
+                    m.d.sync += [taken.eq(0), routing.eq(1),
+                                 holds.eq(Cat(Const(0, 1), *(holds[index] | (share(index) != 0)
+                                                             for index in range(1, g))))]
                     m.next = "ROWS"
             with m.State("ROWS"):
                 m.d.comb += self.busy.eq(1)

@@ -546,11 +546,12 @@ def uart_projection(jobs: list[dict], *, n: int = 64, k: int = 4, m: int = 128,
 def _fold_is_quicker(n: int, k: int, fmt, units: int, rotation: str, clock_hz: float,
                      baud: float) -> bool:
     """Whether the host sends a single row as a FOLD of one row at ``baud`` (the rule of
-    :meth:`~tiersolve.host.device.Device.fold_is_quicker`, a UART byte being 10 bits)."""
+    :meth:`~tiersolve.host.device.Device.fold_is_quicker`, a UART byte being
+    :data:`BITS_PER_BYTE` bits)."""
     from tiersolve.host.device import fold_beats_updates, updater_cycle_model
 
     core = updater_cycle_model(n, k, str(fmt), units, rotation)
-    return fold_beats_updates(core, n, k, 1, byte_cycles=10 * clock_hz / baud)
+    return fold_beats_updates(core, n, k, 1, byte_cycles=BITS_PER_BYTE * clock_hz / baud)
 
 
 def _projected(basis: dict, source: str, kind: str, n: int, k: int, rows: int, baud: float,

@@ -363,10 +363,8 @@ def verilator_engines_fold(n, k, fmt, engines, units, rotation, rows, seed=0, na
     data = _random_rows(fmt, n, k, rows, seed)
     script = [("reset", fmt.const(0.5)), ("fold", data), ("read", Select.R),
               ("read", Select.R), ("read", Select.Z)]
-    commands, values, outputs = script_streams(script, n, k, fmt)
-    width = n + k
-    even = [v for r in range(0, rows, 2) for v in values[r * width:(r + 1) * width]]
-    odd = [v for r in range(1, rows, 2) for v in values[r * width:(r + 1) * width]]
+    commands, _, outputs = script_streams(script, n, k, fmt)
+    even, odd = ([int(v) for h, t in data[first::2] for v in (*h, *t)] for first in (0, 1))
     simulation = VerilatorSimulation(core, top=f"{name}_engines_{rotation}", optimize="-O1",
                                      log=None)
     result = simulation.run({"command": commands, "i": even, "i_odd": odd}, {"o": outputs})
